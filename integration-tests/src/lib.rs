@@ -1,0 +1,123 @@
+//! The end-to-end harness: [`TestApp::spawn`] starts the real incasso application on port 0
+//! against a fresh database (SQLite file or a new PostgreSQL database) and hands back tonic
+//! clients connected to it over a real socket; [`TestApp::stop`] shuts it down as SIGTERM
+//! would and drops the database.
+
+pub mod bench;
+pub mod fake_aca;
+pub mod node_simulator;
+pub mod requests;
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
+use incasso_grpc::pb::notice_service_client::NoticeServiceClient;
+use incasso_server::Application;
+use incasso_server::config::{FileConfig, Overrides, Settings};
+pub use incasso_store::testing::Engine;
+use incasso_store::testing::TestDatabase;
+
+/// A running incasso on a fresh database.
+pub struct TestApp {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where the paForNode SOAP endpoint listens.
+    pub soap_addr: SocketAddr,
+    /// The database URL the server uses.
+    pub database_url: String,
+    /// The server's store, for tests that look inside.
+    pub store: incasso_store::Store,
+    database: Option<TestDatabase>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts incasso with the default (sample Milan) configuration.
+    pub async fn spawn(engine: Engine) -> anyhow::Result<Self> {
+        Self::spawn_with(engine, |_| {}).await
+    }
+
+    /// Starts incasso after `customize` has adjusted the settings.
+    pub async fn spawn_with(
+        engine: Engine,
+        customize: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Self> {
+        let database = TestDatabase::create(engine).await?;
+        let mut settings = Settings::resolve(
+            FileConfig::default(),
+            Overrides {
+                database_url: Some(database.url.clone()),
+                grpc_listen: Some("127.0.0.1:0".to_owned()),
+                soap_listen: Some("127.0.0.1:0".to_owned()),
+                ..Overrides::default()
+            },
+        )?;
+        customize(&mut settings);
+        let app = Application::build(settings).await?;
+        let store = app.store().clone();
+        let grpc_addr = app.grpc_addr();
+        let soap_addr = app.soap_addr();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = rx.await;
+        }));
+        Ok(Self {
+            grpc_addr,
+            soap_addr,
+            database_url: database.url.clone(),
+            store,
+            database: Some(database),
+            shutdown: Some(tx),
+            server: Some(server),
+        })
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(Channel::from_shared(format!("http://{}", self.grpc_addr))?
+            .connect()
+            .await?)
+    }
+
+    /// A NoticeService client.
+    pub async fn notices(&self) -> anyhow::Result<NoticeServiceClient<Channel>> {
+        Ok(NoticeServiceClient::new(self.channel().await?))
+    }
+
+    /// A LedgerService client.
+    pub async fn ledger(&self) -> anyhow::Result<LedgerServiceClient<Channel>> {
+        Ok(LedgerServiceClient::new(self.channel().await?))
+    }
+
+    /// A direct connection to the server's database, as an operator (or an attacker) has.
+    pub async fn database(&self) -> anyhow::Result<incasso_store::db::DatabaseConnection> {
+        Ok(incasso_store::db::connect(&self.database_url, 2).await?)
+    }
+
+    /// Shuts the server down gracefully, waits for it and drops the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await??;
+        }
+        if let Some(database) = self.database.take() {
+            database.drop_database().await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! A PagoPA Node simulator: builds paForNode requests to the official schema and posts them
+//! over real HTTP/1.1, the way the Node drives a creditor's station (verify, activate,
+//! receipt, receipt again). Used by the end-to-end tests and the benchmark.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The paForNode namespace.
+pub const PA_FOR_NODE: &str = "http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd";
+
+/// The caller's identity in every request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// idPA.
+    pub id_pa: String,
+    /// idBrokerPA.
+    pub id_broker_pa: String,
+    /// idStation.
+    pub id_station: String,
+}
+
+impl Default for Caller {
+    /// The default configuration of incasso: Milan, its own broker and station 01.
+    fn default() -> Self {
+        Self {
+            id_pa: "01199250158".to_owned(),
+            id_broker_pa: "01199250158".to_owned(),
+            id_station: "01199250158_01".to_owned(),
+        }
+    }
+}
+
+fn envelope(wrapper: &str, inner: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:paf=\"{PA_FOR_NODE}\">\
+         <soapenv:Header/><soapenv:Body><paf:{wrapper}>{inner}</paf:{wrapper}></soapenv:Body></soapenv:Envelope>"
+    )
+}
+
+fn header(caller: &Caller) -> String {
+    format!(
+        "<idPA>{}</idPA><idBrokerPA>{}</idBrokerPA><idStation>{}</idStation>",
+        caller.id_pa, caller.id_broker_pa, caller.id_station
+    )
+}
+
+/// paVerifyPaymentNotice.
+pub fn verify(caller: &Caller, fiscal_code: &str, notice_number: &str) -> String {
+    envelope(
+        "paVerifyPaymentNoticeReq",
+        &format!(
+            "{}<qrCode><fiscalCode>{fiscal_code}</fiscalCode><noticeNumber>{notice_number}</noticeNumber></qrCode>",
+            header(caller)
+        ),
+    )
+}
+
+/// paGetPayment (V1) or paGetPaymentV2; `transfer_type` is POSTAL or PAGOPA.
+pub fn get_payment(
+    caller: &Caller,
+    v2: bool,
+    fiscal_code: &str,
+    notice_number: &str,
+    amount: &str,
+    transfer_type: Option<&str>,
+) -> String {
+    let mut inner = format!(
+        "{}<qrCode><fiscalCode>{fiscal_code}</fiscalCode><noticeNumber>{notice_number}</noticeNumber></qrCode>\
+         <amount>{amount}</amount>",
+        header(caller)
+    );
+    if let Some(transfer_type) = transfer_type {
+        let _ = write!(inner, "<transferType>{transfer_type}</transferType>");
+    }
+    envelope(
+        if v2 {
+            "paGetPaymentV2Request"
+        } else {
+            "paGetPaymentReq"
+        },
+        &inner,
+    )
+}
+
+/// A receipt's content.
+#[derive(Debug, Clone)]
+pub struct ReceiptSpec {
+    /// paymentToken.
+    pub receipt_id: String,
+    /// NAV.
+    pub notice_number: String,
+    /// The notice's creditor.
+    pub fiscal_code: String,
+    /// IUV.
+    pub iuv: String,
+    /// `\d+\.\d{2}`.
+    pub amount: String,
+    /// idPSP.
+    pub psp: String,
+    /// (fiscalCodePA, amount, IBAN) per transfer.
+    pub transfers: Vec<(String, String, String)>,
+    /// Paid in Stand-In.
+    pub stand_in: bool,
+    /// paymentDateTime.
+    pub payment_date_time: String,
+}
+
+/// paSendRT (V1) or paSendRTV2.
+pub fn send_rt(caller: &Caller, v2: bool, receipt: &ReceiptSpec) -> String {
+    let mut transfers = String::new();
+    for (i, (fiscal_code, amount, iban)) in receipt.transfers.iter().enumerate() {
+        let _ = write!(
+            transfers,
+            "<transfer><idTransfer>{}</idTransfer><transferAmount>{amount}</transferAmount>\
+             <fiscalCodePA>{fiscal_code}</fiscalCodePA><IBAN>{iban}</IBAN>\
+             <remittanceInformation>/RFB/{}/{amount}</remittanceInformation>\
+             <transferCategory>9/0101101IM/</transferCategory></transfer>",
+            i + 1,
+            receipt.iuv
+        );
+    }
+    let inner = format!(
+        "{}<receipt><receiptId>{}</receiptId><noticeNumber>{}</noticeNumber><fiscalCode>{}</fiscalCode>\
+         <outcome>OK</outcome><creditorReferenceId>{}</creditorReferenceId><paymentAmount>{}</paymentAmount>\
+         <description>Pagamento avviso</description><companyName>Comune di Milano</companyName>\
+         <debtor><uniqueIdentifier><entityUniqueIdentifierType>F</entityUniqueIdentifierType>\
+         <entityUniqueIdentifierValue>RSSMRA80A01F205X</entityUniqueIdentifierValue></uniqueIdentifier>\
+         <fullName>Mario Rossi</fullName></debtor><transferList>{transfers}</transferList>\
+         <idPSP>{}</idPSP><PSPCompanyName>Banca Esempio</PSPCompanyName><idChannel>{}_01</idChannel>\
+         <channelDescription>app</channelDescription><paymentMethod>creditCard</paymentMethod><fee>1.00</fee>\
+         <paymentDateTime>{}</paymentDateTime><applicationDate>{}</applicationDate>\
+         <transferDate>{}</transferDate><standIn>{}</standIn></receipt>",
+        header(caller),
+        receipt.receipt_id,
+        receipt.notice_number,
+        receipt.fiscal_code,
+        receipt.iuv,
+        receipt.amount,
+        receipt.psp,
+        receipt.psp,
+        receipt.payment_date_time,
+        &receipt.payment_date_time[..10],
+        &receipt.payment_date_time[..10],
+        receipt.stand_in
+    );
+    envelope(
+        if v2 {
+            "paSendRTV2Request"
+        } else {
+            "paSendRTReq"
+        },
+        &inner,
+    )
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone)]
+pub struct HttpReply {
+    /// Status code.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: String,
+    /// Body.
+    pub body: String,
+}
+
+/// POSTs `body` to `http://addr/paForNode` over a fresh connection, as the Node does.
+pub async fn post(
+    addr: SocketAddr,
+    soap_action: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<HttpReply> {
+    post_to(addr, "/paForNode", soap_action, content_type, body).await
+}
+
+/// POSTs to any path.
+pub async fn post_to(
+    addr: SocketAddr,
+    path: &str,
+    soap_action: Option<&str>,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<HttpReply> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    if let Some(action) = soap_action {
+        let _ = write!(head, "SOAPAction: \"{action}\"\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    // A server may stop reading an oversize body and answer early: a failed write is fine.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .await
+        .context("reading the answer")?;
+    let text = String::from_utf8(raw).context("the answer is not UTF-8")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("no header/body separator")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status code")?;
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)?
+    } else {
+        body.to_owned()
+    };
+    Ok(HttpReply {
+        status,
+        content_type,
+        body,
+    })
+}
+
+fn dechunk(mut body: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").context("bad chunk")?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        out.push_str(rest.get(..size).context("short chunk")?);
+        body = rest.get(size + 2..).context("short chunk")?;
+    }
+}
+
+/// The folder of the official PagoPA schemas (`../shared/pagopa-spec`), which the
+/// conformance tests require: they fail, never skip, when it is missing.
+pub fn spec_dir() -> std::path::PathBuf {
+    std::env::var("INCASSO_PAGOPA_SPEC").map_or_else(
+        |_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/pagopa-spec"),
+        std::path::PathBuf::from,
+    )
+}
+
+/// Validates a SOAP envelope against the official XSD with xmllint.
+pub fn validate(xml: &str) -> anyhow::Result<()> {
+    let dir = spec_dir().join("xsd");
+    let schema = dir.join("soap-envelope+paForNode.local.xsd");
+    if !schema.exists() {
+        bail!(
+            "the PagoPA schemas are missing at {}: the conformance tests need them",
+            dir.display()
+        );
+    }
+    let file =
+        std::env::temp_dir().join(format!("incasso-conformance-{}.xml", uuid::Uuid::new_v4()));
+    std::fs::write(&file, xml)?;
+    let output = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(&schema)
+        .arg(&file)
+        .current_dir(&dir)
+        .output()
+        .context("running xmllint (install libxml2-utils)")?;
+    let _ = std::fs::remove_file(&file);
+    if output.status.success() {
+        Ok(())
+    } else {
+        bail!(
+            "not valid against the PagoPA XSD: {}\n{xml}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+}
+
+/// The text of the first `<name>` element in `xml`, if any.
+pub fn element_text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
+    let open = format!("<{name}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{name}>"))? + start;
+    Some(&xml[start..end])
+}

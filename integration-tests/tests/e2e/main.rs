@@ -1,0 +1,33 @@
+//! End-to-end tests: the real server on port 0, a real socket, tonic clients; every test on
+//! SQLite and on PostgreSQL.
+
+// Test bodies are async fns called from #[test]s; unwraps there are assertions.
+#![allow(clippy::unwrap_used)]
+
+mod aca;
+mod bulk;
+mod ledger;
+mod node;
+mod notices;
+mod receipts;
+mod service;
+
+/// Declares one test per engine for an `async fn(Engine) -> anyhow::Result<()>` body.
+#[macro_export]
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() -> anyhow::Result<()> {
+                    super::$name(incasso_integration_tests::Engine::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() -> anyhow::Result<()> {
+                    super::$name(incasso_integration_tests::Engine::Postgres).await
+                }
+            }
+        )*
+    };
+}

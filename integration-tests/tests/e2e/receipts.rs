@@ -1,0 +1,398 @@
+//! Receipts as the Node delivers them: whole payments, redeliveries, double payments,
+//! conflicts, unknown and cancelled notices, and concurrent deliveries.
+
+use sea_orm::{ConnectionTrait, Statement};
+
+use incasso_grpc::pb;
+use incasso_integration_tests::node_simulator::{
+    self as node, Caller, ReceiptSpec, element_text, post, validate,
+};
+use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
+use incasso_integration_tests::{Engine, TestApp};
+
+use crate::on_both_engines;
+
+on_both_engines!(
+    a_whole_payment_closes_the_notice_and_books_it_once,
+    double_payments_conflicts_and_strangers_are_kept_and_acknowledged,
+    concurrent_deliveries_book_exactly_once,
+);
+
+const XML: &str = "text/xml; charset=utf-8";
+const MILANO_BANK: &str = "IT02N0306909400000012345678";
+const CM_BANK: &str = "IT66Q0503401633000000098765";
+
+async fn send(app: &TestApp, v2: bool, spec: &ReceiptSpec) -> anyhow::Result<String> {
+    let request = node::send_rt(&Caller::default(), v2, spec);
+    validate(&request)?;
+    let action = if v2 { "paSendRTV2" } else { "paSendRT" };
+    let reply = post(app.soap_addr, Some(action), XML, request.as_bytes()).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    validate(&reply.body)?;
+    Ok(reply.body)
+}
+
+fn tari_receipt(installment: &pb::Installment, receipt_id: &str, psp: &str) -> ReceiptSpec {
+    let amount = |cents: i64| format!("{}.{:02}", cents / 100, cents % 100);
+    ReceiptSpec {
+        receipt_id: receipt_id.to_owned(),
+        notice_number: installment.notice_number.clone(),
+        fiscal_code: MILANO.to_owned(),
+        iuv: installment.iuv.clone(),
+        amount: amount(installment.amount_cents),
+        psp: psp.to_owned(),
+        transfers: installment
+            .transfers
+            .iter()
+            .map(|t| {
+                let iban = if t.beneficiary_fiscal_code == MILANO {
+                    MILANO_BANK
+                } else {
+                    CM_BANK
+                };
+                (
+                    t.beneficiary_fiscal_code.clone(),
+                    amount(t.amount_cents),
+                    iban.to_owned(),
+                )
+            })
+            .collect(),
+        stand_in: false,
+        payment_date_time: "2026-11-20T10:15:00".to_owned(),
+    }
+}
+
+async fn count(app: &TestApp, sql: &str) -> anyhow::Result<i64> {
+    let db = app.database().await?;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            sql.to_owned(),
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    let n: i64 = row.try_get_by_index(0)?;
+    db.close().await?;
+    Ok(n)
+}
+
+async fn entries(app: &TestApp, nav: &str) -> anyhow::Result<Vec<pb::LedgerEntry>> {
+    Ok(app
+        .ledger()
+        .await?
+        .list_entries(pb::ListEntriesRequest {
+            notice_number: nav.to_owned(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .entries)
+}
+
+async fn a_whole_payment_closes_the_notice_and_books_it_once(engine: Engine) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let tari = notices
+        .create_debt_position(requests::tari("rt-tari"))
+        .await?
+        .into_inner();
+    let first_rate = tari.payment_options[1].installments[0].clone();
+    let caller = Caller::default();
+    // The Node's sequence: verify, activate, receipt, and the receipt again.
+    let verify = post(
+        app.soap_addr,
+        Some("paVerifyPaymentNotice"),
+        XML,
+        node::verify(&caller, MILANO, &first_rate.notice_number).as_bytes(),
+    )
+    .await?;
+    assert_eq!(element_text(&verify.body, "amount"), Some("100.00"));
+    let activate = post(
+        app.soap_addr,
+        Some("paGetPaymentV2"),
+        XML,
+        node::get_payment(
+            &caller,
+            true,
+            MILANO,
+            &first_rate.notice_number,
+            "100.00",
+            None,
+        )
+        .as_bytes(),
+    )
+    .await?;
+    assert_eq!(element_text(&activate.body, "outcome"), Some("OK"));
+    let receipt = tari_receipt(&first_rate, "c3e7d4b2a1f04e6d9b8a7c6d5e4f3a2b", "BCITITMM");
+    for v2 in [true, true, false] {
+        let body = send(&app, v2, &receipt).await?;
+        assert_eq!(element_text(&body, "outcome"), Some("OK"), "{body}");
+    }
+    let position = notices
+        .get_debt_position(pb::GetDebtPositionRequest {
+            lookup: Some(pb::get_debt_position_request::Lookup::Id(tari.id.clone())),
+            creditor_fiscal_code: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(position.state, pb::DebtPositionState::PartiallyPaid as i32);
+    let states: Vec<i32> = position
+        .payment_options
+        .iter()
+        .flat_map(|o| o.installments.iter().map(|i| i.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            pb::InstallmentState::Unpayable as i32,
+            pb::InstallmentState::Paid as i32,
+            pb::InstallmentState::Unpaid as i32,
+            pb::InstallmentState::Unpaid as i32,
+        ],
+        "paying the first rate closes the single payment"
+    );
+    // Booked once: the receipt settles the rate (the plan costs what the single payment did,
+    // so choosing it moves no money).
+    let booked = entries(&app, &first_rate.notice_number).await?;
+    let kinds: Vec<&str> = booked.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(kinds, ["notice_issued", "receipt_paid"]);
+    let paid = &booked[1];
+    assert_eq!(paid.receipt_id, receipt.receipt_id);
+    let lines: Vec<(&str, i64)> = paid
+        .lines
+        .iter()
+        .map(|l| (l.account.as_str(), l.amount_cents))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("receivable:01199250158:tari", -10000),
+            ("due_to_beneficiary:01199250158:08911820960", 500),
+            ("psp_clearing:01199250158:BCITITMM", 9500),
+        ]
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 1);
+    // The notice is now paid, and the single payment cannot be paid any more.
+    let body = post(
+        app.soap_addr,
+        Some("paVerifyPaymentNotice"),
+        XML,
+        node::verify(&caller, MILANO, &first_rate.notice_number).as_bytes(),
+    )
+    .await?
+    .body;
+    validate(&body)?;
+    assert_eq!(
+        element_text(&body, "faultCode"),
+        Some("PAA_PAGAMENTO_DUPLICATO")
+    );
+    let single = &tari.payment_options[0].installments[0].notice_number;
+    let body = post(
+        app.soap_addr,
+        Some("paVerifyPaymentNotice"),
+        XML,
+        node::verify(&caller, MILANO, single).as_bytes(),
+    )
+    .await?
+    .body;
+    assert_eq!(
+        element_text(&body, "faultCode"),
+        Some("PAA_PAGAMENTO_DUPLICATO")
+    );
+    let ledger = app
+        .ledger()
+        .await?
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    assert!(ledger.ok);
+    let outbox = count(
+        &app,
+        "SELECT COUNT(*) FROM outbox_event WHERE topic = 'aca.position'",
+    )
+    .await?;
+    assert_eq!(
+        outbox, 2,
+        "created and paid, queued for the Stand-In archive"
+    );
+    app.stop().await
+}
+
+async fn double_payments_conflicts_and_strangers_are_kept_and_acknowledged(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let fee = notices
+        .create_debt_position(requests::school_fee("rt-fee"))
+        .await?
+        .into_inner();
+    let other = notices
+        .create_debt_position(requests::school_fee("rt-other"))
+        .await?
+        .into_inner();
+    let notice = fee.payment_options[0].installments[0].clone();
+    let cancelled = other.payment_options[0].installments[0].clone();
+    notices
+        .cancel_debt_position(pb::CancelDebtPositionRequest {
+            request_id: "rt-other-cancel".to_owned(),
+            id: other.id.clone(),
+            reason: "ritiro".to_owned(),
+        })
+        .await?;
+    let first = tari_receipt(&notice, "token-0001", "BCITITMM");
+    send(&app, true, &first).await?;
+    // Another PSP collects the same notice again: a real double payment.
+    let second = tari_receipt(&notice, "token-0002", "POSOIT22XXX");
+    assert_eq!(
+        element_text(&send(&app, true, &second).await?, "outcome"),
+        Some("OK")
+    );
+    // The first receipt comes back with other content under its key: a conflict.
+    let mut changed = first.clone();
+    changed.psp = "UNCRITMM".to_owned();
+    assert_eq!(
+        element_text(&send(&app, true, &changed).await?, "outcome"),
+        Some("OK")
+    );
+    // A cancelled notice paid anyway (Stand-In), and a notice nobody issued.
+    let mut late = tari_receipt(&cancelled, "token-0003", "BCITITMM");
+    late.stand_in = true;
+    send(&app, false, &late).await?;
+    let mut stranger = tari_receipt(&notice, "token-0004", "BCITITMM");
+    stranger.notice_number = "312999999999999934".to_owned();
+    stranger.iuv = "12999999999999934".to_owned();
+    send(&app, true, &stranger).await?;
+
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 4);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM receipt_conflict").await?,
+        1
+    );
+    for (classification, expected) in [
+        ("settled", 1),
+        ("double_payment", 1),
+        ("closed_notice", 1),
+        ("unknown_notice", 1),
+    ] {
+        let n = count(
+            &app,
+            &format!("SELECT COUNT(*) FROM receipt WHERE classification = '{classification}'"),
+        )
+        .await?;
+        assert_eq!(n, expected, "{classification}");
+    }
+    let balances = app
+        .ledger()
+        .await?
+        .get_balances(pb::GetBalancesRequest::default())
+        .await?
+        .into_inner();
+    let balance = |account: &str| {
+        balances
+            .balances
+            .iter()
+            .find(|b| b.account == account)
+            .map_or(0, |b| b.balance_cents)
+    };
+    assert_eq!(
+        balance("refunds_payable:01199250158"),
+        -2 * 46500,
+        "the double payment and the cancelled notice"
+    );
+    assert_eq!(
+        balance("suspense:01199250158"),
+        -46500,
+        "the unknown notice"
+    );
+    assert_eq!(balance("receivable:01199250158:school_fee"), 0);
+    assert_eq!(
+        balance("psp_clearing:01199250158:BCITITMM")
+            + balance("psp_clearing:01199250158:POSOIT22XXX"),
+        4 * 46500
+    );
+    assert_eq!(CITTA_METROPOLITANA.len(), 11);
+    app.stop().await
+}
+
+async fn concurrent_deliveries_book_exactly_once(engine: Engine) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let fee = notices
+        .create_debt_position(requests::school_fee("rt-race"))
+        .await?
+        .into_inner();
+    let notice = fee.payment_options[0].installments[0].clone();
+    let receipt = tari_receipt(&notice, "token-race", "BCITITMM");
+    let addr = app.soap_addr;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let body = node::send_rt(&Caller::default(), true, &receipt);
+        let verify = node::verify(&Caller::default(), MILANO, &notice.notice_number);
+        tasks.push(tokio::spawn(async move {
+            let reply = post(addr, Some("paSendRTV2"), XML, body.as_bytes()).await?;
+            anyhow::ensure!(
+                element_text(&reply.body, "outcome") == Some("OK"),
+                "{}",
+                reply.body
+            );
+            // Verifies racing the receipts see the notice unpaid or paid, never anything else.
+            if i % 10 == 0 {
+                let reply =
+                    post(addr, Some("paVerifyPaymentNotice"), XML, verify.as_bytes()).await?;
+                let ok = element_text(&reply.body, "outcome") == Some("OK");
+                let paid =
+                    element_text(&reply.body, "faultCode") == Some("PAA_PAGAMENTO_DUPLICATO");
+                anyhow::ensure!(ok || paid, "{}", reply.body);
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 1);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM ledger_entry WHERE event_type = 'receipt_paid'"
+        )
+        .await?,
+        1
+    );
+    // Two different receipts racing on one notice: one payment, one flagged double payment.
+    let other = notices
+        .create_debt_position(requests::school_fee("rt-race-2"))
+        .await?
+        .into_inner();
+    let notice = other.payment_options[0].installments[0].clone();
+    let a = node::send_rt(
+        &Caller::default(),
+        true,
+        &tari_receipt(&notice, "token-a", "BCITITMM"),
+    );
+    let b = node::send_rt(
+        &Caller::default(),
+        true,
+        &tari_receipt(&notice, "token-b", "POSOIT22XXX"),
+    );
+    let (ra, rb) = tokio::join!(
+        post(addr, Some("paSendRTV2"), XML, a.as_bytes()),
+        post(addr, Some("paSendRTV2"), XML, b.as_bytes())
+    );
+    assert_eq!(element_text(&ra?.body, "outcome"), Some("OK"));
+    assert_eq!(element_text(&rb?.body, "outcome"), Some("OK"));
+    let settled = count(&app, &format!("SELECT COUNT(*) FROM receipt WHERE notice_number = '{}' AND classification = 'settled'", notice.notice_number)).await?;
+    let doubles = count(&app, &format!("SELECT COUNT(*) FROM receipt WHERE notice_number = '{}' AND classification = 'double_payment'", notice.notice_number)).await?;
+    assert_eq!((settled, doubles), (1, 1));
+    assert!(
+        app.ledger()
+            .await?
+            .verify_ledger(pb::VerifyLedgerRequest::default())
+            .await?
+            .into_inner()
+            .ok
+    );
+    app.stop().await
+}

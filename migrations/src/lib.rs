@@ -1,0 +1,43 @@
+//! Database migrations of incasso, one per file, the same on PostgreSQL and SQLite.
+//!
+//! Migrations never import the store's entities: each one is a frozen snapshot of the schema
+//! at the time it was written, so a later change to an entity cannot rewrite history. Money
+//! columns are BIGINT euro cents (`*_cents`) on both engines, because SQLite would store a
+//! DECIMAL as a floating-point REAL.
+
+// Iden enums name columns exactly as the tables do (installment.installment_index).
+#![allow(clippy::enum_variant_names)]
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_create_creditor;
+mod m20261124_000002_create_iuv_sequence;
+mod m20261124_000003_create_personal_data;
+mod m20261124_000004_create_debt_position;
+mod m20261124_000005_create_payment_option;
+mod m20261124_000006_create_installment;
+mod m20261124_000007_create_transfer;
+mod m20261124_000008_create_command;
+mod m20261124_000009_create_ledger;
+mod m20261124_000010_create_receipt;
+
+/// Every migration of incasso, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261124_000001_create_creditor::Migration),
+            Box::new(m20261124_000002_create_iuv_sequence::Migration),
+            Box::new(m20261124_000003_create_personal_data::Migration),
+            Box::new(m20261124_000004_create_debt_position::Migration),
+            Box::new(m20261124_000005_create_payment_option::Migration),
+            Box::new(m20261124_000006_create_installment::Migration),
+            Box::new(m20261124_000007_create_transfer::Migration),
+            Box::new(m20261124_000008_create_command::Migration),
+            Box::new(m20261124_000009_create_ledger::Migration),
+            Box::new(m20261124_000010_create_receipt::Migration),
+        ]
+    }
+}

@@ -1,0 +1,490 @@
+//! The one conversion layer between the incasso.v1 protobuf types and the domain. Requests
+//! become the domain's input structs unchanged (validation, with field paths, is the
+//! domain's job, so every transport gets the same rules); domain values become responses.
+
+use prost_types::Timestamp;
+use time::{Date, OffsetDateTime};
+
+use incasso_domain::debt_position::input::{
+    DebtPositionInput, DebtorInput, DetailsInput, InstallmentInput, PaymentOptionInput,
+    SchoolFeeInput, TariInput, TrafficFineInput, TransferInput,
+};
+use incasso_domain::debt_position::update::{CancelInput, InstallmentUpdateInput, UpdateInput};
+use incasso_domain::debt_position::{
+    DebtKind, DebtPosition, Debtor, EffectiveInstallmentState, EffectivePositionState, Installment,
+    KindDetails, PaymentOption, SchoolService, Transfer,
+};
+use incasso_domain::fiscal_code::EntityType;
+use incasso_domain::ledger::chain::hex_lower;
+use incasso_domain::traffic_fine::FineBand;
+use incasso_domain::validation::format_date;
+use incasso_store::ledger::{Checkpoint, EntryFilterInput, SourceDocument, StoredEntry};
+use incasso_store::positions::{ListQuery, PayableAmount};
+
+use crate::pb;
+
+/// The domain's kind for a proto enum value; `None` for unspecified or unknown values.
+pub fn debt_kind(value: i32) -> Option<DebtKind> {
+    match pb::DebtKind::try_from(value).ok()? {
+        pb::DebtKind::Unspecified => None,
+        pb::DebtKind::Tari => Some(DebtKind::Tari),
+        pb::DebtKind::TrafficFine => Some(DebtKind::TrafficFine),
+        pb::DebtKind::SchoolFee => Some(DebtKind::SchoolFee),
+    }
+}
+
+fn entity_type(value: i32) -> Option<EntityType> {
+    match pb::EntityType::try_from(value).ok()? {
+        pb::EntityType::Unspecified => None,
+        pb::EntityType::F => Some(EntityType::F),
+        pb::EntityType::G => Some(EntityType::G),
+    }
+}
+
+fn school_service(value: i32) -> Option<SchoolService> {
+    match pb::SchoolService::try_from(value).ok()? {
+        pb::SchoolService::Unspecified => None,
+        pb::SchoolService::Nido => Some(SchoolService::Nido),
+        pb::SchoolService::Infanzia => Some(SchoolService::Infanzia),
+        pb::SchoolService::Refezione => Some(SchoolService::Refezione),
+    }
+}
+
+/// The domain's state filter for a proto enum value.
+pub fn position_state_filter(value: i32) -> Option<EffectivePositionState> {
+    match pb::DebtPositionState::try_from(value).ok()? {
+        pb::DebtPositionState::Unspecified => None,
+        pb::DebtPositionState::Valid => Some(EffectivePositionState::Valid),
+        pb::DebtPositionState::PartiallyPaid => Some(EffectivePositionState::PartiallyPaid),
+        pb::DebtPositionState::Paid => Some(EffectivePositionState::Paid),
+        pb::DebtPositionState::Expired => Some(EffectivePositionState::Expired),
+        pb::DebtPositionState::Cancelled => Some(EffectivePositionState::Cancelled),
+    }
+}
+
+fn fine_input(fine: &pb::TrafficFineDetails) -> TrafficFineInput {
+    TrafficFineInput {
+        report_number: fine.report_number.clone(),
+        plate: fine.plate.clone(),
+        violation_date: fine.violation_date.clone(),
+        notification_date: fine.notification_date.clone(),
+        reduced_amount_cents: fine.reduced_amount_cents,
+        full_amount_cents: fine.full_amount_cents,
+        increased_amount_cents: fine.increased_amount_cents,
+        notification_costs_cents: fine.notification_costs_cents,
+    }
+}
+
+fn transfer_input(transfer: &pb::Transfer) -> TransferInput {
+    TransferInput {
+        beneficiary_fiscal_code: transfer.beneficiary_fiscal_code.clone(),
+        amount_cents: transfer.amount_cents,
+        remittance_information: transfer.remittance_information.clone(),
+        iban: transfer.iban.clone(),
+        taxonomy_code: transfer.taxonomy_code.clone(),
+    }
+}
+
+/// A create request as the domain's input.
+pub fn create_input(request: &pb::CreateDebtPositionRequest) -> DebtPositionInput {
+    use pb::create_debt_position_request::Details;
+    DebtPositionInput {
+        request_id: request.request_id.clone(),
+        creditor_fiscal_code: request.creditor_fiscal_code.clone(),
+        kind: debt_kind(request.kind),
+        debtor: request.debtor.as_ref().map(|d| DebtorInput {
+            entity_type: entity_type(d.r#type),
+            fiscal_code: d.fiscal_code.clone(),
+            full_name: d.full_name.clone(),
+            email: d.email.clone(),
+        }),
+        description: request.description.clone(),
+        details: request.details.as_ref().map(|details| match details {
+            Details::Tari(tari) => DetailsInput::Tari(TariInput {
+                tax_year: tari.tax_year,
+                property_ref: tari.property_ref.clone(),
+            }),
+            Details::TrafficFine(fine) => DetailsInput::TrafficFine(fine_input(fine)),
+            Details::SchoolFee(fee) => DetailsInput::SchoolFee(SchoolFeeInput {
+                pupil_ref: fee.pupil_ref.clone(),
+                service: school_service(fee.service),
+                school_year: fee.school_year.clone(),
+                month: fee.month.clone(),
+            }),
+        }),
+        payment_options: request
+            .payment_options
+            .iter()
+            .map(|option| PaymentOptionInput {
+                label: option.label.clone(),
+                installments: option
+                    .installments
+                    .iter()
+                    .map(|i| InstallmentInput {
+                        amount_cents: i.amount_cents,
+                        due_date: i.due_date.clone(),
+                        expiry_date: i.expiry_date.clone(),
+                        transfers: i.transfers.iter().map(transfer_input).collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// An update request as the domain's input.
+pub fn update_input(request: &pb::UpdateDebtPositionRequest) -> UpdateInput {
+    UpdateInput {
+        request_id: request.request_id.clone(),
+        id: request.id.clone(),
+        installments: request
+            .installments
+            .iter()
+            .map(|i| InstallmentUpdateInput {
+                notice_number: i.notice_number.clone(),
+                amount_cents: i.amount_cents,
+                due_date: i.due_date.clone(),
+                expiry_date: i.expiry_date.clone(),
+                transfers: i.transfers.iter().map(transfer_input).collect(),
+            })
+            .collect(),
+        description: request.description.clone(),
+        traffic_fine: request.traffic_fine.as_ref().map(fine_input),
+    }
+}
+
+/// A cancel request as the domain's input.
+pub fn cancel_input(request: &pb::CancelDebtPositionRequest) -> CancelInput {
+    CancelInput {
+        request_id: request.request_id.clone(),
+        id: request.id.clone(),
+        reason: request.reason.clone(),
+    }
+}
+
+/// A list request as the store's query.
+pub fn list_query(request: &pb::ListDebtPositionsRequest) -> ListQuery {
+    ListQuery {
+        creditor_fiscal_code: request.creditor_fiscal_code.clone(),
+        debtor_fiscal_code: request.debtor_fiscal_code.clone(),
+        kind: debt_kind(request.kind),
+        state: position_state_filter(request.state),
+        page_size: request.page_size,
+        page_token: request.page_token.clone(),
+    }
+}
+
+/// A timestamp for an instant.
+pub fn timestamp(instant: OffsetDateTime) -> Timestamp {
+    Timestamp {
+        seconds: instant.unix_timestamp(),
+        nanos: i32::try_from(instant.nanosecond()).unwrap_or(0),
+    }
+}
+
+fn kind_value(kind: DebtKind) -> pb::DebtKind {
+    match kind {
+        DebtKind::Tari => pb::DebtKind::Tari,
+        DebtKind::TrafficFine => pb::DebtKind::TrafficFine,
+        DebtKind::SchoolFee => pb::DebtKind::SchoolFee,
+    }
+}
+
+fn position_state_value(state: EffectivePositionState) -> pb::DebtPositionState {
+    match state {
+        EffectivePositionState::Valid => pb::DebtPositionState::Valid,
+        EffectivePositionState::PartiallyPaid => pb::DebtPositionState::PartiallyPaid,
+        EffectivePositionState::Paid => pb::DebtPositionState::Paid,
+        EffectivePositionState::Expired => pb::DebtPositionState::Expired,
+        EffectivePositionState::Cancelled => pb::DebtPositionState::Cancelled,
+    }
+}
+
+/// The proto value of an installment state.
+pub fn installment_state_value(state: EffectiveInstallmentState) -> pb::InstallmentState {
+    match state {
+        EffectiveInstallmentState::Unpaid => pb::InstallmentState::Unpaid,
+        EffectiveInstallmentState::Paid => pb::InstallmentState::Paid,
+        EffectiveInstallmentState::Expired => pb::InstallmentState::Expired,
+        EffectiveInstallmentState::Cancelled => pb::InstallmentState::Cancelled,
+        EffectiveInstallmentState::Unpayable => pb::InstallmentState::Unpayable,
+    }
+}
+
+fn debtor(debtor: &Debtor) -> pb::Debtor {
+    pb::Debtor {
+        r#type: match debtor.entity_type {
+            EntityType::F => pb::EntityType::F,
+            EntityType::G => pb::EntityType::G,
+        } as i32,
+        fiscal_code: debtor.fiscal_code.as_str().to_owned(),
+        full_name: debtor.full_name.clone(),
+        email: debtor.email.clone().unwrap_or_default(),
+    }
+}
+
+fn transfer(index: usize, transfer: &Transfer) -> pb::Transfer {
+    pb::Transfer {
+        beneficiary_fiscal_code: transfer.beneficiary.as_str().to_owned(),
+        amount_cents: transfer.amount.get(),
+        remittance_information: transfer.remittance_information.clone(),
+        iban: transfer.iban.as_str().to_owned(),
+        taxonomy_code: transfer.taxonomy.as_str().to_owned(),
+        index: i32::try_from(index + 1).unwrap_or(0),
+        postal_iban: transfer
+            .postal_iban
+            .as_ref()
+            .map(|iban| iban.as_str().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn installment(position: &DebtPosition, installment: &Installment, today: Date) -> pb::Installment {
+    pb::Installment {
+        amount_cents: installment.amount.get(),
+        due_date: format_date(installment.due_date),
+        expiry_date: installment.expiry_date.map(format_date).unwrap_or_default(),
+        transfers: installment
+            .transfers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| transfer(i, t))
+            .collect(),
+        notice_number: installment.notice_number.as_str().to_owned(),
+        iuv: installment.iuv.as_str().to_owned(),
+        qr_code: installment
+            .notice_number
+            .qr_code_payload(&position.creditor, installment.amount),
+        printed_notice_number: installment.notice_number.printed(),
+        state: installment_state_value(installment.effective_state(today)) as i32,
+    }
+}
+
+fn option(position: &DebtPosition, option: &PaymentOption, today: Date) -> pb::PaymentOption {
+    pb::PaymentOption {
+        label: option.label.clone(),
+        installments: option
+            .installments
+            .iter()
+            .map(|i| installment(position, i, today))
+            .collect(),
+    }
+}
+
+fn fine_details(
+    fine: &incasso_domain::debt_position::TrafficFineDetails,
+) -> pb::TrafficFineDetails {
+    let amounts = fine.schedule.amounts();
+    pb::TrafficFineDetails {
+        report_number: fine.report_number.clone(),
+        plate: fine.plate.clone(),
+        violation_date: format_date(fine.violation_date),
+        notification_date: format_date(fine.schedule.notification_date()),
+        reduced_amount_cents: amounts.reduced().get(),
+        full_amount_cents: amounts.full().get(),
+        increased_amount_cents: amounts.increased().get(),
+        notification_costs_cents: amounts.notification_costs_cents(),
+    }
+}
+
+/// A position as the API shows it on `today` (states such as "expired" depend on the day).
+pub fn debt_position(position: &DebtPosition, today: Date) -> pb::DebtPosition {
+    use pb::debt_position::Details;
+    pb::DebtPosition {
+        id: position.id.to_string(),
+        request_id: position.request_id.clone(),
+        creditor_fiscal_code: position.creditor.as_str().to_owned(),
+        kind: kind_value(position.kind()) as i32,
+        debtor: position.debtor.as_ref().map(debtor),
+        description: position.description.clone(),
+        state: position_state_value(position.effective_state(today)) as i32,
+        details: Some(match &position.details {
+            KindDetails::Tari(tari) => Details::Tari(pb::TariDetails {
+                tax_year: tari.tax_year,
+                property_ref: tari.property_ref.clone(),
+            }),
+            KindDetails::TrafficFine(fine) => Details::TrafficFine(fine_details(fine)),
+            KindDetails::SchoolFee(fee) => Details::SchoolFee(pb::SchoolFeeDetails {
+                pupil_ref: fee.pupil_ref.clone(),
+                service: match fee.service {
+                    SchoolService::Nido => pb::SchoolService::Nido,
+                    SchoolService::Infanzia => pb::SchoolService::Infanzia,
+                    SchoolService::Refezione => pb::SchoolService::Refezione,
+                } as i32,
+                school_year: fee.school_year.clone(),
+                month: fee.month.clone().unwrap_or_default(),
+            }),
+        }),
+        payment_options: position
+            .payment_options
+            .iter()
+            .map(|o| option(position, o, today))
+            .collect(),
+        created_at: Some(timestamp(position.created_at)),
+        updated_at: Some(timestamp(position.updated_at)),
+        version: position.version,
+        cancellation_reason: position.cancellation_reason.clone().unwrap_or_default(),
+    }
+}
+
+/// The payable amount as the API shows it.
+pub fn payable_amount(amount: &PayableAmount) -> pb::GetPayableAmountResponse {
+    pb::GetPayableAmountResponse {
+        notice_number: amount.notice_number.as_str().to_owned(),
+        date: format_date(amount.day),
+        amount_cents: amount.amount.get(),
+        payable: amount.payable,
+        state: installment_state_value(amount.state) as i32,
+        fine_band: match amount.fine_band {
+            None => pb::FineBand::Unspecified,
+            Some(FineBand::Reduced) => pb::FineBand::Reduced,
+            Some(FineBand::Full) => pb::FineBand::Full,
+            Some(FineBand::Increased) => pb::FineBand::Increased,
+        } as i32,
+        due_date: format_date(amount.due_date),
+    }
+}
+
+/// An instant from a protobuf timestamp; `field` names it in the error.
+pub fn instant(
+    field: &str,
+    timestamp: Option<&Timestamp>,
+) -> Result<Option<OffsetDateTime>, incasso_store::AppError> {
+    let Some(timestamp) = timestamp else {
+        return Ok(None);
+    };
+    let nanos = i128::from(timestamp.seconds) * 1_000_000_000 + i128::from(timestamp.nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .map(Some)
+        .map_err(|_| incasso_store::AppError::invalid(field, "not a valid timestamp"))
+}
+
+/// A ListEntries request as the store's filter.
+pub fn entry_filter(
+    from: Option<&Timestamp>,
+    to: Option<&Timestamp>,
+    filter: EntryFilterFields<'_>,
+) -> Result<EntryFilterInput, incasso_store::AppError> {
+    Ok(EntryFilterInput {
+        from: instant("from", from)?,
+        to: instant("to", to)?,
+        account: filter.account.to_owned(),
+        creditor_fiscal_code: filter.creditor_fiscal_code.to_owned(),
+        kind: debt_kind(filter.kind),
+        event_type: filter.event_type.to_owned(),
+        notice_number: filter.notice_number.to_owned(),
+        iuv: filter.iuv.to_owned(),
+        debt_position_id: filter.debt_position_id.to_owned(),
+    })
+}
+
+/// The filter fields shared by ListEntries and ExportEntries.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryFilterFields<'a> {
+    /// Account code.
+    pub account: &'a str,
+    /// Creditor.
+    pub creditor_fiscal_code: &'a str,
+    /// Kind enum value.
+    pub kind: i32,
+    /// Event type name.
+    pub event_type: &'a str,
+    /// Notice number.
+    pub notice_number: &'a str,
+    /// IUV.
+    pub iuv: &'a str,
+    /// Debt position id.
+    pub debt_position_id: &'a str,
+}
+
+/// An entry as the API shows it.
+pub fn ledger_entry(stored: &StoredEntry) -> pb::LedgerEntry {
+    let entry = &stored.entry;
+    let draft = &entry.draft;
+    pb::LedgerEntry {
+        sequence: entry.sequence,
+        id: entry.id.to_string(),
+        event_type: draft.event_type.as_str().to_owned(),
+        creditor_fiscal_code: draft.creditor.as_str().to_owned(),
+        kind: draft.kind.map_or(pb::DebtKind::Unspecified, kind_value) as i32,
+        description: draft.description.clone(),
+        recorded_at: Some(timestamp(entry.recorded_at)),
+        lines: draft
+            .lines
+            .iter()
+            .map(|l| pb::LedgerLine {
+                account: l.account.code(),
+                amount_cents: l.amount_cents,
+            })
+            .collect(),
+        debt_position_id: draft
+            .cause
+            .debt_position_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        notices: draft
+            .cause
+            .notices
+            .iter()
+            .map(|(notice_number, iuv)| pb::LedgerNotice {
+                notice_number: notice_number.clone(),
+                iuv: iuv.clone(),
+            })
+            .collect(),
+        receipt_id: draft.cause.receipt_id.clone().unwrap_or_default(),
+        reporting_flow_id: draft.cause.reporting_flow_id.clone().unwrap_or_default(),
+        treasury_line_id: draft.cause.treasury_line_id.clone().unwrap_or_default(),
+        corrects_sequence: draft.cause.corrects_sequence.unwrap_or(0),
+        source_document_id: stored
+            .source_document_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        source_document_sha256: entry
+            .source_document_sha256
+            .as_ref()
+            .map(hex_lower)
+            .unwrap_or_default(),
+        previous_hash: hex_lower(&entry.previous_hash),
+        hash: hex_lower(&entry.hash),
+    }
+}
+
+/// A source document as the API shows it.
+pub fn source_document(document: &SourceDocument) -> pb::SourceDocument {
+    use sha2::Digest;
+    let intact = document
+        .content
+        .as_ref()
+        .is_some_and(|c| <[u8; 32]>::from(sha2::Sha256::digest(c)) == document.sha256);
+    pb::SourceDocument {
+        id: document.id.to_string(),
+        kind: document.kind.clone(),
+        media_type: document.media_type.clone(),
+        sha256: hex_lower(&document.sha256),
+        content: document.content.clone().unwrap_or_default(),
+        created_at: Some(timestamp(document.created_at)),
+        intact,
+    }
+}
+
+/// A checkpoint as the API shows it.
+pub fn checkpoint(checkpoint: &Checkpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
+        sequence: checkpoint.sequence,
+        hash: hex_lower(&checkpoint.hash),
+    }
+}
+
+/// Checkpoints sent by an auditor.
+pub fn checkpoints(
+    checkpoints: &[pb::Checkpoint],
+) -> Result<Vec<Checkpoint>, incasso_store::AppError> {
+    checkpoints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            Checkpoint::parse(&format!("{}:{}", c.sequence, c.hash))
+                .map_err(|e| incasso_store::AppError::invalid(&format!("checkpoints[{i}]"), e))
+        })
+        .collect()
+}

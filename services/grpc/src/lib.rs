@@ -1,0 +1,21 @@
+//! The gRPC transport of incasso: the generated `incasso.v1` types, the service
+//! implementations, the one conversion layer between proto and domain ([`convert`]) and the
+//! one mapping from use-case errors to gRPC statuses ([`status`]).
+
+pub mod convert;
+pub mod ledger_service;
+pub mod notice_service;
+pub mod status;
+
+pub mod pb {
+    //! Code generated from `proto/incasso/v1`.
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("incasso.v1");
+
+    /// The encoded descriptor set of every incasso.v1 file, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("incasso_descriptor");
+}
+
+pub use ledger_service::LedgerApi;
+pub use notice_service::NoticeApi;

@@ -1,0 +1,451 @@
+//! Configuration: an optional TOML file, overridden by environment variables and flags.
+//! With no file at all incasso serves the Comune di Milano with a sample segregation code and
+//! knows the Città Metropolitana di Milano as a secondary beneficiary (TEFA), each with a
+//! sample bank IBAN and a sample Poste IBAN, so `incasso serve` works on a fresh machine.
+//! The sample accounts, segregation code and keys are for trying incasso out only.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use incasso_domain::creditor::{Creditor, CreditorRegistry};
+use incasso_domain::fiscal_code::OrganizationFiscalCode;
+use incasso_domain::iban::Iban;
+use incasso_domain::notice_number::SegregationCode;
+use incasso_node::aca::AcaConfig;
+use incasso_node::service::StationConfig;
+use incasso_store::{IuvFloors, PrivacyKeys};
+
+/// The default SQLite database, created in the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://incasso.db?mode=rwc";
+/// The default gRPC address.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
+/// The default address of the paForNode SOAP endpoint.
+pub const DEFAULT_SOAP_LISTEN: &str = "127.0.0.1:8080";
+/// The sample segregation code of the default configuration. PagoPA assigns the real one.
+pub const SAMPLE_SEGREGATION_CODE: &str = "12";
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for incasso.
+    #[error("invalid configuration file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A creditor as configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditorConfig {
+    /// 11-digit fiscal code.
+    pub fiscal_code: String,
+    /// Name (companyName).
+    pub name: String,
+    /// Two digits; only for creditors incasso issues notices for.
+    pub segregation_code: Option<String>,
+    /// The first IUV base incasso may issue (above any number an earlier system issued with
+    /// the same segregation code). Default 1.
+    pub first_iuv_base: Option<i64>,
+    /// Registered bank IBANs; the first is the default account.
+    pub bank_ibans: Vec<String>,
+    /// Registered Poste Italiane IBANs.
+    #[serde(default)]
+    pub postal_ibans: Vec<String>,
+}
+
+/// incasso's identity on the PagoPA Node.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// idBrokerPA: the intermediary's fiscal code. Default: the first issuing creditor's.
+    pub broker_id: Option<String>,
+    /// idStation values. Default: `<broker>_01`.
+    pub station_ids: Option<Vec<String>>,
+    /// Largest SOAP message accepted, bytes. Default 1 MiB.
+    pub body_limit_bytes: Option<usize>,
+}
+
+/// The Stand-In archive (ACA) relay.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcaFileConfig {
+    /// e.g. `https://api.platform.pagopa.it/aca/v1`; without it the relay does not run and
+    /// events wait in the outbox.
+    pub base_url: Option<String>,
+    /// The API Management subscription key.
+    pub subscription_key: Option<String>,
+}
+
+/// Keys protecting personal data, hex-encoded.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Names the encryption key (stored with every ciphertext).
+    pub key_id: Option<String>,
+    /// 32 bytes, 64 hex digits.
+    pub encryption_key_hex: Option<String>,
+    /// At least 16 bytes, hex.
+    pub fiscal_code_pepper_hex: Option<String>,
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Database URL.
+    pub database_url: Option<String>,
+    /// PostgreSQL pool size.
+    pub database_max_connections: Option<u32>,
+    /// gRPC listen address.
+    pub grpc_listen: Option<String>,
+    /// How long a shutdown waits for calls in flight before closing connections (default 20).
+    pub shutdown_grace_seconds: Option<u64>,
+    /// paForNode SOAP listen address.
+    pub soap_listen: Option<String>,
+    /// The PagoPA Node side.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// The Stand-In archive relay.
+    #[serde(default)]
+    pub aca: AcaFileConfig,
+    /// Personal-data keys.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+    /// Creditors; when absent, the sample Milan configuration.
+    pub creditors: Option<Vec<CreditorConfig>>,
+}
+
+impl FileConfig {
+    /// Reads and parses a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The sample creditors served when no configuration file names any.
+pub fn sample_creditors() -> Vec<CreditorConfig> {
+    vec![
+        CreditorConfig {
+            fiscal_code: "01199250158".to_owned(),
+            name: "Comune di Milano".to_owned(),
+            segregation_code: Some(SAMPLE_SEGREGATION_CODE.to_owned()),
+            first_iuv_base: None,
+            bank_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
+            postal_ibans: vec![SAMPLE_MILANO_POSTE_IBAN.to_owned()],
+        },
+        CreditorConfig {
+            fiscal_code: "08911820960".to_owned(),
+            name: "Città Metropolitana di Milano".to_owned(),
+            segregation_code: None,
+            first_iuv_base: None,
+            bank_ibans: vec![SAMPLE_CITTA_METROPOLITANA_BANK_IBAN.to_owned()],
+            postal_ibans: vec![SAMPLE_CITTA_METROPOLITANA_POSTE_IBAN.to_owned()],
+        },
+    ]
+}
+
+/// Sample bank account of the Comune di Milano (made up; valid check digits).
+pub const SAMPLE_MILANO_BANK_IBAN: &str = "IT02N0306909400000012345678";
+/// Sample Poste account of the Comune di Milano (made up; valid check digits).
+pub const SAMPLE_MILANO_POSTE_IBAN: &str = "IT22L0760101600000012345678";
+/// Sample bank account of the Città Metropolitana di Milano (made up; valid check digits).
+pub const SAMPLE_CITTA_METROPOLITANA_BANK_IBAN: &str = "IT66Q0503401633000000098765";
+/// Sample Poste account of the Città Metropolitana di Milano (made up; valid check digits).
+pub const SAMPLE_CITTA_METROPOLITANA_POSTE_IBAN: &str = "IT92G0760101600000098765432";
+
+/// Everything incasso needs to run, resolved and validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Database URL.
+    pub database_url: String,
+    /// PostgreSQL pool size.
+    pub database_max_connections: u32,
+    /// gRPC listen address (port 0 picks a free port).
+    pub grpc_listen: SocketAddr,
+    /// The creditors.
+    pub registry: CreditorRegistry,
+    /// First IUV bases.
+    pub iuv_floors: IuvFloors,
+    /// Personal-data keys.
+    pub keys: PrivacyKeys,
+    /// True when the publicly known development keys are in use.
+    pub development_keys: bool,
+    /// How long a shutdown waits for calls in flight.
+    pub shutdown_grace: std::time::Duration,
+    /// paForNode SOAP listen address.
+    pub soap_listen: SocketAddr,
+    /// incasso's identity on the Node.
+    pub station: StationConfig,
+    /// Largest SOAP message accepted, bytes.
+    pub soap_body_limit_bytes: usize,
+    /// The Stand-In archive relay, when configured.
+    pub aca: Option<AcaConfig>,
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--database-url` / `INCASSO_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `--grpc-listen` / `INCASSO_GRPC_LISTEN`.
+    pub grpc_listen: Option<String>,
+    /// `INCASSO_ENCRYPTION_KEY_HEX`.
+    pub encryption_key_hex: Option<String>,
+    /// `INCASSO_FISCAL_CODE_PEPPER_HEX`.
+    pub fiscal_code_pepper_hex: Option<String>,
+    /// `INCASSO_SHUTDOWN_GRACE_SECONDS`.
+    pub shutdown_grace_seconds: Option<u64>,
+    /// `--soap-listen` / `INCASSO_SOAP_LISTEN`.
+    pub soap_listen: Option<String>,
+    /// `INCASSO_ACA_URL`.
+    pub aca_url: Option<String>,
+    /// `INCASSO_ACA_SUBSCRIPTION_KEY`.
+    pub aca_subscription_key: Option<String>,
+}
+
+impl Settings {
+    /// Resolves the settings from an optional file and the overrides.
+    pub fn resolve(file: FileConfig, overrides: Overrides) -> Result<Self, ConfigError> {
+        let database_url = overrides
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let grpc_listen = overrides
+            .grpc_listen
+            .or(file.grpc_listen)
+            .unwrap_or_else(|| DEFAULT_GRPC_LISTEN.to_owned());
+        let grpc_listen: SocketAddr = grpc_listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "grpc_listen: '{grpc_listen}' is not an address like 127.0.0.1:50051"
+            ))
+        })?;
+        let soap_listen = overrides
+            .soap_listen
+            .or(file.soap_listen)
+            .unwrap_or_else(|| DEFAULT_SOAP_LISTEN.to_owned());
+        let soap_listen: SocketAddr = soap_listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "soap_listen: '{soap_listen}' is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let creditors = file.creditors.unwrap_or_else(sample_creditors);
+        let (registry, iuv_floors) = registry(&creditors)?;
+        let creditor_ids: Vec<String> = registry
+            .iter()
+            .filter(|c| c.segregation_code().is_some())
+            .map(|c| c.fiscal_code().as_str().to_owned())
+            .collect();
+        let broker_id = file
+            .node
+            .broker_id
+            .clone()
+            .or_else(|| creditor_ids.first().cloned())
+            .unwrap_or_default();
+        let station_ids = file
+            .node
+            .station_ids
+            .clone()
+            .unwrap_or_else(|| vec![format!("{broker_id}_01")]);
+        if station_ids.is_empty() || station_ids.iter().any(|s| s.is_empty() || s.len() > 35) {
+            return Err(ConfigError::Invalid(
+                "node.station_ids: 1..35 characters each, at least one".into(),
+            ));
+        }
+        let station = StationConfig {
+            broker_id,
+            station_ids,
+            creditor_ids,
+        };
+        let key_hex = overrides
+            .encryption_key_hex
+            .or(file.privacy.encryption_key_hex);
+        let pepper_hex = overrides
+            .fiscal_code_pepper_hex
+            .or(file.privacy.fiscal_code_pepper_hex);
+        let (keys, development_keys) = match (key_hex, pepper_hex) {
+            (None, None) => (PrivacyKeys::development(), true),
+            (Some(key), Some(pepper)) => {
+                let key = hex_bytes("privacy.encryption_key_hex", &key)?;
+                let pepper = hex_bytes("privacy.fiscal_code_pepper_hex", &pepper)?;
+                let key_id = file.privacy.key_id.unwrap_or_else(|| "k1".to_owned());
+                let keys = PrivacyKeys::new(&key_id, &key, &pepper)
+                    .map_err(|e| ConfigError::Invalid(format!("privacy: {e}")))?;
+                (keys, false)
+            }
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "privacy: give both encryption_key_hex and fiscal_code_pepper_hex, or neither"
+                        .into(),
+                ));
+            }
+        };
+        Ok(Self {
+            database_url,
+            database_max_connections: file.database_max_connections.unwrap_or(16),
+            grpc_listen,
+            registry,
+            iuv_floors,
+            keys,
+            development_keys,
+            shutdown_grace: std::time::Duration::from_secs(
+                overrides
+                    .shutdown_grace_seconds
+                    .or(file.shutdown_grace_seconds)
+                    .unwrap_or(20),
+            ),
+            soap_listen,
+            station,
+            soap_body_limit_bytes: file.node.body_limit_bytes.unwrap_or(1024 * 1024),
+            aca: overrides.aca_url.or(file.aca.base_url).map(|url| {
+                AcaConfig::new(
+                    &url,
+                    overrides.aca_subscription_key.or(file.aca.subscription_key),
+                )
+            }),
+        })
+    }
+}
+
+fn hex_bytes(field: &str, value: &str) -> Result<Vec<u8>, ConfigError> {
+    hex::decode(value.trim())
+        .map_err(|e| ConfigError::Invalid(format!("{field}: expected hexadecimal digits ({e})")))
+}
+
+fn registry(creditors: &[CreditorConfig]) -> Result<(CreditorRegistry, IuvFloors), ConfigError> {
+    let mut entries = Vec::with_capacity(creditors.len());
+    let mut floors = IuvFloors::default();
+    for (i, c) in creditors.iter().enumerate() {
+        let at = |field: &str| format!("creditors[{i}].{field}");
+        let fiscal_code = OrganizationFiscalCode::parse(c.fiscal_code.trim())
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", at("fiscal_code"))))?;
+        let segregation_code = c
+            .segregation_code
+            .as_deref()
+            .map(|s| SegregationCode::parse(s.trim()))
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(format!("{}: {e}", at("segregation_code"))))?;
+        let ibans = |field: &str, values: &[String]| {
+            values
+                .iter()
+                .map(|v| {
+                    Iban::parse(v)
+                        .map_err(|e| ConfigError::Invalid(format!("{}: {v}: {e}", at(field))))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let bank = ibans("bank_ibans", &c.bank_ibans)?;
+        let postal = ibans("postal_ibans", &c.postal_ibans)?;
+        if let Some(floor) = c.first_iuv_base {
+            if !(1..incasso_store::sequence::BASE_LIMIT).contains(&floor) {
+                return Err(ConfigError::Invalid(format!(
+                    "{}: must be 1..=9999999999999",
+                    at("first_iuv_base")
+                )));
+            }
+            floors.floors.push((fiscal_code.as_str().to_owned(), floor));
+        }
+        let creditor = Creditor::new(fiscal_code, &c.name, segregation_code, bank, postal)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        entries.push(creditor);
+    }
+    let registry =
+        CreditorRegistry::new(entries).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    if registry.iter().all(|c| c.segregation_code().is_none()) {
+        return Err(ConfigError::Invalid(
+            "creditors: at least one creditor needs a segregation_code (incasso issues its notices)".into(),
+        ));
+    }
+    Ok((registry, floors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_serves_milan() {
+        let settings = Settings::resolve(FileConfig::default(), Overrides::default()).unwrap();
+        let milan = settings.registry.issuer("01199250158").unwrap();
+        assert_eq!(milan.segregation_code().unwrap().get(), 12);
+        assert!(milan.default_postal_iban().unwrap().is_poste());
+        let cm = settings.registry.get("08911820960").unwrap();
+        assert!(cm.segregation_code().is_none());
+        assert!(cm.default_postal_iban().unwrap().is_poste());
+        assert!(!cm.default_bank_iban().is_poste());
+        assert_eq!(settings.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(settings.grpc_listen.to_string(), DEFAULT_GRPC_LISTEN);
+        assert!(settings.development_keys);
+        assert_eq!(settings.soap_listen.to_string(), DEFAULT_SOAP_LISTEN);
+        assert_eq!(settings.station.broker_id, "01199250158");
+        assert_eq!(settings.station.station_ids, ["01199250158_01"]);
+        assert_eq!(settings.station.creditor_ids, ["01199250158"]);
+        assert_eq!(settings.soap_body_limit_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            database_url = "postgres://file"
+            grpc_listen = "0.0.0.0:1"
+            "#,
+        )
+        .unwrap();
+        let settings = Settings::resolve(
+            file,
+            Overrides {
+                database_url: Some("postgres://flag".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(settings.database_url, "postgres://flag");
+        assert_eq!(settings.grpc_listen.to_string(), "0.0.0.0:1");
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let file: FileConfig = toml::from_str(
+            r#"
+            [[creditors]]
+            fiscal_code = "01199250158"
+            name = "Comune di Milano"
+            segregation_code = "47"
+            bank_ibans = []
+            "#,
+        )
+        .unwrap();
+        let error = Settings::resolve(file, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].segregation_code"), "{error}");
+        let error = toml::from_str::<FileConfig>("unknown_key = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("unknown_key"), "{error}");
+    }
+}

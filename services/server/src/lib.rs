@@ -1,0 +1,210 @@
+//! The incasso server: configuration, wiring and lifecycle. [`Application::build`] connects
+//! to the database, applies migrations, opens the store and binds the listeners;
+//! [`Application::run_until`] serves until the shutdown future resolves, then drains. The
+//! binary (`main.rs`) only parses the command line and installs telemetry, so tests run
+//! the very same application on port 0.
+
+pub mod config;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
+use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
+use incasso_grpc::{LedgerApi, NoticeApi};
+use incasso_store::Store;
+use incasso_store::db::DatabaseConnection;
+
+pub use config::Settings;
+
+/// A built, not yet running, incasso.
+pub struct Application {
+    grpc_listener: TcpListener,
+    soap_listener: TcpListener,
+    store: Store,
+    shutdown_grace: std::time::Duration,
+    station: incasso_node::service::StationConfig,
+    soap_body_limit_bytes: usize,
+    aca: Option<incasso_node::aca::AcaConfig>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("grpc_addr", &self.grpc_listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connects to the database and applies pending migrations; used by `incasso migrate` and
+/// at start-up.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> {
+    let db = incasso_store::db::connect(&settings.database_url, settings.database_max_connections)
+        .await?;
+    incasso_store::db::migrate(&db).await?;
+    Ok(db)
+}
+
+/// Connects, migrates and opens the store, without serving: for the CLI's offline commands.
+pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
+    let db = migrate(&settings).await?;
+    Ok(Store::open(db, settings.registry, settings.keys, &settings.iuv_floors).await?)
+}
+
+impl Application {
+    /// Connects, migrates, opens the store and binds the gRPC listener.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.development_keys {
+            tracing::warn!(
+                "personal data is protected with the publicly known development keys; \
+                 set privacy.encryption_key_hex and privacy.fiscal_code_pepper_hex for real data"
+            );
+        }
+        let shutdown_grace = settings.shutdown_grace;
+        let station = settings.station.clone();
+        let soap_body_limit_bytes = settings.soap_body_limit_bytes;
+        let soap_listen = settings.soap_listen;
+        let aca = settings.aca.clone();
+        let db = migrate(&settings).await?;
+        let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors).await?;
+        let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)
+        })?;
+        let soap_listener = TcpListener::bind(soap_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for SOAP on {soap_listen}: {e}"))?;
+        Ok(Self {
+            grpc_listener,
+            soap_listener,
+            store,
+            shutdown_grace,
+            station,
+            soap_body_limit_bytes,
+            aca,
+        })
+    }
+
+    /// The address gRPC listens on (the real port when configured with port 0).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The address the paForNode SOAP endpoint listens on.
+    pub fn soap_addr(&self) -> SocketAddr {
+        self.soap_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The store, for tests that inspect it.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls finish
+    /// and returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<NoticeServiceServer<NoticeApi>>().await;
+        health.set_serving::<LedgerServiceServer<LedgerApi>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let addr = self.grpc_addr();
+        let soap_addr = self.soap_addr();
+        let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
+        let notices = NoticeServiceServer::new(NoticeApi::new(self.store.clone()))
+            .max_decoding_message_size(4 * 1024 * 1024);
+        let ledger = LedgerServiceServer::new(LedgerApi::new(self.store.clone()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
+        let node = incasso_node::service::NodeService::new(
+            self.store.clone(),
+            self.station.clone(),
+            incasso_node::xml::Limits::default(),
+        );
+        let soap_router = incasso_node::http::router(node, self.soap_body_limit_bytes);
+        let soap_server = axum::serve(self.soap_listener, soap_router)
+            .with_graceful_shutdown(async {
+                let _ = soap_stopped.await;
+            })
+            .into_future();
+        let soap_task = tokio::spawn(soap_server);
+        let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+        let relay_task = match self.aca.clone() {
+            Some(config) => {
+                let relay = incasso_node::aca::AcaRelay::new(self.store.clone(), config)?;
+                Some(tokio::spawn(relay.run(async {
+                    let _ = relay_stopped.await;
+                })))
+            }
+            None => {
+                tracing::warn!("no ACA URL configured: Stand-In archive events wait in the outbox");
+                None
+            }
+        };
+        tracing::info!(%soap_addr, path = incasso_node::http::PATH, "incasso paForNode SOAP listening");
+        tracing::info!(%addr, "incasso gRPC listening");
+        let server = Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(notices)
+            .add_service(ledger)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            });
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => return result.map_err(Into::into),
+            () = shutdown => {}
+        }
+        tracing::info!(
+            grace_seconds = self.shutdown_grace.as_secs(),
+            "shutting down: no new calls, finishing the ones in flight"
+        );
+        health
+            .set_not_serving::<NoticeServiceServer<NoticeApi>>()
+            .await;
+        health
+            .set_not_serving::<LedgerServiceServer<LedgerApi>>()
+            .await;
+        let _ = stop.send(());
+        let _ = stop_soap.send(());
+        let _ = stop_relay.send(());
+        // Clients may keep idle connections open for ever; the grace period bounds the drain.
+        let drained = async {
+            let grpc = server.await;
+            let soap = soap_task.await;
+            if let Some(relay) = relay_task {
+                let _ = relay.await;
+            }
+            (grpc, soap)
+        };
+        match tokio::time::timeout(self.shutdown_grace, drained).await {
+            Ok((grpc, soap)) => {
+                grpc?;
+                soap??;
+            }
+            Err(_) => tracing::warn!("grace period over: closing the connections still open"),
+        }
+        tracing::info!("incasso stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,20 @@
+//! sea-orm entities, one per table. They mirror the migrations; relations are not declared
+//! because every query names its join explicitly.
+
+pub mod command;
+pub mod creditor;
+pub mod creditor_account;
+pub mod debt_position;
+pub mod installment;
+pub mod iuv_sequence;
+pub mod ledger_entry;
+pub mod ledger_entry_notice;
+pub mod ledger_head;
+pub mod ledger_line;
+pub mod outbox_event;
+pub mod payment_option;
+pub mod personal_data;
+pub mod receipt;
+pub mod receipt_conflict;
+pub mod source_document;
+pub mod transfer;

@@ -1,0 +1,123 @@
+//! Persistence and use cases of incasso. Every command from outside runs in one database
+//! transaction that carries the business change, its idempotency record and (as the ledger
+//! and outbox arrive) its ledger entries and outbox events; queries read committed state.
+//! The same code runs on PostgreSQL (production) and SQLite (embedded default).
+//!
+//! [`Store`] is the handle the transports hold: a connection pool, the creditor registry, the
+//! keys protecting personal data and the clock.
+
+mod batch;
+pub mod creditors;
+pub mod db;
+pub mod entity;
+pub mod error;
+pub mod idempotency;
+pub mod ledger;
+mod mapping;
+pub mod outbox;
+pub mod pii;
+pub mod positions;
+pub mod receipts;
+pub mod sequence;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use time::{Date, OffsetDateTime};
+
+use incasso_domain::creditor::CreditorRegistry;
+use incasso_domain::rome_time;
+
+pub use error::AppError;
+pub use pii::PrivacyKeys;
+
+/// Where the current instant comes from; tests substitute a fixed one.
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+/// The handle on incasso's storage; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    registry: Arc<CreditorRegistry>,
+    keys: PrivacyKeys,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.db.get_database_backend())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-creditor settings for notice numbers beyond the registry.
+#[derive(Debug, Clone, Default)]
+pub struct IuvFloors {
+    /// (creditor fiscal code, first IUV base incasso may issue).
+    pub floors: Vec<(String, i64)>,
+}
+
+impl Store {
+    /// Opens the store on a migrated database: mirrors the registry into the `creditor`
+    /// tables and makes sure every issuing creditor has its IUV counter.
+    pub async fn open(
+        db: DatabaseConnection,
+        registry: CreditorRegistry,
+        keys: PrivacyKeys,
+        floors: &IuvFloors,
+    ) -> Result<Self, AppError> {
+        let store = Self {
+            db,
+            registry: Arc::new(registry),
+            keys,
+            clock: Arc::new(OffsetDateTime::now_utc),
+        };
+        creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
+        Ok(store)
+    }
+
+    /// The same store with another clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The database connection.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The creditors incasso knows.
+    pub fn registry(&self) -> &CreditorRegistry {
+        &self.registry
+    }
+
+    /// The keys protecting personal data.
+    pub fn keys(&self) -> &PrivacyKeys {
+        &self.keys
+    }
+
+    /// The current instant, truncated to microseconds: PostgreSQL keeps no more, and a
+    /// position returned by a command must equal the same position read back.
+    pub fn now(&self) -> OffsetDateTime {
+        let now = (self.clock)();
+        now.replace_nanosecond(now.nanosecond() / 1000 * 1000)
+            .unwrap_or(now)
+    }
+
+    /// Today in Europe/Rome.
+    pub fn today(&self) -> Date {
+        rome_time::rome_date(self.now())
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), AppError> {
+        self.db
+            .ping()
+            .await
+            .map_err(|e| AppError::Unavailable(e.to_string()))
+    }
+}
