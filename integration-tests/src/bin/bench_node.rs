@@ -27,7 +27,9 @@ use uuid::Uuid;
 use incasso_grpc::pb;
 use incasso_grpc::pb::notice_service_client::NoticeServiceClient;
 use incasso_integration_tests::bench::{Server, percentile};
-use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpec, element_text, post};
+use incasso_integration_tests::node_simulator::{
+    self as node, Caller, ReceiptSpec, element_text, post,
+};
 use incasso_integration_tests::requests;
 use incasso_store::testing::{Engine, TestDatabase};
 
@@ -43,7 +45,11 @@ struct Samples {
 }
 
 fn receipt_for(installment: &pb::Installment, receipt_id: &str) -> ReceiptSpec {
-    let amount = format!("{}.{:02}", installment.amount_cents / 100, installment.amount_cents % 100);
+    let amount = format!(
+        "{}.{:02}",
+        installment.amount_cents / 100,
+        installment.amount_cents % 100
+    );
     ReceiptSpec {
         receipt_id: receipt_id.to_owned(),
         notice_number: installment.notice_number.clone(),
@@ -51,7 +57,11 @@ fn receipt_for(installment: &pb::Installment, receipt_id: &str) -> ReceiptSpec {
         iuv: installment.iuv.clone(),
         amount: amount.clone(),
         psp: "BCITITMM".to_owned(),
-        transfers: vec![("01199250158".to_owned(), amount, "IT02N0306909400000012345678".to_owned())],
+        transfers: vec![(
+            "01199250158".to_owned(),
+            amount,
+            "IT02N0306909400000012345678".to_owned(),
+        )],
         stand_in: false,
         payment_date_time: "2026-11-20T10:15:00".to_owned(),
     }
@@ -63,29 +73,59 @@ async fn timed(
     body: &str,
 ) -> Result<(Duration, String), String> {
     let started = Instant::now();
-    let reply = post(addr, Some(action), XML, body.as_bytes()).await.map_err(|e| e.to_string())?;
+    let reply = post(addr, Some(action), XML, body.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed();
     if element_text(&reply.body, "outcome") != Some("OK") {
-        return Err(format!("{action}: {}", element_text(&reply.body, "faultCode").unwrap_or("no outcome")));
+        return Err(format!(
+            "{action}: {}",
+            element_text(&reply.body, "faultCode").unwrap_or("no outcome")
+        ));
     }
     Ok((elapsed, reply.body))
 }
 
-async fn pay(addr: std::net::SocketAddr, installment: pb::Installment, redeliver: bool, samples: Arc<Mutex<Samples>>) {
+async fn pay(
+    addr: std::net::SocketAddr,
+    installment: pb::Installment,
+    redeliver: bool,
+    samples: Arc<Mutex<Samples>>,
+) {
     let caller = Caller::default();
     let mut local = Samples::default();
     let result: Result<(), String> = async {
-        let (d, _) = timed(addr, "paVerifyPaymentNotice", &node::verify(&caller, "01199250158", &installment.notice_number)).await?;
+        let (d, _) = timed(
+            addr,
+            "paVerifyPaymentNotice",
+            &node::verify(&caller, "01199250158", &installment.notice_number),
+        )
+        .await?;
         local.verify.push(d);
-        let amount = format!("{}.{:02}", installment.amount_cents / 100, installment.amount_cents % 100);
+        let amount = format!(
+            "{}.{:02}",
+            installment.amount_cents / 100,
+            installment.amount_cents % 100
+        );
         let (d, _) = timed(
             addr,
             "paGetPaymentV2",
-            &node::get_payment(&caller, true, "01199250158", &installment.notice_number, &amount, None),
+            &node::get_payment(
+                &caller,
+                true,
+                "01199250158",
+                &installment.notice_number,
+                &amount,
+                None,
+            ),
         )
         .await?;
         local.activate.push(d);
-        let receipt = node::send_rt(&caller, true, &receipt_for(&installment, &Uuid::new_v4().simple().to_string()));
+        let receipt = node::send_rt(
+            &caller,
+            true,
+            &receipt_for(&installment, &Uuid::new_v4().simple().to_string()),
+        );
         let (d, _) = timed(addr, "paSendRTV2", &receipt).await?;
         local.receipt.push(d);
         if redeliver {
@@ -118,7 +158,12 @@ fn report(name: &str, samples: &mut [Duration], elapsed: Duration) {
 }
 
 /// The rows one receipt writes, in one bare transaction, on `pool`.
-async fn bare_receipt(pool: &PgPool, document: &[u8], body: &[u8], i: i64) -> Result<(), sqlx::Error> {
+async fn bare_receipt(
+    pool: &PgPool,
+    document: &[u8],
+    body: &[u8],
+    i: i64,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let position = Uuid::now_v7();
     let hash = vec![7u8; 32];
@@ -134,12 +179,17 @@ async fn bare_receipt(pool: &PgPool, document: &[u8], body: &[u8], i: i64) -> Re
     sqlx::query("INSERT INTO receipt (id, creditor_fiscal_code, iuv, receipt_id, notice_number, receiving_creditor, content_sha256, source_document_id, primitive, psp_id, channel_id, payment_amount_cents, fee_cents, payment_date_time, stand_in, classification, flags, debt_position_id, installment_id, received_at) VALUES ($1,'01199250158',$2,$3,'312000000000000000','01199250158',$4,$5,'paSendRTV2','BCITITMM','BCITITMM_01',46500,100,'2026-11-20T10:15:00',false,'settled','',$6,$6,$7)")
         .bind(Uuid::now_v7()).bind(format!("B{i}")).bind(format!("R{i}")).bind("0".repeat(64)).bind(doc).bind(position).bind(now)
         .execute(&mut *tx).await?;
-    sqlx::query("UPDATE bench_position SET state = 'paid' WHERE id = $1").bind(i % 1000).execute(&mut *tx).await?;
+    sqlx::query("UPDATE bench_position SET state = 'paid' WHERE id = $1")
+        .bind(i % 1000)
+        .execute(&mut *tx)
+        .await?;
     sqlx::query("INSERT INTO outbox_event (id, topic, aggregate_id, payload, state, attempts, next_attempt_at, created_at) VALUES ($1,'aca.position',$2,'{}','pending',0,0,$3), ($4,'fascicolo.payment',$2,'{}','pending',0,0,$3)")
         .bind(Uuid::now_v7()).bind(position.to_string()).bind(now).bind(Uuid::now_v7())
         .execute(&mut *tx).await?;
-    let (last,): (i64,) = sqlx::query_as("UPDATE ledger_head SET id = id WHERE id = 1 RETURNING last_sequence")
-        .fetch_one(&mut *tx).await?;
+    let (last,): (i64,) =
+        sqlx::query_as("UPDATE ledger_head SET id = id WHERE id = 1 RETURNING last_sequence")
+            .fetch_one(&mut *tx)
+            .await?;
     let sequence = last + 1;
     sqlx::query("INSERT INTO ledger_entry (sequence, id, event_type, creditor_fiscal_code, kind, description, debt_position_id, receipt_id, source_document_id, source_document_sha256, recorded_at, recorded_micros, previous_hash, hash, body) VALUES ($1,$2,'receipt_paid','01199250158','school_fee','notice paid',$3,$4,$5,$6,$7,$8,$6,$6,$9)")
         .bind(sequence).bind(Uuid::now_v7()).bind(position).bind(format!("R{i}")).bind(doc).bind(&hash).bind(now).bind(now.unix_timestamp() * 1_000_000).bind(body)
@@ -155,23 +205,38 @@ async fn bare_receipt(pool: &PgPool, document: &[u8], body: &[u8], i: i64) -> Re
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let per_level: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(1500);
+    let per_level: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(1500);
     let levels = [8usize, 32, 64];
     let database = TestDatabase::create(Engine::Postgres).await?;
     let (server, channel) = Server::start(&database.url).await?;
     let soap = server.soap_addr();
     let mut notices = NoticeServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
     let total = per_level * (levels.len() + 1);
-    println!("bench-node: {total} payments on PostgreSQL, concurrency {levels:?}, 10% redelivered receipts");
-    let stream = futures::stream::iter((0..total).map(|i| requests::school_fee(&format!("node-bench-{i}"))));
-    let mut created = notices.bulk_create_debt_positions(stream).await?.into_inner();
+    println!(
+        "bench-node: {total} payments on PostgreSQL, concurrency {levels:?}, 10% redelivered receipts"
+    );
+    let stream =
+        futures::stream::iter((0..total).map(|i| requests::school_fee(&format!("node-bench-{i}"))));
+    let mut created = notices
+        .bulk_create_debt_positions(stream)
+        .await?
+        .into_inner();
     let mut installments = Vec::with_capacity(total);
     while let Some(item) = created.message().await? {
-        if let Some(pb::bulk_create_debt_positions_response::Result::DebtPosition(p)) = item.result {
+        if let Some(pb::bulk_create_debt_positions_response::Result::DebtPosition(p)) = item.result
+        {
             installments.push(p.payment_options[0].installments[0].clone());
         }
     }
-    ensure!(installments.len() == total, "created {} of {total}", installments.len());
+    ensure!(
+        installments.len() == total,
+        "created {} of {total}",
+        installments.len()
+    );
 
     let mut remaining = installments.into_iter();
     let mut redelivered = 0usize;
@@ -204,9 +269,14 @@ async fn main() -> anyhow::Result<()> {
         report("activate", &mut s.activate, elapsed);
         report("receipt", &mut s.receipt, elapsed);
         report("redelivery", &mut s.redelivery, elapsed);
-        ensure!(s.errors.is_empty(), "errors: {:?}", &s.errors[..s.errors.len().min(5)]);
+        ensure!(
+            s.errors.is_empty(),
+            "errors: {:?}",
+            &s.errors[..s.errors.len().min(5)]
+        );
         redelivered += s.redelivery.len();
-        receipts_per_second = receipts_per_second.max(s.receipt.len() as f64 / elapsed.as_secs_f64());
+        receipts_per_second =
+            receipts_per_second.max(s.receipt.len() as f64 / elapsed.as_secs_f64());
     }
 
     // Verify and activate paced at 200 requests/s on the notices left.
@@ -221,14 +291,32 @@ async fn main() -> anyhow::Result<()> {
         let body = if i % 2 == 0 {
             node::verify(&caller, "01199250158", &installment.notice_number)
         } else {
-            node::get_payment(&caller, true, "01199250158", &installment.notice_number, "465.00", None)
+            node::get_payment(
+                &caller,
+                true,
+                "01199250158",
+                &installment.notice_number,
+                "465.00",
+                None,
+            )
         };
-        let action = if i % 2 == 0 { "paVerifyPaymentNotice" } else { "paGetPaymentV2" };
-        tasks.push((i % 2 == 0, tokio::spawn(async move { timed(soap, action, &body).await })));
+        let action = if i % 2 == 0 {
+            "paVerifyPaymentNotice"
+        } else {
+            "paGetPaymentV2"
+        };
+        tasks.push((
+            i % 2 == 0,
+            tokio::spawn(async move { timed(soap, action, &body).await }),
+        ));
     }
     for (is_verify, task) in tasks {
         let (d, _) = task.await?.map_err(|e| anyhow::anyhow!(e))?;
-        if is_verify { verify.push(d) } else { activate.push(d) }
+        if is_verify {
+            verify.push(d)
+        } else {
+            activate.push(d)
+        }
     }
     println!("paced at 200 requests/s ({} requests):", paced.len());
     let span = Duration::from_millis(5 * paced.len() as u64);
@@ -237,22 +325,40 @@ async fn main() -> anyhow::Result<()> {
 
     // No double bookings.
     let pool = PgPool::connect(&database.url).await?;
-    let (receipts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM receipt").fetch_one(&pool).await?;
-    let (paid,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM ledger_entry WHERE event_type = 'receipt_paid'").fetch_one(&pool).await?;
-    let (doubles,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM receipt WHERE classification <> 'settled'").fetch_one(&pool).await?;
+    let (receipts,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM receipt")
+        .fetch_one(&pool)
+        .await?;
+    let (paid,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM ledger_entry WHERE event_type = 'receipt_paid'")
+            .fetch_one(&pool)
+            .await?;
+    let (doubles,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM receipt WHERE classification <> 'settled'")
+            .fetch_one(&pool)
+            .await?;
     let paid_expected = (per_level * levels.len()) as i64;
     println!(
         "receipts stored {receipts}, booked {paid}, other than settled {doubles}, redeliveries {redelivered} (expected {paid_expected} booked, 0 other)"
     );
-    ensure!(receipts == paid_expected && paid == paid_expected && doubles == 0, "double bookings");
+    ensure!(
+        receipts == paid_expected && paid == paid_expected && doubles == 0,
+        "double bookings"
+    );
     drop(server);
 
     // The bare transaction: the same rows a receipt writes, no service in between.
-    sqlx::query("CREATE TABLE bench_position (id BIGINT PRIMARY KEY, version BIGINT, state TEXT)").execute(&pool).await?;
-    sqlx::query("INSERT INTO bench_position SELECT g, 1, 'valid' FROM generate_series(0, 999) g").execute(&pool).await?;
+    sqlx::query("CREATE TABLE bench_position (id BIGINT PRIMARY KEY, version BIGINT, state TEXT)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO bench_position SELECT g, 1, 'valid' FROM generate_series(0, 999) g")
+        .execute(&pool)
+        .await?;
     let document = vec![5u8; 3000];
     let body = vec![6u8; 600];
-    let bare_pool = sea_orm::sqlx::postgres::PgPoolOptions::new().max_connections(32).connect(&database.url).await?;
+    let bare_pool = sea_orm::sqlx::postgres::PgPoolOptions::new()
+        .max_connections(32)
+        .connect(&database.url)
+        .await?;
     let count = 3000i64;
     let started = Instant::now();
     let next = Arc::new(std::sync::atomic::AtomicI64::new(0));

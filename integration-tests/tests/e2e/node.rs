@@ -31,7 +31,8 @@ fn every_fault_of_every_operation_is_valid() {
                 description: "ä<&>\"'".repeat(400),
                 id: "01199250158".to_owned(),
             };
-            validate(&ko(operation, &fault)).unwrap_or_else(|e| panic!("{operation:?} {code:?}: {e}"));
+            validate(&ko(operation, &fault))
+                .unwrap_or_else(|e| panic!("{operation:?} {code:?}: {e}"));
         }
     }
     validate(&send_rt_ok(Operation::SendRt)).unwrap();
@@ -425,14 +426,29 @@ async fn hostile_requests_get_a_proper_fault(engine: Engine) -> anyhow::Result<(
 async fn a_lost_database_is_a_system_error_the_node_retries() -> anyhow::Result<()> {
     let app = TestApp::spawn(Engine::Postgres).await?;
     let mut notices = app.notices().await?;
-    let fee = notices.create_debt_position(requests::school_fee("node-gone")).await?.into_inner();
+    let fee = notices
+        .create_debt_position(requests::school_fee("node-gone"))
+        .await?
+        .into_inner();
     let notice = all_notices(&fee)[0].notice_number.clone();
-    let name = app.database_url.rsplit('/').next().unwrap_or_default().to_owned();
+    let name = app
+        .database_url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let admin = sea_orm::Database::connect(incasso_store::testing::postgres_admin_url()).await?;
     use sea_orm::ConnectionTrait;
-    admin.execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await?;
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await?;
     admin.close().await?;
-    let body = call(&app, "paVerifyPaymentNotice", &node::verify(&Caller::default(), MILANO, &notice)).await?;
+    let body = call(
+        &app,
+        "paVerifyPaymentNotice",
+        &node::verify(&Caller::default(), MILANO, &notice),
+    )
+    .await?;
     assert_eq!(fault_code(&body), Some("PAA_SYSTEM_ERROR"), "{body}");
     Ok(())
 }
