@@ -41,9 +41,8 @@ pub struct Server {
 impl Server {
     /// Starts the server and waits until it accepts connections.
     pub async fn start(database_url: &str) -> anyhow::Result<(Self, Channel)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
+        let soap_port = free_port()?;
         let child = Command::new(incasso_binary()?)
             .arg("serve")
             .env("INCASSO_DATABASE_URL", database_url)
@@ -87,6 +86,13 @@ impl Drop for Server {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// A loopback port nothing listens on right now, for a child process to bind.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// The `p`-th percentile (0..=100) of `samples`, which it sorts.
