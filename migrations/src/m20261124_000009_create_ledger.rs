@@ -160,9 +160,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         for (name, columns) in [
+            // Time ranges are found by the integer instant (a timestamp compares differently
+            // on the two engines); one index step gives the last sequence before an instant.
             (
-                "ix_ledger_entry_recorded_at",
-                vec![E::RecordedAt, E::Sequence],
+                "ix_ledger_entry_recorded_micros",
+                vec![E::RecordedMicros, E::Sequence],
             ),
             (
                 "ix_ledger_entry_creditor",

@@ -138,6 +138,13 @@ async fn an_auditor_follows_a_notice_and_the_books_tie_out(engine: Engine) -> an
             },
             "page_token",
         ),
+        (
+            pb::ListEntriesRequest {
+                kind: 99,
+                ..Default::default()
+            },
+            "kind",
+        ),
     ] {
         let status = ledger.list_entries(request).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
@@ -174,7 +181,22 @@ async fn tampering_in_the_database_is_caught_by_verify(engine: Engine) -> anyhow
         "UPDATE ledger_entry SET description = 'nothing to see' WHERE sequence = 2",
     )
     .await?;
+    // The source document behind entry 2 swapped for entry 3's, which is itself intact: the
+    // document no longer hashes to what entry 2 recorded.
+    db.execute_unprepared(
+        "UPDATE ledger_entry SET source_document_id = \
+         (SELECT source_document_id FROM ledger_entry WHERE sequence = 3) WHERE sequence = 2",
+    )
+    .await?;
     db.close().await?;
+    let entry = ledger
+        .get_entry(pb::GetEntryRequest {
+            sequence: 2,
+            id: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert!(!entry.source_document.expect("a document").intact);
     let report = ledger
         .verify_ledger(pb::VerifyLedgerRequest::default())
         .await?

@@ -163,15 +163,35 @@ pub fn cancel_input(request: &pb::CancelDebtPositionRequest) -> CancelInput {
 }
 
 /// A list request as the store's query.
-pub fn list_query(request: &pb::ListDebtPositionsRequest) -> ListQuery {
-    ListQuery {
+pub fn list_query(
+    request: &pb::ListDebtPositionsRequest,
+) -> Result<ListQuery, incasso_store::AppError> {
+    if request.state != 0 && pb::DebtPositionState::try_from(request.state).is_err() {
+        return Err(incasso_store::AppError::invalid(
+            "state",
+            format!("{} is not a debt position state", request.state),
+        ));
+    }
+    Ok(ListQuery {
         creditor_fiscal_code: request.creditor_fiscal_code.clone(),
         debtor_fiscal_code: request.debtor_fiscal_code.clone(),
-        kind: debt_kind(request.kind),
+        kind: kind_filter(request.kind)?,
         state: position_state_filter(request.state),
         page_size: request.page_size,
         page_token: request.page_token.clone(),
+    })
+}
+
+/// A `kind` filter: unspecified means any kind, a value the API does not define is refused
+/// rather than silently widened to "any".
+fn kind_filter(value: i32) -> Result<Option<DebtKind>, incasso_store::AppError> {
+    if value != 0 && pb::DebtKind::try_from(value).is_err() {
+        return Err(incasso_store::AppError::invalid(
+            "kind",
+            format!("{value} is not a debt kind"),
+        ));
     }
+    Ok(debt_kind(value))
 }
 
 /// A timestamp for an instant.
@@ -370,7 +390,7 @@ pub fn entry_filter(
         to: instant("to", to)?,
         account: filter.account.to_owned(),
         creditor_fiscal_code: filter.creditor_fiscal_code.to_owned(),
-        kind: debt_kind(filter.kind),
+        kind: kind_filter(filter.kind)?,
         event_type: filter.event_type.to_owned(),
         notice_number: filter.notice_number.to_owned(),
         iuv: filter.iuv.to_owned(),
@@ -450,12 +470,19 @@ pub fn ledger_entry(stored: &StoredEntry) -> pb::LedgerEntry {
 }
 
 /// A source document as the API shows it.
-pub fn source_document(document: &SourceDocument) -> pb::SourceDocument {
+///
+/// `intact` compares the content with the hash the chained entry recorded, not with the
+/// document row's own hash column: a document swapped or rewritten together with its row
+/// still cannot match what the hash chain says.
+pub fn source_document(
+    document: &SourceDocument,
+    recorded_sha256: Option<[u8; 32]>,
+) -> pb::SourceDocument {
     use sha2::Digest;
-    let intact = document
-        .content
-        .as_ref()
-        .is_some_and(|c| <[u8; 32]>::from(sha2::Sha256::digest(c)) == document.sha256);
+    let intact = document.content.as_ref().is_some_and(|c| {
+        let actual = <[u8; 32]>::from(sha2::Sha256::digest(c));
+        actual == document.sha256 && Some(actual) == recorded_sha256
+    });
     pb::SourceDocument {
         id: document.id.to_string(),
         kind: document.kind.clone(),

@@ -80,7 +80,9 @@ impl LedgerService for LedgerApi {
             .map_err(to_status)?;
         Ok(Response::new(pb::GetEntryResponse {
             entry: Some(convert::ledger_entry(&entry)),
-            source_document: document.as_ref().map(convert::source_document),
+            source_document: document
+                .as_ref()
+                .map(|d| convert::source_document(d, entry.entry.source_document_sha256)),
         }))
     }
 

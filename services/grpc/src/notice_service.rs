@@ -101,7 +101,7 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<pb::ListDebtPositionsRequest>,
     ) -> Result<Response<pb::ListDebtPositionsResponse>, Status> {
-        let query = convert::list_query(request.get_ref());
+        let query = convert::list_query(request.get_ref()).map_err(to_status)?;
         let page = self
             .store
             .list_debt_positions(&query)

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use incasso_domain::creditor::CreditorRegistry;
 use incasso_domain::debt_position::DebtKind;
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::chain::{ChainedEntry, decode_canonical};
@@ -68,7 +69,11 @@ pub(crate) struct EntryFilter {
 
 impl EntryFilterInput {
     /// Parses every filter, naming each bad one.
-    pub(crate) fn parse(&self, errors: &mut ValidationErrors) -> EntryFilter {
+    pub(crate) fn parse(
+        &self,
+        registry: &CreditorRegistry,
+        errors: &mut ValidationErrors,
+    ) -> EntryFilter {
         fn optional(value: &str) -> Option<&str> {
             let value = value.trim();
             (!value.is_empty()).then_some(value)
@@ -81,11 +86,12 @@ impl EntryFilterInput {
         EntryFilter {
             from: self.from,
             to: self.to,
-            account: optional(&self.account)
-                .and_then(|a| errors.check("account", Account::parse(a))),
-            creditor: optional(&self.creditor_fiscal_code).and_then(|c| {
-                errors.check("creditor_fiscal_code", OrganizationFiscalCode::parse(c))
+            account: optional(&self.account).and_then(|a| {
+                let account = errors.check("account", Account::parse(a))?;
+                errors.check("account", keeps_books(registry, account.creditor()))?;
+                Some(account)
             }),
+            creditor: books_creditor(registry, &self.creditor_fiscal_code, errors),
             kind: self.kind,
             event_type: optional(&self.event_type).and_then(|e| {
                 let parsed = EventType::from_name(e);
@@ -110,6 +116,40 @@ impl EntryFilterInput {
             }),
         }
     }
+}
+
+/// `Ok` when incasso keeps books for `creditor`: an account or filter naming anyone else is
+/// a mistake, and answering it with empty results would hide the mistake.
+fn keeps_books(
+    registry: &CreditorRegistry,
+    creditor: &OrganizationFiscalCode,
+) -> Result<(), String> {
+    match registry.get(creditor.as_str()) {
+        Some(_) => Ok(()),
+        None => {
+            let known: Vec<_> = registry.iter().map(|c| c.fiscal_code().as_str()).collect();
+            Err(format!(
+                "incasso keeps no books for creditor {creditor} (it keeps books for {})",
+                known.join(", ")
+            ))
+        }
+    }
+}
+
+/// An optional `creditor_fiscal_code` filter: empty for every creditor, else one whose books
+/// incasso keeps.
+fn books_creditor(
+    registry: &CreditorRegistry,
+    text: &str,
+    errors: &mut ValidationErrors,
+) -> Option<OrganizationFiscalCode> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let creditor = errors.check("creditor_fiscal_code", OrganizationFiscalCode::parse(text))?;
+    errors.check("creditor_fiscal_code", keeps_books(registry, &creditor))?;
+    Some(creditor)
 }
 
 impl EntryFilter {
@@ -421,7 +461,7 @@ impl Store {
         page_token: &str,
     ) -> Result<EntryPage, AppError> {
         let mut errors = ValidationErrors::new();
-        let filter = input.parse(&mut errors);
+        let filter = input.parse(self.registry(), &mut errors);
         let page_size = match u64::try_from(page_size) {
             Ok(0) => DEFAULT_PAGE_SIZE,
             Ok(size) if size <= MAX_PAGE_SIZE => size,
@@ -478,7 +518,7 @@ impl Store {
     /// Export support: parses a filter once, for [`Store::export_chunk`].
     pub fn parse_export_filter(&self, input: &EntryFilterInput) -> Result<ExportFilter, AppError> {
         let mut errors = ValidationErrors::new();
-        let filter = input.parse(&mut errors);
+        let filter = input.parse(self.registry(), &mut errors);
         errors
             .into_result(|| ExportFilter {
                 filter,
@@ -587,14 +627,7 @@ impl Store {
         account_type: &str,
     ) -> Result<(i64, Vec<AccountBalance>), AppError> {
         let mut errors = ValidationErrors::new();
-        let creditor = (!creditor.trim().is_empty())
-            .then(|| {
-                errors.check(
-                    "creditor_fiscal_code",
-                    OrganizationFiscalCode::parse(creditor.trim()),
-                )
-            })
-            .flatten();
+        let creditor = books_creditor(self.registry(), creditor, &mut errors);
         let account_type = (!account_type.trim().is_empty())
             .then(|| {
                 let parsed = AccountType::from_name(account_type.trim());
@@ -658,14 +691,7 @@ impl Store {
         {
             errors.add("to", "must not be before from");
         }
-        let creditor = (!creditor.trim().is_empty())
-            .then(|| {
-                errors.check(
-                    "creditor_fiscal_code",
-                    OrganizationFiscalCode::parse(creditor.trim()),
-                )
-            })
-            .flatten();
+        let creditor = books_creditor(self.registry(), creditor, &mut errors);
         let (Some(from), Some(to)) = (from, to) else {
             return Err(AppError::Invalid(errors));
         };

@@ -89,9 +89,21 @@ struct Recorded {
 /// What the queryable tables say about an entry.
 struct Projection {
     row: ledger_entry::Model,
-    lines: Vec<(String, i64)>,
+    lines: Vec<ProjectedLine>,
     notices: Vec<(String, String)>,
 }
+
+/// A `ledger_line` row: what balances and trial balances are summed and filtered by.
+struct ProjectedLine {
+    account: String,
+    account_type: String,
+    creditor_fiscal_code: String,
+    kind: Option<String>,
+    amount_cents: i64,
+}
+
+/// The columns of a `ledger_line` row, with its entry's sequence first.
+type LineRow = (i64, String, String, String, Option<String>, i64);
 
 impl Projection {
     /// The first difference between the projection and the recorded entry.
@@ -99,7 +111,11 @@ impl Projection {
         let row = &self.row;
         let draft = &recorded.draft;
         let cause = &draft.cause;
-        if row.id != recorded.id || row.recorded_at != recorded.recorded_at {
+        // recorded_micros drives time ranges and trial-balance periods: it must agree too.
+        if row.id != recorded.id
+            || row.recorded_at != recorded.recorded_at
+            || row.recorded_micros != super::writer::micros(recorded.recorded_at)
+        {
             return Some("its id or time");
         }
         if row.event_type != draft.event_type.as_str()
@@ -124,8 +140,12 @@ impl Projection {
                 .lines
                 .iter()
                 .zip(&draft.lines)
-                .all(|((account, amount), line)| {
-                    *amount == line.amount_cents && *account == line.account.code()
+                .all(|(projected, line)| {
+                    projected.amount_cents == line.amount_cents
+                        && projected.account == line.account.code()
+                        && projected.account_type == line.account.account_type().as_str()
+                        && projected.creditor_fiscal_code == line.account.creditor().as_str()
+                        && projected.kind.as_deref() == line.account.kind().map(|k| k.as_str())
                 });
         if !lines_match {
             return Some("its lines");
@@ -201,12 +221,15 @@ async fn read_chunk(
         .columns([
             ledger_line::Column::EntrySequence,
             ledger_line::Column::Account,
+            ledger_line::Column::AccountType,
+            ledger_line::Column::CreditorFiscalCode,
+            ledger_line::Column::Kind,
             ledger_line::Column::AmountCents,
         ])
         .filter(ledger_line::Column::EntrySequence.between(from, to))
         .order_by(ledger_line::Column::EntrySequence, Order::Asc)
         .order_by(ledger_line::Column::LineIndex, Order::Asc)
-        .into_tuple::<(i64, String, i64)>()
+        .into_tuple::<LineRow>()
         .all(&db);
     let notices = ledger_entry_notice::Entity::find()
         .select_only()
@@ -227,11 +250,19 @@ async fn read_chunk(
     for row in entries {
         let sequence = row.sequence;
         // Both lists are ordered by entry: take this entry's run, skip strays of gaps.
-        while lines.next_if(|(s, _, _)| *s < sequence).is_some() {}
+        while lines.next_if(|line| line.0 < sequence).is_some() {}
         while notices.next_if(|(s, _, _)| *s < sequence).is_some() {}
         let mut entry_lines = Vec::new();
-        while let Some((_, account, amount)) = lines.next_if(|(s, _, _)| *s == sequence) {
-            entry_lines.push((account, amount));
+        while let Some((_, account, account_type, creditor_fiscal_code, kind, amount_cents)) =
+            lines.next_if(|line| line.0 == sequence)
+        {
+            entry_lines.push(ProjectedLine {
+                account,
+                account_type,
+                creditor_fiscal_code,
+                kind,
+                amount_cents,
+            });
         }
         let mut entry_notices = Vec::new();
         while let Some((_, notice, iuv)) = notices.next_if(|(s, _, _)| *s == sequence) {
@@ -269,6 +300,12 @@ impl Store {
             return Err(AppError::invalid(
                 "to_sequence",
                 "must not be before from_sequence",
+            ));
+        }
+        if end > head.sequence {
+            return Err(AppError::invalid(
+                "to_sequence",
+                format!("the ledger ends at entry {}", head.sequence),
             ));
         }
         let broken =

@@ -280,6 +280,47 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
             .ok
     );
 
+    // 1b. Columns that filters and sums use, altered without touching amounts: a line moved
+    //     to another account type, an entry moved in time. Each is caught, then undone.
+    for (alter, undo, reason) in [
+        (
+            "UPDATE ledger_line SET account_type = 'suspense' WHERE entry_sequence = 2 AND line_index = 0",
+            "UPDATE ledger_line SET account_type = 'receivable' WHERE entry_sequence = 2 AND line_index = 0",
+            "lines",
+        ),
+        (
+            "UPDATE ledger_entry SET recorded_micros = recorded_micros - 86400000000 WHERE sequence = 2",
+            "UPDATE ledger_entry SET recorded_micros = recorded_micros + 86400000000 WHERE sequence = 2",
+            "time",
+        ),
+    ] {
+        execute(&harness, alter).await.unwrap();
+        let report = harness
+            .store
+            .verify_ledger(None, None, &[], true)
+            .await
+            .unwrap();
+        assert!(!report.ok, "{alter}");
+        assert_eq!(report.first_broken_sequence, Some(2), "{alter}");
+        assert!(report.reason.contains(reason), "{alter}: {}", report.reason);
+        execute(&harness, undo).await.unwrap();
+    }
+    assert!(
+        harness
+            .store
+            .verify_ledger(None, None, &[], true)
+            .await
+            .unwrap()
+            .ok
+    );
+    // A range past the end of the ledger is a bad request, not a "missing entry".
+    let error = harness
+        .store
+        .verify_ledger(None, Some(99), &[], true)
+        .await
+        .unwrap_err();
+    assert!(matches!(&error, AppError::Invalid(e) if e.violations()[0].field == "to_sequence"));
+
     // 2. Alter the recorded entry 2 itself, lines and all, consistently.
     let entries = all_entries(&harness).await;
     let mut altered = entries[1].clone();
@@ -590,6 +631,21 @@ async fn entries_page_by_filter_and_refuse_bad_filters(engine: Engine) {
                 ..Default::default()
             },
             "account",
+        ),
+        (
+            // Well formed, but no books of this creditor exist here.
+            EntryFilterInput {
+                account: "receivable:00000000000:tari".to_owned(),
+                ..Default::default()
+            },
+            "account",
+        ),
+        (
+            EntryFilterInput {
+                creditor_fiscal_code: "80012000826".to_owned(),
+                ..Default::default()
+            },
+            "creditor_fiscal_code",
         ),
         (
             EntryFilterInput {
