@@ -14,6 +14,14 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Resident set size of a process now, in KiB (Linux `VmRSS`): sampled during a phase, it
+/// shows that phase's own memory, which the process-wide peak of an earlier phase would hide.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The `incasso` binary next to the running benchmark (or `INCASSO_BIN`).
 pub fn incasso_binary() -> anyhow::Result<std::path::PathBuf> {
     if let Ok(path) = std::env::var("INCASSO_BIN") {

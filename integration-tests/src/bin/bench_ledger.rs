@@ -4,14 +4,16 @@
 //! for every position a `notice_issued` (3 lines, 4 notices) and a `receipt_paid` (3 lines,
 //! 1 notice), and per 500 receipts a `reported` and a `cashed`. Then, against the real
 //! `incasso` binary over gRPC, it prints ListEntries p50/p99 by notice number and by account +
-//! month, VerifyLedger entries/s next to `sha256sum` over the same canonical bytes (and the
-//! ratio), and ExportEntries rows/s with the server's peak RSS before and after the export.
+//! month, ExportEntries rows/s with the server's RSS sampled along the export, and
+//! VerifyLedger entries/s next to `sha256sum` over the same bytes (`previous_hash || body` of
+//! every entry, read back from the database), with the ratio.
 //!
 //! ```text
 //! cargo build --release -p incasso-server -p incasso-integration-tests
 //! target/release/bench-ledger [entries]
 //! ```
 //! `INCASSO_BENCH_KEEP=1` keeps the populated database and prints its URL;
+//! `INCASSO_BENCH_POPULATE_ONLY=1` stops after populating (and keeps it);
 //! `INCASSO_BENCH_DATABASE_URL` reuses it instead of populating a new one.
 
 // Rates, mebibytes and percentiles, never money.
@@ -28,12 +30,11 @@ use uuid::Uuid;
 
 use incasso_domain::debt_position::DebtKind;
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
-use incasso_domain::ledger::chain::canonical_encoding;
 use incasso_domain::ledger::{Account, Cause, EntryDraft, EventType, Line};
 use incasso_domain::notice_number::{IuvBase, NoticeNumber, SegregationCode};
 use incasso_grpc::pb;
 use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
-use incasso_integration_tests::bench::{Server, peak_rss_kib, percentile};
+use incasso_integration_tests::bench::{Server, peak_rss_kib, percentile, rss_kib};
 use incasso_server::config::{FileConfig, Overrides, Settings};
 use incasso_store::testing::{Engine, TestDatabase};
 
@@ -139,8 +140,8 @@ fn entries_of(
     drafts
 }
 
-/// Writes `target` entries; returns the canonical bytes' file and its size.
-async fn populate(url: &str, target: u64) -> anyhow::Result<(std::path::PathBuf, u64)> {
+/// Writes `target` entries with the production writer.
+async fn populate(url: &str, target: u64) -> anyhow::Result<()> {
     let settings = Settings::resolve(
         FileConfig::default(),
         Overrides {
@@ -151,12 +152,6 @@ async fn populate(url: &str, target: u64) -> anyhow::Result<(std::path::PathBuf,
     let store = incasso_server::open_store(settings).await?;
     let milan = OrganizationFiscalCode::parse("01199250158")?;
     let cm = OrganizationFiscalCode::parse("08911820960")?;
-    let path = std::env::temp_dir().join(format!(
-        "incasso-ledger-canonical-{}.bin",
-        std::process::id()
-    ));
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
-    let mut bytes = 0u64;
     let mut written = 0u64;
     let mut k = 0u64;
     let step = TimeDuration::seconds(365 * 86_400) / (target as f64);
@@ -174,18 +169,6 @@ async fn populate(url: &str, target: u64) -> anyhow::Result<(std::path::PathBuf,
         let chained =
             incasso_store::ledger::append(&txn, store.keys(), vec![], postings, now).await?;
         txn.commit().await?;
-        for entry in &chained {
-            let canonical = canonical_encoding(
-                entry.sequence,
-                entry.id,
-                entry.recorded_at,
-                None,
-                &entry.draft,
-            );
-            bytes += canonical.len() as u64 + 32;
-            file.write_all(&entry.previous_hash)?;
-            file.write_all(&canonical)?;
-        }
         written += chained.len() as u64;
         if written % 1_000_000 < BATCH as u64 {
             println!(
@@ -194,8 +177,32 @@ async fn populate(url: &str, target: u64) -> anyhow::Result<(std::path::PathBuf,
             );
         }
     }
-    file.flush()?;
     store.db().clone().close().await?;
+    Ok(())
+}
+
+/// Writes what verification hashes, `previous_hash || body` of every entry in order, to a
+/// file for `sha256sum`: the same bytes, read from the same database.
+async fn dump_chain_bytes(url: &str) -> anyhow::Result<(std::path::PathBuf, u64)> {
+    use futures::TryStreamExt;
+    let pool = sea_orm::sqlx::PgPool::connect(url).await?;
+    let path = std::env::temp_dir().join(format!(
+        "incasso-ledger-canonical-{}.bin",
+        std::process::id()
+    ));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let mut bytes = 0u64;
+    let mut rows = sea_orm::sqlx::query_as::<_, (Vec<u8>, Vec<u8>)>(
+        "SELECT previous_hash, body FROM ledger_entry ORDER BY sequence",
+    )
+    .fetch(&pool);
+    while let Some((previous_hash, body)) = rows.try_next().await? {
+        file.write_all(&previous_hash)?;
+        file.write_all(&body)?;
+        bytes += (previous_hash.len() + body.len()) as u64;
+    }
+    file.flush()?;
+    pool.close().await;
     Ok((path, bytes))
 }
 
@@ -215,21 +222,20 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| database.as_ref().map(|d| d.url.clone()).unwrap_or_default());
     println!("bench-ledger: {target} entries, PostgreSQL");
-    let canonical = if reuse.is_none() {
+    if reuse.is_none() {
         let started = Instant::now();
-        let (path, bytes) = populate(&url, target).await?;
-        println!(
-            "populated in {:.0} s ({bytes} canonical bytes)",
-            started.elapsed().as_secs_f64()
-        );
+        populate(&url, target).await?;
+        println!("populated in {:.0} s", started.elapsed().as_secs_f64());
         sea_orm::Database::connect(&url)
             .await?
             .execute_unprepared("VACUUM ANALYZE")
             .await?;
-        Some(path)
-    } else {
-        None
-    };
+        if std::env::var("INCASSO_BENCH_POPULATE_ONLY").is_ok() {
+            println!("kept for INCASSO_BENCH_DATABASE_URL: {url}");
+            return Ok(());
+        }
+    }
+    let (canonical, canonical_bytes) = dump_chain_bytes(&url).await?;
 
     let (server, channel) = Server::start(&url).await?;
     let mut ledger = LedgerServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
@@ -300,6 +306,38 @@ async fn main() -> anyhow::Result<()> {
         ms(percentile(&mut by_month, 99))
     );
 
+    // The export first, so that the memory it shows is its own and not what a verification
+    // before it left behind; RSS is sampled every tenth of the way.
+    let rss_before = rss_kib(server.pid()).unwrap_or(0);
+    let started = Instant::now();
+    let mut export = ledger
+        .export_entries(pb::ExportEntriesRequest::default())
+        .await?
+        .into_inner();
+    let mut exported = 0u64;
+    let mut rss_samples = Vec::new();
+    let tenth = (head.sequence as u64 / 10).max(1);
+    while let Some(_entry) = export.message().await? {
+        exported += 1;
+        if exported.is_multiple_of(tenth) {
+            rss_samples.push(rss_kib(server.pid()).unwrap_or(0));
+        }
+    }
+    let export_time = started.elapsed();
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let samples: Vec<String> = rss_samples
+        .iter()
+        .map(|k| format!("{:.0}", mib(*k)))
+        .collect();
+    println!(
+        "ExportEntries: {exported} rows in {:.1} s = {:.0} rows/s; server RSS {:.1} MiB before, every 10%: [{}] MiB, peak {:.1} MiB",
+        export_time.as_secs_f64(),
+        exported as f64 / export_time.as_secs_f64(),
+        mib(rss_before),
+        samples.join(", "),
+        mib(peak_rss_kib(server.pid()).unwrap_or(0))
+    );
+
     let started = Instant::now();
     let report = ledger
         .verify_ledger(pb::VerifyLedgerRequest {
@@ -328,47 +366,20 @@ async fn main() -> anyhow::Result<()> {
         deep_time.as_secs_f64(),
         deep.entries_checked as f64 / deep_time.as_secs_f64()
     );
-    if let Some(path) = &canonical {
-        let started = Instant::now();
-        let status = std::process::Command::new("sha256sum")
-            .arg(path)
-            .stdout(std::process::Stdio::null())
-            .status()?;
-        let sha = started.elapsed();
-        anyhow::ensure!(status.success());
-        println!(
-            "sha256sum over the same {} bytes: {:.1} s; verify / sha256sum time ratio {:.1}",
-            std::fs::metadata(path)?.len(),
-            sha.as_secs_f64(),
-            verify.as_secs_f64() / sha.as_secs_f64()
-        );
-        let _ = std::fs::remove_file(path);
-    }
-
-    let rss_before = peak_rss_kib(server.pid()).unwrap_or(0);
     let started = Instant::now();
-    let mut export = ledger
-        .export_entries(pb::ExportEntriesRequest::default())
-        .await?
-        .into_inner();
-    let mut exported = 0u64;
-    let mut rss_mid = 0;
-    while let Some(_entry) = export.message().await? {
-        exported += 1;
-        if exported == (head.sequence as u64) / 10 {
-            rss_mid = peak_rss_kib(server.pid()).unwrap_or(0);
-        }
-    }
-    let export_time = started.elapsed();
-    let rss_after = peak_rss_kib(server.pid()).unwrap_or(0);
+    let status = std::process::Command::new("sha256sum")
+        .arg(&canonical)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    let sha = started.elapsed();
+    anyhow::ensure!(status.success());
     println!(
-        "ExportEntries: {exported} rows in {:.1} s = {:.0} rows/s; server peak RSS {:.1} MiB before, {:.1} MiB at 10%, {:.1} MiB at the end",
-        export_time.as_secs_f64(),
-        exported as f64 / export_time.as_secs_f64(),
-        rss_before as f64 / 1024.0,
-        rss_mid as f64 / 1024.0,
-        rss_after as f64 / 1024.0
+        "sha256sum over the same {canonical_bytes} bytes (previous_hash || body of every entry): {:.1} s; chain-only verify / sha256sum time ratio {:.1}",
+        sha.as_secs_f64(),
+        verify.as_secs_f64() / sha.as_secs_f64()
     );
+    let _ = std::fs::remove_file(&canonical);
+
     drop(server);
     if let Some(database) = database {
         if std::env::var("INCASSO_BENCH_KEEP").is_ok() {
