@@ -196,14 +196,16 @@ impl AcaRelay {
         let count = events.len();
         for event in events {
             match self.deliver(&event).await {
-                Ok(()) => self.store.outbox_delivered(event.id).await?,
+                Ok(()) => {
+                    self.store.outbox_delivered(&event, None).await?;
+                }
                 Err(Failure::Permanent(error)) => {
                     tracing::error!(event = %event.id, %error, "ACA refused the position: dead letter");
-                    self.store.outbox_failed(event.id, &error, None).await?;
+                    self.store.outbox_failed(&event, &error, None).await?;
                 }
                 Err(Failure::Transient(error)) if event.attempts >= self.config.max_attempts => {
                     tracing::error!(event = %event.id, attempts = event.attempts, %error, "ACA unreachable too long: dead letter");
-                    self.store.outbox_failed(event.id, &error, None).await?;
+                    self.store.outbox_failed(&event, &error, None).await?;
                 }
                 Err(Failure::Transient(error)) => {
                     let jitter = rand::rng().random_range(500..1500);
@@ -213,7 +215,7 @@ impl AcaRelay {
                     let delay = retry_delay_ms(event.attempts, base, max, jitter);
                     tracing::warn!(event = %event.id, attempts = event.attempts, delay_ms = delay, %error, "ACA delivery failed: will retry");
                     self.store
-                        .outbox_failed(event.id, &error, Some(delay))
+                        .outbox_failed(&event, &error, Some(delay))
                         .await?;
                 }
             }
