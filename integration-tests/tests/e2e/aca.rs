@@ -69,7 +69,7 @@ async fn positions_reach_the_stand_in_archive_through_outages(
             single["payStandIn"], false,
             "TEFA makes it multi-beneficiary"
         );
-        assert_eq!(single["expirationDate"], "2026-07-31T23:59:59");
+        assert_eq!(single["expirationDate"], "2026-07-31T23:59:59+02:00");
     });
     notices
         .cancel_debt_position(pb::CancelDebtPositionRequest {
