@@ -114,6 +114,20 @@ async fn events_of(app: &TestApp, position_id: &str) -> anyhow::Result<Vec<Event
         .collect()
 }
 
+/// The ACA events of a position once none is pending: the fake answers before the relay
+/// records the outcome.
+async fn settled(app: &TestApp, position_id: &str) -> anyhow::Result<Vec<Event>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = events_of(app, position_id).await?;
+        if events.iter().all(|e| e.state != "pending") {
+            return Ok(events);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "still pending: {events:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs `relay` round after round until a round finds nothing due.
 async fn drain(relay: &AcaRelay) -> anyhow::Result<usize> {
     let mut handled = 0;
@@ -190,7 +204,7 @@ async fn positions_reach_the_stand_in_archive_through_outages(
             "the end of the due day in Rome, summer time"
         );
     });
-    let events = events_of(&app, &tari.id).await?;
+    let events = settled(&app, &tari.id).await?;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].state, "delivered");
     assert_eq!(
@@ -257,7 +271,7 @@ async fn positions_reach_the_stand_in_archive_through_outages(
         );
         assert_eq!(s.accepted_amounts(&iuv_of(&fee)), [46500], "published once");
     });
-    let events = events_of(&app, &fee.id).await?;
+    let events = settled(&app, &fee.id).await?;
     assert_eq!(events[0].state, "delivered");
     assert_eq!(
         events[0].attempts, 2,
