@@ -1,20 +1,37 @@
 //! The Stand-In archive relay: delivers the outbox's `aca.position` events to PagoPA's
 //! Archivio Centralizzato Avvisi with `paCreatePosition`, one call per installment, built from
-//! the position's state at delivery time (amount 0 once it can no longer be paid). Failures
-//! are retried with exponential backoff and jitter; a refusal that retrying cannot fix (400,
-//! 422), or too many failures, puts the event in the dead-letter state, where an operator lists
-//! and replays it (`incasso outbox dead`, `incasso outbox replay`). Several replicas share the
-//! work through leases on the events, so no event is sent by two relays at once.
+//! the position's state at delivery time (amount 0 once it can no longer be paid).
+//!
+//! Failures that may pass (connection errors, timeouts, 5xx, 408, 429) are retried with
+//! exponential backoff and jitter; a refusal that retrying cannot fix (any other 4xx), or too
+//! many failures, puts the event in the dead-letter state, where an operator lists and replays
+//! it (`incasso outbox dead`, `incasso outbox replay`). A 404 to a close (amount 0) means ACA
+//! never had the position (created and cancelled before the relay ran): closing it is done.
+//!
+//! Several replicas share the work through leases: a claim holds an event under a token for
+//! three request timeouts, the relay renews the lease before every call and records the outcome
+//! under the same token, so an event is never sent by two relays at once and a relay that lost
+//! its lease changes nothing. Only an aggregate's first pending event is claimable, so one
+//! position is never published by two relays at once nor out of order.
+//!
+//! A traffic fine's amount depends on the day, while ACA keeps the amount it was last sent:
+//! after publishing a payable fine the relay queues its next publication for the first instant
+//! (Europe/Rome) of the day its band changes, so a Stand-In payment collects the right amount.
 
 use std::time::Duration;
 
 use rand::Rng;
 use serde::Serialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
-use incasso_domain::debt_position::{DebtPosition, EffectiveInstallmentState};
+use incasso_domain::debt_position::{DebtPosition, EffectiveInstallmentState, KindDetails};
 use incasso_domain::rome_time;
+use incasso_domain::traffic_fine::FineBand;
 use incasso_domain::validation::format_date;
-use incasso_store::outbox::{ACA_POSITION, ClaimedEvent, PositionChanged, retry_delay_ms};
+use incasso_store::outbox::{
+    ACA_POSITION, AMOUNT_BAND, ClaimedEvent, FollowUp, PositionChanged, retry_delay_ms,
+};
 use incasso_store::{AppError, Store};
 
 /// How the relay reaches ACA.
@@ -26,7 +43,7 @@ pub struct AcaConfig {
     pub subscription_key: Option<String>,
     /// How often the relay looks for due events.
     pub poll_interval: Duration,
-    /// Events claimed per round.
+    /// Events claimed per round and delivered concurrently (each of another position).
     pub batch: u64,
     /// First retry delay.
     pub retry_base: Duration,
@@ -34,7 +51,7 @@ pub struct AcaConfig {
     pub retry_max: Duration,
     /// Attempts before an event is dead.
     pub max_attempts: i32,
-    /// Per-request timeout.
+    /// Per-request timeout, connection included; the lease on an event is three of these.
     pub request_timeout: Duration,
 }
 
@@ -45,12 +62,18 @@ impl AcaConfig {
             base_url: base_url.trim_end_matches('/').to_owned(),
             subscription_key,
             poll_interval: Duration::from_secs(2),
-            batch: 50,
+            batch: 10,
             retry_base: Duration::from_secs(5),
             retry_max: Duration::from_secs(3600),
             max_attempts: 12,
             request_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// How long a claim or a renewal holds an event: longer than any one call can take (the
+    /// client gives up after `request_timeout`), renewed before each call.
+    pub fn lease(&self) -> Duration {
+        self.request_timeout.saturating_mul(3)
     }
 }
 
@@ -74,7 +97,7 @@ pub struct NewDebtPositionRequest {
     pub amount: i64,
     /// Subject.
     pub description: String,
-    /// Date-time after which the notice is overdue.
+    /// Date-time (RFC 3339, with the Rome offset) after which the notice is overdue.
     pub expiration_date: String,
     /// The creditor's bank IBAN.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,9 +145,8 @@ pub fn requests_for(
                 nav: installment.notice_number.as_str().to_owned(),
                 amount,
                 description: position.description.chars().take(255).collect(),
-                expiration_date: format!(
-                    "{}T23:59:59",
-                    format_date(installment.expiry_date.unwrap_or(installment.due_date))
+                expiration_date: end_of_rome_day(
+                    installment.expiry_date.unwrap_or(installment.due_date),
                 ),
                 iban: first.map(|t| t.iban.as_str().to_owned()),
                 postal_iban: first
@@ -137,13 +159,79 @@ pub fn requests_for(
         .collect()
 }
 
+/// The last second of `day` in Europe/Rome as an RFC 3339 date-time: ACA reads an
+/// `OffsetDateTime`, so a date-time without an offset is refused.
+fn end_of_rome_day(day: time::Date) -> String {
+    let end = day
+        .next_day()
+        .map(rome_time::start_of_rome_day)
+        .map(|start| rome_time::to_rome(start - time::Duration::seconds(1)));
+    end.and_then(|end| end.format(&Rfc3339).ok())
+        .unwrap_or_else(|| format!("{}T23:59:59+01:00", format_date(day)))
+}
+
+/// True when some installment of `position` can be paid on `now`'s day (Europe/Rome).
+fn payable(position: &DebtPosition, now: OffsetDateTime) -> bool {
+    let today = rome_time::rome_date(now);
+    position
+        .installments()
+        .any(|i| i.effective_state(today) == EffectiveInstallmentState::Unpaid)
+}
+
+/// When a published position must be published again although nothing about it changes: for
+/// a traffic fine still payable on `now`'s day, the first instant (Europe/Rome) of the day
+/// its band changes (reduced to full, full to increased); `None` for anything else.
+pub fn republish_at(position: &DebtPosition, now: OffsetDateTime) -> Option<OffsetDateTime> {
+    let KindDetails::TrafficFine(fine) = &position.details else {
+        return None;
+    };
+    if !payable(position, now) {
+        return None;
+    }
+    let today = rome_time::rome_date(now);
+    let schedule = &fine.schedule;
+    let last_day = match schedule.band_on(today) {
+        FineBand::Reduced => schedule.reduced_deadline(),
+        FineBand::Full => schedule.full_deadline(),
+        FineBand::Increased => return None,
+    };
+    last_day.next_day().map(rome_time::start_of_rome_day)
+}
+
+/// What one answer from ACA means for the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Published (or, for a close, nothing left to close).
+    Done,
+    /// Retrying may help.
+    Transient,
+    /// Retrying will not help: dead letter.
+    Permanent,
+}
+
+/// The verdict on HTTP `status` for a call publishing `amount` cents. The OpenAPI answers 404
+/// "Debit position not found" to a position ACA does not have: for a close that is the state
+/// wanted. 408 and 429 ask to come back later; every other 4xx names a fault in the request
+/// or in incasso's set-up that the same request will meet again.
+pub fn verdict(status: u16, amount: i64) -> Verdict {
+    match status {
+        200..=299 => Verdict::Done,
+        404 if amount == 0 => Verdict::Done,
+        408 | 429 => Verdict::Transient,
+        400..=499 => Verdict::Permanent,
+        _ => Verdict::Transient,
+    }
+}
+
 /// Why a delivery failed.
 #[derive(Debug)]
 enum Failure {
-    /// Retrying may help (network, 5xx, 429, 409 while ACA catches up).
+    /// Retrying may help.
     Transient(String),
     /// Retrying will not help.
     Permanent(String),
+    /// Another relay holds the event now: it is no longer this relay's to send or record.
+    LeaseLost,
 }
 
 /// The relay.
@@ -172,56 +260,89 @@ impl AcaRelay {
         tokio::pin!(shutdown);
         tracing::info!(url = %self.config.base_url, "ACA relay started");
         loop {
-            match self.run_once().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(events = n, "ACA events handled"),
-                Err(error) => tracing::warn!(%error, "ACA relay round failed"),
-            }
+            let pause = match self.run_once().await {
+                Ok(0) => self.config.poll_interval,
+                Ok(n) => {
+                    tracing::debug!(events = n, "ACA events handled");
+                    // A full batch means more are probably due: no pause.
+                    if u64::try_from(n).unwrap_or(u64::MAX) >= self.config.batch {
+                        Duration::ZERO
+                    } else {
+                        self.config.poll_interval
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "ACA relay round failed");
+                    self.config.poll_interval
+                }
+            };
             tokio::select! {
                 () = &mut shutdown => break,
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
         tracing::info!("ACA relay stopped");
     }
 
-    /// Claims and delivers one batch of due events; returns how many were handled.
+    /// Claims one batch of due events and delivers them concurrently (they are of different
+    /// positions); returns how many were claimed.
     pub async fn run_once(&self) -> Result<usize, AppError> {
-        let lease_ms = u64::try_from(self.config.request_timeout.as_millis().saturating_mul(20))
-            .unwrap_or(u64::MAX);
         let events = self
             .store
-            .claim_outbox(ACA_POSITION, self.config.batch, lease_ms)
+            .claim_outbox(ACA_POSITION, self.config.batch, self.lease_ms())
             .await?;
         let count = events.len();
+        let mut deliveries = tokio::task::JoinSet::new();
         for event in events {
-            match self.deliver(&event).await {
-                Ok(()) => self.store.outbox_delivered(event.id).await?,
-                Err(Failure::Permanent(error)) => {
-                    tracing::error!(event = %event.id, %error, "ACA refused the position: dead letter");
-                    self.store.outbox_failed(event.id, &error, None).await?;
-                }
-                Err(Failure::Transient(error)) if event.attempts >= self.config.max_attempts => {
-                    tracing::error!(event = %event.id, attempts = event.attempts, %error, "ACA unreachable too long: dead letter");
-                    self.store.outbox_failed(event.id, &error, None).await?;
-                }
-                Err(Failure::Transient(error)) => {
-                    let jitter = rand::rng().random_range(500..1500);
-                    let base =
-                        u64::try_from(self.config.retry_base.as_millis()).unwrap_or(u64::MAX);
-                    let max = u64::try_from(self.config.retry_max.as_millis()).unwrap_or(u64::MAX);
-                    let delay = retry_delay_ms(event.attempts, base, max, jitter);
-                    tracing::warn!(event = %event.id, attempts = event.attempts, delay_ms = delay, %error, "ACA delivery failed: will retry");
-                    self.store
-                        .outbox_failed(event.id, &error, Some(delay))
-                        .await?;
-                }
+            let relay = self.clone();
+            deliveries.spawn(async move { relay.handle(&event).await });
+        }
+        let mut outcome = Ok(());
+        while let Some(result) = deliveries.join_next().await {
+            let result = result
+                .map_err(|e| AppError::Internal(format!("ACA delivery task failed: {e}")))
+                .and_then(|r| r);
+            if let Err(error) = result {
+                outcome = Err(error);
             }
         }
-        Ok(count)
+        outcome.map(|()| count)
     }
 
-    async fn deliver(&self, event: &ClaimedEvent) -> Result<(), Failure> {
+    fn lease_ms(&self) -> u64 {
+        u64::try_from(self.config.lease().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Delivers one claimed event and records the outcome under its lease.
+    async fn handle(&self, event: &ClaimedEvent) -> Result<(), AppError> {
+        let recorded = match self.deliver(event).await {
+            Ok(follow_up) => self.store.outbox_delivered(event, follow_up).await?,
+            Err(Failure::LeaseLost) => false,
+            Err(Failure::Permanent(error)) => {
+                tracing::error!(event = %event.id, %error, "ACA refused the position: dead letter");
+                self.store.outbox_failed(event, &error, None).await?
+            }
+            Err(Failure::Transient(error)) if event.attempts >= self.config.max_attempts => {
+                tracing::error!(event = %event.id, attempts = event.attempts, %error, "ACA unreachable too long: dead letter");
+                self.store.outbox_failed(event, &error, None).await?
+            }
+            Err(Failure::Transient(error)) => {
+                let jitter = rand::rng().random_range(500..1500);
+                let base = u64::try_from(self.config.retry_base.as_millis()).unwrap_or(u64::MAX);
+                let max = u64::try_from(self.config.retry_max.as_millis()).unwrap_or(u64::MAX);
+                let delay = retry_delay_ms(event.attempts, base, max, jitter);
+                tracing::warn!(event = %event.id, attempts = event.attempts, delay_ms = delay, %error, "ACA delivery failed: will retry");
+                self.store.outbox_failed(event, &error, Some(delay)).await?
+            }
+        };
+        if !recorded {
+            tracing::warn!(event = %event.id, "ACA event lease lost to another relay: outcome not recorded");
+        }
+        Ok(())
+    }
+
+    /// Publishes the event's position; on success, what to queue next.
+    async fn deliver(&self, event: &ClaimedEvent) -> Result<Option<FollowUp>, Failure> {
         let change: PositionChanged = serde_json::from_str(&event.payload)
             .map_err(|e| Failure::Permanent(format!("bad event payload: {e}")))?;
         let position = match self
@@ -235,42 +356,107 @@ impl AcaRelay {
             }
             Err(error) => return Err(Failure::Transient(error.to_string())),
         };
-        for request in requests_for(&position, self.store.now()) {
-            let mut call = self
-                .client
-                .post(format!("{}/paCreatePosition", self.config.base_url))
-                .json(&request);
-            if let Some(key) = &self.config.subscription_key {
-                call = call.header("Ocp-Apim-Subscription-Key", key);
+        let now = self.store.now();
+        if change.change == AMOUNT_BAND && !payable(&position, now) {
+            // Paid or cancelled since the republication was queued: the event of that change
+            // published the close, and closing twice gains nothing.
+            return Ok(None);
+        }
+        for request in requests_for(&position, now) {
+            // The lease must outlast the call: renewed first, it does (the call gives up
+            // after one request timeout, the lease lasts three).
+            match self.store.outbox_renew(event, self.lease_ms()).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Failure::LeaseLost),
+                Err(error) => return Err(Failure::Transient(error.to_string())),
             }
-            let response = call
-                .send()
-                .await
-                .map_err(|e| Failure::Transient(format!("ACA unreachable: {e}")))?;
-            let status = response.status().as_u16();
-            match status {
-                200..=299 => {}
-                400 | 422 => {
-                    let body: String = response
-                        .text()
-                        .await
-                        .unwrap_or_default()
-                        .chars()
-                        .take(500)
-                        .collect();
-                    return Err(Failure::Permanent(format!(
-                        "ACA answered {status} for IUV {}: {body}",
-                        request.iuv
-                    )));
+            self.publish(&request).await?;
+        }
+        let Some(due) = republish_at(&position, now) else {
+            return Ok(None);
+        };
+        let payload = serde_json::to_string(&PositionChanged {
+            debt_position_id: position.id,
+            change: AMOUNT_BAND.to_owned(),
+        })
+        .map_err(|e| Failure::Transient(e.to_string()))?;
+        Ok(Some(FollowUp { due, payload }))
+    }
+
+    /// One paCreatePosition call.
+    async fn publish(&self, request: &NewDebtPositionRequest) -> Result<(), Failure> {
+        let mut call = self
+            .client
+            .post(format!("{}/paCreatePosition", self.config.base_url))
+            .json(request);
+        if let Some(key) = &self.config.subscription_key {
+            call = call.header("Ocp-Apim-Subscription-Key", key);
+        }
+        let response = call
+            .send()
+            .await
+            .map_err(|e| Failure::Transient(format!("ACA unreachable: {e}")))?;
+        let status = response.status().as_u16();
+        let iuv = &request.iuv;
+        match verdict(status, request.amount) {
+            Verdict::Done => {
+                if !response.status().is_success() {
+                    tracing::info!(%iuv, status, "ACA does not have the position: nothing to close");
                 }
-                _ => {
-                    return Err(Failure::Transient(format!(
-                        "ACA answered {status} for IUV {}",
-                        request.iuv
-                    )));
-                }
+                Ok(())
+            }
+            Verdict::Transient => Err(Failure::Transient(format!(
+                "ACA answered {status} for IUV {iuv}"
+            ))),
+            Verdict::Permanent => {
+                let body: String = response
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(500)
+                    .collect();
+                Err(Failure::Permanent(format!(
+                    "ACA answered {status} for IUV {iuv}: {body}"
+                )))
             }
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn closing_what_aca_never_had_is_done_and_other_refusals_are_final() {
+        assert_eq!(verdict(200, 30000), Verdict::Done);
+        assert_eq!(verdict(201, 0), Verdict::Done);
+        assert_eq!(verdict(404, 0), Verdict::Done);
+        assert_eq!(verdict(404, 30000), Verdict::Permanent);
+        for status in [400, 401, 403, 409, 422] {
+            assert_eq!(verdict(status, 30000), Verdict::Permanent, "{status}");
+        }
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(verdict(status, 0), Verdict::Transient, "{status}");
+        }
+    }
+
+    #[test]
+    fn expiration_dates_carry_the_rome_offset() {
+        assert_eq!(
+            end_of_rome_day(date!(2026 - 07 - 31)),
+            "2026-07-31T23:59:59+02:00"
+        );
+        assert_eq!(
+            end_of_rome_day(date!(2026 - 12 - 15)),
+            "2026-12-15T23:59:59+01:00"
+        );
+        // The night summer time ends: 23:59:59 is already back on +01:00.
+        assert_eq!(
+            end_of_rome_day(date!(2026 - 10 - 25)),
+            "2026-10-25T23:59:59+01:00"
+        );
     }
 }

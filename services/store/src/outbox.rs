@@ -21,9 +21,13 @@ pub const FASCICOLO_PAYMENT: &str = "fascicolo.payment";
 pub struct PositionChanged {
     /// The position.
     pub debt_position_id: Uuid,
-    /// created, changed, paid, cancelled.
+    /// created, changed, paid, cancelled, or [`AMOUNT_BAND`].
     pub change: String,
 }
+
+/// The change of a traffic fine's republication when its amount band changes: nothing about
+/// the position changed but the day.
+pub const AMOUNT_BAND: &str = "amount_band";
 
 /// Queues an event in the caller's transaction.
 pub(crate) async fn enqueue(
@@ -47,6 +51,7 @@ pub(crate) fn model(
     payload: String,
     now: OffsetDateTime,
 ) -> outbox_event::ActiveModel {
+    let now_micros = crate::ledger::micros(now);
     outbox_event::ActiveModel {
         id: Set(Uuid::now_v7()),
         topic: Set(topic.to_owned()),
@@ -54,10 +59,12 @@ pub(crate) fn model(
         payload: Set(payload),
         state: Set("pending".to_owned()),
         attempts: Set(0),
-        next_attempt_at: Set(crate::ledger::micros(now)),
+        next_attempt_at: Set(now_micros),
         last_error: Set(None),
         created_at: Set(now),
         delivered_at: Set(None),
+        lease_token: Set(None),
+        order_micros: Set(now_micros),
     }
 }
 
@@ -89,6 +96,19 @@ pub struct ClaimedEvent {
     pub payload: String,
     /// Attempts so far, this one included.
     pub attempts: i32,
+    /// The claim's token: renewing the lease and recording the outcome name it, so a relay
+    /// whose lease ran out and was claimed by another changes nothing.
+    pub lease_token: Uuid,
+}
+
+/// An event to queue when a delivery completes, due at a later instant: a traffic fine's
+/// republication when its amount band changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    /// When it comes due.
+    pub due: OffsetDateTime,
+    /// Its JSON payload.
+    pub payload: String,
 }
 
 /// An event in the dead-letter state, for an operator.
@@ -117,10 +137,45 @@ pub fn retry_delay_ms(attempt: i32, base_ms: u64, max_ms: u64, jitter_per_mille:
     delay.saturating_mul(jitter_per_mille.clamp(500, 1500)) / 1000
 }
 
+/// Microseconds `ms` milliseconds after `micros`, saturating.
+fn micros_after(micros: i64, ms: u64) -> i64 {
+    micros.saturating_add(
+        i64::try_from(ms)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    )
+}
+
+/// `sql` with its `?` placeholders numbered (`$1`, `$2`, ...) on PostgreSQL.
+fn placeholders(backend: sea_orm::DbBackend, sql: &str) -> String {
+    if backend != sea_orm::DbBackend::Postgres {
+        return sql.to_owned();
+    }
+    let mut numbered = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            numbered.push_str(&format!("${n}"));
+        } else {
+            numbered.push(c);
+        }
+    }
+    numbered
+}
+
 impl crate::Store {
-    /// Claims up to `limit` due events of `topic` for `lease_ms`: until then no other relay
-    /// (on this or another replica) claims them. On PostgreSQL the claim skips rows another
-    /// transaction holds (`FOR UPDATE SKIP LOCKED`); SQLite has a single writer.
+    /// Claims up to `limit` due events of `topic` for `lease_ms` under a new lease token:
+    /// until the lease runs out no other relay (on this or another replica) claims them, and
+    /// [`Store::outbox_renew`](crate::Store::outbox_renew) extends it.
+    ///
+    /// Only the first pending event of each aggregate (by its place in the aggregate's queue)
+    /// is claimable: while it waits, is leased or backs off, the aggregate's later events
+    /// wait too, so one aggregate is never delivered by two relays at once nor out of order.
+    /// Because exactly one event per aggregate is ever a candidate, two concurrent claims can
+    /// only collide on the same row, which PostgreSQL settles with `FOR UPDATE SKIP LOCKED`
+    /// (the loser skips it, or rechecks it after the winner's commit and finds it leased);
+    /// SQLite has a single writer.
     pub async fn claim_outbox(
         &self,
         topic: &str,
@@ -128,34 +183,28 @@ impl crate::Store {
         lease_ms: u64,
     ) -> Result<Vec<ClaimedEvent>, AppError> {
         use sea_orm::{DbBackend, Statement};
-        let now = self.now();
-        let now_micros = crate::ledger::micros(now);
-        let lease_until = now_micros.saturating_add(
-            i64::try_from(lease_ms)
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000),
-        );
+        let now_micros = crate::ledger::micros(self.now());
+        let lease_until = micros_after(now_micros, lease_ms);
+        let lease_token = Uuid::new_v4();
         let backend = self.db().get_database_backend();
-        let (sql, skip) = match backend {
-            DbBackend::Postgres => ("$1", " FOR UPDATE SKIP LOCKED"),
-            _ => ("?", ""),
+        let skip_locked = match backend {
+            DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
         };
-        let placeholder = |n: usize| {
-            if sql == "$1" {
-                format!("${n}")
-            } else {
-                "?".to_owned()
-            }
-        };
-        let statement = format!(
-            "UPDATE outbox_event SET next_attempt_at = {p1}, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM outbox_event WHERE topic = {p2} AND state = 'pending' \
-             AND next_attempt_at <= {p3} ORDER BY next_attempt_at LIMIT {p4}{skip}) \
-             RETURNING id, topic, aggregate_id, payload, attempts",
-            p1 = placeholder(1),
-            p2 = placeholder(2),
-            p3 = placeholder(3),
-            p4 = placeholder(4),
+        let statement = placeholders(
+            backend,
+            &format!(
+                "UPDATE outbox_event SET next_attempt_at = ?, attempts = attempts + 1, \
+                 lease_token = ? \
+                 WHERE id IN (SELECT e.id FROM outbox_event e \
+                 WHERE e.topic = ? AND e.state = 'pending' AND e.next_attempt_at <= ? \
+                 AND NOT EXISTS (SELECT 1 FROM outbox_event o \
+                 WHERE o.topic = e.topic AND o.aggregate_id = e.aggregate_id \
+                 AND o.state = 'pending' AND (o.order_micros < e.order_micros \
+                 OR (o.order_micros = e.order_micros AND o.id < e.id))) \
+                 ORDER BY e.next_attempt_at LIMIT ?{skip_locked}) \
+                 RETURNING id, topic, aggregate_id, payload, attempts"
+            ),
         );
         let rows = self
             .db()
@@ -164,6 +213,7 @@ impl crate::Store {
                 statement,
                 [
                     lease_until.into(),
+                    lease_token.into(),
                     topic.into(),
                     now_micros.into(),
                     i64::try_from(limit).unwrap_or(100).into(),
@@ -178,58 +228,112 @@ impl crate::Store {
                 aggregate_id: row.try_get("", "aggregate_id")?,
                 payload: row.try_get("", "payload")?,
                 attempts: row.try_get("", "attempts")?,
+                lease_token,
             });
         }
         Ok(events)
     }
 
-    /// Marks an event delivered.
-    pub async fn outbox_delivered(&self, id: Uuid) -> Result<(), AppError> {
+    /// Extends the lease on a claimed event to `lease_ms` from now; false when the claim no
+    /// longer holds it (another relay claimed it after the lease ran out, or it completed),
+    /// and then the caller must not deliver it.
+    pub async fn outbox_renew(
+        &self,
+        event: &ClaimedEvent,
+        lease_ms: u64,
+    ) -> Result<bool, AppError> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, QueryFilter};
-        outbox_event::Entity::update_many()
-            .col_expr(outbox_event::Column::State, Expr::value("delivered"))
-            .col_expr(
-                outbox_event::Column::DeliveredAt,
-                Expr::value(Some(self.now())),
-            )
-            .col_expr(outbox_event::Column::LastError, Expr::value(None::<String>))
-            .filter(outbox_event::Column::Id.eq(id))
+        let until = micros_after(crate::ledger::micros(self.now()), lease_ms);
+        let result = outbox_event::Entity::update_many()
+            .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(until))
+            .filter(outbox_event::Column::Id.eq(event.id))
+            .filter(outbox_event::Column::LeaseToken.eq(event.lease_token))
+            .filter(outbox_event::Column::State.eq("pending"))
             .exec(self.db())
             .await?;
-        Ok(())
+        Ok(result.rows_affected == 1)
     }
 
-    /// Records a failed attempt: retried after `retry_in_ms`, or dead when `None`.
+    /// Marks a claimed event delivered and, in the same transaction, queues `follow_up` for
+    /// its aggregate unless another pending event of the aggregate comes due by then (its
+    /// own delivery will decide what follows). False, and nothing changed, when the claim no
+    /// longer holds the event.
+    pub async fn outbox_delivered(
+        &self,
+        event: &ClaimedEvent,
+        follow_up: Option<FollowUp>,
+    ) -> Result<bool, AppError> {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter, TransactionTrait};
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        let result = outbox_event::Entity::update_many()
+            .col_expr(outbox_event::Column::State, Expr::value("delivered"))
+            .col_expr(outbox_event::Column::DeliveredAt, Expr::value(Some(now)))
+            .col_expr(outbox_event::Column::LastError, Expr::value(None::<String>))
+            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
+            .filter(outbox_event::Column::Id.eq(event.id))
+            .filter(outbox_event::Column::LeaseToken.eq(event.lease_token))
+            .filter(outbox_event::Column::State.eq("pending"))
+            .exec(&txn)
+            .await?;
+        if result.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        if let Some(follow_up) = follow_up {
+            let due = crate::ledger::micros(follow_up.due);
+            let sooner = outbox_event::Entity::find()
+                .filter(outbox_event::Column::Topic.eq(event.topic.as_str()))
+                .filter(outbox_event::Column::AggregateId.eq(event.aggregate_id.as_str()))
+                .filter(outbox_event::Column::State.eq("pending"))
+                .filter(outbox_event::Column::NextAttemptAt.lte(due))
+                .count(&txn)
+                .await?;
+            if sooner == 0 {
+                let mut row = model(&event.topic, &event.aggregate_id, follow_up.payload, now);
+                row.next_attempt_at = Set(due);
+                // It queues at its due instant: what happens to the aggregate before then is
+                // delivered first.
+                row.order_micros = Set(due);
+                outbox_event::Entity::insert(row)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a failed attempt on a claimed event: retried after `retry_in_ms`, or dead when
+    /// `None`. False, and nothing changed, when the claim no longer holds the event.
     pub async fn outbox_failed(
         &self,
-        id: Uuid,
+        event: &ClaimedEvent,
         error: &str,
         retry_in_ms: Option<u64>,
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, QueryFilter};
         let error: String = error.chars().take(2000).collect();
         let mut update = outbox_event::Entity::update_many()
-            .col_expr(outbox_event::Column::LastError, Expr::value(Some(error)));
+            .col_expr(outbox_event::Column::LastError, Expr::value(Some(error)))
+            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>));
         update = match retry_in_ms {
             Some(ms) => update.col_expr(
                 outbox_event::Column::NextAttemptAt,
-                Expr::value(
-                    crate::ledger::micros(self.now()).saturating_add(
-                        i64::try_from(ms)
-                            .unwrap_or(i64::MAX / 1000)
-                            .saturating_mul(1000),
-                    ),
-                ),
+                Expr::value(micros_after(crate::ledger::micros(self.now()), ms)),
             ),
             None => update.col_expr(outbox_event::Column::State, Expr::value("dead")),
         };
-        update
-            .filter(outbox_event::Column::Id.eq(id))
+        let result = update
+            .filter(outbox_event::Column::Id.eq(event.id))
+            .filter(outbox_event::Column::LeaseToken.eq(event.lease_token))
+            .filter(outbox_event::Column::State.eq("pending"))
             .exec(self.db())
             .await?;
-        Ok(())
+        Ok(result.rows_affected == 1)
     }
 
     /// The dead-letter events of a topic (every topic when empty), oldest first.
@@ -255,19 +359,21 @@ impl crate::Store {
             .collect())
     }
 
-    /// Puts a dead-letter event back in the queue, due now, its attempts reset.
+    /// Puts a dead-letter event back in the queue, due now, its attempts reset. It queues
+    /// behind what its aggregate has pending: it asks for the current state to be published,
+    /// like any newer event, and must not jump ahead of one a relay may be delivering.
     pub async fn outbox_replay(&self, id: &str) -> Result<(), AppError> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, QueryFilter};
         let id = Uuid::parse_str(id.trim())
             .map_err(|_| AppError::invalid("id", "not an event id (UUID)"))?;
+        let now_micros = crate::ledger::micros(self.now());
         let result = outbox_event::Entity::update_many()
             .col_expr(outbox_event::Column::State, Expr::value("pending"))
             .col_expr(outbox_event::Column::Attempts, Expr::value(0))
-            .col_expr(
-                outbox_event::Column::NextAttemptAt,
-                Expr::value(crate::ledger::micros(self.now())),
-            )
+            .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
+            .col_expr(outbox_event::Column::OrderMicros, Expr::value(now_micros))
+            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
             .filter(outbox_event::Column::Id.eq(id))
             .filter(outbox_event::Column::State.eq("dead"))
             .exec(self.db())
@@ -284,6 +390,18 @@ impl crate::Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn postgres_gets_numbered_placeholders() {
+        assert_eq!(
+            placeholders(sea_orm::DbBackend::Postgres, "a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
+        assert_eq!(
+            placeholders(sea_orm::DbBackend::Sqlite, "a = ? AND b = ?"),
+            "a = ? AND b = ?"
+        );
+    }
 
     #[test]
     fn retries_back_off_exponentially_with_bounded_jitter() {

@@ -17,6 +17,10 @@ pub struct Model {
     pub last_error: Option<String>,
     pub created_at: TimeDateTimeWithTimeZone,
     pub delivered_at: Option<TimeDateTimeWithTimeZone>,
+    /// The token of the claim that holds (or last held) the event.
+    pub lease_token: Option<Uuid>,
+    /// Where the event queues behind its aggregate's others: microseconds since the epoch.
+    pub order_micros: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,6 +5,7 @@
 
 mod fixtures;
 mod ledger;
+mod outbox;
 mod positions;
 
 /// Declares one test per engine for an `async fn(Engine)` body.
