@@ -20,6 +20,7 @@ mod m20261124_000007_create_transfer;
 mod m20261124_000008_create_command;
 mod m20261124_000009_create_ledger;
 mod m20261124_000010_create_receipt;
+mod m20261202_000011_create_receipt_transfer;
 
 /// Every migration of incasso, in order.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000008_create_command::Migration),
             Box::new(m20261124_000009_create_ledger::Migration),
             Box::new(m20261124_000010_create_receipt::Migration),
+            Box::new(m20261202_000011_create_receipt_transfer::Migration),
         ]
     }
 }
