@@ -11,6 +11,8 @@ use tokio::net::TcpStream;
 
 /// The paForNode namespace.
 pub const PA_FOR_NODE: &str = "http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd";
+/// The SOAP 1.1 envelope namespace.
+pub const SOAP_ENVELOPE: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
 /// The caller's identity in every request.
 #[derive(Debug, Clone)]
@@ -165,8 +167,20 @@ pub struct HttpReply {
     pub status: u16,
     /// Content-Type.
     pub content_type: String,
+    /// Every header, names in lower case.
+    pub headers: Vec<(String, String)>,
     /// Body.
     pub body: String,
+}
+
+impl HttpReply {
+    /// The value of header `name` (lower case), if sent.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// POSTs `body` to `http://addr/paForNode` over a fresh connection, as the Node does.
@@ -187,13 +201,28 @@ pub async fn post_to(
     content_type: &str,
     body: &[u8],
 ) -> anyhow::Result<HttpReply> {
+    let mut headers = vec![("Content-Type", content_type.to_owned())];
+    if let Some(action) = soap_action {
+        headers.push(("SOAPAction", format!("\"{action}\"")));
+    }
+    request(addr, "POST", path, &headers, body).await
+}
+
+/// Sends any HTTP/1.1 request over a fresh connection and reads the whole answer.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> anyhow::Result<HttpReply> {
     let mut stream = TcpStream::connect(addr).await?;
     let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
-    if let Some(action) = soap_action {
-        let _ = write!(head, "SOAPAction: \"{action}\"\r\n");
+    for (name, value) in headers {
+        let _ = write!(head, "{name}: {value}\r\n");
     }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
@@ -213,18 +242,23 @@ pub async fn post_to(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no status code")?;
-    let content_type = head
+    let headers: Vec<(String, String)> = head
         .lines()
-        .find_map(|l| {
+        .skip(1)
+        .filter_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-type")
-                .then(|| value.trim().to_owned())
+            Some((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
         })
+        .collect();
+    let content_type = headers
+        .iter()
+        .find(|(n, _)| n == "content-type")
+        .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
         dechunk(body)?
     } else {
         body.to_owned()
@@ -232,6 +266,7 @@ pub async fn post_to(
     Ok(HttpReply {
         status,
         content_type,
+        headers,
         body,
     })
 }
@@ -258,7 +293,10 @@ pub fn spec_dir() -> std::path::PathBuf {
     )
 }
 
-/// Validates a SOAP envelope against the official XSD with xmllint.
+/// Validates a SOAP envelope against the official XSD with xmllint. The envelope schema
+/// validates the Body's child only when it knows the element ("lax"), so a message in a
+/// wrong namespace would pass it unchecked: the child must also be a paForNode element or a
+/// SOAP Fault.
 pub fn validate(xml: &str) -> anyhow::Result<()> {
     let dir = spec_dir().join("xsd");
     let schema = dir.join("soap-envelope+paForNode.local.xsd");
@@ -278,16 +316,47 @@ pub fn validate(xml: &str) -> anyhow::Result<()> {
         .arg(&file)
         .current_dir(&dir)
         .output()
-        .context("running xmllint (install libxml2-utils)")?;
+        .context("running xmllint (install libxml2-utils)");
+    let child = std::process::Command::new("xmllint")
+        .arg("--xpath")
+        .arg(
+            "concat(namespace-uri(/*[local-name()='Envelope']/*[local-name()='Body']/*[1]),\
+             ' ', local-name(/*[local-name()='Envelope']/*[local-name()='Body']/*[1]))",
+        )
+        .arg(&file)
+        .output()
+        .context("running xmllint --xpath");
     let _ = std::fs::remove_file(&file);
-    if output.status.success() {
-        Ok(())
-    } else {
+    let output = output?;
+    if !output.status.success() {
         bail!(
             "not valid against the PagoPA XSD: {}\n{xml}",
             String::from_utf8_lossy(&output.stderr)
-        )
+        );
     }
+    let child = String::from_utf8_lossy(&child?.stdout).trim().to_owned();
+    let fault = format!("{SOAP_ENVELOPE} Fault");
+    if !(child.starts_with(&format!("{PA_FOR_NODE} ")) || child == fault) {
+        bail!("the SOAP Body holds '{child}', neither a paForNode element nor a SOAP Fault\n{xml}");
+    }
+    Ok(())
+}
+
+/// The texts of every `<name>` element in `xml`, in order.
+pub fn element_texts<'a>(xml: &'a str, name: &str) -> Vec<&'a str> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else {
+            break;
+        };
+        found.push(&after[..end]);
+        rest = &after[end + close.len()..];
+    }
+    found
 }
 
 /// The text of the first `<name>` element in `xml`, if any.

@@ -21,6 +21,7 @@ mod m20261124_000008_create_command;
 mod m20261124_000009_create_ledger;
 mod m20261124_000010_create_receipt;
 mod m20261202_000011_outbox_lease;
+mod m20261202_000012_create_receipt_transfer;
 
 /// Every migration of incasso, in order.
 pub struct Migrator;
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000009_create_ledger::Migration),
             Box::new(m20261124_000010_create_receipt::Migration),
             Box::new(m20261202_000011_outbox_lease::Migration),
+            Box::new(m20261202_000012_create_receipt_transfer::Migration),
         ]
     }
 }

@@ -1,12 +1,17 @@
 //! The paForNode endpoint as the PagoPA Node meets it: verify and activation over real HTTP,
 //! every answer (OK and each fault) validated against the official XSD with xmllint.
 
+use sea_orm::ConnectionTrait;
+
 use incasso_grpc::pb;
 use incasso_integration_tests::node_simulator::{
-    self as node, Caller, element_text, post, validate,
+    self as node, Caller, element_text, element_texts, post, validate,
 };
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
+use incasso_node::message::{Operation, Request, parse_request};
+use incasso_node::service::StationConfig;
+use incasso_node::xml::Limits;
 
 use crate::on_both_engines;
 
@@ -14,6 +19,12 @@ on_both_engines!(
     verify_and_activation_answer_with_valid_messages,
     every_refusal_is_a_valid_ko_naming_the_reason,
     hostile_requests_get_a_proper_fault,
+    the_official_request_samples_parse_and_are_answered,
+    soap_action_method_and_path_rules,
+    the_fault_id_is_the_creditor_whenever_it_can_be_read,
+    awkward_texts_and_an_erased_debtor_still_give_valid_answers,
+    a_beneficiary_no_longer_configured_gets_no_empty_company_name,
+    a_broken_invariant_is_a_semantic_error_not_a_retry,
 );
 
 const XML: &str = "text/xml; charset=utf-8";
@@ -59,6 +70,15 @@ fn the_xsd_check_rejects_what_the_node_rejects() {
         </soapenv:Body></soapenv:Envelope>";
     assert!(validate(amount).is_err());
     assert!(validate(&amount.replace("1.0<", "1.00<")).is_ok());
+    // The envelope schema lets an unknown Body child through unchecked: a response in
+    // another namespace must still be caught.
+    assert!(
+        validate(&amount.replace("1.0<", "1.00<").replace(
+            "http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd",
+            "http://pagopa-api.pagopa.gov.it/node/nodeForPsp.xsd"
+        ))
+        .is_err()
+    );
 }
 
 /// Posts a request the simulator built (validating it first) and validates the answer.
@@ -451,4 +471,872 @@ async fn a_lost_database_is_a_system_error_the_node_retries() -> anyhow::Result<
     .await?;
     assert_eq!(fault_code(&body), Some("PAA_SYSTEM_ERROR"), "{body}");
     Ok(())
+}
+
+/// The text an XML element stands for, for comparing an answer with what was stored.
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// OK answers stay valid whatever the texts: longer than the XSD allows, with characters that
+/// need escaping right at the cut, a multi-byte character at the cut, characters XML 1.0
+/// forbids, empty optional texts, a beneficiary without a name.
+#[test]
+fn ok_answers_with_long_and_awkward_texts_are_valid() {
+    use incasso_node::response::{
+        PaymentOptionView, PaymentView, TransferView, VerifyView, get_payment_ok, verify_ok,
+    };
+    // 138 ASCII characters, then a two-byte 'è' and '&' as the 139th and 140th: a cut by bytes,
+    // or after escaping, would break the character or the entity.
+    let long = format!("{}è&<\"'ü{}", "a".repeat(138), "€".repeat(200));
+    let expected_140 = format!("{}è&", "a".repeat(138));
+    let controls = "Tassa\u{1} rifiuti\u{FFFF} & co.";
+    let verify = verify_ok(&VerifyView {
+        option: PaymentOptionView {
+            amount_cents: 1,
+            due_date: "2026-12-31".to_owned(),
+            detail_description: String::new(),
+            all_ccp: false,
+        },
+        payment_description: long.clone(),
+        fiscal_code_pa: MILANO.to_owned(),
+        company_name: controls.to_owned(),
+    });
+    validate(&verify).unwrap();
+    assert_eq!(
+        element_text(&verify, "paymentDescription").map(unescape),
+        Some(expected_140.clone())
+    );
+    assert_eq!(
+        element_text(&verify, "companyName")
+            .map(unescape)
+            .as_deref(),
+        Some("Tassa rifiuti & co.")
+    );
+    assert!(
+        !verify.contains("detailDescription"),
+        "an empty optional text is left out: {verify}"
+    );
+    for operation in [Operation::GetPayment, Operation::GetPaymentV2] {
+        let transfer = |id: usize, name: Option<&str>| TransferView {
+            id_transfer: id,
+            amount_cents: 50,
+            fiscal_code_pa: CITTA_METROPOLITANA.to_owned(),
+            company_name: name.map(str::to_owned),
+            iban: "IT66Q0503401633000000098765".to_owned(),
+            remittance_information: long.clone(),
+            transfer_category: format!("9/0101101IM/{}", "<&>".repeat(60)),
+            metadata: vec![("IBANAPPOGGIO".to_owned(), long.clone())],
+        };
+        let body = get_payment_ok(
+            operation,
+            &PaymentView {
+                creditor_reference_id: "12000000001234587".to_owned(),
+                payment_amount_cents: 100,
+                due_date: "2026-12-31".to_owned(),
+                description: long.clone(),
+                company_name: long.clone(),
+                debtor_type: "F".to_owned(),
+                debtor_code: "RSSMRA80A01F205X".to_owned(),
+                debtor_name: format!("{}ò & \"Figli\"", "M".repeat(67)),
+                debtor_email: None,
+                transfers: vec![transfer(1, Some(&long)), transfer(2, None)],
+            },
+        );
+        validate(&body).unwrap_or_else(|e| panic!("{operation:?}: {e}"));
+        assert_eq!(
+            element_text(&body, "fullName").map(unescape),
+            Some(format!("{}ò &", "M".repeat(67))),
+            "cut at 70 characters"
+        );
+        assert!(!body.contains("<companyName></companyName>") && !body.contains("<companyName/>"));
+        let names = element_texts(&body, "companyName").len();
+        assert_eq!(
+            names,
+            if operation == Operation::GetPaymentV2 {
+                2
+            } else {
+                1
+            }
+        );
+    }
+}
+
+/// A directory listing of the official request samples, which must be there.
+fn request_samples() -> Vec<(String, String)> {
+    let dir = node::spec_dir().join("samples");
+    let mut samples: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the PagoPA samples are missing at {}: {e}", dir.display()))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.contains(".request.").then_some(name)
+        })
+        .map(|name| {
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+            (name, text)
+        })
+        .collect();
+    samples.sort();
+    samples
+}
+
+fn cents(amount: &str) -> i64 {
+    let (euros, cents) = amount.split_once('.').unwrap();
+    euros.parse::<i64>().unwrap() * 100 + cents.parse::<i64>().unwrap()
+}
+
+/// The official samples under ../shared/pagopa-spec/samples, as PagoPA's own mock creditor
+/// and the SANP publish them: each parses into its operation with the sample's identifiers
+/// and amounts, and each is answered over HTTP with a message valid against the XSD.
+async fn the_official_request_samples_parse_and_are_answered(engine: Engine) -> anyhow::Result<()> {
+    // The samples come from creditor, broker and station 77777777777 (whose check digit is
+    // not even valid, so it cannot be a configured creditor): incasso is set up as that
+    // station, serving that idPA.
+    let app = TestApp::spawn_with(engine, |settings| {
+        settings.station = StationConfig {
+            broker_id: "77777777777".to_owned(),
+            station_ids: vec!["77777777777_01".to_owned()],
+            creditor_ids: vec!["77777777777".to_owned()],
+        };
+    })
+    .await?;
+    let samples = request_samples();
+    let operations: Vec<&str> = samples
+        .iter()
+        .map(|(name, _)| name.split('.').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        operations,
+        [
+            "paGetPayment",
+            "paSendRT",
+            "paSendRTV2",
+            "paVerifyPaymentNotice"
+        ],
+        "the samples this test knows; a new one needs its expectations here"
+    );
+    let mut receipts = 0;
+    for (name, xml) in &samples {
+        let action = name.split('.').next().unwrap_or_default();
+        let operation = Operation::ALL
+            .into_iter()
+            .find(|op| op.name() == action)
+            .unwrap();
+        let text = |field: &str| element_text(xml, field).unwrap().trim().to_owned();
+        // PagoPA's mock puts the verify request's wrapper in the nodeForPsp namespace. The
+        // paForNode WSDL and XSD say otherwise and the envelope schema only lets it through
+        // because it does not know the element: incasso refuses it as the XSD would, naming
+        // the namespace, and parses it once the namespace is the right one.
+        let wrong_namespace = "http://pagopa-api.pagopa.gov.it/node/nodeForPsp.xsd";
+        let xml = if xml.contains(wrong_namespace) {
+            match parse_request(xml.as_bytes(), Limits::default()) {
+                Err(incasso_node::message::SyntaxError::Invalid { field, message }) => {
+                    assert_eq!(field, operation.request_element());
+                    assert!(message.contains(node::PA_FOR_NODE), "{message}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            let reply = post(app.soap_addr, Some(action), XML, xml.as_bytes()).await?;
+            assert_eq!(reply.status, 200);
+            validate(&reply.body)?;
+            assert_eq!(fault_code(&reply.body), Some("PAA_SINTASSI_XSD"), "{name}");
+            assert_eq!(element_text(&reply.body, "id"), Some("77777777777"));
+            xml.replace(wrong_namespace, node::PA_FOR_NODE)
+        } else {
+            xml.clone()
+        };
+        let request = parse_request(xml.as_bytes(), Limits::default())
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(request.operation(), operation, "{name}");
+        assert_eq!(request.header().id_pa, text("idPA"), "{name}");
+        assert_eq!(request.header().id_broker_pa, text("idBrokerPA"), "{name}");
+        assert_eq!(request.header().id_station, text("idStation"), "{name}");
+        let expected = match &request {
+            Request::Verify(verify) => {
+                assert_eq!(verify.qr_code.fiscal_code, text("fiscalCode"));
+                assert_eq!(verify.qr_code.notice_number, text("noticeNumber"));
+                "PAA_ID_DOMINIO_ERRATO"
+            }
+            Request::GetPayment(get, _) => {
+                assert_eq!(get.qr_code.notice_number, text("noticeNumber"));
+                assert_eq!(get.amount_cents, Some(cents(&text("amount"))));
+                assert_eq!(get.amount_cents, Some(12000));
+                "PAA_ID_DOMINIO_ERRATO"
+            }
+            Request::SendRt(send, _) => {
+                let receipt = &send.receipt;
+                assert_eq!(receipt.receipt_id, text("receiptId"));
+                assert_eq!(receipt.notice_number, text("noticeNumber"));
+                assert_eq!(receipt.creditor_reference_id, text("creditorReferenceId"));
+                assert_eq!(receipt.payment_amount_cents, cents(&text("paymentAmount")));
+                assert_eq!(receipt.fee_cents, Some(cents(&text("fee"))));
+                assert_eq!(receipt.id_psp, text("idPSP"));
+                assert_eq!(
+                    receipt.payment_date_time.as_deref(),
+                    Some(text("paymentDateTime").as_str())
+                );
+                assert_eq!(receipt.debtor.full_name, text("fullName"));
+                assert!(receipt.payer.is_some());
+                let ids = element_texts(&xml, "idTransfer");
+                let amounts = element_texts(&xml, "transferAmount");
+                let ibans = element_texts(&xml, "IBAN");
+                assert_eq!(receipt.transfers.len(), ids.len());
+                for (i, t) in receipt.transfers.iter().enumerate() {
+                    assert_eq!(t.id_transfer.to_string(), ids[i].trim());
+                    assert_eq!(t.amount_cents, cents(amounts[i].trim()));
+                    assert_eq!(t.iban.as_deref(), Some(ibans[i].trim()));
+                }
+                let total: i64 = receipt.transfers.iter().map(|t| t.amount_cents).sum();
+                assert_eq!(total, receipt.payment_amount_cents, "{name}");
+                receipts += 1;
+                "OK"
+            }
+            Request::Demand(_) => "PAA_SEMANTICA",
+        };
+        // Over HTTP, as the Node sends it.
+        let reply = post(app.soap_addr, Some(action), XML, xml.as_bytes()).await?;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+        validate(&reply.body).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        assert!(reply.body.contains(operation.response_element()), "{name}");
+        if expected == "OK" {
+            assert_eq!(element_text(&reply.body, "outcome"), Some("OK"), "{name}");
+        } else {
+            assert_eq!(
+                fault_code(&reply.body),
+                Some(expected),
+                "{name}: {}",
+                reply.body
+            );
+            assert_eq!(element_text(&reply.body, "id"), Some("77777777777"));
+        }
+    }
+    assert_eq!(receipts, 2);
+    // Both receipts are kept, as notices incasso did not issue, with their transfers.
+    let db = app.database().await?;
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT r.receipt_id, r.classification, t.id_transfer, t.beneficiary_fiscal_code, \
+             t.iban, t.amount_cents FROM receipt r JOIN receipt_transfer t \
+             ON t.receipt_row_id = r.id ORDER BY r.receipt_id, t.transfer_index",
+        ))
+        .await?;
+    let rows: Vec<(String, String, i16, String, Option<String>, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get_by_index(0).unwrap(),
+                r.try_get_by_index(1).unwrap(),
+                r.try_get_by_index(2).unwrap(),
+                r.try_get_by_index(3).unwrap(),
+                r.try_get_by_index(4).unwrap(),
+                r.try_get_by_index(5).unwrap(),
+            )
+        })
+        .collect();
+    let unknown = |id: &str, n, cf: &str, iban: &str, cents| {
+        (
+            id.to_owned(),
+            "unknown_notice".to_owned(),
+            n,
+            cf.to_owned(),
+            Some(iban.to_owned()),
+            cents,
+        )
+    };
+    assert_eq!(
+        rows,
+        [
+            unknown(
+                "c110729d258c4ab1b765fe902aae41d6",
+                1,
+                "77777777777",
+                "IT0000000000000000000000000",
+                2000
+            ),
+            unknown(
+                "c110729d258c4ab1b765fe902aae41d6",
+                2,
+                "77777777778",
+                "IT0000000000000000000000001",
+                1000
+            ),
+            unknown(
+                "f43cf6263ddb47248222b039f6d1f1f5",
+                1,
+                "77777777777",
+                "IT45R0760103200000000001016",
+                1000
+            ),
+        ]
+    );
+    db.close().await?;
+    app.stop().await
+}
+
+async fn soap_action_method_and_path_rules(engine: Engine) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let fee = notices
+        .create_debt_position(requests::school_fee("node-action"))
+        .await?
+        .into_inner();
+    let notice = all_notices(&fee)[0].notice_number.clone();
+    let verify = node::verify(&Caller::default(), MILANO, &notice);
+    validate(&verify)?;
+    // Without a SOAPAction, or with an empty one, the body says what is asked.
+    for action in [None, Some("")] {
+        let reply = post(app.soap_addr, action, XML, verify.as_bytes()).await?;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        validate(&reply.body)?;
+        assert_eq!(
+            element_text(&reply.body, "outcome"),
+            Some("OK"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(element_text(&reply.body, "amount"), Some("465.00"));
+    }
+    // A SOAPAction that names another operation, or none at all, is refused naming both.
+    for action in ["paGetPaymentV2", "verifyPaymentNotice"] {
+        let reply = post(app.soap_addr, Some(action), XML, verify.as_bytes()).await?;
+        assert_eq!(reply.status, 200);
+        validate(&reply.body)?;
+        assert!(
+            reply.body.contains("paVerifyPaymentNoticeRes"),
+            "{}",
+            reply.body
+        );
+        assert_eq!(fault_code(&reply.body), Some("PAA_SINTASSI_EXTRAXSD"));
+        assert_eq!(element_text(&reply.body, "id"), Some(MILANO));
+        let description = unescape(element_text(&reply.body, "description").unwrap_or_default());
+        assert!(
+            description.contains(&format!("'{action}'"))
+                && description.contains("paVerifyPaymentNoticeReq")
+                && description.contains("paVerifyPaymentNotice"),
+            "{description}"
+        );
+    }
+    // Another HTTP method: a SOAP Fault, valid against the SOAP envelope schema, never the
+    // empty 405 of a bare router.
+    for method in ["GET", "PUT", "DELETE"] {
+        let reply = node::request(app.soap_addr, method, "/paForNode", &[], b"").await?;
+        assert_eq!(reply.status, 405, "{method}");
+        assert_eq!(reply.header("allow"), Some("POST"));
+        assert!(reply.content_type.starts_with("text/xml"));
+        validate(&reply.body)?;
+        assert!(reply.body.contains("<faultcode>soapenv:Client</faultcode>"));
+        assert!(reply.body.contains(method), "{}", reply.body);
+    }
+    // Another path, and a body nobody can read without a SOAPAction: SOAP Faults too.
+    let reply = node::post_to(app.soap_addr, "/other", None, XML, verify.as_bytes()).await?;
+    assert_eq!(reply.status, 404);
+    validate(&reply.body)?;
+    assert!(reply.body.contains("soapenv:Fault"));
+    for garbage in [&b"<garbage"[..], b"", b"<a>not soap</a>"] {
+        let reply = post(app.soap_addr, None, XML, garbage).await?;
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        validate(&reply.body)?;
+        assert!(reply.body.contains("<faultcode>soapenv:Client</faultcode>"));
+    }
+    app.stop().await
+}
+
+/// With a broker that is not the creditor, the fault id shows which one the answer names:
+/// the creditor whenever the request let incasso read idPA, the broker only otherwise.
+async fn the_fault_id_is_the_creditor_whenever_it_can_be_read(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const BROKER: &str = "15376371009";
+    let app = TestApp::spawn_with(engine, |settings| {
+        settings.station.broker_id = BROKER.to_owned();
+        settings.station.station_ids = vec![format!("{BROKER}_01")];
+        settings.soap_body_limit_bytes = 64 * 1024;
+    })
+    .await?;
+    let caller = Caller {
+        id_broker_pa: BROKER.to_owned(),
+        id_station: format!("{BROKER}_01"),
+        ..Caller::default()
+    };
+    let good = node::verify(&caller, MILANO, "312000000001234587");
+    let other_creditor = Caller {
+        id_pa: "80012345678".to_owned(),
+        ..caller.clone()
+    };
+    let wrong_broker = Caller {
+        id_broker_pa: MILANO.to_owned(),
+        ..caller.clone()
+    };
+    let long_id_pa = good.replace(
+        "<idPA>01199250158</idPA>",
+        &format!("<idPA>{}</idPA>", "1".repeat(36)),
+    );
+    let cases: Vec<(String, Vec<u8>, &str, &str)> = vec![
+        (
+            "business refusal".into(),
+            good.clone().into_bytes(),
+            XML,
+            MILANO,
+        ),
+        (
+            "missing field".into(),
+            good.replace(&format!("<idStation>{BROKER}_01</idStation>"), "")
+                .into_bytes(),
+            XML,
+            MILANO,
+        ),
+        (
+            "wrong content type".into(),
+            good.clone().into_bytes(),
+            "application/json",
+            MILANO,
+        ),
+        (
+            "another creditor".into(),
+            node::verify(&other_creditor, MILANO, "312000000001234587").into_bytes(),
+            XML,
+            "80012345678",
+        ),
+        (
+            "wrong broker".into(),
+            node::verify(&wrong_broker, MILANO, "312000000001234587").into_bytes(),
+            XML,
+            MILANO,
+        ),
+        (
+            "idPA too long to be one".into(),
+            long_id_pa.into_bytes(),
+            XML,
+            BROKER,
+        ),
+        ("not XML".into(), b"<garbage".to_vec(), XML, BROKER),
+        (
+            "over the size limit".into(),
+            good.replace("<qrCode>", &" ".repeat(70 * 1024))
+                .into_bytes(),
+            XML,
+            BROKER,
+        ),
+    ];
+    for (case, body, content_type, id) in cases {
+        let reply = post(
+            app.soap_addr,
+            Some("paVerifyPaymentNotice"),
+            content_type,
+            &body,
+        )
+        .await?;
+        assert_eq!(reply.status, 200, "{case}: {}", reply.body);
+        validate(&reply.body)?;
+        assert_eq!(element_text(&reply.body, "outcome"), Some("KO"), "{case}");
+        assert_eq!(
+            element_text(&reply.body, "id"),
+            Some(id),
+            "{case}: {}",
+            reply.body
+        );
+    }
+    app.stop().await
+}
+
+async fn awkward_texts_and_an_erased_debtor_still_give_valid_answers(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    // The longest texts the domain accepts, full of characters that need escaping and
+    // multi-byte ones at the end.
+    let padded = |prefix: &str, last: char, length: usize| {
+        format!(
+            "{prefix}{}{last}",
+            "x".repeat(length - 1 - prefix.chars().count())
+        )
+    };
+    let description = padded("Retta <nido> & \"mensa\" 'A' ", 'è', 140);
+    assert_eq!(description.chars().count(), 140);
+    let name = padded("D'Amico & <Figli> ", 'ò', 70);
+    assert_eq!(name.chars().count(), 70);
+    let mut request = requests::school_fee("node-awkward");
+    request.description = description.clone();
+    request.debtor.as_mut().unwrap().full_name = name.clone();
+    request.payment_options[0].label = format!("Novembre <{}>", "z".repeat(128));
+    let fee = notices.create_debt_position(request).await?.into_inner();
+    let notice = all_notices(&fee)[0].notice_number.clone();
+    let caller = Caller::default();
+    let body = call(
+        &app,
+        "paVerifyPaymentNotice",
+        &node::verify(&caller, MILANO, &notice),
+    )
+    .await?;
+    assert_eq!(
+        element_text(&body, "paymentDescription").map(unescape),
+        Some(description.clone())
+    );
+    for (action, v2) in [("paGetPayment", false), ("paGetPaymentV2", true)] {
+        let body = call(
+            &app,
+            action,
+            &node::get_payment(&caller, v2, MILANO, &notice, "465.00", None),
+        )
+        .await?;
+        assert_eq!(
+            element_text(&body, "fullName").map(unescape),
+            Some(name.clone())
+        );
+        assert_eq!(
+            element_text(&body, "description").map(unescape),
+            Some(description.clone())
+        );
+    }
+    // The debtor's personal data erased (its key retired): the activation names the debtor
+    // as PagoPA does for an unknown one, and still validates.
+    let db = app.database().await?;
+    db.execute_unprepared("UPDATE personal_data SET key_id = 'erased'")
+        .await?;
+    db.close().await?;
+    for (action, v2) in [("paGetPayment", false), ("paGetPaymentV2", true)] {
+        let body = call(
+            &app,
+            action,
+            &node::get_payment(&caller, v2, MILANO, &notice, "465.00", None),
+        )
+        .await?;
+        assert_eq!(element_text(&body, "outcome"), Some("OK"));
+        assert_eq!(element_text(&body, "entityUniqueIdentifierType"), Some("F"));
+        assert_eq!(
+            element_text(&body, "entityUniqueIdentifierValue"),
+            Some("ANONIMO")
+        );
+        assert_eq!(element_text(&body, "fullName"), Some("ANONIMO"));
+        assert!(!body.contains("RSSMRA80A01F205X") && !body.contains("D&apos;Amico"));
+    }
+    app.stop().await
+}
+
+/// A creditor removed from the configuration after its TEFA transfers were issued: the V2
+/// transfer leaves the optional companyName out rather than sending it empty.
+async fn a_beneficiary_no_longer_configured_gets_no_empty_company_name(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let tari = app
+        .notices()
+        .await?
+        .create_debt_position(requests::tari("node-orphan"))
+        .await?
+        .into_inner();
+    let notice = all_notices(&tari)[0].notice_number.clone();
+    let milan_only = incasso_server::config::Settings::resolve(
+        incasso_server::config::FileConfig {
+            creditors: Some(vec![
+                incasso_server::config::sample_creditors()
+                    .into_iter()
+                    .next()
+                    .unwrap(),
+            ]),
+            ..Default::default()
+        },
+        incasso_server::config::Overrides::default(),
+    )?;
+    assert!(milan_only.registry.get(CITTA_METROPOLITANA).is_none());
+    let store = incasso_store::Store::open(
+        incasso_store::db::connect(&app.database_url, 4).await?,
+        milan_only.registry.clone(),
+        milan_only.keys.clone(),
+        &milan_only.iuv_floors,
+    )
+    .await?;
+    let service =
+        incasso_node::service::NodeService::new(store, milan_only.station, Limits::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, incasso_node::http::router(service, 1024 * 1024)).await
+    });
+    let caller = Caller::default();
+    let request = node::get_payment(&caller, true, MILANO, &notice, "300.00", None);
+    let reply = post(addr, Some("paGetPaymentV2"), XML, request.as_bytes()).await?;
+    validate(&reply.body)?;
+    assert_eq!(
+        element_text(&reply.body, "outcome"),
+        Some("OK"),
+        "{}",
+        reply.body
+    );
+    let transfers = element_texts(&reply.body, "transfer");
+    assert_eq!(transfers.len(), 2);
+    assert!(transfers[0].contains("<companyName>Comune di Milano</companyName>"));
+    assert!(
+        !transfers[1].contains("companyName"),
+        "no name to give: {}",
+        transfers[1]
+    );
+    assert!(!reply.body.contains("<companyName></companyName>"));
+    server.abort();
+    app.stop().await
+}
+
+/// Stored data that breaks an invariant (transfers that no longer add up to the notice) is no
+/// reason for the Node to retry: PAA_SEMANTICA, with nothing of the data in the answer.
+async fn a_broken_invariant_is_a_semantic_error_not_a_retry(engine: Engine) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let fee = app
+        .notices()
+        .await?
+        .create_debt_position(requests::school_fee("node-broken"))
+        .await?
+        .into_inner();
+    let notice = all_notices(&fee)[0].notice_number.clone();
+    let db = app.database().await?;
+    db.execute_unprepared("UPDATE transfer SET amount_cents = amount_cents + 1")
+        .await?;
+    db.close().await?;
+    let body = call(
+        &app,
+        "paGetPaymentV2",
+        &node::get_payment(&Caller::default(), true, MILANO, &notice, "465.00", None),
+    )
+    .await?;
+    assert_eq!(fault_code(&body), Some("PAA_SEMANTICA"), "{body}");
+    let description = element_text(&body, "description").unwrap_or_default();
+    assert!(
+        description.contains("internal check failed") && !description.contains("46501"),
+        "{description}"
+    );
+    assert_eq!(element_text(&body, "id"), Some(MILANO));
+    app.stop().await
+}
+
+/// Spans and log lines captured in-process, as the server's subscriber would receive them.
+mod capture {
+    use std::fmt::Debug;
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer};
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// A closed span: its name and every field recorded on it.
+    #[derive(Debug, Clone, Default)]
+    pub struct SpanRecord {
+        pub name: String,
+        pub fields: Vec<(String, String)>,
+    }
+
+    impl SpanRecord {
+        pub fn get(&self, name: &str) -> Option<&str> {
+            self.fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// Collects closed spans, every event, and whatever a JSON formatter writes.
+    #[derive(Clone, Default)]
+    pub struct Captured {
+        pub spans: Arc<Mutex<Vec<SpanRecord>>>,
+        pub events: Arc<Mutex<Vec<String>>>,
+        pub json: Arc<Mutex<Vec<u8>>>,
+    }
+
+    struct Fields(Vec<(String, String)>);
+
+    impl Visit for Fields {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.push((field.name().to_owned(), value.to_owned()));
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+            self.0.push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+
+    impl<S> Layer<S> for Captured
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            attrs.record(&mut fields);
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(SpanRecord {
+                    name: attrs.metadata().name().to_owned(),
+                    fields: fields.0,
+                });
+            }
+        }
+
+        fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            values.record(&mut fields);
+            if let Some(span) = ctx.span(id)
+                && let Some(record) = span.extensions_mut().get_mut::<SpanRecord>()
+            {
+                record.fields.extend(fields.0);
+            }
+        }
+
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            let mut fields = Fields(Vec::new());
+            event.record(&mut fields);
+            self.events.lock().unwrap().push(format!(
+                "{} {}: {:?}",
+                event.metadata().level(),
+                event.metadata().target(),
+                fields.0
+            ));
+        }
+
+        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+            if let Some(span) = ctx.span(&id)
+                && let Some(record) = span.extensions_mut().remove::<SpanRecord>()
+            {
+                self.spans.lock().unwrap().push(record);
+            }
+        }
+    }
+
+    /// The JSON formatter's writer.
+    pub struct Writer(pub Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
+
+/// One span per call with creditor, notice, IUV, outcome and fault code, for answered and
+/// refused calls alike; the debtor's fiscal code and name nowhere in spans or log lines.
+/// The subscriber is the test thread's default and the runtime has that one thread, so
+/// everything the server logs while answering is captured, and nothing of other tests.
+fn spans_name_the_call_and_never_the_debtor(engine: Engine) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    let captured = capture::Captured::default();
+    let json = captured.json.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_subscriber::filter::LevelFilter::DEBUG)
+        .with(captured.clone())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(move || capture::Writer(json.clone())),
+        );
+    let _default = tracing::subscriber::set_default(subscriber);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (notice, iuv) = runtime.block_on(async {
+        let app = TestApp::spawn(engine).await?;
+        let fee = app
+            .notices()
+            .await?
+            .create_debt_position(requests::school_fee("node-spans"))
+            .await?
+            .into_inner();
+        let installment = all_notices(&fee)[0].clone();
+        let caller = Caller::default();
+        let verify = node::verify(&caller, MILANO, &installment.notice_number);
+        let body = call(&app, "paVerifyPaymentNotice", &verify).await?;
+        assert_eq!(element_text(&body, "outcome"), Some("OK"));
+        let refused = verify.replace("<idStation>01199250158_01</idStation>", "");
+        let reply = post(app.soap_addr, None, XML, refused.as_bytes()).await?;
+        assert_eq!(fault_code(&reply.body), Some("PAA_SINTASSI_XSD"));
+        let receipt = node::ReceiptSpec {
+            receipt_id: "token-spans".to_owned(),
+            notice_number: installment.notice_number.clone(),
+            fiscal_code: MILANO.to_owned(),
+            iuv: installment.iuv.clone(),
+            amount: "465.00".to_owned(),
+            psp: "BCITITMM".to_owned(),
+            transfers: vec![(
+                MILANO.to_owned(),
+                "465.00".to_owned(),
+                "IT02N0306909400000012345678".to_owned(),
+            )],
+            stand_in: false,
+            payment_date_time: "2026-11-20T10:15:00".to_owned(),
+        };
+        let request = node::send_rt(&caller, true, &receipt);
+        assert!(request.contains("RSSMRA80A01F205X") && request.contains("Mario Rossi"));
+        let body = call(&app, "paSendRTV2", &request).await?;
+        assert_eq!(element_text(&body, "outcome"), Some("OK"));
+        app.stop().await?;
+        anyhow::Ok((installment.notice_number, installment.iuv))
+    })?;
+    drop(runtime);
+    let spans: Vec<capture::SpanRecord> = captured
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.name == "paForNode")
+        .cloned()
+        .collect();
+    assert_eq!(spans.len(), 3, "one span per call: {spans:?}");
+    let expect = |span: &capture::SpanRecord,
+                  primitive: &str,
+                  outcome: &str,
+                  fault: Option<&str>,
+                  iuv_known: bool| {
+        assert_eq!(span.get("primitive"), Some(primitive), "{span:?}");
+        assert_eq!(span.get("creditor"), Some(MILANO), "{span:?}");
+        assert_eq!(span.get("notice_number"), Some(notice.as_str()), "{span:?}");
+        assert_eq!(
+            span.get("iuv"),
+            iuv_known.then_some(iuv.as_str()),
+            "{span:?}"
+        );
+        assert_eq!(span.get("outcome"), Some(outcome), "{span:?}");
+        assert_eq!(span.get("fault_code"), fault, "{span:?}");
+    };
+    expect(&spans[0], "paVerifyPaymentNotice", "OK", None, true);
+    expect(
+        &spans[1],
+        "paVerifyPaymentNotice",
+        "KO",
+        Some("PAA_SINTASSI_XSD"),
+        false,
+    );
+    expect(&spans[2], "paSendRTV2", "OK", None, true);
+    let events = captured.events.lock().unwrap().join("\n");
+    let json = String::from_utf8(captured.json.lock().unwrap().clone())?;
+    assert!(
+        json.contains("\"answered\"") && json.contains(&format!("\"notice_number\":\"{notice}\"")),
+        "the JSON log lines carry the span: {json}"
+    );
+    let everything = format!("{spans:?}\n{events}\n{json}");
+    for personal in ["RSSMRA80A01F205X", "Mario Rossi", "Mario", "Rossi"] {
+        assert!(
+            !everything.contains(personal),
+            "{personal} reached the logs:\n{everything}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn spans_name_the_call_and_never_the_debtor_sqlite() -> anyhow::Result<()> {
+    spans_name_the_call_and_never_the_debtor(Engine::Sqlite)
+}
+
+#[test]
+fn spans_name_the_call_and_never_the_debtor_postgres() -> anyhow::Result<()> {
+    spans_name_the_call_and_never_the_debtor(Engine::Postgres)
 }

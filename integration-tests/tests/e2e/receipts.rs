@@ -9,6 +9,7 @@ use incasso_integration_tests::node_simulator::{
 };
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
+use incasso_node::service::StationConfig;
 
 use crate::on_both_engines;
 
@@ -16,6 +17,8 @@ on_both_engines!(
     a_whole_payment_closes_the_notice_and_books_it_once,
     double_payments_conflicts_and_strangers_are_kept_and_acknowledged,
     concurrent_deliveries_book_exactly_once,
+    late_stand_in_foreign_and_other_amount_receipts_are_flagged,
+    every_field_of_a_receipt_counts_for_a_conflict_and_formatting_does_not,
 );
 
 const XML: &str = "text/xml; charset=utf-8";
@@ -74,6 +77,58 @@ async fn count(app: &TestApp, sql: &str) -> anyhow::Result<i64> {
     let n: i64 = row.try_get_by_index(0)?;
     db.close().await?;
     Ok(n)
+}
+
+type TransferRow = (i16, String, Option<String>, i64, String, String);
+
+/// The stored transfers of a receipt, in list order.
+async fn transfers(app: &TestApp, receipt_id: &str) -> anyhow::Result<Vec<TransferRow>> {
+    let db = app.database().await?;
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT id_transfer, beneficiary_fiscal_code, iban, amount_cents, \
+                 remittance_information, transfer_category FROM receipt_transfer \
+                 WHERE receipt_id = '{receipt_id}' ORDER BY transfer_index"
+            ),
+        ))
+        .await?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push((
+            row.try_get_by_index(0)?,
+            row.try_get_by_index(1)?,
+            row.try_get_by_index(2)?,
+            row.try_get_by_index(3)?,
+            row.try_get_by_index(4)?,
+            row.try_get_by_index(5)?,
+        ));
+    }
+    db.close().await?;
+    Ok(out)
+}
+
+/// A stored receipt's classification, flags and Stand-In column.
+async fn stored(app: &TestApp, receipt_id: &str) -> anyhow::Result<(String, String, bool)> {
+    let db = app.database().await?;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT classification, flags, stand_in FROM receipt \
+                 WHERE receipt_id = '{receipt_id}'"
+            ),
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("receipt {receipt_id} not stored"))?;
+    let stored = (
+        row.try_get_by_index(0)?,
+        row.try_get_by_index(1)?,
+        row.try_get_by_index(2)?,
+    );
+    db.close().await?;
+    Ok(stored)
 }
 
 async fn entries(app: &TestApp, nav: &str) -> anyhow::Result<Vec<pb::LedgerEntry>> {
@@ -173,6 +228,39 @@ async fn a_whole_payment_closes_the_notice_and_books_it_once(engine: Engine) -> 
         ]
     );
     assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 1);
+    // The transfers are kept as reconciliation matches them to the PSPs' reporting flows:
+    // IUV, receiptId (IUR) and idTransfer (indiceDatiSingoloPagamento).
+    assert_eq!(
+        transfers(&app, &receipt.receipt_id).await?,
+        [
+            (
+                1,
+                MILANO.to_owned(),
+                Some(MILANO_BANK.to_owned()),
+                9500,
+                format!("/RFB/{}/95.00", first_rate.iuv),
+                "9/0101101IM/".to_owned()
+            ),
+            (
+                2,
+                CITTA_METROPOLITANA.to_owned(),
+                Some(CM_BANK.to_owned()),
+                500,
+                format!("/RFB/{}/5.00", first_rate.iuv),
+                "9/0101101IM/".to_owned()
+            ),
+        ]
+    );
+    let matched = count(
+        &app,
+        &format!(
+            "SELECT COUNT(*) FROM receipt_transfer WHERE iuv = '{}' AND receipt_id = '{}' \
+             AND id_transfer = 2",
+            first_rate.iuv, receipt.receipt_id
+        ),
+    )
+    .await?;
+    assert_eq!(matched, 1, "a reporting-flow line finds its transfer");
     // The notice is now paid, and the single payment cannot be paid any more.
     let body = post(
         app.soap_addr,
@@ -330,6 +418,14 @@ async fn concurrent_deliveries_book_exactly_once(engine: Engine) -> anyhow::Resu
     for i in 0..100 {
         let body = node::send_rt(&Caller::default(), true, &receipt);
         let verify = node::verify(&Caller::default(), MILANO, &notice.notice_number);
+        let activate = node::get_payment(
+            &Caller::default(),
+            true,
+            MILANO,
+            &notice.notice_number,
+            "465.00",
+            None,
+        );
         tasks.push(tokio::spawn(async move {
             let reply = post(addr, Some("paSendRTV2"), XML, body.as_bytes()).await?;
             anyhow::ensure!(
@@ -337,21 +433,37 @@ async fn concurrent_deliveries_book_exactly_once(engine: Engine) -> anyhow::Resu
                 "{}",
                 reply.body
             );
-            // Verifies racing the receipts see the notice unpaid or paid, never anything else.
+            // Verifies and activations racing the receipts see the notice whole, unpaid or
+            // paid, never a mix of the two: OK with the full amount, or already paid.
+            let mut seen = Vec::new();
             if i % 10 == 0 {
                 let reply =
                     post(addr, Some("paVerifyPaymentNotice"), XML, verify.as_bytes()).await?;
-                let ok = element_text(&reply.body, "outcome") == Some("OK");
+                let ok = element_text(&reply.body, "outcome") == Some("OK")
+                    && element_text(&reply.body, "amount") == Some("465.00");
                 let paid =
                     element_text(&reply.body, "faultCode") == Some("PAA_PAGAMENTO_DUPLICATO");
                 anyhow::ensure!(ok || paid, "{}", reply.body);
+                seen.push(ok);
             }
-            Ok(())
+            if i % 4 == 0 {
+                let reply = post(addr, Some("paGetPaymentV2"), XML, activate.as_bytes()).await?;
+                let ok = element_text(&reply.body, "outcome") == Some("OK")
+                    && element_text(&reply.body, "paymentAmount") == Some("465.00")
+                    && element_text(&reply.body, "transferAmount") == Some("465.00");
+                let paid =
+                    element_text(&reply.body, "faultCode") == Some("PAA_PAGAMENTO_DUPLICATO");
+                anyhow::ensure!(ok || paid, "{}", reply.body);
+                seen.push(ok);
+            }
+            Ok(seen)
         }));
     }
+    let mut answered = 0;
     for task in tasks {
-        task.await??;
+        answered += task.await??.len();
     }
+    assert_eq!(answered, 10 + 25, "every verify and activation answered");
     assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 1);
     assert_eq!(
         count(
@@ -393,6 +505,234 @@ async fn concurrent_deliveries_book_exactly_once(engine: Engine) -> anyhow::Resu
             .await?
             .into_inner()
             .ok
+    );
+    app.stop().await
+}
+
+async fn late_stand_in_foreign_and_other_amount_receipts_are_flagged(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let create = |id: &str, expired: bool| {
+        let mut request = requests::school_fee(id);
+        if expired {
+            request.payment_options[0].installments[0].due_date = "2026-01-10".to_owned();
+            request.payment_options[0].installments[0].expiry_date = "2026-01-31".to_owned();
+        }
+        request
+    };
+    let expired = notices
+        .create_debt_position(create("rt-expired", true))
+        .await?
+        .into_inner();
+    let stand_in = notices
+        .create_debt_position(create("rt-stand-in", false))
+        .await?
+        .into_inner();
+    let less = notices
+        .create_debt_position(create("rt-less", false))
+        .await?
+        .into_inner();
+    let notice = |p: &pb::DebtPosition| p.payment_options[0].installments[0].clone();
+
+    // Paid on 20 November for a notice that expired on 31 January: the money was taken.
+    send(
+        &app,
+        true,
+        &tari_receipt(&notice(&expired), "token-late", "BCITITMM"),
+    )
+    .await?;
+    let (classification, flags, in_stand_in) = stored(&app, "token-late").await?;
+    assert_eq!(classification, "settled_late");
+    assert_eq!(flags, "late");
+    assert!(!in_stand_in);
+    let after = notices
+        .get_debt_position(pb::GetDebtPositionRequest {
+            lookup: Some(pb::get_debt_position_request::Lookup::Id(
+                expired.id.clone(),
+            )),
+            creditor_fiscal_code: String::new(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(after.state, pb::DebtPositionState::Paid as i32);
+
+    // Authorised in Stand-In while incasso did not answer.
+    let mut receipt = tari_receipt(&notice(&stand_in), "token-stand-in", "BCITITMM");
+    receipt.stand_in = true;
+    send(&app, false, &receipt).await?;
+    assert_eq!(
+        stored(&app, "token-stand-in").await?,
+        ("settled".to_owned(), "stand_in".to_owned(), true)
+    );
+
+    // The Node's amount differs from today's: the Node's is what was paid.
+    let mut receipt = tari_receipt(&notice(&less), "token-less", "BCITITMM");
+    receipt.amount = "400.00".to_owned();
+    receipt.transfers[0].1 = "400.00".to_owned();
+    send(&app, true, &receipt).await?;
+    assert_eq!(
+        stored(&app, "token-less").await?,
+        ("settled".to_owned(), "amount_differs".to_owned(), false)
+    );
+    assert_eq!(transfers(&app, "token-less").await?[0].3, 40000);
+
+    // A receipt for a notice of another creditor (Milan a secondary beneficiary of it).
+    let mut foreign = tari_receipt(&notice(&less), "token-foreign", "BCITITMM");
+    foreign.fiscal_code = CITTA_METROPOLITANA.to_owned();
+    foreign.notice_number = "302000000000012345".to_owned();
+    foreign.iuv = "02000000000012345".to_owned();
+    foreign.amount = "20.00".to_owned();
+    foreign.transfers = vec![
+        (
+            CITTA_METROPOLITANA.to_owned(),
+            "15.00".to_owned(),
+            CM_BANK.to_owned(),
+        ),
+        (MILANO.to_owned(), "5.00".to_owned(), MILANO_BANK.to_owned()),
+    ];
+    send(&app, true, &foreign).await?;
+    assert_eq!(
+        stored(&app, "token-foreign").await?,
+        (
+            "unknown_notice".to_owned(),
+            "other_creditor_notice".to_owned(),
+            false
+        )
+    );
+    let kept = transfers(&app, "token-foreign").await?;
+    assert_eq!(kept.len(), 2);
+    assert_eq!((kept[1].0, kept[1].1.as_str(), kept[1].3), (2, MILANO, 500));
+    app.stop().await
+}
+
+/// A leaf element of an XML text: its name and where its text is.
+fn leaves(xml: &str) -> Vec<(String, std::ops::Range<usize>)> {
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(open) = xml[at..].find('<').map(|i| i + at) {
+        at = open + 1;
+        let Some(close) = xml[open..].find('>').map(|i| i + open) else {
+            break;
+        };
+        let name = &xml[open + 1..close];
+        if name.is_empty() || name.contains([':', '/', ' ', '?', '!']) {
+            continue;
+        }
+        let text_start = close + 1;
+        let Some(text_end) = xml[text_start..].find('<').map(|i| i + text_start) else {
+            break;
+        };
+        if xml[text_end..].starts_with(&format!("</{name}>")) {
+            found.push((name.to_owned(), text_start..text_end));
+        }
+    }
+    found
+}
+
+/// Another value of the same shape, which the parser still accepts.
+fn another(value: &str) -> String {
+    match value {
+        "OK" => "KO".to_owned(),
+        "true" => "false".to_owned(),
+        "false" => "true".to_owned(),
+        "F" => "G".to_owned(),
+        "G" => "F".to_owned(),
+        v if v.len() == 2 && v.bytes().all(|b| b.is_ascii_uppercase()) => {
+            if v == "FR" { "DE" } else { "FR" }.to_owned()
+        }
+        v if v.ends_with(|c: char| c.is_ascii_digit()) => {
+            let (head, last) = v.split_at(v.len() - 1);
+            let digit = last.parse::<u8>().unwrap_or(0);
+            format!("{head}{}", (digit + 1) % 10)
+        }
+        // Same length, so a field at its limit stays valid.
+        v => {
+            let first = if v.starts_with('X') { 'Y' } else { 'X' };
+            format!("{first}{}", v.chars().skip(1).collect::<String>())
+        }
+    }
+}
+
+/// The same key with any one field changed is a conflict: every field of the official V2
+/// sample is changed in turn (debtor, payer, metadata and transfers included). The same
+/// receipt written differently (prefixes, indentation) is a redelivery.
+async fn every_field_of_a_receipt_counts_for_a_conflict_and_formatting_does_not(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(engine, |settings| {
+        settings.station = StationConfig {
+            broker_id: "77777777777".to_owned(),
+            station_ids: vec!["77777777777_01".to_owned()],
+            creditor_ids: vec!["77777777777".to_owned()],
+        };
+    })
+    .await?;
+    let path = node::spec_dir().join("samples/paSendRTV2.request.sanp-doc.adapted.xml");
+    let sample =
+        std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let deliver = |xml: String| async move {
+        let reply = post(app.soap_addr, Some("paSendRTV2"), XML, xml.as_bytes()).await?;
+        validate(&reply.body)?;
+        anyhow::ensure!(
+            element_text(&reply.body, "outcome") == Some("OK"),
+            "{}",
+            reply.body
+        );
+        anyhow::Ok(())
+    };
+    deliver(sample.clone()).await?;
+    // The same receipt, written by another serialiser.
+    let reformatted = sample
+        .replace("soapenv:", "S:")
+        .replace("xmlns:soapenv", "xmlns:S")
+        .replace("pafn:", "ns2:")
+        .replace("xmlns:pafn", "xmlns:ns2")
+        .replace(">\n", ">\r\n\t")
+        .replace("<standIn>false</standIn>", "");
+    assert_ne!(reformatted, sample);
+    deliver(reformatted).await?;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM receipt_conflict").await?,
+        0,
+        "a redelivery, not a conflict"
+    );
+    // Header fields are not the receipt's, and receiptId, creditorReferenceId and the
+    // receipt's fiscalCode are its key: changing them makes another receipt.
+    let skipped = [
+        "idPA",
+        "idBrokerPA",
+        "idStation",
+        "receiptId",
+        "creditorReferenceId",
+        "fiscalCode",
+    ];
+    let mut changed = 0;
+    for (name, range) in leaves(&sample) {
+        if skipped.contains(&name.as_str()) {
+            continue;
+        }
+        let mut mutated = sample.clone();
+        mutated.replace_range(range.clone(), &another(&sample[range]));
+        deliver(mutated).await?;
+        changed += 1;
+        assert_eq!(
+            count(&app, "SELECT COUNT(*) FROM receipt_conflict").await?,
+            changed,
+            "changing {name} must be a conflict"
+        );
+    }
+    assert!(
+        changed >= 50,
+        "only {changed} fields changed: the leaf scan is broken"
+    );
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM receipt").await?, 1);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM receipt_transfer").await?,
+        2,
+        "a conflict stores no transfers"
     );
     app.stop().await
 }

@@ -177,6 +177,47 @@ pub struct GetPaymentRequest {
     pub transfer_type: Option<TransferType>,
 }
 
+/// A debtor or payer (`ctSubject`). Personal data: its `Debug` prints nothing of it, it is
+/// never logged, and the store keeps it only inside the encrypted raw message.
+#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Subject {
+    /// F (natural person) or G (legal person).
+    pub entity_type: String,
+    /// Fiscal code, VAT number or `ANONIMO`.
+    pub unique_identifier: String,
+    /// Name.
+    pub full_name: String,
+    /// Street.
+    pub street_name: Option<String>,
+    /// Civic number.
+    pub civic_number: Option<String>,
+    /// Postal code.
+    pub postal_code: Option<String>,
+    /// City.
+    pub city: Option<String>,
+    /// Province or region.
+    pub state_province_region: Option<String>,
+    /// Country, two letters.
+    pub country: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+}
+
+impl std::fmt::Debug for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Subject(..)")
+    }
+}
+
+/// One `mapEntry` of a `metadata` list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MapEntry {
+    /// Key, 1..140 characters.
+    pub key: String,
+    /// Value, 1..140 characters.
+    pub value: String,
+}
+
 /// One transfer of a receipt.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ReceiptTransfer {
@@ -186,15 +227,23 @@ pub struct ReceiptTransfer {
     pub amount_cents: i64,
     /// Beneficiary.
     pub fiscal_code_pa: String,
+    /// Beneficiary name (V2).
+    pub company_name: Option<String>,
     /// Account credited, or none for a digital stamp.
     pub iban: Option<String>,
+    /// The digital stamp (V2 `MBDAttachment`, base64 without whitespace), instead of an IBAN.
+    pub stamp: Option<String>,
     /// Causale.
     pub remittance_information: String,
     /// Taxonomy.
     pub transfer_category: String,
+    /// The transfer's metadata, in order.
+    pub metadata: Vec<MapEntry>,
 }
 
-/// A receipt, as paSendRT(V2) carries it: what the store keeps beside the raw bytes.
+/// A receipt, as paSendRT(V2) carries it: every field of `ctReceipt`/`ctReceiptV2`, so that
+/// its [canonical form](Receipt::canonical) covers all of them. Its `Debug` shows the
+/// debtor and payer only as `Subject(..)`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Receipt {
     /// The payment token.
@@ -213,28 +262,60 @@ pub struct Receipt {
     pub description: String,
     /// Creditor name.
     pub company_name: String,
+    /// Creditor office.
+    pub office_name: Option<String>,
+    /// Who owed the payment.
+    pub debtor: Subject,
+    /// 1..5 transfers.
+    pub transfers: Vec<ReceiptTransfer>,
     /// PSP id.
     pub id_psp: String,
+    /// PSP fiscal code.
+    pub psp_fiscal_code: Option<String>,
+    /// PSP VAT number.
+    pub psp_partita_iva: Option<String>,
     /// PSP name.
     pub psp_company_name: String,
     /// Channel.
     pub id_channel: String,
     /// Channel description.
     pub channel_description: String,
+    /// Who paid, when the PSP says.
+    pub payer: Option<Subject>,
     /// Payment method.
     pub payment_method: Option<String>,
+    /// Payment note (V2).
+    pub payment_note: Option<String>,
     /// Fee paid by the payer, cents.
     pub fee_cents: Option<i64>,
+    /// Fee borne by the creditor, cents (V2).
+    pub primary_ci_incurred_fee_cents: Option<i64>,
+    /// The PSP's bundle (V2).
+    pub id_bundle: Option<String>,
+    /// The creditor's bundle (V2).
+    pub id_ci_bundle: Option<String>,
     /// When the payment was made, as sent.
     pub payment_date_time: Option<String>,
     /// PSP booking date.
     pub application_date: Option<String>,
     /// Date the PSP must credit by.
     pub transfer_date: Option<String>,
-    /// Paid in Stand-In.
+    /// The receipt's metadata (the activation's, echoed), in order.
+    pub metadata: Vec<MapEntry>,
+    /// Paid in Stand-In (absent means false).
     pub stand_in: bool,
-    /// 1..5 transfers.
-    pub transfers: Vec<ReceiptTransfer>,
+}
+
+impl Receipt {
+    /// The canonical form of the receipt: every parsed field, in a fixed order, as JSON.
+    /// Two deliveries have the same canonical form exactly when they carry the same
+    /// receipt, however the XML was written (whitespace, namespace prefixes, `1` for
+    /// `true`, line breaks in base64). It contains the debtor and the payer: hash it with a
+    /// key, never store or log it.
+    pub fn canonical(&self) -> Vec<u8> {
+        #[allow(clippy::expect_used)]
+        serde_json::to_vec(self).expect("a receipt always serialises")
+    }
 }
 
 /// paSendRT / paSendRTV2.
@@ -447,43 +528,42 @@ fn qr_code(fields: &mut Fields<'_>) -> Result<QrCode, SyntaxError> {
     Ok(code)
 }
 
-fn skip_subject(fields: &mut Fields<'_>, name: &str, required: bool) -> Result<(), SyntaxError> {
-    // The debtor and payer are personal data: they are checked for shape and kept only in the
-    // stored (encrypted) receipt document, never in a column.
+fn subject(fields: &mut Fields<'_>, name: &str) -> Result<Option<Subject>, SyntaxError> {
     let Some(element) = fields.optional_element(name)? else {
-        return if required {
-            Err(SyntaxError::invalid(fields.field(name), "missing"))
-        } else {
-            Ok(())
-        };
+        return Ok(None);
     };
     let path = fields.field(name);
     let mut subject = Fields::new(element, &path)?;
     let id = subject.element("uniqueIdentifier")?;
     let mut id_fields = Fields::new(id, &format!("{path}.uniqueIdentifier"))?;
-    let kind = id_fields.text("entityUniqueIdentifierType", 1, 1)?;
-    if kind != "F" && kind != "G" {
+    let entity_type = id_fields.text("entityUniqueIdentifierType", 1, 1)?;
+    if entity_type != "F" && entity_type != "G" {
         return Err(SyntaxError::invalid(
             format!("{path}.uniqueIdentifier.entityUniqueIdentifierType"),
             "must be F or G",
         ));
     }
-    id_fields.text("entityUniqueIdentifierValue", 2, 16)?;
+    let unique_identifier = id_fields.text("entityUniqueIdentifierValue", 2, 16)?;
     id_fields.finish()?;
-    subject.text("fullName", 1, 70)?;
-    subject.optional_text("streetName", 1, 70)?;
-    subject.optional_text("civicNumber", 1, 16)?;
-    subject.optional_text("postalCode", 1, 16)?;
-    subject.optional_text("city", 1, 35)?;
-    subject.optional_text("stateProvinceRegion", 1, 35)?;
-    subject.optional_text("country", 2, 2)?;
-    subject.optional_text("e-mail", 1, 256)?;
-    subject.finish()
+    let parsed = Subject {
+        entity_type,
+        unique_identifier,
+        full_name: subject.text("fullName", 1, 70)?,
+        street_name: subject.optional_text("streetName", 1, 70)?,
+        civic_number: subject.optional_text("civicNumber", 1, 16)?,
+        postal_code: subject.optional_text("postalCode", 1, 16)?,
+        city: subject.optional_text("city", 1, 35)?,
+        state_province_region: subject.optional_text("stateProvinceRegion", 1, 35)?,
+        country: subject.optional_text("country", 2, 2)?,
+        email: subject.optional_text("e-mail", 1, 256)?,
+    };
+    subject.finish()?;
+    Ok(Some(parsed))
 }
 
-fn skip_metadata(fields: &mut Fields<'_>) -> Result<(), SyntaxError> {
+fn metadata(fields: &mut Fields<'_>) -> Result<Vec<MapEntry>, SyntaxError> {
     let Some(element) = fields.optional_element("metadata")? else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let path = fields.field("metadata");
     let mut metadata = Fields::new(element, &path)?;
@@ -491,16 +571,20 @@ fn skip_metadata(fields: &mut Fields<'_>) -> Result<(), SyntaxError> {
     if entries.is_empty() || entries.len() > 15 {
         return Err(SyntaxError::invalid(
             format!("{path}.mapEntry"),
-            "1 to 15 entries",
+            format!("1 to 15 entries, got {}", entries.len()),
         ));
     }
+    let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
         let mut pair = Fields::new(entry, &format!("{path}.mapEntry[{i}]"))?;
-        pair.text("key", 1, 140)?;
-        pair.text("value", 1, 140)?;
+        out.push(MapEntry {
+            key: pair.text("key", 1, 140)?,
+            value: pair.text("value", 1, 140)?,
+        });
         pair.finish()?;
     }
-    metadata.finish()
+    metadata.finish()?;
+    Ok(out)
 }
 
 fn transfers(fields: &mut Fields<'_>, v2: bool) -> Result<Vec<ReceiptTransfer>, SyntaxError> {
@@ -534,12 +618,15 @@ fn transfers(fields: &mut Fields<'_>, v2: bool) -> Result<Vec<ReceiptTransfer>, 
             ));
         }
         let fiscal_code_pa = t.digits("fiscalCodePA", 11)?;
-        if v2 {
-            t.optional_text("companyName", 1, 140)?;
-        }
+        let company_name = if v2 {
+            t.optional_text("companyName", 1, 140)?
+        } else {
+            None
+        };
         let iban = t.optional_text("IBAN", 1, 35)?;
         let stamp = if v2 {
             t.optional_text("MBDAttachment", 1, 512 * 1024)?
+                .map(|b| b.split_ascii_whitespace().collect::<String>())
         } else {
             None
         };
@@ -553,15 +640,18 @@ fn transfers(fields: &mut Fields<'_>, v2: bool) -> Result<Vec<ReceiptTransfer>, 
         }
         let remittance_information = t.text("remittanceInformation", 1, 140)?;
         let transfer_category = t.text("transferCategory", 1, 140)?;
-        skip_metadata(&mut t)?;
+        let metadata = metadata(&mut t)?;
         t.finish()?;
         out.push(ReceiptTransfer {
             id_transfer,
             amount_cents,
             fiscal_code_pa,
+            company_name,
             iban,
+            stamp,
             remittance_information,
             transfer_category,
+            metadata,
         });
     }
     list_fields.finish()?;
@@ -586,30 +676,37 @@ fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, SyntaxError> {
     let payment_amount_cents = r.amount("paymentAmount", true)?.unwrap_or(0);
     let description = r.text("description", 1, 140)?;
     let company_name = r.text("companyName", 1, 140)?;
-    r.optional_text("officeName", 1, 140)?;
-    skip_subject(&mut r, "debtor", true)?;
+    let office_name = r.optional_text("officeName", 1, 140)?;
+    let debtor = subject(&mut r, "debtor")?
+        .ok_or_else(|| SyntaxError::invalid(format!("{path}.debtor"), "missing"))?;
     let transfers = transfers(&mut r, v2)?;
     let id_psp = r.text("idPSP", 1, 35)?;
-    r.optional_text("pspFiscalCode", 1, 70)?;
-    r.optional_text("pspPartitaIVA", 1, 20)?;
+    let psp_fiscal_code = r.optional_text("pspFiscalCode", 1, 70)?;
+    let psp_partita_iva = r.optional_text("pspPartitaIVA", 1, 20)?;
     let psp_company_name = r.text("PSPCompanyName", 1, 70)?;
     let id_channel = r.text("idChannel", 1, 35)?;
     let channel_description = r.text("channelDescription", 1, 35)?;
-    skip_subject(&mut r, "payer", false)?;
+    let payer = subject(&mut r, "payer")?;
     let payment_method = r.optional_text("paymentMethod", 1, 35)?;
-    if v2 {
-        r.optional_text("paymentNote", 1, 210)?;
-    }
+    let payment_note = if v2 {
+        r.optional_text("paymentNote", 1, 210)?
+    } else {
+        None
+    };
     let fee_cents = r.amount("fee", false)?;
-    if v2 {
-        r.amount("primaryCiIncurredFee", false)?;
-        r.optional_text("idBundle", 1, 70)?;
-        r.optional_text("idCiBundle", 1, 70)?;
-    }
+    let (primary_ci_incurred_fee_cents, id_bundle, id_ci_bundle) = if v2 {
+        (
+            r.amount("primaryCiIncurredFee", false)?,
+            r.optional_text("idBundle", 1, 70)?,
+            r.optional_text("idCiBundle", 1, 70)?,
+        )
+    } else {
+        (None, None, None)
+    };
     let payment_date_time = r.date("paymentDateTime")?;
     let application_date = r.date("applicationDate")?;
     let transfer_date = r.date("transferDate")?;
-    skip_metadata(&mut r)?;
+    let metadata = metadata(&mut r)?;
     let stand_in = r.boolean("standIn")?.unwrap_or(false);
     r.finish()?;
     Ok(Receipt {
@@ -621,27 +718,93 @@ fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, SyntaxError> {
         payment_amount_cents,
         description,
         company_name,
+        office_name,
+        debtor,
+        transfers,
         id_psp,
+        psp_fiscal_code,
+        psp_partita_iva,
         psp_company_name,
         id_channel,
         channel_description,
+        payer,
         payment_method,
+        payment_note,
         fee_cents,
+        primary_ci_incurred_fee_cents,
+        id_bundle,
+        id_ci_bundle,
         payment_date_time,
         application_date,
         transfer_date,
+        metadata,
         stand_in,
-        transfers,
     })
+}
+
+/// What can be read from a message that may not be a valid request: the operation its
+/// wrapper names and the identifiers a fault or a log line should carry. Used to answer a
+/// refused request with the right wrapper and the creditor's `id`, and to fill the span.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peek {
+    /// The operation named by the body's wrapper element, whatever its namespace.
+    pub operation: Option<Operation>,
+    /// `idPA`, when present, unqualified and 1..35 characters as the XSD requires.
+    pub id_pa: Option<String>,
+    /// `qrCode.noticeNumber` or `receipt.noticeNumber`, when 18 digits.
+    pub notice_number: Option<String>,
+    /// `receipt.creditorReferenceId`, when 1..35 characters.
+    pub iuv: Option<String>,
+}
+
+fn child<'a>(element: &'a Element, name: &str) -> Option<&'a Element> {
+    element
+        .children
+        .iter()
+        .find(|c| c.name == name && c.namespace.is_none())
+}
+
+fn leaf_text(element: Option<&Element>, valid: impl Fn(&str) -> bool) -> Option<String> {
+    let element = element.filter(|e| e.children.is_empty())?;
+    let text = element.text.trim();
+    valid(text).then(|| text.to_owned())
+}
+
+/// Reads what it can from `body` (see [`Peek`]); nothing when it is not well-formed.
+pub fn peek(body: &[u8]) -> Peek {
+    let Ok(root) = xml::parse(body, Limits::default()) else {
+        return Peek::default();
+    };
+    let Some(wrapper) = root
+        .children
+        .iter()
+        .find(|c| c.name == "Body")
+        .and_then(|b| b.children.first())
+    else {
+        return Peek::default();
+    };
+    let within = |min: usize, max: usize| move |t: &str| (min..=max).contains(&t.chars().count());
+    let notice = |t: &str| t.len() == 18 && t.bytes().all(|b| b.is_ascii_digit());
+    let receipt = child(wrapper, "receipt");
+    Peek {
+        operation: Operation::from_request_element(&wrapper.name),
+        id_pa: leaf_text(child(wrapper, "idPA"), within(1, 35)),
+        notice_number: leaf_text(
+            child(wrapper, "qrCode")
+                .or(receipt)
+                .and_then(|e| child(e, "noticeNumber")),
+            notice,
+        ),
+        iuv: leaf_text(
+            receipt.and_then(|r| child(r, "creditorReferenceId")),
+            within(1, 35),
+        ),
+    }
 }
 
 /// What the body names, for choosing the response wrapper even when the request is invalid.
 pub fn operation_of(body: &[u8]) -> Option<Operation> {
-    let root = xml::parse(body, Limits::default()).ok()?;
-    let body = root.children.iter().find(|c| c.name == "Body")?;
-    body.children
-        .first()
-        .and_then(|w| Operation::from_request_element(&w.name))
+    peek(body).operation
 }
 
 /// Parses a whole SOAP message.
@@ -734,4 +897,290 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
     };
     fields.finish()?;
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(wrapper: &str, inner: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <soapenv:Envelope xmlns:soapenv=\"{SOAP_ENVELOPE_NS}\" xmlns:paf=\"{PA_FOR_NODE_NS}\">\
+             <soapenv:Body><paf:{wrapper}>{inner}</paf:{wrapper}></soapenv:Body></soapenv:Envelope>"
+        )
+    }
+
+    const HEADER: &str = "<idPA>01199250158</idPA><idBrokerPA>01199250158</idBrokerPA>\
+                          <idStation>01199250158_01</idStation>";
+    const QR: &str = "<qrCode><fiscalCode>01199250158</fiscalCode>\
+                      <noticeNumber>312000000001234587</noticeNumber></qrCode>";
+
+    fn verify(inner: &str) -> Result<Request, SyntaxError> {
+        parse_request(
+            envelope("paVerifyPaymentNoticeReq", inner).as_bytes(),
+            Limits::default(),
+        )
+    }
+
+    fn field_error(result: Result<Request, SyntaxError>) -> (String, String) {
+        match result {
+            Err(SyntaxError::Invalid { field, message }) => (field, message),
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
+    }
+
+    const DEBTOR: &str = "<debtor><uniqueIdentifier><entityUniqueIdentifierType>F</entityUniqueIdentifierType>\
+        <entityUniqueIdentifierValue>RSSMRA80A01F205X</entityUniqueIdentifierValue></uniqueIdentifier>\
+        <fullName>Mario Rossi</fullName><city>Milano</city></debtor>";
+    const PAYER: &str = "<payer><uniqueIdentifier><entityUniqueIdentifierType>F</entityUniqueIdentifierType>\
+        <entityUniqueIdentifierValue>BNCLRA85M41F205C</entityUniqueIdentifierValue></uniqueIdentifier>\
+        <fullName>Laura Bianchi</fullName></payer>";
+
+    fn transfer(id: u8) -> String {
+        format!(
+            "<transfer><idTransfer>{id}</idTransfer><transferAmount>1.00</transferAmount>\
+             <fiscalCodePA>01199250158</fiscalCodePA><companyName>Comune di Milano</companyName>\
+             <IBAN>IT02N0306909400000012345678</IBAN><remittanceInformation>/RFB/1/1.00</remittanceInformation>\
+             <transferCategory>9/0101101IM/</transferCategory>\
+             <metadata><mapEntry><key>k</key><value>v{id}</value></mapEntry></metadata></transfer>"
+        )
+    }
+
+    fn receipt_v2(description: &str, transfers: usize, tail: &str) -> String {
+        let list: String = (1..=transfers).map(|i| transfer(i as u8)).collect();
+        envelope(
+            "paSendRTV2Request",
+            &format!(
+                "{HEADER}<receipt><receiptId>c3e7d4b2a1f04e6d9b8a7c6d5e4f3a2b</receiptId>\
+                 <noticeNumber>312000000001234587</noticeNumber><fiscalCode>01199250158</fiscalCode>\
+                 <outcome>OK</outcome><creditorReferenceId>12000000001234587</creditorReferenceId>\
+                 <paymentAmount>{transfers}.00</paymentAmount><description>{description}</description>\
+                 <companyName>Comune di Milano</companyName>{DEBTOR}<transferList>{list}</transferList>\
+                 <idPSP>BCITITMM</idPSP><PSPCompanyName>Intesa</PSPCompanyName><idChannel>BCITITMM_01</idChannel>\
+                 <channelDescription>app</channelDescription>{PAYER}<fee>1.00</fee>\
+                 <primaryCiIncurredFee>0.20</primaryCiIncurredFee>\
+                 <paymentDateTime>2026-11-20T10:15:00</paymentDateTime>\
+                 <metadata><mapEntry><key>a</key><value>b</value></mapEntry></metadata>{tail}</receipt>"
+            ),
+        )
+    }
+
+    fn receipt_of(xml: &str) -> Receipt {
+        match parse_request(xml.as_bytes(), Limits::default()) {
+            Ok(Request::SendRt(send, Operation::SendRtV2)) => send.receipt,
+            other => panic!("expected a paSendRTV2, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_verify_parses() {
+        let Ok(Request::Verify(request)) = verify(&format!("{HEADER}{QR}")) else {
+            panic!("a valid verify must parse");
+        };
+        assert_eq!(request.header.id_pa, "01199250158");
+        assert_eq!(request.qr_code.notice_number, "312000000001234587");
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let (field, message) = field_error(verify(QR));
+        assert_eq!(
+            (field.as_str(), message.as_str()),
+            ("paVerifyPaymentNoticeReq.idPA", "missing")
+        );
+        let (field, _) = field_error(verify(
+            &HEADER.replace("<idStation>01199250158_01</idStation>", ""),
+        ));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.idStation");
+        let (field, _) = field_error(verify(HEADER));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.qrCode");
+        let (field, _) = field_error(verify(&format!(
+            "{HEADER}{}",
+            QR.replace("<fiscalCode>01199250158</fiscalCode>", "")
+        )));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.qrCode.fiscalCode");
+        let without_debtor = receipt_v2("Retta", 1, "").replace(DEBTOR, "");
+        let (field, message) =
+            field_error(parse_request(without_debtor.as_bytes(), Limits::default()));
+        assert_eq!(
+            (field.as_str(), message.as_str()),
+            ("paSendRTV2Request.receipt.debtor", "missing")
+        );
+        let without_iban =
+            receipt_v2("Retta", 1, "").replace("<IBAN>IT02N0306909400000012345678</IBAN>", "");
+        let (field, message) =
+            field_error(parse_request(without_iban.as_bytes(), Limits::default()));
+        assert_eq!(
+            field,
+            "paSendRTV2Request.receipt.transferList.transfer[0].IBAN"
+        );
+        assert!(message.contains("exactly one of IBAN or MBDAttachment"));
+    }
+
+    #[test]
+    fn repeated_fields_are_refused() {
+        let (field, message) = field_error(verify(&format!("{HEADER}{QR}{QR}")));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.qrCode");
+        assert_eq!(message, "appears more than once");
+        let (field, _) = field_error(verify(&format!("<idPA>01199250158</idPA>{HEADER}{QR}")));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.idPA");
+        let twice = receipt_v2(
+            "Retta",
+            1,
+            "<standIn>false</standIn><standIn>true</standIn>",
+        );
+        let (field, _) = field_error(parse_request(twice.as_bytes(), Limits::default()));
+        assert_eq!(field, "paSendRTV2Request.receipt.standIn");
+    }
+
+    #[test]
+    fn oversize_fields_are_refused_counting_characters() {
+        let station = |s: &str| {
+            verify(&format!(
+                "<idPA>01199250158</idPA><idBrokerPA>01199250158</idBrokerPA>\
+                 <idStation>{s}</idStation>{QR}"
+            ))
+        };
+        // 35 two-byte characters are 70 bytes but within stText35.
+        assert!(station(&"è".repeat(35)).is_ok());
+        let (field, message) = field_error(station(&"è".repeat(36)));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.idStation");
+        assert_eq!(message, "must be 1 to 35 characters, got 36");
+        assert!(
+            parse_request(
+                receipt_v2(&"à".repeat(140), 1, "").as_bytes(),
+                Limits::default()
+            )
+            .is_ok()
+        );
+        let (field, _) = field_error(parse_request(
+            receipt_v2(&"à".repeat(141), 1, "").as_bytes(),
+            Limits::default(),
+        ));
+        assert_eq!(field, "paSendRTV2Request.receipt.description");
+        let (field, message) = field_error(parse_request(
+            receipt_v2("Retta", 6, "").as_bytes(),
+            Limits::default(),
+        ));
+        assert_eq!(field, "paSendRTV2Request.receipt.transferList.transfer");
+        assert_eq!(message, "1 to 5 transfers, got 6");
+        let entries = "<mapEntry><key>k</key><value>v</value></mapEntry>".repeat(16);
+        let crowded = receipt_v2("Retta", 1, "").replace(
+            "<metadata><mapEntry><key>a</key><value>b</value></mapEntry></metadata>",
+            &format!("<metadata>{entries}</metadata>"),
+        );
+        let (field, message) = field_error(parse_request(crowded.as_bytes(), Limits::default()));
+        assert_eq!(field, "paSendRTV2Request.receipt.metadata.mapEntry");
+        assert_eq!(message, "1 to 15 entries, got 16");
+        let (field, _) = field_error(parse_request(
+            receipt_v2("Retta", 1, "")
+                .replace("RSSMRA80A01F205X", "RSSMRA80A01F205XY")
+                .as_bytes(),
+            Limits::default(),
+        ));
+        assert_eq!(
+            field,
+            "paSendRTV2Request.receipt.debtor.uniqueIdentifier.entityUniqueIdentifierValue"
+        );
+    }
+
+    #[test]
+    fn a_receipt_keeps_every_field() {
+        let receipt = receipt_of(&receipt_v2("Retta", 2, "<standIn>1</standIn>"));
+        assert_eq!(receipt.payment_amount_cents, 200);
+        assert_eq!(receipt.fee_cents, Some(100));
+        assert_eq!(receipt.primary_ci_incurred_fee_cents, Some(20));
+        assert!(receipt.stand_in);
+        assert_eq!(receipt.debtor.full_name, "Mario Rossi");
+        assert_eq!(receipt.debtor.city.as_deref(), Some("Milano"));
+        assert_eq!(
+            receipt.payer.as_ref().map(|p| p.unique_identifier.as_str()),
+            Some("BNCLRA85M41F205C")
+        );
+        assert_eq!(receipt.metadata.len(), 1);
+        assert_eq!(receipt.transfers[1].id_transfer, 2);
+        assert_eq!(receipt.transfers[1].metadata[0].value, "v2");
+        assert_eq!(
+            receipt.transfers[0].company_name.as_deref(),
+            Some("Comune di Milano")
+        );
+        // The debtor and payer never reach a log line through Debug.
+        let debug = format!("{receipt:?}");
+        assert!(!debug.contains("Mario") && !debug.contains("RSSMRA80A01F205X"));
+        assert!(!debug.contains("Laura") && !debug.contains("BNCLRA85M41F205C"));
+    }
+
+    #[test]
+    fn the_canonical_form_ignores_formatting_and_sees_every_field() {
+        let original = receipt_v2("Retta", 2, "<standIn>true</standIn>");
+        let canonical = receipt_of(&original).canonical();
+        // Other prefixes, whitespace between and around values, `1` for `true`.
+        let reformatted = original
+            .replace("soapenv:", "s:")
+            .replace("xmlns:soapenv=", "xmlns:s=")
+            .replace("paf:", "p:")
+            .replace("xmlns:paf=", "xmlns:p=")
+            .replace("><", ">\n    <")
+            .replace(
+                "<fullName>Mario Rossi</fullName>",
+                "<fullName>  Mario Rossi\n</fullName>",
+            )
+            .replace("<standIn>true</standIn>", "<standIn>1</standIn>");
+        assert_ne!(original, reformatted);
+        assert_eq!(receipt_of(&reformatted).canonical(), canonical);
+        let absent_is_false = receipt_v2("Retta", 2, "");
+        assert_eq!(
+            receipt_of(&absent_is_false).canonical(),
+            receipt_of(&receipt_v2("Retta", 2, "<standIn>false</standIn>")).canonical()
+        );
+        for (from, to) in [
+            (
+                "<fullName>Mario Rossi</fullName>",
+                "<fullName>Mario Rosso</fullName>",
+            ),
+            ("<city>Milano</city>", "<city>Monza</city>"),
+            (
+                "<fullName>Laura Bianchi</fullName>",
+                "<fullName>Laura Bianco</fullName>",
+            ),
+            ("<value>b</value>", "<value>c</value>"),
+            ("<value>v2</value>", "<value>v9</value>"),
+            ("<primaryCiIncurredFee>0.20", "<primaryCiIncurredFee>0.30"),
+            (
+                "<companyName>Comune di Milano</companyName><IBAN>",
+                "<IBAN>",
+            ),
+        ] {
+            assert!(original.contains(from), "{from}");
+            let changed = original.replacen(from, to, 1);
+            assert_ne!(
+                receipt_of(&changed).canonical(),
+                canonical,
+                "{from} -> {to}"
+            );
+        }
+    }
+
+    #[test]
+    fn peek_reads_what_an_invalid_request_names() {
+        let broken = receipt_v2("Retta", 6, "");
+        assert!(parse_request(broken.as_bytes(), Limits::default()).is_err());
+        let peek = peek(broken.as_bytes());
+        assert_eq!(peek.operation, Some(Operation::SendRtV2));
+        assert_eq!(peek.id_pa.as_deref(), Some("01199250158"));
+        assert_eq!(peek.notice_number.as_deref(), Some("312000000001234587"));
+        assert_eq!(peek.iuv.as_deref(), Some("12000000001234587"));
+        let too_long = envelope(
+            "paVerifyPaymentNoticeReq",
+            &format!("<idPA>{}</idPA>{QR}", "1".repeat(36)),
+        );
+        let peek = super::peek(too_long.as_bytes());
+        assert_eq!(
+            peek.id_pa, None,
+            "an idPA the XSD refuses is no creditor to name"
+        );
+        assert_eq!(peek.notice_number.as_deref(), Some("312000000001234587"));
+        assert_eq!(super::peek(b"<not xml"), Peek::default());
+    }
 }

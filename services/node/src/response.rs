@@ -134,8 +134,8 @@ pub struct TransferView {
     pub amount_cents: i64,
     /// Beneficiary.
     pub fiscal_code_pa: String,
-    /// Beneficiary name (V2 only).
-    pub company_name: String,
+    /// Beneficiary name (V2 only; omitted when unknown, as the XSD allows).
+    pub company_name: Option<String>,
     /// Account.
     pub iban: String,
     /// Causale.
@@ -171,9 +171,18 @@ pub struct PaymentView {
     pub transfers: Vec<TransferView>,
 }
 
-/// Cuts `text` to `max` characters (XSD lengths count characters).
+/// Cuts `text` to `max` characters (XSD lengths count characters, so a multi-byte character
+/// is never split), dropping those XML 1.0 does not allow in a document (control characters
+/// other than tab and line breaks, U+FFFE, U+FFFF), which would make the answer unreadable.
 pub fn cut(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
+    text.chars()
+        .filter(|c| allowed_in_xml(*c))
+        .take(max)
+        .collect()
+}
+
+fn allowed_in_xml(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
 }
 
 fn amount(cents: i64) -> String {
@@ -208,13 +217,27 @@ impl Body {
         self
     }
 
+    /// A leaf whose text incasso writes itself (codes, amounts, dates): escaped only.
     fn leaf(&mut self, name: &str, text: &str) -> &mut Self {
         let _ = write!(self.out, "<{name}>{}</{name}>", escape(text));
         self
     }
 
+    /// A mandatory text of 1..`max` characters: cut before escaping (so an entity is never
+    /// cut in half), and never empty, which the XSD's minLength 1 would refuse: callers give
+    /// a real fallback, and "-" is only the last resort.
     fn text(&mut self, name: &str, text: &str, max: usize) -> &mut Self {
-        self.leaf(name, &cut(text, max))
+        let text = cut(text, max);
+        self.leaf(name, if text.trim().is_empty() { "-" } else { &text })
+    }
+
+    /// An optional text: omitted when there is nothing to say.
+    fn optional_text(&mut self, name: &str, text: Option<&str>, max: usize) -> &mut Self {
+        let text = cut(text.unwrap_or_default(), max);
+        if !text.trim().is_empty() {
+            self.leaf(name, &text);
+        }
+        self
     }
 
     fn finish(mut self, operation: Operation) -> String {
@@ -250,7 +273,11 @@ pub fn verify_ok(view: &VerifyView) -> String {
         .leaf("amount", &amount(view.option.amount_cents))
         .leaf("options", "EQ")
         .leaf("dueDate", &view.option.due_date)
-        .text("detailDescription", &view.option.detail_description, 140)
+        .optional_text(
+            "detailDescription",
+            Some(&view.option.detail_description),
+            140,
+        )
         .leaf("allCCP", if view.option.all_ccp { "true" } else { "false" })
         .close("paymentOptionDescription")
         .close("paymentList")
@@ -277,9 +304,7 @@ pub fn get_payment_ok(operation: Operation, view: &PaymentView) -> String {
         .text("entityUniqueIdentifierValue", &view.debtor_code, 16)
         .close("uniqueIdentifier")
         .text("fullName", &view.debtor_name, 70);
-    if let Some(email) = &view.debtor_email {
-        body.text("e-mail", email, 256);
-    }
+    body.optional_text("e-mail", view.debtor_email.as_deref(), 256);
     body.close("debtor").open("transferList");
     for transfer in &view.transfers {
         body.open("transfer")
@@ -287,7 +312,7 @@ pub fn get_payment_ok(operation: Operation, view: &PaymentView) -> String {
             .leaf("transferAmount", &amount(transfer.amount_cents))
             .leaf("fiscalCodePA", &transfer.fiscal_code_pa);
         if v2 {
-            body.text("companyName", &transfer.company_name, 140);
+            body.optional_text("companyName", transfer.company_name.as_deref(), 140);
         }
         body.text("IBAN", &transfer.iban, 35)
             .text(
@@ -319,14 +344,16 @@ pub fn send_rt_ok(operation: Operation) -> String {
     body.finish(operation)
 }
 
-/// A SOAP 1.1 Fault, for a message so broken that no operation can be told from it.
-pub fn soap_fault(description: &str) -> String {
+/// A SOAP 1.1 Fault (`soapenv:Client`), for a call that no paForNode response can answer: a
+/// message so broken that no operation can be told from it, another path or HTTP method.
+/// The faultstring starts with the PAA_ code, for whoever reads the Node's logs.
+pub fn soap_fault(code: FaultCode, description: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
          <soapenv:Envelope xmlns:soapenv=\"{SOAP_ENVELOPE_NS}\"><soapenv:Body><soapenv:Fault>\
          <faultcode>soapenv:Client</faultcode><faultstring>{}: {}</faultstring>\
          </soapenv:Fault></soapenv:Body></soapenv:Envelope>",
-        FaultCode::SintassiExtraXsd.code(),
+        code.code(),
         escape(&cut(description, 1024))
     )
 }

@@ -1,17 +1,22 @@
 //! The paForNode primitives: who may call (creditor, broker, station), what a notice costs
 //! today, and what its state makes of a verify or an activation. Every business refusal is a
-//! KO with the PAA_ code the Node and the citizen's app understand; only a genuinely transient
-//! failure (the database unreachable) is PAA_SYSTEM_ERROR, the one answer that makes the Node
-//! retry. Verify and activation read; they never change a position.
+//! KO with the PAA_ code the Node and the citizen's app understand, chosen in one place
+//! ([`Refusal::fault`]); only a genuinely transient failure (the database unreachable) is
+//! PAA_SYSTEM_ERROR, the one answer that makes the Node retry. Verify and activation read;
+//! they never change a position.
+//!
+//! Every call gets one `paForNode` span, opened before the message is read, with the
+//! primitive, the creditor (idPA), the notice number and IUV, the outcome and the fault code
+//! recorded as they become known; never the debtor or the payer.
 
 use incasso_domain::debt_position::{
     DebtPosition, EffectiveInstallmentState, Installment, KindDetails,
 };
-use incasso_domain::ledger::chain::hex_lower;
 use incasso_domain::validation::format_date;
 use incasso_store::receipts::{ReceiptInput, ReceiptTransferInput};
 use incasso_store::{AppError, Store};
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::message::{
     self, GetPaymentRequest, Header, Operation, Request, SendRtRequest, SyntaxError, TransferType,
@@ -37,10 +42,146 @@ pub struct StationConfig {
 /// An HTTP answer: status and SOAP body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    /// 200 for every paForNode answer, OK or KO; 500 only for a SOAP Fault.
+    /// 200 for every paForNode answer, OK or KO; 500, 404 or 405 only for a SOAP Fault.
     pub status: u16,
     /// The SOAP envelope.
     pub body: String,
+}
+
+/// The description of every fault caused by an internal failure: what went wrong is in the
+/// error log, not in an answer that travels through the Node to PSPs and apps.
+const INTERNAL_DESCRIPTION: &str =
+    "the creditor could not process this request: an internal check failed and was logged";
+
+/// Why a primitive is refused. [`Refusal::fault`] is the one place that turns a refusal
+/// (a syntax error, a caller check, a notice's state, a use-case error) into a PAA_ code.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The message cannot be read as a paForNode request (not XML, not UTF-8, a DTD, too
+    /// big, the wrong content type).
+    #[error("{0}")]
+    Unreadable(String),
+    /// Well-formed but not valid against the XSD.
+    #[error("{}", .0.description())]
+    Invalid(SyntaxError),
+    /// The SOAPAction names another operation than the body's wrapper element.
+    #[error("the SOAPAction '{action}' does not match the body's {element}, which is {operation}")]
+    ActionMismatch {
+        /// The SOAPAction as sent (cut).
+        action: String,
+        /// The body's wrapper element.
+        element: &'static str,
+        /// The operation the wrapper names.
+        operation: &'static str,
+    },
+    /// idPA is not a creditor of this station.
+    #[error("idPA is not served by this station")]
+    UnknownCreditor,
+    /// idBrokerPA is not this intermediary.
+    #[error("idBrokerPA is not this intermediary")]
+    UnknownBroker,
+    /// idStation is not one of this intermediary's stations.
+    #[error("idStation is not a station of this intermediary")]
+    UnknownStation,
+    /// The QR code's creditor does not issue notices here.
+    #[error("the notice's creditor is not served here")]
+    NoticeCreditorNotServed,
+    /// The notice is paid.
+    #[error("the notice is already paid")]
+    AlreadyPaid,
+    /// Another payment option of the debt was paid.
+    #[error("another payment option of this debt was paid")]
+    OtherOptionPaid,
+    /// The notice is past its expiry date.
+    #[error("the notice has expired")]
+    Expired,
+    /// The position was cancelled.
+    #[error("the notice was cancelled")]
+    Cancelled,
+    /// `transferType=POSTAL` without a Poste account.
+    #[error("no postal account is registered for this creditor")]
+    NoPostalAccount,
+    /// paDemandPaymentNotice: nothing to create.
+    #[error("no spontaneous-payment service is published by this creditor")]
+    NoDemandService,
+    /// A use case failed.
+    #[error(transparent)]
+    Store(AppError),
+    /// Stored data breaks an invariant the answer relies on (a bug or tampering).
+    #[error("internal invariant broken: {0}")]
+    Inconsistent(String),
+}
+
+impl From<SyntaxError> for Refusal {
+    fn from(error: SyntaxError) -> Self {
+        match error {
+            SyntaxError::Unparseable(message) => Self::Unreadable(message),
+            invalid @ SyntaxError::Invalid { .. } => Self::Invalid(invalid),
+        }
+    }
+}
+
+impl From<AppError> for Refusal {
+    fn from(error: AppError) -> Self {
+        Self::Store(error)
+    }
+}
+
+impl Refusal {
+    /// The fault code and the description the Node receives. Only a transient failure (the
+    /// database unreachable, a lost deadlock) is PAA_SYSTEM_ERROR, the answer that makes the
+    /// Node retry; an internal failure is PAA_SEMANTICA with a generic description, because
+    /// retrying a bug cannot succeed and its details are for the error log.
+    pub fn fault(&self) -> (FaultCode, String) {
+        let code = match self {
+            Self::Unreadable(_) | Self::ActionMismatch { .. } => FaultCode::SintassiExtraXsd,
+            Self::Invalid(_) => FaultCode::SintassiXsd,
+            Self::UnknownCreditor | Self::NoticeCreditorNotServed => FaultCode::IdDominioErrato,
+            Self::UnknownBroker => FaultCode::IdIntermediarioErrato,
+            Self::UnknownStation => FaultCode::StazioneIntErrata,
+            Self::AlreadyPaid | Self::OtherOptionPaid => FaultCode::PagamentoDuplicato,
+            Self::Expired => FaultCode::PagamentoScaduto,
+            Self::Cancelled => FaultCode::PagamentoAnnullato,
+            Self::NoPostalAccount | Self::NoDemandService => FaultCode::Semantica,
+            Self::Store(AppError::NotFound { .. } | AppError::Invalid(_)) => {
+                return (
+                    FaultCode::PagamentoSconosciuto,
+                    "notice unknown to the creditor".to_owned(),
+                );
+            }
+            Self::Store(AppError::Unavailable(_)) => {
+                return (
+                    FaultCode::SystemError,
+                    "temporarily unavailable, retry".to_owned(),
+                );
+            }
+            Self::Store(
+                AppError::Internal(_) | AppError::IdempotencyConflict { .. } | AppError::Refused(_),
+            )
+            | Self::Inconsistent(_) => {
+                return (FaultCode::Semantica, INTERNAL_DESCRIPTION.to_owned());
+            }
+        };
+        (code, self.to_string())
+    }
+
+    /// Logs what an operator must know: internal failures as errors with their details,
+    /// transient ones and refused messages as warnings.
+    fn log(&self, code: FaultCode) {
+        match self {
+            Self::Store(AppError::Unavailable(detail)) => {
+                tracing::warn!(%detail, "storage unavailable");
+            }
+            Self::Store(error) if code == FaultCode::Semantica => {
+                tracing::error!(%error, "internal error");
+            }
+            Self::Inconsistent(detail) => tracing::error!(%detail, "internal error"),
+            Self::Unreadable(_) | Self::Invalid(_) | Self::ActionMismatch { .. } => {
+                tracing::warn!(reason = %self, "request refused");
+            }
+            _ => {}
+        }
+    }
 }
 
 /// The paForNode service.
@@ -51,46 +192,42 @@ pub struct NodeService {
     limits: Limits,
 }
 
-fn ko(operation: Operation, code: FaultCode, id: &str, description: impl Into<String>) -> Reply {
-    Reply {
-        status: 200,
-        body: response::ko(
-            operation,
-            &Fault {
-                code,
-                description: description.into(),
-                id: id.to_owned(),
-            },
-        ),
-    }
+/// The span of one call to the endpoint. It is opened before the message is read, so that
+/// refused calls have one too; each field is recorded once known. It never carries the
+/// debtor or the payer.
+fn call_span() -> tracing::Span {
+    tracing::info_span!(
+        "paForNode",
+        primitive = Empty,
+        creditor = Empty,
+        notice_number = Empty,
+        iuv = Empty,
+        outcome = Empty,
+        fault_code = Empty,
+    )
 }
 
-/// The one mapping from use-case errors to faults.
-fn store_fault(operation: Operation, id: &str, error: &AppError) -> Reply {
-    match error {
-        AppError::NotFound { .. } | AppError::Invalid(_) => ko(
-            operation,
-            FaultCode::PagamentoSconosciuto,
-            id,
-            "notice unknown to the creditor",
-        ),
-        AppError::Unavailable(detail) => {
-            tracing::warn!(%detail, "storage unavailable");
-            ko(
-                operation,
-                FaultCode::SystemError,
-                id,
-                "temporarily unavailable, retry",
-            )
-        }
-        AppError::Internal(detail) => {
-            tracing::error!(%detail, "internal error");
-            ko(operation, FaultCode::SystemError, id, "internal error")
-        }
-        AppError::IdempotencyConflict { .. } | AppError::Refused(_) => {
-            ko(operation, FaultCode::Semantica, id, error.to_string())
-        }
+fn record(field: &str, value: &str) {
+    tracing::Span::current().record(field, value);
+}
+
+fn ok(body: String) -> Reply {
+    record("outcome", "OK");
+    Reply { status: 200, body }
+}
+
+/// The SOAPAction's disagreement with the body, if any. An absent or empty SOAPAction (SOAP
+/// 1.1: "the intent is the URI") is no disagreement.
+fn action_mismatch(soap_action: Option<&str>, operation: Operation) -> Option<Refusal> {
+    let action = soap_action?.trim().trim_matches('"').trim();
+    if action.is_empty() || Operation::from_soap_action(action) == Some(operation) {
+        return None;
     }
+    Some(Refusal::ActionMismatch {
+        action: response::cut(action, 100),
+        element: operation.request_element(),
+        operation: operation.name(),
+    })
 }
 
 impl NodeService {
@@ -105,162 +242,187 @@ impl NodeService {
 
     /// Answers one SOAP message. `soap_action` is the SOAPAction header, if any.
     pub async fn handle(&self, body: &[u8], soap_action: Option<&str>) -> Reply {
-        let hinted = soap_action
-            .and_then(Operation::from_soap_action)
-            .or_else(|| message::operation_of(body));
+        async {
+            let reply = self.answer(body, soap_action).await;
+            tracing::info!(status = reply.status, "answered");
+            reply
+        }
+        .instrument(call_span())
+        .await
+    }
+
+    /// Answers a message the HTTP layer refused before handing it over (wrong content type:
+    /// `body` is what was read; over the size limit: no body): a KO of the operation the
+    /// body or the SOAPAction names, or a SOAP Fault when neither does.
+    pub fn refuse(&self, soap_action: Option<&str>, body: Option<&[u8]>, reason: &str) -> Reply {
+        let _entered = call_span().entered();
+        let peek = body.map(message::peek).unwrap_or_default();
+        self.record_peek(&peek);
+        let operation = peek
+            .operation
+            .or_else(|| soap_action.and_then(Operation::from_soap_action));
+        let reply = self.refused(
+            operation,
+            peek.id_pa.as_deref(),
+            Refusal::Unreadable(reason.to_owned()),
+        );
+        tracing::info!(status = reply.status, "answered");
+        reply
+    }
+
+    /// A SOAP 1.1 Fault with `status` for a call that is no paForNode request at all (another
+    /// path, another HTTP method): never an empty or HTML answer.
+    pub fn not_a_request(&self, status: u16, reason: &str) -> Reply {
+        let _entered = call_span().entered();
+        record("outcome", "SOAP Fault");
+        record("fault_code", FaultCode::SintassiExtraXsd.code());
+        tracing::warn!(status, %reason, "call refused");
+        Reply {
+            status,
+            body: response::soap_fault(FaultCode::SintassiExtraXsd, reason),
+        }
+    }
+
+    fn record_peek(&self, peek: &message::Peek) {
+        if let Some(operation) = peek.operation {
+            record("primitive", operation.name());
+        }
+        if let Some(id_pa) = &peek.id_pa {
+            record("creditor", id_pa);
+        }
+        if let Some(notice) = &peek.notice_number {
+            record("notice_number", notice);
+        }
+        if let Some(iuv) = &peek.iuv {
+            record("iuv", iuv);
+        }
+    }
+
+    /// The KO (or, without an operation, the SOAP Fault) for `refusal`. Its `id` is the
+    /// creditor (idPA) whenever the request let us read one; otherwise incasso's broker id,
+    /// the only identity left to name.
+    fn refused(
+        &self,
+        operation: Option<Operation>,
+        id_pa: Option<&str>,
+        refusal: Refusal,
+    ) -> Reply {
+        let (code, description) = refusal.fault();
+        refusal.log(code);
+        record("fault_code", code.code());
+        match operation {
+            Some(operation) => {
+                record("outcome", "KO");
+                Reply {
+                    status: 200,
+                    body: response::ko(
+                        operation,
+                        &Fault {
+                            code,
+                            description,
+                            id: id_pa.unwrap_or(&self.station.broker_id).to_owned(),
+                        },
+                    ),
+                }
+            }
+            None => {
+                record("outcome", "SOAP Fault");
+                Reply {
+                    status: 500,
+                    body: response::soap_fault(code, &description),
+                }
+            }
+        }
+    }
+
+    async fn answer(&self, body: &[u8], soap_action: Option<&str>) -> Reply {
         let request = match message::parse_request(body, self.limits) {
             Ok(request) => request,
-            Err(error) => return self.syntax_fault(hinted, &error),
+            Err(error) => {
+                let peek = message::peek(body);
+                self.record_peek(&peek);
+                // The body's wrapper names the operation; the SOAPAction only when the body
+                // cannot be read.
+                let operation = peek
+                    .operation
+                    .or_else(|| soap_action.and_then(Operation::from_soap_action));
+                return self.refused(operation, peek.id_pa.as_deref(), error.into());
+            }
         };
         let operation = request.operation();
         let id_pa = request.header().id_pa.clone();
-        let span = tracing::info_span!(
-            "paForNode",
-            primitive = operation.name(),
-            creditor = %id_pa,
-            iuv = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-        );
-        async move {
-            let reply = match self.check_caller(operation, request.header()) {
-                Err(reply) => reply,
+        record("primitive", operation.name());
+        record("creditor", &id_pa);
+        let result = match action_mismatch(soap_action, operation) {
+            Some(refusal) => Err(refusal),
+            None => match self.check_caller(request.header()) {
+                Err(refusal) => Err(refusal),
                 Ok(()) => match &request {
                     Request::Verify(verify) => self.verify(verify).await,
                     Request::GetPayment(get, operation) => self.get_payment(get, *operation).await,
                     Request::SendRt(send, operation) => self.send_rt(send, *operation, body).await,
-                    Request::Demand(_) => ko(
-                        Operation::DemandPaymentNotice,
-                        FaultCode::Semantica,
-                        &id_pa,
-                        "no spontaneous-payment service is published by this creditor",
-                    ),
+                    Request::Demand(_) => Err(Refusal::NoDemandService),
                 },
-            };
-            let outcome = if reply.body.contains("<outcome>OK</outcome>") {
-                "OK"
-            } else {
-                "KO"
-            };
-            tracing::Span::current().record("outcome", outcome);
-            tracing::info!("answered");
-            reply
-        }
-        .instrument(span)
-        .await
-    }
-
-    fn syntax_fault(&self, operation: Option<Operation>, error: &SyntaxError) -> Reply {
-        let code = match error {
-            SyntaxError::Unparseable(_) => FaultCode::SintassiExtraXsd,
-            SyntaxError::Invalid { .. } => FaultCode::SintassiXsd,
-        };
-        tracing::warn!(code = code.code(), reason = %error.description(), "request refused");
-        match operation {
-            Some(operation) => ko(
-                operation,
-                code,
-                &self.station.broker_id,
-                error.description(),
-            ),
-            None => Reply {
-                status: 500,
-                body: response::soap_fault(&error.description()),
             },
-        }
+        };
+        result.unwrap_or_else(|refusal| self.refused(Some(operation), Some(&id_pa), refusal))
     }
 
-    fn check_caller(&self, operation: Operation, header: &Header) -> Result<(), Reply> {
+    fn check_caller(&self, header: &Header) -> Result<(), Refusal> {
         if !self.station.creditor_ids.contains(&header.id_pa) {
-            return Err(ko(
-                operation,
-                FaultCode::IdDominioErrato,
-                &header.id_pa,
-                "idPA is not served by this station",
-            ));
+            return Err(Refusal::UnknownCreditor);
         }
         if header.id_broker_pa != self.station.broker_id {
-            return Err(ko(
-                operation,
-                FaultCode::IdIntermediarioErrato,
-                &header.id_pa,
-                "idBrokerPA is not this intermediary",
-            ));
+            return Err(Refusal::UnknownBroker);
         }
         if !self.station.station_ids.contains(&header.id_station) {
-            return Err(ko(
-                operation,
-                FaultCode::StazioneIntErrata,
-                &header.id_pa,
-                "idStation is not a station of this intermediary",
-            ));
+            return Err(Refusal::UnknownStation);
         }
         Ok(())
+    }
+
+    /// A creditor's name for a field the Node requires: its configured name, or its fiscal
+    /// code when it is no longer configured (a text of 1..140 characters either way).
+    fn required_name(&self, fiscal_code: &str) -> String {
+        self.store
+            .registry()
+            .get(fiscal_code)
+            .map_or_else(|| fiscal_code.to_owned(), |c| c.name().to_owned())
     }
 
     /// Finds the notice and checks that it can be paid today.
     async fn payable(
         &self,
-        operation: Operation,
-        id_pa: &str,
         fiscal_code: &str,
         notice_number: &str,
-    ) -> Result<(DebtPosition, Installment), Reply> {
+    ) -> Result<(DebtPosition, Installment), Refusal> {
+        record("notice_number", notice_number);
         if self.store.registry().issuer(fiscal_code).is_none() {
-            return Err(ko(
-                operation,
-                FaultCode::IdDominioErrato,
-                id_pa,
-                "the notice's creditor is not served here",
-            ));
+            return Err(Refusal::NoticeCreditorNotServed);
         }
         let (position, notice) = self
             .store
             .find_by_notice_number(notice_number, fiscal_code)
-            .await
-            .map_err(|e| store_fault(operation, id_pa, &e))?;
+            .await?;
         let installment = position.installment(&notice).cloned().ok_or_else(|| {
-            ko(
-                operation,
-                FaultCode::SystemError,
-                id_pa,
-                "notice not in its position",
-            )
+            Refusal::Inconsistent(format!(
+                "notice {notice} not in its position {}",
+                position.id
+            ))
         })?;
-        tracing::Span::current().record("iuv", installment.iuv.as_str());
-        let code = match installment.effective_state(self.store.today()) {
-            EffectiveInstallmentState::Unpaid => return Ok((position, installment)),
-            EffectiveInstallmentState::Paid => {
-                (FaultCode::PagamentoDuplicato, "the notice is already paid")
-            }
-            EffectiveInstallmentState::Unpayable => (
-                FaultCode::PagamentoDuplicato,
-                "another payment option of this debt was paid",
-            ),
-            EffectiveInstallmentState::Expired => {
-                (FaultCode::PagamentoScaduto, "the notice has expired")
-            }
-            EffectiveInstallmentState::Cancelled => {
-                (FaultCode::PagamentoAnnullato, "the notice was cancelled")
-            }
-        };
-        Err(ko(operation, code.0, id_pa, code.1))
+        record("iuv", installment.iuv.as_str());
+        match installment.effective_state(self.store.today()) {
+            EffectiveInstallmentState::Unpaid => Ok((position, installment)),
+            EffectiveInstallmentState::Paid => Err(Refusal::AlreadyPaid),
+            EffectiveInstallmentState::Unpayable => Err(Refusal::OtherOptionPaid),
+            EffectiveInstallmentState::Expired => Err(Refusal::Expired),
+            EffectiveInstallmentState::Cancelled => Err(Refusal::Cancelled),
+        }
     }
 
-    async fn verify(&self, request: &VerifyRequest) -> Reply {
-        let operation = Operation::VerifyPaymentNotice;
+    async fn verify(&self, request: &VerifyRequest) -> Result<Reply, Refusal> {
         let qr = &request.qr_code;
-        let (position, installment) = match self
-            .payable(
-                operation,
-                &request.header.id_pa,
-                &qr.fiscal_code,
-                &qr.notice_number,
-            )
-            .await
-        {
-            Ok(found) => found,
-            Err(reply) => return reply,
-        };
+        let (position, installment) = self.payable(&qr.fiscal_code, &qr.notice_number).await?;
         let amount = position.amount_payable_on(&installment, self.store.today());
         let option_label = position
             .payment_options
@@ -268,38 +430,31 @@ impl NodeService {
             .find(|o| o.installments.iter().any(|i| i.id == installment.id))
             .map(|o| o.label.clone())
             .unwrap_or_default();
-        let company_name = self
-            .store
-            .registry()
-            .get(position.creditor.as_str())
-            .map(|c| c.name().to_owned())
-            .unwrap_or_default();
-        Reply {
-            status: 200,
-            body: response::verify_ok(&VerifyView {
-                option: PaymentOptionView {
-                    amount_cents: amount.get(),
-                    due_date: format_date(installment.due_date),
-                    detail_description: option_label,
-                    all_ccp: installment
-                        .transfers
-                        .iter()
-                        .all(|t| t.postal_iban.is_some()),
-                },
-                payment_description: position.description.clone(),
-                fiscal_code_pa: position.creditor.as_str().to_owned(),
-                company_name,
-            }),
-        }
+        Ok(ok(response::verify_ok(&VerifyView {
+            option: PaymentOptionView {
+                amount_cents: amount.get(),
+                due_date: format_date(installment.due_date),
+                detail_description: option_label,
+                all_ccp: installment
+                    .transfers
+                    .iter()
+                    .all(|t| t.postal_iban.is_some()),
+            },
+            payment_description: position.description.clone(),
+            fiscal_code_pa: position.creditor.as_str().to_owned(),
+            company_name: self.required_name(position.creditor.as_str()),
+        })))
     }
 
-    async fn send_rt(&self, request: &SendRtRequest, operation: Operation, raw: &[u8]) -> Reply {
-        use sha2::Digest;
+    async fn send_rt(
+        &self,
+        request: &SendRtRequest,
+        operation: Operation,
+        raw: &[u8],
+    ) -> Result<Reply, Refusal> {
         let receipt = &request.receipt;
-        tracing::Span::current().record("iuv", receipt.creditor_reference_id.as_str());
-        // Redeliveries are recognised by content, not bytes: the Node may re-serialise.
-        #[allow(clippy::expect_used)]
-        let content = serde_json::to_vec(receipt).expect("a receipt serialises");
+        record("notice_number", &receipt.notice_number);
+        record("iuv", &receipt.creditor_reference_id);
         let input = ReceiptInput {
             receiving_creditor: request.header.id_pa.clone(),
             primitive: operation.name(),
@@ -318,35 +473,30 @@ impl NodeService {
                 .transfers
                 .iter()
                 .map(|t| ReceiptTransferInput {
+                    id_transfer: t.id_transfer,
                     beneficiary: t.fiscal_code_pa.clone(),
+                    iban: t.iban.clone(),
                     amount_cents: t.amount_cents,
+                    remittance_information: t.remittance_information.clone(),
+                    transfer_category: t.transfer_category.clone(),
                 })
                 .collect(),
-            content_sha256: hex_lower(&sha2::Sha256::digest(&content).into()),
+            // Redeliveries are recognised by content, not bytes: the Node may re-serialise.
+            canonical: receipt.canonical(),
             raw: raw.to_vec(),
         };
-        match self.store.record_receipt(&input).await {
-            Ok(outcome) => {
-                tracing::info!(outcome = ?outcome, "receipt acknowledged");
-                Reply {
-                    status: 200,
-                    body: response::send_rt_ok(operation),
-                }
-            }
-            Err(error) => store_fault(operation, &request.header.id_pa, &error),
-        }
+        let outcome = self.store.record_receipt(&input).await?;
+        tracing::info!(outcome = ?outcome, "receipt acknowledged");
+        Ok(ok(response::send_rt_ok(operation)))
     }
 
-    async fn get_payment(&self, request: &GetPaymentRequest, operation: Operation) -> Reply {
+    async fn get_payment(
+        &self,
+        request: &GetPaymentRequest,
+        operation: Operation,
+    ) -> Result<Reply, Refusal> {
         let qr = &request.qr_code;
-        let id_pa = &request.header.id_pa;
-        let (position, installment) = match self
-            .payable(operation, id_pa, &qr.fiscal_code, &qr.notice_number)
-            .await
-        {
-            Ok(found) => found,
-            Err(reply) => return reply,
-        };
+        let (position, installment) = self.payable(&qr.fiscal_code, &qr.notice_number).await?;
         let amount = position
             .amount_payable_on(&installment, self.store.today())
             .get();
@@ -359,14 +509,7 @@ impl NodeService {
             let postal = transfer.postal_iban.as_ref().map(|i| i.as_str().to_owned());
             let iban = match (request.transfer_type, index, &postal) {
                 (Some(TransferType::Postal), 0, Some(postal)) => postal.clone(),
-                (Some(TransferType::Postal), 0, None) => {
-                    return ko(
-                        operation,
-                        FaultCode::Semantica,
-                        id_pa,
-                        "no postal account is registered for this creditor",
-                    );
-                }
+                (Some(TransferType::Postal), 0, None) => return Err(Refusal::NoPostalAccount),
                 _ => transfer.iban.as_str().to_owned(),
             };
             let metadata = match (request.transfer_type, operation, &postal) {
@@ -379,10 +522,11 @@ impl NodeService {
                 id_transfer: index + 1,
                 amount_cents,
                 fiscal_code_pa: transfer.beneficiary.as_str().to_owned(),
+                // Optional in the XSD: a beneficiary no longer configured has no name to
+                // give, and an empty one would be invalid (minLength 1).
                 company_name: registry
                     .get(transfer.beneficiary.as_str())
-                    .map(|c| c.name().to_owned())
-                    .unwrap_or_default(),
+                    .map(|c| c.name().to_owned()),
                 iban,
                 remittance_information: transfer.remittance_information.clone(),
                 transfer_category: transfer.taxonomy.as_str().to_owned(),
@@ -391,17 +535,11 @@ impl NodeService {
         }
         let sum: i64 = transfers.iter().map(|t| t.amount_cents).sum();
         if sum != amount || transfers.is_empty() || transfers.len() > 5 {
-            tracing::error!(
-                sum,
-                amount,
-                "transfers do not add up to the notice's amount"
-            );
-            return ko(
-                operation,
-                FaultCode::SystemError,
-                id_pa,
-                "inconsistent transfers",
-            );
+            return Err(Refusal::Inconsistent(format!(
+                "the {} transfers of notice {} add up to {sum} cents, the notice costs {amount}",
+                transfers.len(),
+                qr.notice_number
+            )));
         }
         let (debtor_type, debtor_code, debtor_name, debtor_email) = match &position.debtor {
             Some(debtor) => (
@@ -410,29 +548,24 @@ impl NodeService {
                 debtor.full_name.clone(),
                 debtor.email.clone(),
             ),
-            // Personal data erased: PagoPA's convention for an unknown debtor.
+            // Personal data erased (or no longer readable): PagoPA's convention for an
+            // unknown debtor.
             None => ("F", "ANONIMO".to_owned(), "ANONIMO".to_owned(), None),
         };
-        Reply {
-            status: 200,
-            body: response::get_payment_ok(
-                operation,
-                &PaymentView {
-                    creditor_reference_id: installment.iuv.as_str().to_owned(),
-                    payment_amount_cents: amount,
-                    due_date: format_date(installment.due_date),
-                    description: position.description.clone(),
-                    company_name: registry
-                        .get(position.creditor.as_str())
-                        .map(|c| c.name().to_owned())
-                        .unwrap_or_default(),
-                    debtor_type: debtor_type.to_owned(),
-                    debtor_code,
-                    debtor_name,
-                    debtor_email,
-                    transfers,
-                },
-            ),
-        }
+        Ok(ok(response::get_payment_ok(
+            operation,
+            &PaymentView {
+                creditor_reference_id: installment.iuv.as_str().to_owned(),
+                payment_amount_cents: amount,
+                due_date: format_date(installment.due_date),
+                description: position.description.clone(),
+                company_name: self.required_name(position.creditor.as_str()),
+                debtor_type: debtor_type.to_owned(),
+                debtor_code,
+                debtor_name,
+                debtor_email,
+                transfers,
+            },
+        )))
     }
 }

@@ -38,12 +38,71 @@ pub enum AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(error: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match &error {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Self::Unavailable(error.to_string()),
-            _ => Self::Internal(error.to_string()),
+        if is_transient(&error) {
+            Self::Unavailable(error.to_string())
+        } else {
+            Self::Internal(error.to_string())
         }
     }
+}
+
+/// Whether a database error may go away by itself: the connection is lost or refused, the
+/// server is shutting down or out of resources, or the transaction lost a deadlock or a
+/// serialization race. The PagoPA Node retries only what is reported as transient, so a
+/// deadlocked receipt must be reported as such, while a constraint violation must not.
+fn is_transient(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    use sea_orm::{DbErr, RuntimeErr};
+    let runtime = match error {
+        // Connecting failed (refused, the database gone, the pool exhausted): unavailable.
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(sqlx) = runtime else {
+        return false;
+    };
+    match sqlx.as_ref() {
+        SqlxError::Io(_)
+        | SqlxError::Tls(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => true,
+        SqlxError::Database(database) => database
+            .code()
+            .is_some_and(|code| transient_code(database.kind(), &code)),
+        _ => false,
+    }
+}
+
+/// Transient SQLSTATEs (PostgreSQL) and result codes (SQLite).
+fn transient_code(kind: sea_orm::sqlx::error::ErrorKind, code: &str) -> bool {
+    use sea_orm::sqlx::error::ErrorKind;
+    if matches!(
+        kind,
+        ErrorKind::UniqueViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+            | ErrorKind::CheckViolation
+    ) {
+        return false;
+    }
+    // A PostgreSQL SQLSTATE is always five characters; SQLite reports its (extended) result
+    // code in decimal, at most four digits: BUSY is 5, LOCKED 6, and the extended codes keep
+    // the primary one in the low byte.
+    if code.len() < 5
+        && let Ok(sqlite) = code.parse::<u32>()
+    {
+        return matches!(sqlite & 0xff, 5 | 6);
+    }
+    // PostgreSQL: connection exceptions (08), serialization failure, deadlock, insufficient
+    // resources (53), lock not available, administrator or crash shutdown, cannot connect now.
+    code.starts_with("08")
+        || code.starts_with("53")
+        || matches!(
+            code,
+            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+        )
 }
 
 impl AppError {
@@ -55,5 +114,30 @@ impl AppError {
     /// Stored data that cannot be read back: a bug or tampering.
     pub(crate) fn corrupt(what: impl std::fmt::Display) -> Self {
         Self::Internal(format!("corrupt stored data: {what}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::sqlx::error::ErrorKind;
+
+    #[test]
+    fn only_transient_database_failures_are_unavailable() {
+        for code in ["40P01", "40001", "08006", "53300", "57P01", "5", "517", "6"] {
+            assert!(transient_code(ErrorKind::Other, code), "{code}");
+        }
+        for code in ["23505", "42P01", "22001", "19", "2067", "1"] {
+            assert!(!transient_code(ErrorKind::Other, code), "{code}");
+        }
+        assert!(!transient_code(ErrorKind::UniqueViolation, "5"));
+        let closed = sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal("closed".into()));
+        assert!(matches!(AppError::from(closed), AppError::Unavailable(_)));
+        let bug = sea_orm::DbErr::Custom("bug".into());
+        assert!(matches!(AppError::from(bug), AppError::Internal(_)));
+        let io = sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(
+            sea_orm::sqlx::Error::Io(std::io::Error::other("reset")),
+        )));
+        assert!(matches!(AppError::from(io), AppError::Unavailable(_)));
     }
 }

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, Order, QueryFilter,
-    QueryOrder, QuerySelect, Set, TransactionTrait,
+    AccessMode, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, IsolationLevel, Order, QueryFilter, QueryOrder, QuerySelect, Set,
+    TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
@@ -412,12 +413,17 @@ impl Store {
         if let Some(creditor) = &creditor {
             query = query.filter(installment::Column::CreditorFiscalCode.eq(creditor.as_str()));
         }
-        let ids: Vec<Uuid> = query.into_tuple().all(self.db()).await?;
-        match ids.as_slice() {
+        // The lookup and the load are several queries; a receipt or an update committing
+        // between them would mix old and new rows (a paid installment in a position still
+        // valid, transfers of the previous version). One read-only snapshot makes them all
+        // see one committed state.
+        let txn = self.read_snapshot().await?;
+        let ids: Vec<Uuid> = query.into_tuple().all(&txn).await?;
+        let found = match ids.as_slice() {
             [] => Err(AppError::NotFound {
                 what: format!("notice {notice}"),
             }),
-            [id] => Ok((self.load(self.db(), *id).await?, notice)),
+            [id] => self.load(&txn, *id).await.map(|p| (p, notice)),
             _ => Err(AppError::invalid(
                 "creditor_fiscal_code",
                 format!(
@@ -425,7 +431,28 @@ impl Store {
                     ids.len()
                 ),
             )),
-        }
+        };
+        // Nothing was written: ending the snapshot either way is the same.
+        txn.commit().await?;
+        found
+    }
+
+    /// A read-only transaction with one consistent snapshot for every query in it:
+    /// REPEATABLE READ on PostgreSQL (read-only, so it can never fail to serialize). SQLite
+    /// has a single connection, which the transaction holds, so no write can interleave;
+    /// it takes no isolation options.
+    pub(crate) async fn read_snapshot(&self) -> Result<DatabaseTransaction, AppError> {
+        Ok(match self.db().get_database_backend() {
+            DbBackend::Postgres => {
+                self.db()
+                    .begin_with_config(
+                        Some(IsolationLevel::RepeatableRead),
+                        Some(AccessMode::ReadOnly),
+                    )
+                    .await?
+            }
+            _ => self.db().begin().await?,
+        })
     }
 
     /// Lists positions, newest first.

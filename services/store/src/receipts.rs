@@ -23,23 +23,32 @@ use incasso_domain::notice_number::NoticeNumber;
 use incasso_domain::rome_time;
 
 use crate::Store;
-use crate::entity::{debt_position, installment, receipt, receipt_conflict};
+use crate::batch::insert_chunked;
+use crate::entity::{debt_position, installment, receipt, receipt_conflict, receipt_transfer};
 use crate::error::AppError;
 use crate::ledger::{self, SourceDocumentInput};
 use crate::outbox;
 use crate::positions::lock_position;
 
-/// One transfer of a receipt.
+/// One transfer of a receipt, stored in `receipt_transfer` for reconciliation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceiptTransferInput {
+    /// idTransfer (1..5): the reporting flows' indiceDatiSingoloPagamento.
+    pub id_transfer: u8,
     /// Beneficiary fiscal code (11 digits).
     pub beneficiary: String,
+    /// The account credited; `None` for a digital stamp (MBDAttachment).
+    pub iban: Option<String>,
     /// Cents.
     pub amount_cents: i64,
+    /// remittanceInformation.
+    pub remittance_information: String,
+    /// transferCategory (taxonomy code).
+    pub transfer_category: String,
 }
 
 /// A receipt as the Node delivered it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReceiptInput {
     /// The creditor that received it (idPA).
     pub receiving_creditor: String,
@@ -69,11 +78,35 @@ pub struct ReceiptInput {
     pub stand_in: bool,
     /// The transfers.
     pub transfers: Vec<ReceiptTransferInput>,
-    /// SHA-256 (hex) of the receipt's content, to tell a redelivery from a conflict.
-    pub content_sha256: String,
-    /// The message as received.
+    /// The receipt's canonical form: every field it carries (debtor, payer and metadata
+    /// included) independent of how the XML was written, to tell a redelivery from a
+    /// conflict. It holds personal data: only its keyed hash is stored.
+    pub canonical: Vec<u8>,
+    /// The message as received; stored encrypted.
     pub raw: Vec<u8>,
 }
+
+impl std::fmt::Debug for ReceiptInput {
+    // The raw message and the canonical form carry the debtor and the payer: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptInput")
+            .field("receiving_creditor", &self.receiving_creditor)
+            .field("primitive", &self.primitive)
+            .field("creditor_fiscal_code", &self.creditor_fiscal_code)
+            .field("notice_number", &self.notice_number)
+            .field("iuv", &self.iuv)
+            .field("receipt_id", &self.receipt_id)
+            .field("outcome_ok", &self.outcome_ok)
+            .field("payment_amount_cents", &self.payment_amount_cents)
+            .field("stand_in", &self.stand_in)
+            .field("transfers", &self.transfers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The purpose under which a receipt's canonical form is hashed (see
+/// [`crate::PrivacyKeys::document_hash`]).
+const RECEIPT_HASH_PURPOSE: &str = "receipt-content/v1";
 
 /// How a receipt was booked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +186,9 @@ impl Store {
     /// Stores and books a receipt; see the module documentation.
     pub async fn record_receipt(&self, input: &ReceiptInput) -> Result<ReceiptOutcome, AppError> {
         let now = self.now();
+        let content_hash = self
+            .keys()
+            .document_hash(RECEIPT_HASH_PURPOSE, &input.canonical);
         let day = payment_day(input.payment_date_time.as_deref(), now);
         let position_id = self.position_of_notice(input).await?;
         let txn = self.db().begin().await?;
@@ -208,14 +244,15 @@ impl Store {
         };
         let documents = ledger::store_documents(&txn, self.keys(), vec![document], now).await?;
         let document_id = documents[0].0;
+        let receipt_row_id = Uuid::now_v7();
         let receipt_row = receipt::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(receipt_row_id),
             creditor_fiscal_code: Set(input.creditor_fiscal_code.clone()),
             iuv: Set(input.iuv.clone()),
             receipt_id: Set(input.receipt_id.clone()),
             notice_number: Set(input.notice_number.clone()),
             receiving_creditor: Set(input.receiving_creditor.clone()),
-            content_sha256: Set(input.content_sha256.clone()),
+            content_sha256: Set(content_hash.clone()),
             source_document_id: Set(document_id),
             primitive: Set(input.primitive.to_owned()),
             psp_id: Set(input.psp_id.chars().take(35).collect()),
@@ -244,8 +281,28 @@ impl Store {
             .await?;
         if inserted != 1 {
             txn.rollback().await?;
-            return self.redelivery(input, now).await;
+            return self.redelivery(input, &content_hash, now).await;
         }
+        let transfer_rows: Vec<receipt_transfer::ActiveModel> = input
+            .transfers
+            .iter()
+            .enumerate()
+            .map(|(index, t)| receipt_transfer::ActiveModel {
+                receipt_row_id: Set(receipt_row_id),
+                // At most five transfers: the parser refuses more.
+                transfer_index: Set(i16::try_from(index).unwrap_or(i16::MAX)),
+                creditor_fiscal_code: Set(input.creditor_fiscal_code.clone()),
+                iuv: Set(input.iuv.clone()),
+                receipt_id: Set(input.receipt_id.clone()),
+                id_transfer: Set(i16::from(t.id_transfer)),
+                beneficiary_fiscal_code: Set(t.beneficiary.clone()),
+                iban: Set(t.iban.clone()),
+                amount_cents: Set(t.amount_cents),
+                remittance_information: Set(t.remittance_information.clone()),
+                transfer_category: Set(t.transfer_category.clone()),
+            })
+            .collect();
+        insert_chunked(&txn, transfer_rows, 11).await?;
 
         let mut drafts: Vec<EntryDraft> = Vec::new();
         let ledger_receipt = LedgerReceipt {
@@ -346,6 +403,7 @@ impl Store {
     async fn redelivery(
         &self,
         input: &ReceiptInput,
+        content_hash: &str,
         now: OffsetDateTime,
     ) -> Result<ReceiptOutcome, AppError> {
         let stored = receipt::Entity::find()
@@ -355,7 +413,7 @@ impl Store {
             .one(self.db())
             .await?
             .ok_or_else(|| AppError::Internal("receipt vanished after a conflict".into()))?;
-        if stored.content_sha256 == input.content_sha256 {
+        if stored.content_sha256 == content_hash {
             return Ok(ReceiptOutcome::Redelivered);
         }
         let txn = self.db().begin().await?;
@@ -370,7 +428,7 @@ impl Store {
             creditor_fiscal_code: Set(input.creditor_fiscal_code.clone()),
             iuv: Set(input.iuv.clone()),
             receipt_id: Set(input.receipt_id.clone()),
-            content_sha256: Set(input.content_sha256.clone()),
+            content_sha256: Set(content_hash.to_owned()),
             source_document_id: Set(documents[0].0),
             received_at: Set(now),
         })

@@ -16,5 +16,6 @@ pub mod payment_option;
 pub mod personal_data;
 pub mod receipt;
 pub mod receipt_conflict;
+pub mod receipt_transfer;
 pub mod source_document;
 pub mod transfer;
