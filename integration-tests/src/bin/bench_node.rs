@@ -244,8 +244,13 @@ async fn bare_receipt(
     sqlx::query("INSERT INTO source_document (id, kind, media_type, sha256, key_id, nonce, ciphertext, created_at) VALUES ($1,'pagopa.paSendRTV2','text/xml',$2,'dev',$3,$4,$5)")
         .bind(doc).bind(&hash).bind(&hash[..12]).bind(document).bind(now)
         .execute(&mut *tx).await?;
+    let receipt_row = Uuid::now_v7();
     sqlx::query("INSERT INTO receipt (id, creditor_fiscal_code, iuv, receipt_id, notice_number, receiving_creditor, content_sha256, source_document_id, primitive, psp_id, channel_id, payment_amount_cents, fee_cents, payment_date_time, stand_in, classification, flags, debt_position_id, installment_id, received_at) VALUES ($1,'01199250158',$2,$3,'312000000000000000','01199250158',$4,$5,'paSendRTV2','BCITITMM','BCITITMM_01',46500,100,'2026-11-20T10:15:00',false,'settled','',$6,$6,$7)")
-        .bind(Uuid::now_v7()).bind(format!("B{i}")).bind(format!("R{i}")).bind("0".repeat(64)).bind(doc).bind(position).bind(now)
+        .bind(receipt_row).bind(format!("B{i}")).bind(format!("R{i}")).bind("0".repeat(64)).bind(doc).bind(position).bind(now)
+        .execute(&mut *tx).await?;
+    // The receipt's transfer, as the service stores it for reconciliation.
+    sqlx::query("INSERT INTO receipt_transfer (receipt_row_id, transfer_index, creditor_fiscal_code, iuv, receipt_id, id_transfer, beneficiary_fiscal_code, iban, amount_cents, remittance_information, transfer_category) VALUES ($1,0,'01199250158',$2,$3,1,'01199250158','IT02N0306909400000012345678',46500,'Retta nido','9/0101108TS/')")
+        .bind(receipt_row).bind(format!("B{i}")).bind(format!("R{i}"))
         .execute(&mut *tx).await?;
     sqlx::query("UPDATE bench_position SET state = 'paid' WHERE id = $1")
         .bind(i % 1000)
