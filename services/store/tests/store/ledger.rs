@@ -16,6 +16,7 @@ on_both_engines!(
     issue_change_and_cancel_post_balanced_entries_with_the_change,
     ledger_rows_cannot_be_updated_or_deleted,
     verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain,
+    verify_finds_the_same_first_break_whatever_the_chunks_and_threads,
     concurrent_appends_from_two_replicas_keep_one_chain,
     balances_and_trial_balance_tie_out,
     entries_page_by_filter_and_refuse_bad_filters,
@@ -433,6 +434,121 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
         .await
         .unwrap();
     assert!(!report.ok, "{report:?}");
+    harness.finish().await;
+}
+
+/// Verification reads in chunks and hashes each chunk in several threads, each starting from
+/// a stored hash: whatever the chunk and thread sizes, it must find exactly what one
+/// sequential pass finds.
+async fn verify_finds_the_same_first_break_whatever_the_chunks_and_threads(engine: Engine) {
+    let harness = Harness::new(engine).await;
+    for n in 0..13 {
+        harness
+            .store
+            .create_debt_position(&fixtures::school_fee(&format!("led-5-{n}")))
+            .await
+            .unwrap();
+    }
+    let entries = all_entries(&harness).await;
+    let total = entries.len() as i64;
+    assert_eq!(total, 13);
+    let head = harness.store.ledger_head().await.unwrap();
+    // (chunk, threads, least entries per thread)
+    let shapes = [
+        (1, 1, 1),
+        (2, 2, 1),
+        (3, 3, 1),
+        (5, 2, 1),
+        (4, 8, 1),
+        (100, 3, 1),
+        (100, 2, 512),
+    ];
+    let verify = |chunk: i64, parts: usize, min_part: usize, deep: bool| {
+        let store = harness.store.clone();
+        async move {
+            store
+                .verify_ledger_in_chunks(None, None, &[], deep, chunk, parts, min_part)
+                .await
+                .unwrap()
+        }
+    };
+    for (chunk, parts, min_part) in shapes {
+        for deep in [false, true] {
+            let report = verify(chunk, parts, min_part, deep).await;
+            assert!(report.ok, "{chunk}/{parts}/{deep}: {report:?}");
+            assert_eq!(report.entries_checked, total);
+            assert_eq!(
+                (report.last_sequence, report.last_hash),
+                (head.sequence, head.hash)
+            );
+        }
+    }
+    disable_ledger_triggers(harness.store.db()).await.unwrap();
+    // A stored hash replaced by another entry's, at the first, a middle and the last entry.
+    for broken in [1i64, 6, 7, 13] {
+        let index = usize::try_from(broken - 1).unwrap();
+        let other = entries[(index + 1) % entries.len()].hash;
+        let set_hash = |hash: [u8; 32]| {
+            format!(
+                "UPDATE ledger_entry SET hash = {} WHERE sequence = {broken}",
+                literal(&harness, &hash)
+            )
+        };
+        execute(&harness, &set_hash(other)).await.unwrap();
+        for (chunk, parts, min_part) in shapes {
+            for deep in [false, true] {
+                let report = verify(chunk, parts, min_part, deep).await;
+                let shape = format!("entry {broken}, chunk {chunk}, {parts} threads, deep {deep}");
+                assert!(!report.ok, "{shape}");
+                assert_eq!(report.first_broken_sequence, Some(broken), "{shape}");
+                assert!(
+                    report.reason.contains("altered"),
+                    "{shape}: {}",
+                    report.reason
+                );
+                assert_eq!(report.entries_checked, broken - 1, "{shape}");
+                let before = if broken == 1 {
+                    incasso_domain::ledger::chain::GENESIS_HASH
+                } else {
+                    entries[index - 1].hash
+                };
+                assert_eq!(
+                    (report.last_sequence, report.last_hash),
+                    (broken - 1, before),
+                    "{shape}"
+                );
+            }
+        }
+        execute(&harness, &set_hash(entries[index].hash))
+            .await
+            .unwrap();
+    }
+    // An entry removed from the middle: the gap is found at its place.
+    for table in [
+        "ledger_line WHERE entry_sequence",
+        "ledger_entry_notice WHERE entry_sequence",
+        "ledger_entry WHERE sequence",
+    ] {
+        execute(&harness, &format!("DELETE FROM {table} = 9"))
+            .await
+            .unwrap();
+    }
+    for (chunk, parts, min_part) in shapes {
+        for deep in [false, true] {
+            let report = verify(chunk, parts, min_part, deep).await;
+            assert_eq!(
+                report.first_broken_sequence,
+                Some(9),
+                "chunk {chunk}, {parts} threads"
+            );
+            assert!(
+                report.reason.contains("entry 9 is missing"),
+                "{}",
+                report.reason
+            );
+            assert_eq!(report.entries_checked, 8);
+        }
+    }
     harness.finish().await;
 }
 
