@@ -304,18 +304,20 @@ impl Store {
         from: Option<OffsetDateTime>,
         to: Option<OffsetDateTime>,
     ) -> Result<(i64, i64), AppError> {
-        let after = match from {
-            Some(from) => {
-                self.last_sequence_at(from - Duration::nanoseconds(1))
-                    .await?
+        // Two independent index steps: looked up at once, on two pooled connections.
+        let after = async {
+            match from {
+                Some(from) => self.last_sequence_at(from - Duration::nanoseconds(1)).await,
+                None => Ok(0),
             }
-            None => 0,
         };
-        let upto = match to {
-            Some(to) => self.last_sequence_at(to - Duration::nanoseconds(1)).await?,
-            None => i64::MAX,
+        let upto = async {
+            match to {
+                Some(to) => self.last_sequence_at(to - Duration::nanoseconds(1)).await,
+                None => Ok(i64::MAX),
+            }
         };
-        Ok((after, upto))
+        futures::try_join!(after, upto)
     }
 
     /// Entries matching `filter` with sequence in `(after, upto]`, at most `limit`, in order.
