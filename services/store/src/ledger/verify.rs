@@ -3,22 +3,26 @@
 //! pointing at the last entry, and checkpoints an auditor kept outside the system. The deep
 //! mode (the default over gRPC and the CLI) also checks that the queryable projection of every
 //! entry (its columns, its lines, which balances are summed from, and its notices) says exactly
-//! what the recorded bytes say. Reads in bounded chunks (on PostgreSQL with binary COPY), the
+//! what the recorded bytes say, and that the source document it points at still opens and has
+//! the hash the entry recorded. Reads in bounded chunks (on PostgreSQL with binary COPY), the
 //! next while the current one is checked, so memory stays flat whatever the ledger's size;
 //! hashes each chunk in one thread per core, which gives the same answer as one sequential
 //! pass because every entry stores its predecessor's hash; stops at the first break.
 
 use bytes::{Bytes, BytesMut};
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect,
-};
+use std::collections::HashMap;
+
+use sea_orm::sea_query::Query;
+use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use incasso_domain::ledger::chain::{
     DecodedEntry, GENESIS_HASH, check_canonical, decode_canonical, entry_hash, hex_lower,
 };
 
 use crate::Store;
-use crate::entity::{ledger_entry, ledger_entry_notice, ledger_line};
+use crate::entity::{ledger_entry, ledger_entry_notice, ledger_line, source_document};
 use crate::error::AppError;
 
 /// Entries read per chunk: about 6 MB of chain fields.
@@ -106,6 +110,18 @@ struct Projection {
     row: ledger_entry::Model,
     lines: Vec<ProjectedLine>,
     notices: Vec<(String, String)>,
+    document: DocumentSeen,
+}
+
+/// The source document an entry's row points at, as found in `source_document`.
+enum DocumentSeen {
+    /// The row points at none.
+    None,
+    /// The SHA-256 of the document's decrypted content.
+    Content([u8; 32]),
+    /// The row points at a document that cannot be read: missing, sealed with a key this
+    /// deployment does not hold, or a ciphertext that fails its authentication.
+    Unreadable,
 }
 
 /// A `ledger_line` row: what balances and trial balances are summed and filtered by.
@@ -169,6 +185,24 @@ impl Projection {
             return Some("its notices");
         }
         None
+    }
+
+    /// Why the document the row points at is not the one the entry recorded, if it is not.
+    fn document_problem(&self, recorded: &DecodedEntry) -> Option<&'static str> {
+        // The entry recorded the hash of the document behind it: the row must point at a
+        // document whose content still has that hash.
+        match (&self.document, &recorded.source_document_sha256) {
+            (DocumentSeen::None, None) => None,
+            (DocumentSeen::Content(seen), Some(recorded)) if seen == recorded => None,
+            (DocumentSeen::Unreadable, _) => Some(
+                "its source document cannot be opened: it is sealed with a key this deployment \
+                 does not hold, or its ciphertext was altered",
+            ),
+            _ => Some(
+                "its source document is not the one it recorded: the projection or the document \
+                 was altered",
+            ),
+        }
     }
 }
 
@@ -256,11 +290,12 @@ fn parse_chain_copy(data: Bytes) -> Result<Vec<Recorded>, &'static str> {
 
 /// Reads entries `from..=to`; with `deep`, their projections too, in concurrent queries.
 async fn read_chunk(
-    db: DatabaseConnection,
+    store: Store,
     from: i64,
     to: i64,
     deep: bool,
 ) -> Result<Vec<Recorded>, AppError> {
+    let db = store.db();
     if !deep && db.get_database_backend() == sea_orm::DbBackend::Postgres {
         return read_chain_with_copy(db.get_postgres_connection_pool(), from, to).await;
     }
@@ -276,14 +311,14 @@ async fn read_chunk(
             .filter(ledger_entry::Column::Sequence.between(from, to))
             .order_by(ledger_entry::Column::Sequence, Order::Asc)
             .into_tuple()
-            .all(&db)
+            .all(db)
             .await?;
         return Ok(rows.into_iter().map(Recorded::chain_only).collect());
     }
     let entries = ledger_entry::Entity::find()
         .filter(ledger_entry::Column::Sequence.between(from, to))
         .order_by(ledger_entry::Column::Sequence, Order::Asc)
-        .all(&db);
+        .all(db);
     let lines = ledger_line::Entity::find()
         .select_only()
         .columns([
@@ -298,7 +333,7 @@ async fn read_chunk(
         .order_by(ledger_line::Column::EntrySequence, Order::Asc)
         .order_by(ledger_line::Column::LineIndex, Order::Asc)
         .into_tuple::<LineRow>()
-        .all(&db);
+        .all(db);
     let notices = ledger_entry_notice::Entity::find()
         .select_only()
         .columns([
@@ -310,8 +345,35 @@ async fn read_chunk(
         .order_by(ledger_entry_notice::Column::EntrySequence, Order::Asc)
         .order_by(ledger_entry_notice::Column::NoticeIndex, Order::Asc)
         .into_tuple::<(i64, String, String)>()
-        .all(&db);
-    let (entries, lines, notices) = futures::try_join!(entries, lines, notices)?;
+        .all(db);
+    let documents = source_document::Entity::find()
+        .filter(
+            source_document::Column::Id.in_subquery(
+                Query::select()
+                    .column(ledger_entry::Column::SourceDocumentId)
+                    .from(ledger_entry::Entity)
+                    .and_where(ledger_entry::Column::Sequence.between(from, to))
+                    .to_owned(),
+            ),
+        )
+        .all(db);
+    let (entries, lines, notices, documents) =
+        futures::try_join!(entries, lines, notices, documents)?;
+    let documents: HashMap<Uuid, source_document::Model> =
+        documents.into_iter().map(|d| (d.id, d)).collect();
+    let seen = |id: Option<Uuid>| match id {
+        None => DocumentSeen::None,
+        Some(id) => documents
+            .get(&id)
+            .and_then(|d| {
+                store
+                    .keys()
+                    .open_bytes(d.id, &d.key_id, &d.nonce, &d.ciphertext)
+            })
+            .map_or(DocumentSeen::Unreadable, |content| {
+                DocumentSeen::Content(Sha256::digest(&content).into())
+            }),
+    };
     let mut lines = lines.into_iter().peekable();
     let mut notices = notices.into_iter().peekable();
     let mut out = Vec::with_capacity(entries.len());
@@ -342,6 +404,7 @@ async fn read_chunk(
             hash: row.hash.clone().into(),
             body: row.body.clone().into(),
             projection: Some(Projection {
+                document: seen(row.source_document_id),
                 row,
                 lines: entry_lines,
                 notices: entry_notices,
@@ -415,6 +478,9 @@ fn check_run(
                     "{difference} in the queryable tables differ from the recorded entry: \
                      the projection was altered"
                 )));
+            }
+            if let Some(problem) = projection.document_problem(&decoded) {
+                return Err(broken(problem.to_owned()));
             }
         }
         previous = recomputed;
@@ -573,13 +639,13 @@ impl Store {
             // the hashing keeps the other cores busy.
             let entries = match prefetch.take() {
                 Some(task) => task.await.map_err(|e| AppError::Internal(e.to_string()))?,
-                None => read_chunk(self.db().clone(), next, upto, deep).await,
+                None => read_chunk(self.clone(), next, upto, deep).await,
             };
             let following = upto + 1;
             if following <= end {
                 let last = (following + chunk - 1).min(end);
                 prefetch = Some(tokio::spawn(read_chunk(
-                    self.db().clone(),
+                    self.clone(),
                     following,
                     last,
                     deep,

@@ -294,6 +294,19 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
             "UPDATE ledger_entry SET recorded_micros = recorded_micros + 86400000000 WHERE sequence = 2",
             "time",
         ),
+        // The entry pointed at another entry's request: the document behind the movement
+        // would no longer be the one it recorded.
+        (
+            "UPDATE ledger_entry SET source_document_id = (SELECT source_document_id FROM ledger_entry WHERE sequence = 3) WHERE sequence = 2",
+            "UPDATE ledger_entry SET source_document_id = (SELECT id FROM source_document WHERE sha256 = ledger_entry.source_document_sha256) WHERE sequence = 2",
+            "not the one it recorded",
+        ),
+        // Its document no longer opens with the deployment's key.
+        (
+            "UPDATE source_document SET key_id = 'another-key' WHERE id = (SELECT source_document_id FROM ledger_entry WHERE sequence = 2)",
+            "UPDATE source_document SET key_id = (SELECT key_id FROM source_document WHERE id = (SELECT source_document_id FROM ledger_entry WHERE sequence = 3)) WHERE id = (SELECT source_document_id FROM ledger_entry WHERE sequence = 2)",
+            "cannot be opened",
+        ),
     ] {
         execute(&harness, alter).await.unwrap();
         let report = harness
@@ -304,6 +317,15 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
         assert!(!report.ok, "{alter}");
         assert_eq!(report.first_broken_sequence, Some(2), "{alter}");
         assert!(report.reason.contains(reason), "{alter}: {}", report.reason);
+        assert!(
+            harness
+                .store
+                .verify_ledger(None, None, &[], false)
+                .await
+                .unwrap()
+                .ok,
+            "{alter}: the chain alone is intact"
+        );
         execute(&harness, undo).await.unwrap();
     }
     assert!(
