@@ -554,6 +554,48 @@ async fn without_the_subscription_key_the_archive_refuses(engine: Engine) -> any
             .is_some_and(|e| e.contains("401"))
     );
     assert!(fake.with(|s| s.accepted.is_empty()));
+
+    // A second position dead for the same reason; then the key is put right and the operator
+    // queues every dead letter again at once.
+    let tari = notices
+        .create_debt_position(requests::tari("aca-keyless-tari"))
+        .await?
+        .into_inner();
+    assert_eq!(drain(&relay).await?, 1);
+    assert_eq!(app.store.outbox_dead("aca.position").await?.len(), 2);
+    assert_eq!(
+        app.store.outbox_replay_dead("no.such.topic").await?,
+        0,
+        "another topic's dead letters are left alone"
+    );
+    assert_eq!(app.store.outbox_replay_dead("aca.position").await?, 2);
+    assert!(app.store.outbox_dead("aca.position").await?.is_empty());
+    let keyed = AcaRelay::new(app.store.clone(), fast(&fake))?;
+    assert_eq!(drain(&keyed).await?, 2);
+    let accepted: Vec<String> = fake.with(|s| {
+        s.accepted
+            .iter()
+            .filter_map(|b| b["iuv"].as_str().map(str::to_owned))
+            .collect()
+    });
+    let mut expected = vec![iuv_of(&fee)];
+    expected.extend(
+        tari.payment_options
+            .iter()
+            .flat_map(|o| o.installments.iter().map(|i| i.iuv.clone())),
+    );
+    let mut accepted_sorted = accepted.clone();
+    accepted_sorted.sort();
+    expected.sort();
+    assert_eq!(
+        accepted_sorted, expected,
+        "each position published once, every IUV of the TARI"
+    );
+    assert_eq!(
+        app.store.outbox_replay_dead("").await?,
+        0,
+        "nothing left dead"
+    );
     app.stop().await
 }
 

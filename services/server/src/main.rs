@@ -62,10 +62,17 @@ enum OutboxCommand {
         #[arg(long, default_value = "")]
         topic: String,
     },
-    /// Puts a dead letter back in the queue.
+    /// Puts a dead letter back in the queue, or with `--all` every one (of `--topic`).
     Replay {
         /// The event id, as `outbox dead` prints it.
-        id: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead letter, e.g. once a wrong subscription key is put right.
+        #[arg(long)]
+        all: bool,
+        /// With `--all`, only this topic, e.g. aca.position.
+        #[arg(long, default_value = "", requires = "all")]
+        topic: String,
     },
 }
 
@@ -136,9 +143,15 @@ async fn main() -> anyhow::Result<()> {
                         );
                     }
                 }
-                OutboxCommand::Replay { id } => {
+                OutboxCommand::Replay { id: Some(id), .. } => {
                     store.outbox_replay(&id).await?;
                     println!("{id} queued again");
+                }
+                OutboxCommand::Replay {
+                    id: None, topic, ..
+                } => {
+                    let replayed = store.outbox_replay_dead(&topic).await?;
+                    println!("{replayed} dead letters queued again");
                 }
             }
         }

@@ -258,3 +258,50 @@ async fn ledger_verify_and_checkpoint_for_auditors() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--checkpoint"));
 }
+
+#[test]
+fn outbox_replay_takes_one_id_or_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("outbox.db").display()
+    );
+    let outbox = |args: &[&str]| {
+        incasso()
+            .env("INCASSO_DATABASE_URL", &url)
+            .arg("outbox")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let all = outbox(&["replay", "--all", "--topic", "aca.position"]);
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&all.stdout).trim(),
+        "0 dead letters queued again"
+    );
+    let neither = outbox(&["replay"]);
+    assert!(!neither.status.success(), "an id or --all is required");
+    let both = outbox(&["replay", "6f1c1d9e-4a57-4c1e-9d2e-1f0a5b8c7d21", "--all"]);
+    assert!(!both.status.success(), "an id and --all exclude each other");
+    let topic_alone = outbox(&[
+        "replay",
+        "6f1c1d9e-4a57-4c1e-9d2e-1f0a5b8c7d21",
+        "--topic",
+        "x",
+    ]);
+    assert!(!topic_alone.status.success(), "--topic needs --all");
+    let malformed = outbox(&["replay", "not-an-id"]);
+    assert!(!malformed.status.success());
+    assert!(
+        String::from_utf8_lossy(&malformed.stderr).contains("id"),
+        "{}",
+        String::from_utf8_lossy(&malformed.stderr)
+    );
+    let unknown = outbox(&["replay", "6f1c1d9e-4a57-4c1e-9d2e-1f0a5b8c7d21"]);
+    assert!(!unknown.status.success(), "no such dead letter");
+}

@@ -385,6 +385,34 @@ impl crate::Store {
         }
         Ok(())
     }
+
+    /// Puts every dead letter of `topic` (every topic when empty) back in the queue, as
+    /// [`Store::outbox_replay`] does one, and says how many. After a set-up fault that
+    /// refused every call (a wrong subscription key) the operator replays them all at once.
+    /// Replayed events of one aggregate share one order: each publishes the aggregate's state
+    /// when it is delivered, so which goes first does not change what the archive ends with.
+    pub async fn outbox_replay_dead(&self, topic: &str) -> Result<u64, AppError> {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let now_micros = crate::ledger::micros(self.now());
+        let mut update = outbox_event::Entity::update_many()
+            .col_expr(outbox_event::Column::State, Expr::value("pending"))
+            .col_expr(outbox_event::Column::Attempts, Expr::value(0))
+            .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
+            .col_expr(outbox_event::Column::OrderMicros, Expr::value(now_micros))
+            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
+            .filter(outbox_event::Column::State.eq("dead"));
+        if !topic.is_empty() {
+            update = update.filter(outbox_event::Column::Topic.eq(topic));
+        }
+        let result = update.exec(self.db()).await?;
+        tracing::info!(
+            topic,
+            replayed = result.rows_affected,
+            "dead letters queued again"
+        );
+        Ok(result.rows_affected)
+    }
 }
 
 #[cfg(test)]
