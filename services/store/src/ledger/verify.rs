@@ -84,21 +84,28 @@ pub struct VerifyReport {
 type ChainRow = (i64, Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// One entry as read for verification: its chain fields, its recorded bytes and, in deep
-/// mode, its projection. The byte fields share one buffer per chunk when read with COPY.
+/// mode, its projection. The bodies share one buffer per chunk when read with COPY; the two
+/// hashes are copied out, `None` where the stored value is not 32 bytes long (which no
+/// chain hash matches).
 struct Recorded {
     sequence: i64,
-    previous_hash: Bytes,
-    hash: Bytes,
+    previous_hash: Option<[u8; 32]>,
+    hash: Option<[u8; 32]>,
     body: Bytes,
     projection: Option<Projection>,
+}
+
+/// A stored hash as 32 bytes, if it has that length.
+fn digest(stored: &[u8]) -> Option<[u8; 32]> {
+    stored.try_into().ok()
 }
 
 impl Recorded {
     fn chain_only((sequence, previous_hash, hash, body): ChainRow) -> Self {
         Self {
             sequence,
-            previous_hash: previous_hash.into(),
-            hash: hash.into(),
+            previous_hash: digest(&previous_hash),
+            hash: digest(&hash),
             body: body.into(),
             projection: None,
         }
@@ -226,16 +233,22 @@ async fn read_chain_with_copy(
          WHERE sequence BETWEEN {from} AND {to} ORDER BY sequence) TO STDOUT (FORMAT binary)"
     );
     let mut stream = pool.copy_out_raw(&statement).await.map_err(unavailable)?;
+    let rows = usize::try_from(to - from + 1).unwrap_or(0);
     let mut buffer = BytesMut::new();
     while let Some(data) = stream.try_next().await.map_err(unavailable)? {
+        if buffer.is_empty() {
+            // Sized once from the first row (bodies vary little) rather than regrown, and
+            // copied, a dozen times per chunk.
+            buffer.reserve(rows.saturating_mul(data.len() + 128).min(64 << 20));
+        }
         buffer.extend_from_slice(&data);
     }
-    parse_chain_copy(buffer.freeze())
+    parse_chain_copy(buffer.freeze(), rows)
         .map_err(|why| AppError::Internal(format!("reading the ledger with COPY: {why}")))
 }
 
 /// Parses binary COPY output of `sequence, previous_hash, hash, body` rows.
-fn parse_chain_copy(data: Bytes) -> Result<Vec<Recorded>, &'static str> {
+fn parse_chain_copy(data: Bytes, rows_expected: usize) -> Result<Vec<Recorded>, &'static str> {
     let mut at = 0usize;
     let take = |at: &mut usize, n: usize| -> Result<std::ops::Range<usize>, &'static str> {
         let end = at.checked_add(n).filter(|end| *end <= data.len());
@@ -257,7 +270,7 @@ fn parse_chain_copy(data: Bytes) -> Result<Vec<Recorded>, &'static str> {
     let _flags = take(&mut at, 4)?;
     let extension = int(take(&mut at, 4)?) as usize;
     take(&mut at, extension)?;
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(rows_expected.min(1 << 16));
     loop {
         let fields = int(take(&mut at, 2)?);
         if fields == 0xFFFF {
@@ -266,22 +279,21 @@ fn parse_chain_copy(data: Bytes) -> Result<Vec<Recorded>, &'static str> {
         if fields != 4 {
             return Err("a row without the four chain fields");
         }
-        let field = |at: &mut usize| -> Result<Bytes, &'static str> {
+        let field = |at: &mut usize| -> Result<std::ops::Range<usize>, &'static str> {
             let length = int(take(at, 4)?);
             if length == u32::MAX {
                 return Err("a NULL chain field");
             }
-            Ok(data.slice(take(at, length as usize)?))
+            take(at, length as usize)
         };
-        let sequence = field(&mut at)?;
-        let sequence: [u8; 8] = sequence[..]
+        let sequence: [u8; 8] = data[field(&mut at)?]
             .try_into()
             .map_err(|_| "a sequence that is not a bigint")?;
         rows.push(Recorded {
             sequence: i64::from_be_bytes(sequence),
-            previous_hash: field(&mut at)?,
-            hash: field(&mut at)?,
-            body: field(&mut at)?,
+            previous_hash: digest(&data[field(&mut at)?]),
+            hash: digest(&data[field(&mut at)?]),
+            body: data.slice(field(&mut at)?),
             projection: None,
         });
     }
@@ -400,8 +412,8 @@ async fn read_chunk(
         }
         out.push(Recorded {
             sequence,
-            previous_hash: row.previous_hash.clone().into(),
-            hash: row.hash.clone().into(),
+            previous_hash: digest(&row.previous_hash),
+            hash: digest(&row.hash),
             body: row.body.clone().into(),
             projection: Some(Projection {
                 document: seen(row.source_document_id),
@@ -442,13 +454,13 @@ fn check_run(
         if recorded.sequence != sequence {
             return Err(broken(format!("entry {sequence} is missing")));
         }
-        if recorded.previous_hash[..] != previous {
+        if recorded.previous_hash != Some(previous) {
             return Err(broken(
                 "its previous hash is not the hash of the entry before it".into(),
             ));
         }
         let recomputed = entry_hash(&previous, &recorded.body);
-        if recorded.hash[..] != recomputed {
+        if recorded.hash != Some(recomputed) {
             return Err(broken(
                 "its recorded content does not match its hash: the entry was altered".into(),
             ));
@@ -488,6 +500,9 @@ fn check_run(
     Ok(previous)
 }
 
+/// Chunks read ahead of the one being checked.
+const READ_AHEAD: usize = 2;
+
 /// Entries below which a chunk is not worth splitting across threads.
 const MIN_PART: usize = 512;
 
@@ -514,7 +529,7 @@ fn check_chunk(
             .map(|(k, part)| {
                 let offset = k * size;
                 // A stored hash of the wrong length fails part k - 1 before this is used.
-                let start: [u8; 32] = entries[offset - 1].hash[..].try_into().unwrap_or([0; 32]);
+                let start = entries[offset - 1].hash.unwrap_or([0; 32]);
                 let handle =
                     scope.spawn(move || check_run(part, first + offset as i64, start, checkpoints));
                 (offset, handle)
@@ -632,25 +647,29 @@ impl Store {
         let checkpoints: std::sync::Arc<[Checkpoint]> = checkpoints.into();
         let mut checked = 0i64;
         let mut next = start;
-        let mut prefetch: Option<tokio::task::JoinHandle<Result<Vec<Recorded>, AppError>>> = None;
+        // The next chunks are read while this one is checked, READ_AHEAD at once: each read
+        // is one backend streaming on its own core, and hashing keeps the others busy.
+        // Reads still in flight when a break ends the loop are left to finish, not aborted:
+        // cancelling them mid-stream (aborting the tasks) made a later verification on the
+        // same pool see wrong rows in the tests, so a connection never goes back mid-COPY.
+        let mut reads = std::collections::VecDeque::new();
+        let mut read_from = start;
         while next <= end {
             let upto = (next + chunk - 1).min(end);
-            // The next chunk is read while this one is checked: the database streams while
-            // the hashing keeps the other cores busy.
-            let entries = match prefetch.take() {
-                Some(task) => task.await.map_err(|e| AppError::Internal(e.to_string()))?,
-                None => read_chunk(self.clone(), next, upto, deep).await,
-            };
-            let following = upto + 1;
-            if following <= end {
-                let last = (following + chunk - 1).min(end);
-                prefetch = Some(tokio::spawn(read_chunk(
+            while reads.len() <= READ_AHEAD && read_from <= end {
+                let last = (read_from + chunk - 1).min(end);
+                reads.push_back(tokio::spawn(read_chunk(
                     self.clone(),
-                    following,
+                    read_from,
                     last,
                     deep,
                 )));
+                read_from = last + 1;
             }
+            let entries = match reads.pop_front() {
+                Some(task) => task.await.map_err(|e| AppError::Internal(e.to_string()))?,
+                None => read_chunk(self.clone(), next, upto, deep).await,
+            };
             let entries = entries?;
             let count = entries.len();
             let shared = checkpoints.clone();
