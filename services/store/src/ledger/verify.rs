@@ -666,11 +666,14 @@ impl Store {
                 )));
                 read_from = last + 1;
             }
-            let entries = match reads.pop_front() {
-                Some(task) => task.await.map_err(|e| AppError::Internal(e.to_string()))?,
-                None => read_chunk(self.clone(), next, upto, deep).await,
-            };
-            let entries = entries?;
+            // Every read runs as its own task, so that a caller who stops waiting (a cancelled
+            // gRPC call) never drops a COPY stream half read.
+            let read = reads
+                .pop_front()
+                .ok_or_else(|| AppError::Internal("no chunk read queued".into()))?;
+            let entries = read
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))??;
             let count = entries.len();
             let shared = checkpoints.clone();
             let outcome = tokio::task::spawn_blocking(move || {
