@@ -17,6 +17,7 @@ on_both_engines!(
     ledger_rows_cannot_be_updated_or_deleted,
     verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain,
     verify_finds_the_same_first_break_whatever_the_chunks_and_threads,
+    a_verification_given_up_half_way_leaves_the_connections_sound,
     concurrent_appends_from_two_replicas_keep_one_chain,
     balances_and_trial_balance_tie_out,
     entries_page_by_filter_and_refuse_bad_filters,
@@ -835,5 +836,47 @@ async fn entries_page_by_filter_and_refuse_bad_filters(engine: Engine) {
         exported += chunk.len();
     }
     assert_eq!(exported, 8);
+    harness.finish().await;
+}
+
+/// A caller who stops waiting (a cancelled gRPC call, a timeout) drops the verification at
+/// whatever point it had reached. Had that dropped a COPY half read, the connection would go
+/// back to the pool with the rest of the stream pending and answer the next query wrongly.
+async fn a_verification_given_up_half_way_leaves_the_connections_sound(engine: Engine) {
+    let harness = Harness::new(engine).await;
+    for n in 0..20 {
+        harness
+            .store
+            .create_debt_position(&fixtures::school_fee(&format!("led-6-{n}")))
+            .await
+            .unwrap();
+    }
+    let head = harness.store.ledger_head().await.unwrap();
+    // A grid fine enough that several give up while a chunk is streaming.
+    for delay_micros in (0u64..8000).step_by(250) {
+        let given_up = tokio::time::timeout(
+            std::time::Duration::from_micros(delay_micros),
+            harness
+                .store
+                .verify_ledger_in_chunks(None, None, &[], false, 1, 1, 1),
+        )
+        .await;
+        if let Ok(report) = given_up {
+            assert!(report.unwrap().ok);
+        }
+        for _ in 0..2 {
+            let report = harness
+                .store
+                .verify_ledger_in_chunks(None, None, &[], false, 3, 2, 1)
+                .await
+                .unwrap();
+            assert!(
+                report.ok,
+                "after giving up at {delay_micros} µs: {report:?}"
+            );
+            assert_eq!(report.entries_checked, head.sequence);
+            assert_eq!(all_entries(&harness).await.len() as i64, head.sequence);
+        }
+    }
     harness.finish().await;
 }
