@@ -32,6 +32,15 @@ fn lines(entry: &ChainedEntry) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// Verifies the whole chain; `deep` also reads the projection.
+async fn verify_all(harness: &Harness, deep: bool) -> incasso_store::ledger::VerifyReport {
+    harness
+        .store
+        .verify_ledger(None, None, &[], deep)
+        .await
+        .unwrap()
+}
+
 async fn all_entries(harness: &Harness) -> Vec<ChainedEntry> {
     harness
         .store
@@ -207,14 +216,7 @@ async fn ledger_rows_cannot_be_updated_or_deleted(engine: Engine) {
         let error = execute(&harness, sql).await.unwrap_err().to_string();
         assert!(error.contains("append-only"), "{sql}: {error}");
     }
-    assert!(
-        harness
-            .store
-            .verify_ledger(None, None, &[], true)
-            .await
-            .unwrap()
-            .ok
-    );
+    assert!(verify_all(&harness, true).await.ok);
     harness.finish().await;
 }
 
@@ -235,11 +237,7 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
             .await
             .unwrap();
     }
-    let report = harness
-        .store
-        .verify_ledger(None, None, &[], true)
-        .await
-        .unwrap();
+    let report = verify_all(&harness, true).await;
     assert!(report.ok, "{report:?}");
     assert_eq!(report.entries_checked, 4);
     let checkpoint = Checkpoint {
@@ -253,34 +251,18 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
     //    still balances, but it no longer says what was recorded.
     execute(&harness, "UPDATE ledger_line SET amount_cents = amount_cents + 1 WHERE entry_sequence = 2 AND line_index = 0").await.unwrap();
     execute(&harness, "UPDATE ledger_line SET amount_cents = amount_cents - 1 WHERE entry_sequence = 2 AND line_index = 1").await.unwrap();
-    let report = harness
-        .store
-        .verify_ledger(None, None, &[], true)
-        .await
-        .unwrap();
+    let report = verify_all(&harness, true).await;
     assert!(!report.ok);
     assert_eq!(report.first_broken_sequence, Some(2));
     assert!(report.reason.contains("lines"), "{}", report.reason);
     assert_eq!(report.entries_checked, 1);
     assert!(
-        harness
-            .store
-            .verify_ledger(None, None, &[], false)
-            .await
-            .unwrap()
-            .ok,
+        verify_all(&harness, false).await.ok,
         "the chain alone is intact: only the deep check reads the projection"
     );
     execute(&harness, "UPDATE ledger_line SET amount_cents = amount_cents - 1 WHERE entry_sequence = 2 AND line_index = 0").await.unwrap();
     execute(&harness, "UPDATE ledger_line SET amount_cents = amount_cents + 1 WHERE entry_sequence = 2 AND line_index = 1").await.unwrap();
-    assert!(
-        harness
-            .store
-            .verify_ledger(None, None, &[], true)
-            .await
-            .unwrap()
-            .ok
-    );
+    assert!(verify_all(&harness, true).await.ok);
 
     // 1b. Columns that filters and sums use, altered without touching amounts: a line moved
     //     to another account type, an entry moved in time. Each is caught, then undone.
@@ -310,33 +292,17 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
         ),
     ] {
         execute(&harness, alter).await.unwrap();
-        let report = harness
-            .store
-            .verify_ledger(None, None, &[], true)
-            .await
-            .unwrap();
+        let report = verify_all(&harness, true).await;
         assert!(!report.ok, "{alter}");
         assert_eq!(report.first_broken_sequence, Some(2), "{alter}");
         assert!(report.reason.contains(reason), "{alter}: {}", report.reason);
         assert!(
-            harness
-                .store
-                .verify_ledger(None, None, &[], false)
-                .await
-                .unwrap()
-                .ok,
+            verify_all(&harness, false).await.ok,
             "{alter}: the chain alone is intact"
         );
         execute(&harness, undo).await.unwrap();
     }
-    assert!(
-        harness
-            .store
-            .verify_ledger(None, None, &[], true)
-            .await
-            .unwrap()
-            .ok
-    );
+    assert!(verify_all(&harness, true).await.ok);
     // A range past the end of the ledger is a bad request, not a "missing entry".
     let error = harness
         .store
@@ -377,11 +343,7 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
         .await
         .unwrap();
     }
-    let report = harness
-        .store
-        .verify_ledger(None, None, &[], true)
-        .await
-        .unwrap();
+    let report = verify_all(&harness, true).await;
     assert_eq!(report.first_broken_sequence, Some(2));
     assert!(report.reason.contains("altered"), "{}", report.reason);
     // A range after the damage still verifies on its own.
@@ -420,11 +382,7 @@ async fn verify_catches_an_altered_line_a_removed_entry_and_a_rewritten_chain(en
         .unwrap();
         previous = hash;
     }
-    let report = harness
-        .store
-        .verify_ledger(None, None, &[], true)
-        .await
-        .unwrap();
+    let report = verify_all(&harness, true).await;
     assert!(
         report.ok,
         "a consistent rewrite passes the chain check alone: {report:?}"
@@ -598,11 +556,7 @@ async fn concurrent_appends_from_two_replicas_keep_one_chain(engine: Engine) {
     for task in tasks {
         task.await.unwrap();
     }
-    let report = harness
-        .store
-        .verify_ledger(None, None, &[], true)
-        .await
-        .unwrap();
+    let report = verify_all(&harness, true).await;
     assert!(report.ok, "{report:?}");
     assert_eq!(report.entries_checked, 48);
     let sequences: Vec<i64> = all_entries(&harness)
