@@ -19,6 +19,7 @@ on_both_engines!(
     concurrent_deliveries_book_exactly_once,
     late_stand_in_foreign_and_other_amount_receipts_are_flagged,
     every_field_of_a_receipt_counts_for_a_conflict_and_formatting_does_not,
+    a_receipt_is_found_in_the_books_by_its_receipt_id_however_long,
 );
 
 const XML: &str = "text/xml; charset=utf-8";
@@ -733,6 +734,97 @@ async fn every_field_of_a_receipt_counts_for_a_conflict_and_formatting_does_not(
         count(&app, "SELECT COUNT(*) FROM receipt_transfer").await?,
         2,
         "a conflict stores no transfers"
+    );
+    app.stop().await
+}
+
+/// The schema leaves receiptId an unbounded string: a long one is stored, booked and found
+/// by an auditor filtering the books by receipt, like any other.
+async fn a_receipt_is_found_in_the_books_by_its_receipt_id_however_long(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let tari = notices
+        .create_debt_position(requests::tari("rt-long-id"))
+        .await?
+        .into_inner();
+    let single = tari.payment_options[0].installments[0].clone();
+    let long_id: String = "R".repeat(40) + &"0123456789".repeat(16);
+    assert_eq!(long_id.len(), 200);
+    let receipt = tari_receipt(&single, &long_id, "BCITITMM");
+    let body = send(&app, true, &receipt).await?;
+    assert_eq!(element_text(&body, "outcome"), Some("OK"), "{body}");
+    let body = send(&app, true, &receipt).await?;
+    assert_eq!(
+        element_text(&body, "outcome"),
+        Some("OK"),
+        "redelivered: {body}"
+    );
+
+    let mut ledger = app.ledger().await?;
+    let by_receipt = |receipt_id: &str| pb::ListEntriesRequest {
+        receipt_id: receipt_id.to_owned(),
+        page_size: 100,
+        ..Default::default()
+    };
+    let found = ledger
+        .list_entries(by_receipt(&long_id))
+        .await?
+        .into_inner()
+        .entries;
+    let kinds: Vec<(&str, &str)> = found
+        .iter()
+        .map(|e| (e.event_type.as_str(), e.receipt_id.as_str()))
+        .collect();
+    assert_eq!(kinds, [("receipt_paid", long_id.as_str())], "booked once");
+    assert_eq!(found[0].notices[0].notice_number, single.notice_number);
+    assert_eq!(
+        found[0].lines.iter().map(|l| l.amount_cents).sum::<i64>(),
+        0
+    );
+
+    let mut export = ledger
+        .export_entries(pb::ExportEntriesRequest {
+            filter: Some(pb::EntryFilter {
+                receipt_id: long_id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(entry) = export.message().await? {
+        exported.push(entry.sequence);
+    }
+    assert_eq!(exported, [found[0].sequence], "the export filters alike");
+
+    // With the notice filter too; another receipt id finds nothing.
+    let both = ledger
+        .list_entries(pb::ListEntriesRequest {
+            notice_number: single.notice_number.clone(),
+            ..by_receipt(&long_id)
+        })
+        .await?
+        .into_inner()
+        .entries;
+    assert_eq!(both.len(), 1);
+    let other = ledger
+        .list_entries(by_receipt("c3e7d4b2a1f04e6d9b8a7c6d5e4f3a2b"))
+        .await?
+        .into_inner();
+    assert!(other.entries.is_empty());
+
+    // A receipt id no receipt can have is a bad filter, named.
+    let error = ledger
+        .list_entries(by_receipt(&"9".repeat(257)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().contains("receipt_id"),
+        "{}",
+        error.message()
     );
     app.stop().await
 }

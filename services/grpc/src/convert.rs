@@ -395,6 +395,7 @@ pub fn entry_filter(
         notice_number: filter.notice_number.to_owned(),
         iuv: filter.iuv.to_owned(),
         debt_position_id: filter.debt_position_id.to_owned(),
+        receipt_id: filter.receipt_id.to_owned(),
     })
 }
 
@@ -415,6 +416,8 @@ pub struct EntryFilterFields<'a> {
     pub iuv: &'a str,
     /// Debt position id.
     pub debt_position_id: &'a str,
+    /// PagoPA receiptId.
+    pub receipt_id: &'a str,
 }
 
 /// An entry as the API shows it.

@@ -52,6 +52,7 @@ impl LedgerService for LedgerApi {
                 notice_number: &r.notice_number,
                 iuv: &r.iuv,
                 debt_position_id: &r.debt_position_id,
+                receipt_id: &r.receipt_id,
             },
         )
         .map_err(to_status)?;
@@ -198,6 +199,7 @@ impl LedgerService for LedgerApi {
                 notice_number: &filter.notice_number,
                 iuv: &filter.iuv,
                 debt_position_id: &filter.debt_position_id,
+                receipt_id: &filter.receipt_id,
             },
         )
         .map_err(to_status)?;

@@ -662,7 +662,7 @@ fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, SyntaxError> {
     let element = fields.element("receipt")?;
     let path = fields.field("receipt");
     let mut r = Fields::new(element, &path)?;
-    let receipt_id = r.text("receiptId", 1, 256)?;
+    let receipt_id = r.text("receiptId", 1, incasso_domain::ledger::RECEIPT_ID_MAX_CHARS)?;
     let notice_number = r.digits("noticeNumber", 18)?;
     let fiscal_code = r.digits("fiscalCode", 11)?;
     let outcome = r.text("outcome", 2, 2)?;

@@ -17,7 +17,7 @@ use incasso_domain::creditor::CreditorRegistry;
 use incasso_domain::debt_position::DebtKind;
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::chain::{ChainedEntry, decode_canonical};
-use incasso_domain::ledger::{Account, AccountType, EventType};
+use incasso_domain::ledger::{Account, AccountType, EventType, RECEIPT_ID_MAX_CHARS};
 use incasso_domain::notice_number::{Iuv, NoticeNumber};
 use incasso_domain::rome_time::start_of_rome_day;
 use incasso_domain::validation::{ValidationErrors, parse_date};
@@ -51,6 +51,8 @@ pub struct EntryFilterInput {
     pub iuv: String,
     /// A debt position id.
     pub debt_position_id: String,
+    /// PagoPA's receiptId.
+    pub receipt_id: String,
 }
 
 /// A parsed filter.
@@ -65,6 +67,7 @@ pub(crate) struct EntryFilter {
     notice_number: Option<NoticeNumber>,
     iuv: Option<Iuv>,
     debt_position_id: Option<Uuid>,
+    receipt_id: Option<String>,
 }
 
 impl EntryFilterInput {
@@ -113,6 +116,20 @@ impl EntryFilterInput {
                     Uuid::parse_str(id)
                         .map_err(|_| format!("'{id}' is not a debt position id (UUID)")),
                 )
+            }),
+            receipt_id: optional(&self.receipt_id).and_then(|id| {
+                let length = id.chars().count();
+                if length > RECEIPT_ID_MAX_CHARS {
+                    errors.add(
+                        "receipt_id",
+                        format!(
+                            "{length} characters: no receipt is accepted with more than \
+                             {RECEIPT_ID_MAX_CHARS}"
+                        ),
+                    );
+                    return None;
+                }
+                Some(id.to_owned())
             }),
         }
     }
@@ -165,6 +182,10 @@ impl EntryFilter {
                 .debt_position_id
                 .is_none_or(|id| draft.cause.debt_position_id == Some(id))
             && self
+                .receipt_id
+                .as_ref()
+                .is_none_or(|id| draft.cause.receipt_id.as_ref() == Some(id))
+            && self
                 .account
                 .as_ref()
                 .is_none_or(|a| draft.lines.iter().any(|l| &l.account == a))
@@ -194,6 +215,12 @@ impl EntryFilter {
         for part in parts {
             hasher.update(part.unwrap_or_default().as_bytes());
             hasher.update(b"\0");
+        }
+        // Added after the others, and only when set, so that tokens issued for the other
+        // filters before it existed stay valid.
+        if let Some(receipt_id) = &self.receipt_id {
+            hasher.update(b"receipt_id\0");
+            hasher.update(receipt_id.as_bytes());
         }
         hex::encode(&hasher.finalize()[..8])
     }
@@ -343,6 +370,9 @@ impl Store {
         }
         if let Some(id) = filter.debt_position_id {
             condition = condition.add(ledger_entry::Column::DebtPositionId.eq(id));
+        }
+        if let Some(receipt_id) = &filter.receipt_id {
+            condition = condition.add(ledger_entry::Column::ReceiptId.eq(receipt_id.as_str()));
         }
         // The most selective index drives: a notice, then an account; the other filters are
         // checked on the candidates, which are read in order in bounded batches.
