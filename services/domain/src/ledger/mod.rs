@@ -381,11 +381,11 @@ pub enum EntryError {
     MixedBooks,
 }
 
-/// The business cause of an entry: which notice, receipt, flow or treasury line moved money.
 /// The longest PagoPA receiptId accepted. The schema leaves it an unbounded string; the
 /// Node's own are 32 characters, and a bound keeps a hostile message from filling the books.
 pub const RECEIPT_ID_MAX_CHARS: usize = 256;
 
+/// The business cause of an entry: which notice, receipt, flow or treasury line moved money.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cause {
     /// The debt position.
