@@ -572,7 +572,7 @@ async fn without_the_subscription_key_the_archive_refuses(engine: Engine) -> any
     assert!(app.store.outbox_dead("aca.position").await?.is_empty());
     let keyed = AcaRelay::new(app.store.clone(), fast(&fake))?;
     assert_eq!(drain(&keyed).await?, 2);
-    let accepted: Vec<String> = fake.with(|s| {
+    let mut accepted: Vec<String> = fake.with(|s| {
         s.accepted
             .iter()
             .filter_map(|b| b["iuv"].as_str().map(str::to_owned))
@@ -584,11 +584,10 @@ async fn without_the_subscription_key_the_archive_refuses(engine: Engine) -> any
             .iter()
             .flat_map(|o| o.installments.iter().map(|i| i.iuv.clone())),
     );
-    let mut accepted_sorted = accepted.clone();
-    accepted_sorted.sort();
+    accepted.sort();
     expected.sort();
     assert_eq!(
-        accepted_sorted, expected,
+        accepted, expected,
         "each position published once, every IUV of the TARI"
     );
     assert_eq!(

@@ -359,23 +359,31 @@ impl crate::Store {
             .collect())
     }
 
-    /// Puts a dead-letter event back in the queue, due now, its attempts reset. It queues
-    /// behind what its aggregate has pending: it asks for the current state to be published,
-    /// like any newer event, and must not jump ahead of one a relay may be delivering.
-    pub async fn outbox_replay(&self, id: &str) -> Result<(), AppError> {
+    /// The update that puts dead letters back in the queue, due now, attempts reset, unleased
+    /// and ordered after what their aggregates have pending; the caller narrows it.
+    fn requeue_dead(&self) -> sea_orm::UpdateMany<outbox_event::Entity> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, QueryFilter};
-        let id = Uuid::parse_str(id.trim())
-            .map_err(|_| AppError::invalid("id", "not an event id (UUID)"))?;
         let now_micros = crate::ledger::micros(self.now());
-        let result = outbox_event::Entity::update_many()
+        outbox_event::Entity::update_many()
             .col_expr(outbox_event::Column::State, Expr::value("pending"))
             .col_expr(outbox_event::Column::Attempts, Expr::value(0))
             .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
             .col_expr(outbox_event::Column::OrderMicros, Expr::value(now_micros))
             .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
-            .filter(outbox_event::Column::Id.eq(id))
             .filter(outbox_event::Column::State.eq("dead"))
+    }
+
+    /// Puts a dead-letter event back in the queue, due now, its attempts reset. It queues
+    /// behind what its aggregate has pending: it asks for the current state to be published,
+    /// like any newer event, and must not jump ahead of one a relay may be delivering.
+    pub async fn outbox_replay(&self, id: &str) -> Result<(), AppError> {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let id = Uuid::parse_str(id.trim())
+            .map_err(|_| AppError::invalid("id", "not an event id (UUID)"))?;
+        let result = self
+            .requeue_dead()
+            .filter(outbox_event::Column::Id.eq(id))
             .exec(self.db())
             .await?;
         if result.rows_affected == 0 {
@@ -392,16 +400,8 @@ impl crate::Store {
     /// Replayed events of one aggregate share one order: each publishes the aggregate's state
     /// when it is delivered, so which goes first does not change what the archive ends with.
     pub async fn outbox_replay_dead(&self, topic: &str) -> Result<u64, AppError> {
-        use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, QueryFilter};
-        let now_micros = crate::ledger::micros(self.now());
-        let mut update = outbox_event::Entity::update_many()
-            .col_expr(outbox_event::Column::State, Expr::value("pending"))
-            .col_expr(outbox_event::Column::Attempts, Expr::value(0))
-            .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
-            .col_expr(outbox_event::Column::OrderMicros, Expr::value(now_micros))
-            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
-            .filter(outbox_event::Column::State.eq("dead"));
+        let mut update = self.requeue_dead();
         if !topic.is_empty() {
             update = update.filter(outbox_event::Column::Topic.eq(topic));
         }

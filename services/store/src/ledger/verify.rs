@@ -649,9 +649,10 @@ impl Store {
         let mut next = start;
         // The next chunks are read while this one is checked, READ_AHEAD at once: each read
         // is one backend streaming on its own core, and hashing keeps the others busy.
-        // Reads still in flight when a break ends the loop are left to finish, not aborted:
-        // cancelling them mid-stream (aborting the tasks) made a later verification on the
-        // same pool see wrong rows in the tests, so a connection never goes back mid-COPY.
+        // Every read is its own task and is never aborted: when a break ends the loop or the
+        // caller stops waiting (a cancelled gRPC call), reads in flight still finish. A COPY
+        // dropped half read sends its connection back to the pool with the rest pending, and
+        // the next query on it gets wrong rows.
         let mut reads = std::collections::VecDeque::new();
         let mut read_from = start;
         while next <= end {
@@ -666,8 +667,6 @@ impl Store {
                 )));
                 read_from = last + 1;
             }
-            // Every read runs as its own task, so that a caller who stops waiting (a cancelled
-            // gRPC call) never drops a COPY stream half read.
             let read = reads
                 .pop_front()
                 .ok_or_else(|| AppError::Internal("no chunk read queued".into()))?;
