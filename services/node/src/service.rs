@@ -12,8 +12,12 @@
 use incasso_domain::debt_position::{
     DebtPosition, EffectiveInstallmentState, Installment, KindDetails,
 };
+use incasso_domain::notice_number::NoticeNumber;
+use incasso_domain::rome_time;
 use incasso_domain::validation::format_date;
-use incasso_store::receipts::{ReceiptInput, ReceiptTransferInput};
+use incasso_store::receipts::{
+    NodeOutcome, ReceiptFacts, ReceiptInput, ReceiptPrimitive, ReceiptTransferInput,
+};
 use incasso_store::{AppError, Store};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -107,6 +111,9 @@ pub enum Refusal {
     /// A use case failed.
     #[error(transparent)]
     Store(AppError),
+    /// A receipt could not be stored at all (not even parked): the Node must deliver it again.
+    #[error("the receipt could not be stored: {0}")]
+    ReceiptNotStored(AppError),
     /// Stored data breaks an invariant the answer relies on (a bug or tampering).
     #[error("internal invariant broken: {0}")]
     Inconsistent(String),
@@ -149,7 +156,7 @@ impl Refusal {
                     "notice unknown to the creditor".to_owned(),
                 );
             }
-            Self::Store(AppError::Unavailable(_)) => {
+            Self::Store(AppError::Unavailable(_)) | Self::ReceiptNotStored(_) => {
                 return (
                     FaultCode::SystemError,
                     "temporarily unavailable, retry".to_owned(),
@@ -172,6 +179,9 @@ impl Refusal {
             Self::Store(AppError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "storage unavailable");
             }
+            Self::ReceiptNotStored(error) => {
+                tracing::error!(%error, "receipt not stored: the Node will deliver it again");
+            }
             Self::Store(error) if code == FaultCode::Semantica => {
                 tracing::error!(%error, "internal error");
             }
@@ -190,6 +200,22 @@ pub struct NodeService {
     store: Store,
     station: StationConfig,
     limits: Limits,
+}
+
+/// The instant of a receipt's paymentDateTime: as written when it carries `Z` or an offset,
+/// Europe/Rome time when it carries none (as PagoPA's samples write it).
+fn paid_at(text: &str) -> Option<time::OffsetDateTime> {
+    use time::format_description::well_known::Rfc3339;
+    if let Ok(instant) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Some(instant);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+    let (local, _) = text.split_at(text.len().min(19));
+    let local = time::PrimitiveDateTime::parse(local, format).ok()?;
+    // The Rome offset of the local time read as UTC differs from the right one only within
+    // an hour of a change of offset; one correction step settles it.
+    let guess = local.assume_offset(rome_time::rome_offset(local.assume_utc()));
+    Some(local.assume_offset(rome_time::rome_offset(guess)))
 }
 
 /// The span of one call to the endpoint. It is opened before the message is read, so that
@@ -456,36 +482,51 @@ impl NodeService {
         record("notice_number", &receipt.notice_number);
         record("iuv", &receipt.creditor_reference_id);
         let input = ReceiptInput {
-            receiving_creditor: request.header.id_pa.clone(),
-            primitive: operation.name(),
-            creditor_fiscal_code: receipt.fiscal_code.clone(),
-            notice_number: receipt.notice_number.clone(),
-            iuv: receipt.creditor_reference_id.clone(),
-            receipt_id: receipt.receipt_id.clone(),
-            outcome_ok: receipt.outcome == "OK",
-            psp_id: receipt.id_psp.clone(),
-            channel_id: receipt.id_channel.clone(),
-            payment_amount_cents: receipt.payment_amount_cents,
-            fee_cents: receipt.fee_cents,
-            payment_date_time: receipt.payment_date_time.clone(),
-            stand_in: receipt.stand_in,
-            transfers: receipt
-                .transfers
-                .iter()
-                .map(|t| ReceiptTransferInput {
-                    id_transfer: t.id_transfer,
-                    beneficiary: t.fiscal_code_pa.clone(),
-                    iban: t.iban.clone(),
-                    amount_cents: t.amount_cents,
-                    remittance_information: t.remittance_information.clone(),
-                    transfer_category: t.transfer_category.clone(),
-                })
-                .collect(),
+            facts: ReceiptFacts {
+                receiving_creditor: request.header.id_pa.clone(),
+                primitive: match operation {
+                    Operation::SendRtV2 => ReceiptPrimitive::SendRtV2,
+                    _ => ReceiptPrimitive::SendRt,
+                },
+                creditor_fiscal_code: receipt.fiscal_code.clone(),
+                notice_number: receipt.notice_number.clone(),
+                notice: NoticeNumber::parse(&receipt.notice_number).ok(),
+                iuv: receipt.creditor_reference_id.clone(),
+                receipt_id: receipt.receipt_id.clone(),
+                outcome: if receipt.outcome == "OK" {
+                    NodeOutcome::Ok
+                } else {
+                    NodeOutcome::Ko
+                },
+                psp_id: receipt.id_psp.clone(),
+                channel_id: receipt.id_channel.clone(),
+                payment_amount_cents: receipt.payment_amount_cents,
+                fee_cents: receipt.fee_cents,
+                payment_date_time: receipt.payment_date_time.clone(),
+                paid_at: receipt.payment_date_time.as_deref().and_then(paid_at),
+                stand_in: receipt.stand_in,
+                transfers: receipt
+                    .transfers
+                    .iter()
+                    .map(|t| ReceiptTransferInput {
+                        id_transfer: t.id_transfer,
+                        beneficiary: t.fiscal_code_pa.clone(),
+                        iban: t.iban.clone(),
+                        amount_cents: t.amount_cents,
+                        remittance_information: t.remittance_information.clone(),
+                        transfer_category: t.transfer_category.clone(),
+                    })
+                    .collect(),
+            },
             // Redeliveries are recognised by content, not bytes: the Node may re-serialise.
             canonical: receipt.canonical(),
             raw: raw.to_vec(),
         };
-        let outcome = self.store.record_receipt(&input).await?;
+        let outcome = self
+            .store
+            .record_receipt(input)
+            .await
+            .map_err(Refusal::ReceiptNotStored)?;
         tracing::info!(outcome = ?outcome, "receipt acknowledged");
         Ok(ok(response::send_rt_ok(operation)))
     }

@@ -15,6 +15,7 @@ use incasso_domain::iban::Iban;
 use incasso_domain::notice_number::SegregationCode;
 use incasso_node::aca::AcaConfig;
 use incasso_node::service::StationConfig;
+use incasso_store::receipts::writer::ReceiptWriterConfig;
 use incasso_store::{IuvFloors, PrivacyKeys};
 
 /// The default SQLite database, created in the working directory.
@@ -93,6 +94,19 @@ pub struct AcaFileConfig {
     pub subscription_key: Option<String>,
 }
 
+/// How receipts are booked.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptsFileConfig {
+    /// The most receipts one group commit books (default 64, 1 books each alone).
+    pub batch_max: Option<usize>,
+    /// How many writers book batches concurrently (default 2 on PostgreSQL; SQLite has one
+    /// writer whatever this says).
+    pub writers: Option<usize>,
+    /// How often parked receipts whose next attempt is due are retried (default 5 seconds).
+    pub parked_retry_interval_seconds: Option<u64>,
+}
+
 /// Keys protecting personal data, hex-encoded.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +139,9 @@ pub struct FileConfig {
     /// The Stand-In archive relay.
     #[serde(default)]
     pub aca: AcaFileConfig,
+    /// Receipt booking.
+    #[serde(default)]
+    pub receipts: ReceiptsFileConfig,
     /// Personal-data keys.
     #[serde(default)]
     pub privacy: PrivacyConfig,
@@ -204,6 +221,10 @@ pub struct Settings {
     pub soap_body_limit_bytes: usize,
     /// The Stand-In archive relay, when configured.
     pub aca: Option<AcaConfig>,
+    /// Group commit of receipts.
+    pub receipt_writer: ReceiptWriterConfig,
+    /// How often due parked receipts are retried.
+    pub parked_retry_interval: std::time::Duration,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -303,6 +324,30 @@ impl Settings {
                 ));
             }
         };
+        let receipt_writer = ReceiptWriterConfig {
+            max_batch: match file.receipts.batch_max {
+                Some(0) => {
+                    return Err(ConfigError::Invalid(
+                        "receipts.batch_max: must be at least 1".into(),
+                    ));
+                }
+                Some(n) => n.min(1000),
+                None => 64,
+            },
+            writers: if database_url.starts_with("sqlite:") {
+                1
+            } else {
+                match file.receipts.writers {
+                    Some(0) => {
+                        return Err(ConfigError::Invalid(
+                            "receipts.writers: must be at least 1".into(),
+                        ));
+                    }
+                    Some(n) => n.min(16),
+                    None => 2,
+                }
+            },
+        };
         Ok(Self {
             database_url,
             database_max_connections: file.database_max_connections.unwrap_or(16),
@@ -326,6 +371,13 @@ impl Settings {
                     overrides.aca_subscription_key.or(file.aca.subscription_key),
                 )
             }),
+            receipt_writer,
+            parked_retry_interval: std::time::Duration::from_secs(
+                file.receipts
+                    .parked_retry_interval_seconds
+                    .unwrap_or(5)
+                    .max(1),
+            ),
         })
     }
 }

@@ -31,6 +31,7 @@ pub struct Application {
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
     aca: Option<incasso_node::aca::AcaConfig>,
+    parked_retry_interval: std::time::Duration,
 }
 
 impl std::fmt::Debug for Application {
@@ -71,7 +72,10 @@ impl Application {
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
         let db = migrate(&settings).await?;
-        let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors).await?;
+        let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
+            .await?
+            .with_receipt_writer(settings.receipt_writer);
+        let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)
         })?;
@@ -86,6 +90,7 @@ impl Application {
             station,
             soap_body_limit_bytes,
             aca,
+            parked_retry_interval,
         })
     }
 
@@ -158,6 +163,18 @@ impl Application {
                 None
             }
         };
+        let (stop_parked, parked_stopped) = tokio::sync::oneshot::channel::<()>();
+        let parked_task = {
+            let store = self.store.clone();
+            let interval = self.parked_retry_interval;
+            tokio::spawn(async move {
+                store
+                    .run_parked_receipt_retries(interval, async {
+                        let _ = parked_stopped.await;
+                    })
+                    .await;
+            })
+        };
         tracing::info!(%soap_addr, path = incasso_node::http::PATH, "incasso paForNode SOAP listening");
         tracing::info!(%addr, "incasso gRPC listening");
         let server = Server::builder()
@@ -188,6 +205,7 @@ impl Application {
         let _ = stop.send(());
         let _ = stop_soap.send(());
         let _ = stop_relay.send(());
+        let _ = stop_parked.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
             let grpc = server.await;
@@ -195,6 +213,7 @@ impl Application {
             if let Some(relay) = relay_task {
                 let _ = relay.await;
             }
+            let _ = parked_task.await;
             (grpc, soap)
         };
         match tokio::time::timeout(self.shutdown_grace, drained).await {

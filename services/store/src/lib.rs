@@ -43,6 +43,7 @@ pub struct Store {
     registry: Arc<CreditorRegistry>,
     keys: PrivacyKeys,
     clock: Clock,
+    receipt_writer: Option<receipts::writer::WriterHandle>,
 }
 
 impl std::fmt::Debug for Store {
@@ -74,6 +75,7 @@ impl Store {
             registry: Arc::new(registry),
             keys,
             clock: Arc::new(OffsetDateTime::now_utc),
+            receipt_writer: None,
         };
         creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
         Ok(store)

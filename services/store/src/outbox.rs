@@ -29,21 +29,6 @@ pub struct PositionChanged {
 /// the position changed but the day.
 pub const AMOUNT_BAND: &str = "amount_band";
 
-/// Queues an event in the caller's transaction.
-pub(crate) async fn enqueue(
-    db: &impl ConnectionTrait,
-    topic: &str,
-    aggregate_id: &str,
-    payload: &impl Serialize,
-    now: OffsetDateTime,
-) -> Result<(), AppError> {
-    let payload = serde_json::to_string(payload).map_err(|e| AppError::Internal(e.to_string()))?;
-    outbox_event::Entity::insert(model(topic, aggregate_id, payload, now))
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
-}
-
 /// The row of a new event, for batch inserts.
 pub(crate) fn model(
     topic: &str,

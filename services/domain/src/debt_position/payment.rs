@@ -94,7 +94,7 @@ pub fn apply_payment(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::debt_position::update::{apply_cancel, plan_cancel};
     use crate::debt_position::{
@@ -108,7 +108,7 @@ mod tests {
     use uuid::Uuid;
 
     /// A position with options of the given sizes; installment `k` expires on day `k`.
-    fn position(option_sizes: &[usize]) -> DebtPosition {
+    pub(crate) fn position(option_sizes: &[usize]) -> DebtPosition {
         let mut base = 0;
         let payment_options = option_sizes
             .iter()

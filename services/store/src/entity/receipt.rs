@@ -20,6 +20,7 @@ pub struct Model {
     pub payment_amount_cents: i64,
     pub fee_cents: Option<i64>,
     pub payment_date_time: Option<String>,
+    pub paid_at: Option<TimeDateTimeWithTimeZone>,
     pub stand_in: bool,
     pub classification: String,
     pub flags: String,

@@ -1,0 +1,767 @@
+//! Booking a batch of receipts in one transaction. Each receipt of the batch is first told
+//! apart: a redelivery or a conflict (its key is stored, or an earlier receipt of the batch
+//! has it), or a new receipt. New receipts are classified one after the other against their
+//! positions, locked together in id order (so two batches on other replicas never deadlock on
+//! them) and held in memory, so a second payment in the same batch sees the first. A receipt
+//! whose planning fails (its position cannot be read, a posting rule breaks an invariant) is
+//! taken out of the batch and parked after the commit. Then every table is written with
+//! multi-row statements and the ledger entries of the whole batch are chained under one lock
+//! of the chain head.
+//!
+//! A statement that fails for a non-transient reason fails the whole batch: it is rolled back
+//! and every receipt is booked again alone, so one bad receipt never fails the others, and a
+//! receipt that fails alone is parked. A transient failure (the database unreachable, a lost
+//! deadlock) fails the batch's receipts with [`AppError::Unavailable`]: nothing of them was
+//! stored, and the Node delivers them again.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+};
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use incasso_domain::debt_position::payment::PaymentOutcome;
+use incasso_domain::debt_position::{DebtPosition, InstallmentState};
+use incasso_domain::fiscal_code::OrganizationFiscalCode;
+use incasso_domain::ledger::rules::{self, Receipt as LedgerReceipt};
+use incasso_domain::ledger::{EntryDraft, is_psp_id};
+use incasso_domain::receipt::{Classification, PaymentFacts, ReceiptFlag, classify};
+use incasso_domain::rome_time;
+
+use super::{
+    NodeOutcome, RECEIPT_HASH_PURPOSE, ReceiptFacts, ReceiptInput, ReceiptKey, ReceiptOutcome,
+};
+use crate::Store;
+use crate::batch::insert_chunked;
+use crate::entity::{debt_position, installment, receipt, receipt_conflict, receipt_transfer};
+use crate::error::AppError;
+use crate::ledger::{self, SourceDocumentInput};
+use crate::outbox;
+
+/// How often a batch that raced another replica on a receipt key is tried again before its
+/// receipts are booked one by one.
+const RACE_RETRIES: usize = 3;
+
+/// The civil day of a payment: the Europe/Rome day of its paymentDateTime, or today.
+pub(crate) fn payment_day(paid_at: Option<OffsetDateTime>, now: OffsetDateTime) -> Date {
+    rome_time::rome_date(paid_at.unwrap_or(now))
+}
+
+/// The ledger's name for a PSP: idPSP with anything but letters, digits, `_` and `-` replaced.
+fn psp_account_id(psp: &str) -> String {
+    let cleaned: String = psp
+        .chars()
+        .take(35)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if is_psp_id(&cleaned) {
+        cleaned
+    } else {
+        "UNKNOWN".to_owned()
+    }
+}
+
+/// What booking one new receipt writes, decided before anything is written.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    /// How it is booked.
+    pub classification: Classification,
+    /// Its flags.
+    pub flags: Vec<ReceiptFlag>,
+    /// The position it paid, when incasso issued its notice.
+    pub position_id: Option<Uuid>,
+    /// The installment it paid.
+    pub installment_id: Option<Uuid>,
+    /// Its ledger entries.
+    pub drafts: Vec<EntryDraft>,
+    /// Whether it settled its notice (the position's new state is published).
+    pub settled: bool,
+}
+
+/// The positions a batch touches: as loaded, and as the batch leaves them.
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    before: HashMap<Uuid, DebtPosition>,
+    after: HashMap<Uuid, DebtPosition>,
+}
+
+/// Plans the booking of `facts` in order, in `txn`: finds, locks and loads their positions,
+/// classifies each receipt and derives its ledger entries. A receipt that cannot be planned
+/// gets the reason, and leaves the positions as they were.
+pub(crate) async fn plan(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    facts: &[&ReceiptFacts],
+    now: OffsetDateTime,
+) -> Result<(Vec<Result<Planned, String>>, Positions), AppError> {
+    let notice_positions = positions_of_notices(store, txn, facts).await?;
+    let ids: BTreeSet<Uuid> = notice_positions.values().copied().collect();
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    lock_positions(txn, &ids, now).await?;
+    let mut positions = Positions::default();
+    let mut unreadable: HashMap<Uuid, String> = HashMap::new();
+    match store.load_many(txn, &ids).await {
+        Ok(loaded) => {
+            for p in loaded {
+                positions.before.insert(p.id, p);
+            }
+        }
+        // One undecodable position must not hold back the others' receipts.
+        Err(_) => {
+            for id in &ids {
+                match store.load(txn, *id).await {
+                    Ok(p) => {
+                        positions.before.insert(p.id, p);
+                    }
+                    Err(error) => {
+                        unreadable.insert(*id, error.to_string());
+                    }
+                }
+            }
+        }
+    }
+    for id in &ids {
+        if !positions.before.contains_key(id) && !unreadable.contains_key(id) {
+            unreadable.insert(*id, format!("debt position {id} vanished"));
+        }
+    }
+    positions.after = positions.before.clone();
+    let mut plans = Vec::with_capacity(facts.len());
+    for f in facts {
+        let position_id = notice_positions
+            .get(&(f.creditor_fiscal_code.clone(), f.notice_number.clone()))
+            .copied();
+        if let Some(id) = position_id
+            && let Some(reason) = unreadable.get(&id)
+        {
+            plans.push(Err(format!("its debt position cannot be read: {reason}")));
+            continue;
+        }
+        let saved = position_id.and_then(|id| positions.after.get(&id).cloned());
+        let planned = plan_one(
+            f,
+            position_id.and_then(|id| positions.after.get_mut(&id)),
+            now,
+        );
+        if planned.is_err()
+            && let (Some(id), Some(saved)) = (position_id, saved)
+        {
+            positions.after.insert(id, saved);
+        }
+        plans.push(planned);
+    }
+    Ok((plans, positions))
+}
+
+/// Classifies one receipt against its position (updated in place when it settles) and
+/// derives its ledger entries.
+fn plan_one(
+    facts: &ReceiptFacts,
+    position: Option<&mut DebtPosition>,
+    now: OffsetDateTime,
+) -> Result<Planned, String> {
+    let paid_on = payment_day(facts.paid_at, now);
+    let before = position.as_ref().map(|p| (*p).clone());
+    let installment = match (&before, &facts.notice) {
+        (Some(p), Some(n)) => p.installment(n).cloned(),
+        _ => None,
+    };
+    if let (Some(p), None) = (&before, &installment) {
+        return Err(format!(
+            "notice {} is indexed under debt position {} but is not one of its notices",
+            facts.notice_number, p.id
+        ));
+    }
+    let mut position = position;
+    let classified = classify(
+        position.as_deref_mut(),
+        &PaymentFacts {
+            notice: facts.notice.as_ref(),
+            paid: facts.outcome == NodeOutcome::Ok,
+            paid_on,
+            amount_cents: facts.payment_amount_cents,
+            stand_in: facts.stand_in,
+            other_creditor: facts.creditor_fiscal_code != facts.receiving_creditor,
+        },
+    );
+    let ledger_receipt = LedgerReceipt {
+        psp: psp_account_id(&facts.psp_id),
+        receipt_id: facts.receipt_id.clone(),
+        notice_number: facts.notice_number.clone(),
+        iuv: facts.iuv.clone(),
+        transfers: facts
+            .transfers
+            .iter()
+            .filter_map(|t| {
+                OrganizationFiscalCode::parse(&t.beneficiary)
+                    .ok()
+                    .map(|b| (b, t.amount_cents))
+            })
+            .collect(),
+    };
+    let mut drafts = Vec::new();
+    let mut settled = false;
+    match (&before, &position, &installment, &classified.outcome) {
+        (Some(before), Some(after), Some(installment), Some(PaymentOutcome::Settled { .. })) => {
+            drafts.extend(rules::receipt_paid(
+                before,
+                after,
+                installment,
+                &ledger_receipt,
+            ));
+            settled = true;
+        }
+        (Some(position), _, _, Some(PaymentOutcome::AlreadyPaid)) => {
+            drafts.extend(rules::double_payment(position, &ledger_receipt));
+        }
+        (Some(position), _, _, Some(PaymentOutcome::NotPayable { .. })) => {
+            drafts.extend(rules::receipt_closed_notice(position, &ledger_receipt));
+        }
+        _ if classified.classification == Classification::UnknownNotice => {
+            if let Ok(books) = OrganizationFiscalCode::parse(&facts.receiving_creditor) {
+                drafts.extend(rules::receipt_unknown_notice(&books, &ledger_receipt));
+            }
+        }
+        _ => {}
+    }
+    for draft in &drafts {
+        draft.validate().map_err(|error| {
+            format!(
+                "the posting rule for a {} receipt produced an invalid {} entry: {error}",
+                classified.classification.as_str(),
+                draft.event_type.as_str()
+            )
+        })?;
+    }
+    Ok(Planned {
+        classification: classified.classification,
+        flags: classified.flags,
+        position_id: before.as_ref().map(|p| p.id),
+        installment_id: installment.map(|i| i.id),
+        drafts,
+        settled,
+    })
+}
+
+/// The positions of the notices incasso issued, by (creditor, notice number as sent).
+async fn positions_of_notices(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    facts: &[&ReceiptFacts],
+) -> Result<HashMap<(String, String), Uuid>, AppError> {
+    let issued: BTreeSet<&str> = facts
+        .iter()
+        .filter(|f| store.registry().issuer(&f.creditor_fiscal_code).is_some())
+        .map(|f| f.notice_number.as_str())
+        .collect();
+    if issued.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String, Uuid)> = installment::Entity::find()
+        .select_only()
+        .column(installment::Column::CreditorFiscalCode)
+        .column(installment::Column::NoticeNumber)
+        .column(installment::Column::DebtPositionId)
+        .filter(installment::Column::NoticeNumber.is_in(issued))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(creditor, notice, position)| ((creditor, notice), position))
+        .collect())
+}
+
+/// Takes the row locks of `ids` (sorted) by bumping their versions: concurrent changes of
+/// these positions, and other batches paying them, wait for this transaction.
+async fn lock_positions(
+    txn: &DatabaseTransaction,
+    ids: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<(), AppError> {
+    // One statement per position, in id order: a multi-row UPDATE locks rows in the order
+    // the plan visits them, which two batches need not share.
+    for id in ids {
+        debt_position::Entity::update_many()
+            .col_expr(
+                debt_position::Column::Version,
+                Expr::col(debt_position::Column::Version).add(1),
+            )
+            .col_expr(debt_position::Column::UpdatedAt, Expr::value(now))
+            .filter(debt_position::Column::Id.eq(*id))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes the installment and position states the batch changed.
+pub(crate) async fn write_states(
+    txn: &DatabaseTransaction,
+    positions: &Positions,
+    now: OffsetDateTime,
+) -> Result<(), AppError> {
+    for (id, after) in &positions.after {
+        let Some(before) = positions.before.get(id) else {
+            continue;
+        };
+        for (old, new) in before.installments().zip(after.installments()) {
+            if old.state != new.state {
+                let mut update = installment::Entity::update_many()
+                    .col_expr(installment::Column::State, Expr::value(new.state.as_str()))
+                    .col_expr(installment::Column::UpdatedAt, Expr::value(now));
+                if new.state == InstallmentState::Paid {
+                    update = update.col_expr(installment::Column::PaidAt, Expr::value(Some(now)));
+                }
+                update
+                    .filter(installment::Column::Id.eq(new.id))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+        if before.state != after.state {
+            debt_position::Entity::update_many()
+                .col_expr(
+                    debt_position::Column::State,
+                    Expr::value(after.state.as_str()),
+                )
+                .filter(debt_position::Column::Id.eq(after.id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The outbox events of booked receipts: the Stand-In archive's once per settled position,
+/// the Fascicolo's once per paid receipt.
+pub(crate) fn outbox_events(
+    booked: &[(&ReceiptFacts, &Planned)],
+    now: OffsetDateTime,
+) -> Vec<crate::entity::outbox_event::ActiveModel> {
+    let mut events = Vec::new();
+    let mut published = BTreeSet::new();
+    for (facts, planned) in booked {
+        if planned.settled
+            && let Some(id) = planned.position_id
+            && published.insert(id)
+        {
+            events.push(outbox::position_changed(id, "paid", now));
+        }
+        if planned.classification != Classification::NotPaid {
+            let payload = serde_json::json!({
+                "receipt_key": [facts.creditor_fiscal_code, facts.iuv, facts.receipt_id],
+                "classification": planned.classification.as_str(),
+                "debt_position_id": planned.position_id,
+            });
+            events.push(outbox::model(
+                outbox::FASCICOLO_PAYMENT,
+                &facts.iuv,
+                payload.to_string(),
+                now,
+            ));
+        }
+    }
+    events
+}
+
+/// The rows of a receipt's transfers.
+pub(crate) fn transfer_rows(
+    row_id: Uuid,
+    facts: &ReceiptFacts,
+) -> Vec<receipt_transfer::ActiveModel> {
+    facts
+        .transfers
+        .iter()
+        .enumerate()
+        .map(|(index, t)| receipt_transfer::ActiveModel {
+            receipt_row_id: Set(row_id),
+            // At most five transfers: the parser refuses more.
+            transfer_index: Set(i16::try_from(index).unwrap_or(i16::MAX)),
+            creditor_fiscal_code: Set(facts.creditor_fiscal_code.clone()),
+            iuv: Set(facts.iuv.clone()),
+            receipt_id: Set(facts.receipt_id.clone()),
+            id_transfer: Set(i16::from(t.id_transfer)),
+            beneficiary_fiscal_code: Set(t.beneficiary.clone()),
+            iban: Set(t.iban.clone()),
+            amount_cents: Set(t.amount_cents),
+            remittance_information: Set(t.remittance_information.clone()),
+            transfer_category: Set(t.transfer_category.clone()),
+        })
+        .collect()
+}
+
+/// The row of a receipt.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn receipt_row(
+    row_id: Uuid,
+    facts: &ReceiptFacts,
+    content_hash: &str,
+    document_id: Uuid,
+    classification: Classification,
+    flags: &[ReceiptFlag],
+    position_id: Option<Uuid>,
+    installment_id: Option<Uuid>,
+    now: OffsetDateTime,
+) -> receipt::ActiveModel {
+    receipt::ActiveModel {
+        id: Set(row_id),
+        creditor_fiscal_code: Set(facts.creditor_fiscal_code.clone()),
+        iuv: Set(facts.iuv.clone()),
+        receipt_id: Set(facts.receipt_id.clone()),
+        notice_number: Set(facts.notice_number.clone()),
+        receiving_creditor: Set(facts.receiving_creditor.clone()),
+        content_sha256: Set(content_hash.to_owned()),
+        source_document_id: Set(document_id),
+        primitive: Set(facts.primitive.name().to_owned()),
+        psp_id: Set(facts.psp_id.chars().take(35).collect()),
+        channel_id: Set(facts.channel_id.chars().take(35).collect()),
+        payment_amount_cents: Set(facts.payment_amount_cents),
+        fee_cents: Set(facts.fee_cents),
+        payment_date_time: Set(facts.payment_date_time.clone()),
+        paid_at: Set(facts.paid_at),
+        stand_in: Set(facts.stand_in),
+        classification: Set(classification.as_str().to_owned()),
+        flags: Set(ReceiptFlag::join(flags)),
+        debt_position_id: Set(position_id),
+        installment_id: Set(installment_id),
+        received_at: Set(now),
+    }
+}
+
+/// The stored content hashes of the keys in `keys` that are already stored.
+pub(crate) async fn stored_hashes(
+    txn: &DatabaseTransaction,
+    keys: &[ReceiptKey],
+) -> Result<HashMap<ReceiptKey, String>, AppError> {
+    let receipt_ids: BTreeSet<&str> = keys.iter().map(|k| k.receipt_id.as_str()).collect();
+    if receipt_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, String, String, String)> = receipt::Entity::find()
+        .select_only()
+        .column(receipt::Column::CreditorFiscalCode)
+        .column(receipt::Column::Iuv)
+        .column(receipt::Column::ReceiptId)
+        .column(receipt::Column::ContentSha256)
+        .filter(receipt::Column::ReceiptId.is_in(receipt_ids))
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(creditor_fiscal_code, iuv, receipt_id, hash)| {
+            (
+                ReceiptKey {
+                    creditor_fiscal_code,
+                    iuv,
+                    receipt_id,
+                },
+                hash,
+            )
+        })
+        .collect())
+}
+
+/// What the batch decided for one of its receipts.
+enum Decision {
+    /// A new receipt, planned.
+    Book(Planned),
+    /// A new receipt that cannot be booked now: parked after the commit.
+    Park(String),
+    /// The same receipt as a stored one, or as receipt `usize` of the batch.
+    Redelivered,
+    /// The same key as a stored receipt with other content.
+    Conflict,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// Another replica stored one of its keys first: plan again.
+    Raced,
+    /// A statement failed.
+    Failed(AppError),
+}
+
+impl From<AppError> for BatchError {
+    fn from(error: AppError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+impl From<sea_orm::DbErr> for BatchError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+/// Books `inputs` together; one outcome per input, in order. Errors are transient ones only.
+pub async fn book_batch(
+    store: &Store,
+    inputs: Vec<ReceiptInput>,
+) -> Vec<Result<ReceiptOutcome, AppError>> {
+    let now = store.now();
+    let hashes: Vec<String> = inputs
+        .iter()
+        .map(|i| {
+            store
+                .keys()
+                .document_hash(RECEIPT_HASH_PURPOSE, &i.canonical)
+        })
+        .collect();
+    for _ in 0..RACE_RETRIES {
+        match try_batch(store, &inputs, &hashes, now).await {
+            Ok(decisions) => return finish(store, inputs, &hashes, decisions).await,
+            Err(BatchError::Raced) => continue,
+            Err(BatchError::Failed(AppError::Unavailable(detail))) => {
+                tracing::warn!(receipts = inputs.len(), %detail, "receipt batch failed: storage unavailable");
+                return inputs
+                    .iter()
+                    .map(|_| Err(AppError::Unavailable(detail.clone())))
+                    .collect();
+            }
+            Err(BatchError::Failed(error)) if inputs.len() == 1 => {
+                let [input] = <[ReceiptInput; 1]>::try_from(inputs)
+                    .unwrap_or_else(|_| unreachable!("checked: one input"));
+                let hash = hashes.into_iter().next().unwrap_or_default();
+                return vec![super::park::park(store, input, &hash, &error.to_string()).await];
+            }
+            Err(BatchError::Failed(error)) => {
+                tracing::warn!(receipts = inputs.len(), %error, "receipt batch failed: booking each receipt alone");
+                let mut outcomes = Vec::with_capacity(inputs.len());
+                for input in inputs {
+                    outcomes.extend(Box::pin(book_batch(store, vec![input])).await);
+                }
+                return outcomes;
+            }
+        }
+    }
+    tracing::warn!(
+        receipts = inputs.len(),
+        "receipt batch kept racing another writer: booking each receipt alone"
+    );
+    let mut outcomes = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let hash = store
+            .keys()
+            .document_hash(RECEIPT_HASH_PURPOSE, &input.canonical);
+        outcomes.push(
+            match try_batch(
+                store,
+                std::slice::from_ref(&input),
+                std::slice::from_ref(&hash),
+                now,
+            )
+            .await
+            {
+                Ok(decisions) => finish(store, vec![input], &[hash], decisions)
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Err(AppError::Unavailable("no outcome".into()))),
+                Err(BatchError::Raced) => Err(AppError::Unavailable(
+                    "the receipt's key was being written by another writer".into(),
+                )),
+                Err(BatchError::Failed(error @ AppError::Unavailable(_))) => Err(error),
+                Err(BatchError::Failed(error)) => {
+                    super::park::park(store, input, &hash, &error.to_string()).await
+                }
+            },
+        );
+    }
+    outcomes
+}
+
+/// After the commit: parks what could not be booked, logs, and turns decisions into
+/// outcomes.
+async fn finish(
+    store: &Store,
+    inputs: Vec<ReceiptInput>,
+    hashes: &[String],
+    decisions: Vec<Decision>,
+) -> Vec<Result<ReceiptOutcome, AppError>> {
+    let mut outcomes = Vec::with_capacity(inputs.len());
+    for ((input, decision), hash) in inputs.into_iter().zip(decisions).zip(hashes) {
+        let facts = &input.facts;
+        outcomes.push(match decision {
+            Decision::Book(planned) => {
+                tracing::info!(
+                    creditor = %facts.creditor_fiscal_code,
+                    iuv = %facts.iuv,
+                    classification = planned.classification.as_str(),
+                    flags = %ReceiptFlag::join(&planned.flags),
+                    "receipt recorded"
+                );
+                Ok(ReceiptOutcome::Recorded(planned.classification))
+            }
+            Decision::Park(reason) => super::park::park(store, input, hash, &reason).await,
+            Decision::Redelivered => Ok(ReceiptOutcome::Redelivered),
+            Decision::Conflict => {
+                tracing::warn!(
+                    creditor = %facts.creditor_fiscal_code,
+                    iuv = %facts.iuv,
+                    "receipt redelivered with different content: recorded for an operator"
+                );
+                Ok(ReceiptOutcome::Conflict)
+            }
+        });
+    }
+    outcomes
+}
+
+/// One attempt at the batch, committed when it returns `Ok`.
+async fn try_batch(
+    store: &Store,
+    inputs: &[ReceiptInput],
+    hashes: &[String],
+    now: OffsetDateTime,
+) -> Result<Vec<Decision>, BatchError> {
+    let txn = store.db().begin().await?;
+    let keys: Vec<ReceiptKey> = inputs.iter().map(|i| i.facts.key()).collect();
+    let stored = stored_hashes(&txn, &keys).await?;
+    // Decide what each receipt is; `None` marks the new ones, planned below.
+    let mut first_of_key: HashMap<&ReceiptKey, usize> = HashMap::new();
+    let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(inputs.len());
+    for (index, key) in keys.iter().enumerate() {
+        let known = stored
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| first_of_key.get(key).map(|&first| hashes[first].as_str()));
+        decisions.push(match known {
+            Some(hash) if hash == hashes[index] => Some(Decision::Redelivered),
+            Some(_) => Some(Decision::Conflict),
+            None => {
+                first_of_key.insert(key, index);
+                None
+            }
+        });
+    }
+    let new: Vec<usize> = (0..inputs.len())
+        .filter(|&i| decisions[i].is_none())
+        .collect();
+    let new_facts: Vec<&ReceiptFacts> = new.iter().map(|&i| &inputs[i].facts).collect();
+    let (plans, positions) = plan(store, &txn, &new_facts, now).await?;
+    for (&index, planned) in new.iter().zip(plans) {
+        decisions[index] = Some(match planned {
+            Ok(planned) => Decision::Book(planned),
+            Err(reason) => Decision::Park(reason),
+        });
+    }
+    let decisions: Vec<Decision> = decisions
+        .into_iter()
+        .map(|d| d.unwrap_or(Decision::Redelivered))
+        .collect();
+
+    // The raw messages of booked receipts and of conflicts, in one statement.
+    let mut documents = Vec::new();
+    let mut document_of: HashMap<usize, usize> = HashMap::new();
+    for (index, decision) in decisions.iter().enumerate() {
+        let kind = match decision {
+            Decision::Book(_) => inputs[index].facts.primitive.document_kind(),
+            Decision::Conflict => "pagopa.receipt_conflict",
+            _ => continue,
+        };
+        document_of.insert(index, documents.len());
+        documents.push(SourceDocumentInput {
+            kind,
+            media_type: "text/xml",
+            content: inputs[index].raw.clone(),
+        });
+    }
+    let document_refs = ledger::store_documents(&txn, store.keys(), documents, now).await?;
+
+    let mut receipt_rows = Vec::new();
+    let mut transfer_rows_all = Vec::new();
+    let mut conflict_rows = Vec::new();
+    let mut booked = Vec::new();
+    let mut postings = Vec::new();
+    for (index, decision) in decisions.iter().enumerate() {
+        let facts = &inputs[index].facts;
+        match decision {
+            Decision::Book(planned) => {
+                let document = document_of[&index];
+                let row_id = Uuid::now_v7();
+                receipt_rows.push(receipt_row(
+                    row_id,
+                    facts,
+                    &hashes[index],
+                    document_refs[document].0,
+                    planned.classification,
+                    &planned.flags,
+                    planned.position_id,
+                    planned.installment_id,
+                    now,
+                ));
+                transfer_rows_all.extend(transfer_rows(row_id, facts));
+                postings.extend(planned.drafts.iter().cloned().map(|d| (d, Some(document))));
+                booked.push((facts, planned));
+            }
+            Decision::Conflict => conflict_rows.push(receipt_conflict::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                creditor_fiscal_code: Set(facts.creditor_fiscal_code.clone()),
+                iuv: Set(facts.iuv.clone()),
+                receipt_id: Set(facts.receipt_id.clone()),
+                content_sha256: Set(hashes[index].clone()),
+                source_document_id: Set(document_refs[document_of[&index]].0),
+                received_at: Set(now),
+            }),
+            _ => {}
+        }
+    }
+    let expected = receipt_rows.len();
+    if expected > 0 {
+        let inserted = receipt::Entity::insert_many(receipt_rows)
+            .on_conflict(
+                OnConflict::columns([
+                    receipt::Column::CreditorFiscalCode,
+                    receipt::Column::Iuv,
+                    receipt::Column::ReceiptId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+        if usize::try_from(inserted).unwrap_or(0) != expected {
+            txn.rollback().await?;
+            return Err(BatchError::Raced);
+        }
+    }
+    insert_chunked(&txn, transfer_rows_all, 11).await?;
+    insert_chunked(&txn, conflict_rows, 7).await?;
+    write_states(&txn, &positions, now).await?;
+    insert_chunked(&txn, outbox_events(&booked, now), 12).await?;
+    ledger::append_with_documents(&txn, &document_refs, postings, now).await?;
+    txn.commit().await?;
+    Ok(decisions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::{date, datetime};
+
+    #[test]
+    fn the_payment_day_is_the_rome_day_of_the_payment() {
+        let now = datetime!(2026-11-24 10:00 UTC);
+        assert_eq!(
+            payment_day(Some(datetime!(2026-07-31 22:30 UTC)), now),
+            date!(2026 - 08 - 01)
+        );
+        assert_eq!(
+            payment_day(Some(datetime!(2026-11-12 17:48:22 +01:00)), now),
+            date!(2026 - 11 - 12)
+        );
+        assert_eq!(payment_day(None, now), date!(2026 - 11 - 24));
+        assert_eq!(psp_account_id("BCITITMM"), "BCITITMM");
+        assert_eq!(psp_account_id("AB C:D"), "AB_C_D");
+    }
+}
