@@ -4,6 +4,7 @@
 //! sample bank IBAN and a sample Poste IBAN, so `incasso serve` works on a fresh machine.
 //! The sample accounts, segregation code and keys are for trying incasso out only.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -68,6 +69,9 @@ pub struct CreditorConfig {
     /// Registered Poste Italiane IBANs.
     #[serde(default)]
     pub postal_ibans: Vec<String>,
+    /// The stations (of `node.station_ids`) that serve this creditor, as registered on the
+    /// PagoPA Back Office. Default: every station.
+    pub stations: Option<Vec<String>>,
 }
 
 /// incasso's identity on the PagoPA Node.
@@ -156,6 +160,7 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             first_iuv_base: None,
             bank_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_MILANO_POSTE_IBAN.to_owned()],
+            stations: None,
         },
         CreditorConfig {
             fiscal_code: "08911820960".to_owned(),
@@ -164,6 +169,7 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             first_iuv_base: None,
             bank_ibans: vec![SAMPLE_CITTA_METROPOLITANA_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_CITTA_METROPOLITANA_POSTE_IBAN.to_owned()],
+            stations: None,
         },
     ]
 }
@@ -275,10 +281,18 @@ impl Settings {
                 "node.station_ids: 1..35 characters each, at least one".into(),
             ));
         }
+        let beneficiary_ids = registry
+            .iter()
+            .filter(|c| c.segregation_code().is_none())
+            .map(|c| c.fiscal_code().as_str().to_owned())
+            .collect();
+        let creditor_stations = creditor_stations(&creditors, &station_ids)?;
         let station = StationConfig {
             broker_id,
             station_ids,
             creditor_ids,
+            beneficiary_ids,
+            creditor_stations,
         };
         let key_hex = overrides
             .encryption_key_hex
@@ -333,6 +347,42 @@ impl Settings {
 fn hex_bytes(field: &str, value: &str) -> Result<Vec<u8>, ConfigError> {
     hex::decode(value.trim())
         .map_err(|e| ConfigError::Invalid(format!("{field}: expected hexadecimal digits ({e})")))
+}
+
+/// The station lists of the creditors that have one, each station checked against
+/// `node.station_ids`: a station the Node would never call through is a mistake in the
+/// configuration, not a creditor nobody can reach.
+fn creditor_stations(
+    creditors: &[CreditorConfig],
+    station_ids: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    let mut lists = BTreeMap::new();
+    for (i, c) in creditors.iter().enumerate() {
+        let Some(stations) = &c.stations else {
+            continue;
+        };
+        if stations.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "creditors[{i}].stations: name at least one station, or leave the key out to \
+                 have the creditor served by every station of node.station_ids"
+            )));
+        }
+        let mut list: Vec<String> = Vec::with_capacity(stations.len());
+        for station in stations {
+            let station = station.trim();
+            if !station_ids.iter().any(|s| s == station) {
+                return Err(ConfigError::Invalid(format!(
+                    "creditors[{i}].stations: '{station}' is not one of node.station_ids ({})",
+                    station_ids.join(", ")
+                )));
+            }
+            if !list.iter().any(|s| s == station) {
+                list.push(station.to_owned());
+            }
+        }
+        lists.insert(c.fiscal_code.trim().to_owned(), list);
+    }
+    Ok(lists)
 }
 
 fn registry(creditors: &[CreditorConfig]) -> Result<(CreditorRegistry, IuvFloors), ConfigError> {
