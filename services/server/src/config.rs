@@ -453,6 +453,9 @@ mod tests {
         assert_eq!(settings.station.broker_id, "01199250158");
         assert_eq!(settings.station.station_ids, ["01199250158_01"]);
         assert_eq!(settings.station.creditor_ids, ["01199250158"]);
+        assert_eq!(settings.station.beneficiary_ids, ["08911820960"]);
+        assert!(settings.station.creditor_stations.is_empty());
+        assert!(settings.station.serves("01199250158", "01199250158_01"));
         assert_eq!(settings.soap_body_limit_bytes, 1024 * 1024);
     }
 
@@ -497,5 +500,76 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown_key"), "{error}");
+    }
+
+    /// Two stations; Milan lists its station, the Città Metropolitana none: `stations` is the
+    /// only thing that changes between the cases.
+    fn two_stations(milan_stations: &str) -> FileConfig {
+        toml::from_str(&format!(
+            r#"
+            [node]
+            broker_id = "01199250158"
+            station_ids = ["01199250158_01", "01199250158_02"]
+
+            [[creditors]]
+            fiscal_code = "01199250158"
+            name = "Comune di Milano"
+            segregation_code = "12"
+            bank_ibans = ["IT02N0306909400000012345678"]
+            {milan_stations}
+
+            [[creditors]]
+            fiscal_code = "08911820960"
+            name = "Città Metropolitana di Milano"
+            bank_ibans = ["IT66Q0503401633000000098765"]
+            "#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_creditor_is_served_by_its_stations_or_by_every_station() {
+        let settings = Settings::resolve(
+            two_stations(r#"stations = [" 01199250158_02 "]"#),
+            Overrides::default(),
+        )
+        .unwrap();
+        let station = &settings.station;
+        assert!(!station.serves("01199250158", "01199250158_01"));
+        assert!(station.serves("01199250158", "01199250158_02"));
+        assert!(station.serves("08911820960", "01199250158_01"));
+        assert!(station.serves("08911820960", "01199250158_02"));
+        assert!(!station.serves("08911820960", "01199250158_03"));
+        // An old configuration, without lists: every station serves every creditor.
+        let settings = Settings::resolve(two_stations(""), Overrides::default()).unwrap();
+        assert!(settings.station.serves("01199250158", "01199250158_01"));
+        assert!(settings.station.serves("01199250158", "01199250158_02"));
+    }
+
+    #[test]
+    fn a_station_list_names_only_configured_stations() {
+        let error = Settings::resolve(
+            two_stations(r#"stations = ["01199250158_01", "01199250158_03"]"#),
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("creditors[0].stations")
+                && error.contains("'01199250158_03'")
+                && error.contains("node.station_ids"),
+            "{error}"
+        );
+        let error = Settings::resolve(two_stations("stations = []"), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].stations"), "{error}");
+        // Without [node] the only station is the default one, `<broker>_01`.
+        let mut file = two_stations(r#"stations = ["01199250158_02"]"#);
+        file.node = NodeConfig::default();
+        let error = Settings::resolve(file, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("'01199250158_02'"), "{error}");
     }
 }
