@@ -572,4 +572,49 @@ mod tests {
             .to_string();
         assert!(error.contains("'01199250158_02'"), "{error}");
     }
+
+    /// The example an operator copies is a valid configuration, and so is each commented-out
+    /// key it documents once uncommented.
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let example = include_str!("../../../incasso.example.toml");
+        for text in [example.to_owned(), uncommented(example)] {
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            let settings = Settings::resolve(file, Overrides::default()).unwrap();
+            assert!(settings.station.serves("01199250158", "01199250158_01"));
+            assert!(
+                settings
+                    .station
+                    .beneficiary_ids
+                    .contains(&"08911820960".to_owned())
+            );
+        }
+        let all = uncommented(example);
+        let settings =
+            Settings::resolve(toml::from_str(&all).unwrap(), Overrides::default()).unwrap();
+        assert!(!settings.station.serves("01199250158", "01199250158_02"));
+        assert!(settings.station.serves("08911820960", "01199250158_02"));
+    }
+
+    /// The example with its `key = value` comments (and the `[node]` header) uncommented,
+    /// except the ones whose values are placeholders.
+    fn uncommented(example: &str) -> String {
+        example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if (rest.starts_with("[node]")
+                        || rest.starts_with("broker_id")
+                        || rest.starts_with("station_ids")
+                        || rest.starts_with("body_limit_bytes")
+                        || rest.starts_with("stations")
+                        || rest.starts_with("first_iuv_base")) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
