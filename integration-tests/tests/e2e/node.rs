@@ -601,6 +601,7 @@ async fn the_official_request_samples_parse_and_are_answered(engine: Engine) -> 
             broker_id: "77777777777".to_owned(),
             station_ids: vec!["77777777777_01".to_owned()],
             creditor_ids: vec!["77777777777".to_owned()],
+            ..StationConfig::default()
         };
     })
     .await?;

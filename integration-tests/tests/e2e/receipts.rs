@@ -667,6 +667,7 @@ async fn every_field_of_a_receipt_counts_for_a_conflict_and_formatting_does_not(
             broker_id: "77777777777".to_owned(),
             station_ids: vec!["77777777777_01".to_owned()],
             creditor_ids: vec!["77777777777".to_owned()],
+            ..StationConfig::default()
         };
     })
     .await?;

@@ -9,6 +9,8 @@
 //! primitive, the creditor (idPA), the notice number and IUV, the outcome and the fault code
 //! recorded as they become known; never the debtor or the payer.
 
+use std::collections::BTreeMap;
+
 use incasso_domain::debt_position::{
     DebtPosition, EffectiveInstallmentState, Installment, KindDetails,
 };
@@ -31,16 +33,37 @@ use crate::response::{
 };
 use crate::xml::Limits;
 
-/// Who incasso is on the PagoPA Node: its intermediary (broker) and stations, and the
-/// creditors those stations serve.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who incasso is on the PagoPA Node: its intermediary (broker) and stations, the creditors
+/// those stations serve, and which stations serve which creditor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StationConfig {
     /// idBrokerPA.
     pub broker_id: String,
     /// idStation values.
     pub station_ids: Vec<String>,
-    /// idPA values (creditor fiscal codes) served.
+    /// idPA values (creditor fiscal codes) incasso issues notices for: verify, activation and
+    /// receipts.
     pub creditor_ids: Vec<String>,
+    /// idPA values that only receive receipts: beneficiaries of other creditors' notices (the
+    /// Città Metropolitana's TEFA share of a TARI notice), to which the Node broadcasts the
+    /// receipt through their own station.
+    pub beneficiary_ids: Vec<String>,
+    /// The stations of each creditor (idPA) that is served by only some of `station_ids`. A
+    /// creditor not named here is served by every station, as before stations were listed
+    /// per creditor.
+    pub creditor_stations: BTreeMap<String, Vec<String>>,
+}
+
+impl StationConfig {
+    /// Whether `station` serves `id_pa`: one of incasso's stations, and among the creditor's
+    /// own stations when it has a list.
+    pub fn serves(&self, id_pa: &str, station: &str) -> bool {
+        self.station_ids.iter().any(|s| s == station)
+            && self
+                .creditor_stations
+                .get(id_pa)
+                .is_none_or(|stations| stations.iter().any(|s| s == station))
+    }
 }
 
 /// An HTTP answer: status and SOAP body.
@@ -81,12 +104,21 @@ pub enum Refusal {
     /// idPA is not a creditor of this station.
     #[error("idPA is not served by this station")]
     UnknownCreditor,
+    /// idPA only receives receipts here: it issues no notices through incasso.
+    #[error("idPA issues no notices through this station; it only receives receipts")]
+    ReceiptsOnly,
     /// idBrokerPA is not this intermediary.
     #[error("idBrokerPA is not this intermediary")]
     UnknownBroker,
     /// idStation is not one of this intermediary's stations.
     #[error("idStation is not a station of this intermediary")]
     UnknownStation,
+    /// idStation is one of this intermediary's stations, but not one serving idPA.
+    #[error("idStation is not a station of idPA")]
+    StationNotOfCreditor,
+    /// The QR code names another creditor than idPA.
+    #[error("qrCode.fiscalCode is not idPA")]
+    QrCodeCreditorMismatch,
     /// The QR code's creditor does not issue notices here.
     #[error("the notice's creditor is not served here")]
     NoticeCreditorNotServed,
@@ -102,9 +134,6 @@ pub enum Refusal {
     /// The position was cancelled.
     #[error("the notice was cancelled")]
     Cancelled,
-    /// `transferType=POSTAL` without a Poste account.
-    #[error("no postal account is registered for this creditor")]
-    NoPostalAccount,
     /// paDemandPaymentNotice: nothing to create.
     #[error("no spontaneous-payment service is published by this creditor")]
     NoDemandService,
@@ -143,13 +172,16 @@ impl Refusal {
         let code = match self {
             Self::Unreadable(_) | Self::ActionMismatch { .. } => FaultCode::SintassiExtraXsd,
             Self::Invalid(_) => FaultCode::SintassiXsd,
-            Self::UnknownCreditor | Self::NoticeCreditorNotServed => FaultCode::IdDominioErrato,
+            Self::UnknownCreditor
+            | Self::ReceiptsOnly
+            | Self::QrCodeCreditorMismatch
+            | Self::NoticeCreditorNotServed => FaultCode::IdDominioErrato,
             Self::UnknownBroker => FaultCode::IdIntermediarioErrato,
-            Self::UnknownStation => FaultCode::StazioneIntErrata,
+            Self::UnknownStation | Self::StationNotOfCreditor => FaultCode::StazioneIntErrata,
             Self::AlreadyPaid | Self::OtherOptionPaid => FaultCode::PagamentoDuplicato,
             Self::Expired => FaultCode::PagamentoScaduto,
             Self::Cancelled => FaultCode::PagamentoAnnullato,
-            Self::NoPostalAccount | Self::NoDemandService => FaultCode::Semantica,
+            Self::NoDemandService => FaultCode::Semantica,
             Self::Store(AppError::NotFound { .. } | AppError::Invalid(_)) => {
                 return (
                     FaultCode::PagamentoSconosciuto,
@@ -381,7 +413,7 @@ impl NodeService {
         record("creditor", &id_pa);
         let result = match action_mismatch(soap_action, operation) {
             Some(refusal) => Err(refusal),
-            None => match self.check_caller(request.header()) {
+            None => match self.check_caller(operation, request.header()) {
                 Err(refusal) => Err(refusal),
                 Ok(()) => match &request {
                     Request::Verify(verify) => self.verify(verify).await,
@@ -394,15 +426,27 @@ impl NodeService {
         result.unwrap_or_else(|refusal| self.refused(Some(operation), Some(&id_pa), refusal))
     }
 
-    fn check_caller(&self, header: &Header) -> Result<(), Refusal> {
-        if !self.station.creditor_ids.contains(&header.id_pa) {
-            return Err(Refusal::UnknownCreditor);
+    /// The caller checks, in the order the answers table gives: idPA, idBrokerPA, idStation.
+    /// A creditor that only receives receipts (a beneficiary of other creditors' notices) is
+    /// a known idPA for receipts alone; verify, activation and demand stay refused for it.
+    fn check_caller(&self, operation: Operation, header: &Header) -> Result<(), Refusal> {
+        let id_pa = &header.id_pa;
+        if !self.station.creditor_ids.contains(id_pa) {
+            if !self.station.beneficiary_ids.contains(id_pa) {
+                return Err(Refusal::UnknownCreditor);
+            }
+            if !matches!(operation, Operation::SendRt | Operation::SendRtV2) {
+                return Err(Refusal::ReceiptsOnly);
+            }
         }
         if header.id_broker_pa != self.station.broker_id {
             return Err(Refusal::UnknownBroker);
         }
         if !self.station.station_ids.contains(&header.id_station) {
             return Err(Refusal::UnknownStation);
+        }
+        if !self.station.serves(id_pa, &header.id_station) {
+            return Err(Refusal::StationNotOfCreditor);
         }
         Ok(())
     }
@@ -416,13 +460,19 @@ impl NodeService {
             .map_or_else(|| fiscal_code.to_owned(), |c| c.name().to_owned())
     }
 
-    /// Finds the notice and checks that it can be paid today.
+    /// Finds the notice and checks that it can be paid today. The QR code's creditor must be
+    /// the caller's idPA: the Node verifies and activates a notice on behalf of the creditor
+    /// that issued it, and a notice is never looked up under a creditor that did not ask.
     async fn payable(
         &self,
-        fiscal_code: &str,
-        notice_number: &str,
+        header: &Header,
+        qr: &message::QrCode,
     ) -> Result<(DebtPosition, Installment), Refusal> {
+        let (fiscal_code, notice_number) = (qr.fiscal_code.as_str(), qr.notice_number.as_str());
         record("notice_number", notice_number);
+        if fiscal_code != header.id_pa {
+            return Err(Refusal::QrCodeCreditorMismatch);
+        }
         if self.store.registry().issuer(fiscal_code).is_none() {
             return Err(Refusal::NoticeCreditorNotServed);
         }
@@ -448,7 +498,7 @@ impl NodeService {
 
     async fn verify(&self, request: &VerifyRequest) -> Result<Reply, Refusal> {
         let qr = &request.qr_code;
-        let (position, installment) = self.payable(&qr.fiscal_code, &qr.notice_number).await?;
+        let (position, installment) = self.payable(&request.header, qr).await?;
         let amount = position.amount_payable_on(&installment, self.store.today());
         let option_label = position
             .payment_options
@@ -537,10 +587,22 @@ impl NodeService {
         operation: Operation,
     ) -> Result<Reply, Refusal> {
         let qr = &request.qr_code;
-        let (position, installment) = self.payable(&qr.fiscal_code, &qr.notice_number).await?;
+        let (position, installment) = self.payable(&request.header, qr).await?;
         let amount = position
             .amount_payable_on(&installment, self.store.today())
             .get();
+        if let Some(requested_cents) = request.amount_cents
+            && requested_cents != amount
+        {
+            // The creditor's amount is authoritative (the Node accepts it); a difference means
+            // the PSP showed the citizen another figure, which support may be asked about.
+            tracing::warn!(
+                notice_number = %qr.notice_number,
+                requested_cents,
+                amount_cents = amount,
+                "the Node's amount differs from today's amount; answering today's"
+            );
+        }
         let fine = matches!(position.details, KindDetails::TrafficFine(_));
         let registry = self.store.registry();
         let mut transfers = Vec::with_capacity(installment.transfers.len());
@@ -550,7 +612,17 @@ impl NodeService {
             let postal = transfer.postal_iban.as_ref().map(|i| i.as_str().to_owned());
             let iban = match (request.transfer_type, index, &postal) {
                 (Some(TransferType::Postal), 0, Some(postal)) => postal.clone(),
-                (Some(TransferType::Postal), 0, None) => return Err(Refusal::NoPostalAccount),
+                (Some(TransferType::Postal), 0, None) => {
+                    // GPD's behaviour: a creditor without a Poste account is still paid at a
+                    // Poste counter, into its bank account, rather than refused.
+                    tracing::info!(
+                        notice_number = %qr.notice_number,
+                        creditor = %transfer.beneficiary.as_str(),
+                        "transferType POSTAL without a Poste account: transfer 1 credits the \
+                         bank account"
+                    );
+                    transfer.iban.as_str().to_owned()
+                }
                 _ => transfer.iban.as_str().to_owned(),
             };
             let metadata = match (request.transfer_type, operation, &postal) {

@@ -4,6 +4,7 @@
 //! sample bank IBAN and a sample Poste IBAN, so `incasso serve` works on a fresh machine.
 //! The sample accounts, segregation code and keys are for trying incasso out only.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -69,6 +70,9 @@ pub struct CreditorConfig {
     /// Registered Poste Italiane IBANs.
     #[serde(default)]
     pub postal_ibans: Vec<String>,
+    /// The stations (of `node.station_ids`) that serve this creditor, as registered on the
+    /// PagoPA Back Office. Default: every station.
+    pub stations: Option<Vec<String>>,
 }
 
 /// incasso's identity on the PagoPA Node.
@@ -173,6 +177,7 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             first_iuv_base: None,
             bank_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_MILANO_POSTE_IBAN.to_owned()],
+            stations: None,
         },
         CreditorConfig {
             fiscal_code: "08911820960".to_owned(),
@@ -181,6 +186,7 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             first_iuv_base: None,
             bank_ibans: vec![SAMPLE_CITTA_METROPOLITANA_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_CITTA_METROPOLITANA_POSTE_IBAN.to_owned()],
+            stations: None,
         },
     ]
 }
@@ -296,10 +302,18 @@ impl Settings {
                 "node.station_ids: 1..35 characters each, at least one".into(),
             ));
         }
+        let beneficiary_ids = registry
+            .iter()
+            .filter(|c| c.segregation_code().is_none())
+            .map(|c| c.fiscal_code().as_str().to_owned())
+            .collect();
+        let creditor_stations = creditor_stations(&creditors, &station_ids)?;
         let station = StationConfig {
             broker_id,
             station_ids,
             creditor_ids,
+            beneficiary_ids,
+            creditor_stations,
         };
         let key_hex = overrides
             .encryption_key_hex
@@ -387,6 +401,42 @@ fn hex_bytes(field: &str, value: &str) -> Result<Vec<u8>, ConfigError> {
         .map_err(|e| ConfigError::Invalid(format!("{field}: expected hexadecimal digits ({e})")))
 }
 
+/// The station lists of the creditors that have one, each station checked against
+/// `node.station_ids`: a station the Node would never call through is a mistake in the
+/// configuration, not a creditor nobody can reach.
+fn creditor_stations(
+    creditors: &[CreditorConfig],
+    station_ids: &[String],
+) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    let mut lists = BTreeMap::new();
+    for (i, c) in creditors.iter().enumerate() {
+        let Some(stations) = &c.stations else {
+            continue;
+        };
+        if stations.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "creditors[{i}].stations: name at least one station, or leave the key out to \
+                 have the creditor served by every station of node.station_ids"
+            )));
+        }
+        let mut list: Vec<String> = Vec::with_capacity(stations.len());
+        for station in stations {
+            let station = station.trim();
+            if !station_ids.iter().any(|s| s == station) {
+                return Err(ConfigError::Invalid(format!(
+                    "creditors[{i}].stations: '{station}' is not one of node.station_ids ({})",
+                    station_ids.join(", ")
+                )));
+            }
+            if !list.iter().any(|s| s == station) {
+                list.push(station.to_owned());
+            }
+        }
+        lists.insert(c.fiscal_code.trim().to_owned(), list);
+    }
+    Ok(lists)
+}
+
 fn registry(creditors: &[CreditorConfig]) -> Result<(CreditorRegistry, IuvFloors), ConfigError> {
     let mut entries = Vec::with_capacity(creditors.len());
     let mut floors = IuvFloors::default();
@@ -455,6 +505,9 @@ mod tests {
         assert_eq!(settings.station.broker_id, "01199250158");
         assert_eq!(settings.station.station_ids, ["01199250158_01"]);
         assert_eq!(settings.station.creditor_ids, ["01199250158"]);
+        assert_eq!(settings.station.beneficiary_ids, ["08911820960"]);
+        assert!(settings.station.creditor_stations.is_empty());
+        assert!(settings.station.serves("01199250158", "01199250158_01"));
         assert_eq!(settings.soap_body_limit_bytes, 1024 * 1024);
     }
 
@@ -499,5 +552,121 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown_key"), "{error}");
+    }
+
+    /// Two stations; Milan lists its station, the Città Metropolitana none: `stations` is the
+    /// only thing that changes between the cases.
+    fn two_stations(milan_stations: &str) -> FileConfig {
+        toml::from_str(&format!(
+            r#"
+            [node]
+            broker_id = "01199250158"
+            station_ids = ["01199250158_01", "01199250158_02"]
+
+            [[creditors]]
+            fiscal_code = "01199250158"
+            name = "Comune di Milano"
+            segregation_code = "12"
+            bank_ibans = ["IT02N0306909400000012345678"]
+            {milan_stations}
+
+            [[creditors]]
+            fiscal_code = "08911820960"
+            name = "Città Metropolitana di Milano"
+            bank_ibans = ["IT66Q0503401633000000098765"]
+            "#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_creditor_is_served_by_its_stations_or_by_every_station() {
+        let settings = Settings::resolve(
+            two_stations(r#"stations = [" 01199250158_02 "]"#),
+            Overrides::default(),
+        )
+        .unwrap();
+        let station = &settings.station;
+        assert!(!station.serves("01199250158", "01199250158_01"));
+        assert!(station.serves("01199250158", "01199250158_02"));
+        assert!(station.serves("08911820960", "01199250158_01"));
+        assert!(station.serves("08911820960", "01199250158_02"));
+        assert!(!station.serves("08911820960", "01199250158_03"));
+        // An old configuration, without lists: every station serves every creditor.
+        let settings = Settings::resolve(two_stations(""), Overrides::default()).unwrap();
+        assert!(settings.station.serves("01199250158", "01199250158_01"));
+        assert!(settings.station.serves("01199250158", "01199250158_02"));
+    }
+
+    #[test]
+    fn a_station_list_names_only_configured_stations() {
+        let error = Settings::resolve(
+            two_stations(r#"stations = ["01199250158_01", "01199250158_03"]"#),
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("creditors[0].stations")
+                && error.contains("'01199250158_03'")
+                && error.contains("node.station_ids"),
+            "{error}"
+        );
+        let error = Settings::resolve(two_stations("stations = []"), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].stations"), "{error}");
+        // Without [node] the only station is the default one, `<broker>_01`.
+        let mut file = two_stations(r#"stations = ["01199250158_02"]"#);
+        file.node = NodeConfig::default();
+        let error = Settings::resolve(file, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("'01199250158_02'"), "{error}");
+    }
+
+    /// The example an operator copies is a valid configuration, and so is each commented-out
+    /// key it documents once uncommented.
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let example = include_str!("../../../incasso.example.toml");
+        for text in [example.to_owned(), uncommented(example)] {
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            let settings = Settings::resolve(file, Overrides::default()).unwrap();
+            assert!(settings.station.serves("01199250158", "01199250158_01"));
+            assert!(
+                settings
+                    .station
+                    .beneficiary_ids
+                    .contains(&"08911820960".to_owned())
+            );
+        }
+        let all = uncommented(example);
+        let settings =
+            Settings::resolve(toml::from_str(&all).unwrap(), Overrides::default()).unwrap();
+        assert!(!settings.station.serves("01199250158", "01199250158_02"));
+        assert!(settings.station.serves("08911820960", "01199250158_02"));
+    }
+
+    /// The example with its `key = value` comments (and the `[node]` header) uncommented,
+    /// except the ones whose values are placeholders.
+    fn uncommented(example: &str) -> String {
+        example
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if (rest.starts_with("[node]")
+                        || rest.starts_with("broker_id")
+                        || rest.starts_with("station_ids")
+                        || rest.starts_with("body_limit_bytes")
+                        || rest.starts_with("stations")
+                        || rest.starts_with("first_iuv_base")) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
