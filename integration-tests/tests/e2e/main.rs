@@ -6,6 +6,7 @@
 
 mod aca;
 mod bulk;
+mod inbox;
 mod ledger;
 mod node;
 mod node_conformance;
