@@ -1,9 +1,11 @@
 //! The gRPC transport of incasso: the generated `incasso.v1` types, the service
-//! implementations, the one conversion layer between proto and domain ([`convert`]) and the
-//! one mapping from use-case errors to gRPC statuses ([`status`]).
+//! implementations, the one conversion layer between proto and domain ([`convert`]), the one
+//! mapping from use-case errors to gRPC statuses ([`status`]) and the layer that gives an
+//! over-size request the status gRPC prescribes ([`message_size`]).
 
 pub mod convert;
 pub mod ledger_service;
+pub mod message_size;
 pub mod notice_service;
 pub mod status;
 

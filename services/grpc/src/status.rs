@@ -86,6 +86,34 @@ pub fn to_status(error: AppError) -> Status {
     }
 }
 
+/// What tonic's codec says when a request message is over the decoding limit. It answers
+/// OUT_OF_RANGE, while gRPC's status-code table says RESOURCE_EXHAUSTED for a message larger
+/// than the receiver accepts; the codec is tonic's, so its words are the only way to tell
+/// this status from any other OUT_OF_RANGE.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
+
+/// The status to answer instead of `status` when tonic refused a request message over the
+/// decoding limit: RESOURCE_EXHAUSTED, naming the message's size and the limit. `None` for
+/// every other status, which stays as it is.
+pub fn message_too_large(status: &Status) -> Option<Status> {
+    if status.code() != Code::OutOfRange {
+        return None;
+    }
+    let rest = status.message().strip_prefix(TONIC_TOO_LARGE)?;
+    // "{found} bytes, the limit is: {limit} bytes"
+    let numbers: Vec<u64> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let message = match numbers[..] {
+        [found, limit] => {
+            format!("request message too large: {found} bytes, the limit is {limit} bytes")
+        }
+        _ => format!("request message too large: {rest}"),
+    };
+    Some(Status::resource_exhausted(message))
+}
+
 /// The error of one item of a bulk stream.
 pub fn to_item_error(error: AppError) -> pb::ItemError {
     let field_violations = match &error {
@@ -118,5 +146,24 @@ mod tests {
         );
         assert_eq!(json_path("debtor.fiscal_code"), "debtor.fiscalCode");
         assert_eq!(json_path("description"), "description");
+    }
+
+    #[test]
+    fn only_the_codec_size_refusal_becomes_resource_exhausted() {
+        let tonic = Status::out_of_range(
+            "Error, decoded message length too large: found 5242893 bytes, the limit is: 4194304 bytes",
+        );
+        let mapped = message_too_large(&tonic).unwrap();
+        assert_eq!(mapped.code(), Code::ResourceExhausted);
+        assert!(
+            mapped.message().starts_with(
+                "request message too large: 5242893 bytes, the limit is 4194304 bytes"
+            ),
+            "{}",
+            mapped.message()
+        );
+        assert!(message_too_large(&Status::out_of_range("page past the end")).is_none());
+        let other_code = Status::internal(tonic.message());
+        assert!(message_too_large(&other_code).is_none());
     }
 }

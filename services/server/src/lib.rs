@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use incasso_grpc::message_size::MessageSizeLayer;
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
 use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
 use incasso_grpc::{LedgerApi, NoticeApi};
@@ -21,6 +22,11 @@ use incasso_store::Store;
 use incasso_store::db::DatabaseConnection;
 
 pub use config::Settings;
+
+/// The largest gRPC request message incasso reads (tonic's default, made explicit): a debt
+/// position is a few kilobytes, and a bulk load is a stream of them, never one message.
+/// Larger messages are refused with RESOURCE_EXHAUSTED.
+pub const GRPC_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 
 /// A built, not yet running, incasso.
 pub struct Application {
@@ -134,8 +140,9 @@ impl Application {
         let soap_addr = self.soap_addr();
         let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
         let notices = NoticeServiceServer::new(NoticeApi::new(self.store.clone()))
-            .max_decoding_message_size(4 * 1024 * 1024);
-        let ledger = LedgerServiceServer::new(LedgerApi::new(self.store.clone()));
+            .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
+        let ledger = LedgerServiceServer::new(LedgerApi::new(self.store.clone()))
+            .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
         let node = incasso_node::service::NodeService::new(
@@ -179,6 +186,9 @@ impl Application {
         tracing::info!(%addr, "incasso gRPC listening");
         let server = Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            // Around every route, health and reflection included: an over-size request is
+            // RESOURCE_EXHAUSTED whichever service it was for.
+            .layer(MessageSizeLayer)
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
