@@ -14,11 +14,12 @@
 //! deadlock) fails the batch's receipts with [`AppError::Unavailable`]: nothing of them was
 //! stored, and the Node delivers them again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Set, Statement, TransactionTrait,
 };
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -281,63 +282,83 @@ async fn positions_of_notices(
         .collect())
 }
 
-/// Takes the row locks of `ids` (sorted) by bumping their versions: concurrent changes of
+/// Takes the row locks of `ids` (sorted) and bumps their versions: concurrent changes of
 /// these positions, and other batches paying them, wait for this transaction.
 async fn lock_positions(
     txn: &DatabaseTransaction,
     ids: &[Uuid],
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
-    // One statement per position, in id order: a multi-row UPDATE locks rows in the order
-    // the plan visits them, which two batches need not share.
-    for id in ids {
-        debt_position::Entity::update_many()
-            .col_expr(
-                debt_position::Column::Version,
-                Expr::col(debt_position::Column::Version).add(1),
-            )
-            .col_expr(debt_position::Column::UpdatedAt, Expr::value(now))
-            .filter(debt_position::Column::Id.eq(*id))
-            .exec(txn)
-            .await?;
+    if ids.is_empty() {
+        return Ok(());
     }
+    let backend = txn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        // Locked in id order, whatever order an UPDATE would visit them in: two batches on
+        // other replicas then never wait for each other in a cycle. (SQLite has one writer.)
+        let list = (1..=ids.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        txn.query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!("SELECT id FROM debt_position WHERE id IN ({list}) ORDER BY id FOR UPDATE"),
+            ids.iter().map(|id| (*id).into()),
+        ))
+        .await?;
+    }
+    debt_position::Entity::update_many()
+        .col_expr(
+            debt_position::Column::Version,
+            Expr::col(debt_position::Column::Version).add(1),
+        )
+        .col_expr(debt_position::Column::UpdatedAt, Expr::value(now))
+        .filter(debt_position::Column::Id.is_in(ids.iter().copied()))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
-/// Writes the installment and position states the batch changed.
+/// Writes the installment and position states the batch changed, one statement per new
+/// state.
 pub(crate) async fn write_states(
     txn: &DatabaseTransaction,
     positions: &Positions,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
+    let mut installments: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
+    let mut states: BTreeMap<&'static str, Vec<Uuid>> = BTreeMap::new();
     for (id, after) in &positions.after {
         let Some(before) = positions.before.get(id) else {
             continue;
         };
         for (old, new) in before.installments().zip(after.installments()) {
             if old.state != new.state {
-                let mut update = installment::Entity::update_many()
-                    .col_expr(installment::Column::State, Expr::value(new.state.as_str()))
-                    .col_expr(installment::Column::UpdatedAt, Expr::value(now));
-                if new.state == InstallmentState::Paid {
-                    update = update.col_expr(installment::Column::PaidAt, Expr::value(Some(now)));
-                }
-                update
-                    .filter(installment::Column::Id.eq(new.id))
-                    .exec(txn)
-                    .await?;
+                installments.entry(new.state.as_str()).or_default().push(new.id);
             }
         }
         if before.state != after.state {
-            debt_position::Entity::update_many()
-                .col_expr(
-                    debt_position::Column::State,
-                    Expr::value(after.state.as_str()),
-                )
-                .filter(debt_position::Column::Id.eq(after.id))
-                .exec(txn)
-                .await?;
+            states.entry(after.state.as_str()).or_default().push(after.id);
         }
+    }
+    for (state, ids) in installments {
+        let mut update = installment::Entity::update_many()
+            .col_expr(installment::Column::State, Expr::value(state))
+            .col_expr(installment::Column::UpdatedAt, Expr::value(now));
+        if state == InstallmentState::Paid.as_str() {
+            update = update.col_expr(installment::Column::PaidAt, Expr::value(Some(now)));
+        }
+        update
+            .filter(installment::Column::Id.is_in(ids))
+            .exec(txn)
+            .await?;
+    }
+    for (state, ids) in states {
+        debt_position::Entity::update_many()
+            .col_expr(debt_position::Column::State, Expr::value(state))
+            .filter(debt_position::Column::Id.is_in(ids))
+            .exec(txn)
+            .await?;
     }
     Ok(())
 }
@@ -436,6 +457,17 @@ pub(crate) fn receipt_row(
         installment_id: Set(installment_id),
         received_at: Set(now),
     }
+}
+
+/// Insert nothing when the receipt's key is stored: the caller counts the rows it inserted.
+pub(crate) fn on_receipt_key() -> OnConflict {
+    OnConflict::columns([
+        receipt::Column::CreditorFiscalCode,
+        receipt::Column::Iuv,
+        receipt::Column::ReceiptId,
+    ])
+    .do_nothing()
+    .to_owned()
 }
 
 /// The stored content hashes of the keys in `keys` that are already stored.
@@ -719,15 +751,7 @@ async fn try_batch(
     let expected = receipt_rows.len();
     if expected > 0 {
         let inserted = receipt::Entity::insert_many(receipt_rows)
-            .on_conflict(
-                OnConflict::columns([
-                    receipt::Column::CreditorFiscalCode,
-                    receipt::Column::Iuv,
-                    receipt::Column::ReceiptId,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
+            .on_conflict(on_receipt_key())
             .exec_without_returning(&txn)
             .await?;
         if usize::try_from(inserted).unwrap_or(0) != expected {

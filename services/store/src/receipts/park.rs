@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     Set, Statement, TransactionTrait,
@@ -119,15 +119,7 @@ pub(crate) async fn park(
         None,
         now,
     ))
-    .on_conflict(
-        OnConflict::columns([
-            receipt::Column::CreditorFiscalCode,
-            receipt::Column::Iuv,
-            receipt::Column::ReceiptId,
-        ])
-        .do_nothing()
-        .to_owned(),
-    )
+    .on_conflict(book::on_receipt_key())
     .exec_without_returning(&txn)
     .await?;
     if inserted != 1 {
