@@ -143,19 +143,26 @@ impl ServerProcess {
         tail(&self.log, n)
     }
 
-    /// The log lines whose message is `message`.
-    pub fn log_lines_with(&self, message: &str) -> Vec<String> {
-        let needle = format!("\"message\":\"{message}");
-        self.log
-            .lock()
-            .map(|lines| {
-                lines
-                    .iter()
-                    .filter(|l| l.contains(&needle))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// How many log lines at WARN or ERROR there were of each message, as "LEVEL message".
+    pub fn warnings(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        let Ok(lines) = self.log.lock() else {
+            return counts;
+        };
+        for line in lines.iter() {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let level = value.get("level").and_then(|l| l.as_str()).unwrap_or("");
+            if level == "WARN" || level == "ERROR" {
+                let message = value
+                    .pointer("/fields/message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("");
+                *counts.entry(format!("{level} {message}")).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     /// A channel to the gRPC listener.

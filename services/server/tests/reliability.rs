@@ -11,7 +11,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -369,6 +369,26 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_receipt_and_books_none_t
         );
     }
 
+    // Before anything is delivered again, straight from the database: every receipt the
+    // Node heard OK for is stored. Some the Node did not hear OK for may be stored too
+    // (committed, the answer lost in the kill): their redelivery must book nothing.
+    let stored_before: HashSet<String> = query(&database.url, "SELECT receipt_id FROM receipt")
+        .await?
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    for &i in &acknowledged {
+        assert!(
+            stored_before.contains(&deliveries[i].spec.receipt_id),
+            "receipt {} was acknowledged and is not stored",
+            deliveries[i].spec.receipt_id
+        );
+    }
+    let committed_unanswered = unacknowledged
+        .iter()
+        .filter(|&&i| stored_before.contains(&deliveries[i].spec.receipt_id))
+        .count();
+
     let server = ServerProcess::start(binary(), &database.url).await?;
     assert_ne!(server.pid(), old_pid);
     // The Node delivers again what it did not hear OK for, and, a second copy of some
@@ -386,7 +406,8 @@ async fn a_server_killed_mid_load_loses_no_acknowledged_receipt_and_books_none_t
     }
     assert_booked_exactly_once(&server, &database.url, &deliveries).await?;
     eprintln!(
-        "kill -9 after {} acknowledgements ({} unacknowledged), all booked once in {:?}",
+        "kill -9 after {} acknowledgements ({} unacknowledged, {committed_unanswered} of them \
+         committed), all booked once in {:?}",
         acknowledged.len(),
         unacknowledged.len(),
         started.elapsed()
@@ -411,6 +432,26 @@ async fn terminate_backends(database: &str) -> anyhow::Result<usize> {
         .await?;
     admin.close().await?;
     Ok(rows.len())
+}
+
+/// An outage of `length`: `database` refuses new connections and its backends are killed;
+/// then it takes connections again.
+async fn outage(database: &str, length: Duration) -> anyhow::Result<usize> {
+    let admin = incasso_store::db::connect(&postgres_admin_url(), 2).await?;
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS false"
+        ))
+        .await?;
+    let killed = terminate_backends(database).await;
+    tokio::time::sleep(length).await;
+    admin
+        .execute_unprepared(&format!(
+            "ALTER DATABASE \"{database}\" WITH ALLOW_CONNECTIONS true"
+        ))
+        .await?;
+    admin.close().await?;
+    killed
 }
 
 /// The database connections are cut under the server several times while 32 workers send
@@ -443,7 +484,11 @@ async fn lost_database_connections_mid_load_cost_retries_not_receipts() -> anyho
         {
             break;
         }
-        terminated.push(terminate_backends(&name).await?);
+        terminated.push(if cut == 3 {
+            outage(&name, Duration::from_secs(1)).await?
+        } else {
+            terminate_backends(&name).await?
+        });
     }
     let answers = load.finish().await?;
     assert_eq!(terminated.len(), 4, "the load ended before the fourth cut");
@@ -467,9 +512,10 @@ async fn lost_database_connections_mid_load_cost_retries_not_receipts() -> anyho
     assert_booked_exactly_once(&server, &database.url, &deliveries).await?;
     eprintln!(
         "connections cut {terminated:?}: {} receipts answered KO and delivered again \
-         ({retried} needed a second round), all booked once in {:?}",
+         ({retried} needed a second round), all booked once in {:?}; server warnings: {:#?}",
         not_ok.len(),
-        started.elapsed()
+        started.elapsed(),
+        server.warnings()
     );
     server.stop().await?;
     database.drop_database().await?;
