@@ -37,10 +37,17 @@ impl ServerProcess {
     /// registry and the development keys, the same at every start, so a restarted server
     /// reads what the previous one wrote) and waits until both listeners are up.
     pub async fn start(binary: &Path, database_url: &str) -> anyhow::Result<Self> {
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // Nothing of the test's environment configures the server (a developer's
+        // INCASSO_CONFIG, keys or log filter).
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("INCASSO_") || name_text == "RUST_LOG" {
+                command.env_remove(&name);
+            }
+        }
+        let mut child = command
             .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("INCASSO_DATABASE_URL", database_url)
             .env("INCASSO_GRPC_LISTEN", "127.0.0.1:0")
             .env("INCASSO_SOAP_LISTEN", "127.0.0.1:0")
