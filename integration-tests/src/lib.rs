@@ -6,6 +6,8 @@
 pub mod bench;
 pub mod fake_aca;
 pub mod node_simulator;
+pub mod process;
+pub mod receipt_load;
 pub mod requests;
 
 use std::net::SocketAddr;
