@@ -3,12 +3,69 @@
 //! is read (missing, repeated, unknown, namespace-qualified, too long, wrong pattern), so that
 //! the handlers only ever see valid requests and every refusal names the field.
 
+use std::cell::RefCell;
+
 use crate::xml::{self, Element, Limits, XmlError};
 
 /// The SOAP 1.1 envelope namespace.
 pub const SOAP_ENVELOPE_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 /// The paForNode payload namespace.
 pub const PA_FOR_NODE_NS: &str = "http://pagopa-api.pagopa.gov.it/pa/paForNode.xsd";
+/// The XML Schema instance namespace (`xsi:`).
+pub const XSI_NS: &str = "http://www.w3.org/2001/XMLSchema-instance";
+
+/// How an attribute is named in a refusal: its local name, and its namespace when it has
+/// one (prefixes are the sender's choice, the namespace is what the schema judges).
+fn attribute_name(attribute: &xml::Attribute) -> String {
+    match &attribute.namespace {
+        Some(namespace) => format!("'{}' (namespace {namespace})", attribute.name),
+        None => format!("'{}'", attribute.name),
+    }
+}
+
+/// The paForNode XSD declares no attribute on any of its elements, so only what every
+/// schema processor accepts everywhere is let through: the `xsi:schemaLocation` and
+/// `xsi:noNamespaceSchemaLocation` hints. (`xsi:type` and `xsi:nil` are refused: no element
+/// is nillable and no type is derived, so they could only say something the XSD refuses.)
+fn check_payload_attributes(element: &Element, path: &str) -> Result<(), SyntaxError> {
+    for attribute in &element.attributes {
+        let hint = attribute.namespace.as_deref() == Some(XSI_NS)
+            && matches!(
+                attribute.name.as_str(),
+                "schemaLocation" | "noNamespaceSchemaLocation"
+            );
+        if !hint {
+            return Err(SyntaxError::invalid(
+                path,
+                format!(
+                    "attribute {} is not allowed: the schema declares no attributes on this element",
+                    attribute_name(attribute)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The SOAP 1.1 envelope schema lets `Envelope` and `Header` carry any attribute qualified
+/// with a namespace other than the envelope's own (`##other`), and nothing else.
+fn check_envelope_attributes(element: &Element, path: &str) -> Result<(), SyntaxError> {
+    for attribute in &element.attributes {
+        if matches!(
+            attribute.namespace.as_deref(),
+            None | Some(SOAP_ENVELOPE_NS)
+        ) {
+            return Err(SyntaxError::invalid(
+                path,
+                format!(
+                    "attribute {} is not allowed: only attributes in another namespace than the envelope's are",
+                    attribute_name(attribute)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// The operations of paForNode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -325,6 +382,9 @@ pub struct SendRtRequest {
     pub header: Header,
     /// The receipt.
     pub receipt: Receipt,
+    /// The paths of the elements this version does not know (added by a later SANP
+    /// version), skipped: names only, for the log.
+    pub unknown_elements: Vec<String>,
 }
 
 /// A parsed request.
@@ -361,16 +421,44 @@ impl Request {
     }
 }
 
-/// Reads the children of one element, each at most once unless asked, refusing unknown and
-/// namespace-qualified ones.
+/// Reads the children of one element, each at most once unless asked, refusing
+/// namespace-qualified ones. A child no field asks for is refused ([`Fields::finish`]), except
+/// in a receipt, where it is noted and skipped: a later SANP version may add fields, and a
+/// receipt must never be refused for one.
 struct Fields<'a> {
     element: &'a Element,
     path: String,
     taken: Vec<bool>,
+    /// Where unknown children are noted (receipts), or `None` when they are refused.
+    unknown: Option<&'a RefCell<Vec<String>>>,
 }
 
 impl<'a> Fields<'a> {
+    /// Strict: unknown children are refused.
     fn new(element: &'a Element, path: &str) -> Result<Self, SyntaxError> {
+        Self::with_mode(element, path, None)
+    }
+
+    /// Lenient: unknown children, here and in every element read through
+    /// [`Fields::within`], are noted in `unknown` by path.
+    fn lenient(
+        element: &'a Element,
+        path: &str,
+        unknown: &'a RefCell<Vec<String>>,
+    ) -> Result<Self, SyntaxError> {
+        Self::with_mode(element, path, Some(unknown))
+    }
+
+    /// The fields of a child element, read in the same mode.
+    fn within(&self, element: &'a Element, path: &str) -> Result<Self, SyntaxError> {
+        Self::with_mode(element, path, self.unknown)
+    }
+
+    fn with_mode(
+        element: &'a Element,
+        path: &str,
+        unknown: Option<&'a RefCell<Vec<String>>>,
+    ) -> Result<Self, SyntaxError> {
         for child in &element.children {
             if child.namespace.is_some() {
                 return Err(SyntaxError::invalid(
@@ -383,6 +471,7 @@ impl<'a> Fields<'a> {
             element,
             path: path.to_owned(),
             taken: vec![false; element.children.len()],
+            unknown,
         })
     }
 
@@ -390,7 +479,8 @@ impl<'a> Fields<'a> {
         format!("{}.{name}", self.path)
     }
 
-    fn all(&mut self, name: &str) -> Vec<&'a Element> {
+    /// Every child called `name`, each checked for attributes the schema does not allow.
+    fn all(&mut self, name: &str) -> Result<Vec<&'a Element>, SyntaxError> {
         let mut found = Vec::new();
         for (i, child) in self.element.children.iter().enumerate() {
             if child.name == name {
@@ -398,11 +488,19 @@ impl<'a> Fields<'a> {
                 found.push(child);
             }
         }
-        found
+        for (i, child) in found.iter().enumerate() {
+            let path = if found.len() > 1 {
+                format!("{}[{i}]", self.field(name))
+            } else {
+                self.field(name)
+            };
+            check_payload_attributes(child, &path)?;
+        }
+        Ok(found)
     }
 
     fn optional_element(&mut self, name: &str) -> Result<Option<&'a Element>, SyntaxError> {
-        let found = self.all(name);
+        let found = self.all(name)?;
         if found.len() > 1 {
             return Err(SyntaxError::invalid(
                 self.field(name),
@@ -496,14 +594,33 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Fails on any child not read.
+    /// Fails on any child not read; in lenient mode notes each one's path instead (names
+    /// only, cut: never content, which could be personal data).
     fn finish(self) -> Result<(), SyntaxError> {
-        match self.taken.iter().position(|t| !t) {
-            Some(i) => Err(SyntaxError::invalid(
-                format!("{}.{}", self.path, self.element.children[i].name),
-                "is not a field of this message",
-            )),
-            None => Ok(()),
+        let mut unread = self
+            .taken
+            .iter()
+            .zip(&self.element.children)
+            .filter(|(taken, _)| !**taken)
+            .map(|(_, child)| {
+                format!(
+                    "{}.{}",
+                    self.path,
+                    child.name.chars().take(100).collect::<String>()
+                )
+            });
+        match self.unknown {
+            Some(unknown) => {
+                unknown.borrow_mut().extend(unread);
+                Ok(())
+            }
+            None => match unread.next() {
+                Some(field) => Err(SyntaxError::invalid(
+                    field,
+                    "is not a field of this message",
+                )),
+                None => Ok(()),
+            },
         }
     }
 }
@@ -519,7 +636,7 @@ fn header(fields: &mut Fields<'_>) -> Result<Header, SyntaxError> {
 fn qr_code(fields: &mut Fields<'_>) -> Result<QrCode, SyntaxError> {
     let element = fields.element("qrCode")?;
     let path = fields.field("qrCode");
-    let mut qr = Fields::new(element, &path)?;
+    let mut qr = fields.within(element, &path)?;
     let code = QrCode {
         fiscal_code: qr.digits("fiscalCode", 11)?,
         notice_number: qr.digits("noticeNumber", 18)?,
@@ -533,9 +650,9 @@ fn subject(fields: &mut Fields<'_>, name: &str) -> Result<Option<Subject>, Synta
         return Ok(None);
     };
     let path = fields.field(name);
-    let mut subject = Fields::new(element, &path)?;
+    let mut subject = fields.within(element, &path)?;
     let id = subject.element("uniqueIdentifier")?;
-    let mut id_fields = Fields::new(id, &format!("{path}.uniqueIdentifier"))?;
+    let mut id_fields = subject.within(id, &format!("{path}.uniqueIdentifier"))?;
     let entity_type = id_fields.text("entityUniqueIdentifierType", 1, 1)?;
     if entity_type != "F" && entity_type != "G" {
         return Err(SyntaxError::invalid(
@@ -566,8 +683,8 @@ fn metadata(fields: &mut Fields<'_>) -> Result<Vec<MapEntry>, SyntaxError> {
         return Ok(Vec::new());
     };
     let path = fields.field("metadata");
-    let mut metadata = Fields::new(element, &path)?;
-    let entries = metadata.all("mapEntry");
+    let mut metadata = fields.within(element, &path)?;
+    let entries = metadata.all("mapEntry")?;
     if entries.is_empty() || entries.len() > 15 {
         return Err(SyntaxError::invalid(
             format!("{path}.mapEntry"),
@@ -576,7 +693,7 @@ fn metadata(fields: &mut Fields<'_>) -> Result<Vec<MapEntry>, SyntaxError> {
     }
     let mut out = Vec::with_capacity(entries.len());
     for (i, entry) in entries.into_iter().enumerate() {
-        let mut pair = Fields::new(entry, &format!("{path}.mapEntry[{i}]"))?;
+        let mut pair = metadata.within(entry, &format!("{path}.mapEntry[{i}]"))?;
         out.push(MapEntry {
             key: pair.text("key", 1, 140)?,
             value: pair.text("value", 1, 140)?,
@@ -590,8 +707,8 @@ fn metadata(fields: &mut Fields<'_>) -> Result<Vec<MapEntry>, SyntaxError> {
 fn transfers(fields: &mut Fields<'_>, v2: bool) -> Result<Vec<ReceiptTransfer>, SyntaxError> {
     let list = fields.element("transferList")?;
     let path = fields.field("transferList");
-    let mut list_fields = Fields::new(list, &path)?;
-    let items = list_fields.all("transfer");
+    let mut list_fields = fields.within(list, &path)?;
+    let items = list_fields.all("transfer")?;
     if items.is_empty() || items.len() > 5 {
         return Err(SyntaxError::invalid(
             format!("{path}.transfer"),
@@ -601,7 +718,7 @@ fn transfers(fields: &mut Fields<'_>, v2: bool) -> Result<Vec<ReceiptTransfer>, 
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let item_path = format!("{path}.transfer[{i}]");
-        let mut t = Fields::new(item, &item_path)?;
+        let mut t = list_fields.within(item, &item_path)?;
         let id_transfer = t.text("idTransfer", 1, 1)?;
         let id_transfer: u8 = id_transfer
             .parse()
@@ -661,7 +778,7 @@ fn transfers(fields: &mut Fields<'_>, v2: bool) -> Result<Vec<ReceiptTransfer>, 
 fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, SyntaxError> {
     let element = fields.element("receipt")?;
     let path = fields.field("receipt");
-    let mut r = Fields::new(element, &path)?;
+    let mut r = fields.within(element, &path)?;
     let receipt_id = r.text("receiptId", 1, incasso_domain::ledger::RECEIPT_ID_MAX_CHARS)?;
     let notice_number = r.digits("noticeNumber", 18)?;
     let fiscal_code = r.digits("fiscalCode", 11)?;
@@ -816,10 +933,15 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
             format!("expected a SOAP 1.1 Envelope in namespace {SOAP_ENVELOPE_NS}"),
         ));
     }
+    check_envelope_attributes(&root, "Envelope")?;
     let mut body = None;
     for child in &root.children {
         match (child.name.as_str(), child.namespace.as_deref()) {
-            ("Header", Some(SOAP_ENVELOPE_NS)) if body.is_none() => {}
+            // Header entries are the sender's business (processContents lax): not read.
+            ("Header", Some(SOAP_ENVELOPE_NS)) if body.is_none() => {
+                check_envelope_attributes(child, "Envelope.Header")?;
+            }
+            // Body allows any attribute (##any).
             ("Body", Some(SOAP_ENVELOPE_NS)) if body.is_none() => body = Some(child),
             _ => {
                 return Err(SyntaxError::invalid(
@@ -845,7 +967,14 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
             format!("must be in namespace {PA_FOR_NODE_NS}"),
         ));
     }
-    let mut fields = Fields::new(wrapper, &wrapper.name)?;
+    check_payload_attributes(wrapper, &wrapper.name)?;
+    let receipt_delivery = matches!(operation, Operation::SendRt | Operation::SendRtV2);
+    let unknown = RefCell::new(Vec::new());
+    let mut fields = if receipt_delivery {
+        Fields::lenient(wrapper, &wrapper.name, &unknown)?
+    } else {
+        Fields::new(wrapper, &wrapper.name)?
+    };
     let head = header(&mut fields)?;
     let request = match operation {
         Operation::VerifyPaymentNotice => Request::Verify(VerifyRequest {
@@ -879,11 +1008,16 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
             )
         }
         Operation::SendRt | Operation::SendRtV2 => {
-            let receipt = receipt(&mut fields, operation == Operation::SendRtV2)?;
+            let mut receipt = receipt(&mut fields, operation == Operation::SendRtV2)?;
+            // SANP 3.6.0 put `standin` on the request, SANP 3.9.0 moved it into the receipt
+            // as `standIn`: a Node on either version may send either, and either one true
+            // means the payment was authorised in Stand-In.
+            receipt.stand_in |= fields.boolean("standin")?.unwrap_or(false);
             Request::SendRt(
                 Box::new(SendRtRequest {
                     header: head,
                     receipt,
+                    unknown_elements: Vec::new(),
                 }),
                 operation,
             )
@@ -896,6 +1030,10 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
         }
     };
     fields.finish()?;
+    let mut request = request;
+    if let Request::SendRt(send, _) = &mut request {
+        send.unknown_elements = unknown.into_inner();
+    }
     Ok(request)
 }
 
@@ -1182,5 +1320,235 @@ mod tests {
         );
         assert_eq!(peek.notice_number.as_deref(), Some("312000000001234587"));
         assert_eq!(super::peek(b"<not xml"), Peek::default());
+    }
+
+    #[test]
+    fn attributes_the_schema_does_not_declare_are_refused_naming_element_and_attribute() {
+        let (field, message) = field_error(verify(&format!(
+            "{}{QR}",
+            HEADER.replace("<idPA>", "<idPA a=\"x\">")
+        )));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.idPA");
+        assert!(
+            message.contains("attribute 'a' is not allowed"),
+            "{message}"
+        );
+        let (field, message) = field_error(verify(&format!(
+            "{HEADER}{}",
+            QR.replace("<noticeNumber>", "<noticeNumber xml:lang=\"it\">")
+        )));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.qrCode.noticeNumber");
+        assert!(message.contains("'lang'"), "{message}");
+        let xsi = format!("xmlns:xsi=\"{XSI_NS}\"");
+        let (field, message) = field_error(verify(&format!(
+            "{}{QR}",
+            HEADER.replace("<idPA>", &format!("<idPA {xsi} xsi:type=\"x\">"))
+        )));
+        assert_eq!(field, "paVerifyPaymentNoticeReq.idPA");
+        assert!(
+            message.contains("'type'") && message.contains(XSI_NS),
+            "{message}"
+        );
+        // In a repeated element, the refusal says which one.
+        let receipt = receipt_v2("Retta", 2, "");
+        let second = receipt.rfind("<transfer>").unwrap();
+        let mut tagged = receipt.clone();
+        tagged.replace_range(second..second + 10, "<transfer id=\"2\">");
+        let (field, _) = field_error(parse_request(tagged.as_bytes(), Limits::default()));
+        assert_eq!(field, "paSendRTV2Request.receipt.transferList.transfer[1]");
+        // The wrapper is a paForNode element too.
+        let wrapped = envelope("paVerifyPaymentNoticeReq", &format!("{HEADER}{QR}")).replace(
+            "<paf:paVerifyPaymentNoticeReq>",
+            "<paf:paVerifyPaymentNoticeReq v=\"1\">",
+        );
+        let (field, _) = field_error(parse_request(wrapped.as_bytes(), Limits::default()));
+        assert_eq!(field, "paVerifyPaymentNoticeReq");
+    }
+
+    #[test]
+    fn attributes_real_senders_use_are_accepted() {
+        let xsi = format!("xmlns:xsi=\"{XSI_NS}\"");
+        let hinted = envelope(
+            "paVerifyPaymentNoticeReq",
+            &format!(
+                "{}{QR}",
+                HEADER.replace(
+                    "<idPA>",
+                    &format!("<idPA {xsi} xsi:schemaLocation=\"{PA_FOR_NODE_NS} paForNode.xsd\">")
+                )
+            ),
+        )
+        // Envelope and Header: attributes of other namespaces; Body: any attribute;
+        // header entries are not read at all.
+        .replace(
+            "<soapenv:Envelope ",
+            "<soapenv:Envelope xmlns:o=\"urn:o\" o:x=\"1\" ",
+        )
+        .replace(
+            "<soapenv:Body>",
+            "<soapenv:Header o:y=\"2\"><o:trace soapenv:mustUnderstand=\"0\" id=\"t\"/></soapenv:Header>\
+             <soapenv:Body id=\"body\">",
+        );
+        assert!(
+            matches!(
+                parse_request(hinted.as_bytes(), Limits::default()),
+                Ok(Request::Verify(_))
+            ),
+            "{:?}",
+            parse_request(hinted.as_bytes(), Limits::default())
+        );
+        for (from, to, field) in [
+            (
+                "<soapenv:Envelope ",
+                "<soapenv:Envelope foo=\"1\" ",
+                "Envelope",
+            ),
+            (
+                "<soapenv:Envelope ",
+                "<soapenv:Envelope soapenv:encodingStyle=\"urn:x\" ",
+                "Envelope",
+            ),
+            (
+                "<soapenv:Body>",
+                "<soapenv:Header foo=\"1\"/><soapenv:Body>",
+                "Envelope.Header",
+            ),
+        ] {
+            let xml = envelope("paVerifyPaymentNoticeReq", &format!("{HEADER}{QR}"))
+                .replacen(from, to, 1);
+            let (got, message) = field_error(parse_request(xml.as_bytes(), Limits::default()));
+            assert_eq!(got, field, "{to}: {message}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_attribute_list_is_unparseable() {
+        let xml = envelope("paVerifyPaymentNoticeReq", &format!("{HEADER}{QR}"))
+            .replace("<idPA>", "<idPA a=1 & <<>");
+        assert!(matches!(
+            parse_request(xml.as_bytes(), Limits::default()),
+            Err(SyntaxError::Unparseable(_))
+        ));
+    }
+
+    fn send_rt_of(xml: &str) -> SendRtRequest {
+        match parse_request(xml.as_bytes(), Limits::default()) {
+            Ok(Request::SendRt(send, _)) => *send,
+            other => panic!("expected a receipt delivery, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_request_level_standin_is_combined_with_the_receipts() {
+        for (request_level, receipt_level, expected) in [
+            ("<standin>true</standin>", "", true),
+            ("<standin>1</standin>", "<standIn>false</standIn>", true),
+            ("<standin>false</standin>", "<standIn>true</standIn>", true),
+            (
+                "<standin>false</standin>",
+                "<standIn>false</standIn>",
+                false,
+            ),
+            ("<standin>0</standin>", "", false),
+            ("", "", false),
+        ] {
+            let v2 = receipt_v2("Retta", 1, receipt_level)
+                .replace("</receipt>", &format!("</receipt>{request_level}"));
+            assert_eq!(
+                send_rt_of(&v2).receipt.stand_in,
+                expected,
+                "{request_level} {receipt_level}"
+            );
+            let v1 = v2
+                .replace("paSendRTV2Request", "paSendRTReq")
+                .replace(
+                    "<companyName>Comune di Milano</companyName><IBAN>",
+                    "<IBAN>",
+                )
+                .replace("<primaryCiIncurredFee>0.20</primaryCiIncurredFee>", "");
+            let send = send_rt_of(&v1);
+            assert_eq!(send.receipt.stand_in, expected, "V1 {request_level}");
+            assert!(
+                send.unknown_elements.is_empty(),
+                "{:?}",
+                send.unknown_elements
+            );
+        }
+        // The same receipt, whichever place says Stand-In.
+        let inside = receipt_v2("Retta", 1, "<standIn>true</standIn>");
+        let outside =
+            receipt_v2("Retta", 1, "").replace("</receipt>", "</receipt><standin>true</standin>");
+        assert_eq!(
+            receipt_of(&inside).canonical(),
+            receipt_of(&outside).canonical()
+        );
+        // Still a boolean, and still once.
+        let wrong =
+            receipt_v2("Retta", 1, "").replace("</receipt>", "</receipt><standin>yes</standin>");
+        let (field, _) = field_error(parse_request(wrong.as_bytes(), Limits::default()));
+        assert_eq!(field, "paSendRTV2Request.standin");
+        let twice = receipt_v2("Retta", 1, "").replace(
+            "</receipt>",
+            "</receipt><standin>true</standin><standin>true</standin>",
+        );
+        let (field, _) = field_error(parse_request(twice.as_bytes(), Limits::default()));
+        assert_eq!(field, "paSendRTV2Request.standin");
+    }
+
+    #[test]
+    fn unknown_elements_of_a_receipt_are_noted_by_name_and_skipped() {
+        let original = receipt_v2("Retta", 2, "<standIn>false</standIn>");
+        let extended = original
+            .replace("</receipt>", "</receipt><nodeVersion>4.0</nodeVersion>")
+            .replace(
+                "<idPSP>",
+                "<payerConsent><given>RSSMRA80A01F205X</given></payerConsent><idPSP>",
+            )
+            .replacen("<IBAN>", "<bic>BCITITMM</bic><IBAN>", 1)
+            .replace("<key>a</key>", "<key>a</key><lang>it</lang>")
+            .replace(
+                "<fullName>Mario Rossi</fullName>",
+                "<fullName>Mario Rossi</fullName><pec>x@pec.it</pec>",
+            );
+        let send = send_rt_of(&extended);
+        let mut noted = send.unknown_elements.clone();
+        noted.sort();
+        assert_eq!(
+            noted,
+            [
+                "paSendRTV2Request.nodeVersion",
+                "paSendRTV2Request.receipt.debtor.pec",
+                "paSendRTV2Request.receipt.metadata.mapEntry[0].lang",
+                "paSendRTV2Request.receipt.payerConsent",
+                "paSendRTV2Request.receipt.transferList.transfer[0].bic",
+            ]
+        );
+        assert_eq!(send.receipt, receipt_of(&original));
+        // Known fields keep every check.
+        let wrong = extended.replace("<fee>1.00</fee>", "<fee>1.0</fee>");
+        let (field, _) = field_error(parse_request(wrong.as_bytes(), Limits::default()));
+        assert_eq!(field, "paSendRTV2Request.receipt.fee");
+        // Verify and activation stay strict.
+        let (field, message) =
+            field_error(verify(&format!("{HEADER}{QR}<nodeVersion>4</nodeVersion>")));
+        assert_eq!(
+            (field.as_str(), message.as_str()),
+            (
+                "paVerifyPaymentNoticeReq.nodeVersion",
+                "is not a field of this message"
+            )
+        );
+        let get = envelope(
+            "paGetPaymentV2Request",
+            &format!("{HEADER}{QR}<amount>1.00</amount><x/>"),
+        );
+        let (field, _) = field_error(parse_request(get.as_bytes(), Limits::default()));
+        assert_eq!(field, "paGetPaymentV2Request.x");
+        let get = envelope(
+            "paGetPaymentReq",
+            &format!("{HEADER}{}", QR.replace("</qrCode>", "<x/></qrCode>")),
+        );
+        let (field, _) = field_error(parse_request(get.as_bytes(), Limits::default()));
+        assert_eq!(field, "paGetPaymentReq.qrCode.x");
     }
 }

@@ -455,6 +455,14 @@ impl NodeService {
         let receipt = &request.receipt;
         record("notice_number", &receipt.notice_number);
         record("iuv", &receipt.creditor_reference_id);
+        for element in &request.unknown_elements {
+            // The name only: the content could be personal data.
+            tracing::warn!(
+                primitive = operation.name(),
+                %element,
+                "receipt element unknown to this version skipped"
+            );
+        }
         let input = ReceiptInput {
             receiving_creditor: request.header.id_pa.clone(),
             primitive: operation.name(),
