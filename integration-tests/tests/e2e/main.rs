@@ -8,6 +8,7 @@ mod aca;
 mod bulk;
 mod ledger;
 mod node;
+mod node_messages;
 mod notices;
 mod receipts;
 mod service;

@@ -582,6 +582,41 @@ impl<'a> Fields<'a> {
         Ok(text)
     }
 
+    /// An `xsd:base64Binary` (required): groups of four base64 characters, white space
+    /// anywhere, `=` padding only at the end; empty is a valid (empty) value. Not decoded:
+    /// the content is only checked.
+    fn base64(&mut self, name: &str) -> Result<(), SyntaxError> {
+        let element = self
+            .optional_element(name)?
+            .ok_or_else(|| SyntaxError::invalid(self.field(name), "missing"))?;
+        if !element.children.is_empty() {
+            return Err(SyntaxError::invalid(
+                self.field(name),
+                "must hold text, not elements",
+            ));
+        }
+        let mut length = 0usize;
+        let mut padding = 0usize;
+        for byte in element.text.bytes().filter(|b| !b.is_ascii_whitespace()) {
+            let valid = match byte {
+                b'=' => {
+                    padding += 1;
+                    true
+                }
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' => padding == 0,
+                _ => false,
+            };
+            if !valid {
+                return Err(SyntaxError::invalid(self.field(name), "is not base64"));
+            }
+            length += 1;
+        }
+        if length % 4 != 0 || padding > 2 {
+            return Err(SyntaxError::invalid(self.field(name), "is not base64"));
+        }
+        Ok(())
+    }
+
     fn boolean(&mut self, name: &str) -> Result<Option<bool>, SyntaxError> {
         match self.optional_text(name, 1, 5)?.as_deref() {
             None => Ok(None),
@@ -1025,7 +1060,7 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
         Operation::DemandPaymentNotice => {
             fields.text("idServizio", 5, 5)?;
             fields.text("idSoggettoServizio", 5, 5)?;
-            fields.text("datiSpecificiServizioRequest", 1, 512 * 1024)?;
+            fields.base64("datiSpecificiServizioRequest")?;
             Request::Demand(head)
         }
     };
@@ -1550,5 +1585,44 @@ mod tests {
         );
         let (field, _) = field_error(parse_request(get.as_bytes(), Limits::default()));
         assert_eq!(field, "paGetPaymentReq.qrCode.x");
+    }
+
+    #[test]
+    fn a_demand_is_read_to_its_schema() {
+        let demand = |servizio: &str, dati: &str| {
+            parse_request(
+                envelope(
+                    "paDemandPaymentNoticeRequest",
+                    &format!(
+                        "{HEADER}<idServizio>{servizio}</idServizio>\
+                         <idSoggettoServizio>00001</idSoggettoServizio>\
+                         <datiSpecificiServizioRequest>{dati}</datiSpecificiServizioRequest>"
+                    ),
+                )
+                .as_bytes(),
+                Limits::default(),
+            )
+        };
+        for dati in [
+            "PHNlcnZpemlvLz4=",
+            "PHNl\n  cnZp emlvLz4=",
+            "",
+            "YQ==",
+            "YWI=",
+        ] {
+            let Ok(Request::Demand(header)) = demand("00042", dati) else {
+                panic!("{dati:?}: {:?}", demand("00042", dati));
+            };
+            assert_eq!(header.id_pa, "01199250158");
+        }
+        for dati in ["<x/>", "YQ=", "Y===", "YQ==YQ==", "Y$=="] {
+            let (field, _) = field_error(demand("00042", dati));
+            assert_eq!(
+                field, "paDemandPaymentNoticeRequest.datiSpecificiServizioRequest",
+                "{dati}"
+            );
+        }
+        let (field, _) = field_error(demand("0042", "YQ=="));
+        assert_eq!(field, "paDemandPaymentNoticeRequest.idServizio");
     }
 }
