@@ -611,7 +611,7 @@ impl<'a> Fields<'a> {
             }
             length += 1;
         }
-        if length % 4 != 0 || padding > 2 {
+        if !length.is_multiple_of(4) || padding > 2 {
             return Err(SyntaxError::invalid(self.field(name), "is not base64"));
         }
         Ok(())

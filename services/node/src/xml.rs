@@ -225,13 +225,12 @@ fn check_value(value: &str, attribute: &str, element: &str) -> Result<(), XmlErr
             ))
         })?;
         let reference = &after[..end];
-        let char_ref = match reference.strip_prefix('#') {
-            Some(number) => Some(match number.strip_prefix('x') {
+        let char_ref = reference
+            .strip_prefix('#')
+            .map(|number| match number.strip_prefix('x') {
                 Some(hex) => u32::from_str_radix(hex, 16).ok(),
                 None => number.parse::<u32>().ok(),
-            }),
-            None => None,
-        };
+            });
         match char_ref {
             Some(code) => {
                 let allowed = code
