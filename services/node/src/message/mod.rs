@@ -2,7 +2,7 @@
 //! is found from the body's wrapper element, and every field is checked against the XSD as it
 //! is read (missing, repeated, unknown, namespace-qualified, too long, wrong pattern), so that
 //! the handlers only ever see valid requests and every refusal names the field. This module
-//! unwraps the envelope and dispatches on the operation ([`operation`]); the XSD-shaped field
+//! unwraps the envelope and dispatches on the operation (`operation`); the XSD-shaped field
 //! reader is `fields`, verify and activation requests are `payment`, receipts `receipt`.
 
 mod fields;
