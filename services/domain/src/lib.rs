@@ -14,6 +14,7 @@ pub mod iban;
 pub mod ledger;
 pub mod money;
 pub mod notice_number;
+pub mod receipt;
 pub mod rome_time;
 pub mod taxonomy;
 pub mod traffic_fine;

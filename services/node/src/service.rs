@@ -470,7 +470,7 @@ impl NodeService {
             notice_number: receipt.notice_number.clone(),
             iuv: receipt.creditor_reference_id.clone(),
             receipt_id: receipt.receipt_id.clone(),
-            outcome_ok: receipt.outcome == "OK",
+            outcome_ok: receipt.outcome.is_paid(),
             psp_id: receipt.id_psp.clone(),
             channel_id: receipt.id_channel.clone(),
             payment_amount_cents: receipt.payment_amount_cents,

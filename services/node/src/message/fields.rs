@@ -5,6 +5,8 @@
 
 use std::cell::RefCell;
 
+use time::{Date, Duration, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
 use super::{SyntaxError, XSI_NS};
 use crate::xml::{self, Element};
 
@@ -39,6 +41,88 @@ pub(super) fn check_payload_attributes(element: &Element, path: &str) -> Result<
         }
     }
     Ok(())
+}
+
+/// The instant an `xsd:dateTime` names: `YYYY-MM-DDThh:mm:ss`, optional fractional seconds
+/// (kept to the nanosecond), optional zone `Z` or `+hh:mm`/`-hh:mm` (at most 14:00). With a
+/// zone the instant is the one given; without, it is Europe/Rome wall-clock time, as PagoPA
+/// writes it. `24:00:00` is the first instant of the next day, as XSD says. Years are four
+/// digits (XSD would allow more; no payment is made after 9999).
+pub(super) fn xsd_date_time(text: &str) -> Option<OffsetDateTime> {
+    let bytes = text.as_bytes();
+    let number = |from: usize, to: usize| -> Option<u32> {
+        let digits = bytes.get(from..to)?;
+        digits
+            .iter()
+            .all(u8::is_ascii_digit)
+            .then(|| digits.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
+    };
+    let separators = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if separators.iter().any(|(at, c)| bytes.get(*at) != Some(c)) {
+        return None;
+    }
+    let year = i32::try_from(number(0, 4)?).ok()?;
+    let month = Month::try_from(u8::try_from(number(5, 7)?).ok()?).ok()?;
+    let day = u8::try_from(number(8, 10)?).ok()?;
+    let (hour, minute, second) = (number(11, 13)?, number(14, 16)?, number(17, 19)?);
+    let mut rest = &text[19..];
+    let mut nanos = 0u32;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        // Beyond nanoseconds the digits are dropped: no clock measures them.
+        let kept = format!("{:0<9}", &fraction[..digits.min(9)]);
+        nanos = kept.parse().ok()?;
+        rest = &fraction[digits..];
+    }
+    let zone = match rest {
+        "" => None,
+        "Z" => Some(UtcOffset::UTC),
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let zone = rest.as_bytes();
+            if zone.len() != 6 || zone[3] != b':' {
+                return None;
+            }
+            let digits = |at: usize| {
+                let (a, b) = (zone[at], zone[at + 1]);
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i8::try_from((a - b'0') * 10 + (b - b'0')).ok())
+                    .flatten()
+            };
+            let (hours, minutes) = (digits(1)?, digits(4)?);
+            if minutes > 59 || hours > 14 || (hours == 14 && minutes > 0) {
+                return None;
+            }
+            Some(UtcOffset::from_hms(sign * hours, sign * minutes, 0).ok()?)
+        }
+    };
+    let date = Date::from_calendar_date(year, month, day).ok()?;
+    let local = if hour == 24 {
+        if minute != 0 || second != 0 || nanos != 0 {
+            return None;
+        }
+        PrimitiveDateTime::new(date, Time::MIDNIGHT) + Duration::days(1)
+    } else {
+        let time = Time::from_hms_nano(
+            u8::try_from(hour).ok()?,
+            u8::try_from(minute).ok()?,
+            u8::try_from(second).ok()?,
+            nanos,
+        )
+        .ok()?;
+        PrimitiveDateTime::new(date, time)
+    };
+    Some(match zone {
+        Some(offset) => local.assume_offset(offset),
+        None => incasso_domain::rome_time::from_rome_local(local),
+    })
 }
 
 /// Reads the children of one element, each at most once unless asked, refusing
@@ -212,6 +296,23 @@ impl<'a> Fields<'a> {
             }
         }
         Ok(text)
+    }
+
+    /// An `xsd:dateTime`: the text as sent and the instant it names (see [`xsd_date_time`]).
+    pub(super) fn date_time(
+        &mut self,
+        name: &str,
+    ) -> Result<Option<(String, OffsetDateTime)>, SyntaxError> {
+        let Some(text) = self.optional_text(name, 1, 64)? else {
+            return Ok(None);
+        };
+        match xsd_date_time(&text) {
+            Some(instant) => Ok(Some((text, instant))),
+            None => Err(SyntaxError::invalid(
+                self.field(name),
+                format!("'{text}' is not a date and time (YYYY-MM-DDThh:mm:ss[.s][Z|+hh:mm])"),
+            )),
+        }
     }
 
     /// An `xsd:base64Binary` (required): groups of four base64 characters, white space
@@ -442,5 +543,52 @@ mod tests {
         );
         let (field, _) = field_error(parse_request(wrapped.as_bytes(), Limits::default()));
         assert_eq!(field, "paVerifyPaymentNoticeReq");
+    }
+
+    #[test]
+    fn xsd_date_times_name_their_instant() {
+        use crate::message::fields::xsd_date_time;
+        use time::macros::datetime;
+        for (text, instant) in [
+            // Zone-less: Rome wall-clock time, winter and summer.
+            ("2026-11-20T10:15:00", datetime!(2026-11-20 09:15 UTC)),
+            ("2021-03-25T17:48:22", datetime!(2021-03-25 16:48:22 UTC)),
+            ("2026-07-20T10:15:00", datetime!(2026-07-20 08:15 UTC)),
+            // With a zone: as given.
+            ("2026-11-20T10:15:00Z", datetime!(2026-11-20 10:15 UTC)),
+            ("2026-11-20T10:15:00+05:30", datetime!(2026-11-20 04:45 UTC)),
+            ("2026-11-20T10:15:00-14:00", datetime!(2026-11-21 00:15 UTC)),
+            (
+                "2026-11-20T10:15:00.123456789123+01:00",
+                datetime!(2026-11-20 09:15:00.123456789 UTC),
+            ),
+            (
+                "2026-11-20T10:15:00.5",
+                datetime!(2026-11-20 09:15:00.5 UTC),
+            ),
+            ("2026-12-31T24:00:00Z", datetime!(2027-01-01 00:00 UTC)),
+            // The March gap moves forward, the October overlap takes summer time.
+            ("2026-03-29T02:30:00", datetime!(2026-03-29 01:30 UTC)),
+            ("2026-10-25T02:30:00", datetime!(2026-10-25 00:30 UTC)),
+        ] {
+            assert_eq!(xsd_date_time(text), Some(instant), "{text}");
+        }
+        for text in [
+            "2026-11-20",
+            "2026-11-20 10:15:00",
+            "2026-11-20T10:15",
+            "2026-02-30T10:15:00",
+            "2026-11-20T25:00:00",
+            "2026-11-20T24:00:01",
+            "2026-11-20T10:60:00",
+            "2026-11-20T10:15:00.",
+            "2026-11-20T10:15:00+1:00",
+            "2026-11-20T10:15:00+14:30",
+            "2026-11-20T10:15:00 Z",
+            "+2026-11-20T10:15:00",
+            "２026-11-20T10:15:00",
+        ] {
+            assert_eq!(xsd_date_time(text), None, "{text}");
+        }
     }
 }

@@ -4,6 +4,10 @@
 //! Unknown elements are skipped and noted (see [`Fields::lenient`]): a receipt is never refused
 //! for a field a later SANP version added.
 
+use incasso_domain::notice_number::NoticeNumber;
+use incasso_domain::receipt::ReceiptOutcome;
+use time::OffsetDateTime;
+
 use super::fields::Fields;
 use super::payment::Header;
 use super::{Operation, Request, SyntaxError};
@@ -79,12 +83,16 @@ pub struct ReceiptTransfer {
 pub struct Receipt {
     /// The payment token.
     pub receipt_id: String,
-    /// NAV.
+    /// NAV, as sent (18 digits).
     pub notice_number: String,
+    /// The NAV as a notice number, or `None` when its check digits are wrong: a receipt is
+    /// never refused for that (the money was taken), so the text above is what is kept.
+    #[serde(skip)]
+    pub notice: Option<NoticeNumber>,
     /// The notice's creditor.
     pub fiscal_code: String,
-    /// OK or KO.
-    pub outcome: String,
+    /// Paid or not.
+    pub outcome: ReceiptOutcome,
     /// IUV.
     pub creditor_reference_id: String,
     /// Cents.
@@ -125,8 +133,14 @@ pub struct Receipt {
     pub id_bundle: Option<String>,
     /// The creditor's bundle (V2).
     pub id_ci_bundle: Option<String>,
-    /// When the payment was made, as sent.
+    /// When the payment was made, as sent (the store keeps the text).
     pub payment_date_time: Option<String>,
+    /// When the payment was made: as given when the text has `Z` or an offset, read as
+    /// Europe/Rome wall-clock time when it has none (as PagoPA writes it; see
+    /// [`from_rome_local`](incasso_domain::rome_time::from_rome_local) for the two hours a
+    /// year that are ambiguous).
+    #[serde(skip)]
+    pub paid_at: Option<OffsetDateTime>,
     /// PSP booking date.
     pub application_date: Option<String>,
     /// Date the PSP must credit by.
@@ -298,13 +312,8 @@ pub(super) fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, Synt
     let receipt_id = r.text("receiptId", 1, incasso_domain::ledger::RECEIPT_ID_MAX_CHARS)?;
     let notice_number = r.digits("noticeNumber", 18)?;
     let fiscal_code = r.digits("fiscalCode", 11)?;
-    let outcome = r.text("outcome", 2, 2)?;
-    if outcome != "OK" && outcome != "KO" {
-        return Err(SyntaxError::invalid(
-            format!("{path}.outcome"),
-            "must be OK or KO",
-        ));
-    }
+    let outcome = ReceiptOutcome::parse(&r.text("outcome", 2, 2)?)
+        .ok_or_else(|| SyntaxError::invalid(format!("{path}.outcome"), "must be OK or KO"))?;
     let creditor_reference_id = r.text("creditorReferenceId", 1, 35)?;
     let payment_amount_cents = r.amount("paymentAmount", true)?.unwrap_or(0);
     let description = r.text("description", 1, 140)?;
@@ -336,7 +345,7 @@ pub(super) fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, Synt
     } else {
         (None, None, None)
     };
-    let payment_date_time = r.date("paymentDateTime")?;
+    let (payment_date_time, paid_at) = r.date_time("paymentDateTime")?.unzip();
     let application_date = r.date("applicationDate")?;
     let transfer_date = r.date("transferDate")?;
     let metadata = metadata(&mut r)?;
@@ -344,6 +353,7 @@ pub(super) fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, Synt
     r.finish()?;
     Ok(Receipt {
         receipt_id,
+        notice: NoticeNumber::parse(&notice_number).ok(),
         notice_number,
         fiscal_code,
         outcome,
@@ -368,6 +378,7 @@ pub(super) fn receipt(fields: &mut Fields<'_>, v2: bool) -> Result<Receipt, Synt
         id_bundle,
         id_ci_bundle,
         payment_date_time,
+        paid_at,
         application_date,
         transfer_date,
         metadata,
@@ -591,5 +602,108 @@ mod tests {
         );
         let (field, _) = field_error(parse_request(get.as_bytes(), Limits::default()));
         assert_eq!(field, "paGetPaymentReq.qrCode.x");
+    }
+
+    #[test]
+    fn a_receipt_carries_typed_outcome_instant_and_notice_number() {
+        use incasso_domain::receipt::ReceiptOutcome;
+        use time::macros::datetime;
+        let receipt = receipt_of(&receipt_v2("Retta", 1, ""));
+        assert_eq!(receipt.outcome, ReceiptOutcome::Ok);
+        assert_eq!(
+            receipt.payment_date_time.as_deref(),
+            Some("2026-11-20T10:15:00")
+        );
+        // Zone-less: Rome time, winter (+01:00).
+        assert_eq!(receipt.paid_at, Some(datetime!(2026-11-20 09:15 UTC)));
+        assert_eq!(
+            receipt.notice.as_ref().map(|n| n.as_str()),
+            Some("312000000001234587")
+        );
+        let ko = receipt_of(&receipt_v2("Retta", 1, "").replace(">OK<", ">KO<"));
+        assert_eq!(ko.outcome, ReceiptOutcome::Ko);
+        let zoned = receipt_of(
+            &receipt_v2("Retta", 1, "")
+                .replace("2026-11-20T10:15:00<", "2026-11-20T10:15:00.250Z<"),
+        );
+        assert_eq!(zoned.paid_at, Some(datetime!(2026-11-20 10:15:00.25 UTC)));
+        assert_eq!(
+            zoned.payment_date_time.as_deref(),
+            Some("2026-11-20T10:15:00.250Z")
+        );
+        let undated = receipt_of(
+            &receipt_v2("Retta", 1, "")
+                .replace("<paymentDateTime>2026-11-20T10:15:00</paymentDateTime>", ""),
+        );
+        assert_eq!((undated.payment_date_time, undated.paid_at), (None, None));
+        // Wrong check digits: still a receipt, with the number as sent and no typed one.
+        let wrong_check = receipt_of(
+            &receipt_v2("Retta", 1, "").replace("312000000001234587", "312000000001234500"),
+        );
+        assert_eq!(wrong_check.notice_number, "312000000001234500");
+        assert_eq!(wrong_check.notice, None);
+        // A date and time the XSD refuses is refused, naming the field.
+        let (field, message) = field_error(parse_request(
+            receipt_v2("Retta", 1, "")
+                .replace("2026-11-20T10:15:00<", "2026-11-20 10:15<")
+                .as_bytes(),
+            Limits::default(),
+        ));
+        assert_eq!(field, "paSendRTV2Request.receipt.paymentDateTime");
+        assert!(message.contains("2026-11-20 10:15"), "{message}");
+    }
+
+    /// The canonical form is what stored receipts' keyed hashes were computed over: the
+    /// typed additions must not change it, or every redelivery of an earlier receipt would
+    /// become a conflict.
+    #[test]
+    fn the_canonical_form_keeps_its_shape() {
+        let receipt = receipt_of(&receipt_v2("Retta", 1, ""));
+        let json: serde_json::Value = serde_json::from_slice(&receipt.canonical()).unwrap();
+        let object = json.as_object().unwrap();
+        let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "receipt_id",
+            "notice_number",
+            "fiscal_code",
+            "outcome",
+            "creditor_reference_id",
+            "payment_amount_cents",
+            "description",
+            "company_name",
+            "office_name",
+            "debtor",
+            "transfers",
+            "id_psp",
+            "psp_fiscal_code",
+            "psp_partita_iva",
+            "psp_company_name",
+            "id_channel",
+            "channel_description",
+            "payer",
+            "payment_method",
+            "payment_note",
+            "fee_cents",
+            "primary_ci_incurred_fee_cents",
+            "id_bundle",
+            "id_ci_bundle",
+            "payment_date_time",
+            "application_date",
+            "transfer_date",
+            "metadata",
+            "stand_in",
+        ];
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(keys_sorted, expected);
+        assert_eq!(object["outcome"], "OK");
+        assert_eq!(object["notice_number"], "312000000001234587");
+        assert_eq!(object["payment_date_time"], "2026-11-20T10:15:00");
+        // Field order is part of the bytes: the struct's declaration order, as before.
+        let text = String::from_utf8(receipt.canonical()).unwrap();
+        assert!(text.starts_with(
+            "{\"receipt_id\":\"c3e7d4b2a1f04e6d9b8a7c6d5e4f3a2b\",\"notice_number\":\"312000000001234587\",\"fiscal_code\":\"01199250158\",\"outcome\":\"OK\","
+        ), "{text}");
     }
 }
