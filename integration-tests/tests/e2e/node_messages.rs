@@ -19,6 +19,7 @@ on_both_engines!(
     attributes_are_checked_as_the_xsd_does,
     a_request_level_standin_makes_a_stand_in_receipt,
     a_demand_gets_a_ko_valid_against_the_xsd,
+    a_receipt_is_read_to_its_types_and_never_refused_for_check_digits,
 );
 
 const XML: &str = "text/xml; charset=utf-8";
@@ -269,6 +270,67 @@ async fn a_demand_gets_a_ko_valid_against_the_xsd(engine: Engine) -> anyhow::Res
         assert!(body.contains("paDemandPaymentNoticeResponse>"), "{body}");
         assert_eq!(fault_code(&body), Some(code), "{body}");
     }
+    app.stop().await
+}
+
+async fn stored_date_time(app: &TestApp, receipt_id: &str) -> anyhow::Result<Option<String>> {
+    let db = app.database().await?;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT payment_date_time FROM receipt WHERE receipt_id = '{receipt_id}'"),
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("receipt {receipt_id} not stored"))?;
+    let text = row.try_get_by_index(0)?;
+    db.close().await?;
+    Ok(text)
+}
+
+async fn a_receipt_is_read_to_its_types_and_never_refused_for_check_digits(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let caller = Caller::default();
+    // A notice number whose check digits are wrong: still a receipt, booked.
+    let good = stranger_notice(400);
+    let mut wrong = good.as_str().to_owned();
+    let last = if wrong.ends_with('0') { "1" } else { "0" };
+    wrong.replace_range(17..18, last);
+    assert!(NoticeNumber::parse(&wrong).is_err());
+    let mut spec = receipt_for(&good, "token-typed-check");
+    spec.notice_number = wrong.clone();
+    let request = node::send_rt(&caller, true, &spec);
+    validate(&request)?;
+    let body = answer(&app, "paSendRTV2", &request).await?;
+    assert_eq!(element_text(&body, "outcome"), Some("OK"), "{body}");
+    assert_eq!(stand_in_of(&app, "token-typed-check").await?, Some(false));
+    // paymentDateTime with a zone or fractional seconds is kept as sent.
+    for (v2, receipt_id, sent) in [
+        (false, "token-typed-z", "2026-11-20T23:30:00Z"),
+        (true, "token-typed-offset", "2026-03-29T02:30:00.250+01:00"),
+    ] {
+        let mut spec = receipt_for(&stranger_notice(if v2 { 401 } else { 402 }), receipt_id);
+        spec.payment_date_time = sent.to_owned();
+        let request = node::send_rt(&caller, v2, &spec);
+        validate(&request)?;
+        let action = if v2 { "paSendRTV2" } else { "paSendRT" };
+        let body = answer(&app, action, &request).await?;
+        assert_eq!(element_text(&body, "outcome"), Some("OK"), "{body}");
+        assert_eq!(
+            stored_date_time(&app, receipt_id).await?.as_deref(),
+            Some(sent)
+        );
+    }
+    // One the XSD refuses is refused, naming the field.
+    let mut spec = receipt_for(&stranger_notice(403), "token-typed-bad-time");
+    spec.payment_date_time = "2026-11-20 10:15:00".to_owned();
+    let request = node::send_rt(&caller, true, &spec);
+    assert!(validate(&request).is_err(), "xmllint refuses it too");
+    let body = answer(&app, "paSendRTV2", &request).await?;
+    assert_eq!(fault_code(&body), Some("PAA_SINTASSI_XSD"));
+    assert!(description(&body).starts_with("paSendRTV2Request.receipt.paymentDateTime"));
+    assert_eq!(stand_in_of(&app, "token-typed-bad-time").await?, None);
     app.stop().await
 }
 
