@@ -551,7 +551,10 @@ mod tests {
     fn unknown_elements_of_a_receipt_are_noted_by_name_and_skipped() {
         let original = receipt_v2("Retta", 2, "<standIn>false</standIn>");
         let extended = original
-            .replace("</receipt>", "</receipt><nodeVersion>4.0</nodeVersion>")
+            .replace(
+                "</receipt>",
+                "</receipt><nodeVersion since=\"3.14\">4.0</nodeVersion>",
+            )
             .replace(
                 "<idPSP>",
                 "<payerConsent><given>RSSMRA80A01F205X</given></payerConsent><idPSP>",
