@@ -10,6 +10,7 @@ mod inbox;
 mod ledger;
 mod node;
 mod node_conformance;
+mod node_messages;
 mod notices;
 mod receipts;
 mod service;

@@ -4,11 +4,47 @@
 //! state of its notice, it gets a classification that says where its money goes (the
 //! receivable, refunds payable or suspense), and flags for what an operator should know.
 
+use serde::{Deserialize, Serialize};
 use time::Date;
 
 use crate::debt_position::DebtPosition;
 use crate::debt_position::payment::{PaymentOutcome, apply_payment};
 use crate::notice_number::NoticeNumber;
+
+/// The outcome a receipt reports (`stOutcome`): the payment was made, or it was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum NodeOutcome {
+    /// Paid.
+    #[serde(rename = "OK")]
+    Ok,
+    /// Not paid.
+    #[serde(rename = "KO")]
+    Ko,
+}
+
+impl NodeOutcome {
+    /// `OK` or `KO`, exactly as PagoPA writes them; anything else is `None`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "OK" => Some(Self::Ok),
+            "KO" => Some(Self::Ko),
+            _ => None,
+        }
+    }
+
+    /// `OK` or `KO`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::Ko => "KO",
+        }
+    }
+
+    /// True when the payment was made.
+    pub fn is_paid(self) -> bool {
+        self == Self::Ok
+    }
+}
 
 /// How a receipt was booked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,6 +251,17 @@ mod tests {
             stand_in: false,
             other_creditor: false,
         }
+    }
+
+    #[test]
+    fn outcomes_read_and_write_as_pagopa_spells_them() {
+        assert_eq!(NodeOutcome::parse("OK"), Some(NodeOutcome::Ok));
+        assert_eq!(NodeOutcome::parse("KO"), Some(NodeOutcome::Ko));
+        for wrong in ["ok", "Ko", " OK", "OKK", ""] {
+            assert_eq!(NodeOutcome::parse(wrong), None, "{wrong:?}");
+        }
+        assert!(NodeOutcome::Ok.is_paid() && !NodeOutcome::Ko.is_paid());
+        assert_eq!(NodeOutcome::Ko.as_str(), "KO");
     }
 
     #[test]

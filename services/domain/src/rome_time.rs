@@ -1,6 +1,7 @@
 //! The civil date in Europe/Rome for an instant. Due dates, fine deadlines and "today" are
 //! Italian calendar days, while instants are kept in UTC; near midnight the two differ, and a
-//! fine paid at 00:30 Rome time on day 6 must not get day 5's amount. The EU rule is fixed by
+//! fine paid at 00:30 Rome time on day 6 must not get day 5's amount; and PagoPA writes
+//! instants as zone-less Rome wall-clock times, which [`from_rome_local`] reads. The EU rule is fixed by
 //! Directive 2000/84/EC (summer time from 01:00 UTC on the last Sunday of March to 01:00 UTC
 //! on the last Sunday of October), so it is computed here instead of shipping a time-zone
 //! database.
@@ -44,6 +45,31 @@ pub fn start_of_rome_day(day: Date) -> OffsetDateTime {
     let naive = PrimitiveDateTime::new(day, Time::MIDNIGHT).assume_utc();
     let guess = naive - Duration::hours(1);
     naive - Duration::seconds(i64::from(rome_offset(guess).whole_seconds()))
+}
+
+/// The instant a Europe/Rome wall-clock time names, as PagoPA writes zone-less times.
+///
+/// Most local times name exactly one instant. Twice a year they do not, and the choice is
+/// the one `java.time` makes for `LocalDateTime.atZone(Europe/Rome)`, so that incasso reads
+/// a time as the Node (a Java service) meant it:
+///
+/// - **gap** (last Sunday of March, 02:00 to 02:59:59 never happen): the time is read with the
+///   offset in force before the gap (+01:00), which is the same as moving it forward by the
+///   length of the gap: 02:30 is 01:30 UTC, shown in Rome as 03:30+02:00;
+/// - **overlap** (last Sunday of October, 02:00 to 02:59:59 happen twice): the earlier
+///   instant, still in summer time (+02:00): 02:30 is 00:30 UTC, not 01:30 UTC.
+///
+/// The result carries its Rome offset (+01:00 or +02:00).
+pub fn from_rome_local(local: PrimitiveDateTime) -> OffsetDateTime {
+    let winter = UtcOffset::from_whole_seconds(3600).unwrap_or(UtcOffset::UTC);
+    let summer = UtcOffset::from_whole_seconds(7200).unwrap_or(UtcOffset::UTC);
+    let as_summer = local.assume_offset(summer);
+    // In the overlap both readings are consistent; summer time is the earlier instant.
+    if rome_offset(as_summer) == summer {
+        return as_summer;
+    }
+    // Winter time, or the gap, where reading the time as winter time moves it forward.
+    to_rome(local.assume_offset(winter))
 }
 
 #[cfg(test)]
@@ -97,7 +123,94 @@ mod tests {
         );
     }
 
+    #[test]
+    fn rome_local_times_name_their_instant_even_around_the_changes() {
+        // Ordinary winter and summer times.
+        assert_eq!(
+            from_rome_local(datetime!(2026-11-20 10:15)),
+            datetime!(2026-11-20 09:15 UTC)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-07-20 10:15)),
+            datetime!(2026-07-20 08:15 UTC)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-07-20 10:15))
+                .offset()
+                .whole_hours(),
+            2
+        );
+        // 29 March 2026: 02:00-02:59 local do not exist; they move forward by an hour.
+        assert_eq!(
+            from_rome_local(datetime!(2026-03-29 01:59:59)),
+            datetime!(2026-03-29 00:59:59 UTC)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-03-29 02:30)),
+            datetime!(2026-03-29 01:30 UTC)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-03-29 02:30)),
+            datetime!(2026-03-29 03:30 +2)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-03-29 03:00)),
+            datetime!(2026-03-29 01:00 UTC)
+        );
+        // 25 October 2026: 02:00-02:59 local happen twice; the first (summer) is taken.
+        assert_eq!(
+            from_rome_local(datetime!(2026-10-25 01:59)),
+            datetime!(2026-10-24 23:59 UTC)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-10-25 02:30)),
+            datetime!(2026-10-25 00:30 UTC)
+        );
+        assert_eq!(
+            from_rome_local(datetime!(2026-10-25 03:00)),
+            datetime!(2026-10-25 02:00 UTC)
+        );
+    }
+
     proptest! {
+        #[test]
+        fn every_instant_is_found_again_from_its_rome_time(minutes in 0i64..(100 * 366 * 24 * 60)) {
+            let instant = datetime!(2000-01-01 00:00 UTC) + Duration::minutes(minutes);
+            let local = to_rome(instant);
+            let naive = PrimitiveDateTime::new(local.date(), local.time());
+            let found = from_rome_local(naive);
+            if found != instant {
+                // Only the second pass through an October overlap reads as the first.
+                prop_assert_eq!(found, instant - Duration::hours(1));
+                prop_assert_eq!(naive.month(), Month::October);
+                prop_assert_eq!(rome_offset(instant).whole_hours(), 1);
+                prop_assert_eq!(rome_offset(found).whole_hours(), 2);
+            }
+            // Whatever the choice, it shows the same wall-clock time in Rome.
+            prop_assert_eq!(to_rome(found).date(), naive.date());
+            prop_assert_eq!(to_rome(found).time(), naive.time());
+        }
+
+        #[test]
+        fn any_rome_time_gets_one_deterministic_instant(minutes in 0i64..(100 * 366 * 24 * 60)) {
+            let naive = datetime!(2000-01-01 00:00) + Duration::minutes(minutes);
+            let found = from_rome_local(naive);
+            prop_assert_eq!(found, from_rome_local(naive));
+            // The offset is Rome's at that instant, and the instant is one or two hours
+            // before the same wall-clock time in UTC.
+            prop_assert_eq!(found.offset(), rome_offset(found));
+            let behind = naive.assume_utc() - found;
+            prop_assert!(behind == Duration::hours(1) || behind == Duration::hours(2));
+            // Shown in Rome it is the time given, except inside a March gap, moved an hour on.
+            let shown = to_rome(found);
+            let shown = PrimitiveDateTime::new(shown.date(), shown.time());
+            if shown != naive {
+                prop_assert_eq!(shown, naive + Duration::hours(1));
+                prop_assert_eq!(naive.month(), Month::March);
+                prop_assert_eq!(naive.hour(), 2);
+            }
+        }
+
         #[test]
         fn start_of_day_is_in_that_day(days in 0i64..40_000) {
             let day = date!(2000 - 01 - 01) + Duration::days(days);

@@ -14,12 +14,8 @@ use std::collections::BTreeMap;
 use incasso_domain::debt_position::{
     DebtPosition, EffectiveInstallmentState, Installment, KindDetails,
 };
-use incasso_domain::notice_number::NoticeNumber;
-use incasso_domain::rome_time;
 use incasso_domain::validation::format_date;
-use incasso_store::receipts::{
-    NodeOutcome, ReceiptFacts, ReceiptInput, ReceiptPrimitive, ReceiptTransferInput,
-};
+use incasso_store::receipts::{ReceiptFacts, ReceiptInput, ReceiptPrimitive, ReceiptTransferInput};
 use incasso_store::{AppError, Store};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -232,22 +228,6 @@ pub struct NodeService {
     store: Store,
     station: StationConfig,
     limits: Limits,
-}
-
-/// The instant of a receipt's paymentDateTime: as written when it carries `Z` or an offset,
-/// Europe/Rome time when it carries none (as PagoPA's samples write it).
-fn paid_at(text: &str) -> Option<time::OffsetDateTime> {
-    use time::format_description::well_known::Rfc3339;
-    if let Ok(instant) = time::OffsetDateTime::parse(text, &Rfc3339) {
-        return Some(instant);
-    }
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
-    let (local, _) = text.split_at(text.len().min(19));
-    let local = time::PrimitiveDateTime::parse(local, format).ok()?;
-    // The Rome offset of the local time read as UTC differs from the right one only within
-    // an hour of a change of offset; one correction step settles it.
-    let guess = local.assume_offset(rome_time::rome_offset(local.assume_utc()));
-    Some(local.assume_offset(rome_time::rome_offset(guess)))
 }
 
 /// The span of one call to the endpoint. It is opened before the message is read, so that
@@ -531,6 +511,14 @@ impl NodeService {
         let receipt = &request.receipt;
         record("notice_number", &receipt.notice_number);
         record("iuv", &receipt.creditor_reference_id);
+        for element in &request.unknown_elements {
+            // The name only: the content could be personal data.
+            tracing::warn!(
+                primitive = operation.name(),
+                %element,
+                "receipt element unknown to this version skipped"
+            );
+        }
         let input = ReceiptInput {
             facts: ReceiptFacts {
                 receiving_creditor: request.header.id_pa.clone(),
@@ -540,20 +528,16 @@ impl NodeService {
                 },
                 creditor_fiscal_code: receipt.fiscal_code.clone(),
                 notice_number: receipt.notice_number.clone(),
-                notice: NoticeNumber::parse(&receipt.notice_number).ok(),
+                notice: receipt.notice.clone(),
                 iuv: receipt.creditor_reference_id.clone(),
                 receipt_id: receipt.receipt_id.clone(),
-                outcome: if receipt.outcome == "OK" {
-                    NodeOutcome::Ok
-                } else {
-                    NodeOutcome::Ko
-                },
+                outcome: receipt.outcome,
                 psp_id: receipt.id_psp.clone(),
                 channel_id: receipt.id_channel.clone(),
                 payment_amount_cents: receipt.payment_amount_cents,
                 fee_cents: receipt.fee_cents,
                 payment_date_time: receipt.payment_date_time.clone(),
-                paid_at: receipt.payment_date_time.as_deref().and_then(paid_at),
+                paid_at: receipt.paid_at,
                 stand_in: receipt.stand_in,
                 transfers: receipt
                     .transfers

@@ -2,12 +2,15 @@
 //! with every limit checked while reading (depth, element count, text size), refuses document
 //! type declarations (so no entity can be declared: no XXE, no billion laughs) and every
 //! entity reference but the five predefined ones and character references, and keeps only
-//! what the paForNode messages use: element local names, their namespaces and their text.
-//! Attributes other than namespace declarations carry nothing in these messages and are
-//! ignored.
+//! what the paForNode messages use: element local names, their namespaces, their text and the
+//! names of their attributes. Every start tag's attribute list is checked for
+//! well-formedness (names, quotes, references, duplicates, bound prefixes) with a bound on its
+//! length, so that a malformed or hostile tag is refused here; whether an attribute is
+//! *allowed* is the schema's question, answered by the message layer. Attribute values are
+//! checked but not kept: no paForNode element carries one.
 
 use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
+use quick_xml::name::{QName, ResolveResult};
 use quick_xml::reader::NsReader;
 
 /// How much of a message is accepted.
@@ -19,6 +22,8 @@ pub struct Limits {
     pub max_elements: usize,
     /// Most characters of text in one element.
     pub max_text_chars: usize,
+    /// Most attributes (namespace declarations included) on one element.
+    pub max_attributes: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +32,9 @@ impl Default for Limits {
             max_depth: 24,
             max_elements: 4_000,
             max_text_chars: 512 * 1024,
+            // Real senders put at most a handful of namespace declarations on the envelope;
+            // the bound keeps the duplicate check (quadratic in the count) cheap.
+            max_attributes: 32,
         }
     }
 }
@@ -56,13 +64,26 @@ pub enum XmlError {
     UnknownPrefix(String),
 }
 
-/// An element: its local name, namespace, children and text.
+/// An attribute of an element (never a namespace declaration): its name, resolved. Its
+/// value is checked while reading but not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribute {
+    /// Local name.
+    pub name: String,
+    /// Namespace URI, if the name has a prefix (an unprefixed attribute has no namespace,
+    /// whatever the default namespace is).
+    pub namespace: Option<String>,
+}
+
+/// An element: its local name, namespace, attributes, children and text.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Element {
     /// Local name.
     pub name: String,
     /// Namespace URI, if qualified.
     pub namespace: Option<String>,
+    /// Attributes other than namespace declarations, in document order.
+    pub attributes: Vec<Attribute>,
     /// Child elements, in order.
     pub children: Vec<Element>,
     /// Text content (concatenated, entities resolved).
@@ -105,9 +126,11 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Element, XmlError> {
                 }
                 let name = start.local_name().as_ref().to_owned();
                 let namespace = namespace_of(&resolve, &name)?;
+                let attributes = attributes(&reader, &start, limits)?;
                 stack.push(Element {
                     name,
                     namespace,
+                    attributes,
                     ..Element::default()
                 });
             }
@@ -151,6 +174,217 @@ pub fn parse(bytes: &[u8], limits: Limits) -> Result<Element, XmlError> {
         return Err(malformed("the document ends inside an element"));
     }
     root.ok_or_else(|| malformed("no root element"))
+}
+
+/// XML 1.0 (fifth edition) `NameStartChar`, colon excluded: names are checked as QNames.
+fn is_name_start(c: char) -> bool {
+    matches!(c,
+        'A'..='Z' | '_' | 'a'..='z' | '\u{C0}'..='\u{D6}' | '\u{D8}'..='\u{F6}'
+        | '\u{F8}'..='\u{2FF}' | '\u{370}'..='\u{37D}' | '\u{37F}'..='\u{1FFF}'
+        | '\u{200C}'..='\u{200D}' | '\u{2070}'..='\u{218F}' | '\u{2C00}'..='\u{2FEF}'
+        | '\u{3001}'..='\u{D7FF}' | '\u{F900}'..='\u{FDCF}' | '\u{FDF0}'..='\u{FFFD}'
+        | '\u{10000}'..='\u{EFFFF}')
+}
+
+/// XML 1.0 `NameChar`, colon excluded.
+fn is_name_char(c: char) -> bool {
+    is_name_start(c)
+        || matches!(c, '-' | '.' | '0'..='9' | '\u{B7}' | '\u{300}'..='\u{36F}' | '\u{203F}'..='\u{2040}')
+}
+
+/// A namespace-well-formed name: `NCName` or `NCName:NCName`.
+fn is_qname(name: &str) -> bool {
+    let ncname = |part: &str| {
+        let mut chars = part.chars();
+        chars.next().is_some_and(is_name_start) && chars.all(is_name_char)
+    };
+    match name.split_once(':') {
+        Some((prefix, local)) => ncname(prefix) && ncname(local),
+        None => ncname(name),
+    }
+}
+
+fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Checks an attribute value as written between its quotes: no `<`, and every `&` starts one
+/// of the five predefined entities or a character reference to a character XML allows.
+fn check_value(value: &str, attribute: &str, element: &str) -> Result<(), XmlError> {
+    if value.contains('<') {
+        return Err(XmlError::Malformed(format!(
+            "'<' in the value of attribute {attribute} of <{element}>"
+        )));
+    }
+    let mut rest = value;
+    while let Some(at) = rest.find('&') {
+        let after = &rest[at + 1..];
+        let end = after.find(';').ok_or_else(|| {
+            XmlError::Malformed(format!(
+                "unterminated reference in attribute {attribute} of <{element}>"
+            ))
+        })?;
+        let reference = &after[..end];
+        let char_ref = reference
+            .strip_prefix('#')
+            .map(|number| match number.strip_prefix('x') {
+                Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                None => number.parse::<u32>().ok(),
+            });
+        match char_ref {
+            Some(code) => {
+                let allowed = code
+                    .and_then(char::from_u32)
+                    .is_some_and(|c| matches!(c, '\t' | '\n' | '\r') || c >= ' ');
+                if !allowed {
+                    return Err(XmlError::Malformed(format!(
+                        "invalid character reference &{}; in attribute {attribute} of <{element}>",
+                        reference.chars().take(12).collect::<String>()
+                    )));
+                }
+            }
+            None if matches!(reference, "lt" | "gt" | "amp" | "apos" | "quot") => {}
+            None => return Err(XmlError::Entity(reference.chars().take(40).collect())),
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// Names in error messages are cut: an attribute name can be as long as the message.
+fn shown(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
+/// Reads and checks the attribute list of a start tag: `name = "value"` pairs separated by
+/// white space, names that are QNames with a declared prefix, values with valid references,
+/// no attribute twice (neither as written nor once prefixes are resolved), at most
+/// `limits.max_attributes`. The scan is linear in the tag and allocates only the names kept.
+fn attributes(
+    reader: &NsReader<&[u8]>,
+    start: &quick_xml::events::BytesStart<'_>,
+    limits: Limits,
+) -> Result<Vec<Attribute>, XmlError> {
+    let element = start.name().as_ref().to_owned();
+    if !is_qname(&element) {
+        return Err(XmlError::Malformed(format!(
+            "<{}> is not a valid element name",
+            shown(&element)
+        )));
+    }
+    let element = shown(&element);
+    let raw = start.attributes_raw();
+    let bytes = raw.as_bytes();
+    let mut at = 0;
+    let mut written: Vec<&str> = Vec::new();
+    let mut kept: Vec<Attribute> = Vec::new();
+    loop {
+        let spaced = at < bytes.len() && is_xml_space(bytes[at]);
+        while at < bytes.len() && is_xml_space(bytes[at]) {
+            at += 1;
+        }
+        if at == bytes.len() {
+            break;
+        }
+        if !spaced {
+            return Err(XmlError::Malformed(format!(
+                "attributes of <{element}> must be separated by white space"
+            )));
+        }
+        if written.len() >= limits.max_attributes {
+            return Err(XmlError::Limit("the number of attributes of an element"));
+        }
+        let name_end = raw[at..]
+            .find(|c: char| c == '=' || c.is_ascii_whitespace())
+            .map_or(bytes.len(), |n| at + n);
+        let name = &raw[at..name_end];
+        if !is_qname(name) {
+            return Err(XmlError::Malformed(format!(
+                "'{}' in <{element}> is not a valid attribute name",
+                shown(name)
+            )));
+        }
+        at = name_end;
+        while at < bytes.len() && is_xml_space(bytes[at]) {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b'=') {
+            return Err(XmlError::Malformed(format!(
+                "attribute {} of <{element}> has no value",
+                shown(name)
+            )));
+        }
+        at += 1;
+        while at < bytes.len() && is_xml_space(bytes[at]) {
+            at += 1;
+        }
+        let quote = match bytes.get(at) {
+            Some(q @ (b'"' | b'\'')) => *q,
+            _ => {
+                return Err(XmlError::Malformed(format!(
+                    "the value of attribute {} of <{element}> must be in quotes",
+                    shown(name)
+                )));
+            }
+        };
+        let value_start = at + 1;
+        let value_end = bytes[value_start..]
+            .iter()
+            .position(|b| *b == quote)
+            .map(|n| value_start + n)
+            .ok_or_else(|| {
+                XmlError::Malformed(format!(
+                    "the value of attribute {} of <{element}> is not closed",
+                    shown(name)
+                ))
+            })?;
+        check_value(&raw[value_start..value_end], &shown(name), &element)?;
+        at = value_end + 1;
+        if written.contains(&name) {
+            return Err(XmlError::Malformed(format!(
+                "attribute {} appears twice in <{element}>",
+                shown(name)
+            )));
+        }
+        written.push(name);
+        if name == "xmlns" {
+            continue;
+        }
+        if let Some(prefix) = name.strip_prefix("xmlns:") {
+            // Namespaces in XML 1.0: a prefix cannot be undeclared.
+            if value_end == value_start {
+                return Err(XmlError::Malformed(format!(
+                    "namespace prefix {} declared empty in <{element}>",
+                    shown(prefix)
+                )));
+            }
+            continue;
+        }
+        let (resolve, local) = reader.resolver().resolve_attribute(QName(name));
+        let local = local.as_ref().to_owned();
+        let namespace = match resolve {
+            ResolveResult::Bound(namespace) => Some(namespace.as_ref().to_owned()),
+            ResolveResult::Unbound => None,
+            ResolveResult::Unknown(_) => {
+                return Err(XmlError::UnknownPrefix(format!(
+                    "{element} {}",
+                    shown(name)
+                )));
+            }
+        };
+        let attribute = Attribute {
+            name: local,
+            namespace,
+        };
+        if kept.contains(&attribute) {
+            return Err(XmlError::Malformed(format!(
+                "attribute {} appears twice in <{element}> (same name, same namespace)",
+                shown(name)
+            )));
+        }
+        kept.push(attribute);
+    }
+    Ok(kept)
 }
 
 fn append(stack: &mut [Element], text: &str, limits: Limits) -> Result<(), XmlError> {
@@ -223,5 +457,87 @@ mod tests {
             Err(XmlError::UnknownPrefix(_) | XmlError::Malformed(_))
         ));
         assert!(parse(b"<?php echo 1 ?><a/>", Limits::default()).is_err());
+    }
+
+    #[test]
+    fn attributes_are_kept_by_name_and_namespace() {
+        let doc =
+            br#"<a:root xmlns:a="urn:a" xmlns="urn:d" a:x = 'v&amp;&#233;' y="1"><c/></a:root>"#;
+        let root = parse(doc, Limits::default()).unwrap();
+        assert_eq!(
+            root.attributes,
+            vec![
+                Attribute {
+                    name: "x".into(),
+                    namespace: Some("urn:a".into())
+                },
+                // An unprefixed attribute is in no namespace, whatever the default is.
+                Attribute {
+                    name: "y".into(),
+                    namespace: None
+                },
+            ]
+        );
+        assert!(root.children[0].attributes.is_empty());
+        assert_eq!(root.children[0].namespace.as_deref(), Some("urn:d"));
+    }
+
+    #[test]
+    fn malformed_attribute_lists_are_refused() {
+        for doc in [
+            "<idPA a=1 & <<>x</idPA>",
+            "<a x=\"1\"y=\"2\"/>",
+            "<a x/>",
+            "<a x=\"1\" x=\"2\"/>",
+            "<a xmlns:p=\"urn:p\" xmlns:q=\"urn:p\" p:x=\"1\" q:x=\"2\"/>",
+            "<a x=\"<\"/>",
+            "<a x=\"&#0;\"/>",
+            "<a x=\"& \"/>",
+            "<a 1x=\"1\"/>",
+            "<a x:y:z=\"1\"/>",
+            "<a xmlns:p=\"\"/>",
+            "<a x=\"1/>",
+        ] {
+            assert!(
+                matches!(
+                    parse(doc.as_bytes(), Limits::default()),
+                    Err(XmlError::Malformed(_))
+                ),
+                "{doc}: {:?}",
+                parse(doc.as_bytes(), Limits::default())
+            );
+        }
+        assert!(matches!(
+            parse(b"<a x=\"&e;\"/>", Limits::default()),
+            Err(XmlError::Entity(_))
+        ));
+        assert!(matches!(
+            parse(b"<a p:x=\"1\"/>", Limits::default()),
+            Err(XmlError::UnknownPrefix(_))
+        ));
+    }
+
+    #[test]
+    fn attribute_lists_are_bounded() {
+        let many: String = (0..60_000).map(|i| format!(" a{i}=\"1\"")).collect();
+        let doc = format!("<a{many}/>");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            parse(doc.as_bytes(), Limits::default()),
+            Err(XmlError::Limit("the number of attributes of an element"))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let exactly: String = (0..32).map(|i| format!(" a{i}=\"1\"")).collect();
+        assert_eq!(
+            parse(format!("<a{exactly}/>").as_bytes(), Limits::default())
+                .unwrap()
+                .attributes
+                .len(),
+            32
+        );
+        // A huge value is scanned, not copied: the element keeps only the name.
+        let doc = format!("<a big=\"{}\"/>", "x".repeat(900_000));
+        let root = parse(doc.as_bytes(), Limits::default()).unwrap();
+        assert_eq!(root.attributes[0].name, "big");
     }
 }

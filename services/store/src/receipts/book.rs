@@ -334,11 +334,17 @@ pub(crate) async fn write_states(
         };
         for (old, new) in before.installments().zip(after.installments()) {
             if old.state != new.state {
-                installments.entry(new.state.as_str()).or_default().push(new.id);
+                installments
+                    .entry(new.state.as_str())
+                    .or_default()
+                    .push(new.id);
             }
         }
         if before.state != after.state {
-            states.entry(after.state.as_str()).or_default().push(after.id);
+            states
+                .entry(after.state.as_str())
+                .or_default()
+                .push(after.id);
         }
     }
     for (state, ids) in installments {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use incasso_domain::notice_number::NoticeNumber;
-pub use incasso_domain::receipt::{Classification, ReceiptFlag};
+pub use incasso_domain::receipt::{Classification, NodeOutcome, ReceiptFlag};
 
 use crate::Store;
 use crate::error::AppError;
@@ -73,15 +73,6 @@ impl ReceiptPrimitive {
             Self::SendRtV2 => "pagopa.paSendRTV2",
         }
     }
-}
-
-/// The receipt's `outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NodeOutcome {
-    /// The payment was taken.
-    Ok,
-    /// It was not.
-    Ko,
 }
 
 /// PagoPA's idempotency key of a receipt.
