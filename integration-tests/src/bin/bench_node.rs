@@ -234,6 +234,9 @@ fn report(name: &str, samples: &mut [Duration], elapsed: Duration) {
     );
 }
 
+/// One receipt of a bare transaction: its number, receipt row id, document id, position id.
+type BareRow = (i64, Uuid, Uuid, Uuid);
+
 /// How a bare transaction chains its ledger entries.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Chain {
@@ -258,7 +261,7 @@ async fn bare_transaction(
     let mut tx = pool.begin().await?;
     let hash = vec![7u8; 32];
     let now = time::OffsetDateTime::now_utc();
-    let rows: Vec<(i64, Uuid, Uuid, Uuid)> = ids
+    let rows: Vec<BareRow> = ids
         .iter()
         .map(|&i| (i, Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()))
         .collect();
@@ -323,7 +326,7 @@ async fn bare_transaction(
             first
         }
     };
-    let sequences: Vec<(i64, &(i64, Uuid, Uuid, Uuid))> = rows
+    let sequences: Vec<(i64, &BareRow)> = rows
         .iter()
         .enumerate()
         .map(|(k, r)| (first + k as i64, r))
