@@ -1,10 +1,12 @@
 //! The gRPC transport of incasso: the generated `incasso.v1` types, the service
-//! implementations, the one conversion layer between proto and domain ([`convert`]) and the
-//! one mapping from use-case errors to gRPC statuses ([`status`]).
+//! implementations (notices, ledger, receipts), the one conversion layer between proto and
+//! domain ([`convert`]) and the one mapping from use-case errors to gRPC statuses
+//! ([`status`]).
 
 pub mod convert;
 pub mod ledger_service;
 pub mod notice_service;
+pub mod receipt_service;
 pub mod status;
 
 pub mod pb {
@@ -19,3 +21,4 @@ pub mod pb {
 
 pub use ledger_service::LedgerApi;
 pub use notice_service::NoticeApi;
+pub use receipt_service::ReceiptApi;

@@ -16,7 +16,8 @@ use tonic::transport::server::TcpIncoming;
 
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
 use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
-use incasso_grpc::{LedgerApi, NoticeApi};
+use incasso_grpc::pb::receipt_service_server::ReceiptServiceServer;
+use incasso_grpc::{LedgerApi, NoticeApi, ReceiptApi};
 use incasso_store::Store;
 use incasso_store::db::DatabaseConnection;
 
@@ -122,6 +123,9 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<NoticeServiceServer<NoticeApi>>().await;
         health.set_serving::<LedgerServiceServer<LedgerApi>>().await;
+        health
+            .set_serving::<ReceiptServiceServer<ReceiptApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -136,6 +140,7 @@ impl Application {
         let notices = NoticeServiceServer::new(NoticeApi::new(self.store.clone()))
             .max_decoding_message_size(4 * 1024 * 1024);
         let ledger = LedgerServiceServer::new(LedgerApi::new(self.store.clone()));
+        let receipts = ReceiptServiceServer::new(ReceiptApi::new(self.store.clone()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
         let node = incasso_node::service::NodeService::new(
@@ -184,6 +189,7 @@ impl Application {
             .add_service(reflection_alpha)
             .add_service(notices)
             .add_service(ledger)
+            .add_service(receipts)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
@@ -201,6 +207,9 @@ impl Application {
             .await;
         health
             .set_not_serving::<LedgerServiceServer<LedgerApi>>()
+            .await;
+        health
+            .set_not_serving::<ReceiptServiceServer<ReceiptApi>>()
             .await;
         let _ = stop.send(());
         let _ = stop_soap.send(());

@@ -84,7 +84,10 @@ fn notice_filter(errors: &mut ValidationErrors, text: &str) -> Option<String> {
     let text = optional(text)?;
     let digits: String = text.chars().filter(|c| *c != ' ').collect();
     if digits.len() != 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        errors.add("notice_number", format!("'{text}' is not a notice number (18 digits)"));
+        errors.add(
+            "notice_number",
+            format!("'{text}' is not a notice number (18 digits)"),
+        );
         return None;
     }
     Some(digits)
@@ -486,7 +489,10 @@ fn from_micros(micros: i64) -> Option<OffsetDateTime> {
 
 impl Store {
     /// Parses a receipt filter once, for [`Store::receipts_after`] (an export).
-    pub fn parse_receipt_filter(&self, input: &ReceiptFilterInput) -> Result<ReceiptFilter, AppError> {
+    pub fn parse_receipt_filter(
+        &self,
+        input: &ReceiptFilterInput,
+    ) -> Result<ReceiptFilter, AppError> {
         let mut errors = ValidationErrors::new();
         let filter = input.parse(&mut errors);
         errors.into_result(|| filter).map_err(AppError::Invalid)
@@ -500,8 +506,8 @@ impl Store {
         after: Option<Uuid>,
         limit: u64,
     ) -> Result<Vec<StoredReceipt>, AppError> {
-        let mut query = receipt::Entity::find()
-            .filter(filter.condition(self.db().get_database_backend()));
+        let mut query =
+            receipt::Entity::find().filter(filter.condition(self.db().get_database_backend()));
         if let Some(after) = after {
             query = query.filter(receipt::Column::Id.gt(after));
         }
@@ -563,8 +569,11 @@ impl Store {
                 iuv,
                 receipt_id,
             } => {
-                let creditor =
-                    creditor_filter(&mut errors, "key.creditor_fiscal_code", creditor_fiscal_code);
+                let creditor = creditor_filter(
+                    &mut errors,
+                    "key.creditor_fiscal_code",
+                    creditor_fiscal_code,
+                );
                 let iuv = iuv_filter(&mut errors, "key.iuv", iuv);
                 let receipt_id = receipt_id_filter(&mut errors, "key.receipt_id", receipt_id);
                 for (field, value) in [
@@ -590,9 +599,12 @@ impl Store {
         let Some(query) = query.filter(|_| errors.is_empty()) else {
             return Err(AppError::Invalid(errors));
         };
-        let row = query.one(self.db()).await?.ok_or_else(|| AppError::NotFound {
-            what: "receipt".to_owned(),
-        })?;
+        let row = query
+            .one(self.db())
+            .await?
+            .ok_or_else(|| AppError::NotFound {
+                what: "receipt".to_owned(),
+            })?;
         let document_id = row.source_document_id;
         let receipt = StoredReceipt::try_from(row)?;
         let transfers = receipt_transfer::Entity::find()
@@ -649,7 +661,10 @@ impl Store {
         Ok(found)
     }
 
-    async fn parked_state(&self, receipt: &StoredReceipt) -> Result<Option<ParkedReceipt>, AppError> {
+    async fn parked_state(
+        &self,
+        receipt: &StoredReceipt,
+    ) -> Result<Option<ParkedReceipt>, AppError> {
         let Some(parked) = parked_receipt::Entity::find_by_id(receipt.id)
             .one(self.db())
             .await?
@@ -685,7 +700,11 @@ impl Store {
         page_token: &str,
     ) -> Result<ConflictPage, AppError> {
         let mut errors = ValidationErrors::new();
-        let creditor = creditor_filter(&mut errors, "creditor_fiscal_code", &input.creditor_fiscal_code);
+        let creditor = creditor_filter(
+            &mut errors,
+            "creditor_fiscal_code",
+            &input.creditor_fiscal_code,
+        );
         let iuv = iuv_filter(&mut errors, "iuv", &input.iuv);
         let receipt_id = receipt_id_filter(&mut errors, "receipt_id", &input.receipt_id);
         let size = page_size(&mut errors, page_size_requested);
@@ -704,7 +723,8 @@ impl Store {
         }
         let mut query = receipt_conflict::Entity::find();
         if let Some(creditor) = &creditor {
-            query = query.filter(receipt_conflict::Column::CreditorFiscalCode.eq(creditor.as_str()));
+            query =
+                query.filter(receipt_conflict::Column::CreditorFiscalCode.eq(creditor.as_str()));
         }
         if let Some(iuv) = &iuv {
             query = query.filter(receipt_conflict::Column::Iuv.eq(iuv.as_str()));
@@ -768,7 +788,11 @@ impl Store {
                 .await?;
             known.extend(found);
         }
-        Ok(ids.iter().filter(|id| !known.contains(id)).copied().collect())
+        Ok(ids
+            .iter()
+            .filter(|id| !known.contains(id))
+            .copied()
+            .collect())
     }
 }
 
@@ -795,9 +819,19 @@ mod tests {
             Some(Uuid::nil())
         );
         assert!(errors.is_empty());
-        assert_eq!(decode_page_token(&mut errors, &token, "fedcba9876543210"), None);
-        assert_eq!(decode_page_token(&mut errors, "nonsense", "fedcba9876543210"), None);
-        let fields: Vec<&str> = errors.violations().iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            decode_page_token(&mut errors, &token, "fedcba9876543210"),
+            None
+        );
+        assert_eq!(
+            decode_page_token(&mut errors, "nonsense", "fedcba9876543210"),
+            None
+        );
+        let fields: Vec<&str> = errors
+            .violations()
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(fields, ["page_token", "page_token"]);
         assert_eq!(
             errors.violations()[0].description,
