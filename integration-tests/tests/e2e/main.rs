@@ -10,6 +10,7 @@ mod ledger;
 mod node;
 mod node_conformance;
 mod notices;
+mod receipt_service;
 mod receipts;
 mod service;
 
