@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 
 use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
 use incasso_grpc::pb::notice_service_client::NoticeServiceClient;
+use incasso_grpc::pb::receipt_service_client::ReceiptServiceClient;
 use incasso_server::Application;
 use incasso_server::config::{FileConfig, Overrides, Settings};
 pub use incasso_store::testing::Engine;
@@ -94,6 +95,11 @@ impl TestApp {
     /// A LedgerService client.
     pub async fn ledger(&self) -> anyhow::Result<LedgerServiceClient<Channel>> {
         Ok(LedgerServiceClient::new(self.channel().await?))
+    }
+
+    /// A ReceiptService client.
+    pub async fn receipts(&self) -> anyhow::Result<ReceiptServiceClient<Channel>> {
+        Ok(ReceiptServiceClient::new(self.channel().await?))
     }
 
     /// A direct connection to the server's database, as an operator (or an attacker) has.

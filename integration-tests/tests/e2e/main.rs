@@ -12,6 +12,7 @@ mod node;
 mod node_conformance;
 mod node_messages;
 mod notices;
+mod receipt_service;
 mod receipts;
 mod service;
 

@@ -17,9 +17,15 @@ use incasso_domain::debt_position::{
 use incasso_domain::fiscal_code::EntityType;
 use incasso_domain::ledger::chain::hex_lower;
 use incasso_domain::traffic_fine::FineBand;
-use incasso_domain::validation::format_date;
+use incasso_domain::validation::{ValidationErrors, format_date};
 use incasso_store::ledger::{Checkpoint, EntryFilterInput, SourceDocument, StoredEntry};
 use incasso_store::positions::{ListQuery, PayableAmount};
+use incasso_store::receipts::park::{ParkedReceipt, RetryOutcome};
+use incasso_store::receipts::query::{
+    ReceiptConflict, ReceiptDetail, ReceiptFilterInput, ReceiptLookup, StoredReceipt,
+};
+use incasso_store::receipts::{Classification, ReceiptFlag};
+use uuid::Uuid;
 
 use crate::pb;
 
@@ -517,4 +523,337 @@ pub fn checkpoints(
                 .map_err(|e| incasso_store::AppError::invalid(&format!("checkpoints[{i}]"), e))
         })
         .collect()
+}
+
+/// The domain's classification for a proto enum value; `None` for unspecified or unknown.
+pub fn classification(value: i32) -> Option<Classification> {
+    match pb::ReceiptClassification::try_from(value).ok()? {
+        pb::ReceiptClassification::Unspecified => None,
+        pb::ReceiptClassification::Settled => Some(Classification::Settled),
+        pb::ReceiptClassification::SettledLate => Some(Classification::SettledLate),
+        pb::ReceiptClassification::DoublePayment => Some(Classification::DoublePayment),
+        pb::ReceiptClassification::ClosedNotice => Some(Classification::ClosedNotice),
+        pb::ReceiptClassification::UnknownNotice => Some(Classification::UnknownNotice),
+        pb::ReceiptClassification::NotPaid => Some(Classification::NotPaid),
+        pb::ReceiptClassification::Parked => Some(Classification::Parked),
+    }
+}
+
+/// The proto value of a classification.
+pub fn classification_value(classification: Classification) -> pb::ReceiptClassification {
+    match classification {
+        Classification::Settled => pb::ReceiptClassification::Settled,
+        Classification::SettledLate => pb::ReceiptClassification::SettledLate,
+        Classification::DoublePayment => pb::ReceiptClassification::DoublePayment,
+        Classification::ClosedNotice => pb::ReceiptClassification::ClosedNotice,
+        Classification::UnknownNotice => pb::ReceiptClassification::UnknownNotice,
+        Classification::NotPaid => pb::ReceiptClassification::NotPaid,
+        Classification::Parked => pb::ReceiptClassification::Parked,
+    }
+}
+
+/// The domain's flag for a proto enum value; `None` for unspecified or unknown.
+pub fn receipt_flag(value: i32) -> Option<ReceiptFlag> {
+    match pb::ReceiptFlag::try_from(value).ok()? {
+        pb::ReceiptFlag::Unspecified => None,
+        pb::ReceiptFlag::StandIn => Some(ReceiptFlag::StandIn),
+        pb::ReceiptFlag::Late => Some(ReceiptFlag::Late),
+        pb::ReceiptFlag::AmountDiffers => Some(ReceiptFlag::AmountDiffers),
+        pb::ReceiptFlag::OtherCreditorNotice => Some(ReceiptFlag::OtherCreditorNotice),
+    }
+}
+
+fn receipt_flag_value(flag: ReceiptFlag) -> pb::ReceiptFlag {
+    match flag {
+        ReceiptFlag::StandIn => pb::ReceiptFlag::StandIn,
+        ReceiptFlag::Late => pb::ReceiptFlag::Late,
+        ReceiptFlag::AmountDiffers => pb::ReceiptFlag::AmountDiffers,
+        ReceiptFlag::OtherCreditorNotice => pb::ReceiptFlag::OtherCreditorNotice,
+    }
+}
+
+/// The filter fields shared by ListReceipts and ExportReceipts.
+#[derive(Debug, Clone, Copy)]
+pub struct ReceiptFilterFields<'a> {
+    /// Classification enum values.
+    pub classifications: &'a [i32],
+    /// Flag enum value.
+    pub flag: i32,
+    /// Notice number.
+    pub notice_number: &'a str,
+    /// IUV.
+    pub iuv: &'a str,
+    /// PagoPA receiptId.
+    pub receipt_id: &'a str,
+    /// The key's creditor.
+    pub creditor_fiscal_code: &'a str,
+    /// First Rome day, `YYYY-MM-DD`.
+    pub paid_from: &'a str,
+    /// Last Rome day, `YYYY-MM-DD`.
+    pub paid_to: &'a str,
+}
+
+impl<'a> From<&'a pb::ListReceiptsRequest> for ReceiptFilterFields<'a> {
+    fn from(r: &'a pb::ListReceiptsRequest) -> Self {
+        Self {
+            classifications: &r.classifications,
+            flag: r.flag,
+            notice_number: &r.notice_number,
+            iuv: &r.iuv,
+            receipt_id: &r.receipt_id,
+            creditor_fiscal_code: &r.creditor_fiscal_code,
+            paid_from: &r.paid_from,
+            paid_to: &r.paid_to,
+        }
+    }
+}
+
+impl<'a> From<&'a pb::ReceiptFilter> for ReceiptFilterFields<'a> {
+    fn from(r: &'a pb::ReceiptFilter) -> Self {
+        Self {
+            classifications: &r.classifications,
+            flag: r.flag,
+            notice_number: &r.notice_number,
+            iuv: &r.iuv,
+            receipt_id: &r.receipt_id,
+            creditor_fiscal_code: &r.creditor_fiscal_code,
+            paid_from: &r.paid_from,
+            paid_to: &r.paid_to,
+        }
+    }
+}
+
+/// A receipt filter as the store's input. An enum value the API does not define, or an
+/// unspecified classification in the list, is refused rather than silently widened to "any".
+pub fn receipt_filter(
+    fields: ReceiptFilterFields<'_>,
+) -> Result<ReceiptFilterInput, incasso_store::AppError> {
+    let mut errors = ValidationErrors::new();
+    let mut classifications = Vec::with_capacity(fields.classifications.len());
+    for (i, value) in fields.classifications.iter().enumerate() {
+        match classification(*value) {
+            Some(c) => classifications.push(c),
+            None => errors.add(
+                format!("classifications[{i}]"),
+                format!("{value} is not a receipt classification"),
+            ),
+        }
+    }
+    let flag = receipt_flag(fields.flag);
+    if fields.flag != 0 && flag.is_none() {
+        errors.add("flag", format!("{} is not a receipt flag", fields.flag));
+    }
+    errors
+        .into_result(|| ReceiptFilterInput {
+            classifications,
+            flag,
+            notice_number: fields.notice_number.to_owned(),
+            iuv: fields.iuv.to_owned(),
+            receipt_id: fields.receipt_id.to_owned(),
+            creditor_fiscal_code: fields.creditor_fiscal_code.to_owned(),
+            paid_from: fields.paid_from.to_owned(),
+            paid_to: fields.paid_to.to_owned(),
+        })
+        .map_err(incasso_store::AppError::Invalid)
+}
+
+/// `error` with every invalid field's path put under `prefix` (`filter.paid_from`), for a
+/// request whose fields sit in a nested message.
+pub fn nested(prefix: &str, error: incasso_store::AppError) -> incasso_store::AppError {
+    match error {
+        incasso_store::AppError::Invalid(errors) => {
+            let mut nested = ValidationErrors::new();
+            for v in errors.violations() {
+                nested.add(format!("{prefix}.{}", v.field), &v.description);
+            }
+            incasso_store::AppError::Invalid(nested)
+        }
+        other => other,
+    }
+}
+
+fn receipt_key(creditor_fiscal_code: &str, iuv: &str, receipt_id: &str) -> pb::ReceiptKey {
+    pb::ReceiptKey {
+        creditor_fiscal_code: creditor_fiscal_code.to_owned(),
+        iuv: iuv.to_owned(),
+        receipt_id: receipt_id.to_owned(),
+    }
+}
+
+/// A stored receipt as the API shows it.
+pub fn receipt(stored: &StoredReceipt) -> pb::Receipt {
+    pb::Receipt {
+        id: stored.id.to_string(),
+        key: Some(receipt_key(
+            &stored.creditor_fiscal_code,
+            &stored.iuv,
+            &stored.receipt_id,
+        )),
+        notice_number: stored.notice_number.clone(),
+        receiving_creditor: stored.receiving_creditor.clone(),
+        primitive: stored.primitive.clone(),
+        psp_id: stored.psp_id.clone(),
+        channel_id: stored.channel_id.clone(),
+        payment_amount_cents: stored.payment_amount_cents,
+        fee_cents: stored.fee_cents,
+        payment_date_time: stored.payment_date_time.clone().unwrap_or_default(),
+        paid_at: stored.paid_at.map(timestamp),
+        classification: classification_value(stored.classification) as i32,
+        flags: stored
+            .flags
+            .iter()
+            .map(|f| receipt_flag_value(*f) as i32)
+            .collect(),
+        stand_in: stored.stand_in,
+        debt_position_id: stored
+            .debt_position_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        installment_id: stored
+            .installment_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        received_at: Some(timestamp(stored.received_at)),
+    }
+}
+
+/// A GetReceipt request as the store's lookup.
+pub fn receipt_lookup(
+    request: &pb::GetReceiptRequest,
+) -> Result<ReceiptLookup, incasso_store::AppError> {
+    use pb::get_receipt_request::Lookup;
+    match &request.lookup {
+        Some(Lookup::Id(id)) => Ok(ReceiptLookup::Id(id.clone())),
+        Some(Lookup::Key(key)) => Ok(ReceiptLookup::Key {
+            creditor_fiscal_code: key.creditor_fiscal_code.clone(),
+            iuv: key.iuv.clone(),
+            receipt_id: key.receipt_id.clone(),
+        }),
+        None => Err(incasso_store::AppError::invalid(
+            "id",
+            "required: id or key",
+        )),
+    }
+}
+
+/// A parked receipt as the API shows it.
+pub fn parked_receipt(parked: &ParkedReceipt) -> pb::ParkedReceipt {
+    pb::ParkedReceipt {
+        id: parked.id.to_string(),
+        key: Some(receipt_key(
+            &parked.creditor_fiscal_code,
+            &parked.iuv,
+            &parked.receipt_id,
+        )),
+        notice_number: parked.notice_number.clone(),
+        payment_amount_cents: parked.payment_amount_cents,
+        reason: parked.reason.clone(),
+        attempts: parked.attempts,
+        parked_at: Some(timestamp(parked.parked_at)),
+        last_attempt_at: parked.last_attempt_at.map(timestamp),
+        next_attempt_at: parked.next_attempt_at.map(timestamp),
+        booked_at: parked.booked_at.map(timestamp),
+    }
+}
+
+/// A receipt with its transfers, entries and parked state as the API shows it.
+pub fn receipt_detail(detail: &ReceiptDetail) -> pb::GetReceiptResponse {
+    pb::GetReceiptResponse {
+        receipt: Some(receipt(&detail.receipt)),
+        transfers: detail
+            .transfers
+            .iter()
+            .map(|t| pb::ReceiptTransfer {
+                id_transfer: i32::from(t.id_transfer),
+                beneficiary_fiscal_code: t.beneficiary_fiscal_code.clone(),
+                iban: t.iban.clone().unwrap_or_default(),
+                amount_cents: t.amount_cents,
+                remittance_information: t.remittance_information.clone(),
+                transfer_category: t.transfer_category.clone(),
+            })
+            .collect(),
+        ledger_entries: detail.ledger_entries.iter().map(ledger_entry).collect(),
+        parked: detail.parked.as_ref().map(parked_receipt),
+    }
+}
+
+/// A conflict as the API shows it.
+pub fn receipt_conflict(conflict: &ReceiptConflict) -> pb::ReceiptConflict {
+    pb::ReceiptConflict {
+        id: conflict.id.to_string(),
+        key: Some(receipt_key(
+            &conflict.creditor_fiscal_code,
+            &conflict.iuv,
+            &conflict.receipt_id,
+        )),
+        content_sha256: conflict.content_sha256.clone(),
+        received_at: Some(timestamp(conflict.received_at)),
+        receipt_row_id: conflict
+            .receipt_row_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The row ids of a RetryParkedReceipts request: exactly one of `ids` and `all`; `None`
+/// means all.
+pub fn retry_ids(
+    request: &pb::RetryParkedReceiptsRequest,
+) -> Result<Option<Vec<Uuid>>, incasso_store::AppError> {
+    match (request.ids.is_empty(), request.all) {
+        (true, true) => Ok(None),
+        (true, false) => Err(incasso_store::AppError::invalid(
+            "ids",
+            "required: the ids of the receipts to retry, or all",
+        )),
+        (false, true) => Err(incasso_store::AppError::invalid(
+            "all",
+            "give either ids or all, not both",
+        )),
+        (false, false) => {
+            let mut errors = ValidationErrors::new();
+            let ids: Vec<Uuid> = request
+                .ids
+                .iter()
+                .enumerate()
+                .filter_map(|(i, id)| {
+                    errors.check(
+                        &format!("ids[{i}]"),
+                        Uuid::try_parse(id.trim())
+                            .map_err(|_| format!("'{id}' is not a receipt id (UUID)")),
+                    )
+                })
+                .collect();
+            errors
+                .into_result(|| Some(ids))
+                .map_err(incasso_store::AppError::Invalid)
+        }
+    }
+}
+
+/// One retry outcome as the API shows it.
+pub fn retry_outcome(id: Uuid, outcome: &RetryOutcome) -> pb::ParkedReceiptRetry {
+    let (result, classification, reason) = match outcome {
+        RetryOutcome::Booked(c) => (
+            pb::RetryResult::Booked,
+            classification_value(*c),
+            String::new(),
+        ),
+        RetryOutcome::StillParked(reason) => (
+            pb::RetryResult::StillParked,
+            pb::ReceiptClassification::Parked,
+            reason.clone(),
+        ),
+        RetryOutcome::NotParked => (
+            pb::RetryResult::NotParked,
+            pb::ReceiptClassification::Unspecified,
+            String::new(),
+        ),
+    };
+    pb::ParkedReceiptRetry {
+        id: id.to_string(),
+        result: result as i32,
+        classification: classification as i32,
+        reason,
+    }
 }

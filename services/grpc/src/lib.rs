@@ -1,12 +1,14 @@
 //! The gRPC transport of incasso: the generated `incasso.v1` types, the service
-//! implementations, the one conversion layer between proto and domain ([`convert`]), the one
-//! mapping from use-case errors to gRPC statuses ([`status`]) and the layer that gives an
-//! over-size request the status gRPC prescribes ([`message_size`]).
+//! implementations (notices, ledger, receipts), the one conversion layer between proto and
+//! domain ([`convert`]), the one mapping from use-case errors to gRPC statuses ([`status`])
+//! and the layer that gives an over-size request the status gRPC prescribes
+//! ([`message_size`]).
 
 pub mod convert;
 pub mod ledger_service;
 pub mod message_size;
 pub mod notice_service;
+pub mod receipt_service;
 pub mod status;
 
 pub mod pb {
@@ -21,3 +23,4 @@ pub mod pb {
 
 pub use ledger_service::LedgerApi;
 pub use notice_service::NoticeApi;
+pub use receipt_service::ReceiptApi;

@@ -17,7 +17,8 @@ use tonic::transport::server::TcpIncoming;
 use incasso_grpc::message_size::MessageSizeLayer;
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
 use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
-use incasso_grpc::{LedgerApi, NoticeApi};
+use incasso_grpc::pb::receipt_service_server::ReceiptServiceServer;
+use incasso_grpc::{LedgerApi, NoticeApi, ReceiptApi};
 use incasso_store::Store;
 use incasso_store::db::DatabaseConnection;
 
@@ -128,6 +129,9 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<NoticeServiceServer<NoticeApi>>().await;
         health.set_serving::<LedgerServiceServer<LedgerApi>>().await;
+        health
+            .set_serving::<ReceiptServiceServer<ReceiptApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -142,6 +146,8 @@ impl Application {
         let notices = NoticeServiceServer::new(NoticeApi::new(self.store.clone()))
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let ledger = LedgerServiceServer::new(LedgerApi::new(self.store.clone()))
+            .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
+        let receipts = ReceiptServiceServer::new(ReceiptApi::new(self.store.clone()))
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -194,6 +200,7 @@ impl Application {
             .add_service(reflection_alpha)
             .add_service(notices)
             .add_service(ledger)
+            .add_service(receipts)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
@@ -211,6 +218,9 @@ impl Application {
             .await;
         health
             .set_not_serving::<LedgerServiceServer<LedgerApi>>()
+            .await;
+        health
+            .set_not_serving::<ReceiptServiceServer<ReceiptApi>>()
             .await;
         let _ = stop.send(());
         let _ = stop_soap.send(());

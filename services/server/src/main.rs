@@ -1,15 +1,21 @@
 //! `incasso`: the Comune di Milano's creditor-side PagoPA service.
 //!
 //! `incasso serve` runs the service (gRPC on 127.0.0.1:50051, an SQLite file in the working
-//! directory, migrations applied on start); `incasso migrate` only applies migrations.
+//! directory, migrations applied on start); `incasso migrate` only applies migrations. The
+//! operators' commands (`outbox`, `ledger`, `receipts`) work offline against the database.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
 
 use incasso_server::config::{FileConfig, Overrides, Settings};
 use incasso_server::{Application, telemetry};
+use incasso_store::Store;
 use incasso_store::ledger::Checkpoint;
+use incasso_store::receipts::park::RetryOutcome;
+use incasso_store::receipts::query::{ReceiptFilterInput, StoredReceipt};
+use incasso_store::receipts::{Classification, ReceiptFlag};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +58,90 @@ enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Receipts the PagoPA Node delivered: the refund worklist and parked receipts.
+    Receipts {
+        #[command(subcommand)]
+        command: ReceiptsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReceiptsCommand {
+    /// Lists stored receipts matching every filter, in the order they were stored. The refund
+    /// worklist: `--classification double_payment --classification closed_notice`.
+    List {
+        /// settled, settled_late, double_payment, closed_notice, unknown_notice, not_paid or
+        /// parked (repeatable: any of them).
+        #[arg(long = "classification", value_parser = parse_classification)]
+        classifications: Vec<Classification>,
+        /// stand_in, late, amount_differs or other_creditor_notice.
+        #[arg(long, value_parser = parse_flag)]
+        flag: Option<ReceiptFlag>,
+        /// The notice number (18 digits).
+        #[arg(long, default_value = "")]
+        notice_number: String,
+        /// The IUV.
+        #[arg(long, default_value = "")]
+        iuv: String,
+        /// PagoPA's receiptId.
+        #[arg(long, default_value = "")]
+        receipt_id: String,
+        /// The notice's creditor.
+        #[arg(long, default_value = "")]
+        creditor_fiscal_code: String,
+        /// Paid on or after this Europe/Rome day (YYYY-MM-DD).
+        #[arg(long, default_value = "")]
+        paid_from: String,
+        /// Paid on or before this Europe/Rome day (YYYY-MM-DD).
+        #[arg(long, default_value = "")]
+        paid_to: String,
+        /// `table` (tab-separated) or `csv` (RFC 4180, for the finance office).
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
+    /// Lists parked receipts: stored and acknowledged, their booking failing and retried.
+    Parked {
+        /// Also those booked since they parked.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Books parked receipts now: the ids given, or with `--all` every one still parked.
+    /// Prints each outcome; exits 1 if any is still parked.
+    Retry {
+        /// Receipt row ids, as `receipts parked` prints them.
+        #[arg(required_unless_present = "all", conflicts_with = "all", value_parser = parse_receipt_row_id)]
+        ids: Vec<Uuid>,
+        /// Every receipt still parked.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// How `receipts list` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ListFormat {
+    /// Tab-separated, with a header line.
+    Table,
+    /// RFC 4180 CSV, with a header line.
+    Csv,
+}
+
+fn parse_classification(text: &str) -> Result<Classification, String> {
+    Classification::parse(text).ok_or_else(|| {
+        let names: Vec<_> = Classification::ALL.iter().map(|c| c.as_str()).collect();
+        format!("not a classification (one of {})", names.join(", "))
+    })
+}
+
+fn parse_flag(text: &str) -> Result<ReceiptFlag, String> {
+    ReceiptFlag::parse(text).ok_or_else(|| {
+        let names: Vec<_> = ReceiptFlag::ALL.iter().map(|f| f.as_str()).collect();
+        format!("not a receipt flag (one of {})", names.join(", "))
+    })
+}
+
+fn parse_receipt_row_id(text: &str) -> Result<Uuid, String> {
+    Uuid::try_parse(text.trim()).map_err(|_| "not a receipt id (a UUID)".to_owned())
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +288,11 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Receipts { command } => {
+            let settings = Settings::resolve(file, overrides)?;
+            let store = incasso_server::open_store(settings).await?;
+            receipts(&store, command).await?;
+        }
         Command::Serve {
             grpc_listen,
             soap_listen,
@@ -207,6 +302,211 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::resolve(file, overrides)?;
             let app = Application::build(settings).await?;
             app.run_until(shutdown_signal()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Receipts read per query by `receipts list`: the most it holds in memory.
+const LIST_CHUNK: u64 = 500;
+
+const LIST_HEADER: [&str; 17] = [
+    "id",
+    "creditor_fiscal_code",
+    "iuv",
+    "receipt_id",
+    "notice_number",
+    "receiving_creditor",
+    "classification",
+    "flags",
+    "payment_amount_cents",
+    "fee_cents",
+    "payment_date_time",
+    "psp_id",
+    "channel_id",
+    "stand_in",
+    "debt_position_id",
+    "installment_id",
+    "received_at",
+];
+
+fn list_row(r: &StoredReceipt) -> [String; 17] {
+    let flags: Vec<&str> = r.flags.iter().map(|f| f.as_str()).collect();
+    [
+        r.id.to_string(),
+        r.creditor_fiscal_code.clone(),
+        r.iuv.clone(),
+        r.receipt_id.clone(),
+        r.notice_number.clone(),
+        r.receiving_creditor.clone(),
+        r.classification.as_str().to_owned(),
+        flags.join(","),
+        r.payment_amount_cents.to_string(),
+        r.fee_cents.map(|c| c.to_string()).unwrap_or_default(),
+        r.payment_date_time.clone().unwrap_or_default(),
+        r.psp_id.clone(),
+        r.channel_id.clone(),
+        r.stand_in.to_string(),
+        r.debt_position_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        r.installment_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        rfc3339(r.received_at),
+    ]
+}
+
+fn rfc3339(instant: time::OffsetDateTime) -> String {
+    instant
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// One CSV field (RFC 4180): quoted when it holds a separator, a quote or a line break.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+/// One field of a tab-separated table: control characters (a tab in a reason) become spaces.
+fn table_field(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn print_row<S: AsRef<str>>(format: ListFormat, fields: &[S]) {
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|f| match format {
+            ListFormat::Table => table_field(f.as_ref()),
+            ListFormat::Csv => csv_field(f.as_ref()),
+        })
+        .collect();
+    match format {
+        ListFormat::Table => println!("{}", fields.join("\t")),
+        ListFormat::Csv => println!("{}", fields.join(",")),
+    }
+}
+
+/// An invalid filter, named as the command line spells it (`--paid-from`).
+fn cli_error(error: incasso_store::AppError) -> anyhow::Error {
+    match error {
+        incasso_store::AppError::Invalid(errors) => {
+            let fields: Vec<String> = errors
+                .violations()
+                .iter()
+                .map(|v| format!("--{}: {}", v.field.replace('_', "-"), v.description))
+                .collect();
+            anyhow::anyhow!("invalid arguments: {}", fields.join("; "))
+        }
+        other => other.into(),
+    }
+}
+
+/// `incasso receipts ...`.
+async fn receipts(store: &Store, command: ReceiptsCommand) -> anyhow::Result<()> {
+    match command {
+        ReceiptsCommand::List {
+            classifications,
+            flag,
+            notice_number,
+            iuv,
+            receipt_id,
+            creditor_fiscal_code,
+            paid_from,
+            paid_to,
+            format,
+        } => {
+            let filter = store
+                .parse_receipt_filter(&ReceiptFilterInput {
+                    classifications,
+                    flag,
+                    notice_number,
+                    iuv,
+                    receipt_id,
+                    creditor_fiscal_code,
+                    paid_from,
+                    paid_to,
+                })
+                .map_err(cli_error)?;
+            print_row(format, &LIST_HEADER);
+            let mut after = None;
+            loop {
+                let chunk = store.receipts_after(&filter, after, LIST_CHUNK).await?;
+                let Some(last) = chunk.last() else { break };
+                after = Some(last.id);
+                for receipt in &chunk {
+                    print_row(format, &list_row(receipt));
+                }
+            }
+        }
+        ReceiptsCommand::Parked { all } => {
+            print_row(
+                ListFormat::Table,
+                &[
+                    "id",
+                    "creditor_fiscal_code",
+                    "iuv",
+                    "receipt_id",
+                    "notice_number",
+                    "payment_amount_cents",
+                    "reason",
+                    "attempts",
+                    "parked_at",
+                    "next_attempt_at",
+                    "booked_at",
+                ],
+            );
+            for p in store.list_parked_receipts(all).await? {
+                print_row(
+                    ListFormat::Table,
+                    &[
+                        p.id.to_string(),
+                        p.creditor_fiscal_code,
+                        p.iuv,
+                        p.receipt_id,
+                        p.notice_number,
+                        p.payment_amount_cents.to_string(),
+                        p.reason,
+                        p.attempts.to_string(),
+                        rfc3339(p.parked_at),
+                        p.next_attempt_at.map(rfc3339).unwrap_or_default(),
+                        p.booked_at.map(rfc3339).unwrap_or_default(),
+                    ],
+                );
+            }
+        }
+        ReceiptsCommand::Retry { ids, all } => {
+            let ids = (!all).then_some(ids);
+            if let Some(ids) = &ids {
+                // Refused before anything is retried: a typo must not hide the others' outcomes.
+                let unknown = store.unknown_parked_receipts(ids).await?;
+                if !unknown.is_empty() {
+                    let names: Vec<String> = unknown.iter().map(ToString::to_string).collect();
+                    anyhow::bail!("no parked receipt with id {}", names.join(", "));
+                }
+            }
+            let mut still_parked = 0;
+            for (id, outcome) in store.retry_parked_receipts(ids.as_deref()).await? {
+                match outcome {
+                    RetryOutcome::Booked(c) => println!("{id}\tbooked\t{}", c.as_str()),
+                    RetryOutcome::StillParked(reason) => {
+                        still_parked += 1;
+                        println!("{id}\tstill parked\t{}", table_field(&reason));
+                    }
+                    RetryOutcome::NotParked => println!("{id}\tnot parked"),
+                }
+            }
+            if still_parked > 0 {
+                eprintln!("{still_parked} receipts still parked");
+                std::process::exit(1);
+            }
         }
     }
     Ok(())

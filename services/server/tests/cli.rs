@@ -305,3 +305,279 @@ fn outbox_replay_takes_one_id_or_all() {
     let unknown = outbox(&["replay", "6f1c1d9e-4a57-4c1e-9d2e-1f0a5b8c7d21"]);
     assert!(!unknown.status.success(), "no such dead letter");
 }
+
+fn receipts_cli(database_url: &str, args: &[&str]) -> std::process::Output {
+    incasso()
+        .env("INCASSO_DATABASE_URL", database_url)
+        .arg("receipts")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn receipts_commands_check_their_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("receipts.db").display()
+    );
+    let unknown = "0190e4d2-7b1c-7000-8000-000000000000";
+    let neither = receipts_cli(&url, &["retry"]);
+    assert!(!neither.status.success(), "an id or --all is required");
+    let both = receipts_cli(&url, &["retry", unknown, "--all"]);
+    assert!(!both.status.success(), "ids and --all exclude each other");
+    let malformed = receipts_cli(&url, &["retry", "not-an-id"]);
+    assert!(!malformed.status.success());
+    assert!(
+        stderr(&malformed).contains("not a receipt id"),
+        "{}",
+        stderr(&malformed)
+    );
+    let missing = receipts_cli(&url, &["retry", unknown]);
+    assert!(!missing.status.success(), "no such parked receipt");
+    assert!(stderr(&missing).contains(unknown), "{}", stderr(&missing));
+    let none = receipts_cli(&url, &["retry", "--all"]);
+    assert!(none.status.success(), "{}", stderr(&none));
+    assert_eq!(stdout(&none), "", "nothing parked, nothing tried");
+    let parked = receipts_cli(&url, &["parked"]);
+    assert!(parked.status.success(), "{}", stderr(&parked));
+    assert_eq!(stdout(&parked).lines().count(), 1, "the header only");
+    let bad_class = receipts_cli(&url, &["list", "--classification", "refund"]);
+    assert!(!bad_class.status.success());
+    assert!(
+        stderr(&bad_class).contains("--classification"),
+        "{}",
+        stderr(&bad_class)
+    );
+    let bad_day = receipts_cli(&url, &["list", "--paid-from", "2026-13-01"]);
+    assert!(!bad_day.status.success());
+    assert!(
+        stderr(&bad_day).contains("--paid-from"),
+        "{}",
+        stderr(&bad_day)
+    );
+    let bad_format = receipts_cli(&url, &["list", "--format", "xlsx"]);
+    assert!(!bad_format.status.success());
+}
+
+/// A receipt parked by a real booking failure (its installment's stored state broken), seen
+/// and retried by an operator from the command line until it books.
+#[tokio::test]
+async fn receipts_parked_and_retry_for_operators() {
+    use incasso_domain::notice_number::NoticeNumber;
+    use incasso_store::receipts::{
+        NodeOutcome, ReceiptFacts, ReceiptInput, ReceiptOutcome, ReceiptPrimitive,
+        ReceiptTransferInput,
+    };
+    use sea_orm::ConnectionTrait;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("parked.db").display()
+    );
+    let port = free_port();
+    let mut child = incasso()
+        .env("INCASSO_DATABASE_URL", &url)
+        .env("INCASSO_GRPC_LISTEN", format!("127.0.0.1:{port}"))
+        .env("INCASSO_SOAP_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "1")
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_serving(port).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut notices = incasso_grpc::pb::notice_service_client::NoticeServiceClient::new(channel);
+    let position = notices
+        .create_debt_position(incasso_grpc::pb::CreateDebtPositionRequest {
+            request_id: "cli-parked".to_owned(),
+            creditor_fiscal_code: "01199250158".to_owned(),
+            kind: incasso_grpc::pb::DebtKind::SchoolFee as i32,
+            debtor: Some(incasso_grpc::pb::Debtor {
+                r#type: incasso_grpc::pb::EntityType::F as i32,
+                fiscal_code: "RSSMRA80A01F205X".to_owned(),
+                full_name: "Mario Rossi".to_owned(),
+                email: String::new(),
+            }),
+            description: "Retta nido".to_owned(),
+            details: Some(
+                incasso_grpc::pb::create_debt_position_request::Details::SchoolFee(
+                    incasso_grpc::pb::SchoolFeeDetails {
+                        pupil_ref: "ALU1".to_owned(),
+                        service: incasso_grpc::pb::SchoolService::Nido as i32,
+                        school_year: "2026/2027".to_owned(),
+                        month: String::new(),
+                    },
+                ),
+            ),
+            payment_options: vec![incasso_grpc::pb::PaymentOption {
+                label: String::new(),
+                installments: vec![incasso_grpc::pb::Installment {
+                    amount_cents: 46500,
+                    due_date: "2026-12-15".to_owned(),
+                    ..Default::default()
+                }],
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    drop(notices);
+    let installment = &position.payment_options[0].installments[0];
+    let nav = installment.notice_number.clone();
+
+    let settings = incasso_server::Settings::resolve(
+        incasso_server::config::FileConfig::default(),
+        incasso_server::config::Overrides {
+            database_url: Some(url.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let store = incasso_server::open_store(settings).await.unwrap();
+    store
+        .db()
+        .execute_unprepared(&format!(
+            "UPDATE installment SET state = 'bogus' WHERE notice_number = '{nav}'"
+        ))
+        .await
+        .unwrap();
+    let facts = ReceiptFacts {
+        receiving_creditor: "01199250158".to_owned(),
+        primitive: ReceiptPrimitive::SendRtV2,
+        creditor_fiscal_code: "01199250158".to_owned(),
+        notice_number: nav.clone(),
+        notice: Some(NoticeNumber::parse(&nav).unwrap()),
+        iuv: installment.iuv.clone(),
+        receipt_id: "token-cli".to_owned(),
+        outcome: NodeOutcome::Ok,
+        psp_id: "BCITITMM".to_owned(),
+        channel_id: "BCITITMM_01".to_owned(),
+        payment_amount_cents: 46500,
+        fee_cents: Some(100),
+        payment_date_time: Some("2026-11-20T10:15:00".to_owned()),
+        paid_at: None,
+        stand_in: false,
+        transfers: vec![ReceiptTransferInput {
+            id_transfer: 1,
+            beneficiary: "01199250158".to_owned(),
+            iban: Some("IT02N0306909400000012345678".to_owned()),
+            amount_cents: 46500,
+            remittance_information: "/RFB/retta".to_owned(),
+            transfer_category: "9/0101101IM/".to_owned(),
+        }],
+    };
+    let outcome = store
+        .record_receipt(ReceiptInput {
+            facts,
+            canonical: b"token-cli".to_vec(),
+            raw: b"<paSendRTV2Request/>".to_vec(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome, ReceiptOutcome::Parked);
+
+    let parked = receipts_cli(&url, &["parked"]);
+    assert!(parked.status.success(), "{}", stderr(&parked));
+    let lines: Vec<String> = stdout(&parked).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("id\tcreditor_fiscal_code\tiuv\treceipt_id\tnotice_number"));
+    let row: Vec<&str> = lines[1].split('\t').collect();
+    let id = row[0].to_owned();
+    assert_eq!(
+        &row[1..6],
+        [
+            "01199250158",
+            installment.iuv.as_str(),
+            "token-cli",
+            nav.as_str(),
+            "46500"
+        ]
+    );
+    assert!(!row[6].is_empty(), "the reason");
+    assert_eq!(row[7], "0", "no retry yet");
+
+    let still = receipts_cli(&url, &["retry", &id]);
+    assert_eq!(still.status.code(), Some(1), "still parked: exit 1");
+    assert!(
+        stdout(&still).starts_with(&format!("{id}\tstill parked\t")),
+        "{}",
+        stdout(&still)
+    );
+
+    store
+        .db()
+        .execute_unprepared(&format!(
+            "UPDATE installment SET state = 'unpaid' WHERE notice_number = '{nav}'"
+        ))
+        .await
+        .unwrap();
+    let booked = receipts_cli(&url, &["retry", "--all"]);
+    assert!(booked.status.success(), "{}", stderr(&booked));
+    assert_eq!(stdout(&booked), format!("{id}\tbooked\tsettled\n"));
+    let again = receipts_cli(&url, &["retry", &id]);
+    assert!(again.status.success());
+    assert_eq!(stdout(&again), format!("{id}\tnot parked\n"));
+    assert_eq!(stdout(&receipts_cli(&url, &["parked"])).lines().count(), 1);
+    assert_eq!(
+        stdout(&receipts_cli(&url, &["parked", "--all"]))
+            .lines()
+            .count(),
+        2,
+        "--all shows it booked"
+    );
+    let csv = receipts_cli(
+        &url,
+        &["list", "--classification", "settled", "--format", "csv"],
+    );
+    assert!(csv.status.success(), "{}", stderr(&csv));
+    let csv = stdout(&csv);
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    assert!(rows[0].starts_with("id,creditor_fiscal_code,iuv,receipt_id,notice_number,"));
+    assert!(
+        rows[1].starts_with(&format!(
+            "{id},01199250158,{},token-cli,{nav},",
+            installment.iuv
+        )),
+        "{csv}"
+    );
+    assert!(
+        rows[1].contains(",settled,,46500,100,2026-11-20T10:15:00,"),
+        "{csv}"
+    );
+    let refunds = receipts_cli(
+        &url,
+        &[
+            "list",
+            "--classification",
+            "double_payment",
+            "--classification",
+            "closed_notice",
+            "--format",
+            "csv",
+        ],
+    );
+    assert_eq!(stdout(&refunds).lines().count(), 1, "no refund due");
+}

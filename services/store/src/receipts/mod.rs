@@ -10,7 +10,10 @@
 //!   missing, an invariant broken in stored data, a bug in a posting rule) is stored anyway,
 //!   as *parked*, in a transaction of its own: the Node hears OK, because the receipt is now
 //!   incasso's responsibility. Parked receipts are retried with backoff and by operators, and
-//!   book exactly once.
+//!   book exactly once;
+//! - [`query`]: the read side, for the finance office and operators: receipts by filter with
+//!   page tokens and in chunks for export (the refund worklist), one receipt with its
+//!   transfers, ledger entries and parked state, and the recorded conflicts.
 //!
 //! The idempotency key is PagoPA's: creditor fiscal code, IUV and receipt id. An exact
 //! redelivery finds its key and books nothing; the same key with other content is recorded as
@@ -20,6 +23,7 @@
 
 pub mod book;
 pub mod park;
+pub mod query;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};
