@@ -455,7 +455,8 @@ pub(crate) fn receipt_row(
         payment_amount_cents: Set(facts.payment_amount_cents),
         fee_cents: Set(facts.fee_cents),
         payment_date_time: Set(facts.payment_date_time.clone()),
-        paid_at: Set(facts.paid_at),
+        // UTC, so that SQLite's text timestamps compare in time order.
+        paid_at: Set(facts.paid_at.map(|t| t.to_offset(time::UtcOffset::UTC))),
         stand_in: Set(facts.stand_in),
         classification: Set(classification.as_str().to_owned()),
         flags: Set(ReceiptFlag::join(flags)),

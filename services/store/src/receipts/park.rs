@@ -254,9 +254,10 @@ impl Store {
                 .map(|p| p.id)
                 .collect(),
         };
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for id in ids {
-            if parked_receipt::Entity::find_by_id(id)
+        // Every id is checked before any is tried, so that a typo never leaves the receipts
+        // named before it booked without their outcomes reported.
+        for id in &ids {
+            if parked_receipt::Entity::find_by_id(*id)
                 .select_only()
                 .column(parked_receipt::Column::ReceiptRowId)
                 .into_tuple::<Uuid>()
@@ -268,6 +269,9 @@ impl Store {
                     what: format!("parked receipt {id}"),
                 });
             }
+        }
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for id in ids {
             outcomes.push((id, self.rebook(id).await?));
         }
         Ok(outcomes)
