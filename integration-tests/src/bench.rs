@@ -51,14 +51,21 @@ impl Server {
     pub async fn start(database_url: &str) -> anyhow::Result<(Self, Channel)> {
         let port = free_port()?;
         let soap_port = free_port()?;
+        // INCASSO_BENCH_SERVER_LOG (a filter such as `incasso_store::receipts=debug,warn`)
+        // shows the server's log, for finding out where a figure comes from.
+        let log = std::env::var("INCASSO_BENCH_SERVER_LOG").ok();
         let child = Command::new(incasso_binary()?)
             .arg("serve")
             .env("INCASSO_DATABASE_URL", database_url)
             .env("INCASSO_GRPC_LISTEN", format!("127.0.0.1:{port}"))
             .env("INCASSO_SOAP_LISTEN", format!("127.0.0.1:{soap_port}"))
-            .env("INCASSO_LOG", "warn")
+            .env("INCASSO_LOG", log.as_deref().unwrap_or("warn"))
             .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "2")
-            .stdout(Stdio::null())
+            .stdout(if log.is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()?;
         let server = Self {
             child,

@@ -85,8 +85,13 @@ pub(crate) fn start(store: Store, config: ReceiptWriterConfig) -> WriterHandle {
                 }
                 let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 let size = inputs.len();
+                let started = std::time::Instant::now();
                 let outcomes = book::book_batch(&store, inputs).await;
-                tracing::debug!(receipts = size, "receipt batch committed");
+                tracing::debug!(
+                    receipts = size,
+                    elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    "receipt batch committed"
+                );
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     // A caller that gave up (its connection closed) still has its receipt
                     // booked: nothing to do.
