@@ -107,6 +107,30 @@ impl TestApp {
         Ok(incasso_store::db::connect(&self.database_url, 2).await?)
     }
 
+    /// Runs `sql` on the server's database, as an operator would; returns the rows changed.
+    pub async fn execute_sql(&self, sql: &str) -> anyhow::Result<u64> {
+        use sea_orm::ConnectionTrait;
+        let db = self.database().await?;
+        let done = db.execute_unprepared(sql).await?;
+        db.close().await?;
+        Ok(done.rows_affected())
+    }
+
+    /// The first column of the first row of `sql` (a count, typically).
+    pub async fn query_i64(&self, sql: &str) -> anyhow::Result<i64> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = self.database().await?;
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no row: {sql}"))?;
+        db.close().await?;
+        Ok(row.try_get_by_index(0)?)
+    }
+
     /// Shuts the server down gracefully, waits for it and drops the database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(tx) = self.shutdown.take() {

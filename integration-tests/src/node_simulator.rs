@@ -112,6 +112,55 @@ pub struct ReceiptSpec {
     pub payment_date_time: String,
 }
 
+/// The bank account of the Comune di Milano in the sample configuration.
+pub const MILANO_BANK: &str = "IT02N0306909400000012345678";
+/// The bank account of the Città Metropolitana di Milano in the sample configuration.
+pub const CM_BANK: &str = "IT66Q0503401633000000098765";
+
+/// `cents` as the schema's `stAmount` text (`\d+\.\d{2}`).
+pub fn st_amount(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+impl ReceiptSpec {
+    /// The receipt of `installment` paid in full as issued by the sample Milan configuration:
+    /// each transfer to its beneficiary's bank account (the Città Metropolitana's for TEFA,
+    /// Milan's otherwise).
+    pub fn paying(
+        installment: &incasso_grpc::pb::Installment,
+        receipt_id: &str,
+        psp: &str,
+        payment_date_time: &str,
+    ) -> Self {
+        Self {
+            receipt_id: receipt_id.to_owned(),
+            notice_number: installment.notice_number.clone(),
+            fiscal_code: crate::requests::MILANO.to_owned(),
+            iuv: installment.iuv.clone(),
+            amount: st_amount(installment.amount_cents),
+            psp: psp.to_owned(),
+            transfers: installment
+                .transfers
+                .iter()
+                .map(|t| {
+                    let iban = if t.beneficiary_fiscal_code == crate::requests::MILANO {
+                        MILANO_BANK
+                    } else {
+                        CM_BANK
+                    };
+                    (
+                        t.beneficiary_fiscal_code.clone(),
+                        st_amount(t.amount_cents),
+                        iban.to_owned(),
+                    )
+                })
+                .collect(),
+            stand_in: false,
+            payment_date_time: payment_date_time.to_owned(),
+        }
+    }
+}
+
 /// paSendRT (V1) or paSendRTV2.
 pub fn send_rt(caller: &Caller, v2: bool, receipt: &ReceiptSpec) -> String {
     let mut transfers = String::new();

@@ -55,26 +55,7 @@ struct Samples {
 }
 
 fn receipt_for(installment: &pb::Installment, receipt_id: &str) -> ReceiptSpec {
-    let amount = format!(
-        "{}.{:02}",
-        installment.amount_cents / 100,
-        installment.amount_cents % 100
-    );
-    ReceiptSpec {
-        receipt_id: receipt_id.to_owned(),
-        notice_number: installment.notice_number.clone(),
-        fiscal_code: "01199250158".to_owned(),
-        iuv: installment.iuv.clone(),
-        amount: amount.clone(),
-        psp: "BCITITMM".to_owned(),
-        transfers: vec![(
-            "01199250158".to_owned(),
-            amount,
-            "IT02N0306909400000012345678".to_owned(),
-        )],
-        stand_in: false,
-        payment_date_time: "2026-11-20T10:15:00".to_owned(),
-    }
+    ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-11-20T10:15:00")
 }
 
 async fn timed(

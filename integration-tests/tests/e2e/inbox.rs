@@ -26,26 +26,7 @@ on_both_engines!(
 const XML: &str = "text/xml; charset=utf-8";
 
 fn receipt(installment: &pb::Installment, receipt_id: &str, paid: &str) -> ReceiptSpec {
-    let amount = format!(
-        "{}.{:02}",
-        installment.amount_cents / 100,
-        installment.amount_cents % 100
-    );
-    ReceiptSpec {
-        receipt_id: receipt_id.to_owned(),
-        notice_number: installment.notice_number.clone(),
-        fiscal_code: MILANO.to_owned(),
-        iuv: installment.iuv.clone(),
-        amount: amount.clone(),
-        psp: "BCITITMM".to_owned(),
-        transfers: vec![(
-            MILANO.to_owned(),
-            amount,
-            "IT02N0306909400000012345678".to_owned(),
-        )],
-        stand_in: false,
-        payment_date_time: paid.to_owned(),
-    }
+    ReceiptSpec::paying(installment, receipt_id, "BCITITMM", paid)
 }
 
 /// Delivers `spec` and returns the answer's outcome.
@@ -61,27 +42,11 @@ async fn deliver(app: &TestApp, spec: &ReceiptSpec) -> anyhow::Result<String> {
 }
 
 async fn execute(app: &TestApp, sql: &str) -> anyhow::Result<()> {
-    let db = app.database().await?;
-    db.execute_raw(Statement::from_string(
-        db.get_database_backend(),
-        sql.to_owned(),
-    ))
-    .await?;
-    db.close().await?;
-    Ok(())
+    app.execute_sql(sql).await.map(|_| ())
 }
 
 async fn scalar_i64(app: &TestApp, sql: &str) -> anyhow::Result<i64> {
-    let db = app.database().await?;
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no row"))?;
-    db.close().await?;
-    Ok(row.try_get_by_index(0)?)
+    app.query_i64(sql).await
 }
 
 async fn classification(app: &TestApp, receipt_id: &str) -> anyhow::Result<String> {

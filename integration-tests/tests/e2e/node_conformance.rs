@@ -11,6 +11,7 @@ use incasso_grpc::pb;
 use incasso_integration_tests::node_simulator::{
     self as node, Caller, ReceiptSpec, element_text, element_texts, post, validate,
 };
+use incasso_integration_tests::node_simulator::{CM_BANK, MILANO_BANK};
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_server::config::{FileConfig, Overrides, Settings};
@@ -24,9 +25,7 @@ on_both_engines!(
 );
 
 const XML: &str = "text/xml; charset=utf-8";
-const MILANO_BANK: &str = "IT02N0306909400000012345678";
 const MILANO_POSTE: &str = "IT22L0760101600000012345678";
-const CM_BANK: &str = "IT66Q0503401633000000098765";
 const CM_POSTE: &str = "IT92G0760101600000098765432";
 /// A second creditor issuing notices (valid check digit; a sample, not a real registration).
 const ESEMPIO: &str = "02253930156";
@@ -136,33 +135,7 @@ fn foreign_receipt(receipt_id: &str) -> ReceiptSpec {
 
 /// A whole payment of a Milan notice, its transfers as issued.
 fn paid_receipt(installment: &pb::Installment, receipt_id: &str) -> ReceiptSpec {
-    let amount = |cents: i64| format!("{}.{:02}", cents / 100, cents % 100);
-    ReceiptSpec {
-        receipt_id: receipt_id.to_owned(),
-        notice_number: installment.notice_number.clone(),
-        fiscal_code: MILANO.to_owned(),
-        iuv: installment.iuv.clone(),
-        amount: amount(installment.amount_cents),
-        psp: "BCITITMM".to_owned(),
-        transfers: installment
-            .transfers
-            .iter()
-            .map(|t| {
-                let iban = if t.beneficiary_fiscal_code == MILANO {
-                    MILANO_BANK
-                } else {
-                    CM_BANK
-                };
-                (
-                    t.beneficiary_fiscal_code.clone(),
-                    amount(t.amount_cents),
-                    iban.to_owned(),
-                )
-            })
-            .collect(),
-        stand_in: false,
-        payment_date_time: "2026-11-20T10:15:00".to_owned(),
-    }
+    ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-11-20T10:15:00")
 }
 
 /// The ledger entries a receipt booked, as an auditor lists them.

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use sea_orm::ConnectionTrait;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -14,6 +13,7 @@ use incasso_grpc::pb;
 use incasso_integration_tests::node_simulator::{
     self as node, Caller, ReceiptSpec, element_text, post,
 };
+use incasso_integration_tests::node_simulator::{CM_BANK, MILANO_BANK};
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 
@@ -28,13 +28,7 @@ on_both_engines!(
 );
 
 const XML: &str = "text/xml; charset=utf-8";
-const MILANO_BANK: &str = "IT02N0306909400000012345678";
-const CM_BANK: &str = "IT66Q0503401633000000098765";
 const UNKNOWN_NOTICE: &str = "312999999999999934";
-
-fn euros(cents: i64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
 
 fn receipt_for(
     installment: &pb::Installment,
@@ -42,32 +36,7 @@ fn receipt_for(
     psp: &str,
     paid: &str,
 ) -> ReceiptSpec {
-    ReceiptSpec {
-        receipt_id: receipt_id.to_owned(),
-        notice_number: installment.notice_number.clone(),
-        fiscal_code: MILANO.to_owned(),
-        iuv: installment.iuv.clone(),
-        amount: euros(installment.amount_cents),
-        psp: psp.to_owned(),
-        transfers: installment
-            .transfers
-            .iter()
-            .map(|t| {
-                let iban = if t.beneficiary_fiscal_code == MILANO {
-                    MILANO_BANK
-                } else {
-                    CM_BANK
-                };
-                (
-                    t.beneficiary_fiscal_code.clone(),
-                    euros(t.amount_cents),
-                    iban.to_owned(),
-                )
-            })
-            .collect(),
-        stand_in: false,
-        payment_date_time: paid.to_owned(),
-    }
+    ReceiptSpec::paying(installment, receipt_id, psp, paid)
 }
 
 async fn send(app: &TestApp, v2: bool, spec: &ReceiptSpec) -> anyhow::Result<()> {
@@ -835,10 +804,7 @@ async fn bad_filters_are_refused_naming_the_field(engine: Engine) -> anyhow::Res
 }
 
 async fn execute(app: &TestApp, sql: &str) -> anyhow::Result<u64> {
-    let db = app.database().await?;
-    let done = db.execute_unprepared(sql).await?;
-    db.close().await?;
-    Ok(done.rows_affected())
+    app.execute_sql(sql).await
 }
 
 async fn a_parked_receipt_is_listed_retried_and_booked_exactly_once(

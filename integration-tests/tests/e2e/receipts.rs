@@ -7,6 +7,7 @@ use incasso_grpc::pb;
 use incasso_integration_tests::node_simulator::{
     self as node, Caller, ReceiptSpec, element_text, post, validate,
 };
+use incasso_integration_tests::node_simulator::{CM_BANK, MILANO_BANK};
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_node::service::StationConfig;
@@ -23,8 +24,6 @@ on_both_engines!(
 );
 
 const XML: &str = "text/xml; charset=utf-8";
-const MILANO_BANK: &str = "IT02N0306909400000012345678";
-const CM_BANK: &str = "IT66Q0503401633000000098765";
 
 async fn send(app: &TestApp, v2: bool, spec: &ReceiptSpec) -> anyhow::Result<String> {
     let request = node::send_rt(&Caller::default(), v2, spec);
@@ -37,47 +36,11 @@ async fn send(app: &TestApp, v2: bool, spec: &ReceiptSpec) -> anyhow::Result<Str
 }
 
 fn tari_receipt(installment: &pb::Installment, receipt_id: &str, psp: &str) -> ReceiptSpec {
-    let amount = |cents: i64| format!("{}.{:02}", cents / 100, cents % 100);
-    ReceiptSpec {
-        receipt_id: receipt_id.to_owned(),
-        notice_number: installment.notice_number.clone(),
-        fiscal_code: MILANO.to_owned(),
-        iuv: installment.iuv.clone(),
-        amount: amount(installment.amount_cents),
-        psp: psp.to_owned(),
-        transfers: installment
-            .transfers
-            .iter()
-            .map(|t| {
-                let iban = if t.beneficiary_fiscal_code == MILANO {
-                    MILANO_BANK
-                } else {
-                    CM_BANK
-                };
-                (
-                    t.beneficiary_fiscal_code.clone(),
-                    amount(t.amount_cents),
-                    iban.to_owned(),
-                )
-            })
-            .collect(),
-        stand_in: false,
-        payment_date_time: "2026-11-20T10:15:00".to_owned(),
-    }
+    ReceiptSpec::paying(installment, receipt_id, psp, "2026-11-20T10:15:00")
 }
 
 async fn count(app: &TestApp, sql: &str) -> anyhow::Result<i64> {
-    let db = app.database().await?;
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            sql.to_owned(),
-        ))
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no row"))?;
-    let n: i64 = row.try_get_by_index(0)?;
-    db.close().await?;
-    Ok(n)
+    app.query_i64(sql).await
 }
 
 type TransferRow = (i16, String, Option<String>, i64, String, String);
