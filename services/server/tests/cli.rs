@@ -178,36 +178,7 @@ async fn ledger_verify_and_checkpoint_for_auditors() {
         .unwrap();
     let mut notices = incasso_grpc::pb::notice_service_client::NoticeServiceClient::new(channel);
     for n in 0..2 {
-        let request = incasso_grpc::pb::CreateDebtPositionRequest {
-            request_id: format!("cli-{n}"),
-            creditor_fiscal_code: "01199250158".to_owned(),
-            kind: incasso_grpc::pb::DebtKind::SchoolFee as i32,
-            debtor: Some(incasso_grpc::pb::Debtor {
-                r#type: incasso_grpc::pb::EntityType::F as i32,
-                fiscal_code: "RSSMRA80A01F205X".to_owned(),
-                full_name: "Mario Rossi".to_owned(),
-                email: String::new(),
-            }),
-            description: "Retta nido".to_owned(),
-            details: Some(
-                incasso_grpc::pb::create_debt_position_request::Details::SchoolFee(
-                    incasso_grpc::pb::SchoolFeeDetails {
-                        pupil_ref: "ALU1".to_owned(),
-                        service: incasso_grpc::pb::SchoolService::Nido as i32,
-                        school_year: "2026/2027".to_owned(),
-                        month: String::new(),
-                    },
-                ),
-            ),
-            payment_options: vec![incasso_grpc::pb::PaymentOption {
-                label: String::new(),
-                installments: vec![incasso_grpc::pb::Installment {
-                    amount_cents: 46500,
-                    due_date: "2026-12-15".to_owned(),
-                    ..Default::default()
-                }],
-            }],
-        };
+        let request = incasso_integration_tests::requests::school_fee(&format!("cli-{n}"));
         notices.create_debt_position(request).await.unwrap();
     }
     // The client keeps its connection open: the server still stops, after its grace period.
@@ -404,36 +375,9 @@ async fn receipts_parked_and_retry_for_operators() {
         .unwrap();
     let mut notices = incasso_grpc::pb::notice_service_client::NoticeServiceClient::new(channel);
     let position = notices
-        .create_debt_position(incasso_grpc::pb::CreateDebtPositionRequest {
-            request_id: "cli-parked".to_owned(),
-            creditor_fiscal_code: "01199250158".to_owned(),
-            kind: incasso_grpc::pb::DebtKind::SchoolFee as i32,
-            debtor: Some(incasso_grpc::pb::Debtor {
-                r#type: incasso_grpc::pb::EntityType::F as i32,
-                fiscal_code: "RSSMRA80A01F205X".to_owned(),
-                full_name: "Mario Rossi".to_owned(),
-                email: String::new(),
-            }),
-            description: "Retta nido".to_owned(),
-            details: Some(
-                incasso_grpc::pb::create_debt_position_request::Details::SchoolFee(
-                    incasso_grpc::pb::SchoolFeeDetails {
-                        pupil_ref: "ALU1".to_owned(),
-                        service: incasso_grpc::pb::SchoolService::Nido as i32,
-                        school_year: "2026/2027".to_owned(),
-                        month: String::new(),
-                    },
-                ),
-            ),
-            payment_options: vec![incasso_grpc::pb::PaymentOption {
-                label: String::new(),
-                installments: vec![incasso_grpc::pb::Installment {
-                    amount_cents: 46500,
-                    due_date: "2026-12-15".to_owned(),
-                    ..Default::default()
-                }],
-            }],
-        })
+        .create_debt_position(incasso_integration_tests::requests::school_fee(
+            "cli-parked",
+        ))
         .await
         .unwrap()
         .into_inner();
