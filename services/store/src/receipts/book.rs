@@ -568,53 +568,36 @@ pub async fn book_batch(
                     .map(|_| Err(AppError::Unavailable(detail.clone())))
                     .collect();
             }
-            Err(BatchError::Failed(error)) if inputs.len() == 1 => {
-                let [input] = <[ReceiptInput; 1]>::try_from(inputs)
-                    .unwrap_or_else(|_| unreachable!("checked: one input"));
-                let hash = hashes.into_iter().next().unwrap_or_default();
-                return vec![super::park::park(store, input, &hash, &error.to_string()).await];
-            }
             Err(BatchError::Failed(error)) => {
-                tracing::warn!(receipts = inputs.len(), %error, "receipt batch failed: booking each receipt alone");
-                let mut outcomes = Vec::with_capacity(inputs.len());
-                for input in inputs {
-                    outcomes.extend(Box::pin(book_batch(store, vec![input])).await);
+                if let ([input], [hash]) = (&inputs[..], &hashes[..]) {
+                    let reason = error.to_string();
+                    return vec![super::park::park(store, input.clone(), hash, &reason).await];
                 }
-                return outcomes;
+                tracing::warn!(receipts = inputs.len(), %error, "receipt batch failed: booking each receipt alone");
+                return one_by_one(store, inputs).await;
             }
         }
+    }
+    if inputs.len() == 1 {
+        return vec![Err(AppError::Unavailable(
+            "the receipt's key kept being written by another writer".into(),
+        ))];
     }
     tracing::warn!(
         receipts = inputs.len(),
         "receipt batch kept racing another writer: booking each receipt alone"
     );
+    one_by_one(store, inputs).await
+}
+
+/// Books each of `inputs` in a batch of its own.
+async fn one_by_one(
+    store: &Store,
+    inputs: Vec<ReceiptInput>,
+) -> Vec<Result<ReceiptOutcome, AppError>> {
     let mut outcomes = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let hash = store
-            .keys()
-            .document_hash(RECEIPT_HASH_PURPOSE, &input.canonical);
-        outcomes.push(
-            match try_batch(
-                store,
-                std::slice::from_ref(&input),
-                std::slice::from_ref(&hash),
-                now,
-            )
-            .await
-            {
-                Ok(decisions) => finish(store, vec![input], &[hash], decisions)
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| Err(AppError::Unavailable("no outcome".into()))),
-                Err(BatchError::Raced) => Err(AppError::Unavailable(
-                    "the receipt's key was being written by another writer".into(),
-                )),
-                Err(BatchError::Failed(error @ AppError::Unavailable(_))) => Err(error),
-                Err(BatchError::Failed(error)) => {
-                    super::park::park(store, input, &hash, &error.to_string()).await
-                }
-            },
-        );
+        outcomes.extend(Box::pin(book_batch(store, vec![input])).await);
     }
     outcomes
 }

@@ -105,7 +105,8 @@ pub(crate) fn start(store: Store, config: ReceiptWriterConfig) -> WriterHandle {
 
 impl Store {
     /// This store with receipts booked in group commits by background writers (see the
-    /// module documentation). Needs a Tokio runtime.
+    /// module documentation). Needs a Tokio runtime. The writers book with this store's
+    /// clock: give it another clock before, not after.
     pub fn with_receipt_writer(mut self, config: ReceiptWriterConfig) -> Self {
         let mut inner = self.clone();
         inner.receipt_writer = None;
