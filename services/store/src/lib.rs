@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ledger;
 mod mapping;
 pub mod outbox;
+mod page_token;
 pub mod pii;
 pub mod positions;
 pub mod receipts;

@@ -36,7 +36,7 @@ use crate::error::AppError;
 use crate::idempotency::{CommandKey, CommandKind, request_sha256};
 use crate::ledger::{self, SourceDocumentInput};
 use crate::mapping::{self, PositionRows, StoredRows};
-use crate::{Store, outbox, sequence};
+use crate::{Store, outbox, page_token, sequence};
 
 /// A position returned by a command, and whether it was a replay of an earlier request.
 #[derive(Debug, Clone)]
@@ -493,21 +493,7 @@ impl Store {
             query.kind,
             query.state,
         );
-        let after = if query.page_token.is_empty() {
-            None
-        } else {
-            match decode_page_token(&query.page_token) {
-                Some((after, fingerprint)) if fingerprint == filter => Some(after),
-                Some(_) => {
-                    errors.add("page_token", "belongs to a query with other filters");
-                    None
-                }
-                None => {
-                    errors.add("page_token", "not a page token issued by incasso");
-                    None
-                }
-            }
-        };
+        let after = page_token::decode(&mut errors, &query.page_token, &filter);
         if !errors.is_empty() {
             return Err(AppError::Invalid(errors));
         }
@@ -536,7 +522,7 @@ impl Store {
         let more = ids.len() as u64 > page_size;
         ids.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
         let next_page_token = match (more, ids.last()) {
-            (true, Some(last)) => encode_page_token(*last, &filter),
+            (true, Some(last)) => page_token::encode(*last, &filter),
             _ => String::new(),
         };
         let positions = self.load_many(self.db(), &ids).await?;
@@ -1027,20 +1013,4 @@ fn filter_fingerprint(
     hasher.update(b"\0");
     hasher.update(format!("{state:?}").as_bytes());
     hex::encode(&hasher.finalize()[..8])
-}
-
-fn encode_page_token(after: Uuid, fingerprint: &str) -> String {
-    format!("{}{fingerprint}", after.simple())
-}
-
-fn decode_page_token(token: &str) -> Option<(Uuid, String)> {
-    if token.len() != 48 || !token.is_ascii() {
-        return None;
-    }
-    let (id, fingerprint) = token.split_at(32);
-    let id = Uuid::parse_str(id).ok()?;
-    fingerprint
-        .chars()
-        .all(|c| c.is_ascii_hexdigit())
-        .then(|| (id, fingerprint.to_owned()))
 }

@@ -31,6 +31,7 @@ use crate::Store;
 use crate::entity::{parked_receipt, receipt, receipt_conflict, receipt_transfer};
 use crate::error::AppError;
 use crate::ledger::{EntryFilterInput, StoredEntry};
+use crate::page_token;
 
 const DEFAULT_PAGE_SIZE: u64 = 100;
 const MAX_PAGE_SIZE: u64 = 1000;
@@ -447,42 +448,6 @@ fn page_size(errors: &mut ValidationErrors, page_size: i32) -> u64 {
     }
 }
 
-fn encode_page_token(after: Uuid, fingerprint: &str) -> String {
-    format!("{}{fingerprint}", after.simple())
-}
-
-/// The row id a page token continues after; the token must carry `fingerprint`, the one of
-/// the query's own filters.
-fn decode_page_token(
-    errors: &mut ValidationErrors,
-    token: &str,
-    fingerprint: &str,
-) -> Option<Uuid> {
-    if token.is_empty() {
-        return None;
-    }
-    let parsed = (token.len() == 48 && token.is_ascii())
-        .then(|| token.split_at(32))
-        .and_then(|(id, print)| {
-            let id = Uuid::try_parse(id).ok()?;
-            print
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit())
-                .then_some((id, print))
-        });
-    match parsed {
-        Some((id, print)) if print == fingerprint => Some(id),
-        Some(_) => {
-            errors.add("page_token", "belongs to a query with other filters");
-            None
-        }
-        None => {
-            errors.add("page_token", "not a page token issued by incasso");
-            None
-        }
-    }
-}
-
 fn from_micros(micros: i64) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok()
 }
@@ -532,7 +497,7 @@ impl Store {
         let filter = input.parse(&mut errors);
         let size = page_size(&mut errors, page_size_requested);
         let fingerprint = filter.fingerprint();
-        let after = decode_page_token(&mut errors, page_token, &fingerprint);
+        let after = page_token::decode(&mut errors, page_token, &fingerprint);
         if !errors.is_empty() {
             return Err(AppError::Invalid(errors));
         }
@@ -540,7 +505,7 @@ impl Store {
         let more = receipts.len() as u64 > size;
         receipts.truncate(usize::try_from(size).unwrap_or(usize::MAX));
         let next_page_token = match (more, receipts.last()) {
-            (true, Some(last)) => encode_page_token(last.id, &fingerprint),
+            (true, Some(last)) => page_token::encode(last.id, &fingerprint),
             _ => String::new(),
         };
         Ok(ReceiptPage {
@@ -717,7 +682,7 @@ impl Store {
             }
             hex::encode(&hasher.finalize()[..8])
         };
-        let after = decode_page_token(&mut errors, page_token, &fingerprint);
+        let after = page_token::decode(&mut errors, page_token, &fingerprint);
         if !errors.is_empty() {
             return Err(AppError::Invalid(errors));
         }
@@ -743,7 +708,7 @@ impl Store {
         let more = rows.len() as u64 > size;
         rows.truncate(usize::try_from(size).unwrap_or(usize::MAX));
         let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => encode_page_token(last.id, &fingerprint),
+            (true, Some(last)) => page_token::encode(last.id, &fingerprint),
             _ => String::new(),
         };
         let mut conflicts = Vec::with_capacity(rows.len());
@@ -813,18 +778,18 @@ mod tests {
     #[test]
     fn page_tokens_are_bound_to_their_filters() {
         let mut errors = ValidationErrors::new();
-        let token = encode_page_token(Uuid::nil(), "0123456789abcdef");
+        let token = page_token::encode(Uuid::nil(), "0123456789abcdef");
         assert_eq!(
-            decode_page_token(&mut errors, &token, "0123456789abcdef"),
+            page_token::decode(&mut errors, &token, "0123456789abcdef"),
             Some(Uuid::nil())
         );
         assert!(errors.is_empty());
         assert_eq!(
-            decode_page_token(&mut errors, &token, "fedcba9876543210"),
+            page_token::decode(&mut errors, &token, "fedcba9876543210"),
             None
         );
         assert_eq!(
-            decode_page_token(&mut errors, "nonsense", "fedcba9876543210"),
+            page_token::decode(&mut errors, "nonsense", "fedcba9876543210"),
             None
         );
         let fields: Vec<&str> = errors
