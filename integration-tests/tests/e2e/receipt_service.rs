@@ -24,6 +24,7 @@ on_both_engines!(
     a_receipt_shows_its_transfers_and_the_entries_it_booked,
     bad_filters_are_refused_naming_the_field,
     a_parked_receipt_is_listed_retried_and_booked_exactly_once,
+    parked_receipts_are_paged_in_arrival_order,
     the_service_reports_its_health_and_is_reflected,
 );
 
@@ -974,6 +975,7 @@ async fn a_parked_receipt_is_listed_retried_and_booked_exactly_once(
     let history = client
         .list_parked_receipts(pb::ListParkedReceiptsRequest {
             include_booked: true,
+            ..Default::default()
         })
         .await?
         .into_inner()
@@ -995,6 +997,79 @@ async fn a_parked_receipt_is_listed_retried_and_booked_exactly_once(
             .into_inner()
             .ok
     );
+    app.stop().await
+}
+
+async fn parked_receipts_are_paged_in_arrival_order(engine: Engine) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(engine, |settings| {
+        settings.parked_retry_interval = std::time::Duration::from_secs(3600);
+    })
+    .await?;
+    let mut notices = app.notices().await?;
+    let mut sent = Vec::new();
+    for n in 0..3 {
+        let fee = notices
+            .create_debt_position(requests::school_fee(&format!("rs-paged-{n}")))
+            .await?
+            .into_inner();
+        let notice = fee.payment_options[0].installments[0].clone();
+        let broken = execute(
+            &app,
+            &format!(
+                "UPDATE installment SET state = 'bogus' WHERE notice_number = '{}'",
+                notice.notice_number
+            ),
+        )
+        .await?;
+        assert_eq!(broken, 1);
+        let receipt_id = format!("token-paged-{n}");
+        send(
+            &app,
+            true,
+            &receipt_for(&notice, &receipt_id, "BCITITMM", "2026-11-20T10:15:00"),
+        )
+        .await?;
+        sent.push(receipt_id);
+    }
+    let mut client = app.receipts().await?;
+    let page = |token: &str| pb::ListParkedReceiptsRequest {
+        page_size: 2,
+        page_token: token.to_owned(),
+        ..Default::default()
+    };
+    let first = client.list_parked_receipts(page("")).await?.into_inner();
+    assert_eq!(first.parked_receipts.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    let second = client
+        .list_parked_receipts(page(&first.next_page_token))
+        .await?
+        .into_inner();
+    assert!(second.next_page_token.is_empty());
+    let listed: Vec<String> = first
+        .parked_receipts
+        .iter()
+        .chain(&second.parked_receipts)
+        .filter_map(|p| p.key.as_ref().map(|k| k.receipt_id.clone()))
+        .collect();
+    assert_eq!(listed, sent);
+    // A token of the list without booked receipts does not page the one with them.
+    let status = client
+        .list_parked_receipts(pb::ListParkedReceiptsRequest {
+            include_booked: true,
+            page_size: 2,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&status), ["page_token"]);
+    let status = client
+        .list_parked_receipts(pb::ListParkedReceiptsRequest {
+            page_size: 5000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violations(&status), ["page_size"]);
     app.stop().await
 }
 

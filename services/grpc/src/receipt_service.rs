@@ -164,13 +164,23 @@ impl ReceiptService for ReceiptApi {
         request: Request<pb::ListParkedReceiptsRequest>,
     ) -> Result<Response<pb::ListParkedReceiptsResponse>, Status> {
         authorize(&request, Scope::ReadReceipts)?;
-        let parked = self
+        let request = request.get_ref();
+        let page = self
             .store
-            .list_parked_receipts(request.get_ref().include_booked)
+            .list_parked_receipts_page(
+                request.include_booked,
+                request.page_size,
+                &request.page_token,
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::ListParkedReceiptsResponse {
-            parked_receipts: parked.iter().map(convert::parked_receipt).collect(),
+            parked_receipts: page
+                .parked_receipts
+                .iter()
+                .map(convert::parked_receipt)
+                .collect(),
+            next_page_token: page.next_page_token,
         }))
     }
 

@@ -3,6 +3,15 @@
 //! writer anyway, and a single connection rules out the lock-upgrade deadlocks of concurrent
 //! deferred transactions. Its journal is WAL with `synchronous = FULL`, because an
 //! acknowledged receipt must survive a power cut.
+//!
+//! Two bounds keep one stuck party from stalling the others. A connection is waited for at most
+//! [`ACQUIRE_TIMEOUT`], less than the 15 s the PagoPA Node waits for an answer, so a receipt
+//! that cannot get one is answered `PAA_SYSTEM_ERROR` (the Node retries) instead of timing out.
+//! On PostgreSQL a session idle inside a transaction for [`IDLE_IN_TRANSACTION`] is ended by
+//! the server: a replica frozen mid-batch (a VM pause, SIGSTOP) would otherwise hold its
+//! positions' and the ledger head's row locks until TCP keepalive noticed, and every other
+//! replica's receipts would wait behind it. incasso never leaves a transaction idle: each one
+//! runs its statements back to back and commits.
 
 use std::time::Duration;
 
@@ -13,13 +22,19 @@ use sea_orm_migration::MigratorTrait;
 
 use crate::error::AppError;
 
+/// The longest wait for a pooled connection.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long PostgreSQL lets a session sit idle inside a transaction before ending it.
+pub const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(20);
+
 /// Connects to `url` (`postgres://...` or `sqlite://...`).
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, AppError> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
         .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(30));
+        .acquire_timeout(ACQUIRE_TIMEOUT);
     if url.starts_with("sqlite:") {
         options
             .max_connections(1)
@@ -31,7 +46,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                     .busy_timeout(Duration::from_secs(10))
             });
     } else {
-        options.max_connections(max_connections.max(2));
+        let idle = format!("{}ms", IDLE_IN_TRANSACTION.as_millis());
+        options
+            .max_connections(max_connections.max(2))
+            .map_sqlx_postgres_opts(move |opts| {
+                opts.options([("idle_in_transaction_session_timeout", idle.as_str())])
+            });
     }
     Database::connect(options)
         .await

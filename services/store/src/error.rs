@@ -96,12 +96,13 @@ fn transient_code(kind: sea_orm::sqlx::error::ErrorKind, code: &str) -> bool {
         return matches!(sqlite & 0xff, 5 | 6);
     }
     // PostgreSQL: connection exceptions (08), serialization failure, deadlock, insufficient
-    // resources (53), lock not available, administrator or crash shutdown, cannot connect now.
+    // resources (53), lock not available, administrator or crash shutdown, cannot connect now,
+    // and the session ended for idling in a transaction (its transaction was rolled back).
     code.starts_with("08")
         || code.starts_with("53")
         || matches!(
             code,
-            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03"
+            "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "25P03"
         )
 }
 
@@ -124,7 +125,7 @@ mod tests {
 
     #[test]
     fn only_transient_database_failures_are_unavailable() {
-        for code in ["40P01", "40001", "08006", "53300", "57P01", "5", "517", "6"] {
+        for code in ["40P01", "40001", "08006", "53300", "57P01", "25P03", "5", "517", "6"] {
             assert!(transient_code(ErrorKind::Other, code), "{code}");
         }
         for code in ["23505", "42P01", "22001", "19", "2067", "1"] {

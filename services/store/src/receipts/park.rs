@@ -27,6 +27,8 @@ use crate::Store;
 use crate::batch::insert_chunked;
 use crate::entity::{parked_receipt, receipt, source_document};
 use crate::error::AppError;
+use crate::page_token;
+use incasso_domain::validation::ValidationErrors;
 use crate::ledger::{self, SourceDocumentInput};
 use crate::outbox::retry_delay_ms;
 
@@ -68,6 +70,15 @@ pub struct ParkedReceipt {
     pub next_attempt_at: Option<OffsetDateTime>,
     /// When it was booked, if it was.
     pub booked_at: Option<OffsetDateTime>,
+}
+
+/// One page of [`Store::list_parked_receipts_page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedReceiptPage {
+    /// The parked receipts, in the order they arrived.
+    pub parked_receipts: Vec<ParkedReceipt>,
+    /// The token of the next page; empty on the last.
+    pub next_page_token: String,
 }
 
 /// What a retry of one parked receipt did.
@@ -173,33 +184,74 @@ fn from_micros(micros: i64) -> Option<OffsetDateTime> {
 }
 
 impl Store {
-    /// Parked receipts, oldest first: those still waiting, and with `include_booked` those
-    /// booked since.
+    /// Every parked receipt, oldest first: those still waiting, and with `include_booked`
+    /// those booked since. For the CLI and tests; a caller facing many reads pages with
+    /// [`Store::list_parked_receipts_page`].
     pub async fn list_parked_receipts(
         &self,
         include_booked: bool,
     ) -> Result<Vec<ParkedReceipt>, AppError> {
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = self
+                .list_parked_receipts_page(include_booked, 0, &token)
+                .await?;
+            all.extend(page.parked_receipts);
+            if page.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            token = page.next_page_token;
+        }
+    }
+
+    /// One page of parked receipts in the order they arrived (row id), with the token of the
+    /// next page (empty on the last). A page size of 0 means the default.
+    pub async fn list_parked_receipts_page(
+        &self,
+        include_booked: bool,
+        page_size_requested: i32,
+        page_token: &str,
+    ) -> Result<ParkedReceiptPage, AppError> {
+        let mut errors = ValidationErrors::new();
+        let size = super::query::page_size(&mut errors, page_size_requested);
+        // The fingerprint binds a token to the one filter this list has.
+        let fingerprint = if include_booked {
+            "0000000000000001"
+        } else {
+            "0000000000000000"
+        };
+        let after = page_token::decode(&mut errors, page_token, fingerprint);
+        if !errors.is_empty() {
+            return Err(AppError::Invalid(errors));
+        }
         let mut query = parked_receipt::Entity::find();
         if !include_booked {
             query = query.filter(parked_receipt::Column::BookedAt.is_null());
         }
-        let parked = query
-            .order_by_asc(parked_receipt::Column::ParkedAt)
+        if let Some(after) = after {
+            query = query.filter(parked_receipt::Column::ReceiptRowId.gt(after));
+        }
+        let mut parked = query
             .order_by_asc(parked_receipt::Column::ReceiptRowId)
+            .limit(size + 1)
             .all(self.db())
             .await?;
+        let more = parked.len() as u64 > size;
+        parked.truncate(usize::try_from(size).unwrap_or(usize::MAX));
         let ids: Vec<Uuid> = parked.iter().map(|p| p.receipt_row_id).collect();
-        let mut receipts = std::collections::HashMap::new();
-        for chunk in ids.chunks(1000) {
-            for r in receipt::Entity::find()
-                .filter(receipt::Column::Id.is_in(chunk.iter().copied()))
-                .all(self.db())
-                .await?
-            {
-                receipts.insert(r.id, r);
-            }
-        }
-        parked
+        let mut receipts: std::collections::HashMap<Uuid, receipt::Model> = receipt::Entity::find()
+            .filter(receipt::Column::Id.is_in(ids))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|r| (r.id, r))
+            .collect();
+        let next_page_token = match (more, parked.last()) {
+            (true, Some(last)) => page_token::encode(last.receipt_row_id, fingerprint),
+            _ => String::new(),
+        };
+        let parked_receipts = parked
             .into_iter()
             .map(|p| {
                 let r = receipts.remove(&p.receipt_row_id).ok_or_else(|| {
@@ -227,7 +279,11 @@ impl Store {
                     booked_at: p.booked_at,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, AppError>>()?;
+        Ok(ParkedReceiptPage {
+            parked_receipts,
+            next_page_token,
+        })
     }
 
     /// How many receipts are parked now.

@@ -434,7 +434,7 @@ pub struct ConflictPage {
     pub next_page_token: String,
 }
 
-fn page_size(errors: &mut ValidationErrors, page_size: i32) -> u64 {
+pub(super) fn page_size(errors: &mut ValidationErrors, page_size: i32) -> u64 {
     match u64::try_from(page_size) {
         Ok(0) => DEFAULT_PAGE_SIZE,
         Ok(size) if size <= MAX_PAGE_SIZE => size,
