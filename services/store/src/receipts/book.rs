@@ -295,17 +295,25 @@ async fn lock_positions(
     let backend = txn.get_database_backend();
     if backend == DbBackend::Postgres {
         // Locked in id order, whatever order an UPDATE would visit them in: two batches on
-        // other replicas then never wait for each other in a cycle. (SQLite has one writer.)
-        let list = (1..=ids.len())
+        // other replicas then never wait for each other in a cycle. One statement locks and
+        // bumps. (SQLite has one writer.)
+        let list = (2..=ids.len() + 1)
             .map(|n| format!("${n}"))
             .collect::<Vec<_>>()
             .join(",");
-        txn.query_all_raw(Statement::from_sql_and_values(
+        let mut values: Vec<sea_orm::Value> = vec![now.into()];
+        values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
+        txn.execute_raw(Statement::from_sql_and_values(
             backend,
-            format!("SELECT id FROM debt_position WHERE id IN ({list}) ORDER BY id FOR UPDATE"),
-            ids.iter().map(|id| (*id).into()),
+            format!(
+                "UPDATE debt_position SET version = version + 1, updated_at = $1 \
+                 WHERE id IN (SELECT id FROM debt_position WHERE id IN ({list}) \
+                 ORDER BY id FOR UPDATE)"
+            ),
+            values,
         ))
         .await?;
+        return Ok(());
     }
     debt_position::Entity::update_many()
         .col_expr(

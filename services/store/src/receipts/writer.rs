@@ -35,6 +35,7 @@ impl Default for ReceiptWriterConfig {
 type Job = (
     ReceiptInput,
     oneshot::Sender<Result<ReceiptOutcome, AppError>>,
+    std::time::Instant,
 );
 
 /// The queue in front of the writers; held by every [`Store`] handle of the process.
@@ -48,7 +49,7 @@ impl WriterHandle {
     pub(crate) async fn submit(&self, input: ReceiptInput) -> Result<ReceiptOutcome, AppError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((input, reply))
+            .send((input, reply, std::time::Instant::now()))
             .await
             .map_err(|_| AppError::Unavailable("the receipt writer has stopped".into()))?;
         answer.await.map_err(|_| {
@@ -83,12 +84,21 @@ pub(crate) fn start(store: Store, config: ReceiptWriterConfig) -> WriterHandle {
                         }
                     }
                 }
-                let (inputs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-                let size = inputs.len();
                 let started = std::time::Instant::now();
+                // How long the batch's first receipt waited for a writer: with the batch
+                // size, what tells a busy writer from a quiet queue.
+                let waited = batch
+                    .first()
+                    .map_or(std::time::Duration::ZERO, |(_, _, queued)| {
+                        started.duration_since(*queued)
+                    });
+                let (inputs, replies): (Vec<_>, Vec<_>) =
+                    batch.into_iter().map(|(i, r, _)| (i, r)).unzip();
+                let size = inputs.len();
                 let outcomes = book::book_batch(&store, inputs).await;
                 tracing::debug!(
                     receipts = size,
+                    waited_us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
                     elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
                     "receipt batch committed"
                 );
