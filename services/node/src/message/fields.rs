@@ -134,7 +134,28 @@ pub(super) struct Fields<'a> {
     path: String,
     taken: Vec<bool>,
     /// Where unknown children are noted (receipts), or `None` when they are refused.
-    unknown: Option<&'a RefCell<Vec<String>>>,
+    unknown: Option<&'a RefCell<Vec<LaterVersionField>>>,
+}
+
+/// An element this version does not know, kept so that it counts in the receipt's canonical
+/// form: a redelivery that changes only such an element is a conflict, not the same receipt.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LaterVersionField {
+    /// Its path (`paSendRTV2Request.receipt.payerConsent`); names only, safe to log.
+    pub path: String,
+    /// Its content, written the same way however the XML was laid out: names, attribute
+    /// names, trimmed text and children, in order. May hold personal data: never logged.
+    pub content: serde_json::Value,
+}
+
+/// The layout-independent content of `element`.
+fn content_of(element: &Element) -> serde_json::Value {
+    serde_json::json!({
+        "name": element.name,
+        "attributes": element.attributes.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        "text": element.text.trim(),
+        "children": element.children.iter().map(content_of).collect::<Vec<_>>(),
+    })
 }
 
 impl<'a> Fields<'a> {
@@ -148,7 +169,7 @@ impl<'a> Fields<'a> {
     pub(super) fn lenient(
         element: &'a Element,
         path: &str,
-        unknown: &'a RefCell<Vec<String>>,
+        unknown: &'a RefCell<Vec<LaterVersionField>>,
     ) -> Result<Self, SyntaxError> {
         Self::with_mode(element, path, Some(unknown))
     }
@@ -161,7 +182,7 @@ impl<'a> Fields<'a> {
     fn with_mode(
         element: &'a Element,
         path: &str,
-        unknown: Option<&'a RefCell<Vec<String>>>,
+        unknown: Option<&'a RefCell<Vec<LaterVersionField>>>,
     ) -> Result<Self, SyntaxError> {
         for child in &element.children {
             if child.namespace.is_some() {
@@ -370,12 +391,13 @@ impl<'a> Fields<'a> {
             .iter()
             .zip(&self.element.children)
             .filter(|(taken, _)| !**taken)
-            .map(|(_, child)| {
-                format!(
+            .map(|(_, child)| LaterVersionField {
+                path: format!(
                     "{}.{}",
                     self.path,
                     child.name.chars().take(100).collect::<String>()
-                )
+                ),
+                content: content_of(child),
             });
         match self.unknown {
             Some(unknown) => {
@@ -384,7 +406,7 @@ impl<'a> Fields<'a> {
             }
             None => match unread.next() {
                 Some(field) => Err(SyntaxError::invalid(
-                    field,
+                    field.path,
                     "is not a field of this message",
                 )),
                 None => Ok(()),

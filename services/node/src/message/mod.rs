@@ -256,7 +256,9 @@ pub fn parse_request(bytes: &[u8], limits: Limits) -> Result<Request, SyntaxErro
     fields.finish()?;
     let mut request = request;
     if let Request::SendRt(send, _) = &mut request {
-        send.unknown_elements = unknown.into_inner();
+        let later = unknown.into_inner();
+        send.unknown_elements = later.iter().map(|f| f.path.clone()).collect();
+        send.receipt.later_version_fields = later;
     }
     Ok(request)
 }
