@@ -11,6 +11,7 @@ pub mod creditor;
 pub mod debt_position;
 pub mod fiscal_code;
 pub mod iban;
+pub mod io_message;
 pub mod ledger;
 pub mod money;
 pub mod notice_number;
