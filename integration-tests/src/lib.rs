@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod fake_aca;
+pub mod fake_io;
 pub mod node_simulator;
 pub mod process;
 pub mod receipt_load;
@@ -16,6 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use incasso_grpc::pb::citizen_payments_service_client::CitizenPaymentsServiceClient;
 use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
 use incasso_grpc::pb::notice_service_client::NoticeServiceClient;
 use incasso_grpc::pb::receipt_service_client::ReceiptServiceClient;
@@ -100,6 +102,13 @@ impl TestApp {
     /// A ReceiptService client.
     pub async fn receipts(&self) -> anyhow::Result<ReceiptServiceClient<Channel>> {
         Ok(ReceiptServiceClient::new(self.channel().await?))
+    }
+
+    /// A CitizenPaymentsService client.
+    pub async fn citizen_payments(
+        &self,
+    ) -> anyhow::Result<CitizenPaymentsServiceClient<Channel>> {
+        Ok(CitizenPaymentsServiceClient::new(self.channel().await?))
     }
 
     /// A direct connection to the server's database, as an operator (or an attacker) has.

@@ -4,6 +4,7 @@
 //! place in the dependency graph (domain <- store <- node <- server).
 
 pub mod aca;
+pub mod app_io;
 pub mod http;
 pub mod message;
 pub mod response;

@@ -151,6 +151,9 @@ pub struct FileConfig {
     pub privacy: PrivacyConfig,
     /// Creditors; when absent, the sample Milan configuration.
     pub creditors: Option<Vec<CreditorConfig>>,
+    /// App IO messages.
+    #[serde(default)]
+    pub io: crate::io_config::IoFileConfig,
 }
 
 impl FileConfig {
@@ -231,6 +234,8 @@ pub struct Settings {
     pub receipt_writer: ReceiptWriterConfig,
     /// How often due parked receipts are retried.
     pub parked_retry_interval: std::time::Duration,
+    /// App IO messages, when a URL is configured.
+    pub io: Option<incasso_node::app_io::IoConfig>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -252,6 +257,8 @@ pub struct Overrides {
     pub aca_url: Option<String>,
     /// `INCASSO_ACA_SUBSCRIPTION_KEY`.
     pub aca_subscription_key: Option<String>,
+    /// `INCASSO_IO_URL`.
+    pub io_url: Option<String>,
 }
 
 impl Settings {
@@ -281,6 +288,7 @@ impl Settings {
         })?;
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
         let (registry, iuv_floors) = registry(&creditors)?;
+        let io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
         let creditor_ids: Vec<String> = registry
             .iter()
             .filter(|c| c.segregation_code().is_some())
@@ -392,6 +400,7 @@ impl Settings {
                     .unwrap_or(5)
                     .max(1),
             ),
+            io,
         })
     }
 }

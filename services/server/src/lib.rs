@@ -5,6 +5,7 @@
 //! the very same application on port 0.
 
 pub mod config;
+pub mod io_config;
 pub mod telemetry;
 
 use std::future::Future;
@@ -15,10 +16,11 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use incasso_grpc::message_size::MessageSizeLayer;
+use incasso_grpc::pb::citizen_payments_service_server::CitizenPaymentsServiceServer;
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
 use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
 use incasso_grpc::pb::receipt_service_server::ReceiptServiceServer;
-use incasso_grpc::{LedgerApi, NoticeApi, ReceiptApi};
+use incasso_grpc::{CitizenPaymentsApi, LedgerApi, NoticeApi, ReceiptApi};
 use incasso_store::Store;
 use incasso_store::db::DatabaseConnection;
 
@@ -38,6 +40,7 @@ pub struct Application {
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
     aca: Option<incasso_node::aca::AcaConfig>,
+    io: Option<incasso_node::app_io::IoConfig>,
     parked_retry_interval: std::time::Duration,
 }
 
@@ -78,10 +81,12 @@ impl Application {
         let soap_body_limit_bytes = settings.soap_body_limit_bytes;
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
+        let io = settings.io.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
-            .with_receipt_writer(settings.receipt_writer);
+            .with_receipt_writer(settings.receipt_writer)
+            .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default());
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)
@@ -97,6 +102,7 @@ impl Application {
             station,
             soap_body_limit_bytes,
             aca,
+            io,
             parked_retry_interval,
         })
     }
@@ -132,6 +138,9 @@ impl Application {
         health
             .set_serving::<ReceiptServiceServer<ReceiptApi>>()
             .await;
+        health
+            .set_serving::<CitizenPaymentsServiceServer<CitizenPaymentsApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -149,6 +158,9 @@ impl Application {
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let receipts = ReceiptServiceServer::new(ReceiptApi::new(self.store.clone()))
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
+        let citizen_payments =
+            CitizenPaymentsServiceServer::new(CitizenPaymentsApi::new(self.store.clone()))
+                .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
         let node = incasso_node::service::NodeService::new(
@@ -176,6 +188,16 @@ impl Application {
                 None
             }
         };
+        let (stop_io, io_stopped) = tokio::sync::oneshot::channel::<()>();
+        let io_task = match self.io.clone() {
+            Some(config) => {
+                let relay = incasso_node::app_io::IoRelay::new(self.store.clone(), config)?;
+                Some(tokio::spawn(relay.run(async {
+                    let _ = io_stopped.await;
+                })))
+            }
+            None => None,
+        };
         let (stop_parked, parked_stopped) = tokio::sync::oneshot::channel::<()>();
         let parked_task = {
             let store = self.store.clone();
@@ -201,6 +223,7 @@ impl Application {
             .add_service(notices)
             .add_service(ledger)
             .add_service(receipts)
+            .add_service(citizen_payments)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
@@ -222,9 +245,13 @@ impl Application {
         health
             .set_not_serving::<ReceiptServiceServer<ReceiptApi>>()
             .await;
+        health
+            .set_not_serving::<CitizenPaymentsServiceServer<CitizenPaymentsApi>>()
+            .await;
         let _ = stop.send(());
         let _ = stop_soap.send(());
         let _ = stop_relay.send(());
+        let _ = stop_io.send(());
         let _ = stop_parked.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
@@ -232,6 +259,9 @@ impl Application {
             let soap = soap_task.await;
             if let Some(relay) = relay_task {
                 let _ = relay.await;
+            }
+            if let Some(io) = io_task {
+                let _ = io.await;
             }
             let _ = parked_task.await;
             (grpc, soap)

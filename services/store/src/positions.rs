@@ -36,7 +36,7 @@ use crate::error::AppError;
 use crate::idempotency::{CommandKey, CommandKind, request_sha256};
 use crate::ledger::{self, SourceDocumentInput};
 use crate::mapping::{self, PositionRows, StoredRows};
-use crate::{Store, outbox, page_token, sequence};
+use crate::{Store, io_messages, outbox, page_token, sequence};
 
 /// A position returned by a command, and whether it was a replay of an earlier request.
 #[derive(Debug, Clone)]
@@ -129,6 +129,7 @@ impl Store {
             10,
         )
         .await?;
+        io_messages::queue(&txn, self.io_scheduling(), &[&position], now, true).await?;
         let postings = ledger_rules::notice_issued(&position)
             .map(|draft| (draft, Some(0)))
             .into_iter()
@@ -312,6 +313,8 @@ impl Store {
             .map(|(_, p)| outbox::position_changed(p.id, "created", now))
             .collect();
         insert_chunked(&txn, events, 10).await?;
+        let new_positions: Vec<&DebtPosition> = created.iter().map(|(_, p)| p).collect();
+        io_messages::queue(&txn, self.io_scheduling(), &new_positions, now, true).await?;
         let mut documents = Vec::with_capacity(created.len());
         let mut postings = Vec::with_capacity(created.len());
         for (i, position) in &created {
@@ -640,6 +643,11 @@ impl Store {
             Modification::Cancel(_) => "cancelled",
         };
         insert_chunked(&txn, vec![outbox::position_changed(id, change, now)], 10).await?;
+        if let Modification::Update(_) = modification {
+            // Messages whose time moved are queued again; the old ones find the position no
+            // longer plans them and send nothing.
+            io_messages::queue(&txn, self.io_scheduling(), &[&position], now, false).await?;
+        }
         txn.commit().await?;
         tracing::info!(
             debt_position = %id,
