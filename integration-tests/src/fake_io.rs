@@ -211,7 +211,11 @@ pub fn validate_message(body: &Value) -> Result<(), (u16, String)> {
         }
         match payment.get("notice_number").and_then(Value::as_str) {
             Some(number) if is_io_notice_number(number) => {}
-            _ => return bad("content.payment_data.notice_number: does not match ^[0123][0-9]{17}$".into()),
+            _ => {
+                return bad(
+                    "content.payment_data.notice_number: does not match ^[0123][0-9]{17}$".into(),
+                );
+            }
         }
         if let Some(flag) = payment.get("invalid_after_due_date")
             && !flag.is_boolean()
@@ -294,7 +298,10 @@ async fn profiles(State(state): State<Shared>, headers: HeaderMap, body: Bytes) 
     let mut s = lock(&state);
     let code = body["fiscal_code"].as_str().unwrap_or_default().to_owned();
     let (status, answer) = if !is_io_fiscal_code(&code) {
-        (400, problem(400, "fiscal_code: does not match the FiscalCode pattern"))
+        (
+            400,
+            problem(400, "fiscal_code: does not match the FiscalCode pattern"),
+        )
     } else {
         match s.behaviour.profiles.get(&code).copied() {
             Some(Profile::NotOnIo) => (404, problem(404, "Profile not found")),

@@ -105,9 +105,7 @@ impl TestApp {
     }
 
     /// A CitizenPaymentsService client.
-    pub async fn citizen_payments(
-        &self,
-    ) -> anyhow::Result<CitizenPaymentsServiceClient<Channel>> {
+    pub async fn citizen_payments(&self) -> anyhow::Result<CitizenPaymentsServiceClient<Channel>> {
         Ok(CitizenPaymentsServiceClient::new(self.channel().await?))
     }
 

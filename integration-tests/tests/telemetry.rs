@@ -194,7 +194,9 @@ fn io_and_citizen_queries_never_log_the_citizen(engine: Engine) -> anyhow::Resul
     runtime.block_on(async {
         let fake = FakeIo::start().await?;
         fake.with(|s| {
-            s.behaviour.profiles.insert(LAURA.to_owned(), Profile::NotOnIo);
+            s.behaviour
+                .profiles
+                .insert(LAURA.to_owned(), Profile::NotOnIo);
             s.behaviour.script.push_back(429);
         });
         let io = IoConfig {
@@ -227,7 +229,10 @@ fn io_and_citizen_queries_never_log_the_citizen(engine: Engine) -> anyhow::Resul
         while fake.with(|s| s.accepted.len()) < 1
             || fake.with(|s| s.statuses("/profiles").len()) < 3
         {
-            anyhow::ensure!(std::time::Instant::now() < deadline, "IO messages not delivered");
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "IO messages not delivered"
+            );
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         fake.with(|s| {

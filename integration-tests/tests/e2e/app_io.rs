@@ -15,7 +15,9 @@ use time::{Date, Month, OffsetDateTime};
 use incasso_domain::debt_position::DebtKind;
 use incasso_grpc::pb;
 use incasso_integration_tests::fake_io::{FakeIo, Profile, SERVICE_KEY};
-use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpec, element_text, post};
+use incasso_integration_tests::node_simulator::{
+    self as node, Caller, ReceiptSpec, element_text, post,
+};
 use incasso_integration_tests::requests;
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_node::app_io::{IoConfig, IoRelay, IoService};
@@ -74,12 +76,16 @@ impl Harness {
         Self::start_with(engine, |_| {}).await
     }
 
-    async fn start_with(engine: Engine, adjust: impl FnOnce(&mut IoConfig)) -> anyhow::Result<Self> {
+    async fn start_with(
+        engine: Engine,
+        adjust: impl FnOnce(&mut IoConfig),
+    ) -> anyhow::Result<Self> {
         let fake = FakeIo::start().await?;
         let mut io = config(&fake);
         adjust(&mut io);
         let server_io = io.clone();
-        let app = TestApp::spawn_with(engine, move |settings| settings.io = Some(server_io)).await?;
+        let app =
+            TestApp::spawn_with(engine, move |settings| settings.io = Some(server_io)).await?;
         let clock = Arc::new(Mutex::new(OffsetDateTime::now_utc()));
         let read = clock.clone();
         let db = incasso_store::db::connect(&app.database_url, 4).await?;
@@ -201,8 +207,19 @@ fn notice_numbers(position: &pb::DebtPosition) -> Vec<String> {
 async fn pay(app: &TestApp, installment: &pb::Installment, receipt_id: &str) -> anyhow::Result<()> {
     let spec = ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-12-01T10:00:00");
     let request = node::send_rt(&Caller::default(), true, &spec);
-    let reply = post(app.soap_addr, Some("paSendRTV2"), "text/xml; charset=utf-8", request.as_bytes()).await?;
-    assert_eq!(element_text(&reply.body, "outcome"), Some("OK"), "{}", reply.body);
+    let reply = post(
+        app.soap_addr,
+        Some("paSendRTV2"),
+        "text/xml; charset=utf-8",
+        request.as_bytes(),
+    )
+    .await?;
+    assert_eq!(
+        element_text(&reply.body, "outcome"),
+        Some("OK"),
+        "{}",
+        reply.body
+    );
     Ok(())
 }
 
@@ -211,14 +228,27 @@ async fn a_new_notice_reaches_io_and_nobody_off_io_is_written_to(
 ) -> anyhow::Result<()> {
     let h = Harness::start(engine).await?;
     h.fake.with(|s| {
-        s.behaviour.profiles.insert(LAURA.to_owned(), Profile::NotOnIo);
-        s.behaviour.profiles.insert(GIULIA.to_owned(), Profile::OnIo(false));
+        s.behaviour
+            .profiles
+            .insert(LAURA.to_owned(), Profile::NotOnIo);
+        s.behaviour
+            .profiles
+            .insert(GIULIA.to_owned(), Profile::OnIo(false));
     });
     let due = day(plan_year(), Month::January, 15);
     let mut notices = h.app.notices().await?;
-    let mario = notices.create_debt_position(school_fee("io-mario", MARIO, due)).await?.into_inner();
-    let laura = notices.create_debt_position(school_fee("io-laura", LAURA, due)).await?.into_inner();
-    let giulia = notices.create_debt_position(school_fee("io-giulia", GIULIA, due)).await?.into_inner();
+    let mario = notices
+        .create_debt_position(school_fee("io-mario", MARIO, due))
+        .await?
+        .into_inner();
+    let laura = notices
+        .create_debt_position(school_fee("io-laura", LAURA, due))
+        .await?
+        .into_inner();
+    let giulia = notices
+        .create_debt_position(school_fee("io-giulia", GIULIA, due))
+        .await?
+        .into_inner();
     h.deliver_now().await?;
 
     let number = &mario.payment_options[0].installments[0].notice_number;
@@ -228,7 +258,10 @@ async fn a_new_notice_reaches_io_and_nobody_off_io_is_written_to(
     assert_eq!(message["fiscal_code"], MARIO);
     let content = &message["content"];
     let subject = content["subject"].as_str().unwrap();
-    assert!(!subject.contains(MARIO) && !subject.contains("Mario") && !subject.contains("Rossi"), "{subject}");
+    assert!(
+        !subject.contains(MARIO) && !subject.contains("Mario") && !subject.contains("Rossi"),
+        "{subject}"
+    );
     assert_eq!(content["payment_data"]["amount"], 46500);
     assert_eq!(content["payment_data"]["notice_number"], number.as_str());
     assert_eq!(content["payment_data"]["invalid_after_due_date"], false);
@@ -245,7 +278,10 @@ async fn a_new_notice_reaches_io_and_nobody_off_io_is_written_to(
         assert!(h.accepted_for(number).is_empty());
         let outcomes = h.outcomes(number).await?;
         assert_eq!(outcomes.len(), 1, "{outcomes:?}");
-        assert_eq!((outcomes[0].0.as_str(), outcomes[0].1.as_str()), ("notice", outcome));
+        assert_eq!(
+            (outcomes[0].0.as_str(), outcomes[0].1.as_str()),
+            ("notice", outcome)
+        );
     }
     let sent = h.outcomes(number).await?;
     assert_eq!(sent.len(), 1);
@@ -259,9 +295,15 @@ async fn a_new_notice_reaches_io_and_nobody_off_io_is_written_to(
         })
         .await?;
     assert_eq!(recorded.len(), 1);
-    assert_eq!(recorded[0].io_message_id.as_deref(), h.fake.with(|s| Some(s.accepted[0].id.clone())).as_deref());
+    assert_eq!(
+        recorded[0].io_message_id.as_deref(),
+        h.fake.with(|s| Some(s.accepted[0].id.clone())).as_deref()
+    );
     // Every call carried the service's key; nothing was refused.
-    assert!(h.fake.with(|s| s.calls.iter().all(|c| c.status < 400 || c.status == 404)));
+    assert!(
+        h.fake
+            .with(|s| s.calls.iter().all(|c| c.status < 400 || c.status == 404))
+    );
     h.app.stop().await
 }
 
@@ -285,10 +327,21 @@ async fn the_rata_unica_goes_first_then_each_rate_and_reminders_on_their_rome_da
         request
     };
     let mut notices = h.app.notices().await?;
-    let tari = notices.create_debt_position(plan("io-tari")).await?.into_inner();
+    let tari = notices
+        .create_debt_position(plan("io-tari"))
+        .await?
+        .into_inner();
     // A second plan whose rata unica is paid: none of its rates is ever sent.
-    let paid = notices.create_debt_position(plan("io-tari-paid")).await?.into_inner();
-    pay(&h.app, &paid.payment_options[0].installments[0], "io-receipt-1").await?;
+    let paid = notices
+        .create_debt_position(plan("io-tari-paid"))
+        .await?
+        .into_inner();
+    pay(
+        &h.app,
+        &paid.payment_options[0].installments[0],
+        "io-receipt-1",
+    )
+    .await?;
     h.deliver_now().await?;
 
     let rata_unica = &tari.payment_options[0].installments[0].notice_number;
@@ -299,17 +352,26 @@ async fn the_rata_unica_goes_first_then_each_rate_and_reminders_on_their_rome_da
         .collect();
     assert_eq!(h.accepted_for(rata_unica).len(), 1, "the rata unica first");
     for rate in &rates {
-        assert!(h.accepted_for(rate).is_empty(), "no rate before the rata unica is due");
+        assert!(
+            h.accepted_for(rate).is_empty(),
+            "no rate before the rata unica is due"
+        );
     }
 
     // Its reminder: 7 days ahead, 09:00 in Rome; not a second earlier.
     let reminder_at = nine_in_rome_winter(rata_unica_due - time::Duration::days(7));
-    h.deliver_at(reminder_at - time::Duration::seconds(1)).await?;
+    h.deliver_at(reminder_at - time::Duration::seconds(1))
+        .await?;
     assert_eq!(h.accepted_for(rata_unica).len(), 1);
     h.deliver_at(reminder_at).await?;
     let sent = h.accepted_for(rata_unica);
     assert_eq!(sent.len(), 2);
-    assert!(sent[1]["content"]["subject"].as_str().unwrap().contains("promemoria"));
+    assert!(
+        sent[1]["content"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("promemoria")
+    );
 
     // The day after the rata unica's due date, unpaid: rates 1 and 2 (due within 30 days).
     let after = nine_in_rome_winter(rata_unica_due + time::Duration::days(1));
@@ -325,17 +387,34 @@ async fn the_rata_unica_goes_first_then_each_rate_and_reminders_on_their_rome_da
         assert!(h.accepted_for(rate).is_empty());
         let outcomes = h.outcomes(rate).await?;
         assert!(
-            outcomes.iter().all(|(_, outcome, reason)| outcome == "not_sent" && reason.contains("another payment option")),
+            outcomes
+                .iter()
+                .all(|(_, outcome, reason)| outcome == "not_sent"
+                    && reason.contains("another payment option")),
             "{outcomes:?}"
         );
     }
 
     // Rate 2 is paid: its reminder (8 February) sends nothing; rate 3 goes 30 days ahead.
-    pay(&h.app, &tari.payment_options[1].installments[1], "io-receipt-2").await?;
-    h.deliver_at(nine_in_rome_winter(dues[1] - time::Duration::days(7))).await?;
+    pay(
+        &h.app,
+        &tari.payment_options[1].installments[1],
+        "io-receipt-2",
+    )
+    .await?;
+    h.deliver_at(nine_in_rome_winter(dues[1] - time::Duration::days(7)))
+        .await?;
     assert_eq!(h.accepted_for(rates[1]).len(), 1);
-    assert!(h.outcomes(rates[1]).await?.iter().any(|(purpose, outcome, reason)| purpose == "reminder" && outcome == "not_sent" && reason.contains("paid")));
-    h.deliver_at(nine_in_rome_winter(dues[2] - time::Duration::days(30))).await?;
+    assert!(
+        h.outcomes(rates[1])
+            .await?
+            .iter()
+            .any(|(purpose, outcome, reason)| purpose == "reminder"
+                && outcome == "not_sent"
+                && reason.contains("paid"))
+    );
+    h.deliver_at(nine_in_rome_winter(dues[2] - time::Duration::days(30)))
+        .await?;
     assert_eq!(h.accepted_for(rates[2]).len(), 1);
     h.app.stop().await
 }
@@ -347,11 +426,17 @@ async fn refusals_are_retried_or_dead_lettered_and_replayed(engine: Engine) -> a
 
     // A burst of 429 and a 503: retried until IO takes it, once.
     h.fake.with(|s| s.behaviour.script.extend([429, 429, 503]));
-    let first = notices.create_debt_position(school_fee("io-429", MARIO, due)).await?.into_inner();
+    let first = notices
+        .create_debt_position(school_fee("io-429", MARIO, due))
+        .await?
+        .into_inner();
     h.deliver_now().await?;
     let number = &first.payment_options[0].installments[0].notice_number;
     assert_eq!(h.accepted_for(number).len(), 1);
-    assert_eq!(h.fake.with(|s| s.statuses("/profiles")), [429, 429, 503, 200]);
+    assert_eq!(
+        h.fake.with(|s| s.statuses("/profiles")),
+        [429, 429, 503, 200]
+    );
 
     // 403 (the service not enabled for production), 401 (a wrong key), 400: dead letters
     // naming the status, nothing sent; replayed once the cause is fixed, sent once.
@@ -365,7 +450,10 @@ async fn refusals_are_retried_or_dead_lettered_and_replayed(engine: Engine) -> a
             }),
             _ => h.fake.with(|s| s.behaviour.script.push_back(400)),
         }
-        let position = notices.create_debt_position(school_fee(request_id, MARIO, due)).await?.into_inner();
+        let position = notices
+            .create_debt_position(school_fee(request_id, MARIO, due))
+            .await?
+            .into_inner();
         h.deliver_now().await?;
         let number = &position.payment_options[0].installments[0].notice_number;
         assert!(h.accepted_for(number).is_empty());
@@ -380,7 +468,11 @@ async fn refusals_are_retried_or_dead_lettered_and_replayed(engine: Engine) -> a
         });
         assert_eq!(h.app.store.outbox_replay_dead(IO_MESSAGE).await?, 1);
         h.deliver_now().await?;
-        assert_eq!(h.accepted_for(number).len(), 1, "sent once after the replay");
+        assert_eq!(
+            h.accepted_for(number).len(),
+            1,
+            "sent once after the replay"
+        );
         assert!(h.app.store.outbox_dead(IO_MESSAGE).await?.is_empty());
     }
     h.app.stop().await
@@ -393,9 +485,18 @@ async fn nothing_stale_is_sent_after_a_change_or_a_cancellation(
     let year = plan_year();
     let due = day(year, Month::January, 15);
     let mut notices = h.app.notices().await?;
-    let moved = notices.create_debt_position(school_fee("io-moved", MARIO, due)).await?.into_inner();
-    let cancelled = notices.create_debt_position(school_fee("io-cancelled", MARIO, due)).await?.into_inner();
-    let changed = notices.create_debt_position(school_fee("io-changed", MARIO, due)).await?.into_inner();
+    let moved = notices
+        .create_debt_position(school_fee("io-moved", MARIO, due))
+        .await?
+        .into_inner();
+    let cancelled = notices
+        .create_debt_position(school_fee("io-cancelled", MARIO, due))
+        .await?
+        .into_inner();
+    let changed = notices
+        .create_debt_position(school_fee("io-changed", MARIO, due))
+        .await?
+        .into_inner();
     // Before any message went out: one is cancelled, one gets a new amount.
     notices
         .cancel_debt_position(pb::CancelDebtPositionRequest {
@@ -404,7 +505,9 @@ async fn nothing_stale_is_sent_after_a_change_or_a_cancellation(
             reason: "ritiro".to_owned(),
         })
         .await?;
-    let changed_number = changed.payment_options[0].installments[0].notice_number.clone();
+    let changed_number = changed.payment_options[0].installments[0]
+        .notice_number
+        .clone();
     notices
         .update_debt_position(pb::UpdateDebtPositionRequest {
             request_id: "io-change".to_owned(),
@@ -420,14 +523,24 @@ async fn nothing_stale_is_sent_after_a_change_or_a_cancellation(
     h.deliver_now().await?;
     let cancelled_number = &cancelled.payment_options[0].installments[0].notice_number;
     assert!(h.accepted_for(cancelled_number).is_empty());
-    assert!(h.outcomes(cancelled_number).await?.iter().all(|(_, o, r)| o == "not_sent" && r.contains("cancelled")));
+    assert!(
+        h.outcomes(cancelled_number)
+            .await?
+            .iter()
+            .all(|(_, o, r)| o == "not_sent" && r.contains("cancelled"))
+    );
     let sent = h.accepted_for(&changed_number);
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0]["content"]["payment_data"]["amount"], 40000, "the amount as it is now");
+    assert_eq!(
+        sent[0]["content"]["payment_data"]["amount"], 40000,
+        "the amount as it is now"
+    );
 
     // The moved one's due date goes from 15 to 29 January: the reminder of the 8th is not
     // sent, the one of the 22nd is.
-    let moved_number = moved.payment_options[0].installments[0].notice_number.clone();
+    let moved_number = moved.payment_options[0].installments[0]
+        .notice_number
+        .clone();
     notices
         .update_debt_position(pb::UpdateDebtPositionRequest {
             request_id: "io-move".to_owned(),
@@ -440,13 +553,27 @@ async fn nothing_stale_is_sent_after_a_change_or_a_cancellation(
             ..Default::default()
         })
         .await?;
-    h.deliver_at(nine_in_rome_winter(day(year, Month::January, 8))).await?;
-    assert_eq!(h.accepted_for(&moved_number).len(), 1, "only the notice so far");
-    assert!(h.outcomes(&moved_number).await?.iter().any(|(p, o, r)| p == "reminder" && o == "not_sent" && r.contains("changed")));
-    h.deliver_at(nine_in_rome_winter(day(year, Month::January, 22))).await?;
+    h.deliver_at(nine_in_rome_winter(day(year, Month::January, 8)))
+        .await?;
+    assert_eq!(
+        h.accepted_for(&moved_number).len(),
+        1,
+        "only the notice so far"
+    );
+    assert!(
+        h.outcomes(&moved_number)
+            .await?
+            .iter()
+            .any(|(p, o, r)| p == "reminder" && o == "not_sent" && r.contains("changed"))
+    );
+    h.deliver_at(nine_in_rome_winter(day(year, Month::January, 22)))
+        .await?;
     let sent = h.accepted_for(&moved_number);
     assert_eq!(sent.len(), 2);
-    assert_eq!(sent[1]["content"]["due_date"], format!("{year}-01-29T22:59:59.000Z"));
+    assert_eq!(
+        sent[1]["content"]["due_date"],
+        format!("{year}-01-29T22:59:59.000Z")
+    );
     // Nothing for the cancelled one, ever.
     assert!(h.accepted_for(cancelled_number).is_empty());
     h.app.stop().await

@@ -10,8 +10,8 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use incasso_grpc::pb;
-use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpec, element_text};
 use incasso_integration_tests::node_simulator::post;
+use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpec, element_text};
 use incasso_integration_tests::requests;
 use incasso_integration_tests::{Engine, TestApp};
 
@@ -38,7 +38,11 @@ fn for_citizen(
 }
 
 /// A fine for `fiscal_code` notified `days_ago` days before today (Europe/Rome).
-fn fine_notified(request_id: &str, fiscal_code: &str, days_ago: i64) -> pb::CreateDebtPositionRequest {
+fn fine_notified(
+    request_id: &str,
+    fiscal_code: &str,
+    days_ago: i64,
+) -> pb::CreateDebtPositionRequest {
     let today = incasso_domain::rome_time::rome_date(OffsetDateTime::now_utc());
     let mut request = for_citizen(requests::fine(request_id), fiscal_code);
     if let Some(pb::create_debt_position_request::Details::TrafficFine(fine)) =
@@ -60,7 +64,12 @@ async fn pay(app: &TestApp, installment: &pb::Installment, receipt_id: &str) -> 
         request.as_bytes(),
     )
     .await?;
-    assert_eq!(element_text(&reply.body, "outcome"), Some("OK"), "{}", reply.body);
+    assert_eq!(
+        element_text(&reply.body, "outcome"),
+        Some("OK"),
+        "{}",
+        reply.body
+    );
     Ok(())
 }
 
@@ -172,7 +181,14 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
     let fine = &issued.fine.payment_options[0].installments[0];
 
     // Everything of Mario's, nothing of Laura's, paged two at a time without repeats.
-    let all = list_all(&app, MARIO, pb::CitizenNoticeFilter::All, pb::DebtKind::Unspecified, 2).await?;
+    let all = list_all(
+        &app,
+        MARIO,
+        pb::CitizenNoticeFilter::All,
+        pb::DebtKind::Unspecified,
+        2,
+    )
+    .await?;
     let mut expected: BTreeSet<String> = BTreeSet::new();
     for position in [&issued.tari, &issued.fee, &issued.fine, &issued.cancelled] {
         expected.extend(notice_numbers(position));
@@ -180,16 +196,31 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
     assert_eq!(all.len(), 7, "no notice twice");
     assert_eq!(numbers(&all), expected);
     for number in notice_numbers(&issued.lauras) {
-        assert!(!numbers(&all).contains(&number), "Laura's notice listed for Mario");
+        assert!(
+            !numbers(&all).contains(&number),
+            "Laura's notice listed for Mario"
+        );
     }
     let by_number: HashMap<&str, &pb::CitizenNotice> =
         all.iter().map(|n| (n.notice_number.as_str(), n)).collect();
     let state = |number: &str| by_number[number].state;
-    assert_eq!(state(&rates[0].notice_number), pb::InstallmentState::Paid as i32);
-    assert_eq!(state(&rata_unica.notice_number), pb::InstallmentState::Unpayable as i32);
+    assert_eq!(
+        state(&rates[0].notice_number),
+        pb::InstallmentState::Paid as i32
+    );
+    assert_eq!(
+        state(&rata_unica.notice_number),
+        pb::InstallmentState::Unpayable as i32
+    );
     let cancelled_number = &issued.cancelled.payment_options[0].installments[0].notice_number;
-    assert_eq!(state(cancelled_number), pb::InstallmentState::Cancelled as i32);
-    assert_eq!(by_number[cancelled_number.as_str()].amount_payable_today_cents, 0);
+    assert_eq!(
+        state(cancelled_number),
+        pb::InstallmentState::Cancelled as i32
+    );
+    assert_eq!(
+        by_number[cancelled_number.as_str()].amount_payable_today_cents,
+        0
+    );
 
     // A rate shows where it stands in its plan.
     let second = by_number[rates[1].notice_number.as_str()];
@@ -207,7 +238,14 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
     assert!(second.receipt.is_none());
 
     // Pending: what can be paid today.
-    let pending = list_all(&app, MARIO, pb::CitizenNoticeFilter::Pending, pb::DebtKind::Unspecified, 50).await?;
+    let pending = list_all(
+        &app,
+        MARIO,
+        pb::CitizenNoticeFilter::Pending,
+        pb::DebtKind::Unspecified,
+        50,
+    )
+    .await?;
     assert_eq!(
         numbers(&pending),
         BTreeSet::from([
@@ -220,7 +258,14 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
 
     // The fine notified 20 days ago is in its full band: 42.00 + 12.60 costs today, while
     // the notice printed the reduced 29.40 + 12.60.
-    let fines = list_all(&app, MARIO, pb::CitizenNoticeFilter::All, pb::DebtKind::TrafficFine, 50).await?;
+    let fines = list_all(
+        &app,
+        MARIO,
+        pb::CitizenNoticeFilter::All,
+        pb::DebtKind::TrafficFine,
+        50,
+    )
+    .await?;
     assert_eq!(fines.len(), 1);
     assert_eq!(fines[0].amount_cents, 4200);
     assert_eq!(fines[0].amount_payable_today_cents, 5460);
@@ -231,18 +276,29 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
     );
 
     // Paid: the rate with the receipt that paid it.
-    let paid = list_all(&app, MARIO, pb::CitizenNoticeFilter::Paid, pb::DebtKind::Unspecified, 50).await?;
-    assert_eq!(numbers(&paid), BTreeSet::from([rates[0].notice_number.clone()]));
-    let receipt = paid[0].receipt.as_ref().expect("a paid notice has its receipt");
+    let paid = list_all(
+        &app,
+        MARIO,
+        pb::CitizenNoticeFilter::Paid,
+        pb::DebtKind::Unspecified,
+        50,
+    )
+    .await?;
+    assert_eq!(
+        numbers(&paid),
+        BTreeSet::from([rates[0].notice_number.clone()])
+    );
+    let receipt = paid[0]
+        .receipt
+        .as_ref()
+        .expect("a paid notice has its receipt");
     assert_eq!(receipt.receipt_id, "cit-receipt-0001");
     assert_eq!(receipt.amount_cents, 10000);
     assert_eq!(receipt.psp_id, "BCITITMM");
     assert_eq!(receipt.notice_number, rates[0].notice_number);
     assert_eq!(
         receipt.paid_at.as_ref().map(|t| t.seconds),
-        Some(
-            time::macros::datetime!(2026-11-20 10:15:00 +01:00).unix_timestamp()
-        )
+        Some(time::macros::datetime!(2026-11-20 10:15:00 +01:00).unix_timestamp())
     );
     assert_eq!(paid[0].amount_payable_today_cents, 0);
 
@@ -313,7 +369,11 @@ async fn a_receipt_is_found_by_receipt_id_or_notice_only_for_its_citizen(
         get(LAURA, Lookup::NoticeNumber(paid.notice_number.clone())),
         get(
             MARIO,
-            Lookup::NoticeNumber(issued.fee.payment_options[0].installments[0].notice_number.clone()),
+            Lookup::NoticeNumber(
+                issued.fee.payment_options[0].installments[0]
+                    .notice_number
+                    .clone(),
+            ),
         ),
         get(MARIO, Lookup::ReceiptId("cit-receipt-9999".to_owned())),
     ] {
@@ -348,7 +408,11 @@ async fn an_invalid_fiscal_code_is_refused_naming_the_field_without_echoing_it(
             .await
             .unwrap_err();
         assert_eq!(violations(&status), ["fiscal_code"]);
-        assert!(status.message().contains("fiscalCode"), "{}", status.message());
+        assert!(
+            status.message().contains("fiscalCode"),
+            "{}",
+            status.message()
+        );
         let details = format!("{:?}", status.get_error_details());
         if !code.is_empty() {
             assert!(!status.message().contains(code), "{}", status.message());
@@ -460,6 +524,9 @@ async fn the_service_reports_its_health_and_is_reflected(engine: Engine) -> anyh
         panic!("unexpected reflection response");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"incasso.v1.CitizenPaymentsService"), "{names:?}");
+    assert!(
+        names.contains(&"incasso.v1.CitizenPaymentsService"),
+        "{names:?}"
+    );
     app.stop().await
 }

@@ -110,7 +110,11 @@ fn primary_option(position: &DebtPosition) -> usize {
 
 /// When the notice message of the instalment at (`option`, `index`) is meant to go out.
 fn notice_when(position: &DebtPosition, option: usize, index: usize) -> Option<SendWhen> {
-    let installment = position.payment_options.get(option)?.installments.get(index)?;
+    let installment = position
+        .payment_options
+        .get(option)?
+        .installments
+        .get(index)?;
     let primary = primary_option(position);
     let ahead = send_instant(installment.due_date - Duration::days(INSTALMENT_LEAD_DAYS));
     if option == primary {
@@ -122,7 +126,12 @@ fn notice_when(position: &DebtPosition, option: usize, index: usize) -> Option<S
     }
     // Another option (the instalment plan beside a rata unica): only once the rata unica is
     // past its due date unpaid, and ahead of the instalment's own due date.
-    let rata_unica_due = position.payment_options.get(primary)?.installments.first()?.due_date;
+    let rata_unica_due = position
+        .payment_options
+        .get(primary)?
+        .installments
+        .first()?
+        .due_date;
     let after_rata_unica = send_instant(rata_unica_due + Duration::days(1));
     Some(SendWhen::At(after_rata_unica.max(ahead)))
 }
@@ -320,10 +329,7 @@ pub fn compose(
     let texts = Texts::new(position, option, index, creditor_name);
     let (subject, body) = match purpose {
         IoPurpose::Notice => (texts.notice_subject(), texts.notice_body(amount, today)),
-        IoPurpose::Reminder => (
-            texts.reminder_subject(),
-            texts.reminder_body(amount, today),
-        ),
+        IoPurpose::Reminder => (texts.reminder_subject(), texts.reminder_body(amount, today)),
         IoPurpose::ReducedAmountEnding => {
             let KindDetails::TrafficFine(fine) = &position.details else {
                 return Err(NotSent::NoticeGone);
@@ -331,9 +337,9 @@ pub fn compose(
             if today > fine.schedule.reduced_deadline() {
                 return Err(NotSent::ReducedAmountOver);
             }
-            let full = fine.schedule.amount_payable_on(
-                fine.schedule.reduced_deadline() + Duration::days(1),
-            );
+            let full = fine
+                .schedule
+                .amount_payable_on(fine.schedule.reduced_deadline() + Duration::days(1));
             (
                 texts.reduced_ending_subject(),
                 texts.reduced_ending_body(amount, full, fine.schedule.reduced_deadline()),
@@ -367,7 +373,7 @@ pub fn format_euro(amount: AmountCents) -> String {
     let euros = (cents / 100).to_string();
     let mut grouped = String::new();
     for (i, digit) in euros.chars().enumerate() {
-        if i > 0 && (euros.len() - i) % 3 == 0 {
+        if i > 0 && (euros.len() - i).is_multiple_of(3) {
             grouped.push('.');
         }
         grouped.push(digit);
@@ -424,7 +430,12 @@ struct Texts<'a> {
 }
 
 impl<'a> Texts<'a> {
-    fn new(position: &'a DebtPosition, option: usize, index: usize, creditor_name: &'a str) -> Self {
+    fn new(
+        position: &'a DebtPosition,
+        option: usize,
+        index: usize,
+        creditor_name: &'a str,
+    ) -> Self {
         let option = &position.payment_options[option];
         let topic = match &position.details {
             KindDetails::Tari(tari) => format!("TARI {}", tari.tax_year),
@@ -437,7 +448,10 @@ impl<'a> Texts<'a> {
                 };
                 match &fee.month {
                     Some(month) => format!("{service}, {}", month_name(month)),
-                    None => format!("{service}, anno {}", fee.school_year.chars().take(9).collect::<String>()),
+                    None => format!(
+                        "{service}, anno {}",
+                        fee.school_year.chars().take(9).collect::<String>()
+                    ),
                 }
             }
         };

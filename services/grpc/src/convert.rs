@@ -927,11 +927,7 @@ pub fn citizen_notice(
         installment_index: i32::try_from(notice.installment_index + 1).unwrap_or(i32::MAX),
         installment_count: i32::try_from(notice.option().installments.len()).unwrap_or(i32::MAX),
         amount_cents: installment.amount.get(),
-        amount_payable_today_cents: if payable_today {
-            amount_today.get()
-        } else {
-            0
-        },
+        amount_payable_today_cents: if payable_today { amount_today.get() } else { 0 },
         fine_band: fine_band_value(fine_band) as i32,
         due_date: format_date(installment.due_date),
         expiry_date: installment.expiry_date.map(format_date).unwrap_or_default(),

@@ -339,8 +339,17 @@ impl IoPublisher {
         }
     }
 
-    async fn record(&self, claimed: &ClaimedEvent, event: &IoMessageEvent, outcome: IoOutcome) -> Delivery {
-        match self.store.record_io_outcome(claimed.id, event, &outcome).await {
+    async fn record(
+        &self,
+        claimed: &ClaimedEvent,
+        event: &IoMessageEvent,
+        outcome: IoOutcome,
+    ) -> Delivery {
+        match self
+            .store
+            .record_io_outcome(claimed.id, event, &outcome)
+            .await
+        {
             Ok(()) => Delivery::Done,
             Err(error) => Delivery::Retry(error.to_string()),
         }
@@ -389,13 +398,18 @@ impl IoPublisher {
             return Ok(self.record(claimed, event, reason).await);
         };
         let Ok(notice) = NoticeNumber::parse(&event.notice_number) else {
-            return Err(Delivery::Dead("the event names no valid notice number".into()));
+            return Err(Delivery::Dead(
+                "the event names no valid notice number".into(),
+            ));
         };
         let creditor_name = self
             .store
             .registry()
             .get(position.creditor.as_str())
-            .map_or_else(|| position.creditor.as_str().to_owned(), |c| c.name().to_owned());
+            .map_or_else(
+                || position.creditor.as_str().to_owned(),
+                |c| c.name().to_owned(),
+            );
         let message = match io_message::compose(
             &position,
             &notice,
@@ -422,7 +436,9 @@ impl IoPublisher {
             }
             Ok(ProfileCheck::SenderNotAllowed) => {
                 tracing::info!(notice = %notice, "IO message not sent: the citizen turned the service off");
-                return Ok(self.record(claimed, event, IoOutcome::SenderNotAllowed).await);
+                return Ok(self
+                    .record(claimed, event, IoOutcome::SenderNotAllowed)
+                    .await);
             }
             Err(IoCallError::Transient(error)) => return Err(Delivery::Retry(error)),
             Err(IoCallError::Refused(error)) => return Err(Delivery::Dead(error)),
@@ -489,7 +505,11 @@ impl IoRelay {
         let lease_ms = u64::try_from(self.config.lease().as_millis()).unwrap_or(u64::MAX);
         let events = self
             .store
-            .claim_outbox(incasso_store::io_messages::IO_MESSAGE, self.config.batch, lease_ms)
+            .claim_outbox(
+                incasso_store::io_messages::IO_MESSAGE,
+                self.config.batch,
+                lease_ms,
+            )
             .await?;
         let count = events.len();
         let mut deliveries = tokio::task::JoinSet::new();
@@ -535,7 +555,9 @@ impl IoRelay {
                     jitter,
                 );
                 tracing::warn!(event = %claimed.id, attempts = claimed.attempts, delay_ms = delay, %error, "IO message failed: will retry");
-                self.store.outbox_failed(claimed, &error, Some(delay)).await?
+                self.store
+                    .outbox_failed(claimed, &error, Some(delay))
+                    .await?
             }
         };
         if !recorded {

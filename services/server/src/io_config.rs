@@ -173,9 +173,18 @@ mod tests {
     fn a_wrong_entry_is_refused_naming_it() {
         let cases = [
             (TARI.replace("tari", "tarì"), "io.services[0].kind"),
-            (TARI.replace("01199250158", "08911820960"), "io.services[0].creditor"),
-            (TARI.replace("\"k\"", "\" \""), "io.services[0].subscription_key"),
-            (format!("{TARI}reminder_days = 61"), "io.services[0].reminder_days"),
+            (
+                TARI.replace("01199250158", "08911820960"),
+                "io.services[0].creditor",
+            ),
+            (
+                TARI.replace("\"k\"", "\" \""),
+                "io.services[0].subscription_key",
+            ),
+            (
+                format!("{TARI}reminder_days = 61"),
+                "io.services[0].reminder_days",
+            ),
             (format!("{TARI}{TARI}"), "io.services[1]"),
         ];
         for (text, field) in cases {

@@ -281,8 +281,9 @@ async fn main() -> anyhow::Result<()> {
             let store = incasso_server::open_store(settings).await?;
             let debt_position_id = position
                 .map(|p| {
-                    uuid::Uuid::parse_str(p.trim())
-                        .map_err(|_| anyhow::anyhow!("--position: '{p}' is not a position id (UUID)"))
+                    uuid::Uuid::parse_str(p.trim()).map_err(|_| {
+                        anyhow::anyhow!("--position: '{p}' is not a position id (UUID)")
+                    })
                 })
                 .transpose()?;
             let filter = incasso_store::io_messages::IoMessageFilter {
@@ -290,7 +291,9 @@ async fn main() -> anyhow::Result<()> {
                 debt_position_id,
                 outcome,
             };
-            println!("recorded_at\tnotice_number\tpurpose\toutcome\tio_message_id\treason\tdebt_position_id");
+            println!(
+                "recorded_at\tnotice_number\tpurpose\toutcome\tio_message_id\treason\tdebt_position_id"
+            );
             for record in store.list_io_messages(&filter).await? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}\t{}\t{}",

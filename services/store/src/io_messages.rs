@@ -8,9 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sea_orm::{
-    ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -256,7 +254,12 @@ impl Store {
         if let Some(outcome) = &filter.outcome {
             query = query.filter(io_row::Column::Outcome.eq(outcome.as_str()));
         }
-        Ok(query.all(self.db()).await?.into_iter().map(record).collect())
+        Ok(query
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(record)
+            .collect())
     }
 }
 

@@ -17,7 +17,10 @@ use crate::traffic_fine::{FineAmounts, FineSchedule};
 const MARIO: &str = "RSSMRA80A01F205X";
 
 fn nav(base: u64) -> NoticeNumber {
-    NoticeNumber::issue(SegregationCode::new(12).unwrap(), IuvBase::new(base).unwrap())
+    NoticeNumber::issue(
+        SegregationCode::new(12).unwrap(),
+        IuvBase::new(base).unwrap(),
+    )
 }
 
 fn installment(base: u64, amount: i64, due: Date, expiry: Option<Date>) -> Installment {
@@ -195,10 +198,18 @@ fn a_fine_is_reminded_the_day_before_its_reduced_amount_ends_naming_both_amounts
         at(when),
     )
     .unwrap();
-    assert_eq!(message.amount.get(), 4200, "still the reduced amount plus costs");
+    assert_eq!(
+        message.amount.get(),
+        4200,
+        "still the reduced amount plus costs"
+    );
     assert!(message.markdown.contains("€ 42,00"), "{}", message.markdown);
     assert!(message.markdown.contains("€ 54,60"), "{}", message.markdown);
-    assert!(message.markdown.contains("16/11/2026"), "{}", message.markdown);
+    assert!(
+        message.markdown.contains("16/11/2026"),
+        "{}",
+        message.markdown
+    );
     // Too late once the reduced amount is over.
     assert_eq!(
         compose(
@@ -270,43 +281,45 @@ fn any_position() -> impl Strategy<Value = DebtPosition> {
         0i64..400,
         0i64..86_400,
     )
-        .prop_map(|(kind, description, name, options, created_day, created_second)| {
-            let base_day = date!(2026 - 06 - 01);
-            let created = base_day - Duration::days(created_day / 4);
-            let created_at = OffsetDateTime::new_utc(created, time::Time::MIDNIGHT)
-                + Duration::seconds(created_second);
-            let mut base = 0;
-            let details = match kind {
-                0 => tari(),
-                1 => fine_details(created),
-                _ => KindDetails::SchoolFee(SchoolFeeDetails {
-                    pupil_ref: "ALU7781".to_owned(),
-                    service: SchoolService::Refezione,
-                    school_year: "2026/2027".to_owned(),
-                    month: Some("2026-11".to_owned()),
-                }),
-            };
-            let options: Vec<_> = options
-                .into_iter()
-                .map(|installments| {
-                    let installments = installments
-                        .into_iter()
-                        .map(|(amount, due, expiry, later)| {
-                            base += 1;
-                            let due = base_day + Duration::days(due);
-                            let expiry = match expiry {
-                                0 => None,
-                                1 => Some(due),
-                                _ => Some(due + Duration::days(later)),
-                            };
-                            installment(base, amount, due, expiry)
-                        })
-                        .collect();
-                    ("Piano", installments)
-                })
-                .collect();
-            position(details, &description, &name, options, created_at)
-        })
+        .prop_map(
+            |(kind, description, name, options, created_day, created_second)| {
+                let base_day = date!(2026 - 06 - 01);
+                let created = base_day - Duration::days(created_day / 4);
+                let created_at = OffsetDateTime::new_utc(created, time::Time::MIDNIGHT)
+                    + Duration::seconds(created_second);
+                let mut base = 0;
+                let details = match kind {
+                    0 => tari(),
+                    1 => fine_details(created),
+                    _ => KindDetails::SchoolFee(SchoolFeeDetails {
+                        pupil_ref: "ALU7781".to_owned(),
+                        service: SchoolService::Refezione,
+                        school_year: "2026/2027".to_owned(),
+                        month: Some("2026-11".to_owned()),
+                    }),
+                };
+                let options: Vec<_> = options
+                    .into_iter()
+                    .map(|installments| {
+                        let installments = installments
+                            .into_iter()
+                            .map(|(amount, due, expiry, later)| {
+                                base += 1;
+                                let due = base_day + Duration::days(due);
+                                let expiry = match expiry {
+                                    0 => None,
+                                    1 => Some(due),
+                                    _ => Some(due + Duration::days(later)),
+                                };
+                                installment(base, amount, due, expiry)
+                            })
+                            .collect();
+                        ("Piano", installments)
+                    })
+                    .collect();
+                position(details, &description, &name, options, created_at)
+            },
+        )
 }
 
 proptest! {
