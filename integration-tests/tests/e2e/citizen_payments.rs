@@ -120,11 +120,13 @@ struct Issued {
     fee: pb::DebtPosition,
     fine: pb::DebtPosition,
     cancelled: pb::DebtPosition,
+    expired: pb::DebtPosition,
     lauras: pb::DebtPosition,
 }
 
 /// Mario: a TARI (rata unica and three rates, the first rate paid), a school fee, a fine
-/// notified 20 days ago and a cancelled school fee. Laura: a TARI of her own.
+/// notified 20 days ago, a cancelled school fee and one past its expiry date. Laura: a TARI
+/// of her own.
 async fn issue(app: &TestApp) -> anyhow::Result<Issued> {
     let mut notices = app.notices().await?;
     let tari = notices
@@ -151,6 +153,10 @@ async fn issue(app: &TestApp) -> anyhow::Result<Issued> {
         })
         .await?
         .into_inner();
+    let mut expired = requests::school_fee("cit-expired");
+    expired.payment_options[0].installments[0].due_date = "2026-10-15".to_owned();
+    expired.payment_options[0].installments[0].expiry_date = "2026-10-31".to_owned();
+    let expired = notices.create_debt_position(expired).await?.into_inner();
     let lauras = notices
         .create_debt_position(for_citizen(requests::tari("cit-laura"), LAURA))
         .await?
@@ -166,6 +172,7 @@ async fn issue(app: &TestApp) -> anyhow::Result<Issued> {
         fee,
         fine,
         cancelled,
+        expired,
         lauras,
     })
 }
@@ -190,10 +197,16 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
     )
     .await?;
     let mut expected: BTreeSet<String> = BTreeSet::new();
-    for position in [&issued.tari, &issued.fee, &issued.fine, &issued.cancelled] {
+    for position in [
+        &issued.tari,
+        &issued.fee,
+        &issued.fine,
+        &issued.cancelled,
+        &issued.expired,
+    ] {
         expected.extend(notice_numbers(position));
     }
-    assert_eq!(all.len(), 7, "no notice twice");
+    assert_eq!(all.len(), 8, "no notice twice");
     assert_eq!(numbers(&all), expected);
     for number in notice_numbers(&issued.lauras) {
         assert!(
@@ -221,6 +234,10 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
         by_number[cancelled_number.as_str()].amount_payable_today_cents,
         0
     );
+    let expired_number = &issued.expired.payment_options[0].installments[0].notice_number;
+    assert_eq!(state(expired_number), pb::InstallmentState::Expired as i32);
+    assert_eq!(by_number[expired_number.as_str()].amount_payable_today_cents, 0);
+    assert_eq!(by_number[expired_number.as_str()].expiry_date, "2026-10-31");
 
     // A rate shows where it stands in its plan.
     let second = by_number[rates[1].notice_number.as_str()];
