@@ -236,7 +236,10 @@ async fn a_citizen_sees_their_notices_with_todays_amount_and_their_receipts(
     );
     let expired_number = &issued.expired.payment_options[0].installments[0].notice_number;
     assert_eq!(state(expired_number), pb::InstallmentState::Expired as i32);
-    assert_eq!(by_number[expired_number.as_str()].amount_payable_today_cents, 0);
+    assert_eq!(
+        by_number[expired_number.as_str()].amount_payable_today_cents,
+        0
+    );
     assert_eq!(by_number[expired_number.as_str()].expiry_date, "2026-10-31");
 
     // A rate shows where it stands in its plan.
