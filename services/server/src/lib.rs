@@ -37,7 +37,8 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
-    aca: Option<incasso_node::aca::AcaConfig>,
+    aca: Option<incasso_relay::aca::AcaConfig>,
+    fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
     parked_retry_interval: std::time::Duration,
 }
 
@@ -61,7 +62,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 /// Connects, migrates and opens the store, without serving: for the CLI's offline commands.
 pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
     let db = migrate(&settings).await?;
-    Ok(Store::open(db, settings.registry, settings.keys, &settings.iuv_floors).await?)
+    Ok(
+        Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
+            .await?
+            .with_citizen_events(settings.fascicolo.is_some()),
+    )
 }
 
 impl Application {
@@ -78,10 +83,12 @@ impl Application {
         let soap_body_limit_bytes = settings.soap_body_limit_bytes;
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
+        let fascicolo = settings.fascicolo.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
-            .with_receipt_writer(settings.receipt_writer);
+            .with_receipt_writer(settings.receipt_writer)
+            .with_citizen_events(fascicolo.is_some());
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)
@@ -97,6 +104,7 @@ impl Application {
             station,
             soap_body_limit_bytes,
             aca,
+            fascicolo,
             parked_retry_interval,
         })
     }
@@ -166,13 +174,26 @@ impl Application {
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay_task = match self.aca.clone() {
             Some(config) => {
-                let relay = incasso_node::aca::AcaRelay::new(self.store.clone(), config)?;
+                let relay = incasso_relay::aca::AcaRelay::new(self.store.clone(), config)?;
                 Some(tokio::spawn(relay.run(async {
                     let _ = relay_stopped.await;
                 })))
             }
             None => {
                 tracing::warn!("no ACA URL configured: Stand-In archive events wait in the outbox");
+                None
+            }
+        };
+        let (stop_fascicolo, fascicolo_stopped) = tokio::sync::oneshot::channel::<()>();
+        let fascicolo_task = match &self.fascicolo {
+            Some(config) => {
+                let relay = incasso_relay::fascicolo::relay(self.store.clone(), config)?;
+                Some(tokio::spawn(relay.run(async {
+                    let _ = fascicolo_stopped.await;
+                })))
+            }
+            None => {
+                tracing::info!("no Fascicolo URL configured: no citizen events are queued");
                 None
             }
         };
@@ -225,12 +246,16 @@ impl Application {
         let _ = stop.send(());
         let _ = stop_soap.send(());
         let _ = stop_relay.send(());
+        let _ = stop_fascicolo.send(());
         let _ = stop_parked.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
             let grpc = server.await;
             let soap = soap_task.await;
             if let Some(relay) = relay_task {
+                let _ = relay.await;
+            }
+            if let Some(relay) = fascicolo_task {
                 let _ = relay.await;
             }
             let _ = parked_task.await;

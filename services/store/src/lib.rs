@@ -7,6 +7,7 @@
 //! keys protecting personal data and the clock.
 
 mod batch;
+pub mod citizens;
 pub mod creditors;
 pub mod db;
 pub mod entity;
@@ -45,6 +46,7 @@ pub struct Store {
     keys: PrivacyKeys,
     clock: Clock,
     receipt_writer: Option<receipts::writer::WriterHandle>,
+    citizen_events: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,6 +79,7 @@ impl Store {
             keys,
             clock: Arc::new(OffsetDateTime::now_utc),
             receipt_writer: None,
+            citizen_events: false,
         };
         creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
         Ok(store)
