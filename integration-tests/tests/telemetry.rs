@@ -181,7 +181,7 @@ fn spans_name_the_call_and_never_the_debtor_postgres() -> anyhow::Result<()> {
 /// after a 403, and the Fascicolo's queries (a valid and an invalid fiscal code).
 fn io_and_citizen_queries_never_log_the_citizen(engine: Engine) -> anyhow::Result<()> {
     use incasso_integration_tests::fake_io::{FakeIo, Profile, SERVICE_KEY};
-    use incasso_node::app_io::{IoConfig, IoService};
+    use incasso_relay::app_io::{IoConfig, IoService};
 
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let captured = captured();

@@ -20,7 +20,7 @@ use incasso_integration_tests::node_simulator::{
 };
 use incasso_integration_tests::requests;
 use incasso_integration_tests::{Engine, TestApp};
-use incasso_node::app_io::{IoConfig, IoRelay, IoService};
+use incasso_relay::app_io::{IoConfig, IoRelay, IoService};
 use incasso_store::Store;
 use incasso_store::io_messages::{IO_MESSAGE, IoMessageFilter};
 

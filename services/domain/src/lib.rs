@@ -7,6 +7,7 @@
 //! (store, grpc, node, server) depend on this one; it depends on none of them.
 
 pub mod calendar;
+pub mod citizen;
 pub mod creditor;
 pub mod debt_position;
 pub mod fiscal_code;

@@ -863,8 +863,8 @@ pub fn retry_outcome(id: Uuid, outcome: &RetryOutcome) -> pb::ParkedReceiptRetry
 /// A ListCitizenNotices request as the store's query.
 pub fn citizen_notice_query(
     request: &pb::ListCitizenNoticesRequest,
-) -> Result<incasso_store::citizen::CitizenNoticeQuery, incasso_store::AppError> {
-    use incasso_store::citizen::CitizenNoticeFilter;
+) -> Result<incasso_store::citizen_payments::CitizenNoticeQuery, incasso_store::AppError> {
+    use incasso_store::citizen_payments::CitizenNoticeFilter;
     let filter = match pb::CitizenNoticeFilter::try_from(request.filter) {
         Ok(pb::CitizenNoticeFilter::Pending) => CitizenNoticeFilter::Pending,
         Ok(pb::CitizenNoticeFilter::Paid) => CitizenNoticeFilter::Paid,
@@ -878,7 +878,7 @@ pub fn citizen_notice_query(
             ));
         }
     };
-    Ok(incasso_store::citizen::CitizenNoticeQuery {
+    Ok(incasso_store::citizen_payments::CitizenNoticeQuery {
         fiscal_code: request.fiscal_code.clone(),
         filter,
         kind: kind_filter(request.kind)?,
@@ -899,7 +899,7 @@ fn fine_band_value(band: Option<FineBand>) -> pb::FineBand {
 /// A citizen's notice as the Fascicolo shows it: the amount, band, state and QR payload of
 /// the day it was read.
 pub fn citizen_notice(
-    notice: &incasso_store::citizen::CitizenNotice,
+    notice: &incasso_store::citizen_payments::CitizenNotice,
     registry: &incasso_domain::creditor::CreditorRegistry,
 ) -> pb::CitizenNotice {
     let position = &notice.position;
@@ -962,8 +962,8 @@ pub fn citizen_receipt(stored: &StoredReceipt) -> pb::CitizenReceipt {
 /// A GetCitizenReceipt request's lookup.
 pub fn citizen_receipt_lookup(
     request: &pb::GetCitizenReceiptRequest,
-) -> Result<incasso_store::citizen::CitizenReceiptLookup, incasso_store::AppError> {
-    use incasso_store::citizen::CitizenReceiptLookup;
+) -> Result<incasso_store::citizen_payments::CitizenReceiptLookup, incasso_store::AppError> {
+    use incasso_store::citizen_payments::CitizenReceiptLookup;
     use pb::get_citizen_receipt_request::Lookup;
     match &request.lookup {
         Some(Lookup::ReceiptId(id)) => Ok(CitizenReceiptLookup::ReceiptId(id.clone())),

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use incasso_domain::creditor::CreditorRegistry;
 use incasso_domain::debt_position::DebtKind;
 use incasso_domain::io_message::DEFAULT_REMINDER_DAYS;
-use incasso_node::app_io::{IoConfig, IoService};
+use incasso_relay::app_io::{IoConfig, IoService};
 
 use crate::config::ConfigError;
 

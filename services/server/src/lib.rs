@@ -39,8 +39,9 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
-    aca: Option<incasso_node::aca::AcaConfig>,
-    io: Option<incasso_node::app_io::IoConfig>,
+    aca: Option<incasso_relay::aca::AcaConfig>,
+    io: Option<incasso_relay::app_io::IoConfig>,
+    fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
     parked_retry_interval: std::time::Duration,
 }
 
@@ -64,7 +65,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 /// Connects, migrates and opens the store, without serving: for the CLI's offline commands.
 pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
     let db = migrate(&settings).await?;
-    Ok(Store::open(db, settings.registry, settings.keys, &settings.iuv_floors).await?)
+    Ok(
+        Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
+            .await?
+            .with_citizen_events(settings.fascicolo.is_some()),
+    )
 }
 
 impl Application {
@@ -82,11 +87,13 @@ impl Application {
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
         let io = settings.io.clone();
+        let fascicolo = settings.fascicolo.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
             .with_receipt_writer(settings.receipt_writer)
-            .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default());
+            .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default())
+            .with_citizen_events(fascicolo.is_some());
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)
@@ -103,6 +110,7 @@ impl Application {
             soap_body_limit_bytes,
             aca,
             io,
+            fascicolo,
             parked_retry_interval,
         })
     }
@@ -178,7 +186,7 @@ impl Application {
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay_task = match self.aca.clone() {
             Some(config) => {
-                let relay = incasso_node::aca::AcaRelay::new(self.store.clone(), config)?;
+                let relay = incasso_relay::aca::AcaRelay::new(self.store.clone(), config)?;
                 Some(tokio::spawn(relay.run(async {
                     let _ = relay_stopped.await;
                 })))
@@ -191,12 +199,25 @@ impl Application {
         let (stop_io, io_stopped) = tokio::sync::oneshot::channel::<()>();
         let io_task = match self.io.clone() {
             Some(config) => {
-                let relay = incasso_node::app_io::IoRelay::new(self.store.clone(), config)?;
+                let relay = incasso_relay::app_io::IoRelay::new(self.store.clone(), config)?;
                 Some(tokio::spawn(relay.run(async {
                     let _ = io_stopped.await;
                 })))
             }
             None => None,
+        };
+        let (stop_fascicolo, fascicolo_stopped) = tokio::sync::oneshot::channel::<()>();
+        let fascicolo_task = match &self.fascicolo {
+            Some(config) => {
+                let relay = incasso_relay::fascicolo::relay(self.store.clone(), config)?;
+                Some(tokio::spawn(relay.run(async {
+                    let _ = fascicolo_stopped.await;
+                })))
+            }
+            None => {
+                tracing::info!("no Fascicolo URL configured: no citizen events are queued");
+                None
+            }
         };
         let (stop_parked, parked_stopped) = tokio::sync::oneshot::channel::<()>();
         let parked_task = {
@@ -252,6 +273,7 @@ impl Application {
         let _ = stop_soap.send(());
         let _ = stop_relay.send(());
         let _ = stop_io.send(());
+        let _ = stop_fascicolo.send(());
         let _ = stop_parked.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
@@ -262,6 +284,9 @@ impl Application {
             }
             if let Some(io) = io_task {
                 let _ = io.await;
+            }
+            if let Some(relay) = fascicolo_task {
+                let _ = relay.await;
             }
             let _ = parked_task.await;
             (grpc, soap)

@@ -63,6 +63,10 @@ pub struct IoMessageEvent {
     pub when: SendWhen,
 }
 
+impl crate::outbox::TopicEvent for IoMessageEvent {
+    const TOPIC: &'static str = IO_MESSAGE;
+}
+
 /// What became of a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoOutcome {

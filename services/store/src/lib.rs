@@ -7,7 +7,8 @@
 //! keys protecting personal data and the clock.
 
 mod batch;
-pub mod citizen;
+pub mod citizen_payments;
+pub mod citizens;
 pub mod creditors;
 pub mod db;
 pub mod entity;
@@ -48,6 +49,7 @@ pub struct Store {
     clock: Clock,
     receipt_writer: Option<receipts::writer::WriterHandle>,
     io_scheduling: Arc<io_messages::IoScheduling>,
+    citizen_events: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -81,6 +83,7 @@ impl Store {
             clock: Arc::new(OffsetDateTime::now_utc),
             receipt_writer: None,
             io_scheduling: Arc::default(),
+            citizen_events: false,
         };
         creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
         Ok(store)

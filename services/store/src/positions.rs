@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use incasso_domain::citizen;
 use incasso_domain::debt_position::input::{self, DebtPositionInput, NewDebtPosition};
 use incasso_domain::debt_position::update::{
     self as position_update, CancelInput, PositionChange, UpdateError, UpdateInput,
@@ -36,7 +37,7 @@ use crate::error::AppError;
 use crate::idempotency::{CommandKey, CommandKind, request_sha256};
 use crate::ledger::{self, SourceDocumentInput};
 use crate::mapping::{self, PositionRows, StoredRows};
-use crate::{Store, io_messages, outbox, page_token, sequence};
+use crate::{Store, citizens, io_messages, outbox, page_token, sequence};
 
 /// A position returned by a command, and whether it was a replay of an earlier request.
 #[derive(Debug, Clone)]
@@ -130,6 +131,12 @@ impl Store {
         )
         .await?;
         io_messages::queue(&txn, self.io_scheduling(), &[&position], now, true).await?;
+        citizens::queue(
+            &txn,
+            self.citizen_changes(&position, citizen::on_issue(&position)),
+            now,
+        )
+        .await?;
         let postings = ledger_rules::notice_issued(&position)
             .map(|draft| (draft, Some(0)))
             .into_iter()
@@ -315,6 +322,11 @@ impl Store {
         insert_chunked(&txn, events, 10).await?;
         let new_positions: Vec<&DebtPosition> = created.iter().map(|(_, p)| p).collect();
         io_messages::queue(&txn, self.io_scheduling(), &new_positions, now, true).await?;
+        let pending = created
+            .iter()
+            .flat_map(|(_, p)| self.citizen_changes(p, citizen::on_issue(p)))
+            .collect();
+        citizens::queue(&txn, pending, now).await?;
         let mut documents = Vec::with_capacity(created.len());
         let mut postings = Vec::with_capacity(created.len());
         for (i, position) in &created {
@@ -648,6 +660,11 @@ impl Store {
             // longer plans them and send nothing.
             io_messages::queue(&txn, self.io_scheduling(), &[&position], now, false).await?;
         }
+        let told = match modification {
+            Modification::Update(_) => citizen::on_update(&before, &position),
+            Modification::Cancel(_) => vec![citizen::on_cancel(&before)],
+        };
+        citizens::queue(&txn, self.citizen_changes(&position, told), now).await?;
         txn.commit().await?;
         tracing::info!(
             debt_position = %id,

@@ -25,6 +25,8 @@ use incasso_store::io_messages::{IoMessageEvent, IoOutcome};
 use incasso_store::outbox::ClaimedEvent;
 use incasso_store::{AppError, Store};
 
+use crate::{Claimed, Lease, Outcome, Policy, Publisher, Relay};
+
 /// One IO service: the key of (creditor, kind).
 #[derive(Clone, PartialEq, Eq)]
 pub struct IoService {
@@ -100,6 +102,20 @@ impl IoConfig {
     /// How long a claim or a renewal holds an event.
     pub fn lease(&self) -> Duration {
         self.request_timeout.saturating_mul(3)
+    }
+
+    /// The relay policy: `batch` messages a round, backoff from `retry_base` to
+    /// `retry_max`, dead after `max_attempts`.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            poll_interval: self.poll_interval,
+            batch: self.batch,
+            workers: 1,
+            retry_base: self.retry_base,
+            retry_max: self.retry_max,
+            max_attempts: Some(self.max_attempts),
+            lease: self.lease(),
+        }
     }
 }
 
@@ -313,7 +329,7 @@ pub struct IoPublisher {
     store: Store,
     client: IoClient,
     keys: HashMap<(String, DebtKind), IoService>,
-    lease_ms: u64,
+    policy: Policy,
 }
 
 impl IoPublisher {
@@ -327,12 +343,12 @@ impl IoPublisher {
                 .iter()
                 .map(|s| ((s.creditor.clone(), s.kind), s.clone()))
                 .collect(),
-            lease_ms: u64::try_from(config.lease().as_millis()).unwrap_or(u64::MAX),
+            policy: config.policy(),
         })
     }
 
-    async fn renew(&self, event: &ClaimedEvent) -> Result<(), Delivery> {
-        match self.store.outbox_renew(event, self.lease_ms).await {
+    async fn renew(&self, lease: &Lease, event: &ClaimedEvent) -> Result<(), Delivery> {
+        match lease.renew(event).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(Delivery::LeaseLost),
             Err(error) => Err(Delivery::Retry(error.to_string())),
@@ -356,14 +372,20 @@ impl IoPublisher {
     }
 
     /// Delivers one claimed event whose payload is `event`.
-    pub async fn deliver(&self, claimed: &ClaimedEvent, event: &IoMessageEvent) -> Delivery {
-        match self.try_deliver(claimed, event).await {
+    pub async fn deliver(
+        &self,
+        lease: &Lease,
+        claimed: &ClaimedEvent,
+        event: &IoMessageEvent,
+    ) -> Delivery {
+        match self.try_deliver(lease, claimed, event).await {
             Ok(delivery) | Err(delivery) => delivery,
         }
     }
 
     async fn try_deliver(
         &self,
+        lease: &Lease,
         claimed: &ClaimedEvent,
         event: &IoMessageEvent,
     ) -> Result<Delivery, Delivery> {
@@ -426,7 +448,7 @@ impl IoPublisher {
                 return Ok(self.record(claimed, event, reason).await);
             }
         };
-        self.renew(claimed).await?;
+        self.renew(lease, claimed).await?;
         let key = &service.subscription_key;
         match self.client.check_profile(key, &message.fiscal_code).await {
             Ok(ProfileCheck::Allowed) => {}
@@ -443,7 +465,7 @@ impl IoPublisher {
             Err(IoCallError::Transient(error)) => return Err(Delivery::Retry(error)),
             Err(IoCallError::Refused(error)) => return Err(Delivery::Dead(error)),
         }
-        self.renew(claimed).await?;
+        self.renew(lease, claimed).await?;
         match self.client.submit(key, &message).await {
             Ok(io_message_id) => {
                 tracing::info!(notice = %notice, purpose = event.purpose.as_str(), %io_message_id, "IO message sent");
@@ -457,112 +479,56 @@ impl IoPublisher {
     }
 }
 
-/// The loop that claims due `io.message` events and has the [`IoPublisher`] deliver them,
-/// with the outbox's lease, backoff and dead-letter rules (as the ACA relay does).
+impl Publisher for IoPublisher {
+    type Event = IoMessageEvent;
+
+    fn name(&self) -> &'static str {
+        "App IO"
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    async fn publish(
+        &self,
+        lease: &Lease,
+        batch: &[Claimed<IoMessageEvent>],
+    ) -> Vec<Outcome<IoMessageEvent>> {
+        // Each event is another position's: delivered concurrently.
+        let deliveries = batch.iter().map(|claimed| async move {
+            match self.deliver(lease, &claimed.event, &claimed.payload).await {
+                Delivery::Done => Outcome::Delivered(None),
+                Delivery::Retry(error) => Outcome::Retry(error),
+                Delivery::Dead(error) => Outcome::Dead(error),
+                Delivery::LeaseLost => Outcome::LeaseLost,
+            }
+        });
+        futures::future::join_all(deliveries).await
+    }
+}
+
+/// The App IO relay: the generic relay with the [`IoPublisher`].
 #[derive(Debug, Clone)]
 pub struct IoRelay {
-    store: Store,
-    publisher: IoPublisher,
-    config: IoConfig,
+    relay: Relay<IoPublisher>,
 }
 
 impl IoRelay {
     /// A relay of `store`'s `io.message` events.
     pub fn new(store: Store, config: IoConfig) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            publisher: IoPublisher::new(store.clone(), &config)?,
-            store,
-            config,
+            relay: Relay::new(store.clone(), IoPublisher::new(store, &config)?),
         })
     }
 
     /// Runs until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        tracing::info!(url = %self.config.base_url, "App IO relay started");
-        loop {
-            let pause = match self.run_once().await {
-                Ok(n) if u64::try_from(n).unwrap_or(u64::MAX) >= self.config.batch => {
-                    Duration::ZERO
-                }
-                Ok(_) => self.config.poll_interval,
-                Err(error) => {
-                    tracing::warn!(%error, "App IO relay round failed");
-                    self.config.poll_interval
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!("App IO relay stopped");
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        self.relay.run(shutdown).await;
     }
 
-    /// Claims one batch of due messages and delivers them concurrently (each of another
-    /// position); returns how many were claimed.
+    /// Claims one batch of due messages and delivers them; returns how many were claimed.
     pub async fn run_once(&self) -> Result<usize, AppError> {
-        let lease_ms = u64::try_from(self.config.lease().as_millis()).unwrap_or(u64::MAX);
-        let events = self
-            .store
-            .claim_outbox(
-                incasso_store::io_messages::IO_MESSAGE,
-                self.config.batch,
-                lease_ms,
-            )
-            .await?;
-        let count = events.len();
-        let mut deliveries = tokio::task::JoinSet::new();
-        for claimed in events {
-            let relay = self.clone();
-            deliveries.spawn(async move { relay.handle(&claimed).await });
-        }
-        let mut outcome = Ok(count);
-        while let Some(result) = deliveries.join_next().await {
-            if let Err(error) = result
-                .map_err(|e| AppError::Internal(format!("IO delivery task failed: {e}")))
-                .and_then(|r| r)
-            {
-                outcome = Err(error);
-            }
-        }
-        outcome
-    }
-
-    async fn handle(&self, claimed: &ClaimedEvent) -> Result<(), AppError> {
-        let delivery = match serde_json::from_str::<IoMessageEvent>(&claimed.payload) {
-            Ok(event) => self.publisher.deliver(claimed, &event).await,
-            Err(error) => Delivery::Dead(format!("bad event payload: {error}")),
-        };
-        let recorded = match delivery {
-            Delivery::Done => self.store.outbox_delivered(claimed, None).await?,
-            Delivery::LeaseLost => false,
-            Delivery::Dead(error) => {
-                tracing::error!(event = %claimed.id, %error, "IO refused the message: dead letter");
-                self.store.outbox_failed(claimed, &error, None).await?
-            }
-            Delivery::Retry(error) if claimed.attempts >= self.config.max_attempts => {
-                tracing::error!(event = %claimed.id, attempts = claimed.attempts, %error, "IO unreachable too long: dead letter");
-                self.store.outbox_failed(claimed, &error, None).await?
-            }
-            Delivery::Retry(error) => {
-                let jitter = rand::Rng::random_range(&mut rand::rng(), 500..1500);
-                let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-                let delay = incasso_store::outbox::retry_delay_ms(
-                    claimed.attempts,
-                    ms(self.config.retry_base),
-                    ms(self.config.retry_max),
-                    jitter,
-                );
-                tracing::warn!(event = %claimed.id, attempts = claimed.attempts, delay_ms = delay, %error, "IO message failed: will retry");
-                self.store
-                    .outbox_failed(claimed, &error, Some(delay))
-                    .await?
-            }
-        };
-        if !recorded {
-            tracing::warn!(event = %claimed.id, "IO event lease lost to another relay: outcome not recorded");
-        }
-        Ok(())
+        self.relay.run_once().await
     }
 }
