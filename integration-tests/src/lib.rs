@@ -109,6 +109,50 @@ impl TestApp {
         Ok(CitizenPaymentsServiceClient::new(self.channel().await?))
     }
 
+    /// The gRPC services the server reports serving (health) and lists (reflection), for
+    /// `service` (e.g. `incasso.v1.ReceiptService`): whether health says SERVING, and every
+    /// service name reflection lists.
+    pub async fn health_and_reflection(
+        &self,
+        service: &str,
+    ) -> anyhow::Result<(bool, Vec<String>)> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+        let channel = self.channel().await?;
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await?
+            .into_inner();
+        let response = responses
+            .message()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no reflection response"))?;
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            anyhow::bail!("unexpected reflection response");
+        };
+        Ok((
+            status == ServingStatus::Serving as i32,
+            list.service.into_iter().map(|s| s.name).collect(),
+        ))
+    }
+
     /// A direct connection to the server's database, as an operator (or an attacker) has.
     pub async fn database(&self) -> anyhow::Result<incasso_store::db::DatabaseConnection> {
         Ok(incasso_store::db::connect(&self.database_url, 2).await?)

@@ -15,9 +15,7 @@ use time::{Date, Month, OffsetDateTime};
 use incasso_domain::debt_position::DebtKind;
 use incasso_grpc::pb;
 use incasso_integration_tests::fake_io::{FakeIo, Profile, SERVICE_KEY};
-use incasso_integration_tests::node_simulator::{
-    self as node, Caller, ReceiptSpec, element_text, post,
-};
+use incasso_integration_tests::node_simulator::{self as node, ReceiptSpec};
 use incasso_integration_tests::requests;
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_relay::app_io::{IoConfig, IoRelay, IoService};
@@ -206,21 +204,7 @@ fn notice_numbers(position: &pb::DebtPosition) -> Vec<String> {
 
 async fn pay(app: &TestApp, installment: &pb::Installment, receipt_id: &str) -> anyhow::Result<()> {
     let spec = ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-12-01T10:00:00");
-    let request = node::send_rt(&Caller::default(), true, &spec);
-    let reply = post(
-        app.soap_addr,
-        Some("paSendRTV2"),
-        "text/xml; charset=utf-8",
-        request.as_bytes(),
-    )
-    .await?;
-    assert_eq!(
-        element_text(&reply.body, "outcome"),
-        Some("OK"),
-        "{}",
-        reply.body
-    );
-    Ok(())
+    node::deliver_receipt(app.soap_addr, &spec).await
 }
 
 async fn a_new_notice_reaches_io_and_nobody_off_io_is_written_to(

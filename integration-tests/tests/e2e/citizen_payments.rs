@@ -10,8 +10,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use incasso_grpc::pb;
-use incasso_integration_tests::node_simulator::post;
-use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpec, element_text};
+use incasso_integration_tests::node_simulator::{self as node, ReceiptSpec};
 use incasso_integration_tests::requests;
 use incasso_integration_tests::{Engine, TestApp};
 
@@ -56,21 +55,7 @@ fn fine_notified(
 
 async fn pay(app: &TestApp, installment: &pb::Installment, receipt_id: &str) -> anyhow::Result<()> {
     let spec = ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-11-20T10:15:00");
-    let request = node::send_rt(&Caller::default(), true, &spec);
-    let reply = post(
-        app.soap_addr,
-        Some("paSendRTV2"),
-        "text/xml; charset=utf-8",
-        request.as_bytes(),
-    )
-    .await?;
-    assert_eq!(
-        element_text(&reply.body, "outcome"),
-        Some("OK"),
-        "{}",
-        reply.body
-    );
-    Ok(())
+    node::deliver_receipt(app.soap_addr, &spec).await
 }
 
 async fn list_all(
@@ -513,39 +498,15 @@ async fn an_invalid_fiscal_code_is_refused_naming_the_field_without_echoing_it(
 }
 
 async fn the_service_reports_its_health_and_is_reflected(engine: Engine) -> anyhow::Result<()> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
     let app = TestApp::spawn(engine).await?;
-    let channel = app.channel().await?;
-    let status = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "incasso.v1.CitizenPaymentsService".to_owned(),
-        })
-        .await?
-        .into_inner()
-        .status;
-    assert_eq!(status, ServingStatus::Serving as i32);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await?
-        .into_inner();
-    let response = responses.message().await?.expect("a reflection response");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection response");
-    };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    let (serving, names) = app
+        .health_and_reflection("incasso.v1.CitizenPaymentsService")
+        .await?;
+    assert!(serving);
     assert!(
-        names.contains(&"incasso.v1.CitizenPaymentsService"),
+        names
+            .iter()
+            .any(|n| n == "incasso.v1.CitizenPaymentsService"),
         "{names:?}"
     );
     app.stop().await

@@ -83,21 +83,6 @@ pub fn send_instant(day: Date) -> OffsetDateTime {
     rome_time::from_rome_local(PrimitiveDateTime::new(day, at))
 }
 
-/// Where the notice sits: (option index, instalment index).
-fn locate(position: &DebtPosition, notice: &NoticeNumber) -> Option<(usize, usize)> {
-    position
-        .payment_options
-        .iter()
-        .enumerate()
-        .find_map(|(o, option)| {
-            option
-                .installments
-                .iter()
-                .position(|i| &i.notice_number == notice)
-                .map(|i| (o, i))
-        })
-}
-
 /// The option messaged first: the rata unica (the first option of one notice) when there is
 /// one, otherwise the first option.
 fn primary_option(position: &DebtPosition) -> usize {
@@ -168,7 +153,7 @@ pub fn planned(
     purpose: IoPurpose,
     reminder_days: u16,
 ) -> Option<SendWhen> {
-    let (option, index) = locate(position, notice)?;
+    let (option, index) = position.place_of(notice)?;
     let notice_when = notice_when(position, option, index)?;
     if purpose == IoPurpose::Notice {
         return Some(notice_when);
@@ -312,7 +297,7 @@ pub fn compose(
     now: OffsetDateTime,
 ) -> Result<IoMessage, NotSent> {
     let fiscal_code = recipient(position).ok_or(NotSent::NotACitizen)?.clone();
-    let (option, index) = locate(position, notice).ok_or(NotSent::NoticeGone)?;
+    let (option, index) = position.place_of(notice).ok_or(NotSent::NoticeGone)?;
     let installment = &position.payment_options[option].installments[index];
     let today = rome_time::rome_date(now);
     match installment.effective_state(today) {

@@ -122,17 +122,12 @@ impl Store {
     ) -> Result<CitizenNoticePage, AppError> {
         let mut errors = ValidationErrors::new();
         let citizen = self.citizen_hash(&mut errors, &query.fiscal_code);
-        let page_size = match u64::try_from(query.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                errors.add(
-                    "page_size",
-                    format!("must be between 1 and {MAX_PAGE_SIZE}"),
-                );
-                DEFAULT_PAGE_SIZE
-            }
-        };
+        let page_size = page_token::page_size(
+            &mut errors,
+            query.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        );
         let fingerprint = fingerprint(citizen.as_deref(), query.filter, query.kind);
         let after = page_token::decode(&mut errors, &query.page_token, &fingerprint);
         let Some(citizen) = citizen.filter(|_| errors.is_empty()) else {
@@ -209,16 +204,7 @@ impl Store {
                 ))
             })?;
             let (option_index, installment_index) = position
-                .payment_options
-                .iter()
-                .enumerate()
-                .find_map(|(o, option)| {
-                    option
-                        .installments
-                        .iter()
-                        .position(|i| i.id == installment_id)
-                        .map(|i| (o, i))
-                })
+                .place_where(|i| i.id == installment_id)
                 .ok_or_else(|| {
                     AppError::corrupt(format!(
                         "installment {installment_id} missing from position {position_id}"

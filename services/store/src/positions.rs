@@ -491,17 +491,12 @@ impl Store {
                 )
                 .map(|code| self.keys().fiscal_code_hash(&code))
         };
-        let page_size = match u64::try_from(query.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                errors.add(
-                    "page_size",
-                    format!("must be between 1 and {MAX_PAGE_SIZE}"),
-                );
-                DEFAULT_PAGE_SIZE
-            }
-        };
+        let page_size = page_token::page_size(
+            &mut errors,
+            query.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        );
         let filter = filter_fingerprint(
             creditor.as_ref(),
             debtor_hash.as_deref(),
