@@ -6,6 +6,7 @@
 
 mod aca;
 mod bulk;
+mod fascicolo;
 mod inbox;
 mod ledger;
 mod node;
