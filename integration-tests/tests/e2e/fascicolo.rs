@@ -174,6 +174,14 @@ async fn every_change_reaches_the_fascicolo_in_order_per_citizen(
     let paid = positions[&(0, 0)].payment_options[0].installments[0].clone();
     pay(&app, &paid, "fasc-receipt-1").await?;
     pay(&app, &paid, "fasc-receipt-2").await?;
+    // Citizen 3 pays the TARI in one go: the plan's three notices can no longer be paid.
+    let tari3 = positions[&(3, 3)].clone();
+    pay(
+        &app,
+        &tari3.payment_options[0].installments[0],
+        "fasc-receipt-3",
+    )
+    .await?;
     let mut notices = app.notices().await?;
     notices
         .update_debt_position(pb::UpdateDebtPositionRequest {
@@ -192,8 +200,9 @@ async fn every_change_reaches_the_fascicolo_in_order_per_citizen(
         })
         .await?;
 
-    // 4 x 7 notices issued, a payment, a refund, 4 notices changed, one cancellation.
-    let expected = 28 + 1 + 1 + 4 + 1;
+    // 4 x 7 notices issued, a payment, a refund, 4 notices changed, one cancellation, a
+    // payment closing 3 notices.
+    let expected = 28 + 1 + 1 + 4 + 1 + 1 + 3;
     eventually("every event at the Fascicolo", || {
         fake.accepted_count() >= expected
     })
@@ -245,6 +254,31 @@ async fn every_change_reaches_the_fascicolo_in_order_per_citizen(
         kinds(&fake, &citizens[2]),
         [vec!["notice_issued"; 7], vec!["notice_cancelled"]].concat()
     );
+
+    assert_eq!(
+        kinds(&fake, &citizens[3]),
+        [
+            vec!["notice_issued"; 7],
+            vec!["payment_received"],
+            vec!["notice_changed"; 3]
+        ]
+        .concat()
+    );
+    let closed: Vec<(String, i32)> = fake.history(&citizens[3])[8..]
+        .iter()
+        .filter_map(|a| match &a.event.event {
+            Some(fpb::citizen_event::Event::NoticeChanged(n)) => {
+                Some((n.notice_number.clone(), n.state))
+            }
+            _ => None,
+        })
+        .collect();
+    let plan3: Vec<(String, i32)> = tari3.payment_options[1]
+        .installments
+        .iter()
+        .map(|i| (i.notice_number.clone(), fpb::NoticeState::Unpayable as i32))
+        .collect();
+    assert_eq!(closed, plan3);
 
     // What the citizen sees is what incasso holds.
     let history = fake.history(&citizens[0]);
