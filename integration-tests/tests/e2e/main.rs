@@ -8,6 +8,7 @@ mod aca;
 mod app_io;
 mod bulk;
 mod citizen_payments;
+mod fascicolo;
 mod inbox;
 mod ledger;
 mod node;

@@ -121,6 +121,24 @@ pub fn on_receipt(classification: Classification, receipt_row_id: Uuid) -> Optio
     }
 }
 
+/// What the citizen is told, besides the payment, when payments turn `before` into `after`:
+/// the notices of the other payment options, which can no longer be paid.
+pub fn closed_by_payment(before: &DebtPosition, after: &DebtPosition) -> Vec<CitizenChange> {
+    after
+        .installments()
+        .filter(|new| {
+            new.state == InstallmentState::Unpayable
+                && before
+                    .installment(&new.notice_number)
+                    .is_some_and(|old| old.state != new.state)
+        })
+        .map(|i| CitizenChange::NoticeChanged {
+            debt_position_id: after.id,
+            notice_number: i.notice_number.clone(),
+        })
+        .collect()
+}
+
 /// How many changes each citizen gets among `citizens` (one entry per change).
 pub fn counts<K: Ord + Clone>(citizens: &[K]) -> BTreeMap<K, u64> {
     let mut counts = BTreeMap::new();

@@ -721,6 +721,38 @@ mod tests {
             Settings::resolve(toml::from_str(&all).unwrap(), Overrides::default()).unwrap();
         assert!(!settings.station.serves("01199250158", "01199250158_02"));
         assert!(settings.station.serves("08911820960", "01199250158_02"));
+        let fascicolo = settings.fascicolo.expect("the example's Fascicolo");
+        assert_eq!(fascicolo.url, "http://127.0.0.1:7000");
+        assert_eq!(fascicolo.batch, 500);
+    }
+
+    #[test]
+    fn the_fascicolo_needs_a_url_and_a_batch_the_contract_allows() {
+        let parse = |text: &str| {
+            Settings::resolve(toml::from_str(text).unwrap(), Overrides::default())
+                .map(|s| s.fascicolo)
+        };
+        assert_eq!(parse("").unwrap(), None);
+        let error = parse("[fascicolo]\nurl = \"http://f:7000\"\nbatch = 501")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fascicolo.batch"), "{error}");
+        let error = parse("[fascicolo]\nurl = \"f:7000\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fascicolo.url"), "{error}");
+        let from_env = Settings::resolve(
+            FileConfig::default(),
+            Overrides {
+                fascicolo_url: Some("http://127.0.0.1:7000/".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap()
+        .fascicolo
+        .unwrap();
+        assert_eq!(from_env.url, "http://127.0.0.1:7000");
+        assert_eq!(from_env.retry_max, std::time::Duration::from_secs(30));
     }
 
     /// The example with its `key = value` comments (and the `[node]` header) uncommented,
@@ -735,7 +767,12 @@ mod tests {
                         || rest.starts_with("station_ids")
                         || rest.starts_with("body_limit_bytes")
                         || rest.starts_with("stations")
-                        || rest.starts_with("first_iuv_base")) =>
+                        || rest.starts_with("first_iuv_base")
+                        || rest.starts_with("[fascicolo]")
+                        || rest.starts_with("url")
+                        || rest.starts_with("retry_max_seconds")
+                        || rest.starts_with("batch")
+                        || rest.starts_with("workers")) =>
                 {
                     rest
                 }

@@ -91,9 +91,10 @@ impl Application {
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
-            .with_receipt_writer(settings.receipt_writer)
             .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default())
-            .with_citizen_events(fascicolo.is_some());
+            // Before the receipt writer, which books with its own copy of the store.
+            .with_citizen_events(fascicolo.is_some())
+            .with_receipt_writer(settings.receipt_writer);
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)

@@ -91,7 +91,9 @@ pub struct ResyncPage {
 }
 
 impl Store {
-    /// The same store queuing Fascicolo events (`on`) or not.
+    /// The same store queuing Fascicolo events (`on`) or not. Set it before
+    /// [`Store::with_receipt_writer`](crate::Store::with_receipt_writer): the writer books
+    /// receipts with the copy of the store it was started with.
     pub fn with_citizen_events(mut self, on: bool) -> Self {
         self.citizen_events = on;
         self

@@ -389,21 +389,34 @@ pub(crate) fn outbox_events(
 }
 
 /// The Fascicolo changes of booked receipts (row id, plan), in order: a payment or a refund
-/// owed, for the citizen of the position paid, as the batch leaves it.
+/// owed, for the citizen of the position paid, as the batch leaves it; then, per position,
+/// the notices of other options the payments closed.
 pub(crate) fn citizen_changes(
     store: &Store,
     booked: &[(Uuid, &Planned)],
     positions: &Positions,
 ) -> Vec<crate::citizens::Pending> {
-    booked
+    use incasso_domain::citizen;
+    let mut pending: Vec<crate::citizens::Pending> = booked
         .iter()
         .filter_map(|(row_id, planned)| {
             let position = positions.after.get(&planned.position_id?)?;
-            let change = incasso_domain::citizen::on_receipt(planned.classification, *row_id)?;
+            let change = citizen::on_receipt(planned.classification, *row_id)?;
             Some(store.citizen_changes(position, vec![change]))
         })
         .flatten()
-        .collect()
+        .collect();
+    let mut seen = BTreeSet::new();
+    for (_, planned) in booked {
+        if let Some(id) = planned.position_id
+            && seen.insert(id)
+            && let (Some(before), Some(after)) =
+                (positions.before.get(&id), positions.after.get(&id))
+        {
+            pending.extend(store.citizen_changes(after, citizen::closed_by_payment(before, after)));
+        }
+    }
+    pending
 }
 
 /// The rows of a receipt's transfers.
