@@ -246,17 +246,18 @@ async fn main() -> anyhow::Result<()> {
     let answered = pay_paced(server.soap_addr(), &notices[..receipts], 200).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let mut lags = loop {
-        let state = fake.state();
-        let lags: Option<Vec<Duration>> = answered
-            .iter()
-            .map(|(id, at)| {
-                state
-                    .receipt_acks
-                    .get(id)
-                    .map(|ack| ack.saturating_duration_since(*at))
-            })
-            .collect();
-        drop(state);
+        let lags: Option<Vec<Duration>> = {
+            let state = fake.state();
+            answered
+                .iter()
+                .map(|(id, at)| {
+                    state
+                        .receipt_acks
+                        .get(id)
+                        .map(|ack| ack.saturating_duration_since(*at))
+                })
+                .collect()
+        };
         if let Some(lags) = lags {
             break lags;
         }
