@@ -68,6 +68,11 @@ pub struct Behaviour {
     pub refuse_citizens: HashSet<String>,
     /// Every call waits this long first.
     pub delay: Duration,
+    /// Keep counts and timings only, not each accepted event (for the benchmark's volumes).
+    pub counts_only: bool,
+    /// Keep each successful call's events, in the order answered (the benchmark's baseline
+    /// sends them again).
+    pub keep_batches: bool,
 }
 
 /// The fake's shared state.
@@ -84,6 +89,16 @@ pub struct State {
     pub accepted_ids: HashSet<String>,
     /// Every call.
     pub calls: Vec<Call>,
+    /// How many events it accepted in all (each acceptance of a forgotten event again too).
+    pub accepted_total: usize,
+    /// When it accepted its first event.
+    pub first_accept: Option<Instant>,
+    /// When it accepted its last event.
+    pub last_accept: Option<Instant>,
+    /// When each payment was acknowledged, by receiptId.
+    pub receipt_acks: HashMap<String, Instant>,
+    /// The events of each successful call, when `keep_batches` is set.
+    pub batches: Vec<Vec<pb::CitizenEvent>>,
     /// Sequences reused under a new event id, or other breaches of the contract.
     pub violations: Vec<String>,
     /// Calls in flight per citizen, and the most ever seen at once.
@@ -152,7 +167,7 @@ impl FakeFascicolo {
 
     /// How many events it accepted in all.
     pub fn accepted_count(&self) -> usize {
-        self.state().accepted.len()
+        self.state().accepted_total
     }
 
     /// Forgets `citizen`'s events from `sequence` on: the next later event is a gap.
@@ -181,7 +196,7 @@ impl Drop for FakeFascicolo {
 /// the one the domain's parser accepts).
 pub fn citizen_code(n: u32) -> String {
     let letter = |k: u32| char::from(b'A' + u8::try_from((n / 26u32.pow(k)) % 26).unwrap_or(0));
-    let stem = format!("{}{}{}BNC80A01F205", letter(2), letter(1), letter(0));
+    let stem: String = (0..6).rev().map(letter).collect::<String>() + "80A01F205";
     ('A'..='Z')
         .map(|c| format!("{stem}{c}"))
         .find(|code| FiscalCode::parse(code).is_ok())
@@ -322,7 +337,11 @@ impl PaymentHistoryService for Service {
                 *n -= 1;
             }
         }
+        let kept = state.behaviour.keep_batches.then(|| events.clone());
         let answer = answer(&mut state, events);
+        if let (Some(kept), Ok(_)) = (kept, &answer) {
+            state.batches.push(kept);
+        }
         state.calls.push(Call {
             events: citizens.len(),
             status: answer.as_ref().err().map(Status::code),
@@ -377,6 +396,16 @@ fn answer(
             state.expected.insert(citizen.clone(), expected + 1);
             state.accepted_ids.insert(event.event_id.clone());
             response.accepted_event_ids.push(event.event_id.clone());
+            let now = Instant::now();
+            state.accepted_total += 1;
+            state.first_accept.get_or_insert(now);
+            state.last_accept = Some(now);
+            if let Some(pb::citizen_event::Event::PaymentReceived(p)) = &event.event {
+                state.receipt_acks.insert(p.receipt_id.clone(), now);
+            }
+            if state.behaviour.counts_only {
+                continue;
+            }
             state.accepted.push(Accepted {
                 event_id: event.event_id.clone(),
                 citizen,

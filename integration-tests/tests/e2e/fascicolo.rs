@@ -394,19 +394,20 @@ async fn an_outage_is_recovered_with_nothing_lost_or_duplicated(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let state = fake.state();
-    assert_eq!(state.accepted.len(), 10);
-    let ids: HashSet<&str> = state.accepted.iter().map(|a| a.event_id.as_str()).collect();
-    assert_eq!(ids.len(), 10, "nothing duplicated");
-    assert!(
-        state
-            .calls
-            .iter()
-            .filter(|c| c.status == Some(Code::Unavailable))
-            .count()
-            >= 3
-    );
-    drop(state);
+    {
+        let state = fake.state();
+        assert_eq!(state.accepted.len(), 10);
+        let ids: HashSet<&str> = state.accepted.iter().map(|a| a.event_id.as_str()).collect();
+        assert_eq!(ids.len(), 10, "nothing duplicated");
+        assert!(
+            state
+                .calls
+                .iter()
+                .filter(|c| c.status == Some(Code::Unavailable))
+                .count()
+                >= 3
+        );
+    }
     for code in &citizens {
         assert_eq!(fake.sequences(code), vec![1, 2, 3, 4, 5]);
     }
