@@ -49,6 +49,14 @@ pub struct Server {
 impl Server {
     /// Starts the server and waits until it accepts connections.
     pub async fn start(database_url: &str) -> anyhow::Result<(Self, Channel)> {
+        Self::start_with(database_url, &[]).await
+    }
+
+    /// Starts the server with extra environment variables (`INCASSO_FASCICOLO_URL`, ...).
+    pub async fn start_with(
+        database_url: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<(Self, Channel)> {
         let port = free_port()?;
         let soap_port = free_port()?;
         // INCASSO_BENCH_SERVER_LOG (a filter such as `incasso_store::receipts=debug,warn`)
@@ -61,6 +69,7 @@ impl Server {
             .env("INCASSO_SOAP_LISTEN", format!("127.0.0.1:{soap_port}"))
             .env("INCASSO_LOG", log.as_deref().unwrap_or("warn"))
             .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "2")
+            .envs(env.iter().copied())
             .stdout(if log.is_some() {
                 Stdio::inherit()
             } else {

@@ -5,6 +5,8 @@
 
 pub mod bench;
 pub mod fake_aca;
+pub mod fake_fascicolo;
+pub mod fake_io;
 pub mod node_simulator;
 pub mod process;
 pub mod receipt_load;
@@ -16,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use incasso_grpc::pb::citizen_payments_service_client::CitizenPaymentsServiceClient;
 use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
 use incasso_grpc::pb::notice_service_client::NoticeServiceClient;
 use incasso_grpc::pb::receipt_service_client::ReceiptServiceClient;
@@ -100,6 +103,55 @@ impl TestApp {
     /// A ReceiptService client.
     pub async fn receipts(&self) -> anyhow::Result<ReceiptServiceClient<Channel>> {
         Ok(ReceiptServiceClient::new(self.channel().await?))
+    }
+
+    /// A CitizenPaymentsService client.
+    pub async fn citizen_payments(&self) -> anyhow::Result<CitizenPaymentsServiceClient<Channel>> {
+        Ok(CitizenPaymentsServiceClient::new(self.channel().await?))
+    }
+
+    /// The gRPC services the server reports serving (health) and lists (reflection), for
+    /// `service` (e.g. `incasso.v1.ReceiptService`): whether health says SERVING, and every
+    /// service name reflection lists.
+    pub async fn health_and_reflection(
+        &self,
+        service: &str,
+    ) -> anyhow::Result<(bool, Vec<String>)> {
+        use tonic_health::pb::HealthCheckRequest;
+        use tonic_health::pb::health_check_response::ServingStatus;
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+        let channel = self.channel().await?;
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .status;
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new(channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await?
+            .into_inner();
+        let response = responses
+            .message()
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no reflection response"))?;
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            anyhow::bail!("unexpected reflection response");
+        };
+        Ok((
+            status == ServingStatus::Serving as i32,
+            list.service.into_iter().map(|s| s.name).collect(),
+        ))
     }
 
     /// A direct connection to the server's database, as an operator (or an attacker) has.

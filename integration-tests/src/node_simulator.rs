@@ -415,3 +415,22 @@ pub fn element_text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
     let end = xml[start..].find(&format!("</{name}>"))? + start;
     Some(&xml[start..end])
 }
+
+/// Delivers `receipt` with paSendRTV2 to incasso's SOAP endpoint at `addr` and checks that
+/// the Node hears OK.
+pub async fn deliver_receipt(addr: SocketAddr, receipt: &ReceiptSpec) -> anyhow::Result<()> {
+    let request = send_rt(&Caller::default(), true, receipt);
+    let reply = post(
+        addr,
+        Some("paSendRTV2"),
+        "text/xml; charset=utf-8",
+        request.as_bytes(),
+    )
+    .await?;
+    anyhow::ensure!(
+        element_text(&reply.body, "outcome") == Some("OK"),
+        "receipt not acknowledged: {}",
+        reply.body
+    );
+    Ok(())
+}

@@ -176,6 +176,225 @@ fn spans_name_the_call_and_never_the_debtor_postgres() -> anyhow::Result<()> {
     spans_name_the_call_and_never_the_debtor(Engine::Postgres)
 }
 
+/// The Fascicolo push at work (deliveries, a payment, a refusal that quotes the fiscal code,
+/// a gap, a resync) logs no fiscal code and no name.
+fn the_fascicolo_push_never_logs_the_citizen(engine: Engine) -> anyhow::Result<()> {
+    use incasso_integration_tests::fake_fascicolo::{FakeFascicolo, citizen_code};
+    use std::time::{Duration, Instant};
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let captured = captured();
+    captured.clear();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    let citizens = [citizen_code(50), citizen_code(51)];
+    runtime.block_on(async {
+        let fake = FakeFascicolo::start().await?;
+        fake.state()
+            .behaviour
+            .refuse_citizens
+            .insert(citizens[1].clone());
+        let config = incasso_relay::fascicolo::FascicoloConfig {
+            poll_interval: Duration::from_millis(20),
+            retry_base: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+            ..incasso_relay::fascicolo::FascicoloConfig::new(&fake.url())
+        };
+        let app = TestApp::spawn_with(engine, move |s| s.fascicolo = Some(config)).await?;
+        let mut notices = app.notices().await?;
+        let mut fee = requests::school_fee("fasc-logs-0");
+        fee.debtor.as_mut().unwrap().fiscal_code = citizens[0].clone();
+        let fee = notices.create_debt_position(fee).await?.into_inner();
+        let mut refused = requests::school_fee("fasc-logs-1");
+        refused.debtor.as_mut().unwrap().fiscal_code = citizens[1].clone();
+        notices.create_debt_position(refused).await?;
+        let installment = first_notice(&fee);
+        let receipt = node::ReceiptSpec::paying(
+            &installment,
+            "token-fasc-logs",
+            "BCITITMM",
+            "2026-11-20T10:15:00",
+        );
+        let body = call(
+            &app,
+            "paSendRTV2",
+            &node::send_rt(&Caller::default(), true, &receipt),
+        )
+        .await?;
+        assert_eq!(element_text(&body, "outcome"), Some("OK"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fake.sequences(&citizens[0]).len() < 2
+            || app
+                .store
+                .outbox_dead(incasso_store::outbox::FASCICOLO_CITIZEN)
+                .await?
+                .is_empty()
+        {
+            anyhow::ensure!(Instant::now() < deadline, "the push did not happen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // A gap, resent; and a resync.
+        fake.forget_from(&citizens[0], 1);
+        app.store.resync_citizen(&citizens[0]).await?;
+        while fake.sequences(&citizens[0]).len() < 6 {
+            anyhow::ensure!(Instant::now() < deadline, "the resend did not happen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.stop().await?;
+        anyhow::Ok(())
+    })?;
+    drop(runtime);
+    let spans = captured.spans.lock().unwrap().clone();
+    let events = captured.events.lock().unwrap().join("\n");
+    let json = String::from_utf8(captured.json.lock().unwrap().clone())?;
+    assert!(
+        events.contains("dead letter") && events.contains("asked to resend"),
+        "the relay's log lines were captured: {events}"
+    );
+    let everything = format!("{spans:?}\n{events}\n{json}");
+    for personal in [
+        citizens[0].as_str(),
+        citizens[1].as_str(),
+        "Mario Rossi",
+        "RSSMRA80A01F205X",
+    ] {
+        assert!(
+            !everything.contains(personal),
+            "{personal} reached the logs:\n{everything}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_fascicolo_push_never_logs_the_citizen_sqlite() -> anyhow::Result<()> {
+    the_fascicolo_push_never_logs_the_citizen(Engine::Sqlite)
+}
+
+#[test]
+fn the_fascicolo_push_never_logs_the_citizen_postgres() -> anyhow::Result<()> {
+    the_fascicolo_push_never_logs_the_citizen(Engine::Postgres)
+}
+
+/// App IO and the citizen's gRPC service log the notice and the outcome, never the citizen:
+/// a message sent, one to a citizen not on IO, one retried after a 429, one dead-lettered
+/// after a 403, and the Fascicolo's queries (a valid and an invalid fiscal code).
+fn io_and_citizen_queries_never_log_the_citizen(engine: Engine) -> anyhow::Result<()> {
+    use incasso_integration_tests::fake_io::{FakeIo, Profile, SERVICE_KEY};
+    use incasso_relay::app_io::{IoConfig, IoService};
+
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let captured = captured();
+    captured.clear();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    const LAURA: &str = "BNCLRA85M41F205C";
+    runtime.block_on(async {
+        let fake = FakeIo::start().await?;
+        fake.with(|s| {
+            s.behaviour
+                .profiles
+                .insert(LAURA.to_owned(), Profile::NotOnIo);
+            s.behaviour.script.push_back(429);
+        });
+        let io = IoConfig {
+            poll_interval: std::time::Duration::from_millis(20),
+            retry_base: std::time::Duration::from_millis(1),
+            retry_max: std::time::Duration::from_millis(1),
+            ..IoConfig::new(
+                &fake.base_url(),
+                vec![IoService {
+                    creditor: MILANO.to_owned(),
+                    kind: incasso_domain::debt_position::DebtKind::SchoolFee,
+                    subscription_key: SERVICE_KEY.to_owned(),
+                    enabled: true,
+                    reminder_days: 7,
+                }],
+            )
+        };
+        let app = TestApp::spawn_with(engine, move |settings| settings.io = Some(io)).await?;
+        let mut notices = app.notices().await?;
+        notices
+            .create_debt_position(requests::school_fee("io-logs-mario"))
+            .await?;
+        let mut laura = requests::school_fee("io-logs-laura");
+        if let Some(debtor) = laura.debtor.as_mut() {
+            debtor.fiscal_code = LAURA.to_owned();
+            debtor.full_name = "Laura Bianchi".to_owned();
+        }
+        notices.create_debt_position(laura).await?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while fake.with(|s| s.accepted.len()) < 1
+            || fake.with(|s| s.statuses("/profiles").len()) < 3
+        {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "IO messages not delivered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        fake.with(|s| {
+            s.behaviour.forbidden_keys.insert(SERVICE_KEY.to_owned());
+        });
+        notices
+            .create_debt_position(requests::school_fee("io-logs-forbidden"))
+            .await?;
+        while app.store.outbox_dead("io.message").await?.is_empty() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "no dead letter");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let mut citizen = app.citizen_payments().await?;
+        citizen
+            .list_citizen_notices(pb::ListCitizenNoticesRequest {
+                fiscal_code: "RSSMRA80A01F205X".to_owned(),
+                ..Default::default()
+            })
+            .await?;
+        let refused = citizen
+            .list_citizen_notices(pb::ListCitizenNoticesRequest {
+                fiscal_code: "RSSMRA80A01F205Y".to_owned(),
+                ..Default::default()
+            })
+            .await;
+        assert!(refused.is_err());
+        app.stop().await?;
+        anyhow::Ok(())
+    })?;
+    drop(runtime);
+    let spans = format!("{:?}", captured.spans.lock().unwrap());
+    let events = captured.events.lock().unwrap().join("\n");
+    let json = String::from_utf8(captured.json.lock().unwrap().clone())?;
+    assert!(events.contains("IO message sent"), "{events}");
+    assert!(events.contains("not on IO"), "{events}");
+    let everything = format!("{spans}\n{events}\n{json}");
+    for personal in [
+        "RSSMRA80A01F205X",
+        "RSSMRA80A01F205Y",
+        LAURA,
+        "Mario Rossi",
+        "Laura Bianchi",
+    ] {
+        assert!(
+            !everything.contains(personal),
+            "{personal} reached the logs:\n{everything}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn io_and_citizen_queries_never_log_the_citizen_sqlite() -> anyhow::Result<()> {
+    io_and_citizen_queries_never_log_the_citizen(Engine::Sqlite)
+}
+
+#[test]
+fn io_and_citizen_queries_never_log_the_citizen_postgres() -> anyhow::Result<()> {
+    io_and_citizen_queries_never_log_the_citizen(Engine::Postgres)
+}
+
 /// Spans and log lines captured in-process, as the server's subscriber would receive them.
 mod capture {
     use std::fmt::Debug;

@@ -15,7 +15,7 @@ use incasso_grpc::pb;
 use incasso_integration_tests::fake_aca::{Answer, FakeAca, SUBSCRIPTION_KEY};
 use incasso_integration_tests::requests;
 use incasso_integration_tests::{Engine, TestApp};
-use incasso_node::aca::{AcaConfig, AcaRelay};
+use incasso_relay::aca::{AcaConfig, AcaRelay};
 use incasso_store::Store;
 
 use crate::on_both_engines;

@@ -5,7 +5,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod aca;
+mod app_io;
 mod bulk;
+mod citizen_payments;
+mod fascicolo;
 mod inbox;
 mod ledger;
 mod node;

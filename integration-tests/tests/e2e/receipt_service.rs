@@ -1074,37 +1074,14 @@ async fn parked_receipts_are_paged_in_arrival_order(engine: Engine) -> anyhow::R
 }
 
 async fn the_service_reports_its_health_and_is_reflected(engine: Engine) -> anyhow::Result<()> {
-    use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus;
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-
     let app = TestApp::spawn(engine).await?;
-    let channel = app.channel().await?;
-    let status = HealthClient::new(channel.clone())
-        .check(HealthCheckRequest {
-            service: "incasso.v1.ReceiptService".to_owned(),
-        })
-        .await?
-        .into_inner()
-        .status;
-    assert_eq!(status, ServingStatus::Serving as i32);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = ServerReflectionClient::new(channel)
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await?
-        .into_inner();
-    let response = responses.message().await?.expect("a reflection response");
-    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection response");
-    };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"incasso.v1.ReceiptService"), "{names:?}");
+    let (serving, names) = app
+        .health_and_reflection("incasso.v1.ReceiptService")
+        .await?;
+    assert!(serving);
+    assert!(
+        names.iter().any(|n| n == "incasso.v1.ReceiptService"),
+        "{names:?}"
+    );
     app.stop().await
 }

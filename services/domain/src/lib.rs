@@ -7,10 +7,12 @@
 //! (store, grpc, node, server) depend on this one; it depends on none of them.
 
 pub mod calendar;
+pub mod citizen;
 pub mod creditor;
 pub mod debt_position;
 pub mod fiscal_code;
 pub mod iban;
+pub mod io_message;
 pub mod ledger;
 pub mod money;
 pub mod notice_number;

@@ -857,3 +857,122 @@ pub fn retry_outcome(id: Uuid, outcome: &RetryOutcome) -> pb::ParkedReceiptRetry
         reason,
     }
 }
+
+// The citizen's payments (CitizenPaymentsService).
+
+/// A ListCitizenNotices request as the store's query.
+pub fn citizen_notice_query(
+    request: &pb::ListCitizenNoticesRequest,
+) -> Result<incasso_store::citizen_payments::CitizenNoticeQuery, incasso_store::AppError> {
+    use incasso_store::citizen_payments::CitizenNoticeFilter;
+    let filter = match pb::CitizenNoticeFilter::try_from(request.filter) {
+        Ok(pb::CitizenNoticeFilter::Pending) => CitizenNoticeFilter::Pending,
+        Ok(pb::CitizenNoticeFilter::Paid) => CitizenNoticeFilter::Paid,
+        Ok(pb::CitizenNoticeFilter::All | pb::CitizenNoticeFilter::Unspecified) => {
+            CitizenNoticeFilter::All
+        }
+        Err(_) => {
+            return Err(incasso_store::AppError::invalid(
+                "filter",
+                format!("{} is not a citizen notice filter", request.filter),
+            ));
+        }
+    };
+    Ok(incasso_store::citizen_payments::CitizenNoticeQuery {
+        fiscal_code: request.fiscal_code.clone(),
+        filter,
+        kind: kind_filter(request.kind)?,
+        page_size: request.page_size,
+        page_token: request.page_token.clone(),
+    })
+}
+
+fn fine_band_value(band: Option<FineBand>) -> pb::FineBand {
+    match band {
+        None => pb::FineBand::Unspecified,
+        Some(FineBand::Reduced) => pb::FineBand::Reduced,
+        Some(FineBand::Full) => pb::FineBand::Full,
+        Some(FineBand::Increased) => pb::FineBand::Increased,
+    }
+}
+
+/// A citizen's notice as the Fascicolo shows it: the amount, band, state and QR payload of
+/// the day it was read.
+pub fn citizen_notice(
+    notice: &incasso_store::citizen_payments::CitizenNotice,
+    registry: &incasso_domain::creditor::CreditorRegistry,
+) -> pb::CitizenNotice {
+    let position = &notice.position;
+    let installment = notice.installment();
+    let today = notice.today;
+    let state = installment.effective_state(today);
+    let payable_today = state == EffectiveInstallmentState::Unpaid;
+    let amount_today = position.amount_payable_on(installment, today);
+    let fine_band = match &position.details {
+        KindDetails::TrafficFine(fine) => Some(fine.schedule.band_on(today)),
+        _ => None,
+    };
+    let creditor = position.creditor.as_str();
+    pb::CitizenNotice {
+        notice_number: installment.notice_number.as_str().to_owned(),
+        iuv: installment.iuv.as_str().to_owned(),
+        creditor_fiscal_code: creditor.to_owned(),
+        creditor_name: registry
+            .get(creditor)
+            .map_or_else(|| creditor.to_owned(), |c| c.name().to_owned()),
+        debt_position_id: position.id.to_string(),
+        kind: kind_value(position.kind()) as i32,
+        description: position.description.clone(),
+        payment_option_label: notice.option().label.clone(),
+        installment_index: i32::try_from(notice.installment_index + 1).unwrap_or(i32::MAX),
+        installment_count: i32::try_from(notice.option().installments.len()).unwrap_or(i32::MAX),
+        amount_cents: installment.amount.get(),
+        amount_payable_today_cents: if payable_today { amount_today.get() } else { 0 },
+        fine_band: fine_band_value(fine_band) as i32,
+        due_date: format_date(installment.due_date),
+        expiry_date: installment.expiry_date.map(format_date).unwrap_or_default(),
+        state: installment_state_value(state) as i32,
+        qr_code: installment.notice_number.qr_code_payload(
+            &position.creditor,
+            if payable_today {
+                amount_today
+            } else {
+                installment.amount
+            },
+        ),
+        receipt: notice.receipt.as_ref().map(citizen_receipt),
+    }
+}
+
+/// A receipt as the citizen sees it: no payer, no operator detail.
+pub fn citizen_receipt(stored: &StoredReceipt) -> pb::CitizenReceipt {
+    pb::CitizenReceipt {
+        receipt_id: stored.receipt_id.clone(),
+        notice_number: stored.notice_number.clone(),
+        iuv: stored.iuv.clone(),
+        creditor_fiscal_code: stored.creditor_fiscal_code.clone(),
+        amount_cents: stored.payment_amount_cents,
+        fee_cents: stored.fee_cents,
+        psp_id: stored.psp_id.clone(),
+        paid_at: stored.paid_at.map(timestamp),
+        stand_in: stored.stand_in,
+    }
+}
+
+/// A GetCitizenReceipt request's lookup.
+pub fn citizen_receipt_lookup(
+    request: &pb::GetCitizenReceiptRequest,
+) -> Result<incasso_store::citizen_payments::CitizenReceiptLookup, incasso_store::AppError> {
+    use incasso_store::citizen_payments::CitizenReceiptLookup;
+    use pb::get_citizen_receipt_request::Lookup;
+    match &request.lookup {
+        Some(Lookup::ReceiptId(id)) => Ok(CitizenReceiptLookup::ReceiptId(id.clone())),
+        Some(Lookup::NoticeNumber(notice)) => {
+            Ok(CitizenReceiptLookup::NoticeNumber(notice.clone()))
+        }
+        None => Err(incasso_store::AppError::invalid(
+            "receipt_id",
+            "required: receipt_id or notice_number",
+        )),
+    }
+}

@@ -1,9 +1,10 @@
 //! The gRPC transport of incasso: the generated `incasso.v1` types, the service
-//! implementations (notices, ledger, receipts), the one conversion layer between proto and
+//! implementations (notices, ledger, receipts, the citizen's payments), the one conversion layer between proto and
 //! domain ([`convert`]), the one mapping from use-case errors to gRPC statuses ([`status`])
 //! and the layer that gives an over-size request the status gRPC prescribes
 //! ([`message_size`]).
 
+pub mod citizen_service;
 pub mod convert;
 pub mod ledger_service;
 pub mod message_size;
@@ -21,6 +22,7 @@ pub mod pb {
         tonic::include_file_descriptor_set!("incasso_descriptor");
 }
 
+pub use citizen_service::CitizenPaymentsApi;
 pub use ledger_service::LedgerApi;
 pub use notice_service::NoticeApi;
 pub use receipt_service::ReceiptApi;

@@ -3,7 +3,6 @@
 //! flows and the treasury statements. It starts empty: the foundation issue only reserves its
 //! place in the dependency graph (domain <- store <- node <- server).
 
-pub mod aca;
 pub mod http;
 pub mod message;
 pub mod response;

@@ -14,8 +14,9 @@ use incasso_domain::creditor::{Creditor, CreditorRegistry};
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::iban::Iban;
 use incasso_domain::notice_number::SegregationCode;
-use incasso_node::aca::AcaConfig;
 use incasso_node::service::StationConfig;
+use incasso_relay::aca::AcaConfig;
+use incasso_relay::fascicolo::FascicoloConfig;
 use incasso_store::receipts::writer::ReceiptWriterConfig;
 use incasso_store::{IuvFloors, PrivacyKeys};
 
@@ -98,6 +99,22 @@ pub struct AcaFileConfig {
     pub subscription_key: Option<String>,
 }
 
+/// The Fascicolo del Cittadino push.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FascicoloFileConfig {
+    /// The Fascicolo's gRPC endpoint, e.g. `http://127.0.0.1:7000`; without it no citizen
+    /// events are queued and the relay does not run.
+    pub url: Option<String>,
+    /// Longest retry delay after a failure, seconds (default 30: the relay resumes within
+    /// 45 s of the Fascicolo answering again).
+    pub retry_max_seconds: Option<u64>,
+    /// Events per PushEvents call, 1..=500 (default 500).
+    pub batch: Option<u64>,
+    /// Calls in flight at once per replica (default 2).
+    pub workers: Option<usize>,
+}
+
 /// How receipts are booked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -146,11 +163,17 @@ pub struct FileConfig {
     /// Receipt booking.
     #[serde(default)]
     pub receipts: ReceiptsFileConfig,
+    /// The Fascicolo del Cittadino push.
+    #[serde(default)]
+    pub fascicolo: FascicoloFileConfig,
     /// Personal-data keys.
     #[serde(default)]
     pub privacy: PrivacyConfig,
     /// Creditors; when absent, the sample Milan configuration.
     pub creditors: Option<Vec<CreditorConfig>>,
+    /// App IO messages.
+    #[serde(default)]
+    pub io: crate::io_config::IoFileConfig,
 }
 
 impl FileConfig {
@@ -227,10 +250,14 @@ pub struct Settings {
     pub soap_body_limit_bytes: usize,
     /// The Stand-In archive relay, when configured.
     pub aca: Option<AcaConfig>,
+    /// The Fascicolo del Cittadino push, when configured.
+    pub fascicolo: Option<FascicoloConfig>,
     /// Group commit of receipts.
     pub receipt_writer: ReceiptWriterConfig,
     /// How often due parked receipts are retried.
     pub parked_retry_interval: std::time::Duration,
+    /// App IO messages, when a URL is configured.
+    pub io: Option<incasso_relay::app_io::IoConfig>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -252,6 +279,10 @@ pub struct Overrides {
     pub aca_url: Option<String>,
     /// `INCASSO_ACA_SUBSCRIPTION_KEY`.
     pub aca_subscription_key: Option<String>,
+    /// `INCASSO_IO_URL`.
+    pub io_url: Option<String>,
+    /// `INCASSO_FASCICOLO_URL`.
+    pub fascicolo_url: Option<String>,
 }
 
 impl Settings {
@@ -281,6 +312,7 @@ impl Settings {
         })?;
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
         let (registry, iuv_floors) = registry(&creditors)?;
+        let io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
         let creditor_ids: Vec<String> = registry
             .iter()
             .filter(|c| c.segregation_code().is_some())
@@ -385,6 +417,7 @@ impl Settings {
                     overrides.aca_subscription_key.or(file.aca.subscription_key),
                 )
             }),
+            fascicolo: fascicolo_config(overrides.fascicolo_url, &file.fascicolo)?,
             receipt_writer,
             parked_retry_interval: std::time::Duration::from_secs(
                 file.receipts
@@ -392,8 +425,50 @@ impl Settings {
                     .unwrap_or(5)
                     .max(1),
             ),
+            io,
         })
     }
+}
+
+/// The Fascicolo push's settings: none without a URL; the batch must fit the contract.
+fn fascicolo_config(
+    url: Option<String>,
+    file: &FascicoloFileConfig,
+) -> Result<Option<FascicoloConfig>, ConfigError> {
+    let Some(url) = url
+        .or_else(|| file.url.clone())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::Invalid(
+            "fascicolo.url: expected an http:// or https:// URL".into(),
+        ));
+    }
+    let mut config = FascicoloConfig::new(url.trim());
+    if let Some(batch) = file.batch {
+        if !(1..=incasso_relay::fascicolo::MAX_BATCH).contains(&batch) {
+            return Err(ConfigError::Invalid(format!(
+                "fascicolo.batch: expected 1..={} events per call",
+                incasso_relay::fascicolo::MAX_BATCH
+            )));
+        }
+        config.batch = batch;
+    }
+    if let Some(seconds) = file.retry_max_seconds {
+        if seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "fascicolo.retry_max_seconds: expected at least 1".into(),
+            ));
+        }
+        config.retry_max = std::time::Duration::from_secs(seconds);
+        config.retry_base = config.retry_base.min(config.retry_max);
+    }
+    if let Some(workers) = file.workers {
+        config.workers = workers.clamp(1, 16);
+    }
+    Ok(Some(config))
 }
 
 fn hex_bytes(field: &str, value: &str) -> Result<Vec<u8>, ConfigError> {
@@ -646,6 +721,38 @@ mod tests {
             Settings::resolve(toml::from_str(&all).unwrap(), Overrides::default()).unwrap();
         assert!(!settings.station.serves("01199250158", "01199250158_02"));
         assert!(settings.station.serves("08911820960", "01199250158_02"));
+        let fascicolo = settings.fascicolo.expect("the example's Fascicolo");
+        assert_eq!(fascicolo.url, "http://127.0.0.1:7000");
+        assert_eq!(fascicolo.batch, 500);
+    }
+
+    #[test]
+    fn the_fascicolo_needs_a_url_and_a_batch_the_contract_allows() {
+        let parse = |text: &str| {
+            Settings::resolve(toml::from_str(text).unwrap(), Overrides::default())
+                .map(|s| s.fascicolo)
+        };
+        assert_eq!(parse("").unwrap(), None);
+        let error = parse("[fascicolo]\nurl = \"http://f:7000\"\nbatch = 501")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fascicolo.batch"), "{error}");
+        let error = parse("[fascicolo]\nurl = \"f:7000\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fascicolo.url"), "{error}");
+        let from_env = Settings::resolve(
+            FileConfig::default(),
+            Overrides {
+                fascicolo_url: Some("http://127.0.0.1:7000/".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap()
+        .fascicolo
+        .unwrap();
+        assert_eq!(from_env.url, "http://127.0.0.1:7000");
+        assert_eq!(from_env.retry_max, std::time::Duration::from_secs(30));
     }
 
     /// The example with its `key = value` comments (and the `[node]` header) uncommented,
@@ -660,7 +767,12 @@ mod tests {
                         || rest.starts_with("station_ids")
                         || rest.starts_with("body_limit_bytes")
                         || rest.starts_with("stations")
-                        || rest.starts_with("first_iuv_base")) =>
+                        || rest.starts_with("first_iuv_base")
+                        || rest.starts_with("[fascicolo]")
+                        || rest.starts_with("url")
+                        || rest.starts_with("retry_max_seconds")
+                        || rest.starts_with("batch")
+                        || rest.starts_with("workers")) =>
                 {
                     rest
                 }

@@ -5,6 +5,7 @@
 //! the very same application on port 0.
 
 pub mod config;
+pub mod io_config;
 pub mod telemetry;
 
 use std::future::Future;
@@ -15,10 +16,11 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use incasso_grpc::message_size::MessageSizeLayer;
+use incasso_grpc::pb::citizen_payments_service_server::CitizenPaymentsServiceServer;
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
 use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
 use incasso_grpc::pb::receipt_service_server::ReceiptServiceServer;
-use incasso_grpc::{LedgerApi, NoticeApi, ReceiptApi};
+use incasso_grpc::{CitizenPaymentsApi, LedgerApi, NoticeApi, ReceiptApi};
 use incasso_store::Store;
 use incasso_store::db::DatabaseConnection;
 
@@ -37,7 +39,9 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
-    aca: Option<incasso_node::aca::AcaConfig>,
+    aca: Option<incasso_relay::aca::AcaConfig>,
+    io: Option<incasso_relay::app_io::IoConfig>,
+    fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
     parked_retry_interval: std::time::Duration,
 }
 
@@ -61,7 +65,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 /// Connects, migrates and opens the store, without serving: for the CLI's offline commands.
 pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
     let db = migrate(&settings).await?;
-    Ok(Store::open(db, settings.registry, settings.keys, &settings.iuv_floors).await?)
+    Ok(
+        Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
+            .await?
+            .with_citizen_events(settings.fascicolo.is_some()),
+    )
 }
 
 impl Application {
@@ -78,9 +86,14 @@ impl Application {
         let soap_body_limit_bytes = settings.soap_body_limit_bytes;
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
+        let io = settings.io.clone();
+        let fascicolo = settings.fascicolo.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
+            .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default())
+            // Before the receipt writer, which books with its own copy of the store.
+            .with_citizen_events(fascicolo.is_some())
             .with_receipt_writer(settings.receipt_writer);
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
@@ -97,6 +110,8 @@ impl Application {
             station,
             soap_body_limit_bytes,
             aca,
+            io,
+            fascicolo,
             parked_retry_interval,
         })
     }
@@ -132,6 +147,9 @@ impl Application {
         health
             .set_serving::<ReceiptServiceServer<ReceiptApi>>()
             .await;
+        health
+            .set_serving::<CitizenPaymentsServiceServer<CitizenPaymentsApi>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -149,6 +167,9 @@ impl Application {
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let receipts = ReceiptServiceServer::new(ReceiptApi::new(self.store.clone()))
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
+        let citizen_payments =
+            CitizenPaymentsServiceServer::new(CitizenPaymentsApi::new(self.store.clone()))
+                .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
         let node = incasso_node::service::NodeService::new(
@@ -166,13 +187,36 @@ impl Application {
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay_task = match self.aca.clone() {
             Some(config) => {
-                let relay = incasso_node::aca::AcaRelay::new(self.store.clone(), config)?;
+                let relay = incasso_relay::aca::AcaRelay::new(self.store.clone(), config)?;
                 Some(tokio::spawn(relay.run(async {
                     let _ = relay_stopped.await;
                 })))
             }
             None => {
                 tracing::warn!("no ACA URL configured: Stand-In archive events wait in the outbox");
+                None
+            }
+        };
+        let (stop_io, io_stopped) = tokio::sync::oneshot::channel::<()>();
+        let io_task = match self.io.clone() {
+            Some(config) => {
+                let relay = incasso_relay::app_io::IoRelay::new(self.store.clone(), config)?;
+                Some(tokio::spawn(relay.run(async {
+                    let _ = io_stopped.await;
+                })))
+            }
+            None => None,
+        };
+        let (stop_fascicolo, fascicolo_stopped) = tokio::sync::oneshot::channel::<()>();
+        let fascicolo_task = match &self.fascicolo {
+            Some(config) => {
+                let relay = incasso_relay::fascicolo::relay(self.store.clone(), config)?;
+                Some(tokio::spawn(relay.run(async {
+                    let _ = fascicolo_stopped.await;
+                })))
+            }
+            None => {
+                tracing::info!("no Fascicolo URL configured: no citizen events are queued");
                 None
             }
         };
@@ -201,6 +245,7 @@ impl Application {
             .add_service(notices)
             .add_service(ledger)
             .add_service(receipts)
+            .add_service(citizen_payments)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
@@ -222,15 +267,26 @@ impl Application {
         health
             .set_not_serving::<ReceiptServiceServer<ReceiptApi>>()
             .await;
+        health
+            .set_not_serving::<CitizenPaymentsServiceServer<CitizenPaymentsApi>>()
+            .await;
         let _ = stop.send(());
         let _ = stop_soap.send(());
         let _ = stop_relay.send(());
+        let _ = stop_io.send(());
+        let _ = stop_fascicolo.send(());
         let _ = stop_parked.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
             let grpc = server.await;
             let soap = soap_task.await;
             if let Some(relay) = relay_task {
+                let _ = relay.await;
+            }
+            if let Some(io) = io_task {
+                let _ = io.await;
+            }
+            if let Some(relay) = fascicolo_task {
                 let _ = relay.await;
             }
             let _ = parked_task.await;

@@ -63,6 +63,56 @@ enum Command {
         #[command(subcommand)]
         command: ReceiptsCommand,
     },
+    /// App IO messages: what was sent, and what was not and why.
+    Io {
+        #[command(subcommand)]
+        command: IoCommand,
+    },
+    /// The Fascicolo del Cittadino push (needs INCASSO_FASCICOLO_URL or [fascicolo] url).
+    Fascicolo {
+        #[command(subcommand)]
+        command: FascicoloCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IoCommand {
+    /// Lists what became of each message that came due, oldest first: sent (with IO's id),
+    /// not_on_io, sender_not_allowed, or not_sent with the reason. Undeliverable messages
+    /// (IO refused them) are dead letters of topic io.message: `outbox dead --topic io.message`.
+    Messages {
+        /// Only this notice (18 digits).
+        #[arg(long)]
+        notice: Option<String>,
+        /// Only this debt position (UUID).
+        #[arg(long)]
+        position: Option<String>,
+        /// Only this outcome.
+        #[arg(long, value_parser = ["sent", "not_on_io", "sender_not_allowed", "not_sent"])]
+        outcome: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FascicoloCommand {
+    /// Queues a citizen's whole current picture again (every notice, cancellation, payment
+    /// and refund), for the Fascicolo's first load or after an incident. The relay of a
+    /// running incasso delivers it.
+    Resync {
+        /// The citizen's fiscal code.
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        citizen: Option<String>,
+        /// Every citizen, a page at a time; each page is committed on its own and printed
+        /// with the token to resume after it.
+        #[arg(long)]
+        all: bool,
+        /// With `--all`: resume after this token (as printed by an interrupted run).
+        #[arg(long, requires = "all")]
+        after: Option<String>,
+        /// With `--all`: citizens per page.
+        #[arg(long, default_value_t = 200, requires = "all")]
+        page: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,7 +250,9 @@ async fn main() -> anyhow::Result<()> {
         encryption_key_hex: std::env::var("INCASSO_ENCRYPTION_KEY_HEX").ok(),
         fiscal_code_pepper_hex: std::env::var("INCASSO_FISCAL_CODE_PEPPER_HEX").ok(),
         aca_url: std::env::var("INCASSO_ACA_URL").ok(),
+        io_url: std::env::var("INCASSO_IO_URL").ok(),
         aca_subscription_key: std::env::var("INCASSO_ACA_SUBSCRIPTION_KEY").ok(),
+        fascicolo_url: std::env::var("INCASSO_FASCICOLO_URL").ok(),
         shutdown_grace_seconds: match std::env::var("INCASSO_SHUTDOWN_GRACE_SECONDS") {
             Ok(value) => Some(value.parse().map_err(|_| {
                 anyhow::anyhow!(
@@ -243,6 +295,47 @@ async fn main() -> anyhow::Result<()> {
                     let replayed = store.outbox_replay_dead(&topic).await?;
                     println!("{replayed} dead letters queued again");
                 }
+            }
+        }
+        Command::Io {
+            command:
+                IoCommand::Messages {
+                    notice,
+                    position,
+                    outcome,
+                },
+        } => {
+            let settings = Settings::resolve(file, overrides)?;
+            let store = incasso_server::open_store(settings).await?;
+            let debt_position_id = position
+                .map(|p| {
+                    uuid::Uuid::parse_str(p.trim()).map_err(|_| {
+                        anyhow::anyhow!("--position: '{p}' is not a position id (UUID)")
+                    })
+                })
+                .transpose()?;
+            let filter = incasso_store::io_messages::IoMessageFilter {
+                notice_number: notice.map(|n| n.replace(' ', "")),
+                debt_position_id,
+                outcome,
+            };
+            println!(
+                "recorded_at\tnotice_number\tpurpose\toutcome\tio_message_id\treason\tdebt_position_id"
+            );
+            for record in store.list_io_messages(&filter).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    record
+                        .recorded_at
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    record.notice_number,
+                    record.purpose,
+                    record.outcome,
+                    record.io_message_id.unwrap_or_default(),
+                    record.reason.unwrap_or_default(),
+                    record.debt_position_id,
+                );
             }
         }
         Command::Ledger { command } => {
@@ -292,6 +385,44 @@ async fn main() -> anyhow::Result<()> {
             let settings = Settings::resolve(file, overrides)?;
             let store = incasso_server::open_store(settings).await?;
             receipts(&store, command).await?;
+        }
+        Command::Fascicolo {
+            command:
+                FascicoloCommand::Resync {
+                    citizen,
+                    all,
+                    after,
+                    page,
+                },
+        } => {
+            let settings = Settings::resolve(file, overrides)?;
+            anyhow::ensure!(
+                settings.fascicolo.is_some(),
+                "no Fascicolo URL is configured (INCASSO_FASCICOLO_URL or [fascicolo] url): \
+                 nothing would deliver the events"
+            );
+            let store = incasso_server::open_store(settings).await?;
+            if all {
+                let mut after = after;
+                let (mut citizens, mut events) = (0, 0);
+                loop {
+                    let done = store
+                        .resync_citizens_page(after.as_deref(), page.max(1))
+                        .await
+                        .map_err(cli_error)?;
+                    let Some(last) = done.last else { break };
+                    citizens += done.citizens;
+                    events += done.events;
+                    println!(
+                        "{citizens} citizens, {events} events queued; resume with --after {last}"
+                    );
+                    after = Some(last);
+                }
+                println!("done: {citizens} citizens, {events} events queued");
+            } else if let Some(citizen) = citizen {
+                let events = store.resync_citizen(&citizen).await.map_err(cli_error)?;
+                println!("{events} events queued");
+            }
         }
         Command::Serve {
             grpc_listen,

@@ -525,3 +525,86 @@ async fn receipts_parked_and_retry_for_operators() {
     );
     assert_eq!(stdout(&refunds).lines().count(), 1, "no refund due");
 }
+
+#[tokio::test]
+async fn io_messages_shows_operators_what_became_of_each_message() {
+    use incasso_domain::io_message::{IoPurpose, SendWhen};
+    use incasso_store::io_messages::{IoMessageEvent, IoOutcome};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("io.db").display());
+    let settings = incasso_server::Settings::resolve(
+        incasso_server::config::FileConfig::default(),
+        incasso_server::config::Overrides {
+            database_url: Some(url.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let store = incasso_server::open_store(settings).await.unwrap();
+    let position = uuid::Uuid::now_v7();
+    let event = |notice: &str, purpose| IoMessageEvent {
+        debt_position_id: position,
+        notice_number: notice.to_owned(),
+        purpose,
+        when: SendWhen::AtIssue,
+    };
+    let sent = "312000000000000152";
+    let off_io = "312000000000000249";
+    for (notice, purpose, outcome) in [
+        (
+            sent,
+            IoPurpose::Notice,
+            IoOutcome::Sent {
+                io_message_id: "01JIOMESSAGE0000000000001".to_owned(),
+            },
+        ),
+        (off_io, IoPurpose::Notice, IoOutcome::NotOnIo),
+        (
+            sent,
+            IoPurpose::Reminder,
+            IoOutcome::NotSent("the notice is paid".to_owned()),
+        ),
+    ] {
+        store
+            .record_io_outcome(uuid::Uuid::now_v7(), &event(notice, purpose), &outcome)
+            .await
+            .unwrap();
+    }
+    store.db().clone().close().await.unwrap();
+    let io = |args: &[&str]| {
+        incasso()
+            .env("INCASSO_DATABASE_URL", &url)
+            .args(["io", "messages"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let all = io(&[]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    let lines: Vec<String> = stdout(&all).lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].contains(&format!(
+        "{sent}\tnotice\tsent\t01JIOMESSAGE0000000000001\t"
+    )));
+    assert!(lines[1].contains(&format!(
+        "{off_io}\tnotice\tnot_on_io\t\tthe citizen is not on App IO"
+    )));
+    assert!(lines[2].contains(&format!("{sent}\treminder\tnot_sent\t\tthe notice is paid")));
+    let off = io(&["--outcome", "not_on_io"]);
+    assert_eq!(stdout(&off).lines().skip(1).count(), 1, "{}", stdout(&off));
+    let printed = io(&["--notice", "3120 0000 0000 0001 52"]);
+    assert_eq!(
+        stdout(&printed).lines().skip(1).count(),
+        2,
+        "{}",
+        stdout(&printed)
+    );
+    let by_position = io(&["--position", &position.to_string()]);
+    assert_eq!(stdout(&by_position).lines().skip(1).count(), 3);
+    let bad = io(&["--position", "not-a-position"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--position"), "{}", stderr(&bad));
+    let bad = io(&["--outcome", "delivered"]);
+    assert!(!bad.status.success());
+}

@@ -7,11 +7,14 @@
 //! keys protecting personal data and the clock.
 
 mod batch;
+pub mod citizen_payments;
+pub mod citizens;
 pub mod creditors;
 pub mod db;
 pub mod entity;
 pub mod error;
 pub mod idempotency;
+pub mod io_messages;
 pub mod ledger;
 mod mapping;
 pub mod outbox;
@@ -45,6 +48,8 @@ pub struct Store {
     keys: PrivacyKeys,
     clock: Clock,
     receipt_writer: Option<receipts::writer::WriterHandle>,
+    io_scheduling: Arc<io_messages::IoScheduling>,
+    citizen_events: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,6 +82,8 @@ impl Store {
             keys,
             clock: Arc::new(OffsetDateTime::now_utc),
             receipt_writer: None,
+            io_scheduling: Arc::default(),
+            citizen_events: false,
         };
         creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
         Ok(store)

@@ -2,9 +2,15 @@
 //! announce, delivered later by a relay with retries. Payloads name what changed, not its
 //! content: the relay reads the current state when it delivers, so no personal data waits in
 //! clear in this table and a late delivery never sends a stale amount.
+//!
+//! Each topic has one payload type ([`TopicEvent`]); the relay (crate `incasso-relay`) claims
+//! events under leases, one aggregate at a time, and records each outcome under the lease.
+
+use std::collections::HashSet;
 
 use sea_orm::{ConnectionTrait, EntityTrait, Set};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -13,8 +19,25 @@ use crate::error::AppError;
 
 /// Topic of the events that keep PagoPA's Archivio Centralizzato Avvisi (Stand-In) current.
 pub const ACA_POSITION: &str = "aca.position";
-/// Topic of the events that keep the Fascicolo del Cittadino current.
-pub const FASCICOLO_PAYMENT: &str = "fascicolo.payment";
+/// Topic of the events that keep the Fascicolo del Cittadino current: one aggregate per
+/// citizen (the keyed hash of the fiscal code, hex), ordered by the citizen's sequence.
+pub const FASCICOLO_CITIZEN: &str = "fascicolo.citizen";
+
+/// Topics whose events stand in their aggregate's queue at a number of their own (a
+/// per-aggregate sequence the receiver checks) rather than at the time they were queued: a
+/// replayed dead letter keeps its place there.
+const SEQUENCED_TOPICS: [&str; 1] = [FASCICOLO_CITIZEN];
+
+/// The payload type of one topic: what is stored, serialised, in `outbox_event.payload`, and
+/// what the relay's publisher for that topic reads back.
+pub trait TopicEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The topic its events are queued under.
+    const TOPIC: &'static str;
+}
+
+impl TopicEvent for PositionChanged {
+    const TOPIC: &'static str = ACA_POSITION;
+}
 
 /// What an ACA event asks the relay to publish.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -53,6 +76,17 @@ pub(crate) fn model(
     }
 }
 
+/// The row of a new event of type `E`.
+pub(crate) fn typed<E: TopicEvent>(
+    event: &E,
+    aggregate_id: &str,
+    now: OffsetDateTime,
+) -> outbox_event::ActiveModel {
+    #[allow(clippy::expect_used)]
+    let payload = serde_json::to_string(event).expect("an outbox payload serialises");
+    model(E::TOPIC, aggregate_id, payload, now)
+}
+
 /// The ACA event of a position change.
 pub(crate) fn position_changed(
     id: Uuid,
@@ -81,6 +115,9 @@ pub struct ClaimedEvent {
     pub payload: String,
     /// Attempts so far, this one included.
     pub attempts: i32,
+    /// Where it stands in its aggregate's queue (`order_micros`: an instant, or the
+    /// aggregate's sequence number on a sequenced topic).
+    pub order: i64,
     /// The claim's token: renewing the lease and recording the outcome name it, so a relay
     /// whose lease ran out and was claimed by another changes nothing.
     pub lease_token: Uuid,
@@ -94,6 +131,20 @@ pub struct FollowUp {
     pub due: OffsetDateTime,
     /// Its JSON payload.
     pub payload: String,
+}
+
+/// What [`Store::outbox_rewind`](crate::Store::outbox_rewind) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rewind {
+    /// The aggregate's events from the asked place on were queued again (this many of them,
+    /// besides the claimed one, which was released without counting an attempt).
+    Requeued(u64),
+    /// No event of the aggregate stands at the asked place: nothing can be resent.
+    Missing,
+    /// The event at the asked place is a dead letter: an operator must replay it first.
+    Dead,
+    /// The claim no longer holds the event; nothing changed.
+    LeaseLost,
 }
 
 /// An event in the dead-letter state, for an operator.
@@ -157,6 +208,8 @@ impl crate::Store {
     /// Only the first pending event of each aggregate (by its place in the aggregate's queue)
     /// is claimable: while it waits, is leased or backs off, the aggregate's later events
     /// wait too, so one aggregate is never delivered by two relays at once nor out of order.
+    /// An aggregate with an event under a live lease has nothing claimable at all, even when
+    /// a replayed or rewound event now stands before the leased one.
     /// Because exactly one event per aggregate is ever a candidate, two concurrent claims can
     /// only collide on the same row, which PostgreSQL settles with `FOR UPDATE SKIP LOCKED`
     /// (the loser skips it, or rechecks it after the winner's commit and finds it leased);
@@ -186,9 +239,10 @@ impl crate::Store {
                  AND NOT EXISTS (SELECT 1 FROM outbox_event o \
                  WHERE o.topic = e.topic AND o.aggregate_id = e.aggregate_id \
                  AND o.state = 'pending' AND (o.order_micros < e.order_micros \
-                 OR (o.order_micros = e.order_micros AND o.id < e.id))) \
+                 OR (o.order_micros = e.order_micros AND o.id < e.id) \
+                 OR (o.lease_token IS NOT NULL AND o.next_attempt_at > ?))) \
                  ORDER BY e.next_attempt_at LIMIT ?{skip_locked}) \
-                 RETURNING id, topic, aggregate_id, payload, attempts"
+                 RETURNING id, topic, aggregate_id, payload, attempts, order_micros"
             ),
         );
         let rows = self
@@ -200,6 +254,7 @@ impl crate::Store {
                     lease_until.into(),
                     lease_token.into(),
                     topic.into(),
+                    now_micros.into(),
                     now_micros.into(),
                     i64::try_from(limit).unwrap_or(100).into(),
                 ],
@@ -213,6 +268,7 @@ impl crate::Store {
                 aggregate_id: row.try_get("", "aggregate_id")?,
                 payload: row.try_get("", "payload")?,
                 attempts: row.try_get("", "attempts")?,
+                order: row.try_get("", "order_micros")?,
                 lease_token,
             });
         }
@@ -321,6 +377,139 @@ impl crate::Store {
         Ok(result.rows_affected == 1)
     }
 
+    /// Extends the lease on every event of `events` (all of one claim) to `lease_ms` from
+    /// now, in one statement; returns the ids the claim still holds. An event missing from
+    /// the answer was taken over by another relay and must not be delivered.
+    pub async fn outbox_renew_many(
+        &self,
+        events: &[ClaimedEvent],
+        lease_ms: u64,
+    ) -> Result<HashSet<Uuid>, AppError> {
+        use sea_orm::Statement;
+        let Some(first) = events.first() else {
+            return Ok(HashSet::new());
+        };
+        let until = micros_after(crate::ledger::micros(self.now()), lease_ms);
+        let backend = self.db().get_database_backend();
+        let mut values: Vec<sea_orm::Value> = vec![until.into(), first.lease_token.into()];
+        let mut held = HashSet::with_capacity(events.len());
+        for chunk in events.chunks(5000) {
+            values.truncate(2);
+            values.extend(chunk.iter().map(|e| e.id.into()));
+            let list = vec!["?"; chunk.len()].join(",");
+            let sql = placeholders(
+                backend,
+                &format!(
+                    "UPDATE outbox_event SET next_attempt_at = ? \
+                     WHERE lease_token = ? AND state = 'pending' AND id IN ({list}) RETURNING id"
+                ),
+            );
+            for row in self
+                .db()
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values.clone()))
+                .await?
+            {
+                held.insert(row.try_get::<Uuid>("", "id")?);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Marks every event of `events` (all of one claim) delivered in one statement, those
+    /// the claim still holds; returns how many it marked.
+    pub async fn outbox_delivered_many(&self, events: &[ClaimedEvent]) -> Result<u64, AppError> {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, QueryFilter};
+        let Some(first) = events.first() else {
+            return Ok(0);
+        };
+        let now = self.now();
+        let mut marked = 0;
+        for chunk in events.chunks(5000) {
+            let result = outbox_event::Entity::update_many()
+                .col_expr(outbox_event::Column::State, Expr::value("delivered"))
+                .col_expr(outbox_event::Column::DeliveredAt, Expr::value(Some(now)))
+                .col_expr(outbox_event::Column::LastError, Expr::value(None::<String>))
+                .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
+                .filter(outbox_event::Column::Id.is_in(chunk.iter().map(|e| e.id)))
+                .filter(outbox_event::Column::LeaseToken.eq(first.lease_token))
+                .filter(outbox_event::Column::State.eq("pending"))
+                .exec(self.db())
+                .await?;
+            marked += result.rows_affected;
+        }
+        Ok(marked)
+    }
+
+    /// The receiver of a sequenced topic lacks the aggregate's events from `from_order` on:
+    /// queues again, due now, the delivered events of the aggregate standing from there up to
+    /// the claimed `event`, and releases `event` without counting its attempt, so the
+    /// aggregate is delivered again in order from `from_order`. Nothing changes when the claim
+    /// no longer holds `event`, when no event stands at `from_order`, or when it is a dead
+    /// letter (resending around it would only meet the same gap again).
+    pub async fn outbox_rewind(
+        &self,
+        event: &ClaimedEvent,
+        from_order: i64,
+    ) -> Result<Rewind, AppError> {
+        use sea_orm::sea_query::{Expr, ExprTrait};
+        use sea_orm::{ColumnTrait, QueryFilter, QuerySelect, TransactionTrait};
+        let now_micros = crate::ledger::micros(self.now());
+        let txn = self.db().begin().await?;
+        let at_from: Option<String> = outbox_event::Entity::find()
+            .select_only()
+            .column(outbox_event::Column::State)
+            .filter(outbox_event::Column::Topic.eq(event.topic.as_str()))
+            .filter(outbox_event::Column::AggregateId.eq(event.aggregate_id.as_str()))
+            .filter(outbox_event::Column::OrderMicros.eq(from_order))
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let verdict = match at_from.as_deref() {
+            None => Some(Rewind::Missing),
+            Some("dead") => Some(Rewind::Dead),
+            Some(_) => None,
+        };
+        if let Some(verdict) = verdict {
+            txn.rollback().await?;
+            return Ok(verdict);
+        }
+        let released = outbox_event::Entity::update_many()
+            .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
+            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
+            .col_expr(
+                outbox_event::Column::Attempts,
+                Expr::col(outbox_event::Column::Attempts).sub(1),
+            )
+            .filter(outbox_event::Column::Id.eq(event.id))
+            .filter(outbox_event::Column::LeaseToken.eq(event.lease_token))
+            .filter(outbox_event::Column::State.eq("pending"))
+            .exec(&txn)
+            .await?;
+        if released.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(Rewind::LeaseLost);
+        }
+        let requeued = outbox_event::Entity::update_many()
+            .col_expr(outbox_event::Column::State, Expr::value("pending"))
+            .col_expr(outbox_event::Column::Attempts, Expr::value(0))
+            .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
+            .col_expr(
+                outbox_event::Column::DeliveredAt,
+                Expr::value(None::<OffsetDateTime>),
+            )
+            .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
+            .filter(outbox_event::Column::Topic.eq(event.topic.as_str()))
+            .filter(outbox_event::Column::AggregateId.eq(event.aggregate_id.as_str()))
+            .filter(outbox_event::Column::State.eq("delivered"))
+            .filter(outbox_event::Column::OrderMicros.gte(from_order))
+            .filter(outbox_event::Column::OrderMicros.lt(event.order))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(Rewind::Requeued(requeued.rows_affected))
+    }
+
     /// The dead-letter events of a topic (every topic when empty), oldest first.
     pub async fn outbox_dead(&self, topic: &str) -> Result<Vec<DeadEvent>, AppError> {
         use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
@@ -345,7 +534,8 @@ impl crate::Store {
     }
 
     /// The update that puts dead letters back in the queue, due now, attempts reset, unleased
-    /// and ordered after what their aggregates have pending; the caller narrows it.
+    /// and ordered after what their aggregates have pending (on a sequenced topic, at their
+    /// own sequence number, which the receiver expects in order); the caller narrows it.
     fn requeue_dead(&self) -> sea_orm::UpdateMany<outbox_event::Entity> {
         use sea_orm::sea_query::Expr;
         use sea_orm::{ColumnTrait, QueryFilter};
@@ -354,7 +544,15 @@ impl crate::Store {
             .col_expr(outbox_event::Column::State, Expr::value("pending"))
             .col_expr(outbox_event::Column::Attempts, Expr::value(0))
             .col_expr(outbox_event::Column::NextAttemptAt, Expr::value(now_micros))
-            .col_expr(outbox_event::Column::OrderMicros, Expr::value(now_micros))
+            .col_expr(
+                outbox_event::Column::OrderMicros,
+                Expr::case(
+                    outbox_event::Column::Topic.is_in(SEQUENCED_TOPICS),
+                    Expr::col(outbox_event::Column::OrderMicros),
+                )
+                .finally(now_micros)
+                .into(),
+            )
             .col_expr(outbox_event::Column::LeaseToken, Expr::value(None::<Uuid>))
             .filter(outbox_event::Column::State.eq("dead"))
     }

@@ -44,3 +44,21 @@ pub(crate) fn decode(
         }
     }
 }
+
+/// The page size asked for: `default` for 0, otherwise 1..=`max`; anything else is refused
+/// naming `page_size` (and `default` stands in, so the other fields are still checked).
+pub(crate) fn page_size(
+    errors: &mut ValidationErrors,
+    requested: i32,
+    default: u64,
+    max: u64,
+) -> u64 {
+    match u64::try_from(requested) {
+        Ok(0) => default,
+        Ok(size) if size <= max => size,
+        _ => {
+            errors.add("page_size", format!("must be between 1 and {max}"));
+            default
+        }
+    }
+}

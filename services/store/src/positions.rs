@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use incasso_domain::citizen;
 use incasso_domain::debt_position::input::{self, DebtPositionInput, NewDebtPosition};
 use incasso_domain::debt_position::update::{
     self as position_update, CancelInput, PositionChange, UpdateError, UpdateInput,
@@ -36,7 +37,7 @@ use crate::error::AppError;
 use crate::idempotency::{CommandKey, CommandKind, request_sha256};
 use crate::ledger::{self, SourceDocumentInput};
 use crate::mapping::{self, PositionRows, StoredRows};
-use crate::{Store, outbox, page_token, sequence};
+use crate::{Store, citizens, io_messages, outbox, page_token, sequence};
 
 /// A position returned by a command, and whether it was a replay of an earlier request.
 #[derive(Debug, Clone)]
@@ -127,6 +128,13 @@ impl Store {
             &txn,
             vec![outbox::position_changed(position.id, "created", now)],
             10,
+        )
+        .await?;
+        io_messages::queue(&txn, self.io_scheduling(), &[&position], now, true).await?;
+        citizens::queue(
+            &txn,
+            self.citizen_changes(&position, citizen::on_issue(&position)),
+            now,
         )
         .await?;
         let postings = ledger_rules::notice_issued(&position)
@@ -312,6 +320,13 @@ impl Store {
             .map(|(_, p)| outbox::position_changed(p.id, "created", now))
             .collect();
         insert_chunked(&txn, events, 10).await?;
+        let new_positions: Vec<&DebtPosition> = created.iter().map(|(_, p)| p).collect();
+        io_messages::queue(&txn, self.io_scheduling(), &new_positions, now, true).await?;
+        let pending = created
+            .iter()
+            .flat_map(|(_, p)| self.citizen_changes(p, citizen::on_issue(p)))
+            .collect();
+        citizens::queue(&txn, pending, now).await?;
         let mut documents = Vec::with_capacity(created.len());
         let mut postings = Vec::with_capacity(created.len());
         for (i, position) in &created {
@@ -476,17 +491,12 @@ impl Store {
                 )
                 .map(|code| self.keys().fiscal_code_hash(&code))
         };
-        let page_size = match u64::try_from(query.page_size) {
-            Ok(0) => DEFAULT_PAGE_SIZE,
-            Ok(size) if size <= MAX_PAGE_SIZE => size,
-            _ => {
-                errors.add(
-                    "page_size",
-                    format!("must be between 1 and {MAX_PAGE_SIZE}"),
-                );
-                DEFAULT_PAGE_SIZE
-            }
-        };
+        let page_size = page_token::page_size(
+            &mut errors,
+            query.page_size,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        );
         let filter = filter_fingerprint(
             creditor.as_ref(),
             debtor_hash.as_deref(),
@@ -640,6 +650,16 @@ impl Store {
             Modification::Cancel(_) => "cancelled",
         };
         insert_chunked(&txn, vec![outbox::position_changed(id, change, now)], 10).await?;
+        if let Modification::Update(_) = modification {
+            // Messages whose time moved are queued again; the old ones find the position no
+            // longer plans them and send nothing.
+            io_messages::queue(&txn, self.io_scheduling(), &[&position], now, false).await?;
+        }
+        let told = match modification {
+            Modification::Update(_) => citizen::on_update(&before, &position),
+            Modification::Cancel(_) => vec![citizen::on_cancel(&before)],
+        };
+        citizens::queue(&txn, self.citizen_changes(&position, told), now).await?;
         txn.commit().await?;
         tracing::info!(
             debt_position = %id,

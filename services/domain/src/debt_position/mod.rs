@@ -389,6 +389,20 @@ impl DebtPosition {
             .find(|installment| &installment.notice_number == notice_number)
     }
 
+    /// Where the notice sits: (index of its payment option, index in that option).
+    pub fn place_of(&self, notice_number: &NoticeNumber) -> Option<(usize, usize)> {
+        self.place_where(|i| &i.notice_number == notice_number)
+    }
+
+    /// Where the first installment matching `found` sits: (index of its payment option,
+    /// index in that option).
+    pub fn place_where(&self, found: impl Fn(&Installment) -> bool) -> Option<(usize, usize)> {
+        self.payment_options
+            .iter()
+            .enumerate()
+            .find_map(|(o, option)| option.installments.iter().position(&found).map(|i| (o, i)))
+    }
+
     /// The state on `today`: a valid position whose every installment is past its expiry
     /// date is expired.
     pub fn effective_state(&self, today: Date) -> EffectivePositionState {

@@ -40,18 +40,7 @@ pub fn apply_payment(
     notice_number: &NoticeNumber,
     today: Date,
 ) -> Option<PaymentOutcome> {
-    let (option_index, installment_index) =
-        position
-            .payment_options
-            .iter()
-            .enumerate()
-            .find_map(|(o, option)| {
-                option
-                    .installments
-                    .iter()
-                    .position(|i| &i.notice_number == notice_number)
-                    .map(|i| (o, i))
-            })?;
+    let (option_index, installment_index) = position.place_of(notice_number)?;
     let installment = &position.payment_options[option_index].installments[installment_index];
     let effective = installment.effective_state(today);
     match installment.state {

@@ -6,6 +6,7 @@ pub mod creditor;
 pub mod creditor_account;
 pub mod debt_position;
 pub mod installment;
+pub mod io_message;
 pub mod iuv_sequence;
 pub mod ledger_entry;
 pub mod ledger_entry_notice;

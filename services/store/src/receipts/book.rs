@@ -377,36 +377,54 @@ pub(crate) async fn write_states(
     Ok(())
 }
 
-/// The outbox events of booked receipts: the Stand-In archive's once per settled position,
-/// the Fascicolo's once per paid receipt.
+/// The outbox events of booked receipts: the Stand-In archive's once per settled position.
+/// (The Fascicolo's are [`citizen_changes`], numbered per citizen when queued.)
 pub(crate) fn outbox_events(
     booked: &[(&ReceiptFacts, &Planned)],
     now: OffsetDateTime,
 ) -> Vec<crate::entity::outbox_event::ActiveModel> {
     let mut events = Vec::new();
     let mut published = BTreeSet::new();
-    for (facts, planned) in booked {
+    for (_, planned) in booked {
         if planned.settled
             && let Some(id) = planned.position_id
             && published.insert(id)
         {
             events.push(outbox::position_changed(id, "paid", now));
         }
-        if planned.classification != Classification::NotPaid {
-            let payload = serde_json::json!({
-                "receipt_key": [facts.creditor_fiscal_code, facts.iuv, facts.receipt_id],
-                "classification": planned.classification.as_str(),
-                "debt_position_id": planned.position_id,
-            });
-            events.push(outbox::model(
-                outbox::FASCICOLO_PAYMENT,
-                &facts.iuv,
-                payload.to_string(),
-                now,
-            ));
-        }
     }
     events
+}
+
+/// The Fascicolo changes of booked receipts (row id, plan), in order: a payment or a refund
+/// owed, for the citizen of the position paid, as the batch leaves it; then, per position,
+/// the notices of other options the payments closed.
+pub(crate) fn citizen_changes(
+    store: &Store,
+    booked: &[(Uuid, &Planned)],
+    positions: &Positions,
+) -> Vec<crate::citizens::Pending> {
+    use incasso_domain::citizen;
+    let mut pending: Vec<crate::citizens::Pending> = booked
+        .iter()
+        .filter_map(|(row_id, planned)| {
+            let position = positions.after.get(&planned.position_id?)?;
+            let change = citizen::on_receipt(planned.classification, *row_id)?;
+            Some(store.citizen_changes(position, vec![change]))
+        })
+        .flatten()
+        .collect();
+    let mut seen = BTreeSet::new();
+    for (_, planned) in booked {
+        if let Some(id) = planned.position_id
+            && seen.insert(id)
+            && let (Some(before), Some(after)) =
+                (positions.before.get(&id), positions.after.get(&id))
+        {
+            pending.extend(store.citizen_changes(after, citizen::closed_by_payment(before, after)));
+        }
+    }
+    pending
 }
 
 /// The rows of a receipt's transfers.
@@ -712,6 +730,7 @@ async fn try_batch(
     let mut transfer_rows_all = Vec::new();
     let mut conflict_rows = Vec::new();
     let mut booked = Vec::new();
+    let mut told = Vec::new();
     let mut postings = Vec::new();
     for (index, decision) in decisions.iter().enumerate() {
         let facts = &inputs[index].facts;
@@ -733,6 +752,7 @@ async fn try_batch(
                 transfer_rows_all.extend(transfer_rows(row_id, facts));
                 postings.extend(planned.drafts.iter().cloned().map(|d| (d, Some(document))));
                 booked.push((facts, planned));
+                told.push((row_id, planned));
             }
             Decision::Conflict => conflict_rows.push(receipt_conflict::ActiveModel {
                 id: Set(Uuid::now_v7()),
@@ -761,6 +781,7 @@ async fn try_batch(
     insert_chunked(&txn, conflict_rows, 7).await?;
     write_states(&txn, &positions, now).await?;
     insert_chunked(&txn, outbox_events(&booked, now), 12).await?;
+    crate::citizens::queue(&txn, citizen_changes(store, &told, &positions), now).await?;
     ledger::append_with_documents(&txn, &document_refs, postings, now).await?;
     txn.commit().await?;
     Ok(decisions)

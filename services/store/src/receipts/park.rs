@@ -469,6 +469,12 @@ impl Store {
                 }
                 book::write_states(&txn, &positions, now).await?;
                 insert_chunked(&txn, book::outbox_events(&[(&facts, &planned)], now), 12).await?;
+                crate::citizens::queue(
+                    &txn,
+                    book::citizen_changes(self, &[(id, &planned)], &positions),
+                    now,
+                )
+                .await?;
                 let postings = planned
                     .drafts
                     .iter()

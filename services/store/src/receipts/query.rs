@@ -101,7 +101,11 @@ fn iuv_filter(errors: &mut ValidationErrors, field: &str, text: &str) -> Option<
         .map(|iuv| iuv.as_str().to_owned())
 }
 
-fn receipt_id_filter(errors: &mut ValidationErrors, field: &str, text: &str) -> Option<String> {
+pub(crate) fn receipt_id_filter(
+    errors: &mut ValidationErrors,
+    field: &str,
+    text: &str,
+) -> Option<String> {
     let text = optional(text)?;
     let length = text.chars().count();
     if length > RECEIPT_ID_MAX_CHARS {

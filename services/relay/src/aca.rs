@@ -8,11 +8,12 @@
 //! it (`incasso outbox dead`, `incasso outbox replay`). A 404 to a close (amount 0) means ACA
 //! never had the position (created and cancelled before the relay ran): closing it is done.
 //!
-//! Several replicas share the work through leases: a claim holds an event under a token for
-//! three request timeouts, the relay renews the lease before every call and records the outcome
-//! under the same token, so an event is never sent by two relays at once and a relay that lost
-//! its lease changes nothing. Only an aggregate's first pending event is claimable, so one
-//! position is never published by two relays at once nor out of order.
+//! It is one [`Publisher`] on the generic [`Relay`]: a claim holds an event under a token for
+//! three request timeouts, the publisher renews the lease before every call and the relay
+//! records the outcome under the same token, so an event is never sent by two relays at once
+//! and a relay that lost its lease changes nothing. Only an aggregate's (a position's) first
+//! pending event is claimable, so one position is never published by two relays at once nor
+//! out of order. The events of a claim (each of another position) are delivered concurrently.
 //!
 //! A traffic fine's amount depends on the day, while ACA keeps the amount it was last sent:
 //! after publishing a payable fine the relay queues its next publication for the first instant
@@ -20,7 +21,6 @@
 
 use std::time::Duration;
 
-use rand::Rng;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -29,10 +29,10 @@ use incasso_domain::debt_position::{DebtPosition, EffectiveInstallmentState, Kin
 use incasso_domain::rome_time;
 use incasso_domain::traffic_fine::FineBand;
 use incasso_domain::validation::format_date;
-use incasso_store::outbox::{
-    ACA_POSITION, AMOUNT_BAND, ClaimedEvent, FollowUp, PositionChanged, retry_delay_ms,
-};
+use incasso_store::outbox::{AMOUNT_BAND, PositionChanged};
 use incasso_store::{AppError, Store};
+
+use crate::{Claimed, Lease, Outcome, Policy, Publisher, Relay};
 
 /// How the relay reaches ACA.
 #[derive(Debug, Clone)]
@@ -74,6 +74,20 @@ impl AcaConfig {
     /// client gives up after `request_timeout`), renewed before each call.
     pub fn lease(&self) -> Duration {
         self.request_timeout.saturating_mul(3)
+    }
+
+    /// The relay policy: one worker, `batch` events a round, backoff from `retry_base` to
+    /// `retry_max`, dead after `max_attempts`.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            poll_interval: self.poll_interval,
+            batch: self.batch,
+            workers: 1,
+            retry_base: self.retry_base,
+            retry_max: self.retry_max,
+            max_attempts: Some(self.max_attempts),
+            lease: self.lease(),
+        }
     }
 }
 
@@ -234,117 +248,37 @@ enum Failure {
     LeaseLost,
 }
 
-/// The relay.
-#[derive(Debug, Clone)]
-pub struct AcaRelay {
+/// The Stand-In archive's publisher: `aca.position` events, one position per aggregate.
+#[derive(Debug)]
+pub struct AcaPublisher {
     store: Store,
     client: reqwest::Client,
     config: AcaConfig,
+    policy: Policy,
 }
 
-impl AcaRelay {
-    /// A relay for `store`'s outbox.
+impl AcaPublisher {
+    /// A publisher reading positions from `store`.
     pub fn new(store: Store, config: AcaConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .build()?;
+        let policy = config.policy();
         Ok(Self {
             store,
             client,
             config,
+            policy,
         })
     }
 
-    /// Runs until `shutdown` resolves.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        tracing::info!(url = %self.config.base_url, "ACA relay started");
-        loop {
-            let pause = match self.run_once().await {
-                Ok(0) => self.config.poll_interval,
-                Ok(n) => {
-                    tracing::debug!(events = n, "ACA events handled");
-                    // A full batch means more are probably due: no pause.
-                    if u64::try_from(n).unwrap_or(u64::MAX) >= self.config.batch {
-                        Duration::ZERO
-                    } else {
-                        self.config.poll_interval
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "ACA relay round failed");
-                    self.config.poll_interval
-                }
-            };
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-        tracing::info!("ACA relay stopped");
-    }
-
-    /// Claims one batch of due events and delivers them concurrently (they are of different
-    /// positions); returns how many were claimed.
-    pub async fn run_once(&self) -> Result<usize, AppError> {
-        let events = self
-            .store
-            .claim_outbox(ACA_POSITION, self.config.batch, self.lease_ms())
-            .await?;
-        let count = events.len();
-        let mut deliveries = tokio::task::JoinSet::new();
-        for event in events {
-            let relay = self.clone();
-            deliveries.spawn(async move { relay.handle(&event).await });
-        }
-        let mut outcome = Ok(());
-        while let Some(result) = deliveries.join_next().await {
-            let result = result
-                .map_err(|e| AppError::Internal(format!("ACA delivery task failed: {e}")))
-                .and_then(|r| r);
-            if let Err(error) = result {
-                outcome = Err(error);
-            }
-        }
-        outcome.map(|()| count)
-    }
-
-    fn lease_ms(&self) -> u64 {
-        u64::try_from(self.config.lease().as_millis()).unwrap_or(u64::MAX)
-    }
-
-    /// Delivers one claimed event and records the outcome under its lease.
-    async fn handle(&self, event: &ClaimedEvent) -> Result<(), AppError> {
-        let recorded = match self.deliver(event).await {
-            Ok(follow_up) => self.store.outbox_delivered(event, follow_up).await?,
-            Err(Failure::LeaseLost) => false,
-            Err(Failure::Permanent(error)) => {
-                tracing::error!(event = %event.id, %error, "ACA refused the position: dead letter");
-                self.store.outbox_failed(event, &error, None).await?
-            }
-            Err(Failure::Transient(error)) if event.attempts >= self.config.max_attempts => {
-                tracing::error!(event = %event.id, attempts = event.attempts, %error, "ACA unreachable too long: dead letter");
-                self.store.outbox_failed(event, &error, None).await?
-            }
-            Err(Failure::Transient(error)) => {
-                let jitter = rand::rng().random_range(500..1500);
-                let base = u64::try_from(self.config.retry_base.as_millis()).unwrap_or(u64::MAX);
-                let max = u64::try_from(self.config.retry_max.as_millis()).unwrap_or(u64::MAX);
-                let delay = retry_delay_ms(event.attempts, base, max, jitter);
-                tracing::warn!(event = %event.id, attempts = event.attempts, delay_ms = delay, %error, "ACA delivery failed: will retry");
-                self.store.outbox_failed(event, &error, Some(delay)).await?
-            }
-        };
-        if !recorded {
-            tracing::warn!(event = %event.id, "ACA event lease lost to another relay: outcome not recorded");
-        }
-        Ok(())
-    }
-
     /// Publishes the event's position; on success, what to queue next.
-    async fn deliver(&self, event: &ClaimedEvent) -> Result<Option<FollowUp>, Failure> {
-        let change: PositionChanged = serde_json::from_str(&event.payload)
-            .map_err(|e| Failure::Permanent(format!("bad event payload: {e}")))?;
+    async fn deliver(
+        &self,
+        lease: &Lease,
+        claimed: &Claimed<PositionChanged>,
+    ) -> Result<Option<(OffsetDateTime, PositionChanged)>, Failure> {
+        let change = &claimed.payload;
         let position = match self
             .store
             .get_debt_position(&change.debt_position_id.to_string())
@@ -365,26 +299,26 @@ impl AcaRelay {
         for request in requests_for(&position, now) {
             // The lease must outlast the call: renewed first, it does (the call gives up
             // after one request timeout, the lease lasts three).
-            match self.store.outbox_renew(event, self.lease_ms()).await {
+            match lease.renew(&claimed.event).await {
                 Ok(true) => {}
                 Ok(false) => return Err(Failure::LeaseLost),
                 Err(error) => return Err(Failure::Transient(error.to_string())),
             }
-            self.publish(&request).await?;
+            self.publish_one(&request).await?;
         }
-        let Some(due) = republish_at(&position, now) else {
-            return Ok(None);
-        };
-        let payload = serde_json::to_string(&PositionChanged {
-            debt_position_id: position.id,
-            change: AMOUNT_BAND.to_owned(),
-        })
-        .map_err(|e| Failure::Transient(e.to_string()))?;
-        Ok(Some(FollowUp { due, payload }))
+        Ok(republish_at(&position, now).map(|due| {
+            (
+                due,
+                PositionChanged {
+                    debt_position_id: position.id,
+                    change: AMOUNT_BAND.to_owned(),
+                },
+            )
+        }))
     }
 
     /// One paCreatePosition call.
-    async fn publish(&self, request: &NewDebtPositionRequest) -> Result<(), Failure> {
+    async fn publish_one(&self, request: &NewDebtPositionRequest) -> Result<(), Failure> {
         let mut call = self
             .client
             .post(format!("{}/paCreatePosition", self.config.base_url))
@@ -421,6 +355,62 @@ impl AcaRelay {
                 )))
             }
         }
+    }
+}
+
+impl Publisher for AcaPublisher {
+    type Event = PositionChanged;
+
+    fn name(&self) -> &'static str {
+        "ACA"
+    }
+
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    async fn publish(
+        &self,
+        lease: &Lease,
+        batch: &[Claimed<PositionChanged>],
+    ) -> Vec<Outcome<PositionChanged>> {
+        // Each event is another position: delivered concurrently.
+        let deliveries = batch.iter().map(|claimed| async move {
+            match self.deliver(lease, claimed).await {
+                Ok(follow_up) => Outcome::Delivered(follow_up),
+                Err(Failure::LeaseLost) => Outcome::LeaseLost,
+                Err(Failure::Permanent(error)) => Outcome::Dead(error),
+                Err(Failure::Transient(error)) => Outcome::Retry(error),
+            }
+        });
+        futures::future::join_all(deliveries).await
+    }
+}
+
+/// The Stand-In archive relay: the generic relay with the [`AcaPublisher`].
+#[derive(Debug, Clone)]
+pub struct AcaRelay {
+    relay: Relay<AcaPublisher>,
+}
+
+impl AcaRelay {
+    /// A relay for `store`'s outbox.
+    pub fn new(store: Store, config: AcaConfig) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            relay: Relay::new(store.clone(), AcaPublisher::new(store, config)?),
+        })
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) {
+        tracing::info!(url = %self.relay.publisher().config.base_url, "ACA relay configured");
+        self.relay.run(shutdown).await;
+    }
+
+    /// Claims one batch of due events and delivers them concurrently (they are of different
+    /// positions); returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, AppError> {
+        self.relay.run_once().await
     }
 }
 
