@@ -24,6 +24,7 @@ mod m20261202_000011_outbox_lease;
 mod m20261202_000012_create_receipt_transfer;
 mod m20261202_000013_widen_ledger_receipt_id;
 mod m20261203_000014_receipt_inbox;
+mod m20261203_000015_create_reconciliation;
 
 /// Every migration of incasso, in order.
 pub struct Migrator;
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_create_receipt_transfer::Migration),
             Box::new(m20261202_000013_widen_ledger_receipt_id::Migration),
             Box::new(m20261203_000014_receipt_inbox::Migration),
+            Box::new(m20261203_000015_create_reconciliation::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ mod fixtures;
 mod ledger;
 mod outbox;
 mod positions;
+mod reconciliation;
 
 /// Declares one test per engine for an `async fn(Engine)` body.
 #[macro_export]
