@@ -17,6 +17,7 @@ use incasso_domain::notice_number::SegregationCode;
 use incasso_node::aca::AcaConfig;
 use incasso_node::service::StationConfig;
 use incasso_store::receipts::writer::ReceiptWriterConfig;
+use incasso_store::reconciliation::TreasuryAccounts;
 use incasso_store::{IuvFloors, PrivacyKeys};
 
 /// The default SQLite database, created in the working directory.
@@ -73,6 +74,12 @@ pub struct CreditorConfig {
     /// The stations (of `node.station_ids`) that serve this creditor, as registered on the
     /// PagoPA Back Office. Default: every station.
     pub stations: Option<Vec<String>>,
+    /// The treasury accounts whose camt statements reconciliation imports for this creditor.
+    #[serde(default)]
+    pub treasury_ibans: Vec<String>,
+    /// The OPI entity code (`codice_ente`) of this creditor's giornale di cassa.
+    #[serde(default)]
+    pub opi_entity_code: Option<String>,
 }
 
 /// incasso's identity on the PagoPA Node.
@@ -178,6 +185,8 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             bank_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_MILANO_POSTE_IBAN.to_owned()],
             stations: None,
+            treasury_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
+            opi_entity_code: None,
         },
         CreditorConfig {
             fiscal_code: "08911820960".to_owned(),
@@ -187,6 +196,8 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             bank_ibans: vec![SAMPLE_CITTA_METROPOLITANA_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_CITTA_METROPOLITANA_POSTE_IBAN.to_owned()],
             stations: None,
+            treasury_ibans: Vec::new(),
+            opi_entity_code: None,
         },
     ]
 }
@@ -231,6 +242,8 @@ pub struct Settings {
     pub receipt_writer: ReceiptWriterConfig,
     /// How often due parked receipts are retried.
     pub parked_retry_interval: std::time::Duration,
+    /// The creditors' treasury accounts, for reconciliation imports.
+    pub treasury_accounts: TreasuryAccounts,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -281,6 +294,7 @@ impl Settings {
         })?;
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
         let (registry, iuv_floors) = registry(&creditors)?;
+        let treasury_accounts = treasury_accounts(&creditors)?;
         let creditor_ids: Vec<String> = registry
             .iter()
             .filter(|c| c.segregation_code().is_some())
@@ -392,6 +406,7 @@ impl Settings {
                     .unwrap_or(5)
                     .max(1),
             ),
+            treasury_accounts,
         })
     }
 }
@@ -435,6 +450,29 @@ fn creditor_stations(
         lists.insert(c.fiscal_code.trim().to_owned(), list);
     }
     Ok(lists)
+}
+
+fn treasury_accounts(creditors: &[CreditorConfig]) -> Result<TreasuryAccounts, ConfigError> {
+    let mut accounts = TreasuryAccounts::new();
+    for (i, c) in creditors.iter().enumerate() {
+        let fiscal_code = c.fiscal_code.trim();
+        for iban in &c.treasury_ibans {
+            Iban::parse(iban).map_err(|e| {
+                ConfigError::Invalid(format!("creditors[{i}].treasury_ibans: {iban}: {e}"))
+            })?;
+            accounts
+                .add_iban(fiscal_code, iban)
+                .map_err(|e| ConfigError::Invalid(format!("creditors[{i}].treasury_ibans: {e}")))?;
+        }
+        if let Some(code) = &c.opi_entity_code {
+            accounts
+                .add_opi_code(fiscal_code, code.trim())
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("creditors[{i}].opi_entity_code: {e}"))
+                })?;
+        }
+    }
+    Ok(accounts)
 }
 
 fn registry(creditors: &[CreditorConfig]) -> Result<(CreditorRegistry, IuvFloors), ConfigError> {
