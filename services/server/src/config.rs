@@ -571,6 +571,44 @@ mod tests {
     }
 
     #[test]
+    fn treasury_accounts_are_checked_and_name_their_field() {
+        let config = |extra: &str| {
+            let text = format!(
+                r#"
+                [[creditors]]
+                fiscal_code = "01199250158"
+                name = "Comune di Milano"
+                segregation_code = "12"
+                bank_ibans = ["IT02N0306909400000012345678"]
+                {extra}
+                "#
+            );
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            Settings::resolve(file, Overrides::default())
+        };
+        let settings = config(
+            r#"treasury_ibans = ["it60 x054 2811 1010 0000 0123 456"]
+               opi_entity_code = "C0MI01""#,
+        )
+        .unwrap();
+        let accounts = &settings.treasury_accounts;
+        assert_eq!(
+            accounts.creditor_of_iban("IT60X0542811101000000123456"),
+            Some("01199250158")
+        );
+        assert_eq!(accounts.creditor_of_opi_code("C0MI01"), Some("01199250158"));
+        assert_eq!(accounts.creditor_of_iban("IT02N0306909400000012345678"), None);
+        let error = config(r#"treasury_ibans = ["IT60X0542811101000000123457"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].treasury_ibans"), "{error}");
+        let error = config(r#"opi_entity_code = "c0mi""#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].opi_entity_code"), "{error}");
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let file: FileConfig = toml::from_str(
             r#"
