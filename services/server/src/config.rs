@@ -597,7 +597,10 @@ mod tests {
             Some("01199250158")
         );
         assert_eq!(accounts.creditor_of_opi_code("C0MI01"), Some("01199250158"));
-        assert_eq!(accounts.creditor_of_iban("IT02N0306909400000012345678"), None);
+        assert_eq!(
+            accounts.creditor_of_iban("IT02N0306909400000012345678"),
+            None
+        );
         let error = config(r#"treasury_ibans = ["IT60X0542811101000000123457"]"#)
             .unwrap_err()
             .to_string();

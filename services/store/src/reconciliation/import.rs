@@ -321,10 +321,17 @@ impl Store {
             items.push(EvidenceItem::Flow(flow));
         }
         let mut credit_rows = Vec::new();
+        let mut in_document: BTreeMap<_, &incasso_domain::reconciliation::TreasuryCredit> =
+            BTreeMap::new();
         for record in &collected.credits {
             let credit = &record.credit;
-            if let Some(held) = reconciler.evidence().credit(&credit.id) {
-                if held.credit == *credit {
+            let held = reconciler
+                .evidence()
+                .credit(&credit.id)
+                .map(|h| &h.credit)
+                .or_else(|| in_document.get(&credit.id).copied());
+            if let Some(held) = held {
+                if held == credit {
                     outcome.credits_already_held += 1;
                     continue;
                 }
@@ -355,6 +362,7 @@ impl Store {
                 document_id: Set(document_id),
             });
             outcome.credits_added += 1;
+            in_document.insert(credit.id.clone(), credit);
             items.push(EvidenceItem::Credit(credit.clone()));
         }
         for chunk in credit_rows.chunks(500) {

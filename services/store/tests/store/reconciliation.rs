@@ -300,6 +300,25 @@ async fn a_refused_document_stores_nothing(engine: Engine) {
         .unwrap_err()
         .to_string();
     assert!(message.contains("ASR-77"), "{message}");
+    // The same id twice in one statement with other facts.
+    let twice = camt(
+        CamtMessage::Statement,
+        CamtVersion::V02,
+        TREASURY_IBAN,
+        date!(2026 - 11 - 25),
+        date!(2026 - 11 - 25),
+        &[
+            CamtEntry::credit("ASR-88", 100, date!(2026 - 11 - 25), "A"),
+            CamtEntry::credit("ASR-88", 200, date!(2026 - 11 - 25), "A"),
+        ],
+    );
+    let message = h
+        .store
+        .import_reconciliation_file(&write("twice.xml", &twice), &accounts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("ASR-88"), "{message}");
     assert_eq!(
         (
             count(&h, "recon_document").await,
