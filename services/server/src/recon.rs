@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use incasso_domain::reconciliation::{Assessment, Label, Subject};
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::reconciliation::{
+    Assessment, CreditId, FlowId, Label, Subject, TransferIndex, TransferKey,
+};
 use incasso_store::Store;
 use incasso_store::reconciliation::{ImportOutcome, TreasuryAccounts};
 
@@ -27,6 +30,49 @@ pub(crate) enum ReconCommand {
         #[arg(long)]
         label: Vec<String>,
     },
+    /// Prints one subject's label changes, oldest first (tab-separated: when, previous
+    /// label, label, conditions, treasury state, document, evidence).
+    History {
+        /// The creditor's fiscal code.
+        #[arg(long)]
+        creditor: String,
+        /// A transfer key, IUV/RECEIPT_ID/ID_TRANSFER.
+        #[arg(long, required_unless_present_any = ["credit", "flow"], conflicts_with_all = ["credit", "flow"])]
+        transfer: Option<String>,
+        /// A treasury credit's id.
+        #[arg(long, conflicts_with = "flow")]
+        credit: Option<String>,
+        /// A reporting flow's id (IUF).
+        #[arg(long)]
+        flow: Option<String>,
+    },
+}
+
+fn subject(
+    transfer: Option<String>,
+    credit: Option<String>,
+    flow: Option<String>,
+) -> anyhow::Result<Subject> {
+    if let Some(text) = transfer {
+        let bad = || anyhow::anyhow!("--transfer: '{text}' is not IUV/RECEIPT_ID/ID_TRANSFER");
+        let (iuv, rest) = text.split_once('/').ok_or_else(bad)?;
+        let (receipt_id, index) = rest.rsplit_once('/').ok_or_else(bad)?;
+        let iuv = Iuv::parse(iuv).map_err(|e| anyhow::anyhow!("--transfer: {e}"))?;
+        let index: i64 = index.parse().map_err(|_| bad())?;
+        let index = TransferIndex::new(index).map_err(|e| anyhow::anyhow!("--transfer: {e}"))?;
+        let key = TransferKey::new(iuv, receipt_id, index)
+            .map_err(|e| anyhow::anyhow!("--transfer: {e}"))?;
+        return Ok(Subject::Transfer(key));
+    }
+    if let Some(id) = credit {
+        return Ok(Subject::Credit(
+            CreditId::parse(&id).map_err(|e| anyhow::anyhow!("--credit: {e}"))?,
+        ));
+    }
+    let id = flow.ok_or_else(|| anyhow::anyhow!("give --transfer, --credit or --flow"))?;
+    Ok(Subject::Flow(
+        FlowId::parse(&id).map_err(|e| anyhow::anyhow!("--flow: {e}"))?,
+    ))
 }
 
 fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -141,6 +187,36 @@ pub(crate) async fn run(
                 }
                 let (kind, key) = subject_text(&subject);
                 println!("{kind}\t{key}\t{}", assessment_text(&assessment));
+            }
+        }
+        ReconCommand::History {
+            creditor,
+            transfer,
+            credit,
+            flow,
+        } => {
+            let subject = subject(transfer, credit, flow)?;
+            let code = |l: Option<Label>| l.map(Label::code).unwrap_or("-");
+            for change in store.reconciliation_history(&creditor, &subject).await? {
+                let labels: Vec<&str> = change.labels.iter().map(|l| l.code()).collect();
+                let document = change
+                    .causes
+                    .document
+                    .as_ref()
+                    .map(|(_, file, kind)| format!("{file} ({kind})"))
+                    .unwrap_or_else(|| "receipts".to_owned());
+                let changed_at = change
+                    .changed_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                println!(
+                    "{changed_at}\t{}\t{}\t{}\t{}\t{document}\t{}",
+                    code(change.previous_label),
+                    code(change.label),
+                    labels.join(","),
+                    change.treasury_state.as_deref().unwrap_or("-"),
+                    serde_json::to_string(&change.causes.evidence).unwrap_or_default()
+                );
             }
         }
     }

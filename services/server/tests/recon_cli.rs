@@ -211,6 +211,82 @@ async fn import_and_read_labels(engine: Engine, by_env: bool) {
     assert!(out.contains("credit\tCRI-9\tTES_NO_MATCH"), "{out}");
     assert!(out.contains(&format!("flow\t{IUF}\t-\t\tCASHED")), "{out}");
 
+    let history = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "history",
+            "--creditor",
+            MILANO,
+            "--credit",
+            "ASR-1",
+        ],
+    );
+    let out = text(&history.stdout);
+    assert!(history.status.success(), "{}", text(&history.stderr));
+    let changes: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(changes.len(), 1, "{out}");
+    assert_eq!(
+        &changes[0][1..5],
+        ["-", "RT_IUF_TES", "RT_IUF_TES", "CASHED"],
+        "{out}"
+    );
+    assert!(
+        changes[0][5].ends_with("b-statement.xml (camt.053.001.02)"),
+        "{out}"
+    );
+    // The key: reported without a receipt while the flow was not due, then its flow cashed.
+    let key_history = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "history",
+            "--creditor",
+            MILANO,
+            "--transfer",
+            "99000000000000011/IUR-1/1",
+        ],
+    );
+    let out = text(&key_history.stdout);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    let states: Vec<(&str, &str)> = rows.iter().map(|r| (r[2], r[4])).collect();
+    assert_eq!(
+        states,
+        [("IUV_NO_RT", "PENDING"), ("IUV_NO_RT", "CASHED")],
+        "{out}"
+    );
+    assert!(
+        rows[0][5].ends_with("a-flow.xml (FlussoRiversamento)"),
+        "{out}"
+    );
+    assert!(rows[1][6].contains("ASR-1"), "{out}");
+    let bad_key = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "history",
+            "--creditor",
+            MILANO,
+            "--transfer",
+            "X",
+        ],
+    );
+    assert!(!bad_key.status.success());
+    assert!(
+        text(&bad_key.stderr).contains("--transfer: 'X'"),
+        "{}",
+        text(&bad_key.stderr)
+    );
+
     let bad = incasso(
         &url,
         by_env,
