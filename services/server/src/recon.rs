@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
-    Assessment, CreditId, FlowId, Label, Subject, TransferIndex, TransferKey,
+    Assessment, CreditId, EvidenceRef, FlowId, Label, Subject, TransferIndex, TransferKey,
 };
 use incasso_store::Store;
 use incasso_store::reconciliation::{ImportOutcome, TreasuryAccounts};
@@ -131,6 +131,15 @@ fn describe(outcome: &ImportOutcome) -> String {
     )
 }
 
+fn evidence_text(evidence: &EvidenceRef) -> String {
+    match evidence {
+        EvidenceRef::Receipt(key) => format!("receipt {key}"),
+        EvidenceRef::Flow(id, revision) => format!("flow {id} revision {revision}"),
+        EvidenceRef::Credit(id) => format!("credit {id}"),
+        EvidenceRef::TreasuryCoverage(day) => format!("treasury evidence through {day}"),
+    }
+}
+
 fn subject_text(subject: &Subject) -> (&'static str, String) {
     match subject {
         Subject::Transfer(key) => ("transfer", key.to_string()),
@@ -215,7 +224,13 @@ pub(crate) async fn run(
                     code(change.label),
                     labels.join(","),
                     change.treasury_state.as_deref().unwrap_or("-"),
-                    serde_json::to_string(&change.causes.evidence).unwrap_or_default()
+                    change
+                        .causes
+                        .evidence
+                        .iter()
+                        .map(evidence_text)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }

@@ -265,7 +265,11 @@ async fn import_and_read_labels(engine: Engine, by_env: bool) {
         rows[0][5].ends_with("a-flow.xml (FlussoRiversamento)"),
         "{out}"
     );
-    assert!(rows[1][6].contains("ASR-1"), "{out}");
+    assert_eq!(
+        rows[1][6], "credit ASR-1, treasury evidence through 2026-11-24",
+        "{out}"
+    );
+    assert_eq!(rows[0][6], format!("flow {IUF} revision 1"), "{out}");
     let bad_key = incasso(
         &url,
         by_env,
