@@ -30,6 +30,12 @@ pub(crate) enum ReconCommand {
         #[arg(long)]
         label: Vec<String>,
     },
+    /// Relabels a creditor's transfer keys for the receipts booked since the last import.
+    Refresh {
+        /// The creditor's fiscal code.
+        #[arg(long)]
+        creditor: String,
+    },
     /// Prints one subject's label changes, oldest first (tab-separated: when, previous
     /// label, label, conditions, treasury state, document, evidence).
     History {
@@ -197,6 +203,10 @@ pub(crate) async fn run(
                 let (kind, key) = subject_text(&subject);
                 println!("{kind}\t{key}\t{}", assessment_text(&assessment));
             }
+        }
+        ReconCommand::Refresh { creditor } => {
+            let changes = store.refresh_reconciliation(&creditor).await?;
+            println!("{creditor}: {changes} label changes");
         }
         ReconCommand::History {
             creditor,

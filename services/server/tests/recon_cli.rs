@@ -211,6 +211,17 @@ async fn import_and_read_labels(engine: Engine, by_env: bool) {
     assert!(out.contains("credit\tCRI-9\tTES_NO_MATCH"), "{out}");
     assert!(out.contains(&format!("flow\t{IUF}\t-\t\tCASHED")), "{out}");
 
+    let refresh = incasso(
+        &url,
+        by_env,
+        &["--config", config, "recon", "refresh", "--creditor", MILANO],
+    );
+    assert_eq!(
+        text(&refresh.stdout),
+        "01199250158: 0 label changes\n",
+        "no receipt arrived since: {}",
+        text(&refresh.stderr)
+    );
     let history = incasso(
         &url,
         by_env,

@@ -372,7 +372,47 @@ async fn an_opi_giornale_belongs_to_the_creditor_of_its_entity_code(engine: Engi
     h.finish().await;
 }
 
+async fn receipts_booked_after_an_import_are_caught_up_by_a_refresh(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let flow_file = write("flow.xml", &fdr_xml(&flow(), MILANO));
+    h.store
+        .import_reconciliation_file(&flow_file, &accounts())
+        .await
+        .unwrap();
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::IuvNoRt)
+    );
+    // The receipt arrives after the flow: the label stays until reconciliation runs.
+    h.store.record_receipt(receipt()).await.unwrap();
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::IuvNoRt)
+    );
+    assert_eq!(h.store.refresh_reconciliation(MILANO).await.unwrap(), 1);
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::RtIuf)
+    );
+    let history = h
+        .store
+        .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].previous_label, Some(Label::IuvNoRt));
+    assert_eq!(history[1].causes.document, None);
+    assert_eq!(
+        history[1].causes.evidence,
+        vec![EvidenceRef::Receipt(key(1))]
+    );
+    // Nothing new: nothing written.
+    assert_eq!(h.store.refresh_reconciliation(MILANO).await.unwrap(), 0);
+    h.finish().await;
+}
+
 on_both_engines!(
+    receipts_booked_after_an_import_are_caught_up_by_a_refresh,
     evidence_is_labelled_as_it_arrives_with_its_history,
     a_refused_document_stores_nothing,
     an_opi_giornale_belongs_to_the_creditor_of_its_entity_code,
