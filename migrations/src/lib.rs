@@ -26,6 +26,7 @@ mod m20261202_000013_widen_ledger_receipt_id;
 mod m20261203_000014_receipt_inbox;
 mod m20261203_000015_fascicolo_citizen_sequence;
 mod m20261203_000016_io_message;
+mod m20261203_000017_create_reconciliation;
 
 /// Every migration of incasso, in order.
 pub struct Migrator;
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000014_receipt_inbox::Migration),
             Box::new(m20261203_000015_fascicolo_citizen_sequence::Migration),
             Box::new(m20261203_000016_io_message::Migration),
+            Box::new(m20261203_000017_create_reconciliation::Migration),
         ]
     }
 }

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod money;
 pub mod notice_number;
 pub mod receipt;
+pub mod reconciliation;
 pub mod rome_time;
 pub mod taxonomy;
 pub mod traffic_fine;

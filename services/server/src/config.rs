@@ -18,6 +18,7 @@ use incasso_node::service::StationConfig;
 use incasso_relay::aca::AcaConfig;
 use incasso_relay::fascicolo::FascicoloConfig;
 use incasso_store::receipts::writer::ReceiptWriterConfig;
+use incasso_store::reconciliation::TreasuryAccounts;
 use incasso_store::{IuvFloors, PrivacyKeys};
 
 /// The default SQLite database, created in the working directory.
@@ -74,6 +75,12 @@ pub struct CreditorConfig {
     /// The stations (of `node.station_ids`) that serve this creditor, as registered on the
     /// PagoPA Back Office. Default: every station.
     pub stations: Option<Vec<String>>,
+    /// The treasury accounts whose camt statements reconciliation imports for this creditor.
+    #[serde(default)]
+    pub treasury_ibans: Vec<String>,
+    /// The OPI entity code (`codice_ente`) of this creditor's giornale di cassa.
+    #[serde(default)]
+    pub opi_entity_code: Option<String>,
 }
 
 /// incasso's identity on the PagoPA Node.
@@ -201,6 +208,8 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             bank_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_MILANO_POSTE_IBAN.to_owned()],
             stations: None,
+            treasury_ibans: vec![SAMPLE_MILANO_BANK_IBAN.to_owned()],
+            opi_entity_code: None,
         },
         CreditorConfig {
             fiscal_code: "08911820960".to_owned(),
@@ -210,6 +219,8 @@ pub fn sample_creditors() -> Vec<CreditorConfig> {
             bank_ibans: vec![SAMPLE_CITTA_METROPOLITANA_BANK_IBAN.to_owned()],
             postal_ibans: vec![SAMPLE_CITTA_METROPOLITANA_POSTE_IBAN.to_owned()],
             stations: None,
+            treasury_ibans: Vec::new(),
+            opi_entity_code: None,
         },
     ]
 }
@@ -258,6 +269,8 @@ pub struct Settings {
     pub parked_retry_interval: std::time::Duration,
     /// App IO messages, when a URL is configured.
     pub io: Option<incasso_relay::app_io::IoConfig>,
+    /// The creditors' treasury accounts, for reconciliation imports.
+    pub treasury_accounts: TreasuryAccounts,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -313,6 +326,7 @@ impl Settings {
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
         let (registry, iuv_floors) = registry(&creditors)?;
         let io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
+        let treasury_accounts = treasury_accounts(&creditors)?;
         let creditor_ids: Vec<String> = registry
             .iter()
             .filter(|c| c.segregation_code().is_some())
@@ -426,6 +440,7 @@ impl Settings {
                     .max(1),
             ),
             io,
+            treasury_accounts,
         })
     }
 }
@@ -510,6 +525,29 @@ fn creditor_stations(
         lists.insert(c.fiscal_code.trim().to_owned(), list);
     }
     Ok(lists)
+}
+
+fn treasury_accounts(creditors: &[CreditorConfig]) -> Result<TreasuryAccounts, ConfigError> {
+    let mut accounts = TreasuryAccounts::new();
+    for (i, c) in creditors.iter().enumerate() {
+        let fiscal_code = c.fiscal_code.trim();
+        for iban in &c.treasury_ibans {
+            Iban::parse(iban).map_err(|e| {
+                ConfigError::Invalid(format!("creditors[{i}].treasury_ibans: {iban}: {e}"))
+            })?;
+            accounts
+                .add_iban(fiscal_code, iban)
+                .map_err(|e| ConfigError::Invalid(format!("creditors[{i}].treasury_ibans: {e}")))?;
+        }
+        if let Some(code) = &c.opi_entity_code {
+            accounts
+                .add_opi_code(fiscal_code, code.trim())
+                .map_err(|e| {
+                    ConfigError::Invalid(format!("creditors[{i}].opi_entity_code: {e}"))
+                })?;
+        }
+    }
+    Ok(accounts)
 }
 
 fn registry(creditors: &[CreditorConfig]) -> Result<(CreditorRegistry, IuvFloors), ConfigError> {
@@ -605,6 +643,47 @@ mod tests {
         .unwrap();
         assert_eq!(settings.database_url, "postgres://flag");
         assert_eq!(settings.grpc_listen.to_string(), "0.0.0.0:1");
+    }
+
+    #[test]
+    fn treasury_accounts_are_checked_and_name_their_field() {
+        let config = |extra: &str| {
+            let text = format!(
+                r#"
+                [[creditors]]
+                fiscal_code = "01199250158"
+                name = "Comune di Milano"
+                segregation_code = "12"
+                bank_ibans = ["IT02N0306909400000012345678"]
+                {extra}
+                "#
+            );
+            let file: FileConfig = toml::from_str(&text).unwrap();
+            Settings::resolve(file, Overrides::default())
+        };
+        let settings = config(
+            r#"treasury_ibans = ["it60 x054 2811 1010 0000 0123 456"]
+               opi_entity_code = "C0MI01""#,
+        )
+        .unwrap();
+        let accounts = &settings.treasury_accounts;
+        assert_eq!(
+            accounts.creditor_of_iban("IT60X0542811101000000123456"),
+            Some("01199250158")
+        );
+        assert_eq!(accounts.creditor_of_opi_code("C0MI01"), Some("01199250158"));
+        assert_eq!(
+            accounts.creditor_of_iban("IT02N0306909400000012345678"),
+            None
+        );
+        let error = config(r#"treasury_ibans = ["IT60X0542811101000000123457"]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].treasury_ibans"), "{error}");
+        let error = config(r#"opi_entity_code = "c0mi""#)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("creditors[0].opi_entity_code"), "{error}");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! `incasso serve` runs the service (gRPC on 127.0.0.1:50051, an SQLite file in the working
 //! directory, migrations applied on start); `incasso migrate` only applies migrations. The
-//! operators' commands (`outbox`, `ledger`, `receipts`) work offline against the database.
+//! operators' commands (`outbox`, `ledger`, `receipts`, `recon`) work offline against the database.
+
+mod recon;
 
 use std::path::PathBuf;
 
@@ -72,6 +74,11 @@ enum Command {
     Fascicolo {
         #[command(subcommand)]
         command: FascicoloCommand,
+    },
+    /// Reconciliation: import reporting flows and treasury files, read the labels.
+    Recon {
+        #[command(subcommand)]
+        command: recon::ReconCommand,
     },
 }
 
@@ -423,6 +430,12 @@ async fn main() -> anyhow::Result<()> {
                 let events = store.resync_citizen(&citizen).await.map_err(cli_error)?;
                 println!("{events} events queued");
             }
+        }
+        Command::Recon { command } => {
+            let settings = Settings::resolve(file, overrides)?;
+            let accounts = settings.treasury_accounts.clone();
+            let store = incasso_server::open_store(settings).await?;
+            recon::run(&store, &accounts, command).await?;
         }
         Command::Serve {
             grpc_listen,

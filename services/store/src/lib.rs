@@ -22,6 +22,7 @@ mod page_token;
 pub mod pii;
 pub mod positions;
 pub mod receipts;
+pub mod reconciliation;
 pub mod sequence;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -8,6 +8,7 @@ mod ledger;
 mod outbox;
 mod positions;
 mod sessions;
+mod reconciliation;
 
 /// Declares one test per engine for an `async fn(Engine)` body.
 #[macro_export]

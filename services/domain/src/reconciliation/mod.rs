@@ -1,0 +1,26 @@
+//! Reconciliation of one creditor's receipts with the PSPs' reporting flows (FdR) and the
+//! treasury's credits, as `../shared/research/reconciliation.md` (the contract) defines it:
+//! the keys (`key`), reading a causale (`causale`), the evidence and its indexes (`evidence`),
+//! attribution, treasury states and labels (`classify`, `label`), and the incremental engine
+//! that relabels what new evidence touches and says why (`engine`). Exact cents decide every
+//! label; tolerances only ever produce suggestions.
+
+pub mod causale;
+pub mod classify;
+pub mod engine;
+pub mod evidence;
+pub mod key;
+pub mod label;
+
+#[cfg(test)]
+mod tests;
+
+pub use causale::{CausaleReferences, parse_causale};
+pub use classify::{assess, classify_all};
+pub use engine::{Reconciler, Relabel};
+pub use evidence::{
+    Evidence, EvidenceError, EvidenceItem, EvidenceRef, FlowLine, ReceiptTransfer, ReportingFlow,
+    TreasuryCredit,
+};
+pub use key::{CreditId, FlowId, KeyError, OutcomeCode, TransferIndex, TransferKey};
+pub use label::{Assessment, CandidateReason, FlowTreasuryState, Label, Subject, Suggestion};

@@ -1,0 +1,194 @@
+//! ISO 20022 camt.053 statements and camt.054 notifications, versions .001.02, .04 and .08,
+//! through one entry (`Ntry`) reader: the versions differ in where the status code and the
+//! parties' names sit, not in what an entry means. A credit is a booked (`BOOK`) entry with
+//! `CdtDbtInd=CRDT`; its id is `AcctSvcrRef`, its causale every `TxDtls/RmtInf/Ustrd`
+//! concatenated as written (banks cut long texts into 140-character pieces that keep their
+//! spaces), its TRN `Refs/ClrSysRef`. `AddtlNtryInf` is the bank's own text and is not read.
+
+use incasso_domain::reconciliation::{CreditId, TreasuryCredit};
+use time::Date;
+
+use crate::document::{CreditRecord, Format, Sink, TreasuryAccount};
+use crate::values::{cents, date, date_of_date_time, shown};
+use crate::xml::{Start, ends};
+
+#[derive(Default)]
+struct Entry {
+    amount_cents: Option<i64>,
+    currency: Option<String>,
+    credit: Option<bool>,
+    status: Option<String>,
+    booking_date: Option<Date>,
+    value_date: Option<Date>,
+    id: Option<String>,
+    causale: String,
+    trn: Option<String>,
+    end_to_end_id: Option<String>,
+    ordering_party: Option<String>,
+}
+
+/// Reads the statements (or notifications) of one camt document.
+pub(crate) struct CamtHandler {
+    account: bool,
+    period_end: Option<Date>,
+    last_booking: Option<Date>,
+    entry: Option<Entry>,
+}
+
+impl CamtHandler {
+    pub(crate) fn new() -> Self {
+        Self {
+            account: false,
+            period_end: None,
+            last_booking: None,
+            entry: None,
+        }
+    }
+}
+
+fn is_statement(name: &str) -> bool {
+    name == "Stmt" || name == "Ntfctn"
+}
+
+impl Format for CamtHandler {
+    fn start(
+        &mut self,
+        path: &[String],
+        start: &Start<'_>,
+        _sink: &mut dyn Sink,
+    ) -> Result<(), String> {
+        if path.len() == 3 && is_statement(start.name) {
+            self.account = false;
+            self.period_end = None;
+            self.last_booking = None;
+        }
+        if path.len() == 4 && start.name == "Ntry" {
+            if !self.account {
+                return Err(
+                    "the statement names no account IBAN (Acct/Id/IBAN) before its entries".into(),
+                );
+            }
+            self.entry = Some(Entry::default());
+        }
+        if path.len() == 5
+            && start.name == "Amt"
+            && let Some(entry) = self.entry.as_mut()
+        {
+            entry.currency = start
+                .attributes
+                .iter()
+                .find(|(name, _)| name == "Ccy")
+                .map(|(_, value)| value.clone());
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, path: &[String], raw: &str, sink: &mut dyn Sink) -> Result<(), String> {
+        let text = raw.trim();
+        let depth = path.len();
+        if depth >= 5
+            && path[3] == "Ntry"
+            && let Some(entry) = self.entry.as_mut()
+        {
+            let name = path[depth - 1].as_str();
+            match (depth, name) {
+                (5, "Amt") => entry.amount_cents = Some(cents(text)?),
+                (5, "CdtDbtInd") => {
+                    entry.credit = Some(match text {
+                        "CRDT" => true,
+                        "DBIT" => false,
+                        other => return Err(format!("'{}' is not CRDT or DBIT", shown(other))),
+                    });
+                }
+                (5, "Sts") if !text.is_empty() => entry.status = Some(text.to_owned()),
+                (6, "Cd") if ends(path, &["Ntry", "Sts", "Cd"]) => {
+                    entry.status = Some(text.to_owned());
+                }
+                (6, "Dt") if path[4] == "BookgDt" => entry.booking_date = Some(date(text)?),
+                (6, "DtTm") if path[4] == "BookgDt" => {
+                    entry.booking_date = Some(date_of_date_time(text)?);
+                }
+                (6, "Dt") if path[4] == "ValDt" => entry.value_date = Some(date(text)?),
+                (6, "DtTm") if path[4] == "ValDt" => {
+                    entry.value_date = Some(date_of_date_time(text)?);
+                }
+                (5, "AcctSvcrRef") => entry.id = Some(text.to_owned()),
+                (_, "Ustrd") if ends(path, &["TxDtls", "RmtInf", "Ustrd"]) => {
+                    entry.causale.push_str(raw);
+                }
+                (_, "ClrSysRef") if ends(path, &["TxDtls", "Refs", "ClrSysRef"]) => {
+                    entry.trn.get_or_insert_with(|| text.to_owned());
+                }
+                (_, "EndToEndId") if ends(path, &["TxDtls", "Refs", "EndToEndId"]) => {
+                    entry.end_to_end_id.get_or_insert_with(|| text.to_owned());
+                }
+                (_, "Nm")
+                    if ends(path, &["RltdPties", "Dbtr", "Nm"])
+                        || ends(path, &["RltdPties", "Dbtr", "Pty", "Nm"]) =>
+                {
+                    entry.ordering_party.get_or_insert_with(|| text.to_owned());
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if depth == 4 && path[3] == "Ntry" {
+            let entry = self.entry.take().unwrap_or_default();
+            let missing = |field: &str| format!("Ntry/{field} is missing");
+            let booking_date = entry.booking_date.ok_or_else(|| missing("BookgDt"))?;
+            self.last_booking = Some(
+                self.last_booking
+                    .map_or(booking_date, |d| d.max(booking_date)),
+            );
+            let amount_cents = entry.amount_cents.ok_or_else(|| missing("Amt"))?;
+            let is_credit = entry.credit.ok_or_else(|| missing("CdtDbtInd"))?;
+            let status = entry.status.ok_or_else(|| missing("Sts"))?;
+            if !is_credit || status != "BOOK" {
+                return sink.other_movement();
+            }
+            match entry.currency.as_deref() {
+                Some("EUR") => {}
+                other => {
+                    return Err(format!(
+                        "a credit in {} cannot be reconciled: treasury accounts are in EUR",
+                        other.unwrap_or("no currency")
+                    ));
+                }
+            }
+            let id = entry.id.ok_or_else(|| {
+                "Ntry/AcctSvcrRef is missing: a credit is identified by the bank's reference"
+                    .to_owned()
+            })?;
+            let id = CreditId::parse(&id).map_err(|e| format!("Ntry/AcctSvcrRef: {e}"))?;
+            return sink.credit(CreditRecord {
+                credit: TreasuryCredit {
+                    id,
+                    amount_cents,
+                    booking_date,
+                    value_date: entry.value_date.unwrap_or(booking_date),
+                    causale: entry.causale,
+                    trn: entry.trn.filter(|t| !t.is_empty()),
+                },
+                ordering_party: entry.ordering_party.filter(|n| !n.is_empty()),
+                end_to_end_id: entry.end_to_end_id.filter(|e| !e.is_empty()),
+            });
+        }
+        if depth == 3 && is_statement(&path[2]) {
+            if !self.account {
+                return Err("the statement names no account IBAN (Acct/Id/IBAN)".into());
+            }
+            if let Some(day) = self.period_end.or(self.last_booking) {
+                sink.coverage(day)?;
+            }
+            return Ok(());
+        }
+        if ends(path, &["Acct", "Id", "IBAN"]) && depth == 6 {
+            self.account = true;
+            return sink.account(&TreasuryAccount::Iban(text.to_owned()));
+        }
+        if ends(path, &["FrToDt", "ToDtTm"]) && depth == 5 {
+            self.period_end = Some(date_of_date_time(text)?);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! A document as evidence: which format it is (detected from its root element and
+//! namespace, never from the file name), the records it yields, and the [`Sink`] that
+//! receives them one at a time while the document streams by.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use incasso_domain::reconciliation::{FlowId, FlowLine, ReportingFlow, TreasuryCredit};
+use time::{Date, OffsetDateTime};
+
+use crate::camt::CamtHandler;
+use crate::error::{FormatError, ReadError};
+use crate::fdr_xml::FdrHandler;
+use crate::opi::OpiHandler;
+use crate::xml::{Handler, Start, drive};
+
+/// camt message versions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CamtVersion {
+    /// `.001.02` (the CBI statement's content model).
+    V02,
+    /// `.001.04`.
+    V04,
+    /// `.001.08`.
+    V08,
+}
+
+/// OPI giornale di cassa versions, as far as the document tells them apart: 1.6.1, 1.7.1
+/// and 1.8 have the same elements and differ only in code lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpiVersion {
+    /// 1.4 (period from/to instead of a reference day).
+    V1_4,
+    /// 1.6.1, 1.7.1 or 1.8.
+    V1_6To1_8,
+}
+
+/// The format of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    /// `FlussoRiversamento` (a reporting flow).
+    FlussoRiversamento,
+    /// camt.053 bank-to-customer statement.
+    Camt053(CamtVersion),
+    /// camt.054 debit/credit notification.
+    Camt054(CamtVersion),
+    /// OPI giornale di cassa.
+    Opi(OpiVersion),
+}
+
+impl DocumentKind {
+    /// True for treasury evidence.
+    pub fn is_treasury(self) -> bool {
+        !matches!(self, Self::FlussoRiversamento)
+    }
+}
+
+impl fmt::Display for DocumentKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let camt = |v: &CamtVersion| match v {
+            CamtVersion::V02 => "02",
+            CamtVersion::V04 => "04",
+            CamtVersion::V08 => "08",
+        };
+        match self {
+            Self::FlussoRiversamento => f.write_str("FlussoRiversamento"),
+            Self::Camt053(v) => write!(f, "camt.053.001.{}", camt(v)),
+            Self::Camt054(v) => write!(f, "camt.054.001.{}", camt(v)),
+            Self::Opi(OpiVersion::V1_4) => f.write_str("OPI giornale di cassa 1.4"),
+            Self::Opi(OpiVersion::V1_6To1_8) => {
+                f.write_str("OPI giornale di cassa 1.6.1/1.7.1/1.8")
+            }
+        }
+    }
+}
+
+/// The header of a reporting flow, everything but its lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowHeader {
+    /// `identificativoFlusso`.
+    pub flow_id: FlowId,
+    /// `dataOraFlusso` (Rome time when written without an offset).
+    pub created_at: OffsetDateTime,
+    /// `identificativoUnivocoRegolamento`.
+    pub trn: String,
+    /// `dataRegolamento`.
+    pub regulation_date: Date,
+    /// `istitutoMittente/identificativoUnivocoMittente/codiceIdentificativoUnivoco`.
+    pub psp_id: String,
+    /// `denominazioneMittente`.
+    pub psp_name: Option<String>,
+    /// `istitutoRicevente/identificativoUnivocoRicevente/codiceIdentificativoUnivoco`.
+    pub creditor_fiscal_code: String,
+    /// `numeroTotalePagamenti`.
+    pub line_count: u64,
+    /// `importoTotalePagamenti`.
+    pub total_cents: i64,
+}
+
+/// The account a treasury document is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TreasuryAccount {
+    /// camt `Acct/Id/IBAN`.
+    Iban(String),
+    /// OPI `testata_messaggio/codice_ente`.
+    OpiEntity(String),
+}
+
+/// A credit with what the domain does not decide on but people read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditRecord {
+    /// The credit.
+    pub credit: TreasuryCredit,
+    /// The ordering party (camt `Dbtr` name, OPI `anagrafica_cliente`).
+    pub ordering_party: Option<String>,
+    /// The SCT's EndToEndId.
+    pub end_to_end_id: Option<String>,
+}
+
+/// Receives a document's records as they are read. A refusal (`Err(reason)`) stops the
+/// reading and becomes a [`FormatError`] at the element being read.
+pub trait Sink {
+    /// The format, once the root element is read.
+    fn kind(&mut self, kind: DocumentKind) -> Result<(), String>;
+    /// A flow's header, before its lines.
+    fn flow(&mut self, header: &FlowHeader) -> Result<(), String>;
+    /// One line of the flow last announced.
+    fn flow_line(&mut self, line: FlowLine) -> Result<(), String>;
+    /// The account of the statements or movements that follow.
+    fn account(&mut self, account: &TreasuryAccount) -> Result<(), String>;
+    /// A credit of that account.
+    fn credit(&mut self, credit: CreditRecord) -> Result<(), String>;
+    /// An entry or movement that is not a credit (a debit, a pending entry, a reversal).
+    fn other_movement(&mut self) -> Result<(), String>;
+    /// The evidence covers booking days up to this one.
+    fn coverage(&mut self, last_day: Date) -> Result<(), String>;
+}
+
+/// One format's reader: the elements of the document, with the sink to feed.
+pub(crate) trait Format {
+    /// An element starts.
+    fn start(
+        &mut self,
+        path: &[String],
+        start: &Start<'_>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), String>;
+    /// An element ends, with its text as written.
+    fn end(&mut self, path: &[String], text: &str, sink: &mut dyn Sink) -> Result<(), String>;
+    /// The format as the elements revealed it, when the root alone did not tell.
+    fn detected(&self) -> Option<DocumentKind> {
+        None
+    }
+}
+
+/// Routes the document to its format's reader once the root says which.
+struct Detect<'s> {
+    sink: &'s mut dyn Sink,
+    format: Option<Box<dyn Format>>,
+    kind: Option<DocumentKind>,
+}
+
+fn camt_version(namespace: &str, message: &str) -> Option<Result<CamtVersion, String>> {
+    let rest = namespace.strip_prefix("urn:iso:std:iso:20022:tech:xsd:")?;
+    let version = rest.strip_prefix(message)?.strip_prefix(".001.")?;
+    Some(match version {
+        "02" => Ok(CamtVersion::V02),
+        "04" => Ok(CamtVersion::V04),
+        "08" => Ok(CamtVersion::V08),
+        other => Err(format!(
+            "{message}.001.{other} is not read (versions 02, 04 and 08 are)"
+        )),
+    })
+}
+
+impl Handler for Detect<'_> {
+    fn start(&mut self, path: &[String], start: &Start<'_>) -> Result<(), String> {
+        if path.len() == 1 {
+            let namespace = start.namespace.unwrap_or("");
+            let kind = match start.name {
+                "FlussoRiversamento" => DocumentKind::FlussoRiversamento,
+                "flusso_giornale_di_cassa" => DocumentKind::Opi(OpiVersion::V1_6To1_8),
+                "Document" => {
+                    if let Some(v) = camt_version(namespace, "camt.053") {
+                        DocumentKind::Camt053(v?)
+                    } else if let Some(v) = camt_version(namespace, "camt.054") {
+                        DocumentKind::Camt054(v?)
+                    } else {
+                        return Err(format!(
+                            "an ISO 20022 document in namespace '{namespace}' is not a camt.053 or camt.054 statement"
+                        ));
+                    }
+                }
+                other => {
+                    return Err(format!(
+                        "<{other}> is not a document incasso reads (FlussoRiversamento, camt.053, camt.054, OPI giornale di cassa)"
+                    ));
+                }
+            };
+            self.kind = Some(kind);
+            // The OPI version is known only from the elements; the OPI handler reports it.
+            if !matches!(kind, DocumentKind::Opi(_)) {
+                self.sink.kind(kind)?;
+            }
+            self.format = Some(match kind {
+                DocumentKind::FlussoRiversamento => Box::new(FdrHandler::new()),
+                DocumentKind::Camt053(_) | DocumentKind::Camt054(_) => Box::new(CamtHandler::new()),
+                DocumentKind::Opi(_) => Box::new(OpiHandler::new()),
+            });
+        }
+        match self.format.as_mut() {
+            Some(format) => format.start(path, start, self.sink),
+            None => Ok(()),
+        }
+    }
+
+    fn end(&mut self, path: &[String], text: &str) -> Result<(), String> {
+        match self.format.as_mut() {
+            Some(format) => format.end(path, text, self.sink),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads a document from a buffered source, feeding `sink`; `file` names it in errors.
+pub fn read_document(
+    file: &str,
+    source: impl BufRead,
+    sink: &mut dyn Sink,
+) -> Result<DocumentKind, FormatError> {
+    let mut detect = Detect {
+        sink,
+        format: None,
+        kind: None,
+    };
+    drive(file, source, &mut detect)?;
+    let kind = detect
+        .format
+        .as_ref()
+        .and_then(|f| f.detected())
+        .or(detect.kind)
+        .ok_or_else(|| FormatError {
+            file: file.to_owned(),
+            line: 1,
+            element: String::new(),
+            reason: "no document element".into(),
+        })?;
+    Ok(kind)
+}
+
+/// Reads a file.
+pub fn read_file(path: &Path, sink: &mut dyn Sink) -> Result<DocumentKind, ReadError> {
+    let file = path.display().to_string();
+    let opened = File::open(path).map_err(|source| ReadError::Io {
+        file: file.clone(),
+        source,
+    })?;
+    Ok(read_document(
+        &file,
+        BufReader::with_capacity(64 * 1024, opened),
+        sink,
+    )?)
+}
+
+/// A sink that keeps everything: for tests, and for documents small enough to hold (a
+/// reporting flow).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// The format.
+    pub kind: Option<DocumentKind>,
+    /// Flows, with their lines.
+    pub flows: Vec<(FlowHeader, Vec<FlowLine>)>,
+    /// Accounts, in order.
+    pub accounts: Vec<TreasuryAccount>,
+    /// Credits.
+    pub credits: Vec<CreditRecord>,
+    /// Movements that are not credits.
+    pub other_movements: u64,
+    /// Coverage days, in order.
+    pub coverage: Vec<Date>,
+}
+
+impl Collected {
+    /// The flows as the domain holds them (XML flows have no revision number: 0).
+    pub fn reporting_flows(&self) -> Vec<ReportingFlow> {
+        self.flows
+            .iter()
+            .map(|(header, lines)| ReportingFlow {
+                flow_id: header.flow_id.clone(),
+                revision: 0,
+                created_at: header.created_at,
+                psp_id: header.psp_id.clone(),
+                trn: header.trn.clone(),
+                regulation_date: header.regulation_date,
+                total_cents: header.total_cents,
+                lines: lines.clone(),
+            })
+            .collect()
+    }
+}
+
+impl Sink for Collected {
+    fn kind(&mut self, kind: DocumentKind) -> Result<(), String> {
+        self.kind = Some(kind);
+        Ok(())
+    }
+
+    fn flow(&mut self, header: &FlowHeader) -> Result<(), String> {
+        self.flows.push((header.clone(), Vec::new()));
+        Ok(())
+    }
+
+    fn flow_line(&mut self, line: FlowLine) -> Result<(), String> {
+        match self.flows.last_mut() {
+            Some((_, lines)) => {
+                lines.push(line);
+                Ok(())
+            }
+            None => Err("a flow line before its flow".into()),
+        }
+    }
+
+    fn account(&mut self, account: &TreasuryAccount) -> Result<(), String> {
+        self.accounts.push(account.clone());
+        Ok(())
+    }
+
+    fn credit(&mut self, credit: CreditRecord) -> Result<(), String> {
+        self.credits.push(credit);
+        Ok(())
+    }
+
+    fn other_movement(&mut self) -> Result<(), String> {
+        self.other_movements += 1;
+        Ok(())
+    }
+
+    fn coverage(&mut self, last_day: Date) -> Result<(), String> {
+        self.coverage.push(last_day);
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! `incasso recon`: importing reconciliation evidence (reporting flows, camt statements, OPI
+//! giornali) from files and folders, and reading the labels and their history.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::reconciliation::{
+    Assessment, CreditId, EvidenceRef, FlowId, Label, Subject, TransferIndex, TransferKey,
+};
+use incasso_store::Store;
+use incasso_store::reconciliation::{ImportOutcome, TreasuryAccounts};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReconCommand {
+    /// Imports FlussoRiversamento, camt.053/054 and OPI giornale di cassa files (folders are
+    /// read whole, in name order); prints what each file added. Exits 1 if any was refused.
+    Import {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Prints the current label of every subject of a creditor (tab-separated: kind, key,
+    /// label, every condition, treasury state, suggestions).
+    Labels {
+        /// The creditor's fiscal code.
+        #[arg(long)]
+        creditor: String,
+        /// Only this label (e.g. RT_NO_IUF); repeatable.
+        #[arg(long)]
+        label: Vec<String>,
+    },
+    /// Relabels a creditor's transfer keys for the receipts booked since the last import.
+    Refresh {
+        /// The creditor's fiscal code.
+        #[arg(long)]
+        creditor: String,
+    },
+    /// Prints one subject's label changes, oldest first (tab-separated: when, previous
+    /// label, label, conditions, treasury state, document, evidence).
+    History {
+        /// The creditor's fiscal code.
+        #[arg(long)]
+        creditor: String,
+        /// A transfer key, IUV/RECEIPT_ID/ID_TRANSFER.
+        #[arg(long, required_unless_present_any = ["credit", "flow"], conflicts_with_all = ["credit", "flow"])]
+        transfer: Option<String>,
+        /// A treasury credit's id.
+        #[arg(long, conflicts_with = "flow")]
+        credit: Option<String>,
+        /// A reporting flow's id (IUF).
+        #[arg(long)]
+        flow: Option<String>,
+    },
+}
+
+fn subject(
+    transfer: Option<String>,
+    credit: Option<String>,
+    flow: Option<String>,
+) -> anyhow::Result<Subject> {
+    if let Some(text) = transfer {
+        let bad = || anyhow::anyhow!("--transfer: '{text}' is not IUV/RECEIPT_ID/ID_TRANSFER");
+        let (iuv, rest) = text.split_once('/').ok_or_else(bad)?;
+        let (receipt_id, index) = rest.rsplit_once('/').ok_or_else(bad)?;
+        let iuv = Iuv::parse(iuv).map_err(|e| anyhow::anyhow!("--transfer: {e}"))?;
+        let index: i64 = index.parse().map_err(|_| bad())?;
+        let index = TransferIndex::new(index).map_err(|e| anyhow::anyhow!("--transfer: {e}"))?;
+        let key = TransferKey::new(iuv, receipt_id, index)
+            .map_err(|e| anyhow::anyhow!("--transfer: {e}"))?;
+        return Ok(Subject::Transfer(key));
+    }
+    if let Some(id) = credit {
+        return Ok(Subject::Credit(
+            CreditId::parse(&id).map_err(|e| anyhow::anyhow!("--credit: {e}"))?,
+        ));
+    }
+    let id = flow.ok_or_else(|| anyhow::anyhow!("give --transfer, --credit or --flow"))?;
+    Ok(Subject::Flow(
+        FlowId::parse(&id).map_err(|e| anyhow::anyhow!("--flow: {e}"))?,
+    ))
+}
+
+fn files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in paths {
+        collect(path, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let metadata =
+        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if metadata.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            collect(&entry, out)?;
+        }
+    } else {
+        out.push(path.to_owned());
+    }
+    Ok(())
+}
+
+fn describe(outcome: &ImportOutcome) -> String {
+    if outcome.already_imported {
+        return format!(
+            "{}: {} for {}: already imported, nothing changed",
+            outcome.file, outcome.kind, outcome.creditor
+        );
+    }
+    let mut parts = Vec::new();
+    if outcome.flows_added > 0 || outcome.flows_already_held > 0 {
+        parts.push(format!(
+            "{} flow revisions ({} lines) added, {} already held",
+            outcome.flows_added, outcome.lines_added, outcome.flows_already_held
+        ));
+    }
+    if outcome.kind != "FlussoRiversamento" {
+        parts.push(format!(
+            "{} credits added, {} already held, {} other movements",
+            outcome.credits_added, outcome.credits_already_held, outcome.other_movements
+        ));
+    }
+    parts.push(format!("{} label changes", outcome.label_changes));
+    format!(
+        "{}: {} for {}: {}",
+        outcome.file,
+        outcome.kind,
+        outcome.creditor,
+        parts.join("; ")
+    )
+}
+
+fn evidence_text(evidence: &EvidenceRef) -> String {
+    match evidence {
+        EvidenceRef::Receipt(key) => format!("receipt {key}"),
+        EvidenceRef::Flow(id, revision) => format!("flow {id} revision {revision}"),
+        EvidenceRef::Credit(id) => format!("credit {id}"),
+        EvidenceRef::TreasuryCoverage(day) => format!("treasury evidence through {day}"),
+    }
+}
+
+fn subject_text(subject: &Subject) -> (&'static str, String) {
+    match subject {
+        Subject::Transfer(key) => ("transfer", key.to_string()),
+        Subject::Credit(id) => ("credit", id.to_string()),
+        Subject::Flow(id) => ("flow", id.to_string()),
+    }
+}
+
+fn assessment_text(a: &Assessment) -> String {
+    let labels: Vec<&str> = a.labels.iter().map(|l| l.code()).collect();
+    format!(
+        "{}\t{}\t{}\t{}",
+        a.label.map(Label::code).unwrap_or("-"),
+        labels.join(","),
+        a.treasury_state.map(|s| s.code()).unwrap_or("-"),
+        serde_json::to_string(&a.suggestions).unwrap_or_default()
+    )
+}
+
+pub(crate) async fn run(
+    store: &Store,
+    accounts: &TreasuryAccounts,
+    command: ReconCommand,
+) -> anyhow::Result<()> {
+    match command {
+        ReconCommand::Import { paths } => {
+            let mut refused = 0usize;
+            for file in files(&paths)? {
+                match store.import_reconciliation_file(&file, accounts).await {
+                    Ok(outcome) => println!("{}", describe(&outcome)),
+                    Err(error) => {
+                        refused += 1;
+                        eprintln!("{}: refused: {error}", file.display());
+                    }
+                }
+            }
+            if refused > 0 {
+                eprintln!("{refused} files refused; nothing of them was stored");
+                std::process::exit(1);
+            }
+        }
+        ReconCommand::Labels { creditor, label } => {
+            let wanted = label
+                .iter()
+                .map(|code| {
+                    Label::parse(code).ok_or_else(|| {
+                        anyhow::anyhow!("--label: '{code}' is not a reconciliation label")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for (subject, assessment) in store.reconciliation_assessments(&creditor).await? {
+                if !wanted.is_empty() && !assessment.label.is_some_and(|l| wanted.contains(&l)) {
+                    continue;
+                }
+                let (kind, key) = subject_text(&subject);
+                println!("{kind}\t{key}\t{}", assessment_text(&assessment));
+            }
+        }
+        ReconCommand::Refresh { creditor } => {
+            let changes = store.refresh_reconciliation(&creditor).await?;
+            println!("{creditor}: {changes} label changes");
+        }
+        ReconCommand::History {
+            creditor,
+            transfer,
+            credit,
+            flow,
+        } => {
+            let subject = subject(transfer, credit, flow)?;
+            let code = |l: Option<Label>| l.map(Label::code).unwrap_or("-");
+            for change in store.reconciliation_history(&creditor, &subject).await? {
+                let labels: Vec<&str> = change.labels.iter().map(|l| l.code()).collect();
+                let document = change
+                    .causes
+                    .document
+                    .as_ref()
+                    .map(|(_, file, kind)| format!("{file} ({kind})"))
+                    .unwrap_or_else(|| "receipts".to_owned());
+                let changed_at = change
+                    .changed_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                println!(
+                    "{changed_at}\t{}\t{}\t{}\t{}\t{document}\t{}",
+                    code(change.previous_label),
+                    code(change.label),
+                    labels.join(","),
+                    change.treasury_state.as_deref().unwrap_or("-"),
+                    change
+                        .causes
+                        .evidence
+                        .iter()
+                        .map(evidence_text)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}

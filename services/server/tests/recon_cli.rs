@@ -1,0 +1,332 @@
+//! `incasso recon` as the finance office runs it: files and folders of every format, the
+//! configuration's treasury accounts, what each file added, a refused file named with its
+//! reason, the same files again changing nothing, and the labels read back. On SQLite and on
+//! PostgreSQL, with the database given by `--database-url` and by `INCASSO_DATABASE_URL`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::reconciliation::{
+    FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
+};
+use incasso_reconciliation::CamtVersion;
+use incasso_reconciliation::testing::{
+    CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, fdr_xml, opi,
+};
+use incasso_store::testing::{Engine, TestDatabase};
+use time::macros::{date, datetime};
+
+const MILANO: &str = "01199250158";
+const TREASURY: &str = "IT60X0542811101000000123456";
+const OTHER: &str = "IT02N0306909400000012345678";
+const IUF: &str = "2026-11-23ABI03069-0001";
+
+fn config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("incasso.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[[creditors]]
+fiscal_code = "{MILANO}"
+name = "Comune di Milano"
+segregation_code = "12"
+bank_ibans = ["{OTHER}"]
+treasury_ibans = ["{TREASURY}"]
+opi_entity_code = "C0MI01"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn evidence(dir: &Path) -> std::path::PathBuf {
+    let folder = dir.join("evidence");
+    std::fs::create_dir_all(folder.join("bank")).unwrap();
+    let line = FlowLine {
+        key: TransferKey::new(
+            Iuv::parse("99000000000000011").unwrap(),
+            "IUR-1",
+            TransferIndex::new(1).unwrap(),
+        )
+        .unwrap(),
+        amount_cents: 9_500,
+        outcome: OutcomeCode::NoRpt,
+        paid_on: date!(2026 - 11 - 23),
+    };
+    let flow = ReportingFlow {
+        flow_id: FlowId::parse(IUF).unwrap(),
+        revision: 0,
+        created_at: datetime!(2026-11-24 06:00 UTC),
+        psp_id: "ABI03069".into(),
+        trn: "TRN-1".into(),
+        regulation_date: date!(2026 - 11 - 24),
+        total_cents: 9_500,
+        lines: vec![line],
+    };
+    std::fs::write(folder.join("a-flow.xml"), fdr_xml(&flow, MILANO)).unwrap();
+    let statement = |iban: &str| {
+        camt(
+            CamtMessage::Statement,
+            CamtVersion::V02,
+            iban,
+            date!(2026 - 11 - 24),
+            date!(2026 - 11 - 24),
+            &[CamtEntry::credit(
+                "ASR-1",
+                9_500,
+                date!(2026 - 11 - 24),
+                &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}"),
+            )],
+        )
+    };
+    std::fs::write(folder.join("bank/b-statement.xml"), statement(TREASURY)).unwrap();
+    std::fs::write(folder.join("bank/c-other-account.xml"), statement(OTHER)).unwrap();
+    std::fs::write(
+        folder.join("d-giornale.xml"),
+        opi(
+            OpiSchema::V1_7_1,
+            "C0MI01",
+            date!(2026 - 11 - 24),
+            &[OpiMovement::credit(
+                "CRI-9",
+                100,
+                date!(2026 - 11 - 24),
+                "CANONE",
+            )],
+        ),
+    )
+    .unwrap();
+    folder
+}
+
+fn incasso(database_url: &str, by_env: bool, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_incasso"));
+    command.env_remove("INCASSO_CONFIG");
+    if by_env {
+        command.env("INCASSO_DATABASE_URL", database_url);
+    } else {
+        command
+            .env_remove("INCASSO_DATABASE_URL")
+            .arg("--database-url")
+            .arg(database_url);
+    }
+    command.args(args).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn import_and_read_labels(engine: Engine, by_env: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(engine).await.unwrap();
+    let config = config(dir.path());
+    let folder = evidence(dir.path());
+    let config = config.to_str().unwrap();
+    let folder = folder.to_str().unwrap();
+    let url = database.url.clone();
+
+    let migrate = incasso(&url, by_env, &["--config", config, "migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+
+    let first = incasso(
+        &url,
+        by_env,
+        &["--config", config, "recon", "import", folder],
+    );
+    let (out, err) = (text(&first.stdout), text(&first.stderr));
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "one file is refused: {out}\n{err}"
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[0].contains(
+            "a-flow.xml: FlussoRiversamento for 01199250158: 1 flow revisions (1 lines) added"
+        ),
+        "{out}"
+    );
+    assert!(lines[1].contains("b-statement.xml: camt.053.001.02 for 01199250158: 1 credits added, 0 already held, 0 other movements"), "{out}");
+    assert!(
+        lines[2].contains(
+            "d-giornale.xml: OPI giornale di cassa 1.6.1/1.7.1/1.8 for 01199250158: 1 credits added"
+        ),
+        "{out}"
+    );
+    assert!(err.contains("c-other-account.xml: refused"), "{err}");
+    assert!(
+        err.contains(OTHER) && err.contains("treasury_ibans"),
+        "{err}"
+    );
+
+    let again = incasso(
+        &url,
+        by_env,
+        &["--config", config, "recon", "import", folder],
+    );
+    let out = text(&again.stdout);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.ends_with("already imported, nothing changed"))
+            .count(),
+        3,
+        "{out}"
+    );
+
+    let labels = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "labels",
+            "--creditor",
+            MILANO,
+            "--label",
+            "IUV_NO_RT",
+        ],
+    );
+    let out = text(&labels.stdout);
+    assert!(labels.status.success(), "{}", text(&labels.stderr));
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.starts_with("transfer\t99000000000000011/IUR-1/1\tIUV_NO_RT\tIUV_NO_RT\tCASHED"),
+        "{out}"
+    );
+    let all = incasso(
+        &url,
+        by_env,
+        &["--config", config, "recon", "labels", "--creditor", MILANO],
+    );
+    let out = text(&all.stdout);
+    assert!(out.contains("credit\tASR-1\tRT_IUF_TES"), "{out}");
+    assert!(out.contains("credit\tCRI-9\tTES_NO_MATCH"), "{out}");
+    assert!(out.contains(&format!("flow\t{IUF}\t-\t\tCASHED")), "{out}");
+
+    let refresh = incasso(
+        &url,
+        by_env,
+        &["--config", config, "recon", "refresh", "--creditor", MILANO],
+    );
+    assert_eq!(
+        text(&refresh.stdout),
+        "01199250158: 0 label changes\n",
+        "no receipt arrived since: {}",
+        text(&refresh.stderr)
+    );
+    let history = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "history",
+            "--creditor",
+            MILANO,
+            "--credit",
+            "ASR-1",
+        ],
+    );
+    let out = text(&history.stdout);
+    assert!(history.status.success(), "{}", text(&history.stderr));
+    let changes: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(changes.len(), 1, "{out}");
+    assert_eq!(
+        &changes[0][1..5],
+        ["-", "RT_IUF_TES", "RT_IUF_TES", "CASHED"],
+        "{out}"
+    );
+    assert!(
+        changes[0][5].ends_with("b-statement.xml (camt.053.001.02)"),
+        "{out}"
+    );
+    // The key: reported without a receipt while the flow was not due, then its flow cashed.
+    let key_history = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "history",
+            "--creditor",
+            MILANO,
+            "--transfer",
+            "99000000000000011/IUR-1/1",
+        ],
+    );
+    let out = text(&key_history.stdout);
+    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    let states: Vec<(&str, &str)> = rows.iter().map(|r| (r[2], r[4])).collect();
+    assert_eq!(
+        states,
+        [("IUV_NO_RT", "PENDING"), ("IUV_NO_RT", "CASHED")],
+        "{out}"
+    );
+    assert!(
+        rows[0][5].ends_with("a-flow.xml (FlussoRiversamento)"),
+        "{out}"
+    );
+    assert_eq!(
+        rows[1][6], "credit ASR-1, treasury evidence through 2026-11-24",
+        "{out}"
+    );
+    assert_eq!(rows[0][6], format!("flow {IUF} revision 1"), "{out}");
+    let bad_key = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "history",
+            "--creditor",
+            MILANO,
+            "--transfer",
+            "X",
+        ],
+    );
+    assert!(!bad_key.status.success());
+    assert!(
+        text(&bad_key.stderr).contains("--transfer: 'X'"),
+        "{}",
+        text(&bad_key.stderr)
+    );
+
+    let bad = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "labels",
+            "--creditor",
+            MILANO,
+            "--label",
+            "NOPE",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("--label: 'NOPE'"));
+    database.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn recon_import_on_sqlite_by_flag() {
+    import_and_read_labels(Engine::Sqlite, false).await;
+}
+
+#[tokio::test]
+async fn recon_import_on_postgres_by_environment() {
+    import_and_read_labels(Engine::Postgres, true).await;
+}

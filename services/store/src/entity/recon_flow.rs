@@ -1,0 +1,26 @@
+//! One revision of a reporting flow.
+#![allow(missing_docs)]
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "recon_flow")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub creditor_fiscal_code: String,
+    pub flow_id: String,
+    pub revision: i32,
+    pub created_at: TimeDateTimeWithTimeZone,
+    pub psp_id: String,
+    pub psp_name: Option<String>,
+    pub trn: String,
+    pub regulation_date: TimeDate,
+    pub total_cents: i64,
+    pub line_count: i64,
+    pub document_id: Uuid,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,24 @@
+//! The current assessment of one reconciliation subject.
+#![allow(missing_docs)]
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "recon_label")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub creditor_fiscal_code: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub subject_key: String,
+    pub subject_kind: String,
+    pub iuv: Option<String>,
+    pub label: Option<String>,
+    pub labels: String,
+    pub treasury_state: Option<String>,
+    pub assessment: String,
+    pub updated_at: TimeDateTimeWithTimeZone,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

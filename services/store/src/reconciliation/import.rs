@@ -1,0 +1,512 @@
+//! Importing one evidence document: read and check it (refused whole, nothing stored), then
+//! in one transaction under the creditor's lock store what is new and relabel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use incasso_domain::reconciliation::{
+    Assessment, EvidenceItem, EvidenceRef, Reconciler, Relabel, ReportingFlow, Subject,
+};
+use incasso_domain::validation::ValidationErrors;
+use incasso_reconciliation::{
+    Collected, CreditRecord, DocumentKind, FlowHeader, Sink, TreasuryAccount, read_document,
+};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
+    TransactionTrait,
+};
+use sha2::{Digest, Sha256};
+use time::Date;
+use uuid::Uuid;
+
+use super::accounts::TreasuryAccounts;
+use super::{evidence, labels};
+use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
+use crate::{AppError, Store};
+
+/// What importing one document did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The file (or the uploaded document's name).
+    pub file: String,
+    /// Its format, as detected.
+    pub kind: String,
+    /// The creditor it belongs to.
+    pub creditor: String,
+    /// The same content was imported before: nothing changed.
+    pub already_imported: bool,
+    /// Flow revisions stored.
+    pub flows_added: usize,
+    /// Their lines.
+    pub lines_added: usize,
+    /// Flow revisions held already (same flow, same dataOraFlusso, same content).
+    pub flows_already_held: usize,
+    /// Treasury credits stored.
+    pub credits_added: usize,
+    /// Credits held already (the same credit in another document).
+    pub credits_already_held: usize,
+    /// Entries or movements that are not credits (debits, pending, reversals).
+    pub other_movements: u64,
+    /// Label changes written to history (including receipts caught up).
+    pub label_changes: usize,
+}
+
+fn refused(reason: impl std::fmt::Display) -> AppError {
+    AppError::Invalid(ValidationErrors::single("document", reason))
+}
+
+/// Feeds the reader's records into a [`Collected`], checking which creditor they belong to.
+struct Checking<'a> {
+    accounts: &'a TreasuryAccounts,
+    creditors: BTreeSet<String>,
+    creditor: Option<String>,
+    collected: Collected,
+}
+
+impl Checking<'_> {
+    fn belongs_to(&mut self, creditor: &str) -> Result<(), String> {
+        match &self.creditor {
+            Some(held) if held != creditor => Err(format!(
+                "the document mixes creditors {held} and {creditor}"
+            )),
+            _ => {
+                self.creditor = Some(creditor.to_owned());
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Sink for Checking<'_> {
+    fn kind(&mut self, kind: DocumentKind) -> Result<(), String> {
+        self.collected.kind(kind)
+    }
+
+    fn flow(&mut self, header: &FlowHeader) -> Result<(), String> {
+        if !self.creditors.contains(&header.creditor_fiscal_code) {
+            return Err(format!(
+                "the flow is addressed to {}, which is not a creditor of this incasso",
+                header.creditor_fiscal_code
+            ));
+        }
+        self.belongs_to(&header.creditor_fiscal_code)?;
+        self.collected.flow(header)
+    }
+
+    fn flow_line(&mut self, line: incasso_domain::reconciliation::FlowLine) -> Result<(), String> {
+        self.collected.flow_line(line)
+    }
+
+    fn account(&mut self, account: &TreasuryAccount) -> Result<(), String> {
+        let creditor = match account {
+            TreasuryAccount::Iban(iban) => self.accounts.creditor_of_iban(iban).ok_or_else(|| {
+                format!(
+                    "account {iban} is not the treasury account of any creditor (treasury_ibans in the configuration)"
+                )
+            })?,
+            TreasuryAccount::OpiEntity(code) => {
+                self.accounts.creditor_of_opi_code(code).ok_or_else(|| {
+                    format!(
+                        "codice_ente {code} is not the opi_entity_code of any creditor in the configuration"
+                    )
+                })?
+            }
+        }
+        .to_owned();
+        self.belongs_to(&creditor)?;
+        self.collected.account(account)
+    }
+
+    fn credit(&mut self, credit: CreditRecord) -> Result<(), String> {
+        self.collected.credit(credit)
+    }
+
+    fn other_movement(&mut self) -> Result<(), String> {
+        self.collected.other_movement()
+    }
+
+    fn coverage(&mut self, last_day: Date) -> Result<(), String> {
+        self.collected.coverage(last_day)
+    }
+}
+
+/// Hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// A document read and checked.
+struct ReadDocument {
+    sha256: String,
+    kind: DocumentKind,
+    creditor: String,
+    collected: Collected,
+}
+
+fn read_checked(
+    name: &str,
+    source: impl Read,
+    accounts: &TreasuryAccounts,
+    creditors: BTreeSet<String>,
+) -> Result<ReadDocument, AppError> {
+    let mut sink = Checking {
+        accounts,
+        creditors,
+        creditor: None,
+        collected: Collected::default(),
+    };
+    let mut reader = BufReader::with_capacity(
+        64 * 1024,
+        Hashing {
+            inner: source,
+            hasher: Sha256::new(),
+        },
+    );
+    let kind = read_document(name, &mut reader, &mut sink).map_err(refused)?;
+    // Whatever follows the root element was not read: hash it too, so the identity is the
+    // whole file's.
+    let mut rest = Vec::new();
+    reader
+        .read_to_end(&mut rest)
+        .map_err(|e| refused(format!("{name}: {e}")))?;
+    let sha256 = hex::encode(reader.into_inner().hasher.finalize());
+    let creditor = sink
+        .creditor
+        .ok_or_else(|| refused(format!("{name}: the document names no creditor or account")))?;
+    Ok(ReadDocument {
+        sha256,
+        kind,
+        creditor,
+        collected: sink.collected,
+    })
+}
+
+impl Store {
+    /// Imports a reconciliation document from a file.
+    pub async fn import_reconciliation_file(
+        &self,
+        path: &Path,
+        accounts: &TreasuryAccounts,
+    ) -> Result<ImportOutcome, AppError> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| refused(format!("{name}: {e}")))?;
+        let creditors = self.creditor_codes();
+        let accounts_owned = accounts.clone();
+        let reading_name = name.clone();
+        let document = tokio::task::spawn_blocking(move || {
+            read_checked(&reading_name, file, &accounts_owned, creditors)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("the reader stopped: {e}")))??;
+        self.import_read(&name, document).await
+    }
+
+    /// Imports a reconciliation document given whole (an upload).
+    pub async fn import_reconciliation_bytes(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        accounts: &TreasuryAccounts,
+    ) -> Result<ImportOutcome, AppError> {
+        let creditors = self.creditor_codes();
+        let accounts_owned = accounts.clone();
+        let reading_name = name.to_owned();
+        let document = tokio::task::spawn_blocking(move || {
+            read_checked(&reading_name, bytes.as_slice(), &accounts_owned, creditors)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("the reader stopped: {e}")))??;
+        self.import_read(name, document).await
+    }
+
+    fn creditor_codes(&self) -> BTreeSet<String> {
+        self.registry()
+            .iter()
+            .map(|c| c.fiscal_code().as_str().to_owned())
+            .collect()
+    }
+
+    async fn import_read(
+        &self,
+        name: &str,
+        document: ReadDocument,
+    ) -> Result<ImportOutcome, AppError> {
+        let ReadDocument {
+            sha256,
+            kind,
+            creditor,
+            collected,
+        } = document;
+        let mut outcome = ImportOutcome {
+            file: name.to_owned(),
+            kind: kind.to_string(),
+            creditor: creditor.clone(),
+            already_imported: false,
+            flows_added: 0,
+            lines_added: 0,
+            flows_already_held: 0,
+            credits_added: 0,
+            credits_already_held: 0,
+            other_movements: collected.other_movements,
+            label_changes: 0,
+        };
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        lock_creditor(&txn, &creditor).await?;
+        let held = recon_document::Entity::find()
+            .filter(recon_document::Column::CreditorFiscalCode.eq(creditor.as_str()))
+            .filter(recon_document::Column::ContentSha256.eq(sha256.as_str()))
+            .one(&txn)
+            .await?;
+        if held.is_some() {
+            outcome.already_imported = true;
+            return Ok(outcome);
+        }
+
+        let (mut reconciler, catch_up) = current(&txn, &creditor).await?;
+        let document_id = Uuid::now_v7();
+        let coverage = collected.coverage.iter().max().copied();
+        recon_document::Entity::insert(recon_document::ActiveModel {
+            id: Set(document_id),
+            creditor_fiscal_code: Set(creditor.clone()),
+            content_sha256: Set(sha256),
+            kind: Set(kind.to_string()),
+            file_name: Set(name.to_owned()),
+            coverage_date: Set(coverage),
+            imported_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+
+        let mut items = Vec::new();
+        for flow in collected.reporting_flows() {
+            let held: Vec<&ReportingFlow> = reconciler
+                .evidence()
+                .flow_revisions(&flow.flow_id)
+                .collect();
+            if let Some(same) = held.iter().find(|f| f.created_at == flow.created_at) {
+                if same.lines == flow.lines
+                    && same.total_cents == flow.total_cents
+                    && same.trn == flow.trn
+                    && same.regulation_date == flow.regulation_date
+                {
+                    outcome.flows_already_held += 1;
+                    continue;
+                }
+                return Err(refused(format!(
+                    "{name}: flow {} of {} is already held with other content",
+                    flow.flow_id, flow.created_at
+                )));
+            }
+            let revision = u32::try_from(held.len() + 1).unwrap_or(u32::MAX);
+            let flow = ReportingFlow { revision, ..flow };
+            let header = collected
+                .flows
+                .iter()
+                .find(|(h, _)| h.flow_id == flow.flow_id)
+                .map(|(h, _)| h.clone());
+            insert_flow(&txn, &creditor, document_id, &flow, header.as_ref()).await?;
+            outcome.flows_added += 1;
+            outcome.lines_added += flow.lines.len();
+            items.push(EvidenceItem::Flow(flow));
+        }
+        let mut credit_rows = Vec::new();
+        let mut in_document: BTreeMap<_, &incasso_domain::reconciliation::TreasuryCredit> =
+            BTreeMap::new();
+        for record in &collected.credits {
+            let credit = &record.credit;
+            let held = reconciler
+                .evidence()
+                .credit(&credit.id)
+                .map(|h| &h.credit)
+                .or_else(|| in_document.get(&credit.id).copied());
+            if let Some(held) = held {
+                if held == credit {
+                    outcome.credits_already_held += 1;
+                    continue;
+                }
+                return Err(refused(format!(
+                    "{name}: treasury credit {} is already held with other facts",
+                    credit.id
+                )));
+            }
+            let account = collected
+                .accounts
+                .first()
+                .map(|a| match a {
+                    TreasuryAccount::Iban(iban) => iban.clone(),
+                    TreasuryAccount::OpiEntity(code) => format!("OPI:{code}"),
+                })
+                .unwrap_or_default();
+            credit_rows.push(recon_credit::ActiveModel {
+                creditor_fiscal_code: Set(creditor.clone()),
+                credit_id: Set(credit.id.as_str().to_owned()),
+                amount_cents: Set(credit.amount_cents),
+                booking_date: Set(credit.booking_date),
+                value_date: Set(credit.value_date),
+                causale: Set(credit.causale.clone()),
+                trn: Set(credit.trn.clone()),
+                ordering_party: Set(record.ordering_party.clone()),
+                end_to_end_id: Set(record.end_to_end_id.clone()),
+                account: Set(account),
+                document_id: Set(document_id),
+            });
+            outcome.credits_added += 1;
+            in_document.insert(credit.id.clone(), credit);
+            items.push(EvidenceItem::Credit(credit.clone()));
+        }
+        for chunk in credit_rows.chunks(500) {
+            recon_credit::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        if let Some(day) = coverage {
+            items.push(EvidenceItem::TreasuryCoverage(day));
+        }
+
+        let changes = reconciler
+            .apply(items)
+            .map_err(|e| refused(format!("{name}: {e}")))?;
+        outcome.label_changes += labels::write(&txn, &creditor, &catch_up, None, now).await?;
+        outcome.label_changes += labels::write(
+            &txn,
+            &creditor,
+            &changes,
+            Some((document_id, name.to_owned(), kind.to_string())),
+            now,
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Brings `creditor`'s labels up to date with the receipts booked since the last
+    /// import; returns the number of label changes written.
+    pub async fn refresh_reconciliation(&self, creditor: &str) -> Result<usize, AppError> {
+        let now = self.now();
+        let txn = self.db().begin().await?;
+        lock_creditor(&txn, creditor).await?;
+        let (_, catch_up) = current(&txn, creditor).await?;
+        let written = labels::write(&txn, creditor, &catch_up, None, now).await?;
+        txn.commit().await?;
+        Ok(written)
+    }
+}
+
+/// Serialises imports of one creditor: each relabels from the evidence the previous one
+/// committed. SQLite has a single writer anyway.
+async fn lock_creditor(db: &impl ConnectionTrait, creditor: &str) -> Result<(), AppError> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT fiscal_code FROM creditor WHERE fiscal_code = $1 FOR UPDATE",
+            [creditor.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+/// The creditor's evidence in an engine, and the label changes that receipts booked since the
+/// last relabelling cause against the stored labels.
+async fn current(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+) -> Result<(Reconciler, Vec<Relabel>), AppError> {
+    let (receipts, others) = evidence::all(db, creditor).await?;
+    let stored = labels::stored(db, creditor).await?;
+    let receipt_refs: BTreeMap<_, Vec<EvidenceRef>> =
+        receipts.iter().fold(BTreeMap::new(), |mut map, item| {
+            if let EvidenceItem::Receipt(r) = item {
+                map.entry(r.key.iuv.clone())
+                    .or_insert_with(Vec::new)
+                    .push(item.reference());
+            }
+            map
+        });
+    let mut reconciler = Reconciler::new();
+    reconciler
+        .apply(receipts.into_iter().chain(others))
+        .map_err(|e| AppError::Internal(format!("stored evidence contradicts itself: {e}")))?;
+    let computed = reconciler.assessments();
+    let subjects: BTreeSet<&Subject> = stored.keys().chain(computed.keys()).collect();
+    let mut catch_up = Vec::new();
+    for subject in subjects {
+        let previous: Option<&Assessment> = stored.get(subject);
+        let current = computed.get(subject);
+        if previous == current {
+            continue;
+        }
+        let causes = match subject {
+            Subject::Transfer(key) => receipt_refs
+                .get(&key.iuv)
+                .map(|refs| refs.iter().cloned().collect())
+                .unwrap_or_default(),
+            _ => BTreeSet::new(),
+        };
+        catch_up.push(Relabel {
+            subject: subject.clone(),
+            previous: previous.cloned(),
+            current: current.cloned(),
+            causes,
+        });
+    }
+    Ok((reconciler, catch_up))
+}
+
+async fn insert_flow(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    document_id: Uuid,
+    flow: &ReportingFlow,
+    header: Option<&FlowHeader>,
+) -> Result<(), AppError> {
+    let id = Uuid::now_v7();
+    recon_flow::Entity::insert(recon_flow::ActiveModel {
+        id: Set(id),
+        creditor_fiscal_code: Set(creditor.to_owned()),
+        flow_id: Set(flow.flow_id.as_str().to_owned()),
+        revision: Set(i32::try_from(flow.revision).unwrap_or(i32::MAX)),
+        created_at: Set(flow.created_at),
+        psp_id: Set(flow.psp_id.clone()),
+        psp_name: Set(header.and_then(|h| h.psp_name.clone())),
+        trn: Set(flow.trn.clone()),
+        regulation_date: Set(flow.regulation_date),
+        total_cents: Set(flow.total_cents),
+        line_count: Set(i64::try_from(flow.lines.len()).unwrap_or(i64::MAX)),
+        document_id: Set(document_id),
+    })
+    .exec_without_returning(db)
+    .await?;
+    let rows: Vec<recon_flow_line::ActiveModel> = flow
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(n, line)| recon_flow_line::ActiveModel {
+            flow_row_id: Set(id),
+            line_number: Set(i32::try_from(n + 1).unwrap_or(i32::MAX)),
+            iuv: Set(line.key.iuv.as_str().to_owned()),
+            receipt_id: Set(line.key.receipt_id.clone()),
+            id_transfer: Set(i16::from(line.key.transfer_index.get())),
+            amount_cents: Set(line.amount_cents),
+            outcome: Set(i16::from(line.outcome.code())),
+            paid_on: Set(line.paid_on),
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        recon_flow_line::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! Reconciliation's storage: importing evidence documents (reporting flows, treasury
+//! statements and giornali di cassa) one transaction per file, and keeping every subject's
+//! label and the history of its changes.
+//!
+//! An import reads the document first, outside the transaction (a refused document stores
+//! nothing), then under the creditor's lock loads the creditor's evidence into the domain's
+//! [`Reconciler`], applies the document's records, and writes the new evidence, the labels
+//! that changed and one history row per label change with the evidence that caused it. Labels
+//! of transfer keys that moved because receipts arrived since the last import are caught up
+//! in the same transaction, their history naming those receipts. The engine holds the
+//! creditor's evidence in memory while it works: fine for a day's evidence of a Comune,
+//! and the boundary to move (to neighbourhood loading) when the benchmark asks for it.
+
+mod accounts;
+mod evidence;
+mod import;
+mod labels;
+
+pub use accounts::TreasuryAccounts;
+pub use import::ImportOutcome;
+pub use labels::LabelChangeRecord;

@@ -1,0 +1,419 @@
+//! Importing reconciliation evidence: labels and their history follow the evidence, the same
+//! file twice changes nothing, and a refused document stores nothing.
+
+use std::path::PathBuf;
+
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::receipt::NodeOutcome;
+use incasso_domain::reconciliation::{
+    CreditId, EvidenceRef, FlowId, FlowLine, FlowTreasuryState, Label, OutcomeCode, ReportingFlow,
+    Subject, TransferIndex, TransferKey,
+};
+use incasso_reconciliation::CamtVersion;
+use incasso_reconciliation::testing::{
+    CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, fdr_xml, opi,
+};
+use incasso_store::AppError;
+use incasso_store::receipts::{ReceiptFacts, ReceiptInput, ReceiptPrimitive, ReceiptTransferInput};
+use incasso_store::reconciliation::TreasuryAccounts;
+use incasso_store::testing::Engine;
+use time::macros::{date, datetime};
+
+use crate::fixtures::{CITTA_METROPOLITANA, Harness, MILANO, MILANO_BANK_IBAN};
+use crate::on_both_engines;
+
+const TREASURY_IBAN: &str = "IT60X0542811101000000123456";
+const IUV: &str = "99000000000000011";
+const IUF: &str = "2026-11-23ABI03069-0001";
+
+fn accounts() -> TreasuryAccounts {
+    let mut accounts = TreasuryAccounts::new();
+    accounts.add_iban(MILANO, TREASURY_IBAN).unwrap();
+    accounts.add_opi_code(MILANO, "C0MI01").unwrap();
+    accounts
+}
+
+/// A TARI receipt of a notice incasso did not issue: 95.00 to Milan, 5.00 of TEFA to the
+/// Città Metropolitana.
+fn receipt() -> ReceiptInput {
+    let transfer = |id: u8, beneficiary: &str, cents: i64| ReceiptTransferInput {
+        id_transfer: id,
+        beneficiary: beneficiary.to_owned(),
+        iban: Some(MILANO_BANK_IBAN.to_owned()),
+        amount_cents: cents,
+        remittance_information: "TARI 2026".to_owned(),
+        transfer_category: "9/0101100IM/".to_owned(),
+    };
+    ReceiptInput {
+        facts: ReceiptFacts {
+            receiving_creditor: MILANO.to_owned(),
+            primitive: ReceiptPrimitive::SendRtV2,
+            creditor_fiscal_code: MILANO.to_owned(),
+            notice_number: format!("3{IUV}"),
+            notice: None,
+            iuv: IUV.to_owned(),
+            receipt_id: "RCPT-1".to_owned(),
+            outcome: NodeOutcome::Ok,
+            psp_id: "ABI03069".to_owned(),
+            channel_id: "ABI03069_01".to_owned(),
+            payment_amount_cents: 10_000,
+            fee_cents: None,
+            payment_date_time: Some("2026-11-23T10:00:00".to_owned()),
+            paid_at: Some(datetime!(2026-11-23 09:00 UTC)),
+            stand_in: false,
+            transfers: vec![
+                transfer(1, MILANO, 9_500),
+                transfer(2, CITTA_METROPOLITANA, 500),
+            ],
+        },
+        canonical: b"receipt RCPT-1".to_vec(),
+        raw: b"<paSendRTV2Req/>".to_vec(),
+    }
+}
+
+fn key(index: i64) -> TransferKey {
+    TransferKey::new(
+        Iuv::parse(IUV).unwrap(),
+        "RCPT-1",
+        TransferIndex::new(index).unwrap(),
+    )
+    .unwrap()
+}
+
+fn flow() -> ReportingFlow {
+    ReportingFlow {
+        flow_id: FlowId::parse(IUF).unwrap(),
+        revision: 0,
+        created_at: datetime!(2026-11-24 06:00 UTC),
+        psp_id: "ABI03069".to_owned(),
+        trn: "TRN-0001".to_owned(),
+        regulation_date: date!(2026 - 11 - 24),
+        total_cents: 9_500,
+        lines: vec![FlowLine {
+            key: key(1),
+            amount_cents: 9_500,
+            outcome: OutcomeCode::Executed,
+            paid_on: date!(2026 - 11 - 23),
+        }],
+    }
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("incasso-recon-store-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn statement(iban: &str, amount_cents: i64) -> String {
+    camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        iban,
+        date!(2026 - 11 - 24),
+        date!(2026 - 11 - 24),
+        &[CamtEntry::credit(
+            "ASR-77",
+            amount_cents,
+            date!(2026 - 11 - 24),
+            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}"),
+        )],
+    )
+}
+
+async fn count(h: &Harness, table: &str) -> i64 {
+    crate::fixtures::count(h, table).await
+}
+
+async fn label(h: &Harness, subject: Subject) -> Option<Label> {
+    h.store
+        .reconciliation_assessments(MILANO)
+        .await
+        .unwrap()
+        .get(&subject)
+        .and_then(|a| a.label)
+}
+
+async fn evidence_is_labelled_as_it_arrives_with_its_history(engine: Engine) {
+    let h = Harness::new(engine).await;
+    h.store.record_receipt(receipt()).await.unwrap();
+    let accounts = accounts();
+
+    let flow_file = write("flow.xml", &fdr_xml(&flow(), MILANO));
+    let outcome = h
+        .store
+        .import_reconciliation_file(&flow_file, &accounts)
+        .await
+        .unwrap();
+    assert_eq!(outcome.creditor, MILANO);
+    assert_eq!(outcome.kind, "FlussoRiversamento");
+    assert_eq!((outcome.flows_added, outcome.lines_added), (1, 1));
+    assert!(!outcome.already_imported);
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::RtIuf)
+    );
+    // The TEFA transfer is the Città Metropolitana's: not labelled for Milan.
+    let milan = h.store.reconciliation_assessments(MILANO).await.unwrap();
+    assert!(!milan.contains_key(&Subject::Transfer(key(2))));
+
+    // The same file again: nothing changes.
+    let again = h
+        .store
+        .import_reconciliation_file(&flow_file, &accounts)
+        .await
+        .unwrap();
+    assert!(again.already_imported);
+    assert_eq!(count(&h, "recon_flow").await, 1);
+    assert_eq!(count(&h, "recon_document").await, 1);
+    let changes_before = count(&h, "recon_label_change").await;
+
+    // The treasury's credit of the flow's total: cashed.
+    let statement_file = write("statement.xml", &statement(TREASURY_IBAN, 9_500));
+    let outcome = h
+        .store
+        .import_reconciliation_file(&statement_file, &accounts)
+        .await
+        .unwrap();
+    assert_eq!(outcome.kind, "camt.053.001.08");
+    assert_eq!(outcome.credits_added, 1);
+    assert!(count(&h, "recon_label_change").await > changes_before);
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::RtIufTes)
+    );
+    assert_eq!(
+        label(&h, Subject::Credit(CreditId::parse("ASR-77").unwrap())).await,
+        Some(Label::RtIufTes)
+    );
+    let flow_assessment = h
+        .store
+        .reconciliation_assessments(MILANO)
+        .await
+        .unwrap()
+        .remove(&Subject::Flow(FlowId::parse(IUF).unwrap()))
+        .unwrap();
+    assert_eq!(
+        flow_assessment.treasury_state,
+        Some(FlowTreasuryState::Cashed)
+    );
+
+    // The key's history: the receipt, then the flow, then the credit.
+    let history = h
+        .store
+        .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
+        .await
+        .unwrap();
+    let labels: Vec<Option<Label>> = history.iter().map(|c| c.label).collect();
+    assert_eq!(
+        labels,
+        vec![
+            Some(Label::RtNoIuf),
+            Some(Label::RtIuf),
+            Some(Label::RtIufTes)
+        ]
+    );
+    assert_eq!(history[0].causes.document, None);
+    assert_eq!(
+        history[0].causes.evidence,
+        vec![EvidenceRef::Receipt(key(1))]
+    );
+    assert_eq!(history[1].previous_label, Some(Label::RtNoIuf));
+    assert_eq!(
+        history[1].causes.evidence,
+        vec![EvidenceRef::Flow(FlowId::parse(IUF).unwrap(), 1)]
+    );
+    assert_eq!(
+        history[2].causes.document.as_ref().map(|d| d.1.clone()),
+        Some(statement_file.display().to_string())
+    );
+    assert!(
+        history[2]
+            .causes
+            .evidence
+            .contains(&EvidenceRef::Credit(CreditId::parse("ASR-77").unwrap())),
+        "{:?}",
+        history[2].causes
+    );
+    assert_eq!(history[2].labels, vec![Label::RtIufTes]);
+    h.finish().await;
+}
+
+async fn a_refused_document_stores_nothing(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let accounts = accounts();
+    let before = (
+        count(&h, "recon_document").await,
+        count(&h, "recon_credit").await,
+    );
+
+    // Another account's statement.
+    let other = write("other.xml", &statement(MILANO_BANK_IBAN, 9_500));
+    let error = h
+        .store
+        .import_reconciliation_file(&other, &accounts)
+        .await
+        .unwrap_err();
+    let AppError::Invalid(errors) = &error else {
+        panic!("{error:?}");
+    };
+    let message = errors.to_string();
+    assert!(message.contains(MILANO_BANK_IBAN), "{message}");
+    assert!(message.contains("treasury_ibans"), "{message}");
+    assert!(message.contains("Acct/Id/IBAN"), "{message}");
+
+    // A malformed amount, named with its line and element.
+    let text = statement(TREASURY_IBAN, 9_500).replacen(">95.00<", ">95,00<", 1);
+    let line = text.lines().position(|l| l.contains("95,00")).unwrap() + 1;
+    let bad = write("bad.xml", &text);
+    let message = h
+        .store
+        .import_reconciliation_file(&bad, &accounts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains(&format!("line {line}")), "{message}");
+    assert!(message.contains("Ntry/Amt"), "{message}");
+
+    // A flow for a creditor incasso does not serve.
+    let foreign = write("foreign.xml", &fdr_xml(&flow(), "00000000000"));
+    let message = h
+        .store
+        .import_reconciliation_file(&foreign, &accounts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("00000000000"), "{message}");
+
+    // The same credit id with other facts, in a second statement.
+    let first = write("first.xml", &statement(TREASURY_IBAN, 9_500));
+    h.store
+        .import_reconciliation_file(&first, &accounts)
+        .await
+        .unwrap();
+    let conflicting = write("conflict.xml", &statement(TREASURY_IBAN, 9_400));
+    let message = h
+        .store
+        .import_reconciliation_file(&conflicting, &accounts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("ASR-77"), "{message}");
+    // The same id twice in one statement with other facts.
+    let twice = camt(
+        CamtMessage::Statement,
+        CamtVersion::V02,
+        TREASURY_IBAN,
+        date!(2026 - 11 - 25),
+        date!(2026 - 11 - 25),
+        &[
+            CamtEntry::credit("ASR-88", 100, date!(2026 - 11 - 25), "A"),
+            CamtEntry::credit("ASR-88", 200, date!(2026 - 11 - 25), "A"),
+        ],
+    );
+    let message = h
+        .store
+        .import_reconciliation_file(&write("twice.xml", &twice), &accounts)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("ASR-88"), "{message}");
+    assert_eq!(
+        (
+            count(&h, "recon_document").await,
+            count(&h, "recon_credit").await,
+        ),
+        (before.0 + 1, before.1 + 1)
+    );
+    h.finish().await;
+}
+
+async fn an_opi_giornale_belongs_to_the_creditor_of_its_entity_code(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let giornale = write(
+        "gdc.xml",
+        &opi(
+            OpiSchema::V1_8,
+            "C0MI01",
+            date!(2026 - 11 - 24),
+            &[OpiMovement::credit(
+                "CRI-1",
+                1_000,
+                date!(2026 - 11 - 24),
+                "BONIFICO STIPENDI",
+            )],
+        ),
+    );
+    let outcome = h
+        .store
+        .import_reconciliation_file(&giornale, &accounts())
+        .await
+        .unwrap();
+    assert_eq!(outcome.creditor, MILANO);
+    assert_eq!(
+        label(&h, Subject::Credit(CreditId::parse("CRI-1").unwrap())).await,
+        Some(Label::TesNoMatch)
+    );
+    let unknown = write(
+        "gdc2.xml",
+        &opi(OpiSchema::V1_8, "ZZZZ99", date!(2026 - 11 - 24), &[]),
+    );
+    let message = h
+        .store
+        .import_reconciliation_file(&unknown, &accounts())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("ZZZZ99") && message.contains("opi_entity_code"),
+        "{message}"
+    );
+    h.finish().await;
+}
+
+async fn receipts_booked_after_an_import_are_caught_up_by_a_refresh(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let flow_file = write("flow.xml", &fdr_xml(&flow(), MILANO));
+    h.store
+        .import_reconciliation_file(&flow_file, &accounts())
+        .await
+        .unwrap();
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::IuvNoRt)
+    );
+    // The receipt arrives after the flow: the label stays until reconciliation runs.
+    h.store.record_receipt(receipt()).await.unwrap();
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::IuvNoRt)
+    );
+    assert_eq!(h.store.refresh_reconciliation(MILANO).await.unwrap(), 1);
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::RtIuf)
+    );
+    let history = h
+        .store
+        .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[1].previous_label, Some(Label::IuvNoRt));
+    assert_eq!(history[1].causes.document, None);
+    assert_eq!(
+        history[1].causes.evidence,
+        vec![EvidenceRef::Receipt(key(1))]
+    );
+    // Nothing new: nothing written.
+    assert_eq!(h.store.refresh_reconciliation(MILANO).await.unwrap(), 0);
+    h.finish().await;
+}
+
+on_both_engines!(
+    receipts_booked_after_an_import_are_caught_up_by_a_refresh,
+    evidence_is_labelled_as_it_arrives_with_its_history,
+    a_refused_document_stores_nothing,
+    an_opi_giornale_belongs_to_the_creditor_of_its_entity_code,
+);
