@@ -125,7 +125,9 @@ mod tests {
 
     #[test]
     fn only_transient_database_failures_are_unavailable() {
-        for code in ["40P01", "40001", "08006", "53300", "57P01", "25P03", "5", "517", "6"] {
+        for code in [
+            "40P01", "40001", "08006", "53300", "57P01", "25P03", "5", "517", "6",
+        ] {
             assert!(transient_code(ErrorKind::Other, code), "{code}");
         }
         for code in ["23505", "42P01", "22001", "19", "2067", "1"] {

@@ -592,12 +592,15 @@ mod tests {
         assert_eq!(known, receipt_of(&original));
         assert_ne!(send.receipt.canonical(), receipt_of(&original).canonical());
         let changed = extended.replace("<given>RSSMRA80A01F205X</given>", "<given>X</given>");
-        assert_ne!(send_rt_of(&changed).receipt.canonical(), send.receipt.canonical());
-        let relaid = extended.replace(
-            "<payerConsent><given>",
-            "<payerConsent>\n      <given>",
+        assert_ne!(
+            send_rt_of(&changed).receipt.canonical(),
+            send.receipt.canonical()
         );
-        assert_eq!(send_rt_of(&relaid).receipt.canonical(), send.receipt.canonical());
+        let relaid = extended.replace("<payerConsent><given>", "<payerConsent>\n      <given>");
+        assert_eq!(
+            send_rt_of(&relaid).receipt.canonical(),
+            send.receipt.canonical()
+        );
         // Known fields keep every check.
         let wrong = extended.replace("<fee>1.00</fee>", "<fee>1.0</fee>");
         let (field, _) = field_error(parse_request(wrong.as_bytes(), Limits::default()));

@@ -27,10 +27,10 @@ use crate::Store;
 use crate::batch::insert_chunked;
 use crate::entity::{parked_receipt, receipt, source_document};
 use crate::error::AppError;
-use crate::page_token;
-use incasso_domain::validation::ValidationErrors;
 use crate::ledger::{self, SourceDocumentInput};
 use crate::outbox::retry_delay_ms;
+use crate::page_token;
+use incasso_domain::validation::ValidationErrors;
 
 /// The first retry of a parked receipt comes this long after it parked; each next one twice
 /// as long after the last, up to [`RETRY_MAX_MS`].

@@ -7,8 +7,8 @@ mod fixtures;
 mod ledger;
 mod outbox;
 mod positions;
-mod sessions;
 mod reconciliation;
+mod sessions;
 
 /// Declares one test per engine for an `async fn(Engine)` body.
 #[macro_export]
