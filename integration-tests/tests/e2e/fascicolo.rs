@@ -94,22 +94,30 @@ async fn create(
         .into_inner())
 }
 
+/// Delivers the receipt of `installment` as the Node does: again after a transient
+/// `PAA_SYSTEM_ERROR` (on SQLite a second replica's relay can hold the database briefly).
 async fn pay(app: &TestApp, installment: &pb::Installment, receipt_id: &str) -> anyhow::Result<()> {
     let spec = ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-11-20T10:15:00");
     let request = node::send_rt(&Caller::default(), true, &spec);
-    let reply = post(
-        app.soap_addr,
-        Some("paSendRTV2"),
-        "text/xml; charset=utf-8",
-        request.as_bytes(),
-    )
-    .await?;
-    anyhow::ensure!(
-        node::element_text(&reply.body, "outcome") == Some("OK"),
-        "{}",
-        reply.body
-    );
-    Ok(())
+    for _ in 0..20 {
+        let reply = post(
+            app.soap_addr,
+            Some("paSendRTV2"),
+            "text/xml; charset=utf-8",
+            request.as_bytes(),
+        )
+        .await?;
+        if node::element_text(&reply.body, "outcome") == Some("OK") {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            node::element_text(&reply.body, "faultCode") == Some("PAA_SYSTEM_ERROR"),
+            "{}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("receipt {receipt_id} never accepted")
 }
 
 /// Outbox rows of the Fascicolo topic in each state: (pending, delivered, dead).
