@@ -13,7 +13,6 @@ use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpe
 use incasso_integration_tests::requests::{self, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_relay::fascicolo::{self, FascicoloConfig, pb as fpb};
-use incasso_store::Store;
 use incasso_store::outbox::FASCICOLO_CITIZEN;
 
 use crate::on_both_engines;
@@ -55,15 +54,7 @@ async fn second_relay(
     app: &TestApp,
     fake: &FakeFascicolo,
 ) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
-    let db = incasso_store::db::connect(&app.database_url, 4).await?;
-    let store = Store::open(
-        db,
-        app.store.registry().clone(),
-        incasso_store::PrivacyKeys::development(),
-        &incasso_store::IuvFloors::default(),
-    )
-    .await?
-    .with_citizen_events(true);
+    let store = app.replica().await?.with_citizen_events(true);
     let relay = fascicolo::relay(store, &fast(fake))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(relay.run(async {
