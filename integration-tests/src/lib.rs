@@ -159,6 +159,19 @@ impl TestApp {
         Ok(incasso_store::db::connect(&self.database_url, 2).await?)
     }
 
+    /// A second replica's store on the server's database, with its own pool: for a second
+    /// relay competing with the server's.
+    pub async fn replica(&self) -> anyhow::Result<incasso_store::Store> {
+        let db = incasso_store::db::connect(&self.database_url, 4).await?;
+        Ok(incasso_store::Store::open(
+            db,
+            self.store.registry().clone(),
+            incasso_store::PrivacyKeys::development(),
+            &incasso_store::IuvFloors::default(),
+        )
+        .await?)
+    }
+
     /// Runs `sql` on the server's database, as an operator would; returns the rows changed.
     pub async fn execute_sql(&self, sql: &str) -> anyhow::Result<u64> {
         use sea_orm::ConnectionTrait;

@@ -52,14 +52,7 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> anyhow::Resu
 
 /// A second replica's store on the app's database, with its own pool (and clock).
 async fn replica(app: &TestApp) -> anyhow::Result<Store> {
-    let db = incasso_store::db::connect(&app.database_url, 4).await?;
-    Ok(Store::open(
-        db,
-        app.store.registry().clone(),
-        incasso_store::PrivacyKeys::development(),
-        &incasso_store::IuvFloors::default(),
-    )
-    .await?)
+    app.replica().await
 }
 
 /// A relay of another replica, running until the sender is dropped or used.

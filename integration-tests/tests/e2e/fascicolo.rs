@@ -13,7 +13,6 @@ use incasso_integration_tests::node_simulator::{self as node, Caller, ReceiptSpe
 use incasso_integration_tests::requests::{self, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_relay::fascicolo::{self, FascicoloConfig, pb as fpb};
-use incasso_store::Store;
 use incasso_store::outbox::FASCICOLO_CITIZEN;
 
 use crate::on_both_engines;
@@ -55,15 +54,7 @@ async fn second_relay(
     app: &TestApp,
     fake: &FakeFascicolo,
 ) -> anyhow::Result<tokio::sync::oneshot::Sender<()>> {
-    let db = incasso_store::db::connect(&app.database_url, 4).await?;
-    let store = Store::open(
-        db,
-        app.store.registry().clone(),
-        incasso_store::PrivacyKeys::development(),
-        &incasso_store::IuvFloors::default(),
-    )
-    .await?
-    .with_citizen_events(true);
+    let store = app.replica().await?.with_citizen_events(true);
     let relay = fascicolo::relay(store, &fast(fake))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(relay.run(async {
@@ -94,22 +85,30 @@ async fn create(
         .into_inner())
 }
 
+/// Delivers the receipt of `installment` as the Node does: again after a transient
+/// `PAA_SYSTEM_ERROR` (on SQLite a second replica's relay can hold the database briefly).
 async fn pay(app: &TestApp, installment: &pb::Installment, receipt_id: &str) -> anyhow::Result<()> {
     let spec = ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-11-20T10:15:00");
     let request = node::send_rt(&Caller::default(), true, &spec);
-    let reply = post(
-        app.soap_addr,
-        Some("paSendRTV2"),
-        "text/xml; charset=utf-8",
-        request.as_bytes(),
-    )
-    .await?;
-    anyhow::ensure!(
-        node::element_text(&reply.body, "outcome") == Some("OK"),
-        "{}",
-        reply.body
-    );
-    Ok(())
+    for _ in 0..20 {
+        let reply = post(
+            app.soap_addr,
+            Some("paSendRTV2"),
+            "text/xml; charset=utf-8",
+            request.as_bytes(),
+        )
+        .await?;
+        if node::element_text(&reply.body, "outcome") == Some("OK") {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            node::element_text(&reply.body, "faultCode") == Some("PAA_SYSTEM_ERROR"),
+            "{}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("receipt {receipt_id} never accepted")
 }
 
 /// Outbox rows of the Fascicolo topic in each state: (pending, delivered, dead).

@@ -116,9 +116,9 @@ enum FascicoloCommand {
         /// With `--all`: resume after this token (as printed by an interrupted run).
         #[arg(long, requires = "all")]
         after: Option<String>,
-        /// With `--all`: citizens per page.
-        #[arg(long, default_value_t = 200, requires = "all")]
-        page: u64,
+        /// With `--all`: citizens per page [default: 200].
+        #[arg(long, requires = "all")]
+        page: Option<u64>,
     },
 }
 
@@ -402,6 +402,12 @@ async fn main() -> anyhow::Result<()> {
                     page,
                 },
         } => {
+            // clap's `requires` does not hold against an argument that conflicts with the
+            // one required, so the pairing is checked here.
+            anyhow::ensure!(
+                all || (after.is_none() && page.is_none()),
+                "--after and --page go with --all"
+            );
             let settings = Settings::resolve(file, overrides)?;
             anyhow::ensure!(
                 settings.fascicolo.is_some(),
@@ -414,7 +420,7 @@ async fn main() -> anyhow::Result<()> {
                 let (mut citizens, mut events) = (0, 0);
                 loop {
                     let done = store
-                        .resync_citizens_page(after.as_deref(), page.max(1))
+                        .resync_citizens_page(after.as_deref(), page.unwrap_or(200).max(1))
                         .await
                         .map_err(cli_error)?;
                     let Some(last) = done.last else { break };

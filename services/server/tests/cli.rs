@@ -608,3 +608,65 @@ async fn io_messages_shows_operators_what_became_of_each_message() {
     let bad = io(&["--outcome", "delivered"]);
     assert!(!bad.status.success());
 }
+
+#[test]
+fn fascicolo_resync_needs_a_url_and_checks_its_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("fascicolo.db").display()
+    );
+    let resync = |fascicolo: Option<&str>, args: &[&str]| {
+        let mut command = incasso();
+        command
+            .env("INCASSO_DATABASE_URL", &url)
+            .env_remove("INCASSO_FASCICOLO_URL");
+        if let Some(fascicolo) = fascicolo {
+            command.env("INCASSO_FASCICOLO_URL", fascicolo);
+        }
+        command
+            .arg("fascicolo")
+            .arg("resync")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let no_url = resync(None, &["--all"]);
+    assert!(!no_url.status.success());
+    assert!(
+        stderr(&no_url).contains("INCASSO_FASCICOLO_URL"),
+        "{}",
+        stderr(&no_url)
+    );
+
+    // Resync only queues: nothing needs to listen at the URL.
+    let fascicolo = Some("http://127.0.0.1:9");
+    let all = resync(fascicolo, &["--all", "--page", "10"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert_eq!(stdout(&all).trim(), "done: 0 citizens, 0 events queued");
+    let one = resync(fascicolo, &["--citizen", "RSSMRA80A01F205X"]);
+    assert!(one.status.success(), "{}", stderr(&one));
+    assert_eq!(stdout(&one).trim(), "0 events queued");
+    let bad = resync(fascicolo, &["--citizen", "RSSMRA80A01F205Y"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--citizen"), "{}", stderr(&bad));
+    assert!(
+        !stderr(&bad).contains("RSSMRA80A01F205Y"),
+        "{}",
+        stderr(&bad)
+    );
+    let neither = resync(fascicolo, &[]);
+    assert!(!neither.status.success(), "--citizen or --all is required");
+    let after_alone = resync(
+        fascicolo,
+        &["--citizen", "RSSMRA80A01F205X", "--after", "00"],
+    );
+    assert!(!after_alone.status.success(), "--after needs --all");
+    let bad_token = resync(fascicolo, &["--all", "--after", "not-hex"]);
+    assert!(!bad_token.status.success());
+    assert!(
+        stderr(&bad_token).contains("--after"),
+        "{}",
+        stderr(&bad_token)
+    );
+}
