@@ -51,6 +51,9 @@ pub struct Store {
     receipt_writer: Option<receipts::writer::WriterHandle>,
     io_scheduling: Arc<io_messages::IoScheduling>,
     citizen_events: bool,
+    /// When the outbox's statistics were last refreshed (seconds since the epoch), shared
+    /// by every handle on this database.
+    outbox_analyzed_at: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -85,6 +88,7 @@ impl Store {
             receipt_writer: None,
             io_scheduling: Arc::default(),
             citizen_events: false,
+            outbox_analyzed_at: Arc::default(),
         };
         creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
         Ok(store)

@@ -164,6 +164,44 @@ pub struct DeadEvent {
     pub created_at: OffsetDateTime,
 }
 
+/// A claim slower than this on PostgreSQL has the outbox's statistics refreshed.
+const SLOW_CLAIM: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The fewest seconds between two such refreshes by one store.
+const ANALYZE_EVERY_SECONDS: u64 = 60;
+
+impl crate::Store {
+    /// Refreshes the planner's statistics of `outbox_event` in the background, at most once
+    /// a minute. The claim's anti-join is fast only when the planner knows the table is big
+    /// and uses the per-aggregate index; right after a bulk load, with no statistics (and
+    /// autovacuum off or not yet round), it scans the whole topic for each candidate: 23 s
+    /// for one claim of 500 among 40,000 events, 46 ms once analyzed.
+    fn analyze_outbox_soon(&self) {
+        use std::sync::atomic::Ordering;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.outbox_analyzed_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < ANALYZE_EVERY_SECONDS
+            || self
+                .outbox_analyzed_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let db = self.db().clone();
+        tokio::spawn(async move {
+            match db.execute_unprepared("ANALYZE outbox_event").await {
+                Ok(_) => tracing::info!("outbox claims were slow: table statistics refreshed"),
+                Err(error) => {
+                    tracing::warn!(%error, "refreshing the outbox's statistics failed");
+                }
+            }
+        });
+    }
+}
+
 /// The delay before retry number `attempt` (1-based): exponential from `base_ms`, capped at
 /// `max_ms`, then scaled by `jitter` in [0.5, 1.5) expressed as per mille (500..1500), so
 /// replicas retrying after the same outage do not hammer the remote service in step.
@@ -245,6 +283,7 @@ impl crate::Store {
                  RETURNING id, topic, aggregate_id, payload, attempts, order_micros"
             ),
         );
+        let started = std::time::Instant::now();
         let rows = self
             .db()
             .query_all_raw(Statement::from_sql_and_values(
@@ -260,6 +299,9 @@ impl crate::Store {
                 ],
             ))
             .await?;
+        if backend == DbBackend::Postgres && started.elapsed() >= SLOW_CLAIM {
+            self.analyze_outbox_soon();
+        }
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             events.push(ClaimedEvent {

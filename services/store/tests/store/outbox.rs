@@ -189,3 +189,60 @@ async fn an_aggregate_is_claimed_one_event_at_a_time_in_order(engine: Engine) {
     assert_eq!(replayed[0].attempts, 1, "attempts start again");
     harness.finish().await;
 }
+
+/// Right after a bulk load the outbox has no planner statistics (this machine's PostgreSQL
+/// even runs with autovacuum off), and the claim's anti-join then scans the whole topic for
+/// each candidate. A slow claim refreshes the statistics, so the relay recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_claim_refreshes_the_outbox_statistics() {
+    let harness = Harness::new(Engine::Postgres).await;
+    fixtures::execute(
+        &harness,
+        "INSERT INTO outbox_event (id, topic, aggregate_id, payload, state, attempts, \
+         next_attempt_at, created_at, order_micros) \
+         SELECT gen_random_uuid(), 'aca.position', 'bulk-' || g, '{}', 'pending', 0, 0, \
+         now(), g FROM generate_series(1, 30000) g",
+    )
+    .await
+    .unwrap();
+    let analyzed = "SELECT count(*) FROM pg_stat_user_tables \
+                    WHERE relname = 'outbox_event' AND last_analyze IS NOT NULL";
+    let scalar = |sql: &'static str| {
+        let db = harness.store.db().clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            db.query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+        }
+    };
+    assert_eq!(scalar(analyzed).await, 0, "analyzed before any claim");
+    let claimed = harness
+        .store
+        .claim_outbox(ACA_POSITION, 500, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 500);
+    let mut refreshed = false;
+    for _ in 0..100 {
+        if scalar(analyzed).await == 1 {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(refreshed, "the slow claim did not refresh the statistics");
+    let next = harness
+        .store
+        .claim_outbox(ACA_POSITION, 500, 30_000)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 500);
+    harness.finish().await;
+}
