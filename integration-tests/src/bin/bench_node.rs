@@ -284,8 +284,10 @@ async fn bare_transaction(
             .execute(&mut *tx)
             .await?;
     }
+    // The Stand-In archive's event, as the service queues it here: the bench configures no
+    // Fascicolo, so no citizen event is written by either.
     QueryBuilder::new("INSERT INTO outbox_event (id, topic, aggregate_id, payload, state, attempts, next_attempt_at, created_at) ")
-        .push_values(rows.iter().flat_map(|r| [(r, "aca.position"), (r, "fascicolo.payment")]), |mut b, ((_, _, _, position), topic)| {
+        .push_values(rows.iter().map(|r| (r, "aca.position")), |mut b, ((_, _, _, position), topic)| {
             b.push_bind(Uuid::now_v7()).push_bind(topic).push_bind(position.to_string()).push_bind("{}")
                 .push_bind("pending").push_bind(0i32).push_bind(0i64).push_bind(now);
         })
