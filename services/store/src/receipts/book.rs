@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Set, Statement, TransactionTrait,
@@ -36,7 +36,7 @@ use super::{
     NodeOutcome, RECEIPT_HASH_PURPOSE, ReceiptFacts, ReceiptInput, ReceiptKey, ReceiptOutcome,
 };
 use crate::Store;
-use crate::batch::insert_chunked;
+use crate::batch::{OnConflict, Writes, is_in};
 use crate::entity::{debt_position, installment, receipt, receipt_conflict, receipt_transfer};
 use crate::error::AppError;
 use crate::ledger::{self, SourceDocumentInput};
@@ -259,10 +259,10 @@ async fn positions_of_notices(
     txn: &DatabaseTransaction,
     facts: &[&ReceiptFacts],
 ) -> Result<HashMap<(String, String), Uuid>, AppError> {
-    let issued: BTreeSet<&str> = facts
+    let issued: BTreeSet<String> = facts
         .iter()
         .filter(|f| store.registry().issuer(&f.creditor_fiscal_code).is_some())
-        .map(|f| f.notice_number.as_str())
+        .map(|f| f.notice_number.clone())
         .collect();
     if issued.is_empty() {
         return Ok(HashMap::new());
@@ -272,7 +272,11 @@ async fn positions_of_notices(
         .column(installment::Column::CreditorFiscalCode)
         .column(installment::Column::NoticeNumber)
         .column(installment::Column::DebtPositionId)
-        .filter(installment::Column::NoticeNumber.is_in(issued))
+        .filter(is_in(
+            txn.get_database_backend(),
+            installment::Column::NoticeNumber,
+            issued.into_iter().collect::<Vec<_>>(),
+        ))
         .into_tuple()
         .all(txn)
         .await?;
@@ -297,20 +301,12 @@ async fn lock_positions(
         // Locked in id order, whatever order an UPDATE would visit them in: two batches on
         // other replicas then never wait for each other in a cycle. One statement locks and
         // bumps. (SQLite has one writer.)
-        let list = (2..=ids.len() + 1)
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut values: Vec<sea_orm::Value> = vec![now.into()];
-        values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
         txn.execute_raw(Statement::from_sql_and_values(
             backend,
-            format!(
-                "UPDATE debt_position SET version = version + 1, updated_at = $1 \
-                 WHERE id IN (SELECT id FROM debt_position WHERE id IN ({list}) \
-                 ORDER BY id FOR UPDATE)"
-            ),
-            values,
+            "UPDATE debt_position SET version = version + 1, updated_at = $1 \
+             WHERE id IN (SELECT id FROM debt_position WHERE id = ANY($2) \
+             ORDER BY id FOR UPDATE)",
+            [now.into(), ids.to_vec().into()],
         ))
         .await?;
         return Ok(());
@@ -327,10 +323,10 @@ async fn lock_positions(
     Ok(())
 }
 
-/// Writes the installment and position states the batch changed, one statement per new
-/// state.
+/// Writes the installment and position states the batch changed: with `writes` on
+/// PostgreSQL (one JSON piece per table), one statement per new state on SQLite.
 pub(crate) async fn write_states(
-    txn: &DatabaseTransaction,
+    writes: &mut Writes<'_>,
     positions: &Positions,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
@@ -355,6 +351,50 @@ pub(crate) async fn write_states(
                 .push(after.id);
         }
     }
+    if writes.gathers() {
+        let at = crate::batch::json_of(&now.into(), "installment", "updated_at")?;
+        let mut installment_rows = Vec::new();
+        for (state, ids) in &installments {
+            let paid = *state == InstallmentState::Paid.as_str();
+            for id in ids {
+                installment_rows.push(serde_json::json!({
+                    "id": id.to_string(),
+                    "state": state,
+                    "updated_at": at,
+                    "paid_at": if paid { at.clone() } else { serde_json::Value::Null },
+                }));
+            }
+        }
+        if !installment_rows.is_empty() {
+            writes.push_json(
+                "UPDATE installment AS t SET state = j.state, updated_at = j.updated_at, \
+                 paid_at = COALESCE(j.paid_at, t.paid_at) \
+                 FROM json_populate_recordset(NULL::installment, $ROWS::json) AS j \
+                 WHERE t.id = j.id"
+                    .to_owned(),
+                serde_json::Value::Array(installment_rows).to_string(),
+            );
+        }
+        let position_rows: Vec<serde_json::Value> = states
+            .iter()
+            .flat_map(|(state, ids)| {
+                ids.iter()
+                    .map(move |id| serde_json::json!({"id": id.to_string(), "state": state}))
+            })
+            .collect();
+        if !position_rows.is_empty() {
+            writes.push_json(
+                "UPDATE debt_position AS t SET state = j.state \
+                 FROM json_populate_recordset(NULL::debt_position, $ROWS::json) AS j \
+                 WHERE t.id = j.id"
+                    .to_owned(),
+                serde_json::Value::Array(position_rows).to_string(),
+            );
+        }
+        return Ok(());
+    }
+    let txn = writes.txn();
+    let backend = txn.get_database_backend();
     for (state, ids) in installments {
         let mut update = installment::Entity::update_many()
             .col_expr(installment::Column::State, Expr::value(state))
@@ -363,14 +403,14 @@ pub(crate) async fn write_states(
             update = update.col_expr(installment::Column::PaidAt, Expr::value(Some(now)));
         }
         update
-            .filter(installment::Column::Id.is_in(ids))
+            .filter(is_in(backend, installment::Column::Id, ids))
             .exec(txn)
             .await?;
     }
     for (state, ids) in states {
         debt_position::Entity::update_many()
             .col_expr(debt_position::Column::State, Expr::value(state))
-            .filter(debt_position::Column::Id.is_in(ids))
+            .filter(is_in(backend, debt_position::Column::Id, ids))
             .exec(txn)
             .await?;
     }
@@ -492,23 +532,16 @@ pub(crate) fn receipt_row(
     }
 }
 
-/// Insert nothing when the receipt's key is stored: the caller counts the rows it inserted.
-pub(crate) fn on_receipt_key() -> OnConflict {
-    OnConflict::columns([
-        receipt::Column::CreditorFiscalCode,
-        receipt::Column::Iuv,
-        receipt::Column::ReceiptId,
-    ])
-    .do_nothing()
-    .to_owned()
-}
+/// A receipt's key columns: a row whose key is stored is not inserted, and the caller counts
+/// the rows it inserted.
+pub(crate) const RECEIPT_KEY: &[&str] = &["creditor_fiscal_code", "iuv", "receipt_id"];
 
 /// The stored content hashes of the keys in `keys` that are already stored.
 pub(crate) async fn stored_hashes(
     txn: &DatabaseTransaction,
     keys: &[ReceiptKey],
 ) -> Result<HashMap<ReceiptKey, String>, AppError> {
-    let receipt_ids: BTreeSet<&str> = keys.iter().map(|k| k.receipt_id.as_str()).collect();
+    let receipt_ids: BTreeSet<String> = keys.iter().map(|k| k.receipt_id.clone()).collect();
     if receipt_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -518,7 +551,11 @@ pub(crate) async fn stored_hashes(
         .column(receipt::Column::Iuv)
         .column(receipt::Column::ReceiptId)
         .column(receipt::Column::ContentSha256)
-        .filter(receipt::Column::ReceiptId.is_in(receipt_ids))
+        .filter(is_in(
+            txn.get_database_backend(),
+            receipt::Column::ReceiptId,
+            receipt_ids.into_iter().collect::<Vec<_>>(),
+        ))
         .into_tuple()
         .all(txn)
         .await?;
@@ -724,7 +761,7 @@ async fn try_batch(
             content: inputs[index].raw.clone(),
         });
     }
-    let document_refs = ledger::store_documents(&txn, store.keys(), documents, now).await?;
+    let (document_refs, document_rows) = ledger::document_rows(store.keys(), documents, now);
 
     let mut receipt_rows = Vec::new();
     let mut transfer_rows_all = Vec::new();
@@ -766,21 +803,31 @@ async fn try_batch(
             _ => {}
         }
     }
+    // The documents with the receipts that cite them, then everything else the batch
+    // writes: two statements on PostgreSQL. The receipts go first and alone because their
+    // count tells a race with another replica, which must be seen before their transfers
+    // are written.
     let expected = receipt_rows.len();
-    if expected > 0 {
-        let inserted = receipt::Entity::insert_many(receipt_rows)
-            .on_conflict(on_receipt_key())
-            .exec_without_returning(&txn)
-            .await?;
-        if usize::try_from(inserted).unwrap_or(0) != expected {
-            txn.rollback().await?;
-            return Err(BatchError::Raced);
-        }
+    let mut writes = Writes::new(&txn);
+    writes.insert(document_rows, 8, OnConflict::Fail).await?;
+    let receipts = writes
+        .insert(receipt_rows, 21, OnConflict::Skip(RECEIPT_KEY))
+        .await?;
+    writes.insert(conflict_rows, 7, OnConflict::Fail).await?;
+    let inserted = writes.send().await?.of(receipts);
+    if usize::try_from(inserted).unwrap_or(0) != expected {
+        txn.rollback().await?;
+        return Err(BatchError::Raced);
     }
-    insert_chunked(&txn, transfer_rows_all, 11).await?;
-    insert_chunked(&txn, conflict_rows, 7).await?;
-    write_states(&txn, &positions, now).await?;
-    insert_chunked(&txn, outbox_events(&booked, now), 12).await?;
+    let mut writes = Writes::new(&txn);
+    writes
+        .insert(transfer_rows_all, 11, OnConflict::Fail)
+        .await?;
+    write_states(&mut writes, &positions, now).await?;
+    writes
+        .insert(outbox_events(&booked, now), 12, OnConflict::Fail)
+        .await?;
+    writes.send().await?;
     crate::citizens::queue(&txn, citizen_changes(store, &told, &positions), now).await?;
     ledger::append_with_documents(&txn, &document_refs, postings, now).await?;
     txn.commit().await?;
