@@ -746,6 +746,22 @@ impl Store {
             .filter(is_in(backend, debt_position::Column::Id, ids.to_vec()))
             .all(db)
             .await?;
+        self.load_children(db, ids, positions).await
+    }
+
+    /// Loads the positions whose rows are `positions` (read by the caller, e.g. as it locked
+    /// them), in the order of `ids`, with their options, installments, transfers and personal
+    /// data.
+    pub(crate) async fn load_children(
+        &self,
+        db: &impl ConnectionTrait,
+        ids: &[Uuid],
+        positions: Vec<debt_position::Model>,
+    ) -> Result<Vec<DebtPosition>, AppError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = db.get_database_backend();
         let personal_ids: Vec<Uuid> = positions.iter().map(|p| p.personal_data_id).collect();
         let mut personal: HashMap<Uuid, personal_data::Model> = personal_data::Entity::find()
             .filter(is_in(backend, personal_data::Column::Id, personal_ids))

@@ -105,12 +105,34 @@ pub(crate) async fn plan(
     now: OffsetDateTime,
 ) -> Result<(Vec<Result<Planned, String>>, Positions), AppError> {
     let notice_positions = positions_of_notices(store, txn, facts).await?;
+    plan_with(store, txn, facts, notice_positions, now).await
+}
+
+/// [`plan`], with the positions of the notices already looked up (`notice_positions` may
+/// hold more notices than `facts` pay: only theirs are locked).
+async fn plan_with(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    facts: &[&ReceiptFacts],
+    mut notice_positions: HashMap<(String, String), Uuid>,
+    now: OffsetDateTime,
+) -> Result<(Vec<Result<Planned, String>>, Positions), AppError> {
+    let paid: BTreeSet<(&str, &str)> = facts
+        .iter()
+        .map(|f| (f.creditor_fiscal_code.as_str(), f.notice_number.as_str()))
+        .collect();
+    notice_positions
+        .retain(|(creditor, notice), _| paid.contains(&(creditor.as_str(), notice.as_str())));
     let ids: BTreeSet<Uuid> = notice_positions.values().copied().collect();
     let ids: Vec<Uuid> = ids.into_iter().collect();
-    lock_positions(txn, &ids, now).await?;
+    let locked = lock_positions(txn, &ids, now).await?;
     let mut positions = Positions::default();
     let mut unreadable: HashMap<Uuid, String> = HashMap::new();
-    match store.load_many(txn, &ids).await {
+    let loaded = match locked {
+        Some(rows) => store.load_children(txn, &ids, rows).await,
+        None => store.load_many(txn, &ids).await,
+    };
+    match loaded {
         Ok(loaded) => {
             for p in loaded {
                 positions.before.insert(p.id, p);
@@ -287,29 +309,32 @@ async fn positions_of_notices(
 }
 
 /// Takes the row locks of `ids` (sorted) and bumps their versions: concurrent changes of
-/// these positions, and other batches paying them, wait for this transaction.
+/// these positions, and other batches paying them, wait for this transaction. On PostgreSQL
+/// the locked rows come back, so they need not be read again.
 async fn lock_positions(
     txn: &DatabaseTransaction,
     ids: &[Uuid],
     now: OffsetDateTime,
-) -> Result<(), AppError> {
+) -> Result<Option<Vec<debt_position::Model>>, AppError> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Some(Vec::new()));
     }
     let backend = txn.get_database_backend();
     if backend == DbBackend::Postgres {
         // Locked in id order, whatever order an UPDATE would visit them in: two batches on
-        // other replicas then never wait for each other in a cycle. One statement locks and
-        // bumps. (SQLite has one writer.)
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "UPDATE debt_position SET version = version + 1, updated_at = $1 \
-             WHERE id IN (SELECT id FROM debt_position WHERE id = ANY($2) \
-             ORDER BY id FOR UPDATE)",
-            [now.into(), ids.to_vec().into()],
-        ))
-        .await?;
-        return Ok(());
+        // other replicas then never wait for each other in a cycle. One statement locks,
+        // bumps and reads. (SQLite has one writer.)
+        let rows = debt_position::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                backend,
+                "UPDATE debt_position SET version = version + 1, updated_at = $1 \
+                 WHERE id IN (SELECT id FROM debt_position WHERE id = ANY($2) \
+                 ORDER BY id FOR UPDATE) RETURNING *",
+                [now.into(), ids.to_vec().into()],
+            ))
+            .all(txn)
+            .await?;
+        return Ok(Some(rows));
     }
     debt_position::Entity::update_many()
         .col_expr(
@@ -320,7 +345,7 @@ async fn lock_positions(
         .filter(debt_position::Column::Id.is_in(ids.iter().copied()))
         .exec(txn)
         .await?;
-    Ok(())
+    Ok(None)
 }
 
 /// Writes the installment and position states the batch changed: with `writes` on
@@ -574,6 +599,69 @@ pub(crate) async fn stored_hashes(
         .collect())
 }
 
+/// What a batch looks up before deciding: the stored content hashes of its keys, and the
+/// positions of the notices its receipts pay (those incasso issued). One query on
+/// PostgreSQL, two on SQLite.
+async fn look_up(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    keys: &[ReceiptKey],
+    inputs: &[ReceiptInput],
+) -> Result<(HashMap<ReceiptKey, String>, HashMap<(String, String), Uuid>), AppError> {
+    let facts: Vec<&ReceiptFacts> = inputs.iter().map(|i| &i.facts).collect();
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let stored = stored_hashes(txn, keys).await?;
+        return Ok((stored, positions_of_notices(store, txn, &facts).await?));
+    }
+    let receipt_ids: Vec<String> = keys
+        .iter()
+        .map(|k| k.receipt_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let notices: Vec<String> = facts
+        .iter()
+        .filter(|f| store.registry().issuer(&f.creditor_fiscal_code).is_some())
+        .map(|f| f.notice_number.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT TRUE AS stored, creditor_fiscal_code, iuv AS code, receipt_id, \
+                    content_sha256, NULL::uuid AS debt_position_id \
+             FROM receipt WHERE receipt_id = ANY($1) \
+             UNION ALL \
+             SELECT FALSE, creditor_fiscal_code, notice_number, NULL, NULL, debt_position_id \
+             FROM installment WHERE notice_number = ANY($2)",
+            [receipt_ids.into(), notices.into()],
+        ))
+        .await?;
+    let mut stored = HashMap::new();
+    let mut positions = HashMap::new();
+    for row in rows {
+        let creditor_fiscal_code: String = row.try_get("", "creditor_fiscal_code")?;
+        let code: String = row.try_get("", "code")?;
+        if row.try_get::<bool>("", "stored")? {
+            stored.insert(
+                ReceiptKey {
+                    creditor_fiscal_code,
+                    iuv: code,
+                    receipt_id: row.try_get("", "receipt_id")?,
+                },
+                row.try_get("", "content_sha256")?,
+            );
+        } else {
+            positions.insert(
+                (creditor_fiscal_code, code),
+                row.try_get("", "debt_position_id")?,
+            );
+        }
+    }
+    Ok((stored, positions))
+}
+
 /// What the batch decided for one of its receipts.
 enum Decision {
     /// A new receipt, planned.
@@ -711,7 +799,7 @@ async fn try_batch(
 ) -> Result<Vec<Decision>, BatchError> {
     let txn = store.db().begin().await?;
     let keys: Vec<ReceiptKey> = inputs.iter().map(|i| i.facts.key()).collect();
-    let stored = stored_hashes(&txn, &keys).await?;
+    let (stored, notice_positions) = look_up(store, &txn, &keys, inputs).await?;
     // Decide what each receipt is; `None` marks the new ones, planned below.
     let mut first_of_key: HashMap<&ReceiptKey, usize> = HashMap::new();
     let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(inputs.len());
@@ -733,7 +821,7 @@ async fn try_batch(
         .filter(|&i| decisions[i].is_none())
         .collect();
     let new_facts: Vec<&ReceiptFacts> = new.iter().map(|&i| &inputs[i].facts).collect();
-    let (plans, positions) = plan(store, &txn, &new_facts, now).await?;
+    let (plans, positions) = plan_with(store, &txn, &new_facts, notice_positions, now).await?;
     for (&index, planned) in new.iter().zip(plans) {
         decisions[index] = Some(match planned {
             Ok(planned) => Decision::Book(planned),
