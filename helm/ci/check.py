@@ -153,6 +153,10 @@ def check_chart_promises(report: Report, case: str, docs: list[tuple[str, dict]]
                 config.get("shutdown_grace_seconds") == values["shutdownGraceSeconds"],
                 f"{case}: shutdown_grace_seconds from the values",
             )
+            report.check(
+                config.get("ready_on_newer_schema") is values["readyOnNewerSchema"],
+                f"{case}: ready_on_newer_schema from the values",
+            )
             grace = pod.get("terminationGracePeriodSeconds", 30)
             report.check(
                 grace > config.get("shutdown_grace_seconds", 0) + values["preStopSleepSeconds"],

@@ -17,6 +17,7 @@ use crate::on_both_engines;
 on_both_engines!(
     a_migrated_replica_is_live_ready_and_serving,
     readiness_follows_the_migrations_table,
+    a_replica_told_so_stays_ready_on_a_newer_releases_schema,
     metrics_show_a_parked_receipt_and_a_dead_letter,
     the_outbox_age_counts_from_when_an_event_was_queued,
 );
@@ -128,6 +129,46 @@ async fn readiness_follows_the_migrations_table(engine: Engine) -> anyhow::Resul
     app.stop().await
 }
 
+async fn a_replica_told_so_stays_ready_on_a_newer_releases_schema(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(engine, |s| {
+        s.readiness_interval = Duration::from_millis(100);
+        s.ready_on_newer_schema = true;
+    })
+    .await?;
+    // A newer release's additive migration: the previous release keeps its traffic.
+    app.execute_sql(
+        "INSERT INTO seaql_migrations (version, applied_at) \
+         VALUES ('m20991231_000001_from_a_newer_release', 0)",
+    )
+    .await?;
+    let ready = get(&app, "/readyz").await?;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(grpc_serving(&app, "").await?);
+    // A migration this binary does not know that sorts before its own newest is another
+    // branch's, not a newer release's: not ready.
+    app.execute_sql(
+        "INSERT INTO seaql_migrations (version, applied_at) \
+         VALUES ('m20000101_000001_from_another_branch', 0)",
+    )
+    .await?;
+    let other = get(&app, "/readyz").await?;
+    assert_eq!(other.status, 503, "{}", other.body);
+    assert!(other.body.contains("ahead"), "{}", other.body);
+    grpc_health_becomes(&app, "", false).await?;
+    // A missing migration is never ready.
+    app.execute_sql(
+        "DELETE FROM seaql_migrations WHERE version IN \
+         ('m20000101_000001_from_another_branch', 'm20261124_000001_create_creditor')",
+    )
+    .await?;
+    let behind = get(&app, "/readyz").await?;
+    assert_eq!(behind.status, 503, "{}", behind.body);
+    assert!(behind.body.contains("behind"), "{}", behind.body);
+    app.stop().await
+}
+
 /// PostgreSQL only, by nature: an SQLite database is a file the process holds open, it has
 /// no server to lose. The database refuses connections and the server's are cut.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -140,7 +181,8 @@ async fn readiness_is_lost_while_the_database_is_unreachable_and_comes_back() ->
         .rsplit_once('/')
         .map(|(_, name)| name.to_owned())
         .ok_or_else(|| anyhow::anyhow!("no database name"))?;
-    let admin = incasso_store::db::connect(&incasso_store::testing::postgres_admin_url(), 2).await?;
+    let admin =
+        incasso_store::db::connect(&incasso_store::testing::postgres_admin_url(), 2).await?;
     admin
         .execute_unprepared(&format!(
             "ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS false"
@@ -159,7 +201,10 @@ async fn readiness_is_lost_while_the_database_is_unreachable_and_comes_back() ->
     assert_eq!(get(&app, "/livez").await?.status, 200, "still live");
     grpc_health_becomes(&app, "", false).await?;
     let metrics = get(&app, "/metrics").await?;
-    assert_eq!(metrics.status, 200, "metrics are served without the database");
+    assert_eq!(
+        metrics.status, 200,
+        "metrics are served without the database"
+    );
     let scrape = parse(&metrics.body)?;
     assert_eq!(gauge(&scrape, "incasso_database_up", None), Some(0.0));
     assert_eq!(gauge(&scrape, "incasso_ready", None), Some(0.0));
@@ -176,11 +221,7 @@ async fn readiness_is_lost_while_the_database_is_unreachable_and_comes_back() ->
         if ready.status == 200 {
             break;
         }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "not ready again: {}",
-            ready.body
-        );
+        anyhow::ensure!(Instant::now() < deadline, "not ready again: {}", ready.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     grpc_health_becomes(&app, "", true).await?;
@@ -313,7 +354,11 @@ async fn metrics_show_a_parked_receipt_and_a_dead_letter(engine: Engine) -> anyh
         .map(|d| d.fiscal_code)
         .unwrap_or_default();
     assert!(!debtor.is_empty());
-    for secret in [debtor.as_str(), fee.notice_number.as_str(), "admin-parked-1"] {
+    for secret in [
+        debtor.as_str(),
+        fee.notice_number.as_str(),
+        "admin-parked-1",
+    ] {
         assert!(!text.contains(secret), "{secret} in /metrics");
     }
     app.stop().await
@@ -328,10 +373,18 @@ async fn the_outbox_age_counts_from_when_an_event_was_queued(engine: Engine) -> 
         .await?;
     let (fresh, _) = scrape(&app).await?;
     assert_eq!(
-        gauge(&fresh, "incasso_outbox_pending_events", Some("aca.position")),
+        gauge(
+            &fresh,
+            "incasso_outbox_pending_events",
+            Some("aca.position")
+        ),
         Some(1.0)
     );
-    let age = gauge(&fresh, "incasso_outbox_oldest_pending_age_seconds", Some("aca.position"));
+    let age = gauge(
+        &fresh,
+        "incasso_outbox_oldest_pending_age_seconds",
+        Some("aca.position"),
+    );
     assert!(age.is_some_and(|a| a < 60.0), "{age:?}");
 
     // Queued an hour ago.
@@ -341,10 +394,21 @@ async fn the_outbox_age_counts_from_when_an_event_was_queued(engine: Engine) -> 
     )
     .await?;
     let (old, _) = scrape(&app).await?;
-    let age = gauge(&old, "incasso_outbox_oldest_pending_age_seconds", Some("aca.position"));
-    assert!(age.is_some_and(|a| (3600.0..3660.0).contains(&a)), "{age:?}");
+    let age = gauge(
+        &old,
+        "incasso_outbox_oldest_pending_age_seconds",
+        Some("aca.position"),
+    );
+    assert!(
+        age.is_some_and(|a| (3600.0..3660.0).contains(&a)),
+        "{age:?}"
+    );
     assert_eq!(
-        gauge(&old, "incasso_outbox_oldest_pending_age_seconds", Some("io.message")),
+        gauge(
+            &old,
+            "incasso_outbox_oldest_pending_age_seconds",
+            Some("io.message")
+        ),
         Some(0.0),
         "nothing waits on io.message"
     );

@@ -46,7 +46,9 @@ pub enum NotReady {
         timeout_ms: u64,
     },
     /// The database lacks migrations of this binary.
-    #[error("database schema is behind this binary: {pending} migrations pending (first {first}); run incasso migrate")]
+    #[error(
+        "database schema is behind this binary: {pending} migrations pending (first {first}); run incasso migrate"
+    )]
     SchemaBehind {
         /// How many.
         pending: usize,
@@ -54,7 +56,9 @@ pub enum NotReady {
         first: String,
     },
     /// The database holds migrations this binary does not know.
-    #[error("database schema is ahead of this binary: migration {first} unknown ({unknown} in all)")]
+    #[error(
+        "database schema is ahead of this binary: migration {first} unknown ({unknown} in all)"
+    )]
     SchemaAhead {
         /// How many.
         unknown: usize,
@@ -68,14 +72,19 @@ pub enum NotReady {
 pub struct Readiness {
     store: Store,
     shutting_down: Arc<AtomicBool>,
+    ready_on_newer_schema: bool,
 }
 
 impl Readiness {
-    /// A check against the store's database.
-    pub fn new(store: Store) -> Self {
+    /// A check against the store's database. With `ready_on_newer_schema`, a schema that a
+    /// newer release migrated (additively, as every incasso migration is) still counts as
+    /// ready, so the previous release's replicas keep their traffic while a rolling upgrade
+    /// replaces them.
+    pub fn new(store: Store, ready_on_newer_schema: bool) -> Self {
         Self {
             store,
             shutting_down: Arc::new(AtomicBool::new(false)),
+            ready_on_newer_schema,
         }
     }
 
@@ -109,7 +118,12 @@ impl Readiness {
                 pending: pending.len(),
                 first: pending.first().cloned().unwrap_or_default(),
             }),
-            Ok(Ok(SchemaLevel::Ahead { unknown })) => Err(NotReady::SchemaAhead {
+            Ok(Ok(SchemaLevel::Ahead { newer_only, .. }))
+                if newer_only && self.ready_on_newer_schema =>
+            {
+                Ok(())
+            }
+            Ok(Ok(SchemaLevel::Ahead { unknown, .. })) => Err(NotReady::SchemaAhead {
                 unknown: unknown.len(),
                 first: unknown.first().cloned().unwrap_or_default(),
             }),

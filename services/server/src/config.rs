@@ -168,6 +168,9 @@ pub struct FileConfig {
     pub soap_listen: Option<String>,
     /// Admin listen address: `/livez`, `/readyz`, `/metrics` (default 127.0.0.1:9090).
     pub admin_listen: Option<String>,
+    /// Whether `/readyz` and gRPC health stay ready on a schema a newer release migrated
+    /// (default false: only the binary's own schema is ready). The Helm chart turns it on.
+    pub ready_on_newer_schema: Option<bool>,
     /// The PagoPA Node side.
     #[serde(default)]
     pub node: NodeConfig,
@@ -266,6 +269,8 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// How often gRPC health is brought in line with the readiness check.
     pub readiness_interval: std::time::Duration,
+    /// Ready on a schema a newer release migrated.
+    pub ready_on_newer_schema: bool,
     /// incasso's identity on the Node.
     pub station: StationConfig,
     /// Largest SOAP message accepted, bytes.
@@ -447,6 +452,7 @@ impl Settings {
             soap_listen,
             admin_listen,
             readiness_interval: DEFAULT_READINESS_INTERVAL,
+            ready_on_newer_schema: file.ready_on_newer_schema.unwrap_or(false),
             station,
             soap_body_limit_bytes: file.node.body_limit_bytes.unwrap_or(1024 * 1024),
             aca: overrides.aca_url.or(file.aca.base_url).map(|url| {

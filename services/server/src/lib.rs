@@ -39,6 +39,7 @@ pub struct Application {
     soap_listener: TcpListener,
     admin_listener: TcpListener,
     readiness_interval: std::time::Duration,
+    ready_on_newer_schema: bool,
     store: Store,
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
@@ -115,6 +116,7 @@ impl Application {
             soap_listener,
             admin_listener,
             readiness_interval: settings.readiness_interval,
+            ready_on_newer_schema: settings.ready_on_newer_schema,
             store,
             shutdown_grace,
             station,
@@ -169,7 +171,7 @@ impl Application {
                 <CitizenPaymentsServiceServer<CitizenPaymentsApi> as NamedService>::NAME,
             ],
         );
-        let readiness = admin::Readiness::new(self.store.clone());
+        let readiness = admin::Readiness::new(self.store.clone(), self.ready_on_newer_schema);
         // gRPC health is right from the first call, not one interval later.
         health.report(&readiness.check().await).await;
         let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -148,13 +148,10 @@ async fn while_draining_the_replica_is_live_but_not_ready() {
         .connect()
         .await
         .unwrap();
-    let mut notices =
-        incasso_grpc::pb::notice_service_client::NoticeServiceClient::new(channel);
+    let mut notices = incasso_grpc::pb::notice_service_client::NoticeServiceClient::new(channel);
     let first = incasso_integration_tests::requests::school_fee("drain-1");
-    let endless = tokio_stream::StreamExt::chain(
-        tokio_stream::iter([first]),
-        tokio_stream::pending(),
-    );
+    let endless =
+        tokio_stream::StreamExt::chain(tokio_stream::iter([first]), tokio_stream::pending());
     let mut answers = notices
         .bulk_create_debt_positions(endless)
         .await

@@ -80,16 +80,20 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), AppError> {
 pub enum SchemaLevel {
     /// Every migration of the binary is applied, and no other.
     Current,
-    /// The binary's migrations the database lacks (`incasso migrate` applies them).
+    /// The binary's migrations the database lacks (`incasso migrate` applies them),
+    /// whether or not it also holds migrations the binary does not know.
     Behind {
         /// Their names, oldest first.
         pending: Vec<String>,
     },
     /// Migrations applied to the database that this binary does not know: a newer release
-    /// migrated it.
+    /// migrated it, or another branch did.
     Ahead {
         /// Their names, in the database's order.
         unknown: Vec<String>,
+        /// True when every unknown migration sorts after the binary's newest (migration
+        /// names start with their date): a newer release's, not another branch's.
+        newer_only: bool,
     },
 }
 
@@ -109,23 +113,30 @@ pub async fn schema_level(db: &DatabaseConnection) -> Result<SchemaLevel, AppErr
         .iter()
         .map(|m| m.name().to_owned())
         .collect();
+    let pending: Vec<String> = known
+        .iter()
+        .filter(|name| !applied.contains(name))
+        .cloned()
+        .collect();
+    // A missing migration comes first: whatever else the database holds, this binary's
+    // queries may need the missing one.
+    if !pending.is_empty() {
+        return Ok(SchemaLevel::Behind { pending });
+    }
     let unknown: Vec<String> = applied
         .iter()
         .filter(|v| !known.contains(v))
         .cloned()
         .collect();
-    if !unknown.is_empty() {
-        return Ok(SchemaLevel::Ahead { unknown });
+    if unknown.is_empty() {
+        return Ok(SchemaLevel::Current);
     }
-    let pending: Vec<String> = known
-        .into_iter()
-        .filter(|name| !applied.contains(name))
-        .collect();
-    if pending.is_empty() {
-        Ok(SchemaLevel::Current)
-    } else {
-        Ok(SchemaLevel::Behind { pending })
-    }
+    let newest_known = known.iter().max();
+    let newer_only = unknown.iter().all(|v| Some(v) > newest_known);
+    Ok(SchemaLevel::Ahead {
+        unknown,
+        newer_only,
+    })
 }
 
 /// The connection pool as it stands: open connections and how many of them are idle.

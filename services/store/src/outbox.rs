@@ -655,7 +655,11 @@ pub struct TopicBacklog {
 
 /// The topics every backlog report lists, with zeros when nothing is queued, so a
 /// dashboard shows a flat line rather than no line.
-pub const KNOWN_TOPICS: [&str; 3] = [ACA_POSITION, FASCICOLO_CITIZEN, crate::io_messages::IO_MESSAGE];
+pub const KNOWN_TOPICS: [&str; 3] = [
+    ACA_POSITION,
+    FASCICOLO_CITIZEN,
+    crate::io_messages::IO_MESSAGE,
+];
 
 impl crate::Store {
     /// The backlog of every known topic and of any other found in the table, by topic name.
@@ -719,7 +723,9 @@ impl crate::Store {
                 first_order
             };
             entry.oldest_pending_age_seconds = waiting_since_micros
-                .map(|since| u64::try_from(now_micros.saturating_sub(since) / 1_000_000).unwrap_or(0))
+                .map(|since| {
+                    u64::try_from(now_micros.saturating_sub(since) / 1_000_000).unwrap_or(0)
+                })
                 .unwrap_or(0);
         }
         Ok(backlog.into_values().collect())
