@@ -412,5 +412,29 @@ async fn the_outbox_age_counts_from_when_an_event_was_queued(engine: Engine) -> 
         Some(0.0),
         "nothing waits on io.message"
     );
+
+    // Scheduled for tomorrow (as a fine's republication is): pending, but not waiting yet.
+    app.execute_sql(
+        "UPDATE outbox_event SET order_micros = order_micros + 90000000000, \
+         next_attempt_at = next_attempt_at + 90000000000 WHERE topic = 'aca.position'",
+    )
+    .await?;
+    let (scheduled, _) = scrape(&app).await?;
+    assert_eq!(
+        gauge(
+            &scheduled,
+            "incasso_outbox_pending_events",
+            Some("aca.position")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge(
+            &scheduled,
+            "incasso_outbox_oldest_pending_age_seconds",
+            Some("aca.position")
+        ),
+        Some(0.0)
+    );
     app.stop().await
 }
