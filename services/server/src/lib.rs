@@ -154,8 +154,9 @@ impl Application {
         &self.store
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls finish
-    /// and returns.
+    /// Serves until `shutdown` resolves, then reports itself not ready, stops accepting,
+    /// lets in-flight calls and relay rounds finish (for at most the grace period) and
+    /// returns. The admin listener answers until the end.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
