@@ -107,9 +107,7 @@ impl TestApp {
     }
 
     /// A ReconciliationService client.
-    pub async fn reconciliation(
-        &self,
-    ) -> anyhow::Result<ReconciliationServiceClient<Channel>> {
+    pub async fn reconciliation(&self) -> anyhow::Result<ReconciliationServiceClient<Channel>> {
         Ok(ReconciliationServiceClient::new(self.channel().await?))
     }
 

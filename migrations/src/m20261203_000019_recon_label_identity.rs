@@ -37,18 +37,19 @@ impl MigrationTrait for Migration {
         use ReconLabel as B;
         // One column per statement: SQLite's ALTER TABLE adds one at a time.
         for column in [
-            ColumnDef::new(B::ReceiptId).string_len(35).null().to_owned(),
-            ColumnDef::new(B::IdTransfer).small_integer().null().to_owned(),
+            ColumnDef::new(B::ReceiptId)
+                .string_len(35)
+                .null()
+                .to_owned(),
+            ColumnDef::new(B::IdTransfer)
+                .small_integer()
+                .null()
+                .to_owned(),
             ColumnDef::new(B::FlowId).string_len(35).null().to_owned(),
             ColumnDef::new(B::CreditId).string_len(60).null().to_owned(),
         ] {
             manager
-                .alter_table(
-                    Table::alter()
-                        .table(B::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
+                .alter_table(Table::alter().table(B::Table).add_column(column).to_owned())
                 .await?;
         }
         // The subject keys are serde's JSON of the domain's `Subject`:
@@ -124,7 +125,10 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for (name, table) in [
-            ("ix_receipt_transfer_key", ReceiptTransfer::Table.into_iden()),
+            (
+                "ix_receipt_transfer_key",
+                ReceiptTransfer::Table.into_iden(),
+            ),
             ("ix_recon_label_credit", ReconLabel::Table.into_iden()),
             ("ix_recon_label_flow", ReconLabel::Table.into_iden()),
             ("ix_recon_label_transfer", ReconLabel::Table.into_iden()),

@@ -89,7 +89,11 @@ async fn import(
         .chunks(chunk)
         .enumerate()
         .map(|(i, content)| pb::ImportDocumentRequest {
-            file_name: if i == 0 { name.to_owned() } else { String::new() },
+            file_name: if i == 0 {
+                name.to_owned()
+            } else {
+                String::new()
+            },
             content: content.to_vec(),
         })
         .collect();
@@ -188,8 +192,16 @@ fn main_flow(paid: &Paid) -> String {
         "BCITITMM",
         date!(2026 - 11 - 24),
         vec![
-            line(key(&paid.tari_iuv, "rt-tari", 1), 28_500, date!(2026 - 11 - 23)),
-            line(key(LEGACY_IUV, "rt-legacy", 1), 5_000, date!(2026 - 11 - 23)),
+            line(
+                key(&paid.tari_iuv, "rt-tari", 1),
+                28_500,
+                date!(2026 - 11 - 23),
+            ),
+            line(
+                key(LEGACY_IUV, "rt-legacy", 1),
+                5_000,
+                date!(2026 - 11 - 23),
+            ),
             line(key(LOST_IUV, "rt-lost", 1), 2_000, date!(2026 - 11 - 23)),
         ],
     )
@@ -200,7 +212,11 @@ fn old_flow() -> String {
         OLD_FLOW,
         "UNCRITMM",
         date!(2026 - 11 - 20),
-        vec![line(key(OLD_IUV, "rt-old", 1), 1_000, date!(2026 - 11 - 19))],
+        vec![line(
+            key(OLD_IUV, "rt-old", 1),
+            1_000,
+            date!(2026 - 11 - 19),
+        )],
     )
 }
 
@@ -246,10 +262,7 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
     assert!(before.iter().all(|t| t.label == L::Unspecified as i32));
     let tefa = find(&before, &paid.tari_iuv, 2);
     assert_eq!(tefa.creditor_fiscal_code, CITTA_METROPOLITANA);
-    assert_eq!(
-        tefa.scope,
-        pb::ReconciliationScope::OtherBeneficiary as i32
-    );
+    assert_eq!(tefa.scope, pb::ReconciliationScope::OtherBeneficiary as i32);
 
     // The flow arrives: reported transfers are RT_IUF (regulated, not due for lack of
     // treasury evidence), the fee is RT_NO_IUF, the lost receipt's line IUV_NO_RT.
@@ -267,10 +280,7 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
     assert_eq!(label_of(tari.label), L::RtIuf);
     assert_eq!(tari.flow_id, FLOW);
     assert_eq!(tari.flow_revision, 1);
-    assert_eq!(
-        tari.treasury_state,
-        pb::TreasuryState::Pending as i32
-    );
+    assert_eq!(tari.treasury_state, pb::TreasuryState::Pending as i32);
     assert_eq!(label_of(find(&listed, &paid.fee_iuv, 1).label), L::RtNoIuf);
     assert_eq!(label_of(find(&listed, LEGACY_IUV, 1).label), L::RtIuf);
     let lost = find(&listed, LOST_IUV, 1);
@@ -320,7 +330,13 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
     assert_eq!(label_of(find(&all, LOST_IUV, 1).label), L::IuvNoRt);
     let old = find(&all, OLD_IUV, 1);
     assert_eq!(label_of(old.label), L::IuvNoRt);
-    assert_eq!(label_names(&old.labels), ["RECONCILIATION_LABEL_IUV_NO_RT", "RECONCILIATION_LABEL_IUF_NO_TES"]);
+    assert_eq!(
+        label_names(&old.labels),
+        [
+            "RECONCILIATION_LABEL_IUV_NO_RT",
+            "RECONCILIATION_LABEL_IUF_NO_TES"
+        ]
+    );
     assert_eq!(old.treasury_state, pb::TreasuryState::NoTes as i32);
 
     // Paging: two at a time gives the same transfers in the same order, each once.
@@ -369,7 +385,10 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
         },
     )
     .await?;
-    assert_eq!(keys(&other), [(paid.tari_iuv.clone(), "rt-tari".to_owned(), 2)]);
+    assert_eq!(
+        keys(&other),
+        [(paid.tari_iuv.clone(), "rt-tari".to_owned(), 2)]
+    );
     let own = transfers(
         &mut client,
         pb::ListTransfersRequest {
@@ -407,7 +426,10 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
         },
     )
     .await?;
-    assert_eq!(keys(&by_receipt), [(LEGACY_IUV.to_owned(), "rt-legacy".to_owned(), 1)]);
+    assert_eq!(
+        keys(&by_receipt),
+        [(LEGACY_IUV.to_owned(), "rt-legacy".to_owned(), 1)]
+    );
     let by_day = transfers(
         &mut client,
         pb::ListTransfersRequest {
@@ -417,7 +439,10 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
         },
     )
     .await?;
-    assert_eq!(keys(&by_day), [(OLD_IUV.to_owned(), "rt-old".to_owned(), 1)]);
+    assert_eq!(
+        keys(&by_day),
+        [(OLD_IUV.to_owned(), "rt-old".to_owned(), 1)]
+    );
     let milan_cashed = transfers(
         &mut client,
         pb::ListTransfersRequest {
@@ -430,7 +455,10 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
         },
     )
     .await?;
-    assert_eq!(keys(&milan_cashed), [(LOST_IUV.to_owned(), "rt-lost".to_owned(), 1)]);
+    assert_eq!(
+        keys(&milan_cashed),
+        [(LOST_IUV.to_owned(), "rt-lost".to_owned(), 1)]
+    );
 
     // Flows and their treasury states.
     let flows = client
@@ -677,7 +705,11 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
     let mut fields = violation_fields(&status);
     fields.sort();
     assert_eq!(fields, ["iuv", "paid_from"]);
-    assert!(status.message().contains("paidFrom"), "{}", status.message());
+    assert!(
+        status.message().contains("paidFrom"),
+        "{}",
+        status.message()
+    );
 
     // A page token is bound to its filters.
     for i in 0..3 {
@@ -692,7 +724,12 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
         let notice = position.payment_options[0].installments[0].clone();
         node::deliver_receipt(
             app.soap_addr,
-            &ReceiptSpec::paying(&notice, &format!("rt-{i}"), "BCITITMM", "2026-11-23T10:00:00"),
+            &ReceiptSpec::paying(
+                &notice,
+                &format!("rt-{i}"),
+                "BCITITMM",
+                "2026-11-23T10:00:00",
+            ),
         )
         .await?;
     }
@@ -770,10 +807,17 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(violation_fields(&status), ["content"]);
-    assert!(status.message().contains("treasury account"), "{}", status.message());
+    assert!(
+        status.message().contains("treasury account"),
+        "{}",
+        status.message()
+    );
     let empty = import(&mut client, "empty.xml", "", 1).await.unwrap_err();
     assert_eq!(violation_fields(&empty), ["content"]);
-    assert_eq!(app.query_i64("SELECT COUNT(*) FROM recon_document").await?, 0);
+    assert_eq!(
+        app.query_i64("SELECT COUNT(*) FROM recon_document").await?,
+        0
+    );
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM recon_credit").await?, 0);
 
     // Paging still works past the refusals: three fees, one per page.

@@ -175,7 +175,10 @@ impl ReconciliationService for ReconciliationApi {
             content.extend_from_slice(&chunk.content);
         }
         let Some(name) = name.filter(|_| !content.is_empty()) else {
-            return Err(to_status(AppError::invalid("content", "required: the document")));
+            return Err(to_status(AppError::invalid(
+                "content",
+                "required: the document",
+            )));
         };
         let outcome = self
             .store

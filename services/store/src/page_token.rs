@@ -119,16 +119,17 @@ mod tests {
             Some(key)
         );
         assert!(errors.is_empty());
-        assert_eq!(
-            decode_key(&mut errors, &token, "fedcba9876543210", 2),
-            None
-        );
+        assert_eq!(decode_key(&mut errors, &token, "fedcba9876543210", 2), None);
         assert_eq!(
             decode_key(&mut errors, "k00zz0123456789abcdef", "0123456789abcdef", 2),
             None
         );
         assert_eq!(decode_key(&mut errors, &token, "0123456789abcdef", 3), None);
-        let fields: Vec<&str> = errors.violations().iter().map(|v| v.field.as_str()).collect();
+        let fields: Vec<&str> = errors
+            .violations()
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
         assert_eq!(fields, ["page_token"; 3]);
     }
 }

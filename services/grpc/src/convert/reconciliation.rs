@@ -117,8 +117,20 @@ fn enum_filter<T>(
 /// A ListTransfers request as the store's filter.
 pub fn transfer_filter(r: &pb::ListTransfersRequest) -> Result<TransferFilterInput, AppError> {
     let mut errors = ValidationErrors::new();
-    let label = enum_filter(&mut errors, "label", "reconciliation label", r.label, label_filter);
-    let scope = enum_filter(&mut errors, "scope", "reconciliation scope", r.scope, scope_filter);
+    let label = enum_filter(
+        &mut errors,
+        "label",
+        "reconciliation label",
+        r.label,
+        label_filter,
+    );
+    let scope = enum_filter(
+        &mut errors,
+        "scope",
+        "reconciliation scope",
+        r.scope,
+        scope_filter,
+    );
     errors
         .into_result(|| TransferFilterInput {
             creditor_fiscal_code: r.creditor_fiscal_code.clone(),
@@ -168,7 +180,13 @@ pub fn flow_filter(r: &pb::ListReportingFlowsRequest) -> Result<FlowFilterInput,
 /// A ListTreasuryCredits request as the store's filter.
 pub fn credit_filter(r: &pb::ListTreasuryCreditsRequest) -> Result<CreditFilterInput, AppError> {
     let mut errors = ValidationErrors::new();
-    let label = enum_filter(&mut errors, "label", "reconciliation label", r.label, label_filter);
+    let label = enum_filter(
+        &mut errors,
+        "label",
+        "reconciliation label",
+        r.label,
+        label_filter,
+    );
     errors
         .into_result(|| CreditFilterInput {
             creditor_fiscal_code: r.creditor_fiscal_code.clone(),

@@ -18,8 +18,8 @@ use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::RECEIPT_ID_MAX_CHARS;
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
-    Assessment, CausaleReferences, CreditId, FlowId, FlowTreasuryState, Label, Subject,
-    Suggestion, TransferIndex, TransferKey, parse_causale,
+    Assessment, CausaleReferences, CreditId, FlowId, FlowTreasuryState, Label, Subject, Suggestion,
+    TransferIndex, TransferKey, parse_causale,
 };
 use incasso_domain::rome_time::{rome_date, start_of_rome_day};
 use incasso_domain::validation::{ValidationErrors, parse_date};
@@ -102,10 +102,7 @@ impl Sql {
     /// latest by (dataOraFlusso, revision) is the one that counts.
     fn later_revision(&mut self, later: &str, flow: &str) -> &mut Self {
         let (a, b) = if self.backend == DbBackend::Postgres {
-            (
-                format!("{later}.created_at"),
-                format!("{flow}.created_at"),
-            )
+            (format!("{later}.created_at"), format!("{flow}.created_at"))
         } else {
             (
                 format!("julianday({later}.created_at)"),
@@ -290,7 +287,10 @@ impl TransferFilter {
 
     /// `AND` the receipt `r` (paid_at, else received_at) was paid within the range.
     fn receipt_paid_in_range(&self, sql: &mut Sql, r: &str) {
-        let paid = instant_expr(sql.backend, &format!("COALESCE({r}.paid_at, {r}.received_at)"));
+        let paid = instant_expr(
+            sql.backend,
+            &format!("COALESCE({r}.paid_at, {r}.received_at)"),
+        );
         let (from, to) = self.paid_instants();
         if let Some(from) = from {
             sql.push(&format!(" AND {paid} >= ")).bind_instant(from);
@@ -324,9 +324,7 @@ impl TransferFilter {
         limit: u64,
     ) -> Result<Sql, AppError> {
         let mut sql = Sql::new(backend);
-        sql.push(
-            "SELECT k.creditor, k.iuv, k.receipt_id, k.id_transfer, MAX(k.own) AS own FROM (",
-        );
+        sql.push("SELECT k.creditor, k.iuv, k.receipt_id, k.id_transfer, MAX(k.own) AS own FROM (");
         // Receipt transfers; a label filter leaves only labelled keys, which the second
         // branch has.
         let receipts = self.label.is_none();
@@ -722,9 +720,10 @@ impl Store {
         };
         let index = errors.check("id_transfer", TransferIndex::new(input.id_transfer));
         let key = match (iuv, index) {
-            (Some(iuv), Some(index)) => {
-                errors.check("receipt_id", TransferKey::new(iuv, input.receipt_id.trim(), index))
-            }
+            (Some(iuv), Some(index)) => errors.check(
+                "receipt_id",
+                TransferKey::new(iuv, input.receipt_id.trim(), index),
+            ),
             _ => None,
         };
         let (Some(creditor), Some(key)) = (creditor, key) else {

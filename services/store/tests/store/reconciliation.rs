@@ -411,7 +411,78 @@ async fn receipts_booked_after_an_import_are_caught_up_by_a_refresh(engine: Engi
     h.finish().await;
 }
 
+/// Migration 19 copies each subject's identity out of its JSON key into columns: labels
+/// written before it are found by the lists exactly as labels written after.
+async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) {
+    use incasso_store::reconciliation::{CreditFilterInput, FlowFilterInput, TransferFilterInput};
+    use sea_orm_migration::MigratorTrait;
+
+    let h = Harness::new(engine).await;
+    h.store.record_receipt(receipt()).await.unwrap();
+    let accounts = accounts();
+    for (name, text) in [
+        ("flow.xml", fdr_xml(&flow(), MILANO)),
+        ("statement.xml", statement(TREASURY_IBAN, 9_500)),
+    ] {
+        h.store
+            .import_reconciliation_file(&write(name, &text), &accounts)
+            .await
+            .unwrap();
+    }
+    // Back to the schema before 19 (its columns dropped), and up again.
+    incasso_migrations::Migrator::down(h.store.db(), Some(1))
+        .await
+        .unwrap();
+    incasso_migrations::Migrator::up(h.store.db(), None)
+        .await
+        .unwrap();
+
+    let labelled = TransferFilterInput {
+        label: Some(Label::RtIufTes),
+        ..TransferFilterInput::default()
+    };
+    let page = h
+        .store
+        .list_reconciliation_transfers(&labelled, 0, "")
+        .await
+        .unwrap();
+    assert_eq!(page.transfers.len(), 1);
+    assert_eq!(page.transfers[0].key, key(1));
+    assert_eq!(
+        page.transfers[0].flow,
+        Some((FlowId::parse(IUF).unwrap(), 1))
+    );
+    let flows = h
+        .store
+        .list_reporting_flows(
+            &FlowFilterInput {
+                treasury_state: Some(FlowTreasuryState::Cashed),
+                ..FlowFilterInput::default()
+            },
+            0,
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(flows.flows.len(), 1);
+    let credits = h
+        .store
+        .list_treasury_credits(
+            &CreditFilterInput {
+                label: Some(Label::RtIufTes),
+                ..CreditFilterInput::default()
+            },
+            0,
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(credits.credits.len(), 1);
+    assert_eq!(credits.credits[0].id.as_str(), "ASR-77");
+}
+
 on_both_engines!(
+    labels_written_before_migration_19_are_listed_after_it,
     receipts_booked_after_an_import_are_caught_up_by_a_refresh,
     evidence_is_labelled_as_it_arrives_with_its_history,
     a_refused_document_stores_nothing,
