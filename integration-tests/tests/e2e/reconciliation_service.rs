@@ -29,6 +29,7 @@ use crate::on_both_engines;
 on_both_engines!(
     the_finance_office_follows_receipts_flows_and_credits,
     bad_requests_are_refused_naming_the_field,
+    a_document_larger_than_one_message_is_imported_in_chunks,
     the_service_reports_its_health_and_is_reflected,
 );
 
@@ -535,7 +536,7 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
     assert_eq!(credits[0].referenced_flow_ids, [FLOW]);
     assert_eq!(credits[0].attributed_flow_ids, [FLOW]);
     assert_eq!(label_of(credits[0].label), L::RtIufTes);
-    assert_eq!(credits[1].referenced_iuvs, [paid.fee_iuv.clone()]);
+    assert_eq!(credits[1].referenced_iuvs, [paid.fee_iuv.as_str()]);
     assert_eq!(label_of(credits[1].label), L::RtTes);
     assert!(credits[2].referenced_flow_ids.is_empty() && credits[2].referenced_iuvs.is_empty());
     assert_eq!(label_of(credits[2].label), L::TesNoMatch);
@@ -836,6 +837,47 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
         token = next.next_page_token;
     }
     assert_eq!(seen.len(), 3);
+    app.stop().await
+}
+
+/// A statement of 5 MiB (a long comment stands in for a busy day's entries) is over the
+/// 4 MiB request-message limit as one message, and imports as 1 MiB chunks.
+async fn a_document_larger_than_one_message_is_imported_in_chunks(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut client = app.reconciliation().await?;
+    let day = date!(2026 - 11 - 25);
+    let statement = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        MILANO_BANK,
+        day,
+        day,
+        &[CamtEntry::credit("ASR-BIG", 10_000, day, "BONIFICO")],
+    );
+    let padding = format!("<!-- {} -->\n", "x".repeat(5 * 1024 * 1024));
+    let (declaration, rest) = statement.split_at(statement.find('\n').unwrap() + 1);
+    let big = format!("{declaration}{padding}{rest}");
+
+    let whole = import(&mut client, "big.xml", &big, big.len())
+        .await
+        .unwrap_err();
+    assert_eq!(whole.code(), Code::ResourceExhausted, "{whole:?}");
+    assert_eq!(app.query_i64("SELECT COUNT(*) FROM recon_credit").await?, 0);
+
+    let imported = import(&mut client, "big.xml", &big, 1024 * 1024).await?;
+    assert_eq!(imported.credits_added, 1);
+    let credits = client
+        .list_treasury_credits(pb::ListTreasuryCreditsRequest::default())
+        .await?
+        .into_inner()
+        .credits;
+    assert_eq!(credits.len(), 1);
+    assert_eq!(
+        (credits[0].id.as_str(), label_of(credits[0].label)),
+        ("ASR-BIG", L::TesNoMatch)
+    );
     app.stop().await
 }
 
