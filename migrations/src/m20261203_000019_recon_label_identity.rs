@@ -37,10 +37,8 @@ impl MigrationTrait for Migration {
         use ReconLabel as B;
         // One column per statement: SQLite's ALTER TABLE adds one at a time.
         for column in [
-            ColumnDef::new(B::ReceiptId)
-                .string_len(35)
-                .null()
-                .to_owned(),
+            // Text like receipt_transfer's: receipts are stored whatever their receiptId's length.
+            ColumnDef::new(B::ReceiptId).text().null().to_owned(),
             ColumnDef::new(B::IdTransfer)
                 .small_integer()
                 .null()

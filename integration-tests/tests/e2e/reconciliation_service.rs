@@ -734,6 +734,33 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
         )
         .await?;
     }
+    // A receipt whose receiptId is longer than an FdR's IUR can be is listed all the same.
+    let long_id = format!("{}-long-payment-token", "x".repeat(30));
+    let mut request = requests::school_fee("bad-long");
+    request.debtor.as_mut().unwrap().full_name = "Debtor long".to_owned();
+    let position = app
+        .notices()
+        .await?
+        .create_debt_position(request)
+        .await?
+        .into_inner();
+    let notice = position.payment_options[0].installments[0].clone();
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&notice, &long_id, "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+    let long = transfers(
+        &mut client,
+        pb::ListTransfersRequest {
+            receipt_id: long_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(keys(&long), [(notice.iuv.clone(), long_id, 1)]);
+    assert_eq!(long[0].scope, pb::ReconciliationScope::Creditor as i32);
+
     let page = client
         .list_transfers(pb::ListTransfersRequest {
             page_size: 1,
@@ -821,7 +848,7 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
     );
     assert_eq!(app.query_i64("SELECT COUNT(*) FROM recon_credit").await?, 0);
 
-    // Paging still works past the refusals: three fees, one per page.
+    // Paging still works past the refusals: four fees, one per page.
     let mut seen = vec![keys(&page.transfers)[0].clone()];
     let mut token = page.next_page_token;
     while !token.is_empty() {
@@ -836,7 +863,7 @@ async fn bad_requests_are_refused_naming_the_field(engine: Engine) -> anyhow::Re
         seen.extend(keys(&next.transfers));
         token = next.next_page_token;
     }
-    assert_eq!(seen.len(), 3);
+    assert_eq!(seen.len(), 4);
     app.stop().await
 }
 

@@ -256,9 +256,9 @@ pub fn transfer(item: &TransferItem) -> pb::ReconciliationTransfer {
         .unwrap_or_default();
     pb::ReconciliationTransfer {
         creditor_fiscal_code: item.creditor_fiscal_code.clone(),
-        iuv: item.key.iuv.to_string(),
-        receipt_id: item.key.receipt_id.clone(),
-        id_transfer: i32::from(item.key.transfer_index.get()),
+        iuv: item.iuv.clone(),
+        receipt_id: item.receipt_id.clone(),
+        id_transfer: i32::from(item.id_transfer),
         amount_cents: item.amount_cents,
         label: label_value(item.label),
         labels: labels_value(&item.labels),

@@ -438,13 +438,19 @@ impl TransferFilter {
     }
 }
 
-/// One transfer as the finance office sees it.
+/// One transfer as the finance office sees it. Its key is kept as the receipt or the flow
+/// stated it, not as a [`TransferKey`]: a receipt is stored whatever its receiptId's length
+/// (PagoPA's longer tokens included), and such a transfer is listed rather than failing the page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferItem {
     /// The beneficiary: the creditor whose transfer it is.
     pub creditor_fiscal_code: String,
-    /// The key.
-    pub key: TransferKey,
+    /// IUV (`creditorReferenceId`).
+    pub iuv: String,
+    /// receiptId (IUR).
+    pub receipt_id: String,
+    /// idTransfer (`indiceDatiSingoloPagamento`).
+    pub id_transfer: i16,
     /// `transferAmount` of its receipt; the FdR line's amount when no receipt has it.
     pub amount_cents: i64,
     /// `transferAmount` of its receipt, when one has it.
@@ -478,8 +484,8 @@ pub struct TransferPage {
     pub next_page_token: String,
 }
 
-/// The key of a transfer across creditors.
-type FullKey = (String, TransferKey);
+/// The key of a transfer across creditors: (creditor, IUV, receiptId, idTransfer), as stored.
+type FullKey = (String, String, String, i16);
 
 /// What the receipts say of a key: the first paid copy's amount and day.
 struct ReceiptFacts {
@@ -488,15 +494,12 @@ struct ReceiptFacts {
 }
 
 fn key_of(row: &QueryResult, creditor: &str, iuv: &str) -> Result<FullKey, AppError> {
-    let receipt_id: String = row.try_get("", "receipt_id")?;
-    let id_transfer: i16 = row.try_get("", "id_transfer")?;
-    let key = TransferKey::new(
-        Iuv::parse(iuv).map_err(corrupt)?,
-        &receipt_id,
-        TransferIndex::new(i64::from(id_transfer)).map_err(corrupt)?,
-    )
-    .map_err(corrupt)?;
-    Ok((creditor.to_owned(), key))
+    Ok((
+        creditor.to_owned(),
+        iuv.to_owned(),
+        row.try_get("", "receipt_id")?,
+        row.try_get("", "id_transfer")?,
+    ))
 }
 
 fn in_list(sql: &mut Sql, values: impl IntoIterator<Item = String>) {
@@ -556,9 +559,9 @@ impl Store {
             (true, Some(last)) => page_token::encode_key(
                 &[
                     last.creditor_fiscal_code.clone(),
-                    last.key.iuv.as_str().to_owned(),
-                    last.key.receipt_id.clone(),
-                    last.key.transfer_index.get().to_string(),
+                    last.iuv.clone(),
+                    last.receipt_id.clone(),
+                    last.id_transfer.to_string(),
                 ],
                 &fingerprint,
             ),
@@ -581,10 +584,7 @@ impl Store {
         }
         let db = self.db();
         let backend = db.get_database_backend();
-        let iuvs: BTreeSet<String> = keys
-            .iter()
-            .map(|((_, k), _)| k.iuv.as_str().to_owned())
-            .collect();
+        let iuvs: BTreeSet<String> = keys.iter().map(|((_, iuv, _, _), _)| iuv.clone()).collect();
 
         let mut sql = Sql::new(backend);
         sql.push(
@@ -668,7 +668,7 @@ impl Store {
                     .find(|l| Some(&l.flow_id) == chosen)
                     .or_else(|| ls.first())
             });
-            let (creditor, key) = full_key;
+            let (creditor, iuv, receipt_id, id_transfer) = full_key;
             let amount_cents = receipt
                 .map(|r| r.amount_cents)
                 .or(line.map(|l| l.amount_cents))
@@ -676,7 +676,9 @@ impl Store {
             let paid_on = receipt.map(|r| r.paid_on).or(line.map(|l| l.paid_on));
             let mut item = TransferItem {
                 creditor_fiscal_code: creditor,
-                key,
+                iuv,
+                receipt_id,
+                id_transfer,
                 amount_cents,
                 receipt_cents: receipt.map(|r| r.amount_cents),
                 reported_cents: line.map(|l| l.amount_cents),

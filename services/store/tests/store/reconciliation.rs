@@ -447,7 +447,15 @@ async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) 
         .await
         .unwrap();
     assert_eq!(page.transfers.len(), 1);
-    assert_eq!(page.transfers[0].key, key(1));
+    let item = &page.transfers[0];
+    assert_eq!(
+        (
+            item.iuv.as_str(),
+            item.receipt_id.as_str(),
+            item.id_transfer
+        ),
+        (IUV, "RCPT-1", 1)
+    );
     assert_eq!(
         page.transfers[0].flow,
         Some((FlowId::parse(IUF).unwrap(), 1))
