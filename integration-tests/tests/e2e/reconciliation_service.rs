@@ -65,10 +65,26 @@ fn line(key: TransferKey, amount_cents: i64, paid_on: time::Date) -> FlowLine {
 }
 
 fn flow(id: &str, psp: &str, regulation_date: time::Date, lines: Vec<FlowLine>) -> String {
+    flow_at(
+        id,
+        psp,
+        regulation_date,
+        lines,
+        datetime!(2026-11-24 06:00 UTC),
+    )
+}
+
+fn flow_at(
+    id: &str,
+    psp: &str,
+    regulation_date: time::Date,
+    lines: Vec<FlowLine>,
+    created_at: time::OffsetDateTime,
+) -> String {
     let flow = ReportingFlow {
         flow_id: FlowId::parse(id).unwrap(),
         revision: 0,
-        created_at: datetime!(2026-11-24 06:00 UTC),
+        created_at,
         psp_id: psp.to_owned(),
         trn: format!("TRN-{psp}"),
         regulation_date,
@@ -667,6 +683,54 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
         .into_inner()
         .flows;
     assert_eq!(flows_after.len(), 2);
+
+    // A new revision of the old flow (a later dataOraFlusso, a line added) replaces it:
+    // the flow is listed once, in its new revision, and so are its transfers.
+    let revised = flow_at(
+        OLD_FLOW,
+        "UNCRITMM",
+        date!(2026 - 11 - 20),
+        vec![
+            line(key(OLD_IUV, "rt-old", 1), 1_000, date!(2026 - 11 - 19)),
+            line(key(LOST_IUV, "rt-old-2", 1), 500, date!(2026 - 11 - 19)),
+        ],
+        datetime!(2026-11-26 08:30 +01:00),
+    );
+    let imported = import(&mut client, "flow-uncritmm-2.xml", &revised, 1 << 20).await?;
+    assert_eq!(imported.flows_added, 1);
+    let old_flows = client
+        .list_reporting_flows(pb::ListReportingFlowsRequest {
+            flow_id: OLD_FLOW.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .flows;
+    assert_eq!(old_flows.len(), 1, "{old_flows:#?}");
+    assert_eq!(
+        (
+            old_flows[0].revision,
+            old_flows[0].line_count,
+            old_flows[0].total_cents
+        ),
+        (2, 2, 1_500)
+    );
+    let reported = transfers(
+        &mut client,
+        pb::ListTransfersRequest {
+            flow_id: OLD_FLOW.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(
+        keys(&reported),
+        [
+            (LOST_IUV.to_owned(), "rt-old-2".to_owned(), 1),
+            (OLD_IUV.to_owned(), "rt-old".to_owned(), 1)
+        ]
+    );
+    assert!(reported.iter().all(|t| t.flow_revision == 2));
 
     app.stop().await
 }
