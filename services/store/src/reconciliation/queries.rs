@@ -404,7 +404,7 @@ impl TransferFilter {
             if let Some(to) = self.paid_to {
                 sql.push(" AND fl.paid_on <= ").bind(to);
             }
-            sql.push(")))");
+            sql.push(" AND ").counting("f").push(")))");
         }
         sql.push(") k");
         if let Some(after) = after {
