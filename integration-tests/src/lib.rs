@@ -22,6 +22,7 @@ use incasso_grpc::pb::citizen_payments_service_client::CitizenPaymentsServiceCli
 use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
 use incasso_grpc::pb::notice_service_client::NoticeServiceClient;
 use incasso_grpc::pb::receipt_service_client::ReceiptServiceClient;
+use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
 use incasso_server::Application;
 use incasso_server::config::{FileConfig, Overrides, Settings};
 pub use incasso_store::testing::Engine;
@@ -108,6 +109,11 @@ impl TestApp {
     /// A ReceiptService client.
     pub async fn receipts(&self) -> anyhow::Result<ReceiptServiceClient<Channel>> {
         Ok(ReceiptServiceClient::new(self.channel().await?))
+    }
+
+    /// A ReconciliationService client.
+    pub async fn reconciliation(&self) -> anyhow::Result<ReconciliationServiceClient<Channel>> {
+        Ok(ReconciliationServiceClient::new(self.channel().await?))
     }
 
     /// A CitizenPaymentsService client.

@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "incasso/v1/ledger_service.proto",
         "incasso/v1/receipt_service.proto",
         "incasso/v1/citizen_payments_service.proto",
+        "incasso/v1/reconciliation.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

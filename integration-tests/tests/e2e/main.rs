@@ -18,6 +18,7 @@ mod node_messages;
 mod notices;
 mod receipt_service;
 mod receipts;
+mod reconciliation_service;
 mod service;
 
 /// Declares one test per engine for an `async fn(Engine) -> anyhow::Result<()>` body.

@@ -29,6 +29,8 @@ use uuid::Uuid;
 
 use crate::pb;
 
+pub mod reconciliation;
+
 /// The domain's kind for a proto enum value; `None` for unspecified or unknown values.
 pub fn debt_kind(value: i32) -> Option<DebtKind> {
     match pb::DebtKind::try_from(value).ok()? {

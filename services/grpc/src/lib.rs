@@ -1,8 +1,8 @@
 //! The gRPC transport of incasso: the generated `incasso.v1` types, the service
-//! implementations (notices, ledger, receipts, the citizen's payments), the one conversion layer between proto and
-//! domain ([`convert`]), the one mapping from use-case errors to gRPC statuses ([`status`])
-//! and the layer that gives an over-size request the status gRPC prescribes
-//! ([`message_size`]).
+//! implementations (notices, ledger, receipts, the citizen's payments, reconciliation), the
+//! one conversion layer between proto and domain ([`convert`]), the one mapping from use-case
+//! errors to gRPC statuses ([`status`]) and the layer that gives an over-size request the
+//! status gRPC prescribes ([`message_size`]).
 
 pub mod citizen_service;
 pub mod convert;
@@ -10,6 +10,7 @@ pub mod ledger_service;
 pub mod message_size;
 pub mod notice_service;
 pub mod receipt_service;
+pub mod reconciliation_service;
 pub mod status;
 
 pub mod pb {
@@ -26,3 +27,4 @@ pub use citizen_service::CitizenPaymentsApi;
 pub use ledger_service::LedgerApi;
 pub use notice_service::NoticeApi;
 pub use receipt_service::ReceiptApi;
+pub use reconciliation_service::ReconciliationApi;

@@ -22,7 +22,8 @@ use incasso_grpc::pb::citizen_payments_service_server::CitizenPaymentsServiceSer
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
 use incasso_grpc::pb::notice_service_server::NoticeServiceServer;
 use incasso_grpc::pb::receipt_service_server::ReceiptServiceServer;
-use incasso_grpc::{CitizenPaymentsApi, LedgerApi, NoticeApi, ReceiptApi};
+use incasso_grpc::pb::reconciliation_service_server::ReconciliationServiceServer;
+use incasso_grpc::{CitizenPaymentsApi, LedgerApi, NoticeApi, ReceiptApi, ReconciliationApi};
 use incasso_store::Store;
 use incasso_store::db::DatabaseConnection;
 
@@ -48,6 +49,7 @@ pub struct Application {
     io: Option<incasso_relay::app_io::IoConfig>,
     fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
     parked_retry_interval: std::time::Duration,
+    treasury_accounts: incasso_store::reconciliation::TreasuryAccounts,
 }
 
 impl std::fmt::Debug for Application {
@@ -93,6 +95,7 @@ impl Application {
         let aca = settings.aca.clone();
         let io = settings.io.clone();
         let fascicolo = settings.fascicolo.clone();
+        let treasury_accounts = settings.treasury_accounts.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
@@ -125,6 +128,7 @@ impl Application {
             io,
             fascicolo,
             parked_retry_interval,
+            treasury_accounts,
         })
     }
 
@@ -170,6 +174,7 @@ impl Application {
                 <LedgerServiceServer<LedgerApi> as NamedService>::NAME,
                 <ReceiptServiceServer<ReceiptApi> as NamedService>::NAME,
                 <CitizenPaymentsServiceServer<CitizenPaymentsApi> as NamedService>::NAME,
+                <ReconciliationServiceServer<ReconciliationApi> as NamedService>::NAME,
             ],
         );
         let readiness = admin::Readiness::new(self.store.clone(), self.ready_on_newer_schema);
@@ -214,6 +219,11 @@ impl Application {
         let citizen_payments =
             CitizenPaymentsServiceServer::new(CitizenPaymentsApi::new(self.store.clone()))
                 .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
+        let reconciliation = ReconciliationServiceServer::new(ReconciliationApi::new(
+            self.store.clone(),
+            self.treasury_accounts.clone(),
+        ))
+        .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (stop_soap, soap_stopped) = tokio::sync::oneshot::channel::<()>();
         let node = incasso_node::service::NodeService::new(
@@ -291,6 +301,7 @@ impl Application {
             .add_service(ledger)
             .add_service(receipts)
             .add_service(citizen_payments)
+            .add_service(reconciliation)
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });

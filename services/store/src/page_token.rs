@@ -62,3 +62,74 @@ pub(crate) fn page_size(
         }
     }
 }
+
+/// The token of the page after the row whose keyset position is `key` (the values of the
+/// query's order columns, as text), for lists ordered by a natural key rather than a row id.
+pub(crate) fn encode_key(key: &[String], fingerprint: &str) -> String {
+    let json = serde_json::to_string(key).unwrap_or_default();
+    format!("k{}{fingerprint}", hex::encode(json))
+}
+
+/// The keyset position a page token of [`encode_key`] continues after (`None` for an empty
+/// token), checked to hold `arity` values and to carry `fingerprint`; a refusal names
+/// `page_token` in `errors`.
+pub(crate) fn decode_key(
+    errors: &mut ValidationErrors,
+    token: &str,
+    fingerprint: &str,
+    arity: usize,
+) -> Option<Vec<String>> {
+    if token.is_empty() {
+        return None;
+    }
+    let parsed = token
+        .strip_prefix('k')
+        .filter(|rest| rest.is_ascii() && rest.len() > fingerprint.len())
+        .map(|rest| rest.split_at(rest.len() - fingerprint.len()))
+        .and_then(|(key, print)| {
+            let json = hex::decode(key).ok()?;
+            let key: Vec<String> = serde_json::from_slice(&json).ok()?;
+            (key.len() == arity && print.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then_some((key, print))
+        });
+    match parsed {
+        Some((key, print)) if print == fingerprint => Some(key),
+        Some(_) => {
+            errors.add("page_token", "belongs to a query with other filters");
+            None
+        }
+        None => {
+            errors.add("page_token", "not a page token issued by incasso");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_tokens_round_trip_and_refuse_other_filters() {
+        let key = vec!["01199250158".to_owned(), "r/1\"x".to_owned()];
+        let token = encode_key(&key, "0123456789abcdef");
+        let mut errors = ValidationErrors::new();
+        assert_eq!(
+            decode_key(&mut errors, &token, "0123456789abcdef", 2),
+            Some(key)
+        );
+        assert!(errors.is_empty());
+        assert_eq!(decode_key(&mut errors, &token, "fedcba9876543210", 2), None);
+        assert_eq!(
+            decode_key(&mut errors, "k00zz0123456789abcdef", "0123456789abcdef", 2),
+            None
+        );
+        assert_eq!(decode_key(&mut errors, &token, "0123456789abcdef", 3), None);
+        let fields: Vec<&str> = errors
+            .violations()
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["page_token"; 3]);
+    }
+}

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ledger::RECEIPT_ID_MAX_CHARS;
 use crate::notice_number::Iuv;
 
 /// Why an identifier was refused.
@@ -13,8 +14,8 @@ pub enum KeyError {
     /// Not `[A-Za-z0-9_-]{1,35}`.
     #[error("'{0}' is not a reporting flow id (1 to 35 letters, digits, '-' or '_')")]
     FlowId(String),
-    /// Empty or longer than 35 characters.
-    #[error("a receipt id (IUR) must be 1 to 35 characters, got {0}")]
+    /// Empty or longer than [`RECEIPT_ID_MAX_CHARS`] characters.
+    #[error("a receipt id (IUR) must be 1 to {max} characters, got {0}", max = RECEIPT_ID_MAX_CHARS)]
     ReceiptId(usize),
     /// Empty or longer than 60 characters.
     #[error("a treasury credit id must be 1 to 60 characters, got {0}")]
@@ -163,14 +164,16 @@ pub struct TransferKey {
 }
 
 impl TransferKey {
-    /// A key, the receipt id checked for length.
+    /// A key, the receipt id checked for length: as long as a receipt is accepted with
+    /// ([`RECEIPT_ID_MAX_CHARS`]; the schema leaves receiptId unbounded), so that every paid
+    /// transfer is a key. An FdR's IUR is at most 35 characters: its readers check that.
     pub fn new(
         iuv: Iuv,
         receipt_id: &str,
         transfer_index: TransferIndex,
     ) -> Result<Self, KeyError> {
         let length = receipt_id.chars().count();
-        if !(1..=35).contains(&length) {
+        if !(1..=RECEIPT_ID_MAX_CHARS).contains(&length) {
             return Err(KeyError::ReceiptId(length));
         }
         Ok(Self {
@@ -261,7 +264,9 @@ mod tests {
         let iuv = Iuv::parse("12000000000000123").unwrap();
         let one = TransferIndex::new(1).unwrap();
         assert!(TransferKey::new(iuv.clone(), "", one).is_err());
-        assert!(TransferKey::new(iuv, &"r".repeat(36), one).is_err());
+        // A receipt's receiptId may be longer than an IUR: still a key.
+        assert!(TransferKey::new(iuv.clone(), &"r".repeat(40), one).is_ok());
+        assert!(TransferKey::new(iuv, &"r".repeat(RECEIPT_ID_MAX_CHARS + 1), one).is_err());
         for (digit, name) in [
             ("0", "EXECUTED"),
             ("3", "REVOKED"),

@@ -39,6 +39,37 @@ fn labels_text(labels: &BTreeSet<Label>) -> String {
         .join(",")
 }
 
+/// A subject's identity as the columns the lists join and page on.
+#[derive(Debug, Default)]
+struct SubjectColumns {
+    iuv: Option<String>,
+    receipt_id: Option<String>,
+    id_transfer: Option<i16>,
+    flow_id: Option<String>,
+    credit_id: Option<String>,
+}
+
+impl SubjectColumns {
+    fn of(subject: &Subject) -> Self {
+        match subject {
+            Subject::Transfer(k) => Self {
+                iuv: Some(k.iuv.as_str().to_owned()),
+                receipt_id: Some(k.receipt_id.clone()),
+                id_transfer: Some(i16::from(k.transfer_index.get())),
+                ..Self::default()
+            },
+            Subject::Flow(id) => Self {
+                flow_id: Some(id.as_str().to_owned()),
+                ..Self::default()
+            },
+            Subject::Credit(id) => Self {
+                credit_id: Some(id.as_str().to_owned()),
+                ..Self::default()
+            },
+        }
+    }
+}
+
 /// Why labels changed, as history keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Causes {
@@ -83,15 +114,16 @@ pub(crate) async fn write(
             .exec(db)
             .await?;
         if let Some(current) = &change.current {
-            let iuv = match &change.subject {
-                Subject::Transfer(k) => Some(k.iuv.as_str().to_owned()),
-                _ => None,
-            };
+            let identity = SubjectColumns::of(&change.subject);
             recon_label::Entity::insert(recon_label::ActiveModel {
                 creditor_fiscal_code: Set(creditor.to_owned()),
                 subject_key: Set(key.clone()),
                 subject_kind: Set(subject_kind(&change.subject).to_owned()),
-                iuv: Set(iuv),
+                iuv: Set(identity.iuv),
+                receipt_id: Set(identity.receipt_id),
+                id_transfer: Set(identity.id_transfer),
+                flow_id: Set(identity.flow_id),
+                credit_id: Set(identity.credit_id),
                 label: Set(current.label.map(|l| l.code().to_owned())),
                 labels: Set(labels_text(&current.labels)),
                 treasury_state: Set(current.treasury_state.map(|s| s.code().to_owned())),

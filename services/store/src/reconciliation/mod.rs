@@ -15,7 +15,13 @@ mod accounts;
 mod evidence;
 mod import;
 mod labels;
+mod queries;
 
 pub use accounts::TreasuryAccounts;
 pub use import::ImportOutcome;
-pub use labels::LabelChangeRecord;
+pub use labels::{Causes, LabelChangeRecord};
+pub use queries::{
+    CreditFilterInput, CreditItem, CreditPage, FlowFilterInput, FlowItem, FlowPage, LabelTotal,
+    ReconciliationSummary, TransferFilterInput, TransferItem, TransferKeyInput, TransferPage,
+    TransferScope,
+};

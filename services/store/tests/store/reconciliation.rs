@@ -411,7 +411,126 @@ async fn receipts_booked_after_an_import_are_caught_up_by_a_refresh(engine: Engi
     h.finish().await;
 }
 
+/// Migration 19 copies each subject's identity out of its JSON key into columns: labels
+/// written before it are found by the lists exactly as labels written after.
+async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) {
+    use incasso_store::reconciliation::{CreditFilterInput, FlowFilterInput, TransferFilterInput};
+    use sea_orm_migration::MigratorTrait;
+
+    let h = Harness::new(engine).await;
+    h.store.record_receipt(receipt()).await.unwrap();
+    let accounts = accounts();
+    for (name, text) in [
+        ("flow.xml", fdr_xml(&flow(), MILANO)),
+        ("statement.xml", statement(TREASURY_IBAN, 9_500)),
+    ] {
+        h.store
+            .import_reconciliation_file(&write(name, &text), &accounts)
+            .await
+            .unwrap();
+    }
+    // Back to the schema before 19 (its columns dropped), and up again.
+    incasso_migrations::Migrator::down(h.store.db(), Some(1))
+        .await
+        .unwrap();
+    incasso_migrations::Migrator::up(h.store.db(), None)
+        .await
+        .unwrap();
+
+    let labelled = TransferFilterInput {
+        label: Some(Label::RtIufTes),
+        ..TransferFilterInput::default()
+    };
+    let page = h
+        .store
+        .list_reconciliation_transfers(&labelled, 0, "")
+        .await
+        .unwrap();
+    assert_eq!(page.transfers.len(), 1);
+    let item = &page.transfers[0];
+    assert_eq!(
+        (
+            item.iuv.as_str(),
+            item.receipt_id.as_str(),
+            item.id_transfer
+        ),
+        (IUV, "RCPT-1", 1)
+    );
+    assert_eq!(
+        page.transfers[0].flow,
+        Some((FlowId::parse(IUF).unwrap(), 1))
+    );
+    let flows = h
+        .store
+        .list_reporting_flows(
+            &FlowFilterInput {
+                treasury_state: Some(FlowTreasuryState::Cashed),
+                ..FlowFilterInput::default()
+            },
+            0,
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(flows.flows.len(), 1);
+    let credits = h
+        .store
+        .list_treasury_credits(
+            &CreditFilterInput {
+                label: Some(Label::RtIufTes),
+                ..CreditFilterInput::default()
+            },
+            0,
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(credits.credits.len(), 1);
+    assert_eq!(credits.credits[0].id.as_str(), "ASR-77");
+}
+
+/// The schema leaves receiptId unbounded and incasso stores receipts with up to 256
+/// characters: such a receipt's transfer is reconciled like any other (no FdR line can carry
+/// it), and it does not stop the creditor's imports.
+async fn a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let long_id = format!("{}-token", "p".repeat(40));
+    let mut long = receipt();
+    long.facts.receipt_id = long_id.clone();
+    long.facts.transfers.truncate(1);
+    long.facts.payment_amount_cents = 9_500;
+    long.canonical = b"receipt long".to_vec();
+    h.store.record_receipt(long).await.unwrap();
+    let outcome = h
+        .store
+        .import_reconciliation_file(&write("flow.xml", &fdr_xml(&flow(), MILANO)), &accounts())
+        .await
+        .unwrap();
+    assert_eq!(outcome.flows_added, 1);
+    let long_key = TransferKey::new(
+        Iuv::parse(IUV).unwrap(),
+        &long_id,
+        TransferIndex::new(1).unwrap(),
+    )
+    .unwrap();
+    let labels = h.store.reconciliation_assessments(MILANO).await.unwrap();
+    // The flow reports RCPT-1, which no receipt has; the long receipt is a second payment of
+    // the same IUV and idTransfer: a double payment, both keys.
+    assert_eq!(
+        labels
+            .get(&Subject::Transfer(long_key))
+            .and_then(|a| a.label),
+        Some(Label::Doppi)
+    );
+    assert_eq!(
+        labels.get(&Subject::Transfer(key(1))).and_then(|a| a.label),
+        Some(Label::Doppi)
+    );
+}
+
 on_both_engines!(
+    a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on,
+    labels_written_before_migration_19_are_listed_after_it,
     receipts_booked_after_an_import_are_caught_up_by_a_refresh,
     evidence_is_labelled_as_it_arrives_with_its_history,
     a_refused_document_stores_nothing,
