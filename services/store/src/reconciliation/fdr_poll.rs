@@ -8,10 +8,10 @@
 
 use std::collections::BTreeSet;
 
+use incasso_reconciliation::DocumentKind;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement,
 };
-use incasso_reconciliation::DocumentKind;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -19,7 +19,6 @@ use crate::entity::recon_fdr_poll;
 use crate::ledger::micros;
 use crate::outbox::placeholders;
 use crate::{AppError, Store};
-
 
 fn micros_after(instant: OffsetDateTime, ms: u64) -> i64 {
     micros(instant).saturating_add(
