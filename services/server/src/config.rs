@@ -14,8 +14,8 @@ use incasso_domain::creditor::{Creditor, CreditorRegistry};
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::iban::Iban;
 use incasso_domain::notice_number::SegregationCode;
-use incasso_node::service::StationConfig;
 use incasso_fdr::FdrConfig;
+use incasso_node::service::StationConfig;
 use incasso_relay::aca::AcaConfig;
 use incasso_relay::fascicolo::FascicoloConfig;
 use incasso_store::receipts::writer::ReceiptWriterConfig;
@@ -469,11 +469,7 @@ impl Settings {
             ),
             io,
             treasury_accounts,
-            fdr: fdr_config(
-                overrides.fdr_url,
-                overrides.fdr_subscription_key,
-                &file.fdr,
-            )?,
+            fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?,
         })
     }
 }
@@ -947,9 +943,15 @@ mod tests {
         .fdr
         .unwrap();
         assert_eq!(from_env.client.base_url, "http://127.0.0.1:9000/fdr");
-        assert_eq!(from_env.client.subscription_key.as_deref(), Some("from-env"));
+        assert_eq!(
+            from_env.client.subscription_key.as_deref(),
+            Some("from-env")
+        );
         assert_eq!(from_env.poll_interval, std::time::Duration::from_secs(60));
-        assert_eq!(from_env.stale_after, std::time::Duration::from_secs(25 * 86_400));
+        assert_eq!(
+            from_env.stale_after,
+            std::time::Duration::from_secs(25 * 86_400)
+        );
     }
 
     /// The example with its `key = value` comments (and the `[node]` header) uncommented,

@@ -213,7 +213,9 @@ fn print_poll(creditor: &str, poll: &CreditorPoll) {
         summary.failed.len(),
         summary
             .watermark
-            .and_then(|w| w.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|w| w
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok())
             .unwrap_or_else(|| "none".to_owned())
     );
 }
