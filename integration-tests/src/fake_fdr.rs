@@ -289,8 +289,33 @@ fn error(status: u16, app_code: &str, path: Option<&str>, message: &str) -> Resp
     response
 }
 
-fn bad_request(path: &str, message: &str) -> Response {
-    error(400, "FDR-0702", Some(path), message)
+/// A refusal, turned into its `ErrorResponse` at the edge.
+#[derive(Debug)]
+struct Refusal {
+    status: u16,
+    app_code: &'static str,
+    path: Option<String>,
+    message: String,
+}
+
+impl Refusal {
+    fn response(&self) -> Response {
+        error(
+            self.status,
+            self.app_code,
+            self.path.as_deref(),
+            &self.message,
+        )
+    }
+}
+
+fn bad_request(path: &str, message: &str) -> Refusal {
+    Refusal {
+        status: 400,
+        app_code: "FDR-0702",
+        path: Some(path.to_owned()),
+        message: message.to_owned(),
+    }
 }
 
 /// The query's parameters, percent-decoded.
@@ -361,7 +386,7 @@ fn parse_instant(text: &str) -> Option<OffsetDateTime> {
 }
 
 /// `page` and `size`, validated: `Err` is the 400 to answer.
-fn paging(params: &[(String, String)], max_size: Option<u64>) -> Result<(u64, u64), Response> {
+fn paging(params: &[(String, String)], max_size: Option<u64>) -> Result<(u64, u64), Refusal> {
     let page = match param(params, "page") {
         None => 1,
         Some(text) => match text.parse::<u64>() {
@@ -404,32 +429,39 @@ fn page_of(items: &[Value], page: u64, size: u64) -> Value {
 }
 
 /// Checks the key and the script; `Err` is the answer, already recorded.
-fn admit(state: &Shared, kind: CallKind, uri: &Uri, headers: &HeaderMap) -> Result<(), Response> {
+fn admit(
+    state: &Shared,
+    kind: CallKind,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<(), Box<Response>> {
     let mut s = lock(state);
     let key = headers
         .get("Ocp-Apim-Subscription-Key")
         .and_then(|v| v.to_str().ok());
     let refusal = if !key.is_some_and(|k| s.behaviour.keys.iter().any(|known| known == k)) {
-        Some(error(
-            401,
-            "FDR-0401",
-            None,
-            "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.",
-        ))
+        Some(Refusal {
+            status: 401,
+            app_code: "FDR-0401",
+            path: None,
+            message: "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.".to_owned(),
+        })
     } else {
-        s.behaviour
-            .script
-            .pop_front()
-            .map(|status| error(status, "FDR-0500", None, "scripted failure"))
+        s.behaviour.script.pop_front().map(|status| Refusal {
+            status,
+            app_code: "FDR-0500",
+            path: None,
+            message: "scripted failure".to_owned(),
+        })
     };
     match refusal {
-        Some(response) => {
+        Some(refusal) => {
             s.calls.push(Call {
                 kind,
                 target: uri.to_string(),
-                status: response.status().as_u16(),
+                status: refusal.status,
             });
-            Err(response)
+            Err(Box::new(refusal.response()))
         }
         None => Ok(()),
     }
@@ -451,21 +483,21 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refusal) = admit(&state, CallKind::List, &uri, &headers) {
-        return refusal;
+        return *refusal;
     }
     let delay = lock(&state).behaviour.list_delay;
     tokio::time::sleep(delay).await;
-    let answer = list_answer(&state, &organization, &uri);
+    let answer = list_answer(&state, &organization, &uri).unwrap_or_else(|r| r.response());
     record(&state, CallKind::List, &uri, answer)
 }
 
-fn list_answer(state: &Shared, organization: &str, uri: &Uri) -> Response {
+fn list_answer(state: &Shared, organization: &str, uri: &Uri) -> Result<Response, Refusal> {
     if !(1..=35).contains(&organization.chars().count()) {
-        return bad_request("organizationId", "must match ^(.{1,35})$");
+        return Err(bad_request("organizationId", "must match ^(.{1,35})$"));
     }
     let params = query(uri);
     let now = OffsetDateTime::now_utc();
-    let bound = |name: &str| -> Result<OffsetDateTime, Response> {
+    let bound = |name: &str| -> Result<OffsetDateTime, Refusal> {
         match param(&params, name) {
             None => Ok(now - time::Duration::days(30)),
             Some(text) => parse_instant(text).ok_or_else(|| {
@@ -476,25 +508,19 @@ fn list_answer(state: &Shared, organization: &str, uri: &Uri) -> Response {
             }),
         }
     };
-    let published_gt = match bound("publishedGt") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let published_gt = bound("publishedGt")?;
     if published_gt < now - time::Duration::days(30) {
-        return bad_request("publishedGt", "must not be more than 30 days in the past");
+        return Err(bad_request(
+            "publishedGt",
+            "must not be more than 30 days in the past",
+        ));
     }
-    let flow_date = match bound("flowDate") {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+    let flow_date = bound("flowDate")?;
     let psp = param(&params, "pspId");
     if psp.is_some_and(|p| !(1..=35).contains(&p.chars().count())) {
-        return bad_request("pspId", "must match ^(.{1,35})$");
+        return Err(bad_request("pspId", "must match ^(.{1,35})$"));
     }
-    let (page, size) = match paging(&params, Some(1000)) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let (page, size) = paging(&params, Some(1000))?;
     let s = lock(state);
     let mut latest: Vec<&FakeFlow> = Vec::new();
     for flow in s.flows.iter().filter(|f| f.organization == organization) {
@@ -516,7 +542,7 @@ fn list_answer(state: &Shared, organization: &str, uri: &Uri) -> Response {
     }
     latest.sort_by(|a, b| (a.fdr_date, &a.fdr).cmp(&(b.fdr_date, &b.fdr)));
     let items: Vec<Value> = latest.iter().map(|f| f.listed()).collect();
-    (StatusCode::OK, axum::Json(page_of(&items, page, size))).into_response()
+    Ok((StatusCode::OK, axum::Json(page_of(&items, page, size))).into_response())
 }
 
 fn find<'a>(
@@ -525,7 +551,7 @@ fn find<'a>(
     fdr: &str,
     revision: &str,
     psp: &str,
-) -> Result<&'a FakeFlow, Response> {
+) -> Result<&'a FakeFlow, Refusal> {
     let revision = match revision.parse::<u32>() {
         Ok(r) if r >= 1 => r,
         _ => {
@@ -543,13 +569,11 @@ fn find<'a>(
                 && f.revision == revision
                 && f.psp_id == psp
         })
-        .ok_or_else(|| {
-            error(
-                404,
-                "FDR-0701",
-                None,
-                &format!("Reporting flow [{fdr}] revision [{revision}] not found"),
-            )
+        .ok_or_else(|| Refusal {
+            status: 404,
+            app_code: "FDR-0701",
+            path: None,
+            message: format!("Reporting flow [{fdr}] revision [{revision}] not found"),
         })
 }
 
@@ -560,13 +584,13 @@ async fn header(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refusal) = admit(&state, CallKind::Header, &uri, &headers) {
-        return refusal;
+        return *refusal;
     }
     let answer = {
         let s = lock(&state);
         match find(&s, &organization, &fdr, &revision, &psp) {
             Ok(flow) => (StatusCode::OK, axum::Json(flow.header())).into_response(),
-            Err(r) => r,
+            Err(r) => r.response(),
         }
     };
     record(&state, CallKind::Header, &uri, answer)
@@ -579,7 +603,7 @@ async fn payments(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refusal) = admit(&state, CallKind::Payments, &uri, &headers) {
-        return refusal;
+        return *refusal;
     }
     let answer = {
         let s = lock(&state);
@@ -588,7 +612,7 @@ async fn payments(
             find(&s, &organization, &fdr, &revision, &psp),
             paging(&params, None),
         ) {
-            (Err(r), _) | (_, Err(r)) => r,
+            (Err(r), _) | (_, Err(r)) => r.response(),
             (Ok(flow), Ok((page, size))) => {
                 let failing = s
                     .behaviour

@@ -603,3 +603,57 @@ async fn an_expired_lease_is_taken_over_and_the_stalled_holder_writes_nothing(
 }
 
 on_both_engines!(an_expired_lease_is_taken_over_and_the_stalled_holder_writes_nothing);
+
+/// The fake refuses what the real API refuses, so the poller's requests are checked.
+#[tokio::test]
+async fn the_fake_validates_like_the_api() -> anyhow::Result<()> {
+    let fake = FakeFdr::start().await?;
+    fake.publish(FakeFlow::new(
+        MILANO,
+        "2026-12-01ABI03069-1001",
+        PSP,
+        1,
+        ago(3),
+        payments("1010", 1, 100),
+    ));
+    let http = reqwest::Client::new();
+    let get = |path: String, key: Option<&'static str>| {
+        let mut request = http.get(format!("{}{path}", fake.base_url()));
+        if let Some(key) = key {
+            request = request.header("Ocp-Apim-Subscription-Key", key);
+        }
+        async move { request.send().await.map(|r| r.status().as_u16()) }
+    };
+    let list = format!("/organizations/{MILANO}/fdrs");
+    let key = Some(SUBSCRIPTION_KEY);
+    assert_eq!(get(list.clone(), None).await?, 401);
+    assert_eq!(get(list.clone(), Some("other")).await?, 401);
+    assert_eq!(get(list.clone(), key).await?, 200);
+    let old = incasso_fdr::client::query_instant(ago(31 * 24));
+    for (query, status) in [
+        ("?page=0".to_owned(), 400),
+        ("?page=x".to_owned(), 400),
+        ("?size=0".to_owned(), 400),
+        ("?size=1001".to_owned(), 400),
+        ("?size=1000&page=2".to_owned(), 200),
+        ("?publishedGt=yesterday".to_owned(), 400),
+        ("?flowDate=2026-13-01T00:00:00".to_owned(), 400),
+        (format!("?publishedGt={old}"), 400),
+        ("?pspId=".to_owned() + &"A".repeat(36), 400),
+    ] {
+        assert_eq!(get(format!("{list}{query}"), key).await?, status, "{query}");
+    }
+    let revision = format!("/organizations/{MILANO}/fdrs/2026-12-01ABI03069-1001/revisions");
+    assert_eq!(get(format!("{revision}/1/psps/{PSP}"), key).await?, 200);
+    assert_eq!(get(format!("{revision}/0/psps/{PSP}"), key).await?, 400);
+    assert_eq!(get(format!("{revision}/2/psps/{PSP}"), key).await?, 404);
+    assert_eq!(
+        get(format!("{revision}/1/psps/{PSP}/payments?page=0"), key).await?,
+        400
+    );
+    assert_eq!(
+        get(format!("{revision}/1/psps/{PSP}/payments?size=5000"), key).await?,
+        200
+    );
+    Ok(())
+}

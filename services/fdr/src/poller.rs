@@ -199,6 +199,15 @@ pub struct FdrPoller {
     holder: Uuid,
 }
 
+/// Why one revision was not imported.
+enum Failure {
+    /// The API did not give it.
+    Api(FdrError),
+    /// The import refused what the API gave (a wrong total, another creditor's flow) or the
+    /// database failed.
+    Import(String),
+}
+
 enum Stop {
     /// The whole creditor's poll stops here.
     Creditor(String),
@@ -384,10 +393,12 @@ impl FdrPoller {
                 Ok(outcome) => summary.imported.push(outcome),
                 // An earlier revision the API no longer serves cannot be kept; the latest
                 // one must be.
-                Err(FdrError::NotFound { .. }) if revision < flow.revision => {
+                Err(Failure::Api(FdrError::NotFound { .. })) if revision < flow.revision => {
                     summary.unavailable_revisions.push(wanted);
                 }
-                Err(error @ (FdrError::Unauthorized { .. } | FdrError::Unavailable { .. })) => {
+                Err(Failure::Api(
+                    error @ (FdrError::Unauthorized { .. } | FdrError::Unavailable { .. }),
+                )) => {
                     let reason = error.to_string();
                     summary.failed.push(FailedRevision {
                         revision: wanted,
@@ -395,10 +406,17 @@ impl FdrPoller {
                     });
                     return Err(Stop::Creditor(reason));
                 }
-                Err(error) => {
+                Err(Failure::Api(error)) => {
                     summary.failed.push(FailedRevision {
                         revision: wanted,
                         reason: error.to_string(),
+                    });
+                    return Err(Stop::Revision);
+                }
+                Err(Failure::Import(reason)) => {
+                    summary.failed.push(FailedRevision {
+                        revision: wanted,
+                        reason,
                     });
                     return Err(Stop::Revision);
                 }
@@ -413,11 +431,12 @@ impl FdrPoller {
         &self,
         creditor: &str,
         wanted: &FdrRevision,
-    ) -> Result<ImportOutcome, FdrError> {
+    ) -> Result<ImportOutcome, Failure> {
         let header = self
             .client
             .flow_header(creditor, &wanted.fdr, wanted.revision, &wanted.psp_id)
-            .await?;
+            .await
+            .map_err(Failure::Api)?;
         let pages = self
             .client
             .flow_payments(
@@ -427,17 +446,12 @@ impl FdrPoller {
                 &wanted.psp_id,
                 self.config.page_size.clamp(1, 1000),
             )
-            .await?;
+            .await
+            .map_err(Failure::Api)?;
         self.store
             .import_fdr_rest_flow(creditor, wanted, &header, &pages)
             .await
-            .map_err(|e| FdrError::Refused {
-                call: format!(
-                    "flow {} revision {} of PSP {}",
-                    wanted.fdr, wanted.revision, wanted.psp_id
-                ),
-                reason: format!("not imported: {e}"),
-            })
+            .map_err(|e| Failure::Import(format!("refused by the import: {e}")))
     }
 
     /// Polls every `poll_interval` until `shutdown` resolves; a poll in flight finishes
