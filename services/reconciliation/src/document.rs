@@ -213,6 +213,7 @@ impl Handler for Detect<'_> {
                 self.sink.kind(kind)?;
             }
             self.format = Some(match kind {
+                // An XML root never says FdrRest (that is JSON, read by `read_fdr_rest`).
                 DocumentKind::FlussoRiversamento | DocumentKind::FdrRest => {
                     Box::new(FdrHandler::new())
                 }
