@@ -67,6 +67,7 @@ impl Server {
             .env("INCASSO_DATABASE_URL", database_url)
             .env("INCASSO_GRPC_LISTEN", format!("127.0.0.1:{port}"))
             .env("INCASSO_SOAP_LISTEN", format!("127.0.0.1:{soap_port}"))
+            .env("INCASSO_ADMIN_LISTEN", "127.0.0.1:0")
             .env("INCASSO_LOG", log.as_deref().unwrap_or("warn"))
             .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "2")
             .envs(env.iter().copied())

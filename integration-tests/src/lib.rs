@@ -34,6 +34,8 @@ pub struct TestApp {
     pub grpc_addr: SocketAddr,
     /// Where the paForNode SOAP endpoint listens.
     pub soap_addr: SocketAddr,
+    /// Where the admin listener (`/livez`, `/readyz`, `/metrics`) listens.
+    pub admin_addr: SocketAddr,
     /// The database URL the server uses.
     pub database_url: String,
     /// The server's store, for tests that look inside.
@@ -61,6 +63,7 @@ impl TestApp {
                 database_url: Some(database.url.clone()),
                 grpc_listen: Some("127.0.0.1:0".to_owned()),
                 soap_listen: Some("127.0.0.1:0".to_owned()),
+                admin_listen: Some("127.0.0.1:0".to_owned()),
                 ..Overrides::default()
             },
         )?;
@@ -69,6 +72,7 @@ impl TestApp {
         let store = app.store().clone();
         let grpc_addr = app.grpc_addr();
         let soap_addr = app.soap_addr();
+        let admin_addr = app.admin_addr();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async {
             let _ = rx.await;
@@ -76,6 +80,7 @@ impl TestApp {
         Ok(Self {
             grpc_addr,
             soap_addr,
+            admin_addr,
             database_url: database.url.clone(),
             store,
             database: Some(database),

@@ -51,6 +51,7 @@ impl ServerProcess {
             .env("INCASSO_DATABASE_URL", database_url)
             .env("INCASSO_GRPC_LISTEN", "127.0.0.1:0")
             .env("INCASSO_SOAP_LISTEN", "127.0.0.1:0")
+            .env("INCASSO_ADMIN_LISTEN", "127.0.0.1:0")
             .env("INCASSO_LOG_FORMAT", "json")
             .env("INCASSO_LOG", "info")
             .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "2")

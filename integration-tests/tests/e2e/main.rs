@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod aca;
+mod admin;
 mod app_io;
 mod bulk;
 mod citizen_payments;

@@ -28,6 +28,11 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://incasso.db?mode=rwc";
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:50051";
 /// The default address of the paForNode SOAP endpoint.
 pub const DEFAULT_SOAP_LISTEN: &str = "127.0.0.1:8080";
+/// The default address of the admin listener (`/livez`, `/readyz`, `/metrics`): loopback
+/// only, so a developer's machine exposes nothing; the Helm chart listens on every address.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// How often the gRPC health status is brought in line with the readiness check.
+pub const DEFAULT_READINESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// The sample segregation code of the default configuration. PagoPA assigns the real one.
 pub const SAMPLE_SEGREGATION_CODE: &str = "12";
 
@@ -180,6 +185,11 @@ pub struct FileConfig {
     pub shutdown_grace_seconds: Option<u64>,
     /// paForNode SOAP listen address.
     pub soap_listen: Option<String>,
+    /// Admin listen address: `/livez`, `/readyz`, `/metrics` (default 127.0.0.1:9090).
+    pub admin_listen: Option<String>,
+    /// Whether `/readyz` and gRPC health stay ready on a schema a newer release migrated
+    /// (default false: only the binary's own schema is ready). The Helm chart turns it on.
+    pub ready_on_newer_schema: Option<bool>,
     /// The PagoPA Node side.
     #[serde(default)]
     pub node: NodeConfig,
@@ -277,6 +287,12 @@ pub struct Settings {
     pub shutdown_grace: std::time::Duration,
     /// paForNode SOAP listen address.
     pub soap_listen: SocketAddr,
+    /// Admin listen address (`/livez`, `/readyz`, `/metrics`).
+    pub admin_listen: SocketAddr,
+    /// How often gRPC health is brought in line with the readiness check.
+    pub readiness_interval: std::time::Duration,
+    /// Ready on a schema a newer release migrated.
+    pub ready_on_newer_schema: bool,
     /// incasso's identity on the Node.
     pub station: StationConfig,
     /// Largest SOAP message accepted, bytes.
@@ -312,6 +328,8 @@ pub struct Overrides {
     pub shutdown_grace_seconds: Option<u64>,
     /// `--soap-listen` / `INCASSO_SOAP_LISTEN`.
     pub soap_listen: Option<String>,
+    /// `--admin-listen` / `INCASSO_ADMIN_LISTEN`.
+    pub admin_listen: Option<String>,
     /// `INCASSO_ACA_URL`.
     pub aca_url: Option<String>,
     /// `INCASSO_ACA_SUBSCRIPTION_KEY`.
@@ -349,6 +367,15 @@ impl Settings {
         let soap_listen: SocketAddr = soap_listen.parse().map_err(|_| {
             ConfigError::Invalid(format!(
                 "soap_listen: '{soap_listen}' is not an address like 127.0.0.1:8080"
+            ))
+        })?;
+        let admin_listen = overrides
+            .admin_listen
+            .or(file.admin_listen)
+            .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_owned());
+        let admin_listen: SocketAddr = admin_listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "admin_listen: '{admin_listen}' is not an address like 127.0.0.1:9090"
             ))
         })?;
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
@@ -451,6 +478,9 @@ impl Settings {
                     .unwrap_or(20),
             ),
             soap_listen,
+            admin_listen,
+            readiness_interval: DEFAULT_READINESS_INTERVAL,
+            ready_on_newer_schema: file.ready_on_newer_schema.unwrap_or(false),
             station,
             soap_body_limit_bytes: file.node.body_limit_bytes.unwrap_or(1024 * 1024),
             aca: overrides.aca_url.or(file.aca.base_url).map(|url| {

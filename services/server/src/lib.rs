@@ -1,9 +1,11 @@
 //! The incasso server: configuration, wiring and lifecycle. [`Application::build`] connects
 //! to the database, applies migrations, opens the store and binds the listeners;
 //! [`Application::run_until`] serves until the shutdown future resolves, then drains. The
+//! admin listener ([`admin`]) answers probes and scrapes throughout, the drain included. The
 //! binary (`main.rs`) only parses the command line and installs telemetry, so tests run
 //! the very same application on port 0.
 
+pub mod admin;
 pub mod config;
 pub mod io_config;
 pub mod telemetry;
@@ -35,6 +37,9 @@ pub const GRPC_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 pub struct Application {
     grpc_listener: TcpListener,
     soap_listener: TcpListener,
+    admin_listener: TcpListener,
+    readiness_interval: std::time::Duration,
+    ready_on_newer_schema: bool,
     store: Store,
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
@@ -104,9 +109,16 @@ impl Application {
         let soap_listener = TcpListener::bind(soap_listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen for SOAP on {soap_listen}: {e}"))?;
+        let admin_listen = settings.admin_listen;
+        let admin_listener = TcpListener::bind(admin_listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen for the admin endpoints on {admin_listen}: {e}")
+        })?;
         Ok(Self {
             grpc_listener,
             soap_listener,
+            admin_listener,
+            readiness_interval: settings.readiness_interval,
+            ready_on_newer_schema: settings.ready_on_newer_schema,
             store,
             shutdown_grace,
             station,
@@ -133,26 +145,60 @@ impl Application {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// The address of the admin listener (`/livez`, `/readyz`, `/metrics`).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
     /// The store, for tests that inspect it.
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls finish
-    /// and returns.
+    /// Serves until `shutdown` resolves, then reports itself not ready, stops accepting,
+    /// lets in-flight calls and relay rounds finish (for at most the grace period) and
+    /// returns. The admin listener answers until the end.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        use tonic::server::NamedService;
         let (health, health_service) = tonic_health::server::health_reporter();
-        health.set_serving::<NoticeServiceServer<NoticeApi>>().await;
-        health.set_serving::<LedgerServiceServer<LedgerApi>>().await;
-        health
-            .set_serving::<ReceiptServiceServer<ReceiptApi>>()
-            .await;
-        health
-            .set_serving::<CitizenPaymentsServiceServer<CitizenPaymentsApi>>()
-            .await;
+        let health = admin::HealthSync::new(
+            health,
+            vec![
+                <NoticeServiceServer<NoticeApi> as NamedService>::NAME,
+                <LedgerServiceServer<LedgerApi> as NamedService>::NAME,
+                <ReceiptServiceServer<ReceiptApi> as NamedService>::NAME,
+                <CitizenPaymentsServiceServer<CitizenPaymentsApi> as NamedService>::NAME,
+            ],
+        );
+        let readiness = admin::Readiness::new(self.store.clone(), self.ready_on_newer_schema);
+        // gRPC health is right from the first call, not one interval later.
+        health.report(&readiness.check().await).await;
+        let (stop_health, health_stopped) = tokio::sync::oneshot::channel::<()>();
+        let health_task = tokio::spawn(health.clone().run(
+            readiness.clone(),
+            self.readiness_interval,
+            async {
+                let _ = health_stopped.await;
+            },
+        ));
+        let admin_addr = self.admin_addr();
+        let addr = self.grpc_addr();
+        let soap_addr = self.soap_addr();
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_server = axum::serve(
+            self.admin_listener,
+            admin::router(readiness.clone(), health.clone()),
+        )
+        .with_graceful_shutdown(async {
+            let _ = admin_stopped.await;
+        })
+        .into_future();
+        let admin_task = tokio::spawn(admin_server);
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -161,8 +207,6 @@ impl Application {
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let addr = self.grpc_addr();
-        let soap_addr = self.soap_addr();
         let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
         let notices = NoticeServiceServer::new(NoticeApi::new(self.store.clone()))
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
@@ -250,6 +294,7 @@ impl Application {
         };
         tracing::info!(%soap_addr, path = incasso_node::http::PATH, "incasso paForNode SOAP listening");
         tracing::info!(%addr, "incasso gRPC listening");
+        tracing::info!(%admin_addr, "incasso admin listening: /livez /readyz /metrics");
         let server = Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             // Around every route, health and reflection included: an over-size request is
@@ -274,18 +319,12 @@ impl Application {
             grace_seconds = self.shutdown_grace.as_secs(),
             "shutting down: no new calls, finishing the ones in flight"
         );
-        health
-            .set_not_serving::<NoticeServiceServer<NoticeApi>>()
-            .await;
-        health
-            .set_not_serving::<LedgerServiceServer<LedgerApi>>()
-            .await;
-        health
-            .set_not_serving::<ReceiptServiceServer<ReceiptApi>>()
-            .await;
-        health
-            .set_not_serving::<CitizenPaymentsServiceServer<CitizenPaymentsApi>>()
-            .await;
+        // Not ready from now on: load balancers and the kubelet stop sending traffic while
+        // what is in flight finishes.
+        readiness.shut_down();
+        let _ = stop_health.send(());
+        let _ = health_task.await;
+        health.report(&Err(admin::NotReady::ShuttingDown)).await;
         let _ = stop.send(());
         let _ = stop_soap.send(());
         let _ = stop_relay.send(());
@@ -319,6 +358,9 @@ impl Application {
             }
             Err(_) => tracing::warn!("grace period over: closing the connections still open"),
         }
+        // Probes are answered to the end of the drain; a probe in flight gets a moment more.
+        let _ = stop_admin.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
         tracing::info!("incasso stopped");
         Ok(())
     }

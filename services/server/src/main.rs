@@ -47,6 +47,9 @@ enum Command {
         /// paForNode SOAP listen address (path /paForNode) [default: 127.0.0.1:8080].
         #[arg(long, env = "INCASSO_SOAP_LISTEN")]
         soap_listen: Option<String>,
+        /// Admin listen address: /livez, /readyz, /metrics [default: 127.0.0.1:9090].
+        #[arg(long, env = "INCASSO_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
     },
     /// Applies pending database migrations and exits.
     Migrate,
@@ -449,9 +452,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             grpc_listen,
             soap_listen,
+            admin_listen,
         } => {
             overrides.grpc_listen = grpc_listen;
             overrides.soap_listen = soap_listen;
+            overrides.admin_listen = admin_listen;
             let settings = Settings::resolve(file, overrides)?;
             let app = Application::build(settings).await?;
             app.run_until(shutdown_signal()).await?;

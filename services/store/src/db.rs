@@ -73,3 +73,101 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+/// Where the database's schema stands against the migrations this binary carries: a replica
+/// serves only a schema it was built for, neither one migration short nor one ahead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaLevel {
+    /// Every migration of the binary is applied, and no other.
+    Current,
+    /// The binary's migrations the database lacks (`incasso migrate` applies them),
+    /// whether or not it also holds migrations the binary does not know.
+    Behind {
+        /// Their names, oldest first.
+        pending: Vec<String>,
+    },
+    /// Migrations applied to the database that this binary does not know: a newer release
+    /// migrated it, or another branch did.
+    Ahead {
+        /// Their names, in the database's order.
+        unknown: Vec<String>,
+        /// True when every unknown migration sorts after the binary's newest (migration
+        /// names start with their date): a newer release's, not another branch's.
+        newer_only: bool,
+    },
+}
+
+/// Compares the applied migrations (the `seaql_migrations` table) with the binary's list.
+/// It only reads: unlike sea-orm-migration's status calls it never creates the table.
+pub async fn schema_level(db: &DatabaseConnection) -> Result<SchemaLevel, AppError> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    use sea_orm_migration::seaql_migrations;
+    let applied: Vec<String> = seaql_migrations::Entity::find()
+        .order_by_asc(seaql_migrations::Column::Version)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    let known: Vec<String> = incasso_migrations::Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let pending: Vec<String> = known
+        .iter()
+        .filter(|name| !applied.contains(name))
+        .cloned()
+        .collect();
+    // A missing migration comes first: whatever else the database holds, this binary's
+    // queries may need the missing one.
+    if !pending.is_empty() {
+        return Ok(SchemaLevel::Behind { pending });
+    }
+    let unknown: Vec<String> = applied
+        .iter()
+        .filter(|v| !known.contains(v))
+        .cloned()
+        .collect();
+    if unknown.is_empty() {
+        return Ok(SchemaLevel::Current);
+    }
+    let newest_known = known.iter().max();
+    let newer_only = unknown.iter().all(|v| Some(v) > newest_known);
+    Ok(SchemaLevel::Ahead {
+        unknown,
+        newer_only,
+    })
+}
+
+/// The connection pool as it stands: open connections and how many of them are idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConnections {
+    /// Connections open now, idle or in use.
+    pub open: u32,
+    /// Open connections nobody is using.
+    pub idle: u32,
+    /// The most the pool opens.
+    pub max: u32,
+}
+
+/// The pool's connections now (no query is made).
+pub fn pool_connections(db: &DatabaseConnection) -> PoolConnections {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            PoolConnections {
+                open: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                max: pool.options().get_max_connections(),
+            }
+        }
+        _ => {
+            let pool = db.get_sqlite_connection_pool();
+            PoolConnections {
+                open: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                max: pool.options().get_max_connections(),
+            }
+        }
+    }
+}

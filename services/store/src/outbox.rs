@@ -640,6 +640,98 @@ impl crate::Store {
     }
 }
 
+/// One topic's backlog, as the metrics report it: what waits, for how long, and what gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicBacklog {
+    /// The topic.
+    pub topic: String,
+    /// Events waiting for delivery: due, backing off, leased, or scheduled for later.
+    pub pending: u64,
+    /// How long the longest-waiting pending event has waited, seconds; 0 when none waits.
+    pub oldest_pending_age_seconds: u64,
+    /// Dead letters: events no relay delivers until an operator replays them.
+    pub dead: u64,
+}
+
+/// The topics every backlog report lists, with zeros when nothing is queued, so a
+/// dashboard shows a flat line rather than no line.
+pub const KNOWN_TOPICS: [&str; 3] = [
+    ACA_POSITION,
+    FASCICOLO_CITIZEN,
+    crate::io_messages::IO_MESSAGE,
+];
+
+impl crate::Store {
+    /// The backlog of every known topic and of any other found in the table, by topic name.
+    ///
+    /// An event waits since it was queued, except a follow-up scheduled for later (a fine's
+    /// republication), which waits from its due instant: its `order_micros` on the topics
+    /// ordered by instants. On a sequenced topic `order_micros` is a sequence number, and the
+    /// creation time is used; those topics schedule nothing for later.
+    pub async fn outbox_backlog(&self) -> Result<Vec<TopicBacklog>, AppError> {
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+        let counts: Vec<(String, String, i64, Option<i64>)> = outbox_event::Entity::find()
+            .select_only()
+            .column(outbox_event::Column::Topic)
+            .column(outbox_event::Column::State)
+            .column_as(outbox_event::Column::Id.count(), "events")
+            .column_as(outbox_event::Column::OrderMicros.min(), "first_order")
+            .filter(outbox_event::Column::State.is_in(["pending", "dead"]))
+            .group_by(outbox_event::Column::Topic)
+            .group_by(outbox_event::Column::State)
+            .into_tuple()
+            .all(self.db())
+            .await?;
+        let now = self.now();
+        let now_micros = crate::ledger::micros(now);
+        let mut backlog: std::collections::BTreeMap<String, TopicBacklog> = KNOWN_TOPICS
+            .iter()
+            .map(|topic| {
+                let empty = TopicBacklog {
+                    topic: (*topic).to_owned(),
+                    pending: 0,
+                    oldest_pending_age_seconds: 0,
+                    dead: 0,
+                };
+                ((*topic).to_owned(), empty)
+            })
+            .collect();
+        for (topic, state, events, first_order) in counts {
+            let entry = backlog
+                .entry(topic.clone())
+                .or_insert_with(|| TopicBacklog {
+                    topic: topic.clone(),
+                    pending: 0,
+                    oldest_pending_age_seconds: 0,
+                    dead: 0,
+                });
+            let events = u64::try_from(events).unwrap_or(0);
+            if state == "dead" {
+                entry.dead = events;
+                continue;
+            }
+            entry.pending = events;
+            let waiting_since_micros = if SEQUENCED_TOPICS.contains(&topic.as_str()) {
+                outbox_event::Entity::find()
+                    .filter(outbox_event::Column::Topic.eq(topic.as_str()))
+                    .filter(outbox_event::Column::State.eq("pending"))
+                    .order_by_asc(outbox_event::Column::CreatedAt)
+                    .one(self.db())
+                    .await?
+                    .map(|e| crate::ledger::micros(e.created_at))
+            } else {
+                first_order
+            };
+            entry.oldest_pending_age_seconds = waiting_since_micros
+                .map(|since| {
+                    u64::try_from(now_micros.saturating_sub(since) / 1_000_000).unwrap_or(0)
+                })
+                .unwrap_or(0);
+        }
+        Ok(backlog.into_values().collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

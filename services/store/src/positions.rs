@@ -31,7 +31,7 @@ use incasso_domain::notice_number::NoticeNumber;
 use incasso_domain::traffic_fine::FineBand;
 use incasso_domain::validation::ValidationErrors;
 
-use crate::batch::{MAX_BIND_PARAMETERS, insert_chunked};
+use crate::batch::{MAX_BIND_PARAMETERS, insert_chunked, is_in};
 use crate::entity::{command, debt_position, installment, payment_option, personal_data, transfer};
 use crate::error::AppError;
 use crate::idempotency::{CommandKey, CommandKind, request_sha256};
@@ -741,13 +741,30 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let backend = db.get_database_backend();
         let positions = debt_position::Entity::find()
-            .filter(debt_position::Column::Id.is_in(ids.iter().copied()))
+            .filter(is_in(backend, debt_position::Column::Id, ids.to_vec()))
             .all(db)
             .await?;
+        self.load_children(db, ids, positions).await
+    }
+
+    /// Loads the positions whose rows are `positions` (read by the caller, e.g. as it locked
+    /// them), in the order of `ids`, with their options, installments, transfers and personal
+    /// data.
+    pub(crate) async fn load_children(
+        &self,
+        db: &impl ConnectionTrait,
+        ids: &[Uuid],
+        positions: Vec<debt_position::Model>,
+    ) -> Result<Vec<DebtPosition>, AppError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let backend = db.get_database_backend();
         let personal_ids: Vec<Uuid> = positions.iter().map(|p| p.personal_data_id).collect();
         let mut personal: HashMap<Uuid, personal_data::Model> = personal_data::Entity::find()
-            .filter(personal_data::Column::Id.is_in(personal_ids))
+            .filter(is_in(backend, personal_data::Column::Id, personal_ids))
             .all(db)
             .await?
             .into_iter()
@@ -755,7 +772,11 @@ impl Store {
             .collect();
         let mut options: HashMap<Uuid, Vec<payment_option::Model>> = HashMap::new();
         for option in payment_option::Entity::find()
-            .filter(payment_option::Column::DebtPositionId.is_in(ids.iter().copied()))
+            .filter(is_in(
+                backend,
+                payment_option::Column::DebtPositionId,
+                ids.to_vec(),
+            ))
             .all(db)
             .await?
         {
@@ -765,14 +786,22 @@ impl Store {
                 .push(option);
         }
         let installment_rows = installment::Entity::find()
-            .filter(installment::Column::DebtPositionId.is_in(ids.iter().copied()))
+            .filter(is_in(
+                backend,
+                installment::Column::DebtPositionId,
+                ids.to_vec(),
+            ))
             .all(db)
             .await?;
         let mut transfers: HashMap<Uuid, Vec<transfer::Model>> = HashMap::new();
         let installment_ids: Vec<Uuid> = installment_rows.iter().map(|i| i.id).collect();
         for chunk in installment_ids.chunks(MAX_BIND_PARAMETERS) {
             for row in transfer::Entity::find()
-                .filter(transfer::Column::InstallmentId.is_in(chunk.iter().copied()))
+                .filter(is_in(
+                    backend,
+                    transfer::Column::InstallmentId,
+                    chunk.to_vec(),
+                ))
                 .all(db)
                 .await?
             {

@@ -19,6 +19,7 @@ use incasso_domain::ledger::chain::ChainedEntry;
 
 pub use reader::{AccountBalance, EntryFilterInput, EntryPage, ExportFilter, TrialBalanceRow};
 pub use verify::{Checkpoint, VerifyReport};
+pub(crate) use writer::document_rows;
 pub(crate) use writer::micros;
 pub use writer::{SourceDocumentInput, append, append_with_documents, store_documents};
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use incasso_domain::ledger::EntryDraft;
 use incasso_domain::ledger::chain::ChainedEntry;
 
-use crate::batch::insert_chunked;
+use crate::batch::{OnConflict, Writes, insert_chunked, json_of};
 use crate::entity::{ledger_entry, ledger_entry_notice, ledger_head, ledger_line, source_document};
 use crate::error::AppError;
 use crate::pii::PrivacyKeys;
@@ -40,6 +40,18 @@ pub async fn store_documents(
     documents: Vec<SourceDocumentInput>,
     now: OffsetDateTime,
 ) -> Result<Vec<(Uuid, [u8; 32])>, AppError> {
+    let (document_refs, document_rows) = document_rows(keys, documents, now);
+    insert_chunked(txn, document_rows, 8).await?;
+    Ok(document_refs)
+}
+
+/// The rows of source documents (encrypted), with their ids and the SHA-256 of their
+/// content, for a caller that writes them with others.
+pub(crate) fn document_rows(
+    keys: &PrivacyKeys,
+    documents: Vec<SourceDocumentInput>,
+    now: OffsetDateTime,
+) -> (Vec<(Uuid, [u8; 32])>, Vec<source_document::ActiveModel>) {
     let mut document_refs = Vec::with_capacity(documents.len());
     let mut document_rows = Vec::with_capacity(documents.len());
     for document in documents {
@@ -58,8 +70,7 @@ pub async fn store_documents(
         });
         document_refs.push((id, sha256));
     }
-    insert_chunked(txn, document_rows, 8).await?;
-    Ok(document_refs)
+    (document_refs, document_rows)
 }
 
 /// Appends `postings` (each a draft and the index of its document in `documents`, if any) to
@@ -185,16 +196,37 @@ pub async fn append_with_documents(
         }
         entries.push(chained);
     }
-    insert_chunked(txn, entry_rows, 18).await?;
-    insert_chunked(txn, line_rows, 7).await?;
-    insert_chunked(txn, notice_rows, 4).await?;
-    let advance = Query::update()
-        .table(ledger_head::Entity)
-        .value(ledger_head::Column::LastSequence, sequence)
-        .value(ledger_head::Column::LastHash, previous.to_vec())
-        .value(ledger_head::Column::LastRecordedAt, recorded_at)
-        .and_where(ledger_head::Column::Id.eq(1))
-        .to_owned();
-    txn.execute(&advance).await?;
+    // The entries, their lines and notices and the new head go in one statement on
+    // PostgreSQL: the head lock is held for as few round trips as possible.
+    let mut writes = Writes::new(txn);
+    writes.insert(entry_rows, 18, OnConflict::Fail).await?;
+    writes.insert(line_rows, 7, OnConflict::Fail).await?;
+    writes.insert(notice_rows, 4, OnConflict::Fail).await?;
+    if writes.gathers() {
+        let head = serde_json::json!([{
+            "id": 1,
+            "last_sequence": sequence,
+            "last_hash": json_of(&previous.to_vec().into(), "ledger_head", "last_hash")?,
+            "last_recorded_at": json_of(&recorded_at.into(), "ledger_head", "last_recorded_at")?,
+        }]);
+        writes.push_json(
+            "UPDATE ledger_head AS h SET last_sequence = j.last_sequence, \
+             last_hash = j.last_hash, last_recorded_at = j.last_recorded_at \
+             FROM json_populate_recordset(NULL::ledger_head, $ROWS::json) AS j WHERE h.id = j.id"
+                .to_owned(),
+            head.to_string(),
+        );
+        writes.send().await?;
+    } else {
+        writes.send().await?;
+        let advance = Query::update()
+            .table(ledger_head::Entity)
+            .value(ledger_head::Column::LastSequence, sequence)
+            .value(ledger_head::Column::LastHash, previous.to_vec())
+            .value(ledger_head::Column::LastRecordedAt, recorded_at)
+            .and_where(ledger_head::Column::Id.eq(1))
+            .to_owned();
+        txn.execute(&advance).await?;
+    }
     Ok(entries)
 }

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Set, Statement, TransactionTrait,
@@ -36,7 +36,7 @@ use super::{
     NodeOutcome, RECEIPT_HASH_PURPOSE, ReceiptFacts, ReceiptInput, ReceiptKey, ReceiptOutcome,
 };
 use crate::Store;
-use crate::batch::insert_chunked;
+use crate::batch::{OnConflict, Writes, is_in};
 use crate::entity::{debt_position, installment, receipt, receipt_conflict, receipt_transfer};
 use crate::error::AppError;
 use crate::ledger::{self, SourceDocumentInput};
@@ -105,12 +105,34 @@ pub(crate) async fn plan(
     now: OffsetDateTime,
 ) -> Result<(Vec<Result<Planned, String>>, Positions), AppError> {
     let notice_positions = positions_of_notices(store, txn, facts).await?;
+    plan_with(store, txn, facts, notice_positions, now).await
+}
+
+/// [`plan`], with the positions of the notices already looked up (`notice_positions` may
+/// hold more notices than `facts` pay: only theirs are locked).
+async fn plan_with(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    facts: &[&ReceiptFacts],
+    mut notice_positions: HashMap<(String, String), Uuid>,
+    now: OffsetDateTime,
+) -> Result<(Vec<Result<Planned, String>>, Positions), AppError> {
+    let paid: BTreeSet<(&str, &str)> = facts
+        .iter()
+        .map(|f| (f.creditor_fiscal_code.as_str(), f.notice_number.as_str()))
+        .collect();
+    notice_positions
+        .retain(|(creditor, notice), _| paid.contains(&(creditor.as_str(), notice.as_str())));
     let ids: BTreeSet<Uuid> = notice_positions.values().copied().collect();
     let ids: Vec<Uuid> = ids.into_iter().collect();
-    lock_positions(txn, &ids, now).await?;
+    let locked = lock_positions(txn, &ids, now).await?;
     let mut positions = Positions::default();
     let mut unreadable: HashMap<Uuid, String> = HashMap::new();
-    match store.load_many(txn, &ids).await {
+    let loaded = match locked {
+        Some(rows) => store.load_children(txn, &ids, rows).await,
+        None => store.load_many(txn, &ids).await,
+    };
+    match loaded {
         Ok(loaded) => {
             for p in loaded {
                 positions.before.insert(p.id, p);
@@ -259,10 +281,10 @@ async fn positions_of_notices(
     txn: &DatabaseTransaction,
     facts: &[&ReceiptFacts],
 ) -> Result<HashMap<(String, String), Uuid>, AppError> {
-    let issued: BTreeSet<&str> = facts
+    let issued: BTreeSet<String> = facts
         .iter()
         .filter(|f| store.registry().issuer(&f.creditor_fiscal_code).is_some())
-        .map(|f| f.notice_number.as_str())
+        .map(|f| f.notice_number.clone())
         .collect();
     if issued.is_empty() {
         return Ok(HashMap::new());
@@ -272,7 +294,11 @@ async fn positions_of_notices(
         .column(installment::Column::CreditorFiscalCode)
         .column(installment::Column::NoticeNumber)
         .column(installment::Column::DebtPositionId)
-        .filter(installment::Column::NoticeNumber.is_in(issued))
+        .filter(is_in(
+            txn.get_database_backend(),
+            installment::Column::NoticeNumber,
+            issued.into_iter().collect::<Vec<_>>(),
+        ))
         .into_tuple()
         .all(txn)
         .await?;
@@ -283,37 +309,32 @@ async fn positions_of_notices(
 }
 
 /// Takes the row locks of `ids` (sorted) and bumps their versions: concurrent changes of
-/// these positions, and other batches paying them, wait for this transaction.
+/// these positions, and other batches paying them, wait for this transaction. On PostgreSQL
+/// the locked rows come back, so they need not be read again.
 async fn lock_positions(
     txn: &DatabaseTransaction,
     ids: &[Uuid],
     now: OffsetDateTime,
-) -> Result<(), AppError> {
+) -> Result<Option<Vec<debt_position::Model>>, AppError> {
     if ids.is_empty() {
-        return Ok(());
+        return Ok(Some(Vec::new()));
     }
     let backend = txn.get_database_backend();
     if backend == DbBackend::Postgres {
         // Locked in id order, whatever order an UPDATE would visit them in: two batches on
-        // other replicas then never wait for each other in a cycle. One statement locks and
-        // bumps. (SQLite has one writer.)
-        let list = (2..=ids.len() + 1)
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut values: Vec<sea_orm::Value> = vec![now.into()];
-        values.extend(ids.iter().map(|id| sea_orm::Value::from(*id)));
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
+        // other replicas then never wait for each other in a cycle. One statement locks,
+        // bumps and reads. (SQLite has one writer.)
+        let rows = debt_position::Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                backend,
                 "UPDATE debt_position SET version = version + 1, updated_at = $1 \
-                 WHERE id IN (SELECT id FROM debt_position WHERE id IN ({list}) \
-                 ORDER BY id FOR UPDATE)"
-            ),
-            values,
-        ))
-        .await?;
-        return Ok(());
+                 WHERE id IN (SELECT id FROM debt_position WHERE id = ANY($2) \
+                 ORDER BY id FOR UPDATE) RETURNING *",
+                [now.into(), ids.to_vec().into()],
+            ))
+            .all(txn)
+            .await?;
+        return Ok(Some(rows));
     }
     debt_position::Entity::update_many()
         .col_expr(
@@ -324,13 +345,13 @@ async fn lock_positions(
         .filter(debt_position::Column::Id.is_in(ids.iter().copied()))
         .exec(txn)
         .await?;
-    Ok(())
+    Ok(None)
 }
 
-/// Writes the installment and position states the batch changed, one statement per new
-/// state.
+/// Writes the installment and position states the batch changed: with `writes` on
+/// PostgreSQL (one JSON piece per table), one statement per new state on SQLite.
 pub(crate) async fn write_states(
-    txn: &DatabaseTransaction,
+    writes: &mut Writes<'_>,
     positions: &Positions,
     now: OffsetDateTime,
 ) -> Result<(), AppError> {
@@ -355,6 +376,50 @@ pub(crate) async fn write_states(
                 .push(after.id);
         }
     }
+    if writes.gathers() {
+        let at = crate::batch::json_of(&now.into(), "installment", "updated_at")?;
+        let mut installment_rows = Vec::new();
+        for (state, ids) in &installments {
+            let paid = *state == InstallmentState::Paid.as_str();
+            for id in ids {
+                installment_rows.push(serde_json::json!({
+                    "id": id.to_string(),
+                    "state": state,
+                    "updated_at": at,
+                    "paid_at": if paid { at.clone() } else { serde_json::Value::Null },
+                }));
+            }
+        }
+        if !installment_rows.is_empty() {
+            writes.push_json(
+                "UPDATE installment AS t SET state = j.state, updated_at = j.updated_at, \
+                 paid_at = COALESCE(j.paid_at, t.paid_at) \
+                 FROM json_populate_recordset(NULL::installment, $ROWS::json) AS j \
+                 WHERE t.id = j.id"
+                    .to_owned(),
+                serde_json::Value::Array(installment_rows).to_string(),
+            );
+        }
+        let position_rows: Vec<serde_json::Value> = states
+            .iter()
+            .flat_map(|(state, ids)| {
+                ids.iter()
+                    .map(move |id| serde_json::json!({"id": id.to_string(), "state": state}))
+            })
+            .collect();
+        if !position_rows.is_empty() {
+            writes.push_json(
+                "UPDATE debt_position AS t SET state = j.state \
+                 FROM json_populate_recordset(NULL::debt_position, $ROWS::json) AS j \
+                 WHERE t.id = j.id"
+                    .to_owned(),
+                serde_json::Value::Array(position_rows).to_string(),
+            );
+        }
+        return Ok(());
+    }
+    let txn = writes.txn();
+    let backend = txn.get_database_backend();
     for (state, ids) in installments {
         let mut update = installment::Entity::update_many()
             .col_expr(installment::Column::State, Expr::value(state))
@@ -363,14 +428,14 @@ pub(crate) async fn write_states(
             update = update.col_expr(installment::Column::PaidAt, Expr::value(Some(now)));
         }
         update
-            .filter(installment::Column::Id.is_in(ids))
+            .filter(is_in(backend, installment::Column::Id, ids))
             .exec(txn)
             .await?;
     }
     for (state, ids) in states {
         debt_position::Entity::update_many()
             .col_expr(debt_position::Column::State, Expr::value(state))
-            .filter(debt_position::Column::Id.is_in(ids))
+            .filter(is_in(backend, debt_position::Column::Id, ids))
             .exec(txn)
             .await?;
     }
@@ -492,23 +557,16 @@ pub(crate) fn receipt_row(
     }
 }
 
-/// Insert nothing when the receipt's key is stored: the caller counts the rows it inserted.
-pub(crate) fn on_receipt_key() -> OnConflict {
-    OnConflict::columns([
-        receipt::Column::CreditorFiscalCode,
-        receipt::Column::Iuv,
-        receipt::Column::ReceiptId,
-    ])
-    .do_nothing()
-    .to_owned()
-}
+/// A receipt's key columns: a row whose key is stored is not inserted, and the caller counts
+/// the rows it inserted.
+pub(crate) const RECEIPT_KEY: &[&str] = &["creditor_fiscal_code", "iuv", "receipt_id"];
 
 /// The stored content hashes of the keys in `keys` that are already stored.
 pub(crate) async fn stored_hashes(
     txn: &DatabaseTransaction,
     keys: &[ReceiptKey],
 ) -> Result<HashMap<ReceiptKey, String>, AppError> {
-    let receipt_ids: BTreeSet<&str> = keys.iter().map(|k| k.receipt_id.as_str()).collect();
+    let receipt_ids: BTreeSet<String> = keys.iter().map(|k| k.receipt_id.clone()).collect();
     if receipt_ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -518,7 +576,11 @@ pub(crate) async fn stored_hashes(
         .column(receipt::Column::Iuv)
         .column(receipt::Column::ReceiptId)
         .column(receipt::Column::ContentSha256)
-        .filter(receipt::Column::ReceiptId.is_in(receipt_ids))
+        .filter(is_in(
+            txn.get_database_backend(),
+            receipt::Column::ReceiptId,
+            receipt_ids.into_iter().collect::<Vec<_>>(),
+        ))
         .into_tuple()
         .all(txn)
         .await?;
@@ -535,6 +597,69 @@ pub(crate) async fn stored_hashes(
             )
         })
         .collect())
+}
+
+/// What a batch looks up before deciding: the stored content hashes of its keys, and the
+/// positions of the notices its receipts pay (those incasso issued). One query on
+/// PostgreSQL, two on SQLite.
+async fn look_up(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    keys: &[ReceiptKey],
+    inputs: &[ReceiptInput],
+) -> Result<(HashMap<ReceiptKey, String>, HashMap<(String, String), Uuid>), AppError> {
+    let facts: Vec<&ReceiptFacts> = inputs.iter().map(|i| &i.facts).collect();
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let stored = stored_hashes(txn, keys).await?;
+        return Ok((stored, positions_of_notices(store, txn, &facts).await?));
+    }
+    let receipt_ids: Vec<String> = keys
+        .iter()
+        .map(|k| k.receipt_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let notices: Vec<String> = facts
+        .iter()
+        .filter(|f| store.registry().issuer(&f.creditor_fiscal_code).is_some())
+        .map(|f| f.notice_number.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT TRUE AS stored, creditor_fiscal_code, iuv AS code, receipt_id, \
+                    content_sha256, NULL::uuid AS debt_position_id \
+             FROM receipt WHERE receipt_id = ANY($1) \
+             UNION ALL \
+             SELECT FALSE, creditor_fiscal_code, notice_number, NULL, NULL, debt_position_id \
+             FROM installment WHERE notice_number = ANY($2)",
+            [receipt_ids.into(), notices.into()],
+        ))
+        .await?;
+    let mut stored = HashMap::new();
+    let mut positions = HashMap::new();
+    for row in rows {
+        let creditor_fiscal_code: String = row.try_get("", "creditor_fiscal_code")?;
+        let code: String = row.try_get("", "code")?;
+        if row.try_get::<bool>("", "stored")? {
+            stored.insert(
+                ReceiptKey {
+                    creditor_fiscal_code,
+                    iuv: code,
+                    receipt_id: row.try_get("", "receipt_id")?,
+                },
+                row.try_get("", "content_sha256")?,
+            );
+        } else {
+            positions.insert(
+                (creditor_fiscal_code, code),
+                row.try_get("", "debt_position_id")?,
+            );
+        }
+    }
+    Ok((stored, positions))
 }
 
 /// What the batch decided for one of its receipts.
@@ -674,7 +799,7 @@ async fn try_batch(
 ) -> Result<Vec<Decision>, BatchError> {
     let txn = store.db().begin().await?;
     let keys: Vec<ReceiptKey> = inputs.iter().map(|i| i.facts.key()).collect();
-    let stored = stored_hashes(&txn, &keys).await?;
+    let (stored, notice_positions) = look_up(store, &txn, &keys, inputs).await?;
     // Decide what each receipt is; `None` marks the new ones, planned below.
     let mut first_of_key: HashMap<&ReceiptKey, usize> = HashMap::new();
     let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(inputs.len());
@@ -696,7 +821,7 @@ async fn try_batch(
         .filter(|&i| decisions[i].is_none())
         .collect();
     let new_facts: Vec<&ReceiptFacts> = new.iter().map(|&i| &inputs[i].facts).collect();
-    let (plans, positions) = plan(store, &txn, &new_facts, now).await?;
+    let (plans, positions) = plan_with(store, &txn, &new_facts, notice_positions, now).await?;
     for (&index, planned) in new.iter().zip(plans) {
         decisions[index] = Some(match planned {
             Ok(planned) => Decision::Book(planned),
@@ -724,7 +849,7 @@ async fn try_batch(
             content: inputs[index].raw.clone(),
         });
     }
-    let document_refs = ledger::store_documents(&txn, store.keys(), documents, now).await?;
+    let (document_refs, document_rows) = ledger::document_rows(store.keys(), documents, now);
 
     let mut receipt_rows = Vec::new();
     let mut transfer_rows_all = Vec::new();
@@ -766,21 +891,31 @@ async fn try_batch(
             _ => {}
         }
     }
+    // The documents with the receipts that cite them, then everything else the batch
+    // writes: two statements on PostgreSQL. The receipts go first and alone because their
+    // count tells a race with another replica, which must be seen before their transfers
+    // are written.
     let expected = receipt_rows.len();
-    if expected > 0 {
-        let inserted = receipt::Entity::insert_many(receipt_rows)
-            .on_conflict(on_receipt_key())
-            .exec_without_returning(&txn)
-            .await?;
-        if usize::try_from(inserted).unwrap_or(0) != expected {
-            txn.rollback().await?;
-            return Err(BatchError::Raced);
-        }
+    let mut writes = Writes::new(&txn);
+    writes.insert(document_rows, 8, OnConflict::Fail).await?;
+    let receipts = writes
+        .insert(receipt_rows, 21, OnConflict::Skip(RECEIPT_KEY))
+        .await?;
+    writes.insert(conflict_rows, 7, OnConflict::Fail).await?;
+    let inserted = writes.send().await?.of(receipts);
+    if usize::try_from(inserted).unwrap_or(0) != expected {
+        txn.rollback().await?;
+        return Err(BatchError::Raced);
     }
-    insert_chunked(&txn, transfer_rows_all, 11).await?;
-    insert_chunked(&txn, conflict_rows, 7).await?;
-    write_states(&txn, &positions, now).await?;
-    insert_chunked(&txn, outbox_events(&booked, now), 12).await?;
+    let mut writes = Writes::new(&txn);
+    writes
+        .insert(transfer_rows_all, 11, OnConflict::Fail)
+        .await?;
+    write_states(&mut writes, &positions, now).await?;
+    writes
+        .insert(outbox_events(&booked, now), 12, OnConflict::Fail)
+        .await?;
+    writes.send().await?;
     crate::citizens::queue(&txn, citizen_changes(store, &told, &positions), now).await?;
     ledger::append_with_documents(&txn, &document_refs, postings, now).await?;
     txn.commit().await?;

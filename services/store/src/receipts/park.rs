@@ -24,7 +24,7 @@ use incasso_domain::receipt::{Classification, ReceiptFlag};
 use super::book::{self, Planned, receipt_row, transfer_rows};
 use super::{ReceiptFacts, ReceiptInput, ReceiptOutcome};
 use crate::Store;
-use crate::batch::insert_chunked;
+use crate::batch::{OnConflict, Writes, insert_chunked, insert_rows};
 use crate::entity::{parked_receipt, receipt, source_document};
 use crate::error::AppError;
 use crate::ledger::{self, SourceDocumentInput};
@@ -119,19 +119,22 @@ pub(crate) async fn park(
     if facts.stand_in {
         flags.push(ReceiptFlag::StandIn);
     }
-    let inserted = receipt::Entity::insert(receipt_row(
-        row_id,
-        facts,
-        content_hash,
-        documents[0].0,
-        Classification::Parked,
-        &flags,
-        None,
-        None,
-        now,
-    ))
-    .on_conflict(book::on_receipt_key())
-    .exec_without_returning(&txn)
+    let inserted = insert_rows(
+        &txn,
+        vec![receipt_row(
+            row_id,
+            facts,
+            content_hash,
+            documents[0].0,
+            Classification::Parked,
+            &flags,
+            None,
+            None,
+            now,
+        )],
+        21,
+        OnConflict::Skip(book::RECEIPT_KEY),
+    )
     .await?;
     if inserted != 1 {
         // Stored meanwhile (another replica booked or parked the same key): the batch path
@@ -467,8 +470,16 @@ impl Store {
                         "parked receipt {id} is no longer parked"
                     )));
                 }
-                book::write_states(&txn, &positions, now).await?;
-                insert_chunked(&txn, book::outbox_events(&[(&facts, &planned)], now), 12).await?;
+                let mut writes = Writes::new(&txn);
+                book::write_states(&mut writes, &positions, now).await?;
+                writes
+                    .insert(
+                        book::outbox_events(&[(&facts, &planned)], now),
+                        12,
+                        OnConflict::Fail,
+                    )
+                    .await?;
+                writes.send().await?;
                 crate::citizens::queue(
                     &txn,
                     book::citizen_changes(self, &[(id, &planned)], &positions),
