@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod fake_aca;
 pub mod fake_fascicolo;
+pub mod fake_fdr;
 pub mod fake_io;
 pub mod node_simulator;
 pub mod process;

@@ -27,6 +27,7 @@ mod m20261203_000014_receipt_inbox;
 mod m20261203_000015_fascicolo_citizen_sequence;
 mod m20261203_000016_io_message;
 mod m20261203_000017_create_reconciliation;
+mod m20261203_000018_fdr_poll;
 mod m20261203_000019_recon_label_identity;
 
 /// Every migration of incasso, in order.
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000015_fascicolo_citizen_sequence::Migration),
             Box::new(m20261203_000016_io_message::Migration),
             Box::new(m20261203_000017_create_reconciliation::Migration),
+            Box::new(m20261203_000018_fdr_poll::Migration),
             Box::new(m20261203_000019_recon_label_identity::Migration),
         ]
     }

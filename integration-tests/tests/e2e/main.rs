@@ -10,6 +10,7 @@ mod app_io;
 mod bulk;
 mod citizen_payments;
 mod fascicolo;
+mod fdr;
 mod inbox;
 mod ledger;
 mod node;

@@ -42,6 +42,8 @@ pub enum OpiVersion {
 pub enum DocumentKind {
     /// `FlussoRiversamento` (a reporting flow).
     FlussoRiversamento,
+    /// A reporting flow revision read from the FdR REST API (header and payment pages, JSON).
+    FdrRest,
     /// camt.053 bank-to-customer statement.
     Camt053(CamtVersion),
     /// camt.054 debit/credit notification.
@@ -53,7 +55,7 @@ pub enum DocumentKind {
 impl DocumentKind {
     /// True for treasury evidence.
     pub fn is_treasury(self) -> bool {
-        !matches!(self, Self::FlussoRiversamento)
+        !matches!(self, Self::FlussoRiversamento | Self::FdrRest)
     }
 }
 
@@ -66,6 +68,7 @@ impl fmt::Display for DocumentKind {
         };
         match self {
             Self::FlussoRiversamento => f.write_str("FlussoRiversamento"),
+            Self::FdrRest => f.write_str("FdR REST"),
             Self::Camt053(v) => write!(f, "camt.053.001.{}", camt(v)),
             Self::Camt054(v) => write!(f, "camt.054.001.{}", camt(v)),
             Self::Opi(OpiVersion::V1_4) => f.write_str("OPI giornale di cassa 1.4"),
@@ -81,6 +84,9 @@ impl fmt::Display for DocumentKind {
 pub struct FlowHeader {
     /// `identificativoFlusso`.
     pub flow_id: FlowId,
+    /// The platform's revision number (FdR REST); `None` for an XML flow, whose revisions
+    /// incasso numbers in the order they are imported.
+    pub revision: Option<u32>,
     /// `dataOraFlusso` (Rome time when written without an offset).
     pub created_at: OffsetDateTime,
     /// `identificativoUnivocoRegolamento`.
@@ -91,6 +97,8 @@ pub struct FlowHeader {
     pub psp_id: String,
     /// `denominazioneMittente`.
     pub psp_name: Option<String>,
+    /// `codiceBicBancaDiRiversamento` / `bicCodePouringBank`: the bank that sent the SCT.
+    pub bic: Option<String>,
     /// `istitutoRicevente/identificativoUnivocoRicevente/codiceIdentificativoUnivoco`.
     pub creditor_fiscal_code: String,
     /// `numeroTotalePagamenti`.
@@ -205,7 +213,10 @@ impl Handler for Detect<'_> {
                 self.sink.kind(kind)?;
             }
             self.format = Some(match kind {
-                DocumentKind::FlussoRiversamento => Box::new(FdrHandler::new()),
+                // An XML root never says FdrRest (that is JSON, read by `read_fdr_rest`).
+                DocumentKind::FlussoRiversamento | DocumentKind::FdrRest => {
+                    Box::new(FdrHandler::new())
+                }
                 DocumentKind::Camt053(_) | DocumentKind::Camt054(_) => Box::new(CamtHandler::new()),
                 DocumentKind::Opi(_) => Box::new(OpiHandler::new()),
             });
@@ -289,7 +300,7 @@ impl Collected {
             .iter()
             .map(|(header, lines)| ReportingFlow {
                 flow_id: header.flow_id.clone(),
-                revision: 0,
+                revision: header.revision.unwrap_or(0),
                 created_at: header.created_at,
                 psp_id: header.psp_id.clone(),
                 trn: header.trn.clone(),

@@ -23,6 +23,7 @@ struct Header {
     regulation_date: Option<Date>,
     psp_id: Option<String>,
     psp_name: Option<String>,
+    bic: Option<String>,
     creditor: Option<String>,
     line_count: Option<u64>,
     total_cents: Option<i64>,
@@ -70,6 +71,7 @@ impl FdrHandler {
                 .flow_id
                 .clone()
                 .ok_or_else(|| missing("identificativoFlusso"))?,
+            revision: None,
             created_at: h.created_at.ok_or_else(|| missing("dataOraFlusso"))?,
             trn: h
                 .trn
@@ -83,6 +85,7 @@ impl FdrHandler {
                 .clone()
                 .ok_or_else(|| missing("istitutoMittente codiceIdentificativoUnivoco"))?,
             psp_name: h.psp_name.clone(),
+            bic: h.bic.clone(),
             creditor_fiscal_code: h
                 .creditor
                 .clone()
@@ -241,6 +244,9 @@ impl Format for FdrHandler {
                 h.psp_id = Some(text35(text, "the PSP's codiceIdentificativoUnivoco")?);
             }
             (3, "denominazioneMittente") => h.psp_name = Some(text.to_owned()),
+            (2, "codiceBicBancaDiRiversamento") => {
+                h.bic = Some(text35(text, name)?);
+            }
             (_, "codiceIdentificativoUnivoco")
                 if ends(
                     path,

@@ -1,5 +1,5 @@
 //! The evidence formats reconciliation imports, read as streams: PagoPA's reporting flow
-//! (`FlussoRiversamento` XML), the bank's ISO 20022 statements and notifications (camt.053 and
+//! (`FlussoRiversamento` XML, and the same flow as the FdR REST API serves it in JSON), the bank's ISO 20022 statements and notifications (camt.053 and
 //! camt.054, versions .001.02, .04 and .08) and the Tesoriere's OPI giornale di cassa (1.4,
 //! 1.6.1, 1.7.1, 1.8). The format is detected from the document's root element and namespace.
 //! Each reader hands its records to a [`Sink`] one at a time, so memory does not grow with
@@ -10,6 +10,7 @@
 mod camt;
 mod document;
 mod error;
+mod fdr_rest;
 mod fdr_xml;
 mod opi;
 #[cfg(feature = "test-support")]
@@ -22,4 +23,5 @@ pub use document::{
     TreasuryAccount, read_document, read_file,
 };
 pub use error::{FormatError, ReadError};
+pub use fdr_rest::{fdr_rest_document_name, json_amount_cents, read_fdr_rest};
 pub use fdr_xml::NAMESPACE as FDR_NAMESPACE;

@@ -14,6 +14,7 @@ use incasso_domain::creditor::{Creditor, CreditorRegistry};
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::iban::Iban;
 use incasso_domain::notice_number::SegregationCode;
+use incasso_fdr::FdrConfig;
 use incasso_node::service::StationConfig;
 use incasso_relay::aca::AcaConfig;
 use incasso_relay::fascicolo::FascicoloConfig;
@@ -127,6 +128,24 @@ pub struct FascicoloFileConfig {
     pub workers: Option<usize>,
 }
 
+/// The FdR REST poller.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdrFileConfig {
+    /// The FdR organization API, e.g. `https://api.platform.pagopa.it/fdr-org/service/v1`;
+    /// without it `incasso serve` does not poll and `incasso recon fdr-sync` refuses to run.
+    pub url: Option<String>,
+    /// The API Management subscription key (`Ocp-Apim-Subscription-Key`).
+    pub subscription_key: Option<String>,
+    /// Pause between polls of `incasso serve`, seconds (default 600).
+    pub poll_interval_seconds: Option<u64>,
+    /// Flows and payments asked per page, 1..=1000 (default 1000, the API's maximum).
+    pub page_size: Option<u32>,
+    /// A listed flow still not imported this many days after its publication is warned
+    /// about (default 25; the API keeps flows 30 days).
+    pub warn_after_days: Option<u64>,
+}
+
 /// How receipts are booked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +210,9 @@ pub struct FileConfig {
     /// App IO messages.
     #[serde(default)]
     pub io: crate::io_config::IoFileConfig,
+    /// The FdR REST poller.
+    #[serde(default)]
+    pub fdr: FdrFileConfig,
 }
 
 impl FileConfig {
@@ -287,6 +309,8 @@ pub struct Settings {
     pub io: Option<incasso_relay::app_io::IoConfig>,
     /// The creditors' treasury accounts, for reconciliation imports.
     pub treasury_accounts: TreasuryAccounts,
+    /// The FdR REST poller, when a URL is configured.
+    pub fdr: Option<FdrConfig>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -314,6 +338,10 @@ pub struct Overrides {
     pub io_url: Option<String>,
     /// `INCASSO_FASCICOLO_URL`.
     pub fascicolo_url: Option<String>,
+    /// `INCASSO_FDR_URL`.
+    pub fdr_url: Option<String>,
+    /// `INCASSO_FDR_SUBSCRIPTION_KEY`.
+    pub fdr_subscription_key: Option<String>,
 }
 
 impl Settings {
@@ -471,8 +499,57 @@ impl Settings {
             ),
             io,
             treasury_accounts,
+            fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?,
         })
     }
+}
+
+/// The FdR poller's settings: none without a URL.
+fn fdr_config(
+    url: Option<String>,
+    subscription_key: Option<String>,
+    file: &FdrFileConfig,
+) -> Result<Option<FdrConfig>, ConfigError> {
+    let Some(url) = url
+        .or_else(|| file.url.clone())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::Invalid(
+            "fdr.url: expected an http:// or https:// URL".into(),
+        ));
+    }
+    let key = subscription_key
+        .or_else(|| file.subscription_key.clone())
+        .filter(|k| !k.trim().is_empty());
+    let mut config = FdrConfig::new(&url, key);
+    if let Some(seconds) = file.poll_interval_seconds {
+        if seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "fdr.poll_interval_seconds: expected at least 1".into(),
+            ));
+        }
+        config.poll_interval = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(size) = file.page_size {
+        if !(1..=1000).contains(&size) {
+            return Err(ConfigError::Invalid(
+                "fdr.page_size: expected 1..=1000 (the API's limits)".into(),
+            ));
+        }
+        config.page_size = size;
+    }
+    if let Some(days) = file.warn_after_days {
+        if !(1..=29).contains(&days) {
+            return Err(ConfigError::Invalid(
+                "fdr.warn_after_days: expected 1..=29 (the API keeps flows 30 days)".into(),
+            ));
+        }
+        config.stale_after = std::time::Duration::from_secs(days * 86_400);
+    }
+    Ok(Some(config))
 }
 
 /// The Fascicolo push's settings: none without a URL; the batch must fit the contract.
@@ -833,6 +910,9 @@ mod tests {
         let fascicolo = settings.fascicolo.expect("the example's Fascicolo");
         assert_eq!(fascicolo.url, "http://127.0.0.1:7000");
         assert_eq!(fascicolo.batch, 500);
+        let fdr = settings.fdr.expect("the example's FdR poller");
+        assert_eq!(fdr.client.base_url, "http://127.0.0.1:9000");
+        assert_eq!(fdr.page_size, 1000);
     }
 
     #[test]
@@ -864,6 +944,46 @@ mod tests {
         assert_eq!(from_env.retry_max, std::time::Duration::from_secs(30));
     }
 
+    #[test]
+    fn the_fdr_poller_needs_a_url_and_values_the_api_allows() {
+        let parse = |text: &str| {
+            Settings::resolve(toml::from_str(text).unwrap(), Overrides::default()).map(|s| s.fdr)
+        };
+        assert!(parse("").unwrap().is_none());
+        let error = parse("[fdr]\nurl = \"http://f\"\npage_size = 1001")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fdr.page_size"), "{error}");
+        let error = parse("[fdr]\nurl = \"http://f\"\nwarn_after_days = 30")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("fdr.warn_after_days"), "{error}");
+        let error = parse("[fdr]\nurl = \"f\"").unwrap_err().to_string();
+        assert!(error.contains("fdr.url"), "{error}");
+        let from_env = Settings::resolve(
+            toml::from_str("[fdr]\nsubscription_key = \"from-file\"\npoll_interval_seconds = 60")
+                .unwrap(),
+            Overrides {
+                fdr_url: Some("http://127.0.0.1:9000/fdr/".to_owned()),
+                fdr_subscription_key: Some("from-env".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap()
+        .fdr
+        .unwrap();
+        assert_eq!(from_env.client.base_url, "http://127.0.0.1:9000/fdr");
+        assert_eq!(
+            from_env.client.subscription_key.as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(from_env.poll_interval, std::time::Duration::from_secs(60));
+        assert_eq!(
+            from_env.stale_after,
+            std::time::Duration::from_secs(25 * 86_400)
+        );
+    }
+
     /// The example with its `key = value` comments (and the `[node]` header) uncommented,
     /// except the ones whose values are placeholders.
     fn uncommented(example: &str) -> String {
@@ -878,6 +998,11 @@ mod tests {
                         || rest.starts_with("stations")
                         || rest.starts_with("first_iuv_base")
                         || rest.starts_with("[fascicolo]")
+                        || rest.starts_with("[fdr]")
+                        || rest.starts_with("subscription_key")
+                        || rest.starts_with("poll_interval_seconds")
+                        || rest.starts_with("page_size")
+                        || rest.starts_with("warn_after_days")
                         || rest.starts_with("url")
                         || rest.starts_with("retry_max_seconds")
                         || rest.starts_with("batch")

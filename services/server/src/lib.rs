@@ -48,6 +48,7 @@ pub struct Application {
     aca: Option<incasso_relay::aca::AcaConfig>,
     io: Option<incasso_relay::app_io::IoConfig>,
     fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
+    fdr: Option<incasso_fdr::FdrConfig>,
     parked_retry_interval: std::time::Duration,
     treasury_accounts: incasso_store::reconciliation::TreasuryAccounts,
 }
@@ -96,6 +97,7 @@ impl Application {
         let io = settings.io.clone();
         let fascicolo = settings.fascicolo.clone();
         let treasury_accounts = settings.treasury_accounts.clone();
+        let fdr = settings.fdr.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
@@ -127,6 +129,7 @@ impl Application {
             aca,
             io,
             fascicolo,
+            fdr,
             parked_retry_interval,
             treasury_accounts,
         })
@@ -274,6 +277,19 @@ impl Application {
                 None
             }
         };
+        let (stop_fdr, fdr_stopped) = tokio::sync::oneshot::channel::<()>();
+        let fdr_task = match self.fdr.clone() {
+            Some(config) => {
+                let poller = incasso_fdr::FdrPoller::new(self.store.clone(), config)?;
+                Some(tokio::spawn(poller.run(async {
+                    let _ = fdr_stopped.await;
+                })))
+            }
+            None => {
+                tracing::info!("no FdR URL configured: reporting flows are not polled");
+                None
+            }
+        };
         let (stop_parked, parked_stopped) = tokio::sync::oneshot::channel::<()>();
         let parked_task = {
             let store = self.store.clone();
@@ -325,6 +341,7 @@ impl Application {
         let _ = stop_relay.send(());
         let _ = stop_io.send(());
         let _ = stop_fascicolo.send(());
+        let _ = stop_fdr.send(());
         let _ = stop_parked.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
@@ -338,6 +355,9 @@ impl Application {
             }
             if let Some(relay) = fascicolo_task {
                 let _ = relay.await;
+            }
+            if let Some(poller) = fdr_task {
+                let _ = poller.await;
             }
             let _ = parked_task.await;
             (grpc, soap)

@@ -263,6 +263,8 @@ async fn main() -> anyhow::Result<()> {
         io_url: std::env::var("INCASSO_IO_URL").ok(),
         aca_subscription_key: std::env::var("INCASSO_ACA_SUBSCRIPTION_KEY").ok(),
         fascicolo_url: std::env::var("INCASSO_FASCICOLO_URL").ok(),
+        fdr_url: std::env::var("INCASSO_FDR_URL").ok(),
+        fdr_subscription_key: std::env::var("INCASSO_FDR_SUBSCRIPTION_KEY").ok(),
         shutdown_grace_seconds: match std::env::var("INCASSO_SHUTDOWN_GRACE_SECONDS") {
             Ok(value) => Some(value.parse().map_err(|_| {
                 anyhow::anyhow!(
@@ -443,8 +445,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Recon { command } => {
             let settings = Settings::resolve(file, overrides)?;
             let accounts = settings.treasury_accounts.clone();
+            let fdr = settings.fdr.clone();
             let store = incasso_server::open_store(settings).await?;
-            recon::run(&store, &accounts, command).await?;
+            recon::run(&store, &accounts, fdr, command).await?;
         }
         Command::Serve {
             grpc_listen,

@@ -1,5 +1,6 @@
 //! `incasso recon`: importing reconciliation evidence (reporting flows, camt statements, OPI
-//! giornali) from files and folders, and reading the labels and their history.
+//! giornali) from files and folders or, for reporting flows, from the FdR REST API
+//! (`fdr-sync`), and reading the labels and their history.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +9,7 @@ use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
     Assessment, CreditId, EvidenceRef, FlowId, Label, Subject, TransferIndex, TransferKey,
 };
+use incasso_fdr::{CreditorPoll, FdrConfig, FdrPoller};
 use incasso_store::Store;
 use incasso_store::reconciliation::{ImportOutcome, TreasuryAccounts};
 
@@ -30,6 +32,11 @@ pub(crate) enum ReconCommand {
         #[arg(long)]
         label: Vec<String>,
     },
+    /// Polls the FdR REST API once, now, for every creditor (as `incasso serve` does every
+    /// `[fdr] poll_interval_seconds`): imports every flow revision published and not yet
+    /// held, prints what each added and warns about flows near the end of the API's 30-day
+    /// window. Needs INCASSO_FDR_URL or [fdr] url. Exits 1 if anything failed.
+    FdrSync,
     /// Relabels a creditor's transfer keys for the receipts booked since the last import.
     Refresh {
         /// The creditor's fiscal code.
@@ -121,7 +128,7 @@ fn describe(outcome: &ImportOutcome) -> String {
             outcome.flows_added, outcome.lines_added, outcome.flows_already_held
         ));
     }
-    if outcome.kind != "FlussoRiversamento" {
+    if outcome.kind != "FlussoRiversamento" && outcome.kind != "FdR REST" {
         parts.push(format!(
             "{} credits added, {} already held, {} other movements",
             outcome.credits_added, outcome.credits_already_held, outcome.other_movements
@@ -165,12 +172,76 @@ fn assessment_text(a: &Assessment) -> String {
     )
 }
 
+fn print_poll(creditor: &str, poll: &CreditorPoll) {
+    let summary = match poll {
+        CreditorPoll::LeaseHeld => {
+            println!("{creditor}: not polled: another replica is polling it (lease held)");
+            return;
+        }
+        CreditorPoll::Polled(summary) | CreditorPoll::Failed { summary, .. } => summary,
+    };
+    for outcome in &summary.imported {
+        println!("{}", describe(outcome));
+    }
+    for skipped in &summary.unavailable_revisions {
+        println!(
+            "{creditor}: flow {} revision {} of PSP {}: no longer served by the API, skipped",
+            skipped.fdr, skipped.revision, skipped.psp_id
+        );
+    }
+    for failed in &summary.failed {
+        eprintln!(
+            "{creditor}: flow {} revision {} of PSP {}: not imported: {}",
+            failed.revision.fdr, failed.revision.revision, failed.revision.psp_id, failed.reason
+        );
+    }
+    for stale in &summary.stale {
+        eprintln!(
+            "WARNING {creditor}: flow {} revision {} of PSP {} was published {} days ago and is \
+             not imported yet; the FdR API keeps flows 30 days",
+            stale.flow.fdr, stale.flow.revision, stale.flow.psp_id, stale.age_days
+        );
+    }
+    if let CreditorPoll::Failed { reason, .. } = poll {
+        eprintln!("{creditor}: FdR poll failed: {reason}");
+    }
+    println!(
+        "{creditor}: {} flows listed, {} revisions imported, {} flows already held, {} failed; watermark {}",
+        summary.listed,
+        summary.imported.len(),
+        summary.already_held,
+        summary.failed.len(),
+        summary
+            .watermark
+            .and_then(|w| w
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok())
+            .unwrap_or_else(|| "none".to_owned())
+    );
+}
+
 pub(crate) async fn run(
     store: &Store,
     accounts: &TreasuryAccounts,
+    fdr: Option<FdrConfig>,
     command: ReconCommand,
 ) -> anyhow::Result<()> {
     match command {
+        ReconCommand::FdrSync => {
+            let config = fdr.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no FdR URL is configured (INCASSO_FDR_URL or [fdr] url): nothing to poll"
+                )
+            })?;
+            let poller = FdrPoller::new(store.clone(), config)?;
+            let report = poller.poll_once().await;
+            for (creditor, poll) in &report.creditors {
+                print_poll(creditor, poll);
+            }
+            if report.has_failures() {
+                std::process::exit(1);
+            }
+        }
         ReconCommand::Import { paths } => {
             let mut refused = 0usize;
             for file in files(&paths)? {

@@ -221,7 +221,7 @@ fn micros_after(micros: i64, ms: u64) -> i64 {
 }
 
 /// `sql` with its `?` placeholders numbered (`$1`, `$2`, ...) on PostgreSQL.
-fn placeholders(backend: sea_orm::DbBackend, sql: &str) -> String {
+pub(crate) fn placeholders(backend: sea_orm::DbBackend, sql: &str) -> String {
     if backend != sea_orm::DbBackend::Postgres {
         return sql.to_owned();
     }

@@ -21,6 +21,7 @@ pub mod receipt_conflict;
 pub mod receipt_transfer;
 pub mod recon_credit;
 pub mod recon_document;
+pub mod recon_fdr_poll;
 pub mod recon_flow;
 pub mod recon_flow_line;
 pub mod recon_label;

@@ -18,6 +18,7 @@ pub struct Model {
     pub total_cents: i64,
     pub line_count: i64,
     pub document_id: Uuid,
+    pub bic: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

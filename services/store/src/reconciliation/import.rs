@@ -10,7 +10,8 @@ use incasso_domain::reconciliation::{
 };
 use incasso_domain::validation::ValidationErrors;
 use incasso_reconciliation::{
-    Collected, CreditRecord, DocumentKind, FlowHeader, Sink, TreasuryAccount, read_document,
+    Collected, CreditRecord, DocumentKind, FlowHeader, Sink, TreasuryAccount,
+    fdr_rest_document_name, read_document, read_fdr_rest,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
@@ -50,6 +51,17 @@ pub struct ImportOutcome {
     pub other_movements: u64,
     /// Label changes written to history (including receipts caught up).
     pub label_changes: usize,
+}
+
+/// One revision of one flow as the FdR API lists it (`FlowByPSP`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdrRevision {
+    /// The flow's id (`fdr`).
+    pub fdr: String,
+    /// The PSP that sent it (`pspId`).
+    pub psp_id: String,
+    /// Its revision, from 1.
+    pub revision: u32,
 }
 
 fn refused(reason: impl std::fmt::Display) -> AppError {
@@ -229,6 +241,59 @@ impl Store {
         self.import_read(name, document).await
     }
 
+    /// Imports one reporting flow revision fetched from the FdR REST API: `header` is the
+    /// body of the flow's header, `pages` the bodies of its payment pages in order. It is
+    /// one document, named after the API path, identified by the SHA-256 of those bodies:
+    /// the same revision fetched twice stores nothing new.
+    pub async fn import_fdr_rest_flow(
+        &self,
+        organization: &str,
+        flow: &FdrRevision,
+        header: &[u8],
+        pages: &[Vec<u8>],
+    ) -> Result<ImportOutcome, AppError> {
+        let name = fdr_rest_document_name(organization, &flow.fdr, flow.revision, &flow.psp_id);
+        let mut sink = Checking {
+            accounts: &TreasuryAccounts::default(),
+            creditors: self.creditor_codes(),
+            creditor: None,
+            collected: Collected::default(),
+        };
+        read_fdr_rest(&name, header, pages, &mut sink).map_err(refused)?;
+        let (head, _) = sink
+            .collected
+            .flows
+            .first()
+            .ok_or_else(|| refused(format!("{name}: no flow was read")))?;
+        // The path asked for one revision of one flow: an answer about another is not it.
+        if head.flow_id.as_str() != flow.fdr
+            || head.revision != Some(flow.revision)
+            || head.psp_id != flow.psp_id
+            || head.creditor_fiscal_code != organization
+        {
+            return Err(refused(format!(
+                "{name}: the API answered flow {} revision {} of PSP {} for {}",
+                head.flow_id,
+                head.revision.unwrap_or_default(),
+                head.psp_id,
+                head.creditor_fiscal_code
+            )));
+        }
+        let mut hasher = Sha256::new();
+        for body in std::iter::once(header).chain(pages.iter().map(Vec::as_slice)) {
+            // Length-prefixed, so the same bytes split differently are another document.
+            hasher.update(u64::try_from(body.len()).unwrap_or(u64::MAX).to_be_bytes());
+            hasher.update(body);
+        }
+        let document = ReadDocument {
+            sha256: hex::encode(hasher.finalize()),
+            kind: DocumentKind::FdrRest,
+            creditor: organization.to_owned(),
+            collected: sink.collected,
+        };
+        self.import_read(&name, document).await
+    }
+
     fn creditor_codes(&self) -> BTreeSet<String> {
         self.registry()
             .iter()
@@ -294,7 +359,17 @@ impl Store {
                 .evidence()
                 .flow_revisions(&flow.flow_id)
                 .collect();
-            if let Some(same) = held.iter().find(|f| f.created_at == flow.created_at) {
+            // A REST revision is the platform's (flow, revision); an XML flow is its
+            // dataOraFlusso, and incasso numbers its revisions in the order they arrive.
+            let rest = flow.revision > 0;
+            let same = held.iter().find(|f| {
+                if rest {
+                    f.version() == flow.version()
+                } else {
+                    f.created_at == flow.created_at
+                }
+            });
+            if let Some(same) = same {
                 if same.lines == flow.lines
                     && same.total_cents == flow.total_cents
                     && same.trn == flow.trn
@@ -304,11 +379,15 @@ impl Store {
                     continue;
                 }
                 return Err(refused(format!(
-                    "{name}: flow {} of {} is already held with other content",
-                    flow.flow_id, flow.created_at
+                    "{name}: flow {} of {} (revision {}) is already held with other content",
+                    flow.flow_id, flow.created_at, same.revision
                 )));
             }
-            let revision = u32::try_from(held.len() + 1).unwrap_or(u32::MAX);
+            let revision = if rest {
+                flow.revision
+            } else {
+                u32::try_from(held.len() + 1).unwrap_or(u32::MAX)
+            };
             let flow = ReportingFlow { revision, ..flow };
             let header = collected
                 .flows
@@ -480,6 +559,7 @@ async fn insert_flow(
         created_at: Set(flow.created_at),
         psp_id: Set(flow.psp_id.clone()),
         psp_name: Set(header.and_then(|h| h.psp_name.clone())),
+        bic: Set(header.and_then(|h| h.bic.clone())),
         trn: Set(flow.trn.clone()),
         regulation_date: Set(flow.regulation_date),
         total_cents: Set(flow.total_cents),

@@ -1,5 +1,6 @@
-//! Reconciliation's storage: importing evidence documents (reporting flows, treasury
-//! statements and giornali di cassa) one transaction per file, and keeping every subject's
+//! Reconciliation's storage: importing evidence documents (reporting flows, from files or
+//! fetched from the FdR REST API, treasury statements and giornali di cassa) one transaction
+//! per document, the FdR poller's lease and watermark (`fdr_poll`), and keeping every subject's
 //! label and the history of its changes.
 //!
 //! An import reads the document first, outside the transaction (a refused document stores
@@ -13,12 +14,13 @@
 
 mod accounts;
 mod evidence;
+mod fdr_poll;
 mod import;
 mod labels;
 mod queries;
 
 pub use accounts::TreasuryAccounts;
-pub use import::ImportOutcome;
+pub use import::{FdrRevision, ImportOutcome};
 pub use labels::{Causes, LabelChangeRecord};
 pub use queries::{
     CreditFilterInput, CreditItem, CreditPage, FlowFilterInput, FlowItem, FlowPage, LabelTotal,
