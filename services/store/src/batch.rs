@@ -200,13 +200,16 @@ impl<'t> Writes<'t> {
                 let mut with = Vec::with_capacity(self.pieces.len());
                 let mut select = Vec::with_capacity(self.pieces.len());
                 let mut values = Vec::with_capacity(self.pieces.len());
-                for (n, (_, sql, rows)) in self.pieces.iter().enumerate() {
+                let mut slots = Vec::with_capacity(self.pieces.len());
+                for (n, (slot, sql, rows)) in self.pieces.drain(..).enumerate() {
                     with.push(format!(
                         "w{n} AS ({} RETURNING 1)",
                         sql.replace(ROWS, &format!("${}", n + 1))
                     ));
                     select.push(format!("(SELECT count(*) FROM w{n}) AS c{n}"));
-                    values.push(Value::String(Some(rows.clone())));
+                    // The rows move into the statement: a batch's documents are its largest part.
+                    values.push(Value::String(Some(rows)));
+                    slots.push(slot);
                 }
                 let sql = format!("WITH {} SELECT {}", with.join(", "), select.join(", "));
                 let row = self
@@ -219,9 +222,9 @@ impl<'t> Writes<'t> {
                     .await
                     .map_err(unique_violation)?
                     .ok_or_else(|| AppError::Internal("a gathered write returned no row".into()))?;
-                for (n, (slot, _, _)) in self.pieces.iter().enumerate() {
+                for (n, slot) in slots.into_iter().enumerate() {
                     let written: i64 = row.try_get("", &format!("c{n}"))?;
-                    self.counts[*slot] += u64::try_from(written).unwrap_or(0);
+                    self.counts[slot] += u64::try_from(written).unwrap_or(0);
                 }
             }
         }
@@ -277,20 +280,18 @@ where
     for chunk in models.chunks(ROWS_PER_JSON_STATEMENT) {
         let mut rows = Vec::with_capacity(chunk.len());
         for model in chunk {
+            // One pass over every column: a model must set exactly the first model's columns.
             let mut row = Map::with_capacity(columns.len());
-            for (column, name) in columns.iter().zip(&names) {
-                match model.get(*column) {
+            for column in <A::Entity as EntityTrait>::Column::iter() {
+                match model.get(column) {
                     ActiveValue::Set(v) | ActiveValue::Unchanged(v) => {
-                        row.insert((*name).to_owned(), json_of(&v, &table, name)?);
+                        let name = column.as_str();
+                        row.insert(name.to_owned(), json_of(&v, &table, name)?);
                     }
-                    ActiveValue::NotSet => return Ok(None),
+                    ActiveValue::NotSet => {}
                 }
             }
-            if <A::Entity as EntityTrait>::Column::iter()
-                .filter(|c| is_given(&model.get(*c)))
-                .count()
-                != columns.len()
-            {
+            if row.len() != columns.len() || !names.iter().all(|n| row.contains_key(*n)) {
                 return Ok(None);
             }
             rows.push(Json::Object(row));
