@@ -6,6 +6,11 @@
 
 mod recon;
 
+/// mimalloc rather than glibc's malloc: under load the receipt path's many small, short-lived
+/// allocations spent about a fifth of the server's CPU in glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
