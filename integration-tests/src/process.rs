@@ -37,6 +37,15 @@ impl ServerProcess {
     /// registry and the development keys, the same at every start, so a restarted server
     /// reads what the previous one wrote) and waits until both listeners are up.
     pub async fn start(binary: &Path, database_url: &str) -> anyhow::Result<Self> {
+        Self::start_with(binary, database_url, &[]).await
+    }
+
+    /// [`ServerProcess::start`], with `env` (e.g. `INCASSO_FASCICOLO_URL`) set for the server.
+    pub async fn start_with(
+        binary: &Path,
+        database_url: &str,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
         // Nothing of the test's environment configures the server (a developer's
         // INCASSO_CONFIG, keys or log filter).
@@ -55,6 +64,7 @@ impl ServerProcess {
             .env("INCASSO_LOG_FORMAT", "json")
             .env("INCASSO_LOG", "info")
             .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "2")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
