@@ -220,42 +220,43 @@ async fn three_replicas_on_one_database_issue_book_and_publish_everything_once()
     while fascicolo.accepted_count() < queued && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let state = fascicolo.state();
-    assert!(state.violations.is_empty(), "{:?}", state.violations);
-    assert_eq!(
-        state.accepted_total, queued,
-        "events accepted by the Fascicolo"
-    );
-    assert_eq!(
-        state.max_in_flight_per_citizen, 1,
-        "a citizen had two calls in flight"
-    );
-    let mut kinds: HashMap<(&str, &str), usize> = HashMap::new();
-    for accepted in &state.accepted {
-        *kinds
-            .entry((accepted.citizen.as_str(), accepted.kind))
-            .or_default() += 1;
-    }
-    for c in 0..CITIZENS {
-        let citizen = citizen_code(u32::try_from(c).unwrap());
-        let owned = (0..NOTICES).filter(|i| i % CITIZENS == c).count();
-        let sequences: Vec<u64> = state
-            .accepted
-            .iter()
-            .filter(|a| a.citizen == citizen)
-            .map(|a| a.sequence)
-            .collect();
-        let expected: Vec<u64> = (1..=u64::try_from(2 * owned).unwrap()).collect();
-        assert_eq!(sequences, expected, "citizen {c}'s events, in order");
-        for kind in ["notice_issued", "payment_received"] {
-            assert_eq!(
-                kinds.get(&(citizen.as_str(), kind)),
-                Some(&owned),
-                "citizen {c}'s {kind} events"
-            );
+    {
+        let state = fascicolo.state();
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
+        assert_eq!(
+            state.accepted_total, queued,
+            "events accepted by the Fascicolo"
+        );
+        assert_eq!(
+            state.max_in_flight_per_citizen, 1,
+            "a citizen had two calls in flight"
+        );
+        let mut kinds: HashMap<(&str, &str), usize> = HashMap::new();
+        for accepted in &state.accepted {
+            *kinds
+                .entry((accepted.citizen.as_str(), accepted.kind))
+                .or_default() += 1;
+        }
+        for c in 0..CITIZENS {
+            let citizen = citizen_code(u32::try_from(c).unwrap());
+            let owned = (0..NOTICES).filter(|i| i % CITIZENS == c).count();
+            let sequences: Vec<u64> = state
+                .accepted
+                .iter()
+                .filter(|a| a.citizen == citizen)
+                .map(|a| a.sequence)
+                .collect();
+            let expected: Vec<u64> = (1..=u64::try_from(2 * owned).unwrap()).collect();
+            assert_eq!(sequences, expected, "citizen {c}'s events, in order");
+            for kind in ["notice_issued", "payment_received"] {
+                assert_eq!(
+                    kinds.get(&(citizen.as_str(), kind)),
+                    Some(&owned),
+                    "citizen {c}'s {kind} events"
+                );
+            }
         }
     }
-    drop(state);
     // The relays record each delivery after the Fascicolo's answer: wait for the last ones.
     let undelivered = |url: String| async move {
         query(
