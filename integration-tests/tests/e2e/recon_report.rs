@@ -368,12 +368,7 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
             "Etichetta"
         ]
     );
-    let col = |name: &str| {
-        headers(&anomalies)
-            .iter()
-            .position(|h| *h == name)
-            .unwrap()
-    };
+    let col = |name: &str| headers(&anomalies).iter().position(|h| *h == name).unwrap();
     let mut listed: Vec<(String, String, String)> = anomalies[1..]
         .iter()
         .map(|r| {
@@ -387,9 +382,21 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
     listed.sort();
     let mut expected = vec![
         (paid.fee.clone(), "rt-fee".to_owned(), "RT_TES".to_owned()),
-        (LOST_IUV.to_owned(), "rt-lost".to_owned(), "IUV_NO_RT".to_owned()),
-        (paid.twice.clone(), "rt-twice-1".to_owned(), "DOPPI".to_owned()),
-        (paid.twice.clone(), "rt-twice-2".to_owned(), "DOPPI".to_owned()),
+        (
+            LOST_IUV.to_owned(),
+            "rt-lost".to_owned(),
+            "IUV_NO_RT".to_owned(),
+        ),
+        (
+            paid.twice.clone(),
+            "rt-twice-1".to_owned(),
+            "DOPPI".to_owned(),
+        ),
+        (
+            paid.twice.clone(),
+            "rt-twice-2".to_owned(),
+            "DOPPI".to_owned(),
+        ),
         (
             paid.cancelled.clone(),
             "rt-cancelled".to_owned(),
@@ -457,7 +464,12 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
         .unwrap();
     let read: BTreeMap<&str, (f64, f64, &str)> = credits[1..]
         .iter()
-        .map(|r| (text(&r[1]), (number(&r[4]), day(&r[2]), text(&r[label_col]))))
+        .map(|r| {
+            (
+                text(&r[1]),
+                (number(&r[4]), day(&r[2]), text(&r[label_col])),
+            )
+        })
         .collect();
     let booked = serial(date!(2026 - 11 - 25));
     assert_eq!(

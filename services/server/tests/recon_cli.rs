@@ -350,10 +350,17 @@ fn report(url: &str, by_env: bool, config: &str, dir: &Path) {
         .collect::<Vec<String>>()
     };
     let argv = args("xlsx", &out);
-    let written = incasso(url, by_env, &argv.iter().map(String::as_str).collect::<Vec<_>>());
+    let written = incasso(
+        url,
+        by_env,
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     let stdout = text(&written.stdout);
     assert!(written.status.success(), "{}", text(&written.stderr));
-    assert!(stdout.starts_with(&format!("{}: written", out.display())), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("{}: written", out.display())),
+        "{stdout}"
+    );
     assert!(stdout.contains("Tesoreria: 2 rows"), "{stdout}");
     let mut book: Xlsx<_> = open_workbook(&out).unwrap();
     let summary = book.worksheet_range("Riepilogo").unwrap();
@@ -378,31 +385,56 @@ fn report(url: &str, by_env: bool, config: &str, dir: &Path) {
 
     let folder = dir.join("csv");
     let argv = args("csv", &folder);
-    let written = incasso(url, by_env, &argv.iter().map(String::as_str).collect::<Vec<_>>());
+    let written = incasso(
+        url,
+        by_env,
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(written.status.success(), "{}", text(&written.stderr));
     let stdout = text(&written.stdout);
     assert_eq!(stdout.lines().count(), 5, "{stdout}");
     assert!(
-        stdout.contains(&format!("{}: 2 rows", folder.join("tesoreria.csv").display())),
+        stdout.contains(&format!(
+            "{}: 2 rows",
+            folder.join("tesoreria.csv").display()
+        )),
         "{stdout}"
     );
     let flows = std::fs::read_to_string(folder.join("flussi.csv")).unwrap();
     let line = flows.lines().nth(1).unwrap();
     assert!(
-        line.starts_with(&format!("{MILANO};{IUF};1;ABI03069;2026-11-24;TRN-1;95,00;1;CASHED;ASR-1")),
+        line.starts_with(&format!(
+            "{MILANO};{IUF};1;ABI03069;2026-11-24;TRN-1;95,00;1;CASHED;ASR-1"
+        )),
         "{flows}"
     );
 
     let mut refused = args("xlsx", &dir.join("never.xlsx"));
     refused[7] = "2026-11-31".to_owned();
-    let bad = incasso(url, by_env, &refused.iter().map(String::as_str).collect::<Vec<_>>());
+    let bad = incasso(
+        url,
+        by_env,
+        &refused.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).contains("--from: '2026-11-31' is not a date"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--from: '2026-11-31' is not a date"),
+        "{}",
+        text(&bad.stderr)
+    );
     let mut reversed = args("xlsx", &dir.join("never.xlsx"));
     reversed[9] = "2026-11-01".to_owned();
-    let bad = incasso(url, by_env, &reversed.iter().map(String::as_str).collect::<Vec<_>>());
+    let bad = incasso(
+        url,
+        by_env,
+        &reversed.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
     assert!(!bad.status.success());
-    assert!(text(&bad.stderr).contains("--to: 2026-11-01 is before --from"), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--to: 2026-11-01 is before --from"),
+        "{}",
+        text(&bad.stderr)
+    );
     assert!(!dir.join("never.xlsx").exists(), "nothing written");
 }
 

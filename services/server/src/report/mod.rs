@@ -200,7 +200,9 @@ pub async fn write_report<S: TableSink>(
     };
     let mut token = String::new();
     loop {
-        let page = store.list_reporting_flows(&flows, PAGE_SIZE, &token).await?;
+        let page = store
+            .list_reporting_flows(&flows, PAGE_SIZE, &token)
+            .await?;
         for flow in &page.flows {
             out.row(&tables::flow_row(flow))?;
         }

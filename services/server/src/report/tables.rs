@@ -191,8 +191,12 @@ impl Table {
 /// What a label means, in Italian, for the finance office.
 pub fn label_description(label: Option<Label>) -> &'static str {
     match label {
-        None => "Non ancora etichettato: sarà etichettato dalla prossima importazione o da `incasso recon refresh`",
-        Some(Label::Doppi) => "Pagamento doppio: più ricevute (IUR) per lo stesso IUV e trasferimento",
+        None => {
+            "Non ancora etichettato: sarà etichettato dalla prossima importazione o da `incasso recon refresh`"
+        }
+        Some(Label::Doppi) => {
+            "Pagamento doppio: più ricevute (IUR) per lo stesso IUV e trasferimento"
+        }
         Some(Label::IuvNoRt) => "Rendicontato dal PSP senza ricevuta",
         Some(Label::IufTesDivImp) => {
             "Rendicontato; l'importo accreditato in tesoreria differisce da quello dei flussi"
@@ -403,9 +407,9 @@ pub fn anomaly_row(item: &TransferItem) -> Vec<Cell> {
                 .map(|(id, _)| id.as_str())
                 .unwrap_or_default(),
         ),
-        item.flow
-            .as_ref()
-            .map_or(Cell::Empty, |(_, revision)| Cell::Count(i64::from(*revision))),
+        item.flow.as_ref().map_or(Cell::Empty, |(_, revision)| {
+            Cell::Count(i64::from(*revision))
+        }),
         state_text(item.treasury_state),
         credits_text(&item.treasury_credit_ids),
         suggestions_text(&item.suggestions),

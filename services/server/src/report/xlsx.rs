@@ -44,9 +44,8 @@ pub fn euro_value(cents: i64) -> f64 {
 }
 
 fn day(date: time::Date) -> Result<ExcelDateTime, XlsxError> {
-    let year = u16::try_from(date.year()).map_err(|_| {
-        XlsxError::ParameterError(format!("{date}: a year Excel cannot show"))
-    })?;
+    let year = u16::try_from(date.year())
+        .map_err(|_| XlsxError::ParameterError(format!("{date}: a year Excel cannot show")))?;
     ExcelDateTime::from_ymd(year, u8::from(date.month()), date.day())
 }
 
@@ -68,10 +67,12 @@ impl XlsxReport {
                     parent.display()
                 )));
             }
-            workbook.set_tempdir(parent).map_err(|source| ReportError::Xlsx {
-                path: path.to_owned(),
-                source,
-            })?;
+            workbook
+                .set_tempdir(parent)
+                .map_err(|source| ReportError::Xlsx {
+                    path: path.to_owned(),
+                    source,
+                })?;
         }
         Ok(Self {
             workbook,
