@@ -106,11 +106,11 @@ impl ReportRange {
         self.creditor_fiscal_code.clone().unwrap_or_default()
     }
 
-    fn from_text(&self) -> String {
+    fn first_day(&self) -> String {
         format_date(self.from)
     }
 
-    fn to_text(&self) -> String {
+    fn last_day(&self) -> String {
         format_date(self.to)
     }
 }
@@ -162,7 +162,7 @@ pub async fn write_report<S: TableSink>(
     };
 
     let summary = store
-        .reconciliation_summary(&range.creditor(), &range.from_text(), &range.to_text())
+        .reconciliation_summary(&range.creditor(), &range.first_day(), &range.last_day())
         .await?;
     out.begin(Table::Summary)?;
     for row in tables::summary_rows(&summary) {
@@ -172,8 +172,8 @@ pub async fn write_report<S: TableSink>(
     out.begin(Table::Anomalies)?;
     let transfers = TransferFilterInput {
         creditor_fiscal_code: range.creditor(),
-        paid_from: range.from_text(),
-        paid_to: range.to_text(),
+        paid_from: range.first_day(),
+        paid_to: range.last_day(),
         scope: Some(TransferScope::Creditor),
         ..TransferFilterInput::default()
     };
@@ -194,8 +194,8 @@ pub async fn write_report<S: TableSink>(
     out.begin(Table::Flows)?;
     let flows = FlowFilterInput {
         creditor_fiscal_code: range.creditor(),
-        regulation_from: range.from_text(),
-        regulation_to: range.to_text(),
+        regulation_from: range.first_day(),
+        regulation_to: range.last_day(),
         ..FlowFilterInput::default()
     };
     let mut token = String::new();
@@ -215,8 +215,8 @@ pub async fn write_report<S: TableSink>(
     out.begin(Table::Treasury)?;
     let credits = CreditFilterInput {
         creditor_fiscal_code: range.creditor(),
-        booked_from: range.from_text(),
-        booked_to: range.to_text(),
+        booked_from: range.first_day(),
+        booked_to: range.last_day(),
         ..CreditFilterInput::default()
     };
     let mut token = String::new();
@@ -237,8 +237,8 @@ pub async fn write_report<S: TableSink>(
     let receipts = ReceiptFilterInput {
         classifications: tables::REFUND_CLASSIFICATIONS.to_vec(),
         creditor_fiscal_code: range.creditor(),
-        paid_from: range.from_text(),
-        paid_to: range.to_text(),
+        paid_from: range.first_day(),
+        paid_to: range.last_day(),
         ..ReceiptFilterInput::default()
     };
     let mut token = String::new();
