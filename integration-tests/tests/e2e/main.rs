@@ -19,6 +19,7 @@ mod node_messages;
 mod notices;
 mod receipt_service;
 mod receipts;
+mod recon_report;
 mod reconciliation_service;
 mod service;
 

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod io_config;
+pub mod report;
 pub mod telemetry;
 
 use std::future::Future;

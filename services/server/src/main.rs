@@ -83,7 +83,8 @@ enum Command {
         #[command(subcommand)]
         command: FascicoloCommand,
     },
-    /// Reconciliation: import reporting flows and treasury files, read the labels.
+    /// Reconciliation: import reporting flows and treasury files, read the labels, write the
+    /// finance office's reports.
     Recon {
         #[command(subcommand)]
         command: recon::ReconCommand,

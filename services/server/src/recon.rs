@@ -1,15 +1,19 @@
 //! `incasso recon`: importing reconciliation evidence (reporting flows, camt statements, OPI
 //! giornali) from files and folders or, for reporting flows, from the FdR REST API
-//! (`fdr-sync`), and reading the labels and their history.
+//! (`fdr-sync`), reading the labels and their history, and writing the finance office's
+//! reports (`report`, built by [`incasso_server::report`]).
 
 use std::path::{Path, PathBuf};
 
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
     Assessment, CreditId, EvidenceRef, FlowId, Label, Subject, TransferIndex, TransferKey,
 };
 use incasso_fdr::{CreditorPoll, FdrConfig, FdrPoller};
+use incasso_server::report::csv::{CsvReport, CsvStyle};
+use incasso_server::report::xlsx::XlsxReport;
+use incasso_server::report::{ReportCounts, ReportRange, write_report};
 use incasso_store::Store;
 use incasso_store::reconciliation::{ImportOutcome, TreasuryAccounts};
 
@@ -59,6 +63,86 @@ pub(crate) enum ReconCommand {
         #[arg(long)]
         flow: Option<String>,
     },
+    /// Writes the finance office's report of a range of days: the summary per label
+    /// (Riepilogo), every transfer key not RT_IUF_TES (Anomalie), the flows regulated
+    /// (Flussi), the credits booked (Tesoreria) and the refund worklist (Doppi pagamenti).
+    /// Transfers are selected by payment day (the FdR line's when there is no receipt).
+    Report {
+        /// Only this creditor's evidence; every creditor's when omitted.
+        #[arg(long)]
+        creditor: Option<String>,
+        /// First day, YYYY-MM-DD (Europe/Rome).
+        #[arg(long)]
+        from: String,
+        /// Last day, YYYY-MM-DD (Europe/Rome), included.
+        #[arg(long)]
+        to: String,
+        /// xlsx: one workbook; csv: one file per table.
+        #[arg(long, value_enum)]
+        format: ReportFormat,
+        /// The workbook's file (xlsx) or the folder of the CSV files (csv, created if
+        /// missing). Files already there are replaced only when the report is complete.
+        #[arg(long)]
+        out: PathBuf,
+        /// CSV only: excel-it (`;` and decimal comma, what Excel in Italian opens as is) or
+        /// plain (`,` and decimal point).
+        #[arg(long, value_enum, default_value = "excel-it")]
+        csv_style: CsvStyleArg,
+    },
+}
+
+/// The file format of `recon report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// An XLSX workbook.
+    Xlsx,
+    /// CSV files.
+    Csv,
+}
+
+/// The separators of `recon report --format csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CsvStyleArg {
+    /// `;` between fields, decimal comma.
+    ExcelIt,
+    /// `,` between fields, decimal point.
+    Plain,
+}
+
+fn print_counts(counts: &ReportCounts) {
+    for (table, rows) in &counts.rows {
+        println!("  {}: {rows} rows", table.sheet_name());
+    }
+}
+
+async fn report(
+    store: &Store,
+    range: ReportRange,
+    format: ReportFormat,
+    out: &Path,
+    csv_style: CsvStyleArg,
+) -> anyhow::Result<()> {
+    match format {
+        ReportFormat::Xlsx => {
+            let mut workbook = XlsxReport::create(out)?;
+            let counts = write_report(store, &range, &mut workbook).await?;
+            let path = workbook.finish()?;
+            println!("{}: written", path.display());
+            print_counts(&counts);
+        }
+        ReportFormat::Csv => {
+            let style = match csv_style {
+                CsvStyleArg::ExcelIt => CsvStyle::ExcelIt,
+                CsvStyleArg::Plain => CsvStyle::Plain,
+            };
+            let mut files = CsvReport::create(out, style)?;
+            let counts = write_report(store, &range, &mut files).await?;
+            for (path, (_, rows)) in files.finish()?.iter().zip(&counts.rows) {
+                println!("{}: {rows} rows", path.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn subject(
@@ -227,6 +311,17 @@ pub(crate) async fn run(
     command: ReconCommand,
 ) -> anyhow::Result<()> {
     match command {
+        ReconCommand::Report {
+            creditor,
+            from,
+            to,
+            format,
+            out,
+            csv_style,
+        } => {
+            let range = ReportRange::parse(creditor.as_deref(), &from, &to)?;
+            report(store, range, format, &out, csv_style).await?;
+        }
         ReconCommand::FdrSync => {
             let config = fdr.ok_or_else(|| {
                 anyhow::anyhow!(

@@ -1,6 +1,7 @@
 //! `incasso recon` as the finance office runs it: files and folders of every format, the
 //! configuration's treasury accounts, what each file added, a refused file named with its
-//! reason, the same files again changing nothing, and the labels read back. On SQLite and on
+//! reason, the same files again changing nothing, the labels read back, and the report written
+//! as a workbook and as CSV files (bad dates refused naming the option). On SQLite and on
 //! PostgreSQL, with the database given by `--database-url` and by `INCASSO_DATABASE_URL`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -8,6 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use calamine::{Data, Reader, Xlsx, open_workbook};
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
     FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
@@ -318,7 +320,122 @@ async fn import_and_read_labels(engine: Engine, by_env: bool) {
     );
     assert!(!bad.status.success());
     assert!(text(&bad.stderr).contains("--label: 'NOPE'"));
+    report(&url, by_env, config, dir.path());
     database.drop_database().await.unwrap();
+}
+
+/// `recon report` over the evidence imported above: the line paid on the 23rd without a
+/// receipt, the flow regulated and both credits booked on the 24th.
+fn report(url: &str, by_env: bool, config: &str, dir: &Path) {
+    let out = dir.join("report.xlsx");
+    let args = |format: &str, out: &Path| {
+        [
+            "--config",
+            config,
+            "recon",
+            "report",
+            "--creditor",
+            MILANO,
+            "--from",
+            "2026-11-23",
+            "--to",
+            "2026-11-24",
+            "--format",
+            format,
+            "--out",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([out.to_str().unwrap().to_owned()])
+        .collect::<Vec<String>>()
+    };
+    let argv = args("xlsx", &out);
+    let written = incasso(
+        url,
+        by_env,
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let stdout = text(&written.stdout);
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    assert!(
+        stdout.starts_with(&format!("{}: written", out.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Tesoreria: 2 rows"), "{stdout}");
+    let mut book: Xlsx<_> = open_workbook(&out).unwrap();
+    let summary = book.worksheet_range("Riepilogo").unwrap();
+    let row = summary
+        .rows()
+        .find(|r| r[0] == Data::String("IUV_NO_RT".into()))
+        .unwrap();
+    assert_eq!((&row[2], &row[3]), (&Data::Float(1.0), &Data::Float(95.0)));
+    let credits = book.worksheet_range("Tesoreria").unwrap();
+    let amounts: Vec<(String, Data)> = credits
+        .rows()
+        .skip(1)
+        .map(|r| (r[1].to_string(), r[4].clone()))
+        .collect();
+    assert_eq!(
+        amounts,
+        [
+            ("ASR-1".to_owned(), Data::Float(95.0)),
+            ("CRI-9".to_owned(), Data::Float(1.0))
+        ]
+    );
+
+    let folder = dir.join("csv");
+    let argv = args("csv", &folder);
+    let written = incasso(
+        url,
+        by_env,
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    let stdout = text(&written.stdout);
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{}: 2 rows",
+            folder.join("tesoreria.csv").display()
+        )),
+        "{stdout}"
+    );
+    let flows = std::fs::read_to_string(folder.join("flussi.csv")).unwrap();
+    let line = flows.lines().nth(1).unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "{MILANO};{IUF};1;ABI03069;2026-11-24;TRN-1;95,00;1;CASHED;ASR-1"
+        )),
+        "{flows}"
+    );
+
+    let mut refused = args("xlsx", &dir.join("never.xlsx"));
+    refused[7] = "2026-11-31".to_owned();
+    let bad = incasso(
+        url,
+        by_env,
+        &refused.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--from: '2026-11-31' is not a date"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let mut reversed = args("xlsx", &dir.join("never.xlsx"));
+    reversed[9] = "2026-11-01".to_owned();
+    let bad = incasso(
+        url,
+        by_env,
+        &reversed.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad.stderr).contains("--to: 2026-11-01 is before --from"),
+        "{}",
+        text(&bad.stderr)
+    );
+    assert!(!dir.join("never.xlsx").exists(), "nothing written");
 }
 
 #[tokio::test]
