@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use time::macros::{date, datetime};
-use time::{Date, Duration};
+use time::Duration;
 
 use super::*;
 use crate::ledger::AccountType;
