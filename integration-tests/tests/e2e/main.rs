@@ -19,6 +19,7 @@ mod node_messages;
 mod notices;
 mod receipt_service;
 mod receipts;
+mod reconciliation_books;
 mod reconciliation_service;
 mod service;
 
