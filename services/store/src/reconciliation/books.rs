@@ -36,12 +36,13 @@ async fn posted(
 ) -> Result<BTreeMap<String, Posted>, AppError> {
     let backend = db.get_database_backend();
     let mut out: BTreeMap<String, Posted> = BTreeMap::new();
+    // SUM of a BIGINT is a NUMERIC on PostgreSQL: cast back to the integer it is.
     let sums = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
-                "SELECT e.posting_key, l.account, SUM(l.amount_cents) AS cents \
+                "SELECT e.posting_key, l.account, CAST(SUM(l.amount_cents) AS BIGINT) AS cents \
                  FROM ledger_entry e JOIN ledger_line l ON l.entry_sequence = e.sequence \
                  WHERE e.creditor_fiscal_code = $1 AND e.posting_key IS NOT NULL \
                  GROUP BY e.posting_key, l.account",
