@@ -68,7 +68,12 @@ impl MigrationTrait for Migration {
         }
         for column in [E::PostingKey, E::ReportingFlowRevision] {
             manager
-                .alter_table(Table::alter().table(E::Table).drop_column(column).to_owned())
+                .alter_table(
+                    Table::alter()
+                        .table(E::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
                 .await?;
         }
         Ok(())

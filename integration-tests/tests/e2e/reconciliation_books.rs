@@ -129,10 +129,7 @@ fn of_iuv<'a>(entries: &'a [pb::LedgerEntry], iuv: &str) -> &'a pb::LedgerEntry 
         .unwrap_or_else(|| panic!("no entry names {iuv}: {entries:#?}"))
 }
 
-async fn balance(
-    ledger: &mut LedgerServiceClient<Channel>,
-    account: &str,
-) -> anyhow::Result<i64> {
+async fn balance(ledger: &mut LedgerServiceClient<Channel>, account: &str) -> anyhow::Result<i64> {
     let balances = ledger
         .get_balances(pb::GetBalancesRequest {
             creditor_fiscal_code: MILANO.to_owned(),
@@ -189,7 +186,10 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
         MILANO_BANK.to_owned(),
     )];
     node::deliver_receipt(app.soap_addr, &legacy).await?;
-    assert_eq!(balance(&mut ledger, &clearing).await?, 28_500 + 46_500 + 5_000);
+    assert_eq!(
+        balance(&mut ledger, &clearing).await?,
+        28_500 + 46_500 + 5_000
+    );
 
     // The flow: one reported entry per transfer, each naming the flow, its revision and
     // the notice.
@@ -254,7 +254,11 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
         lines(lost),
         [(in_transit.as_str(), 2_000), (suspense.as_str(), -2_000)]
     );
-    assert!(lost.description.contains("IUV_NO_RT"), "{}", lost.description);
+    assert!(
+        lost.description.contains("IUV_NO_RT"),
+        "{}",
+        lost.description
+    );
     assert_eq!(balance(&mut ledger, &clearing).await?, 0);
 
     // The same flow again, as a file or under another name: nothing new.

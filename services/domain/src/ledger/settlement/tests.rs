@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use time::macros::{date, datetime};
 use time::Duration;
+use time::macros::{date, datetime};
 
 use super::*;
 use crate::ledger::AccountType;
