@@ -504,6 +504,25 @@ async fn the_books_follow_a_receipt_booked_after_its_flow(engine: Engine) {
     );
     let report = h.store.verify_ledger(None, None, &[], true).await.unwrap();
     assert!(report.ok, "{report:?}");
+
+    // The flow revision and posting key are part of the record: a projection that says
+    // otherwise is caught by the deep verification.
+    let cashed_sequence = h.store.ledger_head().await.unwrap().sequence;
+    incasso_store::testing::disable_ledger_triggers(h.store.db())
+        .await
+        .unwrap();
+    for tamper in [
+        "UPDATE ledger_entry SET reporting_flow_revision = 7 WHERE posting_key = 'cashed:ASR-77'",
+        "UPDATE ledger_entry SET reporting_flow_revision = 1, posting_key = 'cashed:OTHER' \
+         WHERE posting_key = 'cashed:ASR-77'",
+    ] {
+        use sea_orm::ConnectionTrait;
+        h.store.db().execute_unprepared(tamper).await.unwrap();
+        let report = h.store.verify_ledger(None, None, &[], true).await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.first_broken_sequence, Some(cashed_sequence));
+        assert!(report.reason.contains("cause"), "{}", report.reason);
+    }
     h.finish().await;
 }
 
