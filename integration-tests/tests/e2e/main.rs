@@ -20,6 +20,7 @@ mod notices;
 mod receipt_service;
 mod receipts;
 mod recon_report;
+mod reconciliation_books;
 mod reconciliation_service;
 mod service;
 

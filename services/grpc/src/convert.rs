@@ -404,6 +404,8 @@ pub fn entry_filter(
         iuv: filter.iuv.to_owned(),
         debt_position_id: filter.debt_position_id.to_owned(),
         receipt_id: filter.receipt_id.to_owned(),
+        reporting_flow_id: filter.reporting_flow_id.to_owned(),
+        treasury_credit_id: filter.treasury_credit_id.to_owned(),
     })
 }
 
@@ -426,6 +428,10 @@ pub struct EntryFilterFields<'a> {
     pub debt_position_id: &'a str,
     /// PagoPA receiptId.
     pub receipt_id: &'a str,
+    /// Reporting flow id (IUF).
+    pub reporting_flow_id: &'a str,
+    /// Treasury credit id.
+    pub treasury_credit_id: &'a str,
 }
 
 /// An entry as the API shows it.
@@ -465,6 +471,8 @@ pub fn ledger_entry(stored: &StoredEntry) -> pb::LedgerEntry {
         receipt_id: draft.cause.receipt_id.clone().unwrap_or_default(),
         reporting_flow_id: draft.cause.reporting_flow_id.clone().unwrap_or_default(),
         treasury_line_id: draft.cause.treasury_line_id.clone().unwrap_or_default(),
+        reporting_flow_revision: draft.cause.reporting_flow_revision.unwrap_or(0),
+        posting_key: draft.cause.posting_key.clone().unwrap_or_default(),
         corrects_sequence: draft.cause.corrects_sequence.unwrap_or(0),
         source_document_id: stored
             .source_document_id

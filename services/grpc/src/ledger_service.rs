@@ -53,6 +53,8 @@ impl LedgerService for LedgerApi {
                 iuv: &r.iuv,
                 debt_position_id: &r.debt_position_id,
                 receipt_id: &r.receipt_id,
+                reporting_flow_id: &r.reporting_flow_id,
+                treasury_credit_id: &r.treasury_credit_id,
             },
         )
         .map_err(to_status)?;
@@ -200,6 +202,8 @@ impl LedgerService for LedgerApi {
                 iuv: &filter.iuv,
                 debt_position_id: &filter.debt_position_id,
                 receipt_id: &filter.receipt_id,
+                reporting_flow_id: &filter.reporting_flow_id,
+                treasury_credit_id: &filter.treasury_credit_id,
             },
         )
         .map_err(to_status)?;

@@ -7,6 +7,11 @@
 //! The canonical encoding is documented in `docs/ledger.md` so that an auditor can recompute
 //! the chain with their own tools: a sequence of fields, each written as its byte length in
 //! decimal, a colon, the bytes, and a newline; absent values are written as length 0.
+//!
+//! Two versions exist. An entry that names neither a flow revision nor a posting key is
+//! encoded as `v1`, exactly as before those fields existed, so every entry chained before them
+//! still verifies; an entry that names either is encoded as `v2`, which is `v1` with those two
+//! fields after the source document's hash.
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -17,8 +22,17 @@ use super::EntryDraft;
 /// The previous hash of the first entry.
 pub const GENESIS_HASH: [u8; 32] = [0; 32];
 
-/// The version tag that opens every encoding.
+/// The version tag that opens the encoding of an entry with no flow revision and no posting
+/// key.
 pub const ENCODING_VERSION: &str = "incasso-ledger-entry-v1";
+
+/// The version tag of an entry naming a flow revision or a posting key.
+pub const ENCODING_VERSION_V2: &str = "incasso-ledger-entry-v2";
+
+/// True when the entry needs the `v2` encoding.
+fn is_v2(draft: &EntryDraft) -> bool {
+    draft.cause.reporting_flow_revision.is_some() || draft.cause.posting_key.is_some()
+}
 
 /// An entry as stored: a draft, its identity in the chain and its time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +73,13 @@ pub fn canonical_encoding(
     draft: &EntryDraft,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    field(&mut out, ENCODING_VERSION.as_bytes());
+    let v2 = is_v2(draft);
+    let version = if v2 {
+        ENCODING_VERSION_V2
+    } else {
+        ENCODING_VERSION
+    };
+    field(&mut out, version.as_bytes());
     field(&mut out, sequence.to_string().as_bytes());
     field(&mut out, id.hyphenated().to_string().as_bytes());
     let micros = recorded_at.unix_timestamp_nanos() / 1000;
@@ -78,6 +98,11 @@ pub fn canonical_encoding(
     text(&mut out, corrects.as_deref());
     let document = source_document_sha256.map(hex_lower);
     text(&mut out, document.as_deref());
+    if v2 {
+        let revision = cause.reporting_flow_revision.map(|r| r.to_string());
+        text(&mut out, revision.as_deref());
+        text(&mut out, cause.posting_key.as_deref());
+    }
     field(&mut out, cause.notices.len().to_string().as_bytes());
     for (notice_number, iuv) in &cause.notices {
         field(&mut out, notice_number.as_bytes());
@@ -197,9 +222,11 @@ pub fn decode_canonical(bytes: &[u8]) -> Result<DecodedEntry, DecodeError> {
     use crate::fiscal_code::OrganizationFiscalCode;
     use crate::ledger::{Account, Cause, EventType, Line};
     let mut r = Reader { bytes, offset: 0 };
-    if r.text()? != ENCODING_VERSION {
-        return Err(r.error("unknown encoding version"));
-    }
+    let v2 = match r.text()? {
+        ENCODING_VERSION => false,
+        ENCODING_VERSION_V2 => true,
+        _ => return Err(r.error("unknown encoding version")),
+    };
     let sequence: i64 = r.number()?;
     let id = Uuid::parse_str(r.text()?).map_err(|_| r.error("bad id"))?;
     let micros: i128 = r.number()?;
@@ -237,6 +264,20 @@ pub fn decode_canonical(bytes: &[u8]) -> Result<DecodedEntry, DecodeError> {
         }
         None => None,
     };
+    let (reporting_flow_revision, posting_key) = if v2 {
+        let revision = match r.optional()? {
+            Some(n) => Some(n.parse().map_err(|_| r.error("bad flow revision"))?),
+            None => None,
+        };
+        let key = r.optional()?.map(str::to_owned);
+        if revision.is_none() && key.is_none() {
+            // Such an entry is encoded as v1: these bytes were not written by the encoder.
+            return Err(r.error("a v2 encoding without a flow revision or posting key"));
+        }
+        (revision, key)
+    } else {
+        (None, None)
+    };
     let notice_count: usize = r.number()?;
     let mut notices = Vec::with_capacity(notice_count.min(1024));
     for _ in 0..notice_count {
@@ -272,8 +313,10 @@ pub fn decode_canonical(bytes: &[u8]) -> Result<DecodedEntry, DecodeError> {
                 notices,
                 receipt_id,
                 reporting_flow_id,
+                reporting_flow_revision,
                 treasury_line_id,
                 corrects_sequence,
+                posting_key,
             },
             lines,
         },
@@ -285,13 +328,15 @@ pub fn decode_canonical(bytes: &[u8]) -> Result<DecodedEntry, DecodeError> {
 /// no allocation, for verifying millions of entries.
 pub fn check_canonical(bytes: &[u8]) -> Result<(i64, Result<(), super::EntryError>), DecodeError> {
     let mut r = Reader { bytes, offset: 0 };
-    if r.field()? != ENCODING_VERSION.as_bytes() {
-        return Err(r.error("unknown encoding version"));
-    }
+    let header_fields = match r.field()? {
+        v if v == ENCODING_VERSION.as_bytes() => 12,
+        v if v == ENCODING_VERSION_V2.as_bytes() => 14,
+        _ => return Err(r.error("unknown encoding version")),
+    };
     let sequence: i64 = r.number()?;
     // id, time, event type, creditor, kind, description, position, receipt, flow, treasury
-    // line, corrected sequence, document hash.
-    for _ in 0..12 {
+    // line, corrected sequence, document hash; in v2 also flow revision and posting key.
+    for _ in 0..header_fields {
         r.field()?;
     }
     let notices: usize = r.number()?;
@@ -438,6 +483,42 @@ mod tests {
                         16:1795514400000000\n6:cashed\n11:01199250158\n0:\n6:cashed\n0:\n0:\n0:\n2:T1\n0:\n0:\n\
                         1:0\n1:2\n20:treasury:01199250158\n3:500\n22:in_transit:01199250158\n4:-500\n";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn entries_with_a_flow_revision_or_posting_key_use_v2_and_others_stay_v1() {
+        let id = Uuid::from_u128(1);
+        let t = datetime!(2026-11-24 10:00 UTC);
+        // An entry chained before v2 existed: its bytes, and so its hash, are unchanged.
+        let old = canonical_encoding(7, id, t, None, &draft(500));
+        assert!(old.starts_with(b"23:incasso-ledger-entry-v1\n"));
+        let chained = ChainedEntry::chain(7, id, t, None, draft(500), GENESIS_HASH);
+        assert_eq!(chained.hash, entry_hash(&GENESIS_HASH, &old));
+        let mut new = draft(500);
+        new.cause.reporting_flow_id = Some("2026-11-25BCITITMM-0001".to_owned());
+        new.cause.reporting_flow_revision = Some(2);
+        new.cause.posting_key = Some("cashed:T1".to_owned());
+        let encoded = canonical_encoding(7, id, t, None, &new);
+        let text = String::from_utf8(encoded.clone()).unwrap();
+        let expected = "23:incasso-ledger-entry-v2\n1:7\n36:00000000-0000-0000-0000-000000000001\n\
+                        16:1795514400000000\n6:cashed\n11:01199250158\n0:\n6:cashed\n0:\n0:\n\
+                        23:2026-11-25BCITITMM-0001\n2:T1\n0:\n0:\n1:2\n9:cashed:T1\n\
+                        1:0\n1:2\n20:treasury:01199250158\n3:500\n22:in_transit:01199250158\n4:-500\n";
+        assert_eq!(text, expected);
+        assert_eq!(decode_canonical(&encoded).unwrap().draft, new);
+        assert_eq!(check_canonical(&encoded), Ok((7, Ok(()))));
+        let only_key = Cause {
+            reporting_flow_revision: None,
+            ..new.cause.clone()
+        };
+        let mut keyed = new.clone();
+        keyed.cause = only_key;
+        let encoded = canonical_encoding(7, id, t, None, &keyed);
+        assert_eq!(decode_canonical(&encoded).unwrap().draft, keyed);
+        // A v2 tag over v1 content is not something the encoder writes.
+        let mut forged = b"23:incasso-ledger-entry-v2\n".to_vec();
+        forged.extend_from_slice(&old[27..]);
+        assert!(decode_canonical(&forged).is_err());
     }
 
     #[test]

@@ -16,10 +16,12 @@
 //! | `refunds_payable:C` | credit | double and wrong payments C must give back |
 //! | `suspense:C` | credit | money received for C that matches no notice yet |
 //!
-//! The rules are in [`rules`], the tamper-evident chain in [`chain`].
+//! The rules are in [`rules`], the postings reconciliation evidence asks for (`reported`,
+//! `cashed`) in [`settlement`], the tamper-evident chain in [`chain`].
 
 pub mod chain;
 pub mod rules;
+pub mod settlement;
 
 use std::fmt;
 use std::str::FromStr;
@@ -396,10 +398,18 @@ pub struct Cause {
     pub receipt_id: Option<String>,
     /// The PSP's reporting flow (IUF).
     pub reporting_flow_id: Option<String>,
-    /// The treasury statement line.
+    /// The revision of that flow the entry follows (reconciliation numbers XML flows in the
+    /// order they arrive; the FdR REST API gives its own).
+    pub reporting_flow_revision: Option<u32>,
+    /// The treasury statement line: for a `cashed` entry, the treasury credit's id (camt
+    /// `AcctSvcrRef`, OPI `codice_riferimento_interno`).
     pub treasury_line_id: Option<String>,
     /// For a correction, the sequence number of the entry it reverses.
     pub corrects_sequence: Option<i64>,
+    /// What the entry settles, for postings derived from evidence (`reported:IUV/IUR/n`,
+    /// `cashed:CREDIT`): the entries of one posting key sum to what the evidence asks of it,
+    /// which makes posting idempotent (see [`settlement`]).
+    pub posting_key: Option<String>,
 }
 
 /// An entry as the rules produce it, before it is chained.

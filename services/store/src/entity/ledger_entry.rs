@@ -24,6 +24,8 @@ pub struct Model {
     pub previous_hash: Vec<u8>,
     pub hash: Vec<u8>,
     pub body: Vec<u8>,
+    pub reporting_flow_revision: Option<i32>,
+    pub posting_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,7 @@ use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::chain::{ChainedEntry, decode_canonical};
 use incasso_domain::ledger::{Account, AccountType, EventType, RECEIPT_ID_MAX_CHARS};
 use incasso_domain::notice_number::{Iuv, NoticeNumber};
+use incasso_domain::reconciliation::{CreditId, FlowId};
 use incasso_domain::rome_time::start_of_rome_day;
 use incasso_domain::validation::{ValidationErrors, parse_date};
 
@@ -53,6 +54,10 @@ pub struct EntryFilterInput {
     pub debt_position_id: String,
     /// PagoPA's receiptId.
     pub receipt_id: String,
+    /// A PSP's reporting flow (IUF): the `reported` and `cashed` entries naming it.
+    pub reporting_flow_id: String,
+    /// A treasury credit's id: the `cashed` entries of that credit.
+    pub treasury_credit_id: String,
 }
 
 /// A parsed filter.
@@ -68,6 +73,8 @@ pub(crate) struct EntryFilter {
     iuv: Option<Iuv>,
     debt_position_id: Option<Uuid>,
     receipt_id: Option<String>,
+    reporting_flow_id: Option<FlowId>,
+    treasury_credit_id: Option<CreditId>,
 }
 
 impl EntryFilterInput {
@@ -131,6 +138,10 @@ impl EntryFilterInput {
                 }
                 Some(id.to_owned())
             }),
+            reporting_flow_id: optional(&self.reporting_flow_id)
+                .and_then(|id| errors.check("reporting_flow_id", FlowId::parse(id))),
+            treasury_credit_id: optional(&self.treasury_credit_id)
+                .and_then(|id| errors.check("treasury_credit_id", CreditId::parse(id))),
         }
     }
 }
@@ -186,6 +197,14 @@ impl EntryFilter {
                 .as_ref()
                 .is_none_or(|id| draft.cause.receipt_id.as_ref() == Some(id))
             && self
+                .reporting_flow_id
+                .as_ref()
+                .is_none_or(|id| draft.cause.reporting_flow_id.as_deref() == Some(id.as_str()))
+            && self
+                .treasury_credit_id
+                .as_ref()
+                .is_none_or(|id| draft.cause.treasury_line_id.as_deref() == Some(id.as_str()))
+            && self
                 .account
                 .as_ref()
                 .is_none_or(|a| draft.lines.iter().any(|l| &l.account == a))
@@ -221,6 +240,14 @@ impl EntryFilter {
         if let Some(receipt_id) = &self.receipt_id {
             hasher.update(b"receipt_id\0");
             hasher.update(receipt_id.as_bytes());
+        }
+        if let Some(flow) = &self.reporting_flow_id {
+            hasher.update(b"reporting_flow_id\0");
+            hasher.update(flow.as_str().as_bytes());
+        }
+        if let Some(credit) = &self.treasury_credit_id {
+            hasher.update(b"treasury_credit_id\0");
+            hasher.update(credit.as_str().as_bytes());
         }
         hex::encode(&hasher.finalize()[..8])
     }
@@ -373,6 +400,14 @@ impl Store {
         }
         if let Some(receipt_id) = &filter.receipt_id {
             condition = condition.add(ledger_entry::Column::ReceiptId.eq(receipt_id.as_str()));
+        }
+        // Both indexed with the sequence (migration 20): one flow's or one credit's entries
+        // are read in order without scanning the rest of the chain.
+        if let Some(flow) = &filter.reporting_flow_id {
+            condition = condition.add(ledger_entry::Column::ReportingFlowId.eq(flow.as_str()));
+        }
+        if let Some(credit) = &filter.treasury_credit_id {
+            condition = condition.add(ledger_entry::Column::TreasuryLineId.eq(credit.as_str()));
         }
         // The most selective index drives: a notice, then an account; the other filters are
         // checked on the candidates, which are read in order in bounded batches.

@@ -167,6 +167,9 @@ impl Projection {
             || row.receipt_id != cause.receipt_id
             || row.reporting_flow_id != cause.reporting_flow_id
             || row.treasury_line_id != cause.treasury_line_id
+            || row.reporting_flow_revision.map(i64::from)
+                != cause.reporting_flow_revision.map(i64::from)
+            || row.posting_key != cause.posting_key
             || row.corrects_sequence != cause.corrects_sequence
             || row.source_document_sha256.as_deref()
                 != recorded.source_document_sha256.as_ref().map(|h| &h[..])

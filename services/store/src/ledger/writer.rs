@@ -174,6 +174,11 @@ pub async fn append_with_documents(
             previous_hash: Set(chained.previous_hash.to_vec()),
             hash: Set(chained.hash.to_vec()),
             body: Set(body),
+            reporting_flow_revision: Set(draft
+                .cause
+                .reporting_flow_revision
+                .map(|r| i32::try_from(r).unwrap_or(i32::MAX))),
+            posting_key: Set(draft.cause.posting_key.clone()),
         });
         for (index, line) in draft.lines.iter().enumerate() {
             line_rows.push(ledger_line::ActiveModel {
@@ -199,7 +204,7 @@ pub async fn append_with_documents(
     // The entries, their lines and notices and the new head go in one statement on
     // PostgreSQL: the head lock is held for as few round trips as possible.
     let mut writes = Writes::new(txn);
-    writes.insert(entry_rows, 18, OnConflict::Fail).await?;
+    writes.insert(entry_rows, 20, OnConflict::Fail).await?;
     writes.insert(line_rows, 7, OnConflict::Fail).await?;
     writes.insert(notice_rows, 4, OnConflict::Fail).await?;
     if writes.gathers() {

@@ -22,7 +22,7 @@ use time::Date;
 use uuid::Uuid;
 
 use super::accounts::TreasuryAccounts;
-use super::{evidence, labels};
+use super::{books, evidence, labels};
 use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
 use crate::{AppError, Store};
 
@@ -51,6 +51,8 @@ pub struct ImportOutcome {
     pub other_movements: u64,
     /// Label changes written to history (including receipts caught up).
     pub label_changes: usize,
+    /// Ledger entries posted (`reported`, `cashed`, and adjustments of earlier ones).
+    pub ledger_entries_posted: usize,
 }
 
 /// One revision of one flow as the FdR API lists it (`FlowByPSP`).
@@ -324,6 +326,7 @@ impl Store {
             credits_already_held: 0,
             other_movements: collected.other_movements,
             label_changes: 0,
+            ledger_entries_posted: 0,
         };
         let now = self.now();
         let txn = self.db().begin().await?;
@@ -465,18 +468,24 @@ impl Store {
             now,
         )
         .await?;
+        // The books follow the evidence in the same transaction: neither is ever committed
+        // without the other.
+        outcome.ledger_entries_posted =
+            books::post(&txn, &creditor, reconciler.evidence(), now).await?;
         txn.commit().await?;
         Ok(outcome)
     }
 
-    /// Brings `creditor`'s labels up to date with the receipts booked since the last
-    /// import; returns the number of label changes written.
+    /// Brings `creditor`'s labels, and the `reported` and `cashed` postings of its books, up
+    /// to date with the receipts booked since the last import; returns the number of label
+    /// changes written.
     pub async fn refresh_reconciliation(&self, creditor: &str) -> Result<usize, AppError> {
         let now = self.now();
         let txn = self.db().begin().await?;
         lock_creditor(&txn, creditor).await?;
-        let (_, catch_up) = current(&txn, creditor).await?;
+        let (reconciler, catch_up) = current(&txn, creditor).await?;
         let written = labels::write(&txn, creditor, &catch_up, None, now).await?;
+        books::post(&txn, creditor, reconciler.evidence(), now).await?;
         txn.commit().await?;
         Ok(written)
     }

@@ -8,11 +8,13 @@
 //! [`Reconciler`], applies the document's records, and writes the new evidence, the labels
 //! that changed and one history row per label change with the evidence that caused it. Labels
 //! of transfer keys that moved because receipts arrived since the last import are caught up
-//! in the same transaction, their history naming those receipts. The engine holds the
+//! in the same transaction, their history naming those receipts, and so are the ledger's
+//! `reported` and `cashed` postings the evidence now asks for (`books`). The engine holds the
 //! creditor's evidence in memory while it works: fine for a day's evidence of a Comune,
 //! and the boundary to move (to neighbourhood loading) when the benchmark asks for it.
 
 mod accounts;
+mod books;
 mod evidence;
 mod fdr_poll;
 mod import;

@@ -411,6 +411,121 @@ async fn receipts_booked_after_an_import_are_caught_up_by_a_refresh(engine: Engi
     h.finish().await;
 }
 
+/// The `reported` and `cashed` entries of one flow, as an auditor lists them.
+async fn flow_entries(h: &Harness) -> Vec<incasso_domain::ledger::EntryDraft> {
+    h.store
+        .list_ledger_entries(
+            &incasso_store::ledger::EntryFilterInput {
+                reporting_flow_id: IUF.to_owned(),
+                ..Default::default()
+            },
+            100,
+            "",
+        )
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.entry.draft)
+        .collect()
+}
+
+fn amounts(draft: &incasso_domain::ledger::EntryDraft) -> Vec<(String, i64)> {
+    draft
+        .lines
+        .iter()
+        .map(|l| (l.account.code(), l.amount_cents))
+        .collect()
+}
+
+/// A flow reports a payment whose receipt has not arrived: its line waits in suspense. The
+/// receipt is booked (to clearing) and the refresh that relabels its key moves the line from
+/// suspense to clearing in the same transaction; a second refresh posts nothing; the credit
+/// is cashed; the chain verifies.
+async fn the_books_follow_a_receipt_booked_after_its_flow(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let flow_file = write("flow.xml", &fdr_xml(&flow(), MILANO));
+    let imported = h
+        .store
+        .import_reconciliation_file(&flow_file, &accounts())
+        .await
+        .unwrap();
+    assert_eq!(imported.ledger_entries_posted, 1);
+    let entries = flow_entries(&h).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        amounts(&entries[0]),
+        [
+            ("in_transit:01199250158".to_owned(), 9_500),
+            ("suspense:01199250158".to_owned(), -9_500),
+        ]
+    );
+    assert_eq!(
+        entries[0].cause.posting_key.as_deref(),
+        Some(format!("reported:{IUV}/1/RCPT-1").as_str())
+    );
+    assert_eq!(entries[0].cause.notices, [(String::new(), IUV.to_owned())]);
+
+    h.store.record_receipt(receipt()).await.unwrap();
+    let head = h.store.ledger_head().await.unwrap().sequence;
+    h.store.refresh_reconciliation(MILANO).await.unwrap();
+    let entries = flow_entries(&h).await;
+    assert_eq!(entries.len(), 2);
+    assert_eq!(
+        amounts(&entries[1]),
+        [
+            ("psp_clearing:01199250158:ABI03069".to_owned(), -9_500),
+            ("suspense:01199250158".to_owned(), 9_500),
+        ]
+    );
+    assert_eq!(
+        entries[1].cause.notices,
+        [(format!("3{IUV}"), IUV.to_owned())]
+    );
+    assert_eq!(h.store.ledger_head().await.unwrap().sequence, head + 1);
+    h.store.refresh_reconciliation(MILANO).await.unwrap();
+    assert_eq!(h.store.ledger_head().await.unwrap().sequence, head + 1);
+
+    let statement_file = write("statement.xml", &statement(TREASURY_IBAN, 9_500));
+    let credited = h
+        .store
+        .import_reconciliation_file(&statement_file, &accounts())
+        .await
+        .unwrap();
+    assert_eq!(credited.ledger_entries_posted, 1);
+    let cashed = flow_entries(&h).await.pop().unwrap();
+    assert_eq!(cashed.cause.treasury_line_id.as_deref(), Some("ASR-77"));
+    assert_eq!(
+        amounts(&cashed),
+        [
+            ("in_transit:01199250158".to_owned(), -9_500),
+            ("treasury:01199250158".to_owned(), 9_500),
+        ]
+    );
+    let report = h.store.verify_ledger(None, None, &[], true).await.unwrap();
+    assert!(report.ok, "{report:?}");
+
+    // The flow revision and posting key are part of the record: a projection that says
+    // otherwise is caught by the deep verification.
+    let cashed_sequence = h.store.ledger_head().await.unwrap().sequence;
+    incasso_store::testing::disable_ledger_triggers(h.store.db())
+        .await
+        .unwrap();
+    for tamper in [
+        "UPDATE ledger_entry SET reporting_flow_revision = 7 WHERE posting_key = 'cashed:ASR-77'",
+        "UPDATE ledger_entry SET reporting_flow_revision = 1, posting_key = 'cashed:OTHER' \
+         WHERE posting_key = 'cashed:ASR-77'",
+    ] {
+        use sea_orm::ConnectionTrait;
+        h.store.db().execute_unprepared(tamper).await.unwrap();
+        let report = h.store.verify_ledger(None, None, &[], true).await.unwrap();
+        assert!(!report.ok);
+        assert_eq!(report.first_broken_sequence, Some(cashed_sequence));
+        assert!(report.reason.contains("cause"), "{}", report.reason);
+    }
+    h.finish().await;
+}
+
 /// Migration 19 copies each subject's identity out of its JSON key into columns: labels
 /// written before it are found by the lists exactly as labels written after.
 async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) {
@@ -532,6 +647,7 @@ on_both_engines!(
     a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on,
     labels_written_before_migration_19_are_listed_after_it,
     receipts_booked_after_an_import_are_caught_up_by_a_refresh,
+    the_books_follow_a_receipt_booked_after_its_flow,
     evidence_is_labelled_as_it_arrives_with_its_history,
     a_refused_document_stores_nothing,
     an_opi_giornale_belongs_to_the_creditor_of_its_entity_code,

@@ -1,0 +1,500 @@
+//! The books follow reconciliation: receipts delivered over SOAP by the Node simulator, a
+//! reporting flow and a camt.053 statement uploaded through ImportDocument, and an auditor
+//! following the money through LedgerService: the `reported` entries of a flow (one per
+//! transfer, naming the flow's revision and the notice), the `cashed` entries of a treasury
+//! credit, divergent amounts in suspense with their cause, nothing posted twice when the same
+//! documents come again, a new flow revision posting only its change, and a ledger that
+//! still verifies.
+
+use tonic::Code;
+
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::reconciliation::{
+    FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
+};
+use incasso_grpc::pb;
+use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
+use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
+use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, ReceiptSpec};
+use incasso_integration_tests::requests::{self, MILANO};
+use incasso_integration_tests::{Engine, TestApp};
+use incasso_reconciliation::CamtVersion;
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
+use time::macros::{date, datetime};
+use tonic::transport::Channel;
+
+use crate::on_both_engines;
+
+on_both_engines!(an_auditor_follows_each_euro_from_receipt_to_flow_to_bank);
+
+/// The flow that reports the TARI, the school fee (50 cents short), a legacy notice and a
+/// payment whose receipt was lost.
+const FLOW: &str = "2026-11-24BCITITMM-S000000101";
+/// Another PSP's flow, credited 1.00 short.
+const SHORT_FLOW: &str = "2026-11-24UNCRITMM-S000000102";
+/// The IUV of a notice incasso did not issue.
+const LEGACY_IUV: &str = "12999999999999934";
+/// The IUV of a payment reported by the PSP whose receipt never arrived.
+const LOST_IUV: &str = "12999999999999942";
+/// The IUV of the short flow's only line (no receipt either).
+const SHORT_IUV: &str = "12999999999999950";
+
+fn key(iuv: &str, receipt_id: &str) -> TransferKey {
+    TransferKey::new(
+        Iuv::parse(iuv).unwrap(),
+        receipt_id,
+        TransferIndex::new(1).unwrap(),
+    )
+    .unwrap()
+}
+
+fn flow_document(
+    id: &str,
+    psp: &str,
+    lines: &[(TransferKey, i64)],
+    created_at: time::OffsetDateTime,
+) -> String {
+    let flow = ReportingFlow {
+        flow_id: FlowId::parse(id).unwrap(),
+        revision: 0,
+        created_at,
+        psp_id: psp.to_owned(),
+        trn: format!("TRN-{psp}"),
+        regulation_date: date!(2026 - 11 - 24),
+        total_cents: lines.iter().map(|(_, c)| c).sum(),
+        lines: lines
+            .iter()
+            .map(|(key, amount_cents)| FlowLine {
+                key: key.clone(),
+                amount_cents: *amount_cents,
+                outcome: OutcomeCode::Executed,
+                paid_on: date!(2026 - 11 - 23),
+            })
+            .collect(),
+    };
+    fdr_xml(&flow, MILANO)
+}
+
+async fn import(
+    client: &mut ReconciliationServiceClient<Channel>,
+    name: &str,
+    document: &str,
+) -> anyhow::Result<pb::ImportDocumentResponse> {
+    let request = pb::ImportDocumentRequest {
+        file_name: name.to_owned(),
+        content: document.as_bytes().to_vec(),
+    };
+    Ok(client
+        .import_document(tokio_stream::iter(vec![request]))
+        .await?
+        .into_inner())
+}
+
+async fn entries(
+    ledger: &mut LedgerServiceClient<Channel>,
+    request: pb::ListEntriesRequest,
+) -> anyhow::Result<Vec<pb::LedgerEntry>> {
+    let mut out = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = ledger
+            .list_entries(pb::ListEntriesRequest {
+                page_token: page_token.clone(),
+                ..request.clone()
+            })
+            .await?
+            .into_inner();
+        out.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+fn lines(entry: &pb::LedgerEntry) -> Vec<(&str, i64)> {
+    let mut lines: Vec<_> = entry
+        .lines
+        .iter()
+        .map(|l| (l.account.as_str(), l.amount_cents))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn of_iuv<'a>(entries: &'a [pb::LedgerEntry], iuv: &str) -> &'a pb::LedgerEntry {
+    entries
+        .iter()
+        .find(|e| e.notices.iter().any(|n| n.iuv == iuv))
+        .unwrap_or_else(|| panic!("no entry names {iuv}: {entries:#?}"))
+}
+
+async fn balance(ledger: &mut LedgerServiceClient<Channel>, account: &str) -> anyhow::Result<i64> {
+    let balances = ledger
+        .get_balances(pb::GetBalancesRequest {
+            creditor_fiscal_code: MILANO.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .balances;
+    Ok(balances
+        .iter()
+        .filter(|b| b.account == account)
+        .map(|b| b.balance_cents)
+        .sum())
+}
+
+async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let mut ledger = app.ledger().await?;
+    let mut client = app.reconciliation().await?;
+    let clearing = format!("psp_clearing:{MILANO}:BCITITMM");
+    let in_transit = format!("in_transit:{MILANO}");
+    let treasury = format!("treasury:{MILANO}");
+    let suspense = format!("suspense:{MILANO}");
+
+    // The day's receipts: the TARI (Milan's 285.00 and 15.00 of TEFA for the Città
+    // Metropolitana), a school fee of 465.00 and a legacy notice of 50.00.
+    let tari = notices
+        .create_debt_position(requests::tari("books-tari"))
+        .await?
+        .into_inner();
+    let fee = notices
+        .create_debt_position(requests::school_fee("books-fee"))
+        .await?
+        .into_inner();
+    let tari = tari.payment_options[0].installments[0].clone();
+    let fee = fee.payment_options[0].installments[0].clone();
+    for (installment, receipt_id) in [(&tari, "rt-tari"), (&fee, "rt-fee")] {
+        node::deliver_receipt(
+            app.soap_addr,
+            &ReceiptSpec::paying(installment, receipt_id, "BCITITMM", "2026-11-23T10:00:00"),
+        )
+        .await?;
+    }
+    let mut legacy = ReceiptSpec::paying(&fee, "rt-legacy", "BCITITMM", "2026-11-23T12:00:00");
+    legacy.notice_number = format!("3{LEGACY_IUV}");
+    legacy.iuv = LEGACY_IUV.to_owned();
+    legacy.amount = node::st_amount(5_000);
+    legacy.transfers = vec![(
+        MILANO.to_owned(),
+        node::st_amount(5_000),
+        MILANO_BANK.to_owned(),
+    )];
+    node::deliver_receipt(app.soap_addr, &legacy).await?;
+    assert_eq!(
+        balance(&mut ledger, &clearing).await?,
+        28_500 + 46_500 + 5_000
+    );
+
+    // The flow: one reported entry per transfer, each naming the flow, its revision and
+    // the notice.
+    let first_revision = vec![
+        (key(&tari.iuv, "rt-tari"), 28_500),
+        (key(&fee.iuv, "rt-fee"), 46_000),
+        (key(LEGACY_IUV, "rt-legacy"), 5_000),
+        (key(LOST_IUV, "rt-lost"), 2_000),
+    ];
+    let flow = flow_document(
+        FLOW,
+        "BCITITMM",
+        &first_revision,
+        datetime!(2026-11-24 06:00 UTC),
+    );
+    let imported = import(&mut client, "flow.xml", &flow).await?;
+    assert_eq!(imported.ledger_entries_posted, 4, "{imported:?}");
+    let by_flow = pb::ListEntriesRequest {
+        reporting_flow_id: FLOW.to_owned(),
+        page_size: 3,
+        ..Default::default()
+    };
+    let reported = entries(&mut ledger, by_flow.clone()).await?;
+    assert_eq!(reported.len(), 4, "{reported:#?}");
+    for entry in &reported {
+        assert_eq!(entry.event_type, "reported");
+        assert_eq!(entry.reporting_flow_id, FLOW);
+        assert_eq!(entry.reporting_flow_revision, 1);
+        assert_eq!(entry.notices.len(), 1);
+    }
+    let tari_reported = of_iuv(&reported, &tari.iuv);
+    assert_eq!(tari_reported.notices[0].notice_number, tari.notice_number);
+    assert_eq!(tari_reported.receipt_id, "rt-tari");
+    assert_eq!(
+        lines(tari_reported),
+        [(in_transit.as_str(), 28_500), (clearing.as_str(), -28_500)]
+    );
+    // The fee's line is 5.00 short of its receipt: the difference is in suspense, and the
+    // entry says why.
+    let fee_reported = of_iuv(&reported, &fee.iuv);
+    assert_eq!(
+        lines(fee_reported),
+        [
+            (in_transit.as_str(), 46_000),
+            (clearing.as_str(), -46_500),
+            (suspense.as_str(), 500),
+        ]
+    );
+    assert!(
+        fee_reported.description.contains("46500") && fee_reported.description.contains("-500"),
+        "{}",
+        fee_reported.description
+    );
+    // The legacy notice's receipt was booked (to suspense) and is reported like any other.
+    assert_eq!(
+        lines(of_iuv(&reported, LEGACY_IUV)),
+        [(in_transit.as_str(), 5_000), (clearing.as_str(), -5_000)]
+    );
+    // The lost receipt's line has no receipt to clear: all of it waits in suspense.
+    let lost = of_iuv(&reported, LOST_IUV);
+    assert_eq!(
+        lines(lost),
+        [(in_transit.as_str(), 2_000), (suspense.as_str(), -2_000)]
+    );
+    assert!(
+        lost.description.contains("IUV_NO_RT"),
+        "{}",
+        lost.description
+    );
+    assert_eq!(balance(&mut ledger, &clearing).await?, 0);
+
+    // The same flow again, as a file or under another name: nothing new.
+    let again = import(&mut client, "flow.xml", &flow).await?;
+    assert!(again.already_imported);
+    assert_eq!(again.ledger_entries_posted, 0);
+    let head_before = ledger
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await?
+        .into_inner()
+        .sequence;
+
+    // The treasury: Milan's statement credits the flow exactly and the other PSP's flow
+    // 1.00 short.
+    let short = flow_document(
+        SHORT_FLOW,
+        "UNCRITMM",
+        &[(key(SHORT_IUV, "rt-short"), 1_000)],
+        datetime!(2026-11-24 06:00 UTC),
+    );
+    assert_eq!(
+        import(&mut client, "short.xml", &short)
+            .await?
+            .ledger_entries_posted,
+        1
+    );
+    let day = date!(2026 - 11 - 25);
+    let statement = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        MILANO_BANK,
+        day,
+        day,
+        &[
+            CamtEntry::credit(
+                "ASR-0101",
+                81_500,
+                day,
+                &format!("/PUR/LGPE-RIVERSAMENTO/URI/{FLOW}"),
+            ),
+            CamtEntry::credit(
+                "ASR-0102",
+                900,
+                day,
+                &format!("/PUR/LGPE-RIVERSAMENTO/URI/{SHORT_FLOW}"),
+            ),
+            CamtEntry::credit("ASR-0103", 12_345, day, "RIMBORSO SPESE CONDOMINIALI"),
+        ],
+    );
+    let credited = import(&mut client, "statement.xml", &statement).await?;
+    assert_eq!(credited.ledger_entries_posted, 2, "{credited:?}");
+    let cashed = entries(
+        &mut ledger,
+        pb::ListEntriesRequest {
+            treasury_credit_id: "ASR-0101".to_owned(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(cashed.len(), 1, "{cashed:#?}");
+    assert_eq!(cashed[0].event_type, "cashed");
+    assert_eq!(cashed[0].treasury_line_id, "ASR-0101");
+    assert_eq!(cashed[0].reporting_flow_id, FLOW);
+    assert_eq!(cashed[0].reporting_flow_revision, 1);
+    assert_eq!(
+        lines(&cashed[0]),
+        [(in_transit.as_str(), -81_500), (treasury.as_str(), 81_500)]
+    );
+    let mut named: Vec<_> = cashed[0].notices.iter().map(|n| n.iuv.as_str()).collect();
+    named.sort_unstable();
+    let mut expected = vec![tari.iuv.as_str(), fee.iuv.as_str(), LEGACY_IUV, LOST_IUV];
+    expected.sort_unstable();
+    assert_eq!(named, expected);
+    // The short credit: in the treasury what came, the 1.00 missing in suspense, with why.
+    let short_cashed = entries(
+        &mut ledger,
+        pb::ListEntriesRequest {
+            treasury_credit_id: "ASR-0102".to_owned(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(short_cashed.len(), 1);
+    assert_eq!(
+        lines(&short_cashed[0]),
+        [
+            (in_transit.as_str(), -1_000),
+            (suspense.as_str(), 100),
+            (treasury.as_str(), 900),
+        ]
+    );
+    assert!(
+        short_cashed[0].description.contains("IUF_TES_DIV_IMP"),
+        "{}",
+        short_cashed[0].description
+    );
+    // A credit that is not pagoPA's is no posting of incasso's.
+    assert!(
+        entries(
+            &mut ledger,
+            pb::ListEntriesRequest {
+                treasury_credit_id: "ASR-0103".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await?
+        .is_empty()
+    );
+    // The flow's entries now include its cash, and nothing else.
+    let followed = entries(&mut ledger, by_flow.clone()).await?;
+    assert_eq!(followed.len(), 5);
+    assert_eq!(
+        followed
+            .iter()
+            .filter(|e| e.event_type == "cashed")
+            .map(|e| e.treasury_line_id.as_str())
+            .collect::<Vec<_>>(),
+        ["ASR-0101"]
+    );
+    assert_eq!(balance(&mut ledger, &in_transit).await?, 0);
+    assert_eq!(balance(&mut ledger, &treasury).await?, 82_400);
+
+    // Every document again: nothing posted twice.
+    let head = ledger
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await?
+        .into_inner()
+        .sequence;
+    assert_eq!(head, head_before + 3);
+    for (name, document) in [
+        ("flow.xml", &flow),
+        ("short.xml", &short),
+        ("statement.xml", &statement),
+    ] {
+        assert_eq!(
+            import(&mut client, name, document)
+                .await?
+                .ledger_entries_posted,
+            0
+        );
+    }
+    assert_eq!(
+        ledger
+            .get_checkpoint(pb::GetCheckpointRequest {})
+            .await?
+            .into_inner()
+            .sequence,
+        head
+    );
+
+    // The PSP's second revision corrects the fee's line to 465.00: only the change is
+    // posted, naming revision 2; the flow is now 5.00 more than its credit, and that
+    // difference moves to suspense with the credit.
+    let mut second_revision = first_revision.clone();
+    second_revision[1].1 = 46_500;
+    let revised = flow_document(
+        FLOW,
+        "BCITITMM",
+        &second_revision,
+        datetime!(2026-11-25 06:00 UTC),
+    );
+    let imported = import(&mut client, "flow-r2.xml", &revised).await?;
+    assert_eq!(imported.ledger_entries_posted, 2, "{imported:?}");
+    let followed = entries(&mut ledger, by_flow).await?;
+    let changes: Vec<_> = followed
+        .iter()
+        .filter(|e| e.reporting_flow_revision == 2)
+        .collect();
+    assert_eq!(changes.len(), 2, "{followed:#?}");
+    let fee_change = changes
+        .iter()
+        .find(|e| e.event_type == "reported")
+        .expect("the fee's adjustment");
+    assert_eq!(fee_change.notices[0].iuv, fee.iuv);
+    assert_eq!(
+        lines(fee_change),
+        [(in_transit.as_str(), 500), (suspense.as_str(), -500)]
+    );
+    let credit_change = changes
+        .iter()
+        .find(|e| e.event_type == "cashed")
+        .expect("the credit's adjustment");
+    assert_eq!(credit_change.treasury_line_id, "ASR-0101");
+    assert_eq!(
+        lines(credit_change),
+        [(in_transit.as_str(), -500), (suspense.as_str(), 500)]
+    );
+    assert_eq!(balance(&mut ledger, &in_transit).await?, 0);
+    assert_eq!(balance(&mut ledger, &clearing).await?, 0);
+
+    // A filter that names no flow or credit is refused, naming the field.
+    for (request, field) in [
+        (
+            pb::ListEntriesRequest {
+                reporting_flow_id: "not a flow!".to_owned(),
+                ..Default::default()
+            },
+            "reporting_flow_id",
+        ),
+        (
+            pb::ListEntriesRequest {
+                treasury_credit_id: "x".repeat(61),
+                ..Default::default()
+            },
+            "treasury_credit_id",
+        ),
+    ] {
+        let status = ledger.list_entries(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().contains(field), "{}", status.message());
+    }
+
+    // The export follows the same filter; the whole ledger still verifies.
+    let mut export = ledger
+        .export_entries(pb::ExportEntriesRequest {
+            filter: Some(pb::EntryFilter {
+                treasury_credit_id: "ASR-0101".to_owned(),
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(entry) = export.message().await? {
+        exported.push(entry.treasury_line_id);
+    }
+    assert_eq!(exported, ["ASR-0101", "ASR-0101"]);
+    let verified = ledger
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    let head = ledger
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(verified.entries_checked, head.sequence);
+    app.stop().await
+}
