@@ -21,6 +21,7 @@ mod receipt_service;
 mod receipts;
 mod reconciliation_service;
 mod service;
+mod tls;
 
 /// Declares one test per engine for an `async fn(Engine) -> anyhow::Result<()>` body.
 #[macro_export]

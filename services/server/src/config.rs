@@ -213,6 +213,15 @@ pub struct FileConfig {
     /// The FdR REST poller.
     #[serde(default)]
     pub fdr: FdrFileConfig,
+    /// TLS on the gRPC and SOAP listeners; without it they serve plaintext.
+    pub tls: Option<crate::tls_config::TlsFileConfig>,
+    /// Client identities and what each may do (needs `tls.client_ca`).
+    #[serde(default)]
+    pub clients: Vec<crate::tls_config::ClientFileConfig>,
+    /// The folder of the configuration file, which relative paths start from; the working
+    /// directory without a file.
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 impl FileConfig {
@@ -222,10 +231,12 @@ impl FileConfig {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
             message: e.to_string(),
-        })
+        })?;
+        config.base_dir = path.parent().map(Path::to_owned);
+        Ok(config)
     }
 }
 
@@ -311,6 +322,12 @@ pub struct Settings {
     pub treasury_accounts: TreasuryAccounts,
     /// The FdR REST poller, when a URL is configured.
     pub fdr: Option<FdrConfig>,
+    /// TLS on the gRPC and SOAP listeners; `None` serves plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Who may call which RPC.
+    pub access: incasso_grpc::access::AccessPolicy,
+    /// Serve plaintext on an address other than loopback (`--insecure`).
+    pub insecure: bool,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -342,6 +359,8 @@ pub struct Overrides {
     pub fdr_url: Option<String>,
     /// `INCASSO_FDR_SUBSCRIPTION_KEY`.
     pub fdr_subscription_key: Option<String>,
+    /// `--insecure` / `INCASSO_INSECURE`: plaintext on a non-loopback address.
+    pub insecure: bool,
 }
 
 impl Settings {
@@ -380,6 +399,8 @@ impl Settings {
         })?;
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
         let (registry, iuv_floors) = registry(&creditors)?;
+        let tls = crate::tls_config::tls_settings(file.tls.as_ref(), file.base_dir.as_deref())?;
+        let access = crate::tls_config::access_policy(&file.clients, tls.as_ref(), &registry)?;
         let io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
         let treasury_accounts = treasury_accounts(&creditors)?;
         let creditor_ids: Vec<String> = registry
@@ -500,6 +521,9 @@ impl Settings {
             io,
             treasury_accounts,
             fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?,
+            tls,
+            access,
+            insecure: overrides.insecure,
         })
     }
 }
