@@ -218,6 +218,9 @@ pub struct FileConfig {
     /// Client identities and what each may do (needs `tls.client_ca`).
     #[serde(default)]
     pub clients: Vec<crate::tls_config::ClientFileConfig>,
+    /// TLS of the outbound clients (ACA, IO, Fascicolo, FdR).
+    #[serde(default)]
+    pub outbound_tls: crate::tls_config::OutboundTlsFileConfig,
     /// The folder of the configuration file, which relative paths start from; the working
     /// directory without a file.
     #[serde(skip)]
@@ -401,7 +404,12 @@ impl Settings {
         let (registry, iuv_floors) = registry(&creditors)?;
         let tls = crate::tls_config::tls_settings(file.tls.as_ref(), file.base_dir.as_deref())?;
         let access = crate::tls_config::access_policy(&file.clients, tls.as_ref(), &registry)?;
-        let io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
+        let outbound_tls =
+            crate::tls_config::outbound_tls(&file.outbound_tls, file.base_dir.as_deref())?;
+        let mut io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
+        if let Some(io) = &mut io {
+            io.tls = outbound_tls.clone();
+        }
         let treasury_accounts = treasury_accounts(&creditors)?;
         let creditor_ids: Vec<String> = registry
             .iter()
@@ -504,13 +512,19 @@ impl Settings {
             ready_on_newer_schema: file.ready_on_newer_schema.unwrap_or(false),
             station,
             soap_body_limit_bytes: file.node.body_limit_bytes.unwrap_or(1024 * 1024),
-            aca: overrides.aca_url.or(file.aca.base_url).map(|url| {
-                AcaConfig::new(
+            aca: overrides.aca_url.or(file.aca.base_url).map(|url| AcaConfig {
+                tls: outbound_tls.clone(),
+                ..AcaConfig::new(
                     &url,
                     overrides.aca_subscription_key.or(file.aca.subscription_key),
                 )
             }),
-            fascicolo: fascicolo_config(overrides.fascicolo_url, &file.fascicolo)?,
+            fascicolo: fascicolo_config(overrides.fascicolo_url, &file.fascicolo)?.map(|c| {
+                FascicoloConfig {
+                    tls: outbound_tls.clone(),
+                    ..c
+                }
+            }),
             receipt_writer,
             parked_retry_interval: std::time::Duration::from_secs(
                 file.receipts
@@ -520,7 +534,12 @@ impl Settings {
             ),
             io,
             treasury_accounts,
-            fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?,
+            fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?.map(
+                |mut c| {
+                    c.client.tls = outbound_tls.clone();
+                    c
+                },
+            ),
             tls,
             access,
             insecure: overrides.insecure,

@@ -531,3 +531,77 @@ impl axum::serve::Listener for TlsIncoming {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pair(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let id = uuid::Uuid::new_v4();
+        let cert_path = dir.join(format!("{id}.pem"));
+        let key_path = dir.join(format!("{id}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path, cert.der().to_vec())
+    }
+
+    fn served(cert: &ReloadingCert) -> Vec<u8> {
+        cert.current.load().cert[0].as_ref().to_vec()
+    }
+
+    #[test]
+    fn a_rotation_caught_half_written_keeps_the_current_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path, first) = pair(dir.path(), &["localhost"]);
+        let cert = ReloadingCert::load(&cert_path, &key_path).unwrap();
+        assert_eq!(served(&cert), first);
+        // The new certificate is in place, its key not yet.
+        let (next_cert, next_key, next) = pair(dir.path(), &["localhost"]);
+        std::fs::copy(&next_cert, &cert_path).unwrap();
+        let error = cert.reload().unwrap_err().to_string();
+        assert!(error.contains("tls.key"), "{error}");
+        assert_eq!(served(&cert), first);
+        std::fs::copy(&next_key, &key_path).unwrap();
+        cert.reload().unwrap();
+        assert_eq!(served(&cert), next);
+    }
+
+    #[test]
+    fn missing_or_empty_files_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, _, _) = pair(dir.path(), &["localhost"]);
+        let error = ReloadingCert::load(&cert_path, &dir.path().join("missing.key"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("tls.key: cannot read"), "{error}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let error = load_roots("tls.client_ca", &empty).unwrap_err().to_string();
+        assert!(error.starts_with("tls.client_ca:"), "{error}");
+    }
+
+    #[test]
+    fn a_certificate_is_known_by_its_dns_names_then_its_common_name() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![
+            "tributi.comune.milano.it".to_owned(),
+            "10.0.0.1".to_owned(),
+        ])
+        .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Ufficio Tributi");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(
+            certificate_names(cert.der()),
+            ["tributi.comune.milano.it", "Ufficio Tributi"]
+        );
+    }
+}

@@ -1,6 +1,7 @@
-//! The `[tls]` and `[[clients]]` configuration: the listeners' certificate files (paths
-//! relative to the configuration file) and, per client identity, its role and scope,
-//! checked and turned into [`TlsSettings`] and an [`AccessPolicy`].
+//! The `[tls]`, `[[clients]]` and `[outbound_tls]` configuration: the listeners'
+//! certificate files (paths relative to the configuration file), per client identity its
+//! role and scope, and the outbound clients' CA and certificate; checked and turned into
+//! [`TlsSettings`], an [`AccessPolicy`] and an [`OutboundTls`].
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use serde::Deserialize;
 use incasso_domain::creditor::CreditorRegistry;
 use incasso_domain::debt_position::DebtKind;
 use incasso_grpc::access::{Access, AccessPolicy, Grant, Role};
+use incasso_relay::outbound_tls::{ClientCertificate, OutboundTls};
 
 use crate::config::ConfigError;
 use crate::tls::{DEFAULT_RELOAD_INTERVAL, TlsSettings};
@@ -213,4 +215,111 @@ fn backend_grant(
         kinds,
         access,
     })
+}
+
+/// `[outbound_tls]`: the CA and client certificate of every outbound client.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundTlsFileConfig {
+    /// The CA (PEM) remote servers' certificates must chain to; the system roots without it.
+    pub ca: Option<String>,
+    /// The client certificate (PEM) presented to remote servers.
+    pub cert: Option<String>,
+    /// Its private key (PEM).
+    pub key: Option<String>,
+}
+
+/// The outbound clients' TLS, with the files read (an unreadable one names its key).
+pub fn outbound_tls(
+    file: &OutboundTlsFileConfig,
+    base_dir: Option<&Path>,
+) -> Result<OutboundTls, ConfigError> {
+    let read = |field: &str, value: &Option<String>| -> Result<Option<Vec<u8>>, ConfigError> {
+        let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) else {
+            return Ok(None);
+        };
+        let path = resolve_path(base_dir, value);
+        std::fs::read(&path).map(Some).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "outbound_tls.{field}: cannot read {}: {e}",
+                path.display()
+            ))
+        })
+    };
+    let ca_pem = read("ca", &file.ca)?;
+    let client = match (read("cert", &file.cert)?, read("key", &file.key)?) {
+        (None, None) => None,
+        (Some(cert_pem), Some(key_pem)) => Some(ClientCertificate { cert_pem, key_pem }),
+        _ => {
+            return Err(ConfigError::Invalid(
+                "outbound_tls: give both cert and key, or neither".into(),
+            ));
+        }
+    };
+    Ok(OutboundTls { ca_pem, client })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::config::{FileConfig, Overrides, Settings};
+
+    fn resolve(text: &str) -> Result<Settings, String> {
+        let mut file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        file.base_dir = Some("/etc/incasso".into());
+        Settings::resolve(file, Overrides::default()).map_err(|e| e.to_string())
+    }
+
+    const TLS: &str = "[tls]\ncert = \"server.pem\"\nkey = \"/keys/server.key\"\nclient_ca = \"ca.pem\"\n";
+
+    #[test]
+    fn tls_paths_are_relative_to_the_configuration_file() {
+        let settings = resolve(TLS).unwrap();
+        let tls = settings.tls.unwrap();
+        assert_eq!(tls.cert, std::path::Path::new("/etc/incasso/server.pem"));
+        assert_eq!(tls.key, std::path::Path::new("/keys/server.key"));
+        assert_eq!(
+            tls.client_ca.as_deref(),
+            Some(std::path::Path::new("/etc/incasso/ca.pem"))
+        );
+        assert_eq!(tls.soap_client_ca, None);
+        assert!(!settings.access.is_open());
+        assert!(resolve("").unwrap().access.is_open());
+    }
+
+    #[test]
+    fn bad_clients_name_their_field() {
+        let client = |entry: &str| resolve(&format!("{TLS}\n[[clients]]\n{entry}")).unwrap_err();
+        let cases = [
+            ("identity = \"a\"\nrole = \"admin\"", "clients[0].role"),
+            ("identity = \"a\"\nrole = \"backend\"\nkinds = [\"tari\"]", "clients[0].creditors"),
+            (
+                "identity = \"a\"\nrole = \"backend\"\ncreditors = [\"01199250158\"]\nkinds = [\"tarì\"]",
+                "clients[0].kinds",
+            ),
+            (
+                "identity = \"a\"\nrole = \"backend\"\ncreditors = [\"00000000000\"]\nkinds = [\"tari\"]",
+                "clients[0].creditors",
+            ),
+            (
+                "identity = \"a\"\nrole = \"backend\"\ncreditors = [\"01199250158\"]\nkinds = [\"tari\"]\naccess = \"all\"",
+                "clients[0].access",
+            ),
+            ("identity = \"a\"\nrole = \"auditor\"\naccess = \"write\"", "clients[0].access"),
+        ];
+        for (entry, field) in cases {
+            let error = client(entry);
+            assert!(error.contains(field), "{entry}: {error}");
+        }
+        let twice = resolve(&format!(
+            "{TLS}\n[[clients]]\nidentity = \"a\"\nrole = \"auditor\"\n[[clients]]\nidentity = \"a\"\nrole = \"finance\""
+        ))
+        .unwrap_err();
+        assert!(twice.contains("clients[1].identity"), "{twice}");
+        let without_ca = resolve("[[clients]]\nidentity = \"a\"\nrole = \"auditor\"").unwrap_err();
+        assert!(without_ca.contains("tls.client_ca"), "{without_ca}");
+        let without_key = resolve("[tls]\ncert = \"server.pem\"").unwrap_err();
+        assert!(without_key.contains("tls.key"), "{without_key}");
+    }
 }
