@@ -23,7 +23,7 @@ use crate::on_both_engines;
 
 on_both_engines!(
     each_role_reaches_only_its_scope,
-    soap_serves_tls_and_asks_the_node_for_a_certificate_when_configured,
+    soap_serves_tls_and_asks_the_node_for_a_certificate_or_key_when_configured,
     certificates_rotate_without_dropping_connections,
     plaintext_on_a_public_address_needs_insecure,
 );
@@ -86,9 +86,7 @@ impl Setup {
 
     /// Loads `tls` and `rest` from a configuration file in the certificates' folder.
     fn config(&self, tls: &str, rest: &str) -> anyhow::Result<FileConfig> {
-        let text = format!(
-            "[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n{tls}\n{rest}"
-        );
+        let text = format!("[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n{tls}\n{rest}");
         let path = self.pki.write("incasso.toml", &text)?;
         Ok(FileConfig::load(&path)?)
     }
@@ -112,8 +110,11 @@ async fn each_role_reaches_only_its_scope(engine: Engine) -> anyhow::Result<()> 
     let file = setup.config("client_ca = \"clients-ca.pem\"", CLIENTS)?;
     let app = TestApp::spawn_configured(engine, file, |_| {}).await?;
 
-    let mut tributi =
-        NoticeServiceClient::new(setup.channel(&app, Some("tributi.comune.milano.it")).await?);
+    let mut tributi = NoticeServiceClient::new(
+        setup
+            .channel(&app, Some("tributi.comune.milano.it"))
+            .await?,
+    );
     let mut polizia = NoticeServiceClient::new(
         setup
             .channel(&app, Some("polizia-locale.comune.milano.it"))
@@ -135,7 +136,9 @@ async fn each_role_reaches_only_its_scope(engine: Engine) -> anyhow::Result<()> 
     };
     let denied = tributi.get_debt_position(by_id.clone()).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
-    let fine_notice = fine.payment_options[0].installments[0].notice_number.clone();
+    let fine_notice = fine.payment_options[0].installments[0]
+        .notice_number
+        .clone();
     let by_notice = pb::GetDebtPositionRequest {
         lookup: Some(pb::get_debt_position_request::Lookup::NoticeNumber(
             fine_notice.clone(),
@@ -430,9 +433,7 @@ async fn each_role_reaches_only_its_scope(engine: Engine) -> anyhow::Result<()> 
         ),
         Code::Unauthenticated
     );
-    let stranger = setup
-        .channel(&app, Some("stranger.example.org"))
-        .await?;
+    let stranger = setup.channel(&app, Some("stranger.example.org")).await?;
     assert_eq!(
         code(
             NoticeServiceClient::new(stranger)
@@ -472,6 +473,16 @@ async fn verify_over_tls(
     ca_pem: &str,
     client: Option<&Pem>,
 ) -> Result<(u16, String), reqwest::Error> {
+    verify_with_key(addr, ca_pem, client, None).await
+}
+
+/// [`verify_over_tls`], with the gateway's subscription key header when given.
+async fn verify_with_key(
+    addr: SocketAddr,
+    ca_pem: &str,
+    client: Option<&Pem>,
+    subscription_key: Option<&str>,
+) -> Result<(u16, String), reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?)
@@ -480,9 +491,13 @@ async fn verify_over_tls(
         let pem = format!("{}\n{}", client.cert, client.key);
         builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes())?);
     }
-    let response = builder
+    let mut request = builder
         .build()?
-        .post(format!("https://localhost:{}/paForNode", addr.port()))
+        .post(format!("https://localhost:{}/paForNode", addr.port()));
+    if let Some(key) = subscription_key {
+        request = request.header("Ocp-Apim-Subscription-Key", key);
+    }
+    let response = request
         .header("Content-Type", "text/xml; charset=utf-8")
         .header("SOAPAction", "\"paVerifyPaymentNotice\"")
         .body(node_simulator::verify(
@@ -496,7 +511,7 @@ async fn verify_over_tls(
     Ok((status, response.text().await?))
 }
 
-async fn soap_serves_tls_and_asks_the_node_for_a_certificate_when_configured(
+async fn soap_serves_tls_and_asks_the_node_for_a_certificate_or_key_when_configured(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let setup = Setup::new()?;
@@ -536,6 +551,26 @@ async fn soap_serves_tls_and_asks_the_node_for_a_certificate_when_configured(
             .await
             .is_err()
     );
+    app.stop().await?;
+
+    // An allow-list of the gateway's subscription keys: a call without one of them is a
+    // 401 SOAP fault.
+    let app = TestApp::spawn_configured(engine, setup.config("", "")?, |settings| {
+        settings.soap_subscription_keys =
+            vec!["gateway-key-1".to_owned(), "gateway-key-2".to_owned()];
+    })
+    .await?;
+    for key in [None, Some("gateway-key-3")] {
+        let (status, body) = verify_with_key(app.soap_addr, &ca, None, key).await?;
+        assert_eq!(status, 401, "{key:?}: {body}");
+        assert!(
+            body.contains("Fault") && body.contains("subscription key"),
+            "{body}"
+        );
+    }
+    let (status, body) = verify_with_key(app.soap_addr, &ca, None, Some("gateway-key-2")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("paVerifyPaymentNoticeRes"), "{body}");
     app.stop().await
 }
 

@@ -164,6 +164,7 @@ pub struct PeerIdentity {
 
 /// Which RPCs a role may call: (service, method or `*`, role, access a backend needs).
 /// Anything not listed is refused.
+#[rustfmt::skip]
 const RULES: &[(&str, &str, Role, Access)] = &[
     ("incasso.v1.NoticeService", "GetDebtPosition", Role::Backend, Access::Read),
     ("incasso.v1.NoticeService", "ListDebtPositions", Role::Backend, Access::Read),
@@ -316,10 +317,14 @@ impl Caller {
 /// The caller the [`AccessLayer`] put in `request`. A request that did not go through the
 /// layer is refused: handlers never run unchecked.
 pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
-    request.extensions().get::<Caller>().cloned().ok_or_else(|| {
-        tracing::error!("a gRPC call reached a handler without the access layer");
-        Status::unauthenticated("no access decision for this call")
-    })
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("a gRPC call reached a handler without the access layer");
+            Status::unauthenticated("no access decision for this call")
+        })
 }
 
 /// Wraps the gRPC routes in [`AccessControl`].
@@ -446,14 +451,23 @@ mod tests {
         let allowed = [
             ("tributi", "/incasso.v1.NoticeService/CreateDebtPosition"),
             ("tributi-ro", "/incasso.v1.NoticeService/ListDebtPositions"),
-            ("fascicolo", "/incasso.v1.CitizenPaymentsService/ListCitizenNotices"),
+            (
+                "fascicolo",
+                "/incasso.v1.CitizenPaymentsService/ListCitizenNotices",
+            ),
             ("audit", "/incasso.v1.LedgerService/VerifyLedger"),
             ("audit", "/incasso.v1.ReconciliationService/GetSummary"),
-            ("finance", "/incasso.v1.ReconciliationService/ImportDocument"),
+            (
+                "finance",
+                "/incasso.v1.ReconciliationService/ImportDocument",
+            ),
             ("finance", "/incasso.v1.ReceiptService/ListReceipts"),
             ("finance", "/incasso.v1.LedgerService/GetTrialBalance"),
             ("ops", "/incasso.v1.ReceiptService/RetryParkedReceipts"),
-            ("ops", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            (
+                "ops",
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            ),
         ];
         for (identity, rpc) in allowed {
             assert!(call(Some(identity), rpc).is_ok(), "{identity} {rpc}");
@@ -500,8 +514,11 @@ mod tests {
                 .unwrap_err();
             assert_eq!(error.code(), Code::PermissionDenied);
         }
-        let read_only =
-            call(Some("tributi-ro"), "/incasso.v1.NoticeService/GetDebtPosition").unwrap();
+        let read_only = call(
+            Some("tributi-ro"),
+            "/incasso.v1.NoticeService/GetDebtPosition",
+        )
+        .unwrap();
         assert_eq!(
             read_only
                 .check_position("01199250158", Some(DebtKind::Tari), Access::Write)

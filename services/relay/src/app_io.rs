@@ -218,7 +218,11 @@ pub struct IoClient {
 impl IoClient {
     /// A client of `base_url` whose calls give up after `timeout`.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
-        Self::with_tls(base_url, timeout, &crate::outbound_tls::OutboundTls::default())
+        Self::with_tls(
+            base_url,
+            timeout,
+            &crate::outbound_tls::OutboundTls::default(),
+        )
     }
 
     /// A client of `base_url` with the outbound TLS settings `tls`.

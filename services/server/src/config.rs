@@ -99,6 +99,11 @@ pub struct NodeConfig {
     pub station_ids: Option<Vec<String>>,
     /// Largest SOAP message accepted, bytes. Default 1 MiB.
     pub body_limit_bytes: Option<usize>,
+    /// The subscription keys the Comune's gateway passes on (`Ocp-Apim-Subscription-Key`);
+    /// set, a paForNode call without one of them is refused. Better from the environment:
+    /// `INCASSO_NODE_SUBSCRIPTION_KEYS`, comma-separated.
+    #[serde(default)]
+    pub subscription_keys: Vec<String>,
 }
 
 /// The Stand-In archive (ACA) relay.
@@ -311,6 +316,8 @@ pub struct Settings {
     pub station: StationConfig,
     /// Largest SOAP message accepted, bytes.
     pub soap_body_limit_bytes: usize,
+    /// The subscription keys a paForNode call must carry one of; empty: none asked.
+    pub soap_subscription_keys: Vec<String>,
     /// The Stand-In archive relay, when configured.
     pub aca: Option<AcaConfig>,
     /// The Fascicolo del Cittadino push, when configured.
@@ -364,6 +371,8 @@ pub struct Overrides {
     pub fdr_subscription_key: Option<String>,
     /// `--insecure` / `INCASSO_INSECURE`: plaintext on a non-loopback address.
     pub insecure: bool,
+    /// `INCASSO_NODE_SUBSCRIPTION_KEYS`, comma-separated.
+    pub node_subscription_keys: Option<String>,
 }
 
 impl Settings {
@@ -512,13 +521,24 @@ impl Settings {
             ready_on_newer_schema: file.ready_on_newer_schema.unwrap_or(false),
             station,
             soap_body_limit_bytes: file.node.body_limit_bytes.unwrap_or(1024 * 1024),
-            aca: overrides.aca_url.or(file.aca.base_url).map(|url| AcaConfig {
-                tls: outbound_tls.clone(),
-                ..AcaConfig::new(
-                    &url,
-                    overrides.aca_subscription_key.or(file.aca.subscription_key),
-                )
-            }),
+            soap_subscription_keys: match overrides.node_subscription_keys {
+                Some(keys) => keys.split(',').map(str::to_owned).collect(),
+                None => file.node.subscription_keys.clone(),
+            }
+            .into_iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
+            aca: overrides
+                .aca_url
+                .or(file.aca.base_url)
+                .map(|url| AcaConfig {
+                    tls: outbound_tls.clone(),
+                    ..AcaConfig::new(
+                        &url,
+                        overrides.aca_subscription_key.or(file.aca.subscription_key),
+                    )
+                }),
             fascicolo: fascicolo_config(overrides.fascicolo_url, &file.fascicolo)?.map(|c| {
                 FascicoloConfig {
                     tls: outbound_tls.clone(),

@@ -49,6 +49,7 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
+    soap_subscription_keys: Vec<String>,
     aca: Option<incasso_relay::aca::AcaConfig>,
     io: Option<incasso_relay::app_io::IoConfig>,
     fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
@@ -98,6 +99,7 @@ impl Application {
         let shutdown_grace = settings.shutdown_grace;
         let station = settings.station.clone();
         let soap_body_limit_bytes = settings.soap_body_limit_bytes;
+        let soap_subscription_keys = settings.soap_subscription_keys.clone();
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
         let io = settings.io.clone();
@@ -134,6 +136,7 @@ impl Application {
             shutdown_grace,
             station,
             soap_body_limit_bytes,
+            soap_subscription_keys,
             aca,
             io,
             fascicolo,
@@ -243,7 +246,11 @@ impl Application {
             self.station.clone(),
             incasso_node::xml::Limits::default(),
         );
-        let soap_router = incasso_node::http::router(node, self.soap_body_limit_bytes);
+        let soap_router = incasso_node::http::router_with_keys(
+            node,
+            self.soap_body_limit_bytes,
+            self.soap_subscription_keys.clone(),
+        );
         let soap_stopped = async {
             let _ = soap_stopped.await;
         };
@@ -347,9 +354,8 @@ impl Application {
         let stopped = async {
             let _ = stopped.await;
         };
-        type Serving = std::pin::Pin<
-            Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>,
-        >;
+        type Serving =
+            std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
         let mut server: Serving = match &self.tls {
             Some(tls) => Box::pin(
                 router.serve_with_incoming_shutdown(tls.grpc_incoming(self.grpc_listener), stopped),
@@ -430,7 +436,10 @@ fn refuse_open_plaintext(settings: &Settings) -> anyhow::Result<Option<tls::Serv
         }
         return Ok(Some(tls));
     }
-    for (listener, addr) in [("gRPC", settings.grpc_listen), ("SOAP", settings.soap_listen)] {
+    for (listener, addr) in [
+        ("gRPC", settings.grpc_listen),
+        ("SOAP", settings.soap_listen),
+    ] {
         if addr.ip().is_loopback() {
             continue;
         }

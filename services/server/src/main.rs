@@ -270,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: cli.database_url.clone(),
         encryption_key_hex: std::env::var("INCASSO_ENCRYPTION_KEY_HEX").ok(),
         fiscal_code_pepper_hex: std::env::var("INCASSO_FISCAL_CODE_PEPPER_HEX").ok(),
+        node_subscription_keys: std::env::var("INCASSO_NODE_SUBSCRIPTION_KEYS").ok(),
         aca_url: std::env::var("INCASSO_ACA_URL").ok(),
         io_url: std::env::var("INCASSO_IO_URL").ok(),
         aca_subscription_key: std::env::var("INCASSO_ACA_SUBSCRIPTION_KEY").ok(),

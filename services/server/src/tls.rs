@@ -293,14 +293,14 @@ impl ServerTls {
     /// that fails is logged and the current certificate stays.
     pub async fn watch(self, stop: impl std::future::Future<Output = ()>) {
         #[cfg(unix)]
-        let mut hangup =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(signal) => Some(signal),
-                Err(error) => {
-                    tracing::error!(%error, "cannot listen for SIGHUP; files are still watched");
-                    None
-                }
-            };
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; files are still watched");
+                None
+            }
+        };
         let mut tick = tokio::time::interval(self.reload_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
@@ -470,18 +470,17 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let connections = connections.clone();
         tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::info!(%remote_addr, %error, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!(%remote_addr, "TLS handshake timed out");
-                        return;
-                    }
-                };
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::info!(%remote_addr, %error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%remote_addr, "TLS handshake timed out");
+                    return;
+                }
+            };
             let names = stream
                 .get_ref()
                 .1
@@ -540,9 +539,10 @@ mod tests {
 
     fn pair(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
         let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
-                .unwrap();
+        let params = rcgen::CertificateParams::new(
+            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
+        )
+        .unwrap();
         let cert = params.self_signed(&key).unwrap();
         let id = uuid::Uuid::new_v4();
         let cert_path = dir.join(format!("{id}.pem"));

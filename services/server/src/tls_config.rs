@@ -120,7 +120,10 @@ pub fn access_policy(
         let at = |field: &str| format!("clients[{i}].{field}");
         let identity = client.identity.trim();
         if identity.is_empty() {
-            return Err(ConfigError::Invalid(format!("{}: required", at("identity"))));
+            return Err(ConfigError::Invalid(format!(
+                "{}: required",
+                at("identity")
+            )));
         }
         let role = Role::from_name(client.role.trim()).ok_or_else(|| {
             ConfigError::Invalid(format!(
@@ -271,7 +274,8 @@ mod tests {
         Settings::resolve(file, Overrides::default()).map_err(|e| e.to_string())
     }
 
-    const TLS: &str = "[tls]\ncert = \"server.pem\"\nkey = \"/keys/server.key\"\nclient_ca = \"ca.pem\"\n";
+    const TLS: &str =
+        "[tls]\ncert = \"server.pem\"\nkey = \"/keys/server.key\"\nclient_ca = \"ca.pem\"\n";
 
     #[test]
     fn tls_paths_are_relative_to_the_configuration_file() {
@@ -293,7 +297,10 @@ mod tests {
         let client = |entry: &str| resolve(&format!("{TLS}\n[[clients]]\n{entry}")).unwrap_err();
         let cases = [
             ("identity = \"a\"\nrole = \"admin\"", "clients[0].role"),
-            ("identity = \"a\"\nrole = \"backend\"\nkinds = [\"tari\"]", "clients[0].creditors"),
+            (
+                "identity = \"a\"\nrole = \"backend\"\nkinds = [\"tari\"]",
+                "clients[0].creditors",
+            ),
             (
                 "identity = \"a\"\nrole = \"backend\"\ncreditors = [\"01199250158\"]\nkinds = [\"tarì\"]",
                 "clients[0].kinds",
@@ -306,7 +313,10 @@ mod tests {
                 "identity = \"a\"\nrole = \"backend\"\ncreditors = [\"01199250158\"]\nkinds = [\"tari\"]\naccess = \"all\"",
                 "clients[0].access",
             ),
-            ("identity = \"a\"\nrole = \"auditor\"\naccess = \"write\"", "clients[0].access"),
+            (
+                "identity = \"a\"\nrole = \"auditor\"\naccess = \"write\"",
+                "clients[0].access",
+            ),
         ];
         for (entry, field) in cases {
             let error = client(entry);

@@ -539,9 +539,7 @@ impl Store {
         if let Some(scope) = &query.scope {
             select = select
                 .filter(debt_position::Column::CreditorFiscalCode.is_in(scope.creditors.clone()))
-                .filter(
-                    debt_position::Column::Kind.is_in(scope.kinds.iter().map(|k| k.as_str())),
-                );
+                .filter(debt_position::Column::Kind.is_in(scope.kinds.iter().map(|k| k.as_str())));
         }
         if let Some(after) = after {
             select = select.filter(debt_position::Column::Id.lt(after));
