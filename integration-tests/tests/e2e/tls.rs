@@ -26,6 +26,7 @@ on_both_engines!(
     soap_serves_tls_and_asks_the_node_for_a_certificate_or_key_when_configured,
     certificates_rotate_without_dropping_connections,
     plaintext_on_a_public_address_needs_insecure,
+    dev_certs_serve_tls_with_a_certificate_per_role,
 );
 
 /// The identities of the test, with their `[[clients]]` entries.
@@ -677,4 +678,58 @@ async fn plaintext_on_a_public_address_needs_insecure(engine: Engine) -> anyhow:
         .create_debt_position(requests::tari("insecure"))
         .await?;
     app.stop().await
+}
+
+async fn dev_certs_serve_tls_with_a_certificate_per_role(engine: Engine) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("incasso-dev-certs-{}", uuid::Uuid::new_v4()));
+    let config = incasso_server::dev_certs::generate(&dir)?;
+    let app = TestApp::spawn_configured(engine, FileConfig::load(&config)?, |_| {}).await?;
+    let read = |name: &str| std::fs::read_to_string(dir.join(name));
+    let ca = read("ca.pem")?;
+    let role = |name: &str| -> anyhow::Result<Pem> {
+        Ok(Pem {
+            cert: read(&format!("{name}.pem"))?,
+            key: read(&format!("{name}.key"))?,
+        })
+    };
+    let tributi = role("tributi")?;
+    let mut notices =
+        NoticeServiceClient::new(tls_channel(app.grpc_addr, &ca, Some(&tributi)).await?);
+    notices
+        .create_debt_position(requests::tari("dev-certs"))
+        .await?;
+    assert_eq!(
+        code(
+            notices
+                .create_debt_position(requests::fine("dev-certs-fine"))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let auditor = role("auditor")?;
+    let audit = tls_channel(app.grpc_addr, &ca, Some(&auditor)).await?;
+    assert_eq!(
+        code(
+            LedgerServiceClient::new(audit.clone())
+                .list_entries(pb::ListEntriesRequest::default())
+                .await
+        ),
+        Code::Ok
+    );
+    assert_eq!(
+        code(
+            NoticeServiceClient::new(audit)
+                .list_debt_positions(pb::ListDebtPositionsRequest::default())
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    // The Node's certificate opens the SOAP side, which asks for one.
+    let node = role("node")?;
+    assert!(verify_over_tls(app.soap_addr, &ca, None).await.is_err());
+    let (status, body) = verify_over_tls(app.soap_addr, &ca, Some(&node)).await?;
+    assert_eq!(status, 200, "{body}");
+    app.stop().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
