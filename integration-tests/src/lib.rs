@@ -4,6 +4,7 @@
 //! would and drops the database.
 
 pub mod bench;
+pub mod certs;
 pub mod fake_aca;
 pub mod fake_fascicolo;
 pub mod fake_fdr;
@@ -57,9 +58,19 @@ impl TestApp {
         engine: Engine,
         customize: impl FnOnce(&mut Settings),
     ) -> anyhow::Result<Self> {
+        Self::spawn_configured(engine, FileConfig::default(), customize).await
+    }
+
+    /// Starts incasso with a configuration file's contents (`[tls]`, `[[clients]]`, ...),
+    /// on port 0 and a fresh database, after `customize` has adjusted the settings.
+    pub async fn spawn_configured(
+        engine: Engine,
+        file: FileConfig,
+        customize: impl FnOnce(&mut Settings),
+    ) -> anyhow::Result<Self> {
         let database = TestDatabase::create(engine).await?;
         let mut settings = Settings::resolve(
-            FileConfig::default(),
+            file,
             Overrides {
                 database_url: Some(database.url.clone()),
                 grpc_listen: Some("127.0.0.1:0".to_owned()),

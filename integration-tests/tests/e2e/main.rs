@@ -23,6 +23,7 @@ mod recon_report;
 mod reconciliation_books;
 mod reconciliation_service;
 mod service;
+mod tls;
 
 /// Declares one test per engine for an `async fn(Engine) -> anyhow::Result<()>` body.
 #[macro_export]

@@ -71,6 +71,8 @@ pub struct ClientConfig {
     pub retry_base: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// The CA and client certificate of the HTTPS calls.
+    pub tls: incasso_relay::outbound_tls::OutboundTls,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -188,7 +190,9 @@ impl FdrClient {
     /// A client for `config`.
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: reqwest::Client::builder()
+            http: config
+                .tls
+                .reqwest()?
                 .timeout(config.request_timeout)
                 .build()?,
             config: ClientConfig {

@@ -61,6 +61,7 @@ impl FdrConfig {
                 attempts: 4,
                 retry_base: Duration::from_secs(2),
                 retry_max: Duration::from_secs(60),
+                tls: incasso_relay::outbound_tls::OutboundTls::default(),
             },
             poll_interval: Duration::from_secs(600),
             page_size: 1000,

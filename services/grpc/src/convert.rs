@@ -187,6 +187,8 @@ pub fn list_query(
         state: position_state_filter(request.state),
         page_size: request.page_size,
         page_token: request.page_token.clone(),
+        // The caller's scope is the access layer's to add.
+        scope: None,
     })
 }
 

@@ -2,8 +2,10 @@
 //! implementations (notices, ledger, receipts, the citizen's payments, reconciliation), the
 //! one conversion layer between proto and domain ([`convert`]), the one mapping from use-case
 //! errors to gRPC statuses ([`status`]) and the layer that gives an over-size request the
-//! status gRPC prescribes ([`message_size`]).
+//! status gRPC prescribes ([`message_size`]) and the access control around every call
+//! ([`access`]).
 
+pub mod access;
 pub mod citizen_service;
 pub mod convert;
 pub mod ledger_service;

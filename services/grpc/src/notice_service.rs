@@ -12,10 +12,11 @@ use tonic::{Request, Response, Status, Streaming};
 use incasso_store::Store;
 use incasso_store::positions::Outcome;
 
+use crate::access::{self, Access, Caller};
 use crate::convert;
 use crate::pb;
 use crate::pb::notice_service_server::NoticeService;
-use crate::status::{to_item_error, to_status};
+use crate::status::{status_item_error, to_item_error, to_status};
 
 /// Items of a bulk stream written in one transaction.
 const BULK_BATCH_SIZE: usize = 500;
@@ -49,6 +50,40 @@ impl NoticeApi {
         }
         response
     }
+
+    /// Checks the caller's scope against the stored position `id` before a command on it.
+    /// A position that cannot be read is left to the command, which reports it as usual.
+    async fn check_stored(&self, caller: &Caller, id: &str, need: Access) -> Result<(), Status> {
+        if caller.position_scope().is_none() {
+            return Ok(());
+        }
+        match self.store.get_debt_position(id).await {
+            Ok(position) => check_position(caller, &position, need),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// The caller's scope against a position read from the store.
+fn check_position(
+    caller: &Caller,
+    position: &incasso_domain::debt_position::DebtPosition,
+    need: Access,
+) -> Result<(), Status> {
+    caller.check_position(
+        position.creditor.as_str(),
+        Some(position.details.kind()),
+        need,
+    )
+}
+
+/// The caller's scope against a position about to be created.
+fn check_new(caller: &Caller, request: &pb::CreateDebtPositionRequest) -> Result<(), Status> {
+    caller.check_position(
+        &request.creditor_fiscal_code,
+        convert::debt_kind(request.kind),
+        Access::Write,
+    )
 }
 
 type BulkStream =
@@ -61,6 +96,8 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<pb::CreateDebtPositionRequest>,
     ) -> Result<Response<pb::DebtPosition>, Status> {
+        let caller = access::caller(&request)?;
+        check_new(&caller, request.get_ref())?;
         let input = convert::create_input(request.get_ref());
         let outcome = self
             .store
@@ -76,6 +113,7 @@ impl NoticeService for NoticeApi {
         request: Request<pb::GetDebtPositionRequest>,
     ) -> Result<Response<pb::DebtPosition>, Status> {
         use pb::get_debt_position_request::Lookup;
+        let caller = access::caller(&request)?;
         let request = request.into_inner();
         let position = match request.lookup {
             Some(Lookup::Id(id)) => self.store.get_debt_position(&id).await,
@@ -90,6 +128,7 @@ impl NoticeService for NoticeApi {
             )),
         }
         .map_err(to_status)?;
+        check_position(&caller, &position, Access::Read)?;
         Ok(Response::new(convert::debt_position(
             &position,
             self.store.today(),
@@ -101,7 +140,11 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<pb::ListDebtPositionsRequest>,
     ) -> Result<Response<pb::ListDebtPositionsResponse>, Status> {
-        let query = convert::list_query(request.get_ref()).map_err(to_status)?;
+        let caller = access::caller(&request)?;
+        let mut query = convert::list_query(request.get_ref()).map_err(to_status)?;
+        query.scope = caller
+            .position_scope()
+            .map(|(creditors, kinds)| incasso_store::positions::ListScope { creditors, kinds });
         let page = self
             .store
             .list_debt_positions(&query)
@@ -123,6 +166,9 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<pb::UpdateDebtPositionRequest>,
     ) -> Result<Response<pb::DebtPosition>, Status> {
+        let caller = access::caller(&request)?;
+        self.check_stored(&caller, &request.get_ref().id, Access::Write)
+            .await?;
         let input = convert::update_input(request.get_ref());
         let outcome = self
             .store
@@ -137,6 +183,9 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<pb::CancelDebtPositionRequest>,
     ) -> Result<Response<pb::DebtPosition>, Status> {
+        let caller = access::caller(&request)?;
+        self.check_stored(&caller, &request.get_ref().id, Access::Write)
+            .await?;
         let input = convert::cancel_input(request.get_ref());
         let outcome = self
             .store
@@ -151,7 +200,18 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<pb::GetPayableAmountRequest>,
     ) -> Result<Response<pb::GetPayableAmountResponse>, Status> {
+        let caller = access::caller(&request)?;
         let request = request.into_inner();
+        if caller.position_scope().is_some() {
+            // The notice's position decides; an unknown notice is left to the query.
+            if let Ok((position, _)) = self
+                .store
+                .find_by_notice_number(&request.notice_number, &request.creditor_fiscal_code)
+                .await
+            {
+                check_position(&caller, &position, Access::Read)?;
+            }
+        }
         let amount = self
             .store
             .payable_amount(
@@ -171,18 +231,20 @@ impl NoticeService for NoticeApi {
         &self,
         request: Request<Streaming<pb::CreateDebtPositionRequest>>,
     ) -> Result<Response<Self::BulkCreateDebtPositionsStream>, Status> {
+        let caller = access::caller(&request)?;
         let inbound = request.into_inner();
         // Bounded: when the caller reads slowly, incasso stops reading its stream, so memory
         // stays flat whatever the stream's length.
         let (tx, rx) = mpsc::channel(BULK_BATCH_SIZE * 2);
         let store = self.store.clone();
-        tokio::spawn(run_bulk(store, inbound, tx));
+        tokio::spawn(run_bulk(store, caller, inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 async fn run_bulk(
     store: Store,
+    caller: Caller,
     inbound: Streaming<pb::CreateDebtPositionRequest>,
     tx: mpsc::Sender<Result<pb::BulkCreateDebtPositionsResponse, Status>>,
 ) {
@@ -203,10 +265,27 @@ async fn run_bulk(
                 }
             }
         }
-        let inputs: Vec<_> = requests.iter().map(convert::create_input).collect();
-        let results = store.create_debt_positions(&inputs).await;
+        // Items out of the caller's scope are refused one by one; the others are written.
+        let checks: Vec<Result<(), Status>> =
+            requests.iter().map(|r| check_new(&caller, r)).collect();
+        let inputs: Vec<_> = requests
+            .iter()
+            .zip(&checks)
+            .filter(|(_, check)| check.is_ok())
+            .map(|(request, _)| convert::create_input(request))
+            .collect();
+        let mut results = store.create_debt_positions(&inputs).await.into_iter();
         let today = store.today();
-        for (request, result) in requests.iter().zip(results) {
+        for (request, check) in requests.iter().zip(checks) {
+            let result = match check {
+                Ok(()) => match results.next() {
+                    Some(result) => result.map_err(to_item_error),
+                    None => Err(to_item_error(incasso_store::AppError::Internal(
+                        "a bulk batch returned fewer results than items".into(),
+                    ))),
+                },
+                Err(denied) => Err(status_item_error(&denied)),
+            };
             let response = match result {
                 Ok(outcome) => {
                     created += 1;
@@ -227,7 +306,7 @@ async fn run_bulk(
                         index,
                         request_id: request.request_id.clone(),
                         result: Some(pb::bulk_create_debt_positions_response::Result::Error(
-                            to_item_error(error),
+                            error,
                         )),
                         replayed: false,
                     }

@@ -134,6 +134,15 @@ pub fn to_item_error(error: AppError) -> pb::ItemError {
     }
 }
 
+/// A bulk item's error for a status decided outside the store (an access refusal).
+pub fn status_item_error(status: &Status) -> pb::ItemError {
+    pb::ItemError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        field_violations: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

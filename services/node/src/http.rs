@@ -16,10 +16,15 @@ use crate::service::{NodeService, Reply};
 /// The path the Node posts to.
 pub const PATH: &str = "/paForNode";
 
+/// The header the Comune's API gateway passes the Node's subscription key in.
+pub const SUBSCRIPTION_KEY_HEADER: &str = "ocp-apim-subscription-key";
+
 #[derive(Clone)]
 struct Endpoint {
     service: Arc<NodeService>,
     body_limit_bytes: usize,
+    /// Empty: no key asked.
+    subscription_keys: Arc<[String]>,
 }
 
 fn soap(reply: Reply) -> Response {
@@ -36,6 +41,18 @@ fn soap(reply: Reply) -> Response {
 }
 
 async fn handle(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Body) -> Response {
+    if !endpoint.subscription_keys.is_empty() {
+        let key = headers
+            .get(SUBSCRIPTION_KEY_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if !key.is_some_and(|key| endpoint.subscription_keys.iter().any(|k| k == key)) {
+            tracing::warn!("paForNode call refused: missing or unknown subscription key");
+            return soap(endpoint.service.not_a_request(
+                401,
+                "missing or unknown subscription key (Ocp-Apim-Subscription-Key)",
+            ));
+        }
+    }
     let action = headers
         .get("soapaction")
         .and_then(|v| v.to_str().ok())
@@ -91,9 +108,20 @@ async fn not_found(State(endpoint): State<Endpoint>) -> Response {
 
 /// The router serving paForNode.
 pub fn router(service: NodeService, body_limit_bytes: usize) -> Router {
+    router_with_keys(service, body_limit_bytes, Vec::new())
+}
+
+/// The router serving paForNode only to calls carrying one of `subscription_keys` in
+/// `Ocp-Apim-Subscription-Key` (any call when empty); others get a 401 SOAP fault.
+pub fn router_with_keys(
+    service: NodeService,
+    body_limit_bytes: usize,
+    subscription_keys: Vec<String>,
+) -> Router {
     let endpoint = Endpoint {
         service: Arc::new(service),
         body_limit_bytes,
+        subscription_keys: subscription_keys.into(),
     };
     Router::new()
         .route(PATH, post(handle).fallback(wrong_method))

@@ -53,6 +53,8 @@ pub struct AcaConfig {
     pub max_attempts: i32,
     /// Per-request timeout, connection included; the lease on an event is three of these.
     pub request_timeout: Duration,
+    /// The CA and client certificate of the HTTPS calls.
+    pub tls: crate::outbound_tls::OutboundTls,
 }
 
 impl AcaConfig {
@@ -67,6 +69,7 @@ impl AcaConfig {
             retry_max: Duration::from_secs(3600),
             max_attempts: 12,
             request_timeout: Duration::from_secs(10),
+            tls: crate::outbound_tls::OutboundTls::default(),
         }
     }
 
@@ -260,7 +263,9 @@ pub struct AcaPublisher {
 impl AcaPublisher {
     /// A publisher reading positions from `store`.
     pub fn new(store: Store, config: AcaConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let client = config
+            .tls
+            .reqwest()?
             .timeout(config.request_timeout)
             .build()?;
         let policy = config.policy();

@@ -73,6 +73,8 @@ pub struct IoConfig {
     pub max_attempts: i32,
     /// Per-request timeout; the lease on an event is three of these.
     pub request_timeout: Duration,
+    /// The CA and client certificate of the HTTPS calls.
+    pub tls: crate::outbound_tls::OutboundTls,
 }
 
 impl IoConfig {
@@ -87,6 +89,7 @@ impl IoConfig {
             retry_max: Duration::from_secs(3600),
             max_attempts: 20,
             request_timeout: Duration::from_secs(10),
+            tls: crate::outbound_tls::OutboundTls::default(),
         }
     }
 
@@ -215,8 +218,21 @@ pub struct IoClient {
 impl IoClient {
     /// A client of `base_url` whose calls give up after `timeout`.
     pub fn new(base_url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Self::with_tls(
+            base_url,
+            timeout,
+            &crate::outbound_tls::OutboundTls::default(),
+        )
+    }
+
+    /// A client of `base_url` with the outbound TLS settings `tls`.
+    pub fn with_tls(
+        base_url: &str,
+        timeout: Duration,
+        tls: &crate::outbound_tls::OutboundTls,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: reqwest::Client::builder().timeout(timeout).build()?,
+            http: tls.reqwest()?.timeout(timeout).build()?,
             base_url: base_url.trim_end_matches('/').to_owned(),
         })
     }
@@ -337,7 +353,7 @@ impl IoPublisher {
     pub fn new(store: Store, config: &IoConfig) -> Result<Self, reqwest::Error> {
         Ok(Self {
             store,
-            client: IoClient::new(&config.base_url, config.request_timeout)?,
+            client: IoClient::with_tls(&config.base_url, config.request_timeout, &config.tls)?,
             keys: config
                 .services
                 .iter()

@@ -14,6 +14,7 @@
 pub mod aca;
 pub mod app_io;
 pub mod fascicolo;
+pub mod outbound_tls;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -99,6 +99,11 @@ pub struct NodeConfig {
     pub station_ids: Option<Vec<String>>,
     /// Largest SOAP message accepted, bytes. Default 1 MiB.
     pub body_limit_bytes: Option<usize>,
+    /// The subscription keys the Comune's gateway passes on (`Ocp-Apim-Subscription-Key`);
+    /// set, a paForNode call without one of them is refused. Better from the environment:
+    /// `INCASSO_NODE_SUBSCRIPTION_KEYS`, comma-separated.
+    #[serde(default)]
+    pub subscription_keys: Vec<String>,
 }
 
 /// The Stand-In archive (ACA) relay.
@@ -213,6 +218,18 @@ pub struct FileConfig {
     /// The FdR REST poller.
     #[serde(default)]
     pub fdr: FdrFileConfig,
+    /// TLS on the gRPC and SOAP listeners; without it they serve plaintext.
+    pub tls: Option<crate::tls_config::TlsFileConfig>,
+    /// Client identities and what each may do (needs `tls.client_ca`).
+    #[serde(default)]
+    pub clients: Vec<crate::tls_config::ClientFileConfig>,
+    /// TLS of the outbound clients (ACA, IO, Fascicolo, FdR).
+    #[serde(default)]
+    pub outbound_tls: crate::tls_config::OutboundTlsFileConfig,
+    /// The folder of the configuration file, which relative paths start from; the working
+    /// directory without a file.
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 impl FileConfig {
@@ -222,10 +239,12 @@ impl FileConfig {
             path: path.display().to_string(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.display().to_string(),
             message: e.to_string(),
-        })
+        })?;
+        config.base_dir = path.parent().map(Path::to_owned);
+        Ok(config)
     }
 }
 
@@ -297,6 +316,8 @@ pub struct Settings {
     pub station: StationConfig,
     /// Largest SOAP message accepted, bytes.
     pub soap_body_limit_bytes: usize,
+    /// The subscription keys a paForNode call must carry one of; empty: none asked.
+    pub soap_subscription_keys: Vec<String>,
     /// The Stand-In archive relay, when configured.
     pub aca: Option<AcaConfig>,
     /// The Fascicolo del Cittadino push, when configured.
@@ -311,6 +332,12 @@ pub struct Settings {
     pub treasury_accounts: TreasuryAccounts,
     /// The FdR REST poller, when a URL is configured.
     pub fdr: Option<FdrConfig>,
+    /// TLS on the gRPC and SOAP listeners; `None` serves plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Who may call which RPC.
+    pub access: incasso_grpc::access::AccessPolicy,
+    /// Serve plaintext on an address other than loopback (`--insecure`).
+    pub insecure: bool,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -342,6 +369,10 @@ pub struct Overrides {
     pub fdr_url: Option<String>,
     /// `INCASSO_FDR_SUBSCRIPTION_KEY`.
     pub fdr_subscription_key: Option<String>,
+    /// `--insecure` / `INCASSO_INSECURE`: plaintext on a non-loopback address.
+    pub insecure: bool,
+    /// `INCASSO_NODE_SUBSCRIPTION_KEYS`, comma-separated.
+    pub node_subscription_keys: Option<String>,
 }
 
 impl Settings {
@@ -380,7 +411,14 @@ impl Settings {
         })?;
         let creditors = file.creditors.unwrap_or_else(sample_creditors);
         let (registry, iuv_floors) = registry(&creditors)?;
-        let io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
+        let tls = crate::tls_config::tls_settings(file.tls.as_ref(), file.base_dir.as_deref())?;
+        let access = crate::tls_config::access_policy(&file.clients, tls.as_ref(), &registry)?;
+        let outbound_tls =
+            crate::tls_config::outbound_tls(&file.outbound_tls, file.base_dir.as_deref())?;
+        let mut io = crate::io_config::resolve(file.io, overrides.io_url, &registry)?;
+        if let Some(io) = &mut io {
+            io.tls = outbound_tls.clone();
+        }
         let treasury_accounts = treasury_accounts(&creditors)?;
         let creditor_ids: Vec<String> = registry
             .iter()
@@ -483,13 +521,30 @@ impl Settings {
             ready_on_newer_schema: file.ready_on_newer_schema.unwrap_or(false),
             station,
             soap_body_limit_bytes: file.node.body_limit_bytes.unwrap_or(1024 * 1024),
-            aca: overrides.aca_url.or(file.aca.base_url).map(|url| {
-                AcaConfig::new(
-                    &url,
-                    overrides.aca_subscription_key.or(file.aca.subscription_key),
-                )
+            soap_subscription_keys: match overrides.node_subscription_keys {
+                Some(keys) => keys.split(',').map(str::to_owned).collect(),
+                None => file.node.subscription_keys.clone(),
+            }
+            .into_iter()
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
+            aca: overrides
+                .aca_url
+                .or(file.aca.base_url)
+                .map(|url| AcaConfig {
+                    tls: outbound_tls.clone(),
+                    ..AcaConfig::new(
+                        &url,
+                        overrides.aca_subscription_key.or(file.aca.subscription_key),
+                    )
+                }),
+            fascicolo: fascicolo_config(overrides.fascicolo_url, &file.fascicolo)?.map(|c| {
+                FascicoloConfig {
+                    tls: outbound_tls.clone(),
+                    ..c
+                }
             }),
-            fascicolo: fascicolo_config(overrides.fascicolo_url, &file.fascicolo)?,
             receipt_writer,
             parked_retry_interval: std::time::Duration::from_secs(
                 file.receipts
@@ -499,7 +554,15 @@ impl Settings {
             ),
             io,
             treasury_accounts,
-            fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?,
+            fdr: fdr_config(overrides.fdr_url, overrides.fdr_subscription_key, &file.fdr)?.map(
+                |mut c| {
+                    c.client.tls = outbound_tls.clone();
+                    c
+                },
+            ),
+            tls,
+            access,
+            insecure: overrides.insecure,
         })
     }
 }

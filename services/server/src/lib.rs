@@ -7,9 +7,12 @@
 
 pub mod admin;
 pub mod config;
+pub mod dev_certs;
 pub mod io_config;
 pub mod report;
 pub mod telemetry;
+pub mod tls;
+pub mod tls_config;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use incasso_grpc::access::{AccessLayer, AccessPolicy};
 use incasso_grpc::message_size::MessageSizeLayer;
 use incasso_grpc::pb::citizen_payments_service_server::CitizenPaymentsServiceServer;
 use incasso_grpc::pb::ledger_service_server::LedgerServiceServer;
@@ -46,12 +50,15 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     station: incasso_node::service::StationConfig,
     soap_body_limit_bytes: usize,
+    soap_subscription_keys: Vec<String>,
     aca: Option<incasso_relay::aca::AcaConfig>,
     io: Option<incasso_relay::app_io::IoConfig>,
     fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
     fdr: Option<incasso_fdr::FdrConfig>,
     parked_retry_interval: std::time::Duration,
     treasury_accounts: incasso_store::reconciliation::TreasuryAccounts,
+    tls: Option<tls::ServerTls>,
+    access: AccessPolicy,
 }
 
 impl std::fmt::Debug for Application {
@@ -93,12 +100,15 @@ impl Application {
         let shutdown_grace = settings.shutdown_grace;
         let station = settings.station.clone();
         let soap_body_limit_bytes = settings.soap_body_limit_bytes;
+        let soap_subscription_keys = settings.soap_subscription_keys.clone();
         let soap_listen = settings.soap_listen;
         let aca = settings.aca.clone();
         let io = settings.io.clone();
         let fascicolo = settings.fascicolo.clone();
         let treasury_accounts = settings.treasury_accounts.clone();
         let fdr = settings.fdr.clone();
+        let tls = refuse_open_plaintext(&settings)?;
+        let access = settings.access.clone();
         let db = migrate(&settings).await?;
         let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
@@ -127,12 +137,15 @@ impl Application {
             shutdown_grace,
             station,
             soap_body_limit_bytes,
+            soap_subscription_keys,
             aca,
             io,
             fascicolo,
             fdr,
             parked_retry_interval,
             treasury_accounts,
+            tls,
+            access,
         })
     }
 
@@ -213,7 +226,6 @@ impl Application {
             .register_encoded_file_descriptor_set(incasso_grpc::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let incoming = TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true));
         let notices = NoticeServiceServer::new(NoticeApi::new(self.store.clone()))
             .max_decoding_message_size(GRPC_MAX_REQUEST_BYTES);
         let ledger = LedgerServiceServer::new(LedgerApi::new(self.store.clone()))
@@ -235,13 +247,32 @@ impl Application {
             self.station.clone(),
             incasso_node::xml::Limits::default(),
         );
-        let soap_router = incasso_node::http::router(node, self.soap_body_limit_bytes);
-        let soap_server = axum::serve(self.soap_listener, soap_router)
-            .with_graceful_shutdown(async {
-                let _ = soap_stopped.await;
-            })
-            .into_future();
-        let soap_task = tokio::spawn(soap_server);
+        let soap_router = incasso_node::http::router_with_keys(
+            node,
+            self.soap_body_limit_bytes,
+            self.soap_subscription_keys.clone(),
+        );
+        let soap_stopped = async {
+            let _ = soap_stopped.await;
+        };
+        let soap_task = match &self.tls {
+            Some(tls) => tokio::spawn(
+                axum::serve(tls.soap_incoming(self.soap_listener), soap_router)
+                    .with_graceful_shutdown(soap_stopped)
+                    .into_future(),
+            ),
+            None => tokio::spawn(
+                axum::serve(self.soap_listener, soap_router)
+                    .with_graceful_shutdown(soap_stopped)
+                    .into_future(),
+            ),
+        };
+        let (stop_tls, tls_stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls_task = self.tls.clone().map(|tls| {
+            tokio::spawn(tls.watch(async {
+                let _ = tls_stopped.await;
+            }))
+        });
         let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
         let relay_task = match self.aca.clone() {
             Some(config) => {
@@ -306,11 +337,13 @@ impl Application {
         tracing::info!(%soap_addr, path = incasso_node::http::PATH, "incasso paForNode SOAP listening");
         tracing::info!(%addr, "incasso gRPC listening");
         tracing::info!(%admin_addr, "incasso admin listening: /livez /readyz /metrics");
-        let server = Server::builder()
+        let router = Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             // Around every route, health and reflection included: an over-size request is
             // RESOURCE_EXHAUSTED whichever service it was for.
             .layer(MessageSizeLayer)
+            // Every call is checked here, before any handler runs.
+            .layer(AccessLayer::new(self.access.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_alpha)
@@ -318,11 +351,21 @@ impl Application {
             .add_service(ledger)
             .add_service(receipts)
             .add_service(citizen_payments)
-            .add_service(reconciliation)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            });
-        tokio::pin!(server);
+            .add_service(reconciliation);
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        type Serving =
+            std::pin::Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+        let mut server: Serving = match &self.tls {
+            Some(tls) => Box::pin(
+                router.serve_with_incoming_shutdown(tls.grpc_incoming(self.grpc_listener), stopped),
+            ),
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
+                stopped,
+            )),
+        };
         tokio::select! {
             result = &mut server => return result.map_err(Into::into),
             () = shutdown => {}
@@ -344,6 +387,7 @@ impl Application {
         let _ = stop_fascicolo.send(());
         let _ = stop_fdr.send(());
         let _ = stop_parked.send(());
+        let _ = stop_tls.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
             let grpc = server.await;
@@ -361,6 +405,9 @@ impl Application {
                 let _ = poller.await;
             }
             let _ = parked_task.await;
+            if let Some(watcher) = tls_task {
+                let _ = watcher.await;
+            }
             (grpc, soap)
         };
         match tokio::time::timeout(self.shutdown_grace, drained).await {
@@ -376,4 +423,36 @@ impl Application {
         tracing::info!("incasso stopped");
         Ok(())
     }
+}
+
+/// The listeners' TLS, loaded; without it, plaintext, which is refused on an address other
+/// than loopback unless `--insecure` says the network in between is trusted.
+fn refuse_open_plaintext(settings: &Settings) -> anyhow::Result<Option<tls::ServerTls>> {
+    if let Some(tls) = &settings.tls {
+        let tls = tls::ServerTls::load(tls)?;
+        if !tls.authenticates_clients() {
+            tracing::warn!(
+                "tls.client_ca is not set: gRPC clients are not authenticated and may call everything"
+            );
+        }
+        return Ok(Some(tls));
+    }
+    for (listener, addr) in [
+        ("gRPC", settings.grpc_listen),
+        ("SOAP", settings.soap_listen),
+    ] {
+        if addr.ip().is_loopback() {
+            continue;
+        }
+        anyhow::ensure!(
+            settings.insecure,
+            "refusing to serve {listener} in plaintext on {addr}, which is not a loopback \
+             address: configure [tls] (cert, key, client_ca) or pass --insecure"
+        );
+        tracing::warn!(%addr, "--insecure: serving {listener} in plaintext on a non-loopback address");
+    }
+    tracing::warn!(
+        "no [tls] configured: gRPC and SOAP are plaintext and every caller may call everything"
+    );
+    Ok(None)
 }

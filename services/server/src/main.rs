@@ -55,6 +55,17 @@ enum Command {
         /// Admin listen address: /livez, /readyz, /metrics [default: 127.0.0.1:9090].
         #[arg(long, env = "INCASSO_ADMIN_LISTEN")]
         admin_listen: Option<String>,
+        /// Serve gRPC and SOAP in plaintext on an address other than loopback (without
+        /// [tls]); only behind a network that encrypts and authenticates for incasso.
+        #[arg(long, env = "INCASSO_INSECURE")]
+        insecure: bool,
+    },
+    /// Writes a development CA, a server certificate for localhost and 127.0.0.1, one client
+    /// certificate per role and an incasso.toml using them. For a developer's machine only.
+    DevCerts {
+        /// The folder to write into (created if missing).
+        #[arg(long, default_value = "dev-certs")]
+        out: PathBuf,
     },
     /// Applies pending database migrations and exits.
     Migrate,
@@ -265,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: cli.database_url.clone(),
         encryption_key_hex: std::env::var("INCASSO_ENCRYPTION_KEY_HEX").ok(),
         fiscal_code_pepper_hex: std::env::var("INCASSO_FISCAL_CODE_PEPPER_HEX").ok(),
+        node_subscription_keys: std::env::var("INCASSO_NODE_SUBSCRIPTION_KEYS").ok(),
         aca_url: std::env::var("INCASSO_ACA_URL").ok(),
         io_url: std::env::var("INCASSO_IO_URL").ok(),
         aca_subscription_key: std::env::var("INCASSO_ACA_SUBSCRIPTION_KEY").ok(),
@@ -455,11 +467,22 @@ async fn main() -> anyhow::Result<()> {
             let store = incasso_server::open_store(settings).await?;
             recon::run(&store, &accounts, fdr, command).await?;
         }
+        Command::DevCerts { out } => {
+            let config = incasso_server::dev_certs::generate(&out)?;
+            println!("{}", incasso_server::dev_certs::sample_config());
+            println!(
+                "# written to {}; run: incasso --config {} serve",
+                out.display(),
+                config.display()
+            );
+        }
         Command::Serve {
             grpc_listen,
             soap_listen,
             admin_listen,
+            insecure,
         } => {
+            overrides.insecure = insecure;
             overrides.grpc_listen = grpc_listen;
             overrides.soap_listen = soap_listen;
             overrides.admin_listen = admin_listen;

@@ -63,6 +63,17 @@ pub struct ListQuery {
     pub page_size: i32,
     /// From the previous page.
     pub page_token: String,
+    /// The caller's scope, on top of the filters: `None` for everything.
+    pub scope: Option<ListScope>,
+}
+
+/// The creditors and kinds a caller may see: a list returns nothing else.
+#[derive(Debug, Clone, Default)]
+pub struct ListScope {
+    /// Creditors' fiscal codes.
+    pub creditors: Vec<String>,
+    /// Kinds.
+    pub kinds: Vec<DebtKind>,
 }
 
 /// One page of positions, newest first.
@@ -524,6 +535,11 @@ impl Store {
         }
         if let Some(state) = query.state {
             select = select.filter(state_condition(state, today));
+        }
+        if let Some(scope) = &query.scope {
+            select = select
+                .filter(debt_position::Column::CreditorFiscalCode.is_in(scope.creditors.clone()))
+                .filter(debt_position::Column::Kind.is_in(scope.kinds.iter().map(|k| k.as_str())));
         }
         if let Some(after) = after {
             select = select.filter(debt_position::Column::Id.lt(after));

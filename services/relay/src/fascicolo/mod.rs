@@ -53,6 +53,8 @@ pub struct FascicoloConfig {
     pub retry_max: Duration,
     /// Per-call timeout, connection included; the lease on a batch is three of these.
     pub request_timeout: Duration,
+    /// The CA and client certificate, for an `https://` URL.
+    pub tls: crate::outbound_tls::OutboundTls,
 }
 
 impl FascicoloConfig {
@@ -67,6 +69,7 @@ impl FascicoloConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
+            tls: crate::outbound_tls::OutboundTls::default(),
         }
     }
 
@@ -112,6 +115,13 @@ pub fn relay(store: Store, config: &FascicoloConfig) -> Result<FascicoloRelay, F
         .timeout(config.request_timeout)
         .connect_timeout(config.request_timeout)
         .tcp_nodelay(true);
+    let endpoint = if config.url.starts_with("https://") {
+        endpoint
+            .tls_config(config.tls.tonic())
+            .map_err(|e| FascicoloError::InvalidUrl(e.to_string()))?
+    } else {
+        endpoint
+    };
     let client = pb::payment_history_service_client::PaymentHistoryServiceClient::new(
         endpoint.connect_lazy(),
     );
