@@ -230,6 +230,7 @@ impl IoClient {
         let response = self
             .http
             .post(format!("{}/profiles", self.base_url))
+            .headers(incasso_telemetry::propagation::current_headers())
             .header("Ocp-Apim-Subscription-Key", key)
             .json(&ProfileRequest {
                 fiscal_code: fiscal_code.as_str(),
@@ -259,6 +260,7 @@ impl IoClient {
         let response = self
             .http
             .post(format!("{}/messages", self.base_url))
+            .headers(incasso_telemetry::propagation::current_headers())
             .header("Ocp-Apim-Subscription-Key", key)
             .json(&message_body(message))
             .send()

@@ -301,6 +301,7 @@ impl Store {
             .collect()
     }
 
+    #[tracing::instrument(name = "reconciliation.import", skip_all, fields(kind = %document.kind))]
     async fn import_read(
         &self,
         name: &str,
@@ -466,6 +467,8 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        labels::count_labels(&catch_up);
+        labels::count_labels(&changes);
         Ok(outcome)
     }
 
@@ -478,6 +481,7 @@ impl Store {
         let (_, catch_up) = current(&txn, creditor).await?;
         let written = labels::write(&txn, creditor, &catch_up, None, now).await?;
         txn.commit().await?;
+        labels::count_labels(&catch_up);
         Ok(written)
     }
 }
