@@ -5,7 +5,7 @@
 //! the migrations this binary carries, and the replica is not shutting down. gRPC's `grpc.health.v1.Health` follows the same
 //! check ([`HealthSync`]). `/metrics` is Prometheus text whose gauges are read from the
 //! database at scrape time, so every replica reports the same backlog, beside this replica's
-request, receipt and reconciliation counters ([`incasso_telemetry::metrics`]). Nothing here names a
+//! request, receipt and reconciliation counters ([`incasso_telemetry::metrics`]). Nothing here names a
 //! citizen, a key or the database URL: the answers go to whoever can reach the port.
 
 use std::sync::Arc;
