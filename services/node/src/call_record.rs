@@ -22,7 +22,10 @@ tokio::task_local! {
 /// Notes the call's primitive (its name as the Node spells it).
 pub(crate) fn primitive(name: &'static str) {
     let _ = CALL.try_with(|facts| {
-        facts.lock().unwrap_or_else(PoisonError::into_inner).primitive = Some(name);
+        facts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .primitive = Some(name);
     });
 }
 

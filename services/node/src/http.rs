@@ -64,7 +64,7 @@ async fn handle(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Body
         // Still read within the limit, so the refusal can use the operation and the creditor
         // the body names.
         return soap(endpoint.service.refuse(
-                &headers,
+            &headers,
             action.as_deref(),
             Some(&bytes),
             "the content type must be text/xml (SOAP 1.1)",

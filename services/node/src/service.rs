@@ -22,6 +22,7 @@ use incasso_store::{AppError, Store};
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::call_record;
 use crate::message::{
     self, GetPaymentRequest, Header, Operation, Request, SendRtRequest, SyntaxError, TransferType,
     VerifyRequest,
@@ -29,7 +30,6 @@ use crate::message::{
 use crate::response::{
     self, Fault, FaultCode, PaymentOptionView, PaymentView, TransferView, VerifyView,
 };
-use crate::call_record;
 use crate::xml::Limits;
 
 /// Who incasso is on the PagoPA Node: its intermediary (broker) and stations, the creditors

@@ -20,8 +20,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tracing::Instrument;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use incasso_store::outbox::{ClaimedEvent, FollowUp, Rewind, TopicEvent, retry_delay_ms};
 use incasso_store::{AppError, Store};

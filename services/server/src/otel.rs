@@ -87,7 +87,8 @@ impl Otel {
                 MetricExporter::builder().with_http().build(),
             ),
         };
-        let spans = spans.map_err(|e| anyhow::anyhow!("{ENDPOINT_VAR}: cannot export spans: {e}"))?;
+        let spans =
+            spans.map_err(|e| anyhow::anyhow!("{ENDPOINT_VAR}: cannot export spans: {e}"))?;
         let metrics =
             metrics.map_err(|e| anyhow::anyhow!("{ENDPOINT_VAR}: cannot export metrics: {e}"))?;
         let resource = resource();
@@ -191,7 +192,9 @@ pub async fn sample_backlog(
     let _parked = meter
         .u64_observable_gauge("incasso.receipts.parked")
         .with_unit("{receipt}")
-        .with_description("Receipts acknowledged to the Node whose booking failed and is being retried")
+        .with_description(
+            "Receipts acknowledged to the Node whose booking failed and is being retried",
+        )
         .with_callback(move |observer| {
             let backlog = parked.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(count) = backlog.parked {
@@ -207,7 +210,10 @@ pub async fn sample_backlog(
         .with_callback(move |observer| {
             let backlog = pending.lock().unwrap_or_else(PoisonError::into_inner);
             for topic in &backlog.topics {
-                observer.observe(topic.pending, &[KeyValue::new("topic", topic.topic.clone())]);
+                observer.observe(
+                    topic.pending,
+                    &[KeyValue::new("topic", topic.topic.clone())],
+                );
             }
         })
         .build();

@@ -27,9 +27,7 @@ pub fn init() -> anyhow::Result<Option<Otel>> {
     let fmt = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(std::io::stderr);
-    let registry = tracing_subscriber::registry()
-        .with(filter)
-        .with(otel_layer);
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     if json {
         registry.with(fmt.json()).init();
     } else {

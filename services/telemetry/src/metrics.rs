@@ -175,7 +175,8 @@ impl Metrics {
             KeyValue::new("outcome", outcome.to_owned()),
         ];
         self.node_requests.add(1, &attributes);
-        self.node_duration.record(elapsed.as_secs_f64(), &attributes);
+        self.node_duration
+            .record(elapsed.as_secs_f64(), &attributes);
         let labels = NodeLabels {
             primitive: primitive.to_owned(),
             outcome: outcome.to_owned(),
