@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{MetricExporter, SpanExporter};
+use opentelemetry_otlp::{MetricExporter, SpanExporter, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -66,6 +66,48 @@ fn resource() -> Resource {
         .build()
 }
 
+/// The OTLP/HTTP client: hyper, driven on the runtime that built it. The exporters send from
+/// threads of their own, where hyper (which needs a tokio reactor) cannot run; each request
+/// is handed to the runtime and awaited from there.
+#[derive(Debug)]
+struct OnRuntime {
+    runtime: tokio::runtime::Handle,
+    client: Arc<opentelemetry_http::hyper::HyperClient>,
+}
+
+impl OnRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let timeout_ms = std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT")
+            .ok()
+            .and_then(|ms| ms.trim().parse::<u64>().ok())
+            .unwrap_or(10_000);
+        Ok(Self {
+            runtime: tokio::runtime::Handle::try_current().map_err(|_| {
+                anyhow::anyhow!("OTLP over HTTP needs the tokio runtime to be running")
+            })?,
+            client: Arc::new(
+                opentelemetry_http::hyper::HyperClient::with_default_connector(
+                    Duration::from_millis(timeout_ms),
+                    None,
+                ),
+            ),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OnRuntime {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = Arc::clone(&self.client);
+        self.runtime
+            .spawn(async move { client.send_bytes(request).await })
+            .await?
+    }
+}
+
 /// Whoever set the global providers last; [`flush`] pushes their buffers out.
 static INSTALLED: OnceLock<(SdkTracerProvider, SdkMeterProvider)> = OnceLock::new();
 
@@ -83,8 +125,14 @@ impl Otel {
                 MetricExporter::builder().with_tonic().build(),
             ),
             Protocol::HttpProtobuf => (
-                SpanExporter::builder().with_http().build(),
-                MetricExporter::builder().with_http().build(),
+                SpanExporter::builder()
+                    .with_http()
+                    .with_http_client(OnRuntime::new()?)
+                    .build(),
+                MetricExporter::builder()
+                    .with_http()
+                    .with_http_client(OnRuntime::new()?)
+                    .build(),
             ),
         };
         let spans =

@@ -1,7 +1,7 @@
 //! Spans and metrics as an operator's OpenTelemetry collector receives them: the real
 //! `incasso` binary, as a child process configured only by the standard `OTEL_*` variables,
 //! exports over OTLP/gRPC to a small collector in this test (a tonic server for the OTLP
-//! trace and metrics services). A gRPC call and paForNode calls that carry a W3C
+//! trace and metrics services), and over OTLP/HTTP (protobuf) to an axum one. A gRPC call and paForNode calls that carry a W3C
 //! `traceparent` must come back as spans of the caller's trace, nested under the call's span;
 //! the request, receipt, backlog and pool metrics must arrive with their units; the same
 //! counters must be on the admin `/metrics`; and nothing exported may contain the fiscal codes
@@ -80,9 +80,69 @@ impl MetricsService for Collector {
     }
 }
 
+/// How the server exports.
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn variable(self) -> &'static str {
+        match self {
+            Self::Grpc => "grpc",
+            Self::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
 impl Collector {
-    /// Serves OTLP/gRPC on a free port until the test ends.
-    async fn start() -> anyhow::Result<(Self, SocketAddr)> {
+    /// Serves OTLP over `protocol` on a free port until the test ends.
+    async fn start(protocol: Protocol) -> anyhow::Result<(Self, SocketAddr)> {
+        match protocol {
+            Protocol::Grpc => Self::start_grpc().await,
+            Protocol::HttpProtobuf => Self::start_http().await,
+        }
+    }
+
+    /// OTLP/HTTP with protobuf bodies: `POST /v1/traces` and `POST /v1/metrics`.
+    async fn start_http() -> anyhow::Result<(Self, SocketAddr)> {
+        use axum::body::Bytes;
+        use axum::extract::State;
+        use axum::http::StatusCode;
+        use axum::routing::post;
+
+        async fn traces(State(collector): State<Collector>, body: Bytes) -> StatusCode {
+            let Ok(request) = ExportTraceServiceRequest::decode(body.clone()) else {
+                return StatusCode::BAD_REQUEST;
+            };
+            let mut received = collector.0.lock().unwrap();
+            received.raw.extend_from_slice(&body);
+            received.traces.push(request);
+            StatusCode::OK
+        }
+        async fn metrics(State(collector): State<Collector>, body: Bytes) -> StatusCode {
+            let Ok(request) = ExportMetricsServiceRequest::decode(body.clone()) else {
+                return StatusCode::BAD_REQUEST;
+            };
+            let mut received = collector.0.lock().unwrap();
+            received.raw.extend_from_slice(&body);
+            received.metrics.push(request);
+            StatusCode::OK
+        }
+        let collector = Self::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let router = axum::Router::new()
+            .route("/v1/traces", post(traces))
+            .route("/v1/metrics", post(metrics))
+            .with_state(collector.clone());
+        tokio::spawn(axum::serve(listener, router).into_future());
+        Ok((collector, addr))
+    }
+
+    /// OTLP/gRPC: the trace and metrics services.
+    async fn start_grpc() -> anyhow::Result<(Self, SocketAddr)> {
         let collector = Self::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -169,8 +229,11 @@ fn traceparent(trace: &str, span: &str) -> String {
 /// The personal data the test sends: the sample debtor, and the payer of the receipt.
 const PERSONAL: [&str; 4] = ["RSSMRA80A01F205X", "Mario Rossi", "Mario", "Rossi"];
 
-async fn spans_and_metrics_reach_the_collector(engine: Engine) -> anyhow::Result<()> {
-    let (collector, collector_addr) = Collector::start().await?;
+async fn spans_and_metrics_reach_the_collector(
+    engine: Engine,
+    protocol: Protocol,
+) -> anyhow::Result<()> {
+    let (collector, collector_addr) = Collector::start(protocol).await?;
     let database = TestDatabase::create(engine).await?;
     let server = ServerProcess::start_with_env(
         binary(),
@@ -180,7 +243,10 @@ async fn spans_and_metrics_reach_the_collector(engine: Engine) -> anyhow::Result
                 "OTEL_EXPORTER_OTLP_ENDPOINT",
                 format!("http://{collector_addr}"),
             ),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+            (
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+                protocol.variable().to_owned(),
+            ),
             ("OTEL_SERVICE_NAME", "incasso-under-test".to_owned()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200".to_owned()),
@@ -371,10 +437,20 @@ async fn spans_and_metrics_reach_the_collector(engine: Engine) -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_the_collector_postgres() -> anyhow::Result<()> {
-    spans_and_metrics_reach_the_collector(Engine::Postgres).await
+    spans_and_metrics_reach_the_collector(Engine::Postgres, Protocol::Grpc).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_the_collector_sqlite() -> anyhow::Result<()> {
-    spans_and_metrics_reach_the_collector(Engine::Sqlite).await
+    spans_and_metrics_reach_the_collector(Engine::Sqlite, Protocol::Grpc).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_metrics_reach_the_collector_over_http_postgres() -> anyhow::Result<()> {
+    spans_and_metrics_reach_the_collector(Engine::Postgres, Protocol::HttpProtobuf).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_and_metrics_reach_the_collector_over_http_sqlite() -> anyhow::Result<()> {
+    spans_and_metrics_reach_the_collector(Engine::Sqlite, Protocol::HttpProtobuf).await
 }
