@@ -3,7 +3,8 @@
 //! exports over OTLP/gRPC to a small collector in this test (a tonic server for the OTLP
 //! trace and metrics services), and over OTLP/HTTP (protobuf) to an axum one. A gRPC call and paForNode calls that carry a W3C
 //! `traceparent` must come back as spans of the caller's trace, nested under the call's span;
-//! the request, receipt, backlog and pool metrics must arrive with their units; the same
+//! the relay's call to (a fake) ACA must carry the context of its round's span; the
+//! request, receipt, backlog and pool metrics must arrive with their units; the same
 //! counters must be on the admin `/metrics`; and nothing exported may contain the fiscal codes
 //! or names the test used. On PostgreSQL and SQLite.
 
@@ -32,6 +33,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 use incasso_grpc::pb;
+use incasso_integration_tests::fake_aca::{FakeAca, SUBSCRIPTION_KEY};
 use incasso_integration_tests::node_simulator::{self as node, Caller, element_text, request};
 use incasso_integration_tests::process::ServerProcess;
 use incasso_integration_tests::requests;
@@ -234,6 +236,7 @@ async fn spans_and_metrics_reach_the_collector(
     protocol: Protocol,
 ) -> anyhow::Result<()> {
     let (collector, collector_addr) = Collector::start(protocol).await?;
+    let aca = FakeAca::start().await?;
     let database = TestDatabase::create(engine).await?;
     let server = ServerProcess::start_with_env(
         binary(),
@@ -248,6 +251,8 @@ async fn spans_and_metrics_reach_the_collector(
                 protocol.variable().to_owned(),
             ),
             ("OTEL_SERVICE_NAME", "incasso-under-test".to_owned()),
+            ("INCASSO_ACA_URL", aca.base_url()),
+            ("INCASSO_ACA_SUBSCRIPTION_KEY", SUBSCRIPTION_KEY.to_owned()),
             ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
             ("OTEL_METRIC_EXPORT_INTERVAL", "200".to_owned()),
         ],
@@ -308,6 +313,22 @@ async fn spans_and_metrics_reach_the_collector(
     )
     .await?;
     assert_eq!(element_text(&sent.body, "outcome"), Some("OK"), "{sent:?}");
+
+    // The position goes to ACA (paid by now, so as a closing), with the relay round's trace
+    // context.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while aca.with(|s| s.calls.is_empty()) {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ACA got nothing: {:?}\n{}",
+            aca.with(|s| s.calls.clone()),
+            server.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let aca_traceparent = aca
+        .with(|s| s.traceparents.first().cloned())
+        .expect("the call to ACA carried no traceparent");
 
     // The same counters, for those who scrape.
     let scraped = request(server.admin_addr, "GET", "/metrics", &[], b"").await?;
@@ -392,6 +413,24 @@ async fn spans_and_metrics_reach_the_collector(
         );
     }
 
+    // The call to ACA continued the relay round's span.
+    let delivery = spans
+        .iter()
+        .find(|s| {
+            s.name == "relay.deliver"
+                && aca_traceparent
+                    == format!(
+                        "00-{}-{}-01",
+                        hex::encode(&s.trace_id),
+                        hex::encode(&s.span_id)
+                    )
+        })
+        .unwrap_or_else(|| panic!("no relay span sent {aca_traceparent}: {names:?}"));
+    assert_eq!(
+        string_attribute(&delivery.attributes, "topic").as_deref(),
+        Some("aca.position")
+    );
+
     // The metrics, with their units.
     let metrics = collector.metrics();
     for (name, unit) in [
@@ -405,6 +444,7 @@ async fn spans_and_metrics_reach_the_collector(
         ("incasso.outbox.oldest_pending_age", "s"),
         ("incasso.outbox.dead_letters", "{event}"),
         ("incasso.db.pool.connections", "{connection}"),
+        ("incasso.relay.deliveries", "{delivery}"),
     ] {
         let metric = metrics.iter().find(|m| m.name == name).unwrap_or_else(|| {
             panic!(
