@@ -268,6 +268,17 @@ async fn spans_and_metrics_reach_the_collector(
     );
     let position = notices.create_debt_position(create).await?.into_inner();
     let installment: pb::Installment = position.payment_options[0].installments[0].clone();
+    // A refused call is counted with its status code.
+    let missing = notices
+        .get_debt_position(pb::GetDebtPositionRequest {
+            lookup: Some(pb::get_debt_position_request::Lookup::Id(
+                "01a241f0-2768-7167-8ac5-619336fbe1cc".to_owned(),
+            )),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
 
     // paForNode calls inside the Node's trace: a verify and the receipt.
     let soap = |action: &'static str, body: String| {
@@ -344,6 +355,7 @@ async fn spans_and_metrics_reach_the_collector(
         .unwrap_or_else(|| panic!("no CreateDebtPosition count:\n{}", scraped.body));
     assert!(create_count.ends_with(" 1"), "{create_count}");
     for expected in [
+        "incasso_rpc_requests_total{method=\"/incasso.v1.NoticeService/GetDebtPosition\",code=\"NOT_FOUND\"} 1",
         "# TYPE incasso_rpc_duration_seconds histogram",
         "incasso_node_requests_total{primitive=\"paVerifyPaymentNotice\",outcome=\"OK\"} 1",
         "incasso_node_requests_total{primitive=\"paSendRTV2\",outcome=\"OK\"} 1",
