@@ -3,7 +3,8 @@
 //! exports over OTLP/gRPC to a small collector in this test (a tonic server for the OTLP
 //! trace and metrics services), and over OTLP/HTTP (protobuf) to an axum one. A gRPC call and paForNode calls that carry a W3C
 //! `traceparent` must come back as spans of the caller's trace, nested under the call's span;
-//! the relay's call to (a fake) ACA must carry the context of its round's span; the
+//! a reconciliation import's span must nest under its upload; the relay's call to (a fake)
+//! ACA must carry the context of its round's span; the
 //! request, receipt, backlog and pool metrics must arrive with their units; the same
 //! counters must be on the admin `/metrics`; and nothing exported may contain the fiscal codes
 //! or names the test used. On PostgreSQL and SQLite.
@@ -32,12 +33,19 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::reconciliation::{
+    FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
+};
 use incasso_grpc::pb;
+use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
 use incasso_integration_tests::fake_aca::{FakeAca, SUBSCRIPTION_KEY};
 use incasso_integration_tests::node_simulator::{self as node, Caller, element_text, request};
 use incasso_integration_tests::process::ServerProcess;
 use incasso_integration_tests::requests;
+use incasso_reconciliation::testing::fdr_xml;
 use incasso_store::testing::{Engine, TestDatabase};
+use time::macros::{date, datetime};
 
 fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_incasso"))
@@ -325,6 +333,40 @@ async fn spans_and_metrics_reach_the_collector(
     .await?;
     assert_eq!(element_text(&sent.body, "outcome"), Some("OK"), "{sent:?}");
 
+    // The PSP's reporting flow for the payment, uploaded inside the caller's trace.
+    let flow = ReportingFlow {
+        flow_id: FlowId::parse("2026-11-24BCITITMM-S000000001")?,
+        revision: 0,
+        created_at: datetime!(2026-11-24 06:00 UTC),
+        psp_id: "BCITITMM".to_owned(),
+        trn: "TRN-BCITITMM".to_owned(),
+        regulation_date: date!(2026 - 11 - 24),
+        total_cents: installment.amount_cents,
+        lines: vec![FlowLine {
+            key: TransferKey::new(
+                Iuv::parse(&installment.iuv)?,
+                "otel-receipt",
+                TransferIndex::new(1)?,
+            )?,
+            amount_cents: installment.amount_cents,
+            outcome: OutcomeCode::Executed,
+            paid_on: date!(2026 - 11 - 20),
+        }],
+    };
+    let mut import = tonic::Request::new(tokio_stream::iter(vec![pb::ImportDocumentRequest {
+        file_name: "flow.xml".to_owned(),
+        content: fdr_xml(&flow, requests::MILANO).into_bytes(),
+    }]));
+    import.metadata_mut().insert(
+        "traceparent",
+        traceparent(CALLER_TRACE, CALLER_SPAN).parse()?,
+    );
+    let imported = ReconciliationServiceClient::new(server.channel().await?)
+        .import_document(import)
+        .await?
+        .into_inner();
+    assert!(imported.label_changes > 0, "{imported:?}");
+
     // The position goes to ACA (paid by now, so as a closing), with the relay round's trace
     // context.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -425,6 +467,18 @@ async fn spans_and_metrics_reach_the_collector(
         );
     }
 
+    // The import nests under the upload's handler, inside the caller's trace.
+    let import_span = spans
+        .iter()
+        .find(|s| s.name == "reconciliation.import")
+        .unwrap_or_else(|| panic!("no import span: {names:?}"));
+    let upload = spans
+        .iter()
+        .find(|s| s.span_id == import_span.parent_span_id)
+        .unwrap_or_else(|| panic!("the import span has no exported parent: {names:?}"));
+    assert_eq!(upload.name, "ImportDocument");
+    assert_eq!(hex::encode(&import_span.trace_id), CALLER_TRACE);
+
     // The call to ACA continued the relay round's span.
     let delivery = spans
         .iter()
@@ -457,6 +511,7 @@ async fn spans_and_metrics_reach_the_collector(
         ("incasso.outbox.dead_letters", "{event}"),
         ("incasso.db.pool.connections", "{connection}"),
         ("incasso.relay.deliveries", "{delivery}"),
+        ("incasso.reconciliation.labels", "{label}"),
     ] {
         let metric = metrics.iter().find(|m| m.name == name).unwrap_or_else(|| {
             panic!(
