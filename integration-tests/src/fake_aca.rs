@@ -93,6 +93,8 @@ pub struct FakeAcaState {
     in_flight: HashMap<String, usize>,
     /// Subscription keys seen.
     pub keys: Vec<String>,
+    /// W3C `traceparent` headers seen, in order.
+    pub traceparents: Vec<String>,
     /// What to do next.
     pub behaviour: Behaviour,
 }
@@ -321,6 +323,9 @@ async fn create(
 }
 
 async fn answer(state: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> (u16, Value) {
+    if let Some(traceparent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        lock(state).traceparents.push(traceparent.to_owned());
+    }
     let key = subscription_key(headers, uri);
     if let Some(key) = &key {
         lock(state).keys.push(key.clone());

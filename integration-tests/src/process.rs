@@ -29,6 +29,8 @@ pub struct ServerProcess {
     pub grpc_addr: SocketAddr,
     /// Where the paForNode SOAP endpoint listens.
     pub soap_addr: SocketAddr,
+    /// Where the admin listener (`/livez`, `/readyz`, `/metrics`) listens.
+    pub admin_addr: SocketAddr,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -37,24 +39,28 @@ impl ServerProcess {
     /// registry and the development keys, the same at every start, so a restarted server
     /// reads what the previous one wrote) and waits until both listeners are up.
     pub async fn start(binary: &Path, database_url: &str) -> anyhow::Result<Self> {
-        Self::start_with(binary, database_url, &[]).await
+        Self::start_with_env(binary, database_url, &[]).await
     }
 
-    /// [`ServerProcess::start`], with `env` (e.g. `INCASSO_FASCICOLO_URL`) set for the server.
-    pub async fn start_with(
+    /// [`ServerProcess::start`] with more environment variables (`OTEL_*`, say).
+    pub async fn start_with_env(
         binary: &Path,
         database_url: &str,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary);
         // Nothing of the test's environment configures the server (a developer's
-        // INCASSO_CONFIG, keys or log filter).
+        // INCASSO_CONFIG, keys, log filter or OpenTelemetry collector).
         for (name, _) in std::env::vars_os() {
             let name_text = name.to_string_lossy();
-            if name_text.starts_with("INCASSO_") || name_text == "RUST_LOG" {
+            if name_text.starts_with("INCASSO_")
+                || name_text.starts_with("OTEL_")
+                || name_text == "RUST_LOG"
+            {
                 command.env_remove(&name);
             }
         }
+        command.envs(env.iter().map(|(name, value)| (*name, value.as_str())));
         let mut child = command
             .arg("serve")
             .env("INCASSO_DATABASE_URL", database_url)
@@ -64,7 +70,6 @@ impl ServerProcess {
             .env("INCASSO_LOG_FORMAT", "json")
             .env("INCASSO_LOG", "info")
             .env("INCASSO_SHUTDOWN_GRACE_SECONDS", "2")
-            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -83,16 +88,21 @@ impl ServerProcess {
             }
         });
         let deadline = Instant::now() + START_TIMEOUT;
-        let (grpc_addr, soap_addr) = loop {
+        let (grpc_addr, soap_addr, admin_addr) = loop {
             let found = {
                 let lines = log.lock().map_err(|_| anyhow::anyhow!("log poisoned"))?;
                 (
                     find_addr(&lines, "incasso gRPC listening", "addr"),
                     find_addr(&lines, "incasso paForNode SOAP listening", "soap_addr"),
+                    find_addr(
+                        &lines,
+                        "incasso admin listening: /livez /readyz /metrics",
+                        "admin_addr",
+                    ),
                 )
             };
-            if let (Some(grpc), Some(soap)) = found {
-                break (grpc, soap);
+            if let (Some(grpc), Some(soap), Some(admin)) = found {
+                break (grpc, soap, admin);
             }
             if let Some(status) = child.try_wait()? {
                 bail!(
@@ -111,6 +121,7 @@ impl ServerProcess {
             child,
             grpc_addr,
             soap_addr,
+            admin_addr,
             log,
         })
     }

@@ -207,6 +207,7 @@ impl FdrClient {
             .http
             .get(url)
             .query(query)
+            .headers(incasso_telemetry::propagation::current_headers())
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(key) = &self.config.subscription_key {
             request = request.header(SUBSCRIPTION_KEY_HEADER, key);

@@ -70,6 +70,7 @@ async fn handle(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Body
         Ok(bytes) => bytes,
         Err(_) => {
             return soap(endpoint.service.refuse(
+                &headers,
                 action.as_deref(),
                 None,
                 &format!("the message exceeds {} bytes", endpoint.body_limit_bytes),
@@ -80,12 +81,18 @@ async fn handle(State(endpoint): State<Endpoint>, headers: HeaderMap, body: Body
         // Still read within the limit, so the refusal can use the operation and the creditor
         // the body names.
         return soap(endpoint.service.refuse(
+            &headers,
             action.as_deref(),
             Some(&bytes),
             "the content type must be text/xml (SOAP 1.1)",
         ));
     }
-    soap(endpoint.service.handle(&bytes, action.as_deref()).await)
+    soap(
+        endpoint
+            .service
+            .handle_traced(&headers, &bytes, action.as_deref())
+            .await,
+    )
 }
 
 async fn wrong_method(State(endpoint): State<Endpoint>, method: Method) -> Response {

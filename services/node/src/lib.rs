@@ -3,6 +3,7 @@
 //! flows and the treasury statements. It starts empty: the foundation issue only reserves its
 //! place in the dependency graph (domain <- store <- node <- server).
 
+mod call_record;
 pub mod http;
 pub mod message;
 pub mod response;

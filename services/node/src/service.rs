@@ -15,11 +15,14 @@ use incasso_domain::debt_position::{
     DebtPosition, EffectiveInstallmentState, Installment, KindDetails,
 };
 use incasso_domain::validation::format_date;
-use incasso_store::receipts::{ReceiptFacts, ReceiptInput, ReceiptPrimitive, ReceiptTransferInput};
+use incasso_store::receipts::{
+    ReceiptFacts, ReceiptInput, ReceiptOutcome, ReceiptPrimitive, ReceiptTransferInput,
+};
 use incasso_store::{AppError, Store};
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::call_record;
 use crate::message::{
     self, GetPaymentRequest, Header, Operation, Request, SendRtRequest, SyntaxError, TransferType,
     VerifyRequest,
@@ -249,8 +252,20 @@ fn record(field: &str, value: &str) {
     tracing::Span::current().record(field, value);
 }
 
+/// Records the primitive on the span and for the request metrics.
+fn record_primitive(operation: Operation) {
+    record("primitive", operation.name());
+    call_record::primitive(operation.name());
+}
+
+/// Records the outcome on the span and for the request metrics.
+fn record_outcome(outcome: &'static str) {
+    record("outcome", outcome);
+    call_record::outcome(outcome);
+}
+
 fn ok(body: String) -> Reply {
-    record("outcome", "OK");
+    record_outcome("OK");
     Reply { status: 200, body }
 }
 
@@ -280,20 +295,54 @@ impl NodeService {
 
     /// Answers one SOAP message. `soap_action` is the SOAPAction header, if any.
     pub async fn handle(&self, body: &[u8], soap_action: Option<&str>) -> Reply {
-        async {
-            let reply = self.answer(body, soap_action).await;
-            tracing::info!(status = reply.status, "answered");
-            reply
-        }
-        .instrument(call_span())
+        self.handle_traced(&http::HeaderMap::new(), body, soap_action)
+            .await
+    }
+
+    /// [`NodeService::handle`] for a message that came with `headers`: a W3C `traceparent`
+    /// among them becomes the parent of the call's span.
+    pub async fn handle_traced(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        soap_action: Option<&str>,
+    ) -> Reply {
+        let span = call_span();
+        incasso_telemetry::propagation::set_parent_from_headers(&span, headers);
+        call_record::measure(
+            async {
+                let reply = self.answer(body, soap_action).await;
+                tracing::info!(status = reply.status, "answered");
+                reply
+            }
+            .instrument(span),
+        )
         .await
     }
 
     /// Answers a message the HTTP layer refused before handing it over (wrong content type:
     /// `body` is what was read; over the size limit: no body): a KO of the operation the
     /// body or the SOAPAction names, or a SOAP Fault when neither does.
-    pub fn refuse(&self, soap_action: Option<&str>, body: Option<&[u8]>, reason: &str) -> Reply {
-        let _entered = call_span().entered();
+    pub fn refuse(
+        &self,
+        headers: &http::HeaderMap,
+        soap_action: Option<&str>,
+        body: Option<&[u8]>,
+        reason: &str,
+    ) -> Reply {
+        call_record::measure_now(|| self.refuse_now(headers, soap_action, body, reason))
+    }
+
+    fn refuse_now(
+        &self,
+        headers: &http::HeaderMap,
+        soap_action: Option<&str>,
+        body: Option<&[u8]>,
+        reason: &str,
+    ) -> Reply {
+        let span = call_span();
+        incasso_telemetry::propagation::set_parent_from_headers(&span, headers);
+        let _entered = span.entered();
         let peek = body.map(message::peek).unwrap_or_default();
         self.record_peek(&peek);
         let operation = peek
@@ -311,8 +360,12 @@ impl NodeService {
     /// A SOAP 1.1 Fault with `status` for a call that is no paForNode request at all (another
     /// path, another HTTP method): never an empty or HTML answer.
     pub fn not_a_request(&self, status: u16, reason: &str) -> Reply {
+        call_record::measure_now(|| Self::not_a_request_now(status, reason))
+    }
+
+    fn not_a_request_now(status: u16, reason: &str) -> Reply {
         let _entered = call_span().entered();
-        record("outcome", "SOAP Fault");
+        record_outcome("SOAP Fault");
         record("fault_code", FaultCode::SintassiExtraXsd.code());
         tracing::warn!(status, %reason, "call refused");
         Reply {
@@ -323,7 +376,7 @@ impl NodeService {
 
     fn record_peek(&self, peek: &message::Peek) {
         if let Some(operation) = peek.operation {
-            record("primitive", operation.name());
+            record_primitive(operation);
         }
         if let Some(id_pa) = &peek.id_pa {
             record("creditor", id_pa);
@@ -350,7 +403,7 @@ impl NodeService {
         record("fault_code", code.code());
         match operation {
             Some(operation) => {
-                record("outcome", "KO");
+                record_outcome("KO");
                 Reply {
                     status: 200,
                     body: response::ko(
@@ -364,7 +417,7 @@ impl NodeService {
                 }
             }
             None => {
-                record("outcome", "SOAP Fault");
+                record_outcome("SOAP Fault");
                 Reply {
                     status: 500,
                     body: response::soap_fault(code, &description),
@@ -389,7 +442,7 @@ impl NodeService {
         };
         let operation = request.operation();
         let id_pa = request.header().id_pa.clone();
-        record("primitive", operation.name());
+        record_primitive(operation);
         record("creditor", &id_pa);
         let result = match action_mismatch(soap_action, operation) {
             Some(refusal) => Err(refusal),
@@ -562,6 +615,12 @@ impl NodeService {
             .await
             .map_err(Refusal::ReceiptNotStored)?;
         tracing::info!(outcome = ?outcome, "receipt acknowledged");
+        incasso_telemetry::metrics().receipt(match outcome {
+            ReceiptOutcome::Recorded(classification) => classification.as_str(),
+            ReceiptOutcome::Redelivered => "redelivered",
+            ReceiptOutcome::Conflict => "conflict",
+            ReceiptOutcome::Parked => "parked",
+        });
         Ok(ok(response::send_rt_ok(operation)))
     }
 

@@ -327,6 +327,7 @@ impl AcaPublisher {
         let mut call = self
             .client
             .post(format!("{}/paCreatePosition", self.config.base_url))
+            .headers(incasso_telemetry::propagation::current_headers())
             .json(request);
         if let Some(key) = &self.config.subscription_key {
             call = call.header("Ocp-Apim-Subscription-Key", key);

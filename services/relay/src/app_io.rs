@@ -246,6 +246,7 @@ impl IoClient {
         let response = self
             .http
             .post(format!("{}/profiles", self.base_url))
+            .headers(incasso_telemetry::propagation::current_headers())
             .header("Ocp-Apim-Subscription-Key", key)
             .json(&ProfileRequest {
                 fiscal_code: fiscal_code.as_str(),
@@ -275,6 +276,7 @@ impl IoClient {
         let response = self
             .http
             .post(format!("{}/messages", self.base_url))
+            .headers(incasso_telemetry::propagation::current_headers())
             .header("Ocp-Apim-Subscription-Key", key)
             .json(&message_body(message))
             .send()

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use time::OffsetDateTime;
+use tracing::Instrument;
 
 use incasso_store::outbox::{ClaimedEvent, FollowUp, Rewind, TopicEvent, retry_delay_ms};
 use incasso_store::{AppError, Store};
@@ -107,6 +108,17 @@ pub trait Publisher: Send + Sync + 'static {
         lease: &Lease,
         batch: &[Claimed<Self::Event>],
     ) -> impl Future<Output = Vec<Outcome<Self::Event>>> + Send;
+}
+
+/// The outcome's name in the delivery metrics.
+fn outcome_name<E>(outcome: &Outcome<E>) -> &'static str {
+    match outcome {
+        Outcome::Delivered(_) => "delivered",
+        Outcome::Retry(_) => "retry",
+        Outcome::Dead(_) => "dead",
+        Outcome::Resend { .. } => "resend",
+        Outcome::LeaseLost => "lease_lost",
+    }
 }
 
 /// Renews the leases of a claim.
@@ -243,7 +255,18 @@ impl<P: Publisher> Relay<P> {
         let outcomes = if batch.is_empty() {
             Vec::new()
         } else {
-            self.publisher.publish(&lease, &batch).await
+            // One span per delivery round, the parent of the calls it makes (and of the trace
+            // context they carry to the receiver).
+            let span = tracing::info_span!(
+                "relay.deliver",
+                topic = P::Event::TOPIC,
+                receiver = self.publisher.name(),
+                events = batch.len(),
+            );
+            self.publisher
+                .publish(&lease, &batch)
+                .instrument(span)
+                .await
         };
         if outcomes.len() != batch.len() {
             return Err(AppError::Internal(format!(
@@ -256,11 +279,13 @@ impl<P: Publisher> Relay<P> {
         let mut delivered = Vec::new();
         let mut result = Ok(count);
         for (event, error) in unreadable {
+            incasso_telemetry::metrics().delivery(P::Event::TOPIC, "dead");
             if let Err(e) = self.record(&event, Outcome::Dead(error)).await {
                 result = Err(e);
             }
         }
         for (claimed, outcome) in batch.into_iter().zip(outcomes) {
+            incasso_telemetry::metrics().delivery(P::Event::TOPIC, outcome_name(&outcome));
             if matches!(outcome, Outcome::Delivered(None)) {
                 delivered.push(claimed.event);
                 continue;

@@ -4,7 +4,8 @@
 //! a round trip (a ping on a pooled connection) within [`READY_TIMEOUT`] and holds exactly
 //! the migrations this binary carries, and the replica is not shutting down. gRPC's `grpc.health.v1.Health` follows the same
 //! check ([`HealthSync`]). `/metrics` is Prometheus text whose gauges are read from the
-//! database at scrape time, so every replica reports the same backlog. Nothing here names a
+//! database at scrape time, so every replica reports the same backlog, beside this replica's
+//! request, receipt and reconciliation counters ([`incasso_telemetry::metrics`]). Nothing here names a
 //! citizen, a key or the database URL: the answers go to whoever can reach the port.
 
 use std::sync::Arc;
@@ -350,6 +351,9 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         "1 when the database answered this scrape's queries in time",
         database_up,
     );
+    // The request, receipt, reconciliation and delivery instruments, recorded as they happen
+    // in this replica (the same values OTLP exports).
+    incasso_telemetry::metrics().register(&mut registry);
     let mut text = String::new();
     if prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).is_err() {
         return (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response();

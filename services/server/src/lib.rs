@@ -10,6 +10,8 @@ pub mod config;
 pub mod dev_certs;
 pub mod io_config;
 pub mod report;
+pub mod otel;
+pub mod rpc_metrics;
 pub mod telemetry;
 pub mod tls;
 pub mod tls_config;
@@ -334,11 +336,26 @@ impl Application {
                     .await;
             })
         };
+        let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
+        let sampler_task = tokio::spawn(otel::sample_backlog(
+            self.store.clone(),
+            otel::export_interval(),
+            async {
+                let _ = sampler_stopped.await;
+            },
+        ));
         tracing::info!(%soap_addr, path = incasso_node::http::PATH, "incasso paForNode SOAP listening");
         tracing::info!(%addr, "incasso gRPC listening");
         tracing::info!(%admin_addr, "incasso admin listening: /livez /readyz /metrics");
         let router = Server::builder()
-            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
+            .trace_fn(|request| {
+                let span = tracing::info_span!("grpc", method = %request.uri().path());
+                // The caller's W3C trace context, if any, is the call's parent.
+                incasso_telemetry::propagation::set_parent_from_headers(&span, request.headers());
+                span
+            })
+            // Outside the size layer, so a refusal is counted with the code the caller sees.
+            .layer(rpc_metrics::RpcMetricsLayer)
             // Around every route, health and reflection included: an over-size request is
             // RESOURCE_EXHAUSTED whichever service it was for.
             .layer(MessageSizeLayer)
@@ -388,6 +405,7 @@ impl Application {
         let _ = stop_fdr.send(());
         let _ = stop_parked.send(());
         let _ = stop_tls.send(());
+        let _ = stop_sampler.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
         let drained = async {
             let grpc = server.await;
@@ -408,6 +426,7 @@ impl Application {
             if let Some(watcher) = tls_task {
                 let _ = watcher.await;
             }
+            let _ = sampler_task.await;
             (grpc, soap)
         };
         match tokio::time::timeout(self.shutdown_grace, drained).await {
@@ -421,6 +440,8 @@ impl Application {
         let _ = stop_admin.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), admin_task).await;
         tracing::info!("incasso stopped");
+        // The exporters block while they send; the runtime's other threads drive the sending.
+        let _ = tokio::task::spawn_blocking(otel::flush).await;
         Ok(())
     }
 }

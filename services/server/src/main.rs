@@ -266,7 +266,16 @@ enum LedgerCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    let otel = telemetry::init()?;
+    let result = run().await;
+    if let Some(otel) = otel {
+        // Blocks while the last spans and metrics are sent, on the runtime's other threads.
+        let _ = tokio::task::spawn_blocking(move || otel.shutdown()).await;
+    }
+    result
+}
+
+async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let file = match &cli.config {
         Some(path) => FileConfig::load(path)?,

@@ -144,6 +144,26 @@ bank_ibans = ["IT60X0542811101000000123457"]
     );
 }
 
+#[test]
+fn an_otlp_protocol_incasso_does_not_speak_is_refused_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = incasso()
+        .current_dir(dir.path())
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317")
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{stderr}");
+    assert!(stderr.contains("http/json"), "{stderr}");
+    assert!(
+        !dir.path().join("incasso.db").exists(),
+        "nothing created on a bad configuration"
+    );
+}
+
 fn verify(database_url: &str, extra: &[&str]) -> std::process::Output {
     incasso()
         .env("INCASSO_DATABASE_URL", database_url)

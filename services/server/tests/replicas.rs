@@ -96,10 +96,10 @@ async fn three_replicas_on_one_database_issue_book_and_publish_everything_once()
     let env = [("INCASSO_FASCICOLO_URL", fascicolo.url())];
     // The first replica migrates the new database; the other two start on it at once, as
     // pods do after the chart's migration Job.
-    let first = ServerProcess::start_with(binary(), &database.url, &env).await?;
+    let first = ServerProcess::start_with_env(binary(), &database.url, &env).await?;
     let (second, third) = tokio::join!(
-        ServerProcess::start_with(binary(), &database.url, &env),
-        ServerProcess::start_with(binary(), &database.url, &env),
+        ServerProcess::start_with_env(binary(), &database.url, &env),
+        ServerProcess::start_with_env(binary(), &database.url, &env),
     );
     let mut replicas = vec![first, second?, third?];
 

@@ -204,6 +204,8 @@ impl FascicoloPublisher {
         let request = pb::PushEventsRequest {
             events: events.iter().map(|(_, e)| e.clone()).collect(),
         };
+        let mut request = tonic::Request::new(request);
+        incasso_telemetry::propagation::inject_into_metadata(request.metadata_mut());
         let response = self.client.clone().push_events(request).await?.into_inner();
         let accepted: HashSet<&str> = response
             .accepted_event_ids

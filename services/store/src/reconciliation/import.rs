@@ -303,6 +303,7 @@ impl Store {
             .collect()
     }
 
+    #[tracing::instrument(name = "reconciliation.import", skip_all, fields(kind = %document.kind))]
     async fn import_read(
         &self,
         name: &str,
@@ -473,6 +474,8 @@ impl Store {
         outcome.ledger_entries_posted =
             books::post(&txn, &creditor, reconciler.evidence(), now).await?;
         txn.commit().await?;
+        labels::count_labels(&catch_up);
+        labels::count_labels(&changes);
         Ok(outcome)
     }
 
@@ -487,6 +490,7 @@ impl Store {
         let written = labels::write(&txn, creditor, &catch_up, None, now).await?;
         books::post(&txn, creditor, reconciler.evidence(), now).await?;
         txn.commit().await?;
+        labels::count_labels(&catch_up);
         Ok(written)
     }
 }

@@ -97,6 +97,23 @@ pub(crate) async fn stored(
         .collect()
 }
 
+/// Counts the label changes among `changes`, committed, by the label given (`none` when a
+/// subject lost its label), for the reconciliation metrics.
+pub(crate) fn count_labels(changes: &[Relabel]) {
+    let mut given: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for change in changes.iter().filter(|c| c.is_label_change()) {
+        let label = change
+            .current
+            .as_ref()
+            .and_then(|c| c.label)
+            .map_or("none", Label::code);
+        *given.entry(label).or_default() += 1;
+    }
+    for (label, count) in given {
+        incasso_telemetry::metrics().reconciliation_labels(label, count);
+    }
+}
+
 /// Writes the changes: the label rows, and a history row for each label change.
 pub(crate) async fn write(
     db: &impl ConnectionTrait,
