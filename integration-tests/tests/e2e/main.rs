@@ -19,6 +19,7 @@ mod node_messages;
 mod notices;
 mod receipt_service;
 mod receipts;
+mod recon_evidence;
 mod recon_report;
 mod reconciliation_books;
 mod reconciliation_service;

@@ -11,22 +11,20 @@ use std::io::Read;
 use std::path::Path;
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
-use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::{
-    FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
-};
+use incasso_domain::reconciliation::TransferKey;
 use incasso_grpc::pb;
 use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, ReceiptSpec};
 use incasso_integration_tests::requests::{self, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_reconciliation::CamtVersion;
-use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt};
 use incasso_server::report::csv::{CsvReport, CsvStyle};
 use incasso_server::report::xlsx::XlsxReport;
 use incasso_server::report::{ReportRange, write_report};
-use time::macros::{date, datetime};
+use time::macros::date;
 
 use crate::on_both_engines;
+use crate::recon_evidence::{flow, line, transfer_key};
 
 on_both_engines!(the_finance_office_opens_the_report_of_a_range);
 
@@ -39,37 +37,7 @@ const LOST_IUV: &str = "12999999999999942";
 const OLD_IUV: &str = "12999999999999950";
 
 fn key(iuv: &str, receipt_id: &str) -> TransferKey {
-    TransferKey::new(
-        Iuv::parse(iuv).unwrap(),
-        receipt_id,
-        TransferIndex::new(1).unwrap(),
-    )
-    .unwrap()
-}
-
-fn flow(id: &str, psp: &str, regulation_date: time::Date, lines: Vec<FlowLine>) -> String {
-    fdr_xml(
-        &ReportingFlow {
-            flow_id: FlowId::parse(id).unwrap(),
-            revision: 0,
-            created_at: datetime!(2026-11-24 06:00 UTC),
-            psp_id: psp.to_owned(),
-            trn: format!("TRN-{psp}"),
-            regulation_date,
-            total_cents: lines.iter().map(|l| l.amount_cents).sum(),
-            lines,
-        },
-        MILANO,
-    )
-}
-
-fn line(key: TransferKey, amount_cents: i64, paid_on: time::Date) -> FlowLine {
-    FlowLine {
-        key,
-        amount_cents,
-        outcome: OutcomeCode::Executed,
-        paid_on,
-    }
+    transfer_key(iuv, receipt_id, 1)
 }
 
 async fn import(app: &TestApp, name: &str, document: &str) -> anyhow::Result<()> {

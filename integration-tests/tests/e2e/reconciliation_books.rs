@@ -8,10 +8,7 @@
 
 use tonic::Code;
 
-use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::{
-    FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
-};
+use incasso_domain::reconciliation::TransferKey;
 use incasso_grpc::pb;
 use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
 use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
@@ -19,11 +16,12 @@ use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, Recei
 use incasso_integration_tests::requests::{self, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_reconciliation::CamtVersion;
-use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt};
 use time::macros::{date, datetime};
 use tonic::transport::Channel;
 
 use crate::on_both_engines;
+use crate::recon_evidence::{flow_at, line, transfer_key};
 
 on_both_engines!(an_auditor_follows_each_euro_from_receipt_to_flow_to_bank);
 
@@ -40,12 +38,7 @@ const LOST_IUV: &str = "12999999999999942";
 const SHORT_IUV: &str = "12999999999999950";
 
 fn key(iuv: &str, receipt_id: &str) -> TransferKey {
-    TransferKey::new(
-        Iuv::parse(iuv).unwrap(),
-        receipt_id,
-        TransferIndex::new(1).unwrap(),
-    )
-    .unwrap()
+    transfer_key(iuv, receipt_id, 1)
 }
 
 fn flow_document(
@@ -54,25 +47,11 @@ fn flow_document(
     lines: &[(TransferKey, i64)],
     created_at: time::OffsetDateTime,
 ) -> String {
-    let flow = ReportingFlow {
-        flow_id: FlowId::parse(id).unwrap(),
-        revision: 0,
-        created_at,
-        psp_id: psp.to_owned(),
-        trn: format!("TRN-{psp}"),
-        regulation_date: date!(2026 - 11 - 24),
-        total_cents: lines.iter().map(|(_, c)| c).sum(),
-        lines: lines
-            .iter()
-            .map(|(key, amount_cents)| FlowLine {
-                key: key.clone(),
-                amount_cents: *amount_cents,
-                outcome: OutcomeCode::Executed,
-                paid_on: date!(2026 - 11 - 23),
-            })
-            .collect(),
-    };
-    fdr_xml(&flow, MILANO)
+    let lines = lines
+        .iter()
+        .map(|(key, amount_cents)| line(key.clone(), *amount_cents, date!(2026 - 11 - 23)))
+        .collect();
+    flow_at(id, psp, date!(2026 - 11 - 24), lines, created_at)
 }
 
 async fn import(

@@ -9,10 +9,6 @@
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::{
-    FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
-};
 use incasso_grpc::pb;
 use incasso_grpc::pb::ReconciliationLabel as L;
 use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
@@ -20,11 +16,12 @@ use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, Recei
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_reconciliation::CamtVersion;
-use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt};
 use time::macros::{date, datetime};
 use tonic::transport::Channel;
 
 use crate::on_both_engines;
+use crate::recon_evidence::{flow, flow_at, line, transfer_key as key};
 
 on_both_engines!(
     the_finance_office_follows_receipts_flows_and_credits,
@@ -45,54 +42,6 @@ const LOST_IUV: &str = "12999999999999942";
 const OLD_IUV: &str = "12999999999999950";
 
 type Client = ReconciliationServiceClient<Channel>;
-
-fn key(iuv: &str, receipt_id: &str, index: i64) -> TransferKey {
-    TransferKey::new(
-        Iuv::parse(iuv).unwrap(),
-        receipt_id,
-        TransferIndex::new(index).unwrap(),
-    )
-    .unwrap()
-}
-
-fn line(key: TransferKey, amount_cents: i64, paid_on: time::Date) -> FlowLine {
-    FlowLine {
-        key,
-        amount_cents,
-        outcome: OutcomeCode::Executed,
-        paid_on,
-    }
-}
-
-fn flow(id: &str, psp: &str, regulation_date: time::Date, lines: Vec<FlowLine>) -> String {
-    flow_at(
-        id,
-        psp,
-        regulation_date,
-        lines,
-        datetime!(2026-11-24 06:00 UTC),
-    )
-}
-
-fn flow_at(
-    id: &str,
-    psp: &str,
-    regulation_date: time::Date,
-    lines: Vec<FlowLine>,
-    created_at: time::OffsetDateTime,
-) -> String {
-    let flow = ReportingFlow {
-        flow_id: FlowId::parse(id).unwrap(),
-        revision: 0,
-        created_at,
-        psp_id: psp.to_owned(),
-        trn: format!("TRN-{psp}"),
-        regulation_date,
-        total_cents: lines.iter().map(|l| l.amount_cents).sum(),
-        lines,
-    };
-    fdr_xml(&flow, MILANO)
-}
 
 /// Uploads `document` in chunks of `chunk` bytes.
 async fn import(
