@@ -284,15 +284,33 @@ impl<P: Publisher> Relay<P> {
                 result = Err(e);
             }
         }
+        // A receiver that is down fails a whole round: one warning for the round, not one per
+        // event (each event's retry is logged at debug).
+        let mut retried: Option<(usize, String)> = None;
         for (claimed, outcome) in batch.into_iter().zip(outcomes) {
             incasso_telemetry::metrics().delivery(P::Event::TOPIC, outcome_name(&outcome));
             if matches!(outcome, Outcome::Delivered(None)) {
                 delivered.push(claimed.event);
                 continue;
             }
+            if let Outcome::Retry(error) = &outcome {
+                match &mut retried {
+                    Some((count, _)) => *count += 1,
+                    None => retried = Some((1, error.clone())),
+                }
+            }
             if let Err(e) = self.record(&claimed.event, outcome).await {
                 result = Err(e);
             }
+        }
+        if let Some((events, first_error)) = retried {
+            tracing::warn!(
+                topic = P::Event::TOPIC,
+                events,
+                error = %first_error,
+                "{} delivery failed: will retry with backoff",
+                self.publisher.name()
+            );
         }
         let marked = self.store.outbox_delivered_many(&delivered).await?;
         let lost = u64::try_from(delivered.len())
@@ -341,7 +359,7 @@ impl<P: Publisher> Relay<P> {
             }
             Outcome::Retry(error) => {
                 let delay = policy.retry_delay_ms(event.attempts);
-                tracing::warn!(event = %event.id, attempts = event.attempts, delay_ms = delay, %error, "{name} delivery failed: will retry");
+                tracing::debug!(event = %event.id, attempts = event.attempts, delay_ms = delay, %error, "{name} delivery failed: will retry");
                 self.store.outbox_failed(event, &error, Some(delay)).await?
             }
             Outcome::Resend { from } => match self.store.outbox_rewind(event, from).await? {
