@@ -17,6 +17,7 @@ mod node;
 mod node_conformance;
 mod node_messages;
 mod notices;
+mod outbound_tls;
 mod receipt_service;
 mod receipts;
 mod recon_evidence;
