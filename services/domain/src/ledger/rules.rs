@@ -17,11 +17,13 @@ use crate::fiscal_code::OrganizationFiscalCode;
 /// Net amounts per account.
 pub type Amounts = BTreeMap<Account, i64>;
 
-fn add(amounts: &mut Amounts, account: Account, cents: i64) {
+/// Adds `cents` to `account`'s amount.
+pub(super) fn add(amounts: &mut Amounts, account: Account, cents: i64) {
     *amounts.entry(account).or_insert(0) += cents;
 }
 
-fn lines(amounts: Amounts) -> Vec<Line> {
+/// The non-zero amounts as entry lines.
+pub(super) fn lines(amounts: Amounts) -> Vec<Line> {
     amounts
         .into_iter()
         .filter(|(_, cents)| *cents != 0)

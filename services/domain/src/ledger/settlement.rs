@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::rules::Amounts;
+use super::rules::{Amounts, add, lines};
 use super::{Account, Cause, EntryDraft, EventType, Line};
 use crate::fiscal_code::OrganizationFiscalCode;
 use crate::notice_number::Iuv;
@@ -89,24 +89,13 @@ pub fn cashed_key(credit: &CreditId) -> String {
     format!("cashed:{}", credit.as_str())
 }
 
-fn add(amounts: &mut Amounts, account: Account, cents: i64) {
-    *amounts.entry(account).or_insert(0) += cents;
-}
-
 /// `target − posted`, without zero lines.
 fn difference(target: &Amounts, posted: &Amounts) -> Vec<Line> {
     let mut delta = target.clone();
     for (account, cents) in posted {
         add(&mut delta, account.clone(), -cents);
     }
-    delta
-        .into_iter()
-        .filter(|(_, cents)| *cents != 0)
-        .map(|(account, amount_cents)| Line {
-            account,
-            amount_cents,
-        })
-        .collect()
+    lines(delta)
 }
 
 fn bounded(mut text: String) -> String {
