@@ -47,7 +47,9 @@ def ensure_packages() -> None:
     except ImportError:
         pass
     python = VENV / "bin" / "python"
-    if Path(sys.executable).resolve() == python.resolve() and python.exists():
+    # sys.prefix, not the executable: a virtualenv's python is a symlink to the interpreter
+    # that made it, so both resolve to the same file.
+    if Path(sys.prefix).resolve() == VENV.resolve():
         sys.exit("helm/ci/check.py: the packages are missing from " + str(VENV))
     if not python.exists():
         print(f"creating {VENV}", flush=True)
