@@ -219,6 +219,10 @@ fn describe(outcome: &ImportOutcome) -> String {
         ));
     }
     parts.push(format!("{} label changes", outcome.label_changes));
+    parts.push(format!(
+        "{} ledger entries posted",
+        outcome.ledger_entries_posted
+    ));
     format!(
         "{}: {} for {}: {}",
         outcome.file,
