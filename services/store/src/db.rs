@@ -12,6 +12,10 @@
 //! positions' and the ledger head's row locks until TCP keepalive noticed, and every other
 //! replica's receipts would wait behind it. incasso never leaves a transaction idle: each one
 //! runs its statements back to back and commits.
+//!
+//! PostgreSQL's JIT compilation is off for incasso's sessions: its statements are short OLTP
+//! ones, and a plan whose estimate crosses `jit_above_cost` (an outbox claim over a large
+//! queue, say) spent more time compiling (tens of milliseconds) than executing.
 
 use std::time::Duration;
 
@@ -50,7 +54,10 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         options
             .max_connections(max_connections.max(2))
             .map_sqlx_postgres_opts(move |opts| {
-                opts.options([("idle_in_transaction_session_timeout", idle.as_str())])
+                opts.options([
+                    ("idle_in_transaction_session_timeout", idle.as_str()),
+                    ("jit", "off"),
+                ])
             });
     }
     Database::connect(options)

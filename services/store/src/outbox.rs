@@ -263,23 +263,30 @@ impl crate::Store {
         let lease_until = micros_after(now_micros, lease_ms);
         let lease_token = Uuid::new_v4();
         let backend = self.db().get_database_backend();
-        let skip_locked = match backend {
-            DbBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-            _ => "",
+        // The aggregate's "head" is its leased event if it has one, else its first pending
+        // event; a due event is claimable when it is its aggregate's head. One scalar
+        // subquery per candidate, probing the aggregate's queue index, whatever the planner
+        // knows of the table (a NOT EXISTS anti-join became a scan of the whole queue per
+        // candidate on a table without statistics, just after a bulk load). On PostgreSQL
+        // the claimed ids are gathered first and updated by primary key: `id IN (subquery)`
+        // made the update hash-join against the whole table, delivered events included.
+        let (skip_locked, open, close) = match backend {
+            DbBackend::Postgres => (" FOR UPDATE SKIP LOCKED", "id = ANY(ARRAY(", "))"),
+            _ => ("", "id IN (", ")"),
         };
         let statement = placeholders(
             backend,
             &format!(
                 "UPDATE outbox_event SET next_attempt_at = ?, attempts = attempts + 1, \
                  lease_token = ? \
-                 WHERE id IN (SELECT e.id FROM outbox_event e \
+                 WHERE {open}SELECT e.id FROM outbox_event e \
                  WHERE e.topic = ? AND e.state = 'pending' AND e.next_attempt_at <= ? \
-                 AND NOT EXISTS (SELECT 1 FROM outbox_event o \
+                 AND e.id = (SELECT o.id FROM outbox_event o \
                  WHERE o.topic = e.topic AND o.aggregate_id = e.aggregate_id \
-                 AND o.state = 'pending' AND (o.order_micros < e.order_micros \
-                 OR (o.order_micros = e.order_micros AND o.id < e.id) \
-                 OR (o.lease_token IS NOT NULL AND o.next_attempt_at > ?))) \
-                 ORDER BY e.next_attempt_at LIMIT ?{skip_locked}) \
+                 AND o.state = 'pending' \
+                 ORDER BY CASE WHEN o.lease_token IS NOT NULL AND o.next_attempt_at > ? \
+                 THEN 0 ELSE 1 END, o.order_micros, o.id LIMIT 1) \
+                 ORDER BY e.next_attempt_at LIMIT ?{skip_locked}{close} \
                  RETURNING id, topic, aggregate_id, payload, attempts, order_micros"
             ),
         );
