@@ -160,6 +160,9 @@ pub struct ReceiptsFileConfig {
     /// How many writers book batches concurrently (default 2 on PostgreSQL; SQLite has one
     /// writer whatever this says).
     pub writers: Option<usize>,
+    /// Microseconds a busy writer waits for more receipts before booking a batch that is not
+    /// full (default 0: books what is queued at once).
+    pub linger_us: Option<u64>,
     /// How often parked receipts whose next attempt is due are retried (default 5 seconds).
     pub parked_retry_interval_seconds: Option<u64>,
 }
@@ -499,6 +502,16 @@ impl Settings {
                     Some(n) => n.min(16),
                     None => 2,
                 }
+            },
+            linger: match file.receipts.linger_us {
+                // Past 50 ms a receipt's answer waits more than a batch saves.
+                Some(n) if n > 50_000 => {
+                    return Err(ConfigError::Invalid(
+                        "receipts.linger_us: at most 50000 (50 ms)".into(),
+                    ));
+                }
+                Some(n) => std::time::Duration::from_micros(n),
+                None => std::time::Duration::ZERO,
             },
         };
         Ok(Self {

@@ -21,6 +21,9 @@ pub struct ReceiptWriterConfig {
     pub max_batch: usize,
     /// How many writers book batches concurrently.
     pub writers: usize,
+    /// How long a writer whose previous batch held several receipts waits for more before
+    /// booking a batch that is not full. Zero books what is queued at once.
+    pub linger: std::time::Duration,
 }
 
 impl Default for ReceiptWriterConfig {
@@ -28,6 +31,7 @@ impl Default for ReceiptWriterConfig {
         Self {
             max_batch: 64,
             writers: 2,
+            linger: std::time::Duration::ZERO,
         }
     }
 }
@@ -65,10 +69,12 @@ pub(crate) fn start(store: Store, config: ReceiptWriterConfig) -> WriterHandle {
     let max_batch = config.max_batch.max(1);
     let (queue, receiver) = mpsc::channel::<Job>(max_batch * config.writers.max(1) * 4);
     let receiver = Arc::new(Mutex::new(receiver));
+    let linger = config.linger;
     for _ in 0..config.writers.max(1) {
         let receiver = Arc::clone(&receiver);
         let store = store.clone();
         tokio::spawn(async move {
+            let mut busy = false;
             loop {
                 let mut batch = Vec::with_capacity(max_batch);
                 {
@@ -83,7 +89,20 @@ pub(crate) fn start(store: Store, config: ReceiptWriterConfig) -> WriterHandle {
                             Err(_) => break,
                         }
                     }
+                    // Under load (the previous batch was not a lone receipt) a short wait
+                    // grows the batch: fewer statements and commits per receipt. A quiet
+                    // queue never waits.
+                    if busy && !linger.is_zero() && batch.len() < max_batch {
+                        let deadline = tokio::time::Instant::now() + linger;
+                        while batch.len() < max_batch {
+                            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                                Ok(Some(job)) => batch.push(job),
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    }
                 }
+                busy = batch.len() > 1;
                 let started = std::time::Instant::now();
                 // How long the batch's first receipt waited for a writer: with the batch
                 // size, what tells a busy writer from a quiet queue.
