@@ -29,9 +29,9 @@ use time::macros::date;
 use time::{Date, Duration};
 
 use incasso_domain::notice_number::{Iuv, IuvBase, NoticeNumber, SegregationCode};
+use incasso_domain::reconciliation::causale::MARKER_SPELLINGS;
 use incasso_domain::reconciliation::{
-    FlowId, FlowLine, FlowTreasuryState, Label, MARKER_SPELLINGS, OutcomeCode, ReportingFlow,
-    TransferIndex, TransferKey,
+    FlowId, FlowLine, FlowTreasuryState, Label, ReportingFlow, TransferIndex, TransferKey,
 };
 use incasso_grpc::pb;
 use incasso_reconciliation::testing::{

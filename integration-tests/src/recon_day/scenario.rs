@@ -13,7 +13,8 @@ use rand::seq::IndexedRandom;
 use rand_chacha::ChaCha8Rng;
 use time::{Date, Duration, OffsetDateTime, Time};
 
-use incasso_domain::reconciliation::{FlowTreasuryState, Label, MARKER_SPELLINGS, OutcomeCode};
+use incasso_domain::reconciliation::causale::MARKER_SPELLINGS;
+use incasso_domain::reconciliation::{FlowTreasuryState, Label, OutcomeCode};
 use incasso_grpc::pb;
 use incasso_reconciliation::CamtVersion;
 use incasso_reconciliation::testing::OpiSchema;
