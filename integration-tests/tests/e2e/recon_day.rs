@@ -7,7 +7,8 @@
 //! generator derives from its own scenario, not from incasso's classifier), and importing
 //! everything a second time changes nothing.
 //!
-//! `INCASSO_RECON_DAY_SEED` replaces each test's seed, to explore other days.
+//! `INCASSO_RECON_DAY_SEED` replaces each test's seed and `INCASSO_RECON_DAY_REPEATS` makes
+//! the day that many times bigger, to explore other days.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +56,14 @@ enum Order {
     BeforeReceipts,
 }
 
+/// The day's shape: the small one, or `INCASSO_RECON_DAY_REPEATS` times its scenarios.
+fn shape() -> DayShape {
+    std::env::var("INCASSO_RECON_DAY_REPEATS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or_else(DayShape::small, |repeats| DayShape::scaled(repeats, 6))
+}
+
 fn seed(default: u64) -> u64 {
     std::env::var("INCASSO_RECON_DAY_SEED")
         .ok()
@@ -96,7 +105,7 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
             .unwrap();
     })
     .await?;
-    let plan = Plan::generate(seed, DayShape::small());
+    let plan = Plan::generate(seed, shape());
     let issued = create_notices(&app, &plan).await?;
     let day = plan.day(&issued)?;
     let mut client = app.reconciliation().await?;
