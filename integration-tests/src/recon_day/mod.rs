@@ -169,6 +169,20 @@ impl Plan {
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         rng.set_stream(2);
         receipts.shuffle(&mut rng);
+        // The receipts the Node sends again, after the others.
+        let again: Vec<Receipt> = self
+            .scenario
+            .payments
+            .iter()
+            .filter(|p| p.delivery.is_some_and(|d| d.again))
+            .filter_map(|p| {
+                receipts
+                    .iter()
+                    .find(|r| r.spec.receipt_id == p.receipt_id)
+                    .cloned()
+            })
+            .collect();
+        receipts.extend(again);
         Ok(Day {
             receipts,
             documents: writer.documents()?,
@@ -221,7 +235,8 @@ pub struct Document {
 /// One generated day.
 #[derive(Debug, Clone)]
 pub struct Day {
-    /// Receipts, in the order the Node delivers them.
+    /// Receipts, in the order the Node delivers them; some are sent twice (the Node did not
+    /// hear the first answer).
     pub receipts: Vec<Receipt>,
     /// Every flow revision and treasury document.
     pub documents: Vec<Document>,
@@ -404,21 +419,28 @@ impl Writer<'_> {
             .collect()
     }
 
-    fn flow_line(&self, payment: usize, amount_cents: i64) -> anyhow::Result<FlowLine> {
+    /// The lines of a reported payment, one per transfer of Milan's.
+    fn flow_lines(&self, payment: usize) -> anyhow::Result<Vec<FlowLine>> {
         let p = &self.s.payments[payment];
         let reported = p
             .reported
             .ok_or_else(|| anyhow::anyhow!("payment {payment} is not reported"))?;
-        Ok(FlowLine {
-            key: TransferKey::new(
-                Iuv::parse(self.iuv(p.notice))?,
-                &p.receipt_id,
-                TransferIndex::new(1)?,
-            )?,
-            amount_cents,
-            outcome: reported.outcome,
-            paid_on: p.paid_at.date(),
-        })
+        self.s
+            .lines(payment)
+            .into_iter()
+            .map(|(id_transfer, amount_cents)| {
+                Ok(FlowLine {
+                    key: TransferKey::new(
+                        Iuv::parse(self.iuv(p.notice))?,
+                        &p.receipt_id,
+                        TransferIndex::new(i64::from(id_transfer))?,
+                    )?,
+                    amount_cents,
+                    outcome: reported.outcome,
+                    paid_on: p.paid_at.date(),
+                })
+            })
+            .collect()
     }
 
     fn documents(&self) -> anyhow::Result<Vec<Document>> {
@@ -426,7 +448,7 @@ impl Writer<'_> {
         for (f, flow) in self.s.flows.iter().enumerate() {
             let mut lines = Vec::new();
             for &p in &flow.lines {
-                lines.push(self.flow_line(p, self.s.line_cents(p))?);
+                lines.extend(self.flow_lines(p)?);
             }
             let latest = ReportingFlow {
                 flow_id: FlowId::parse(&flow.id)?,
@@ -515,8 +537,12 @@ impl Writer<'_> {
             CreditIntent::FlowPart { flow, part } => {
                 format!("/PUR/LGPE-RIVERSAMENTO/TXT/{part}/URI/{}", iuf(*flow))
             }
-            CreditIntent::Truncated { flow, keep } => {
-                format!("/PUR/LGPE-RIVERSAMENTO/URI/{}", &iuf(*flow)[..*keep])
+            CreditIntent::Truncated { flow, keep, also } => {
+                let cut = format!("/PUR/LGPE-RIVERSAMENTO/URI/{}", &iuf(*flow)[..*keep]);
+                match also {
+                    Some(named) => format!("/PUR/LGPE-RIVERSAMENTO/URI/{} {cut}", iuf(*named)),
+                    None => cut,
+                }
             }
             CreditIntent::Iuv { payment, rfs } => {
                 let p = &self.s.payments[*payment];
@@ -642,23 +668,21 @@ impl Writer<'_> {
             for (t, (beneficiary, cents)) in notice.transfers.iter().enumerate() {
                 let id_transfer = u32::try_from(t + 1).unwrap_or(u32::MAX);
                 let mine = *beneficiary == MILANO;
-                let line = p.reported.filter(|_| mine && t == 0);
+                // Every transfer of Milan's is a line of a reported payment; the PSP's
+                // mistake, if any, is on the first.
+                let line = p.reported.filter(|_| mine);
+                let delta_cents = line.map_or(0, |r| if t == 0 { r.delta_cents } else { 0 });
                 if p.delivery.is_none() && line.is_none() {
                     continue;
                 }
-                let flow_state = line.map(|r| {
-                    (
-                        s.flows[r.flow].state,
-                        r.delta_cents == 0,
-                    )
-                });
+                let flow_state = line.map(|r| (s.flows[r.flow].state, delta_cents == 0));
                 let label = mine.then(|| {
                     transfer_label(double, p.delivery.is_some(), flow_state, p.paid_by_iuv_credit)
                 });
                 let amount_cents = if p.delivery.is_some() {
                     *cents
                 } else {
-                    cents + line.map_or(0, |r| r.delta_cents)
+                    cents + delta_cents
                 };
                 let mut story = Vec::new();
                 if !mine {
@@ -685,8 +709,8 @@ impl Writer<'_> {
                         r.outcome.code(),
                         s.flows[r.flow].state.code()
                     ));
-                    if r.delta_cents != 0 {
-                        story.push(format!("line off by {} cents", r.delta_cents));
+                    if delta_cents != 0 {
+                        story.push(format!("line off by {delta_cents} cents"));
                     }
                 }
                 if p.paid_by_iuv_credit && mine {
@@ -726,10 +750,24 @@ impl Writer<'_> {
                     flows.clone(),
                     format!("pays {} flow(s), marker {spelling:?}", flows.len()),
                 ),
-                CreditIntent::FlowPart { flow, part } => {
-                    (vec![*flow], format!("part {part} of a flow paid in two"))
+                CreditIntent::FlowPart { flow, part } => (
+                    vec![*flow],
+                    format!(
+                        "part {part} of a flow paid in two{}",
+                        if c.label == Label::IufTesDivImp {
+                            " parts short of its total"
+                        } else {
+                            ""
+                        }
+                    ),
+                ),
+                CreditIntent::Truncated { also: None, .. } => {
+                    (Vec::new(), "truncated IUF".to_owned())
                 }
-                CreditIntent::Truncated { .. } => (Vec::new(), "truncated IUF".to_owned()),
+                CreditIntent::Truncated { also: Some(_), .. } => (
+                    Vec::new(),
+                    "a known IUF and a truncated one".to_owned(),
+                ),
                 CreditIntent::Iuv { rfs, .. } => (
                     Vec::new(),
                     format!("{} of a receipt no flow reports", if *rfs { "/RFS/" } else { "/RFB/" }),
@@ -767,7 +805,7 @@ impl Writer<'_> {
                     flow_id: flow.id.clone(),
                     state: flow.state,
                     total_cents: s.flow_total(f),
-                    line_count: flow.lines.len(),
+                    line_count: flow.lines.iter().map(|&p| s.lines(p).len()).sum(),
                     credit_ids,
                     revisions: if flow.revised { 2 } else { 1 },
                 }

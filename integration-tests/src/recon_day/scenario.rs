@@ -62,9 +62,19 @@ pub(super) struct Notice {
 }
 
 impl Notice {
-    /// Milan's transfer (always the first: incasso refuses a TARI whose TEFA comes first).
+    /// Milan's first transfer (always the first of all: incasso refuses a TARI whose TEFA
+    /// comes first).
     pub fn milan_cents(&self) -> i64 {
         self.transfers[0].1
+    }
+
+    /// Milan's transfers: (idTransfer, amount in cents).
+    pub fn milan_transfers(&self) -> impl Iterator<Item = (u32, i64)> + '_ {
+        self.transfers
+            .iter()
+            .zip(1u32..)
+            .filter(|((beneficiary, _), _)| *beneficiary == MILANO)
+            .map(|((_, cents), id)| (id, *cents))
     }
 }
 
@@ -75,6 +85,8 @@ pub(super) struct Delivery {
     pub v2: bool,
     /// `standIn` of the receipt.
     pub stand_in: bool,
+    /// The Node sends it again later (it missed the first answer).
+    pub again: bool,
 }
 
 /// A payment's line in a flow.
@@ -84,12 +96,13 @@ pub(super) struct Reported {
     pub flow: usize,
     /// `codiceEsitoSingoloPagamento`.
     pub outcome: OutcomeCode,
-    /// `singoloImportoPagato` less the receipt's `transferAmount` (0 but for the PSP's
-    /// mistakes).
+    /// `singoloImportoPagato` less the receipt's `transferAmount` on the payment's first
+    /// line (0 but for the PSP's mistakes).
     pub delta_cents: i64,
 }
 
-/// One payment of a notice: one receiptId/IUR.
+/// One payment of a notice: one receiptId/IUR. A reported payment has one line per transfer
+/// of Milan's.
 #[derive(Debug, Clone)]
 pub(super) struct Payment {
     pub notice: usize,
@@ -172,8 +185,12 @@ pub(super) enum CreditIntent {
     },
     /// Part `part` (`/TXT/<part>/`) of a flow paid by several transfers.
     FlowPart { flow: usize, part: u8 },
-    /// Names a flow by a truncated IUF.
-    Truncated { flow: usize, keep: usize },
+    /// Names a flow by a truncated IUF (after naming another flow in full, when `also`).
+    Truncated {
+        flow: usize,
+        keep: usize,
+        also: Option<usize>,
+    },
     /// `/RFB/` (or `/RFS/`) of a payment's IUV.
     Iuv { payment: usize, rfs: bool },
     /// `/RFB/` of an IUV nobody issued.
@@ -225,14 +242,25 @@ impl Scenario {
         self.flows[flow]
             .lines
             .iter()
-            .map(|&p| self.line_cents(p))
+            .flat_map(|&p| self.lines(p))
+            .map(|(_, cents)| cents)
             .sum()
     }
 
-    /// The `singoloImportoPagato` of a reported payment.
-    pub fn line_cents(&self, payment: usize) -> i64 {
+    /// The lines of a reported payment: (idTransfer, `singoloImportoPagato`), one per
+    /// transfer of Milan's, the first off by the payment's delta.
+    pub fn lines(&self, payment: usize) -> Vec<(u32, i64)> {
         let p = &self.payments[payment];
-        self.notices[p.notice].milan_cents() + p.reported.map_or(0, |r| r.delta_cents)
+        let Some(reported) = p.reported else {
+            return Vec::new();
+        };
+        self.notices[p.notice]
+            .milan_transfers()
+            .enumerate()
+            .map(|(i, (id, cents))| {
+                (id, if i == 0 { cents + reported.delta_cents } else { cents })
+            })
+            .collect()
     }
 }
 
@@ -245,6 +273,8 @@ enum Kind {
     Fee,
     /// A notice of another system, one transfer to Milan.
     Legacy,
+    /// A notice of another system with two transfers to Milan (two accounts).
+    LegacyTwoTransfers,
 }
 
 struct Builder {
@@ -381,9 +411,38 @@ impl Builder {
             CreditIntent::Truncated {
                 flow: truncated,
                 keep,
+                also: None,
             },
             Label::TesNoIufOrIuv,
         );
+        // One transfer for two flows, the second IUF truncated: attributed to neither.
+        let named = self.flow(first, FlowTreasuryState::NoTes, false);
+        let cut = self.flow(first, FlowTreasuryState::NoTes, false);
+        let keep = self.rng.random_range(12..=self.s.flows[cut].id.len() - 2);
+        let book = self.book_any();
+        self.credit(
+            book,
+            CreditIntent::Truncated {
+                flow: cut,
+                keep,
+                also: Some(named),
+            },
+            Label::TesNoIufOrIuv,
+        );
+        // A flow paid in two parts that do not add up to its total.
+        let short = self.flow(first, FlowTreasuryState::DivImp, false);
+        for part in 0..2 {
+            let book = if part == 0 {
+                Book::Statement
+            } else {
+                self.book_any_second()
+            };
+            self.credit(
+                book,
+                CreditIntent::FlowPart { flow: short, part },
+                Label::IufTesDivImp,
+            );
+        }
         // Not due yet: regulated after the last day the treasury evidence covers.
         self.flow(late, FlowTreasuryState::Pending, false);
 
@@ -414,10 +473,24 @@ impl Builder {
         let flow = self.any_flow();
         let notice = self.notice(Kind::Fee);
         self.pay(notice, flow, None, OutcomeCode::Executed, 0);
-        // A code-9 line: paid without RPT, so no receipt ever.
+        // A code-9 line: paid without RPT, so no receipt ever; and a code-8 one.
+        for outcome in [OutcomeCode::NoRpt, OutcomeCode::StandInNoRpt] {
+            let flow = self.any_flow();
+            let notice = self.notice(Kind::Legacy);
+            self.pay(notice, flow, None, outcome, 0);
+        }
+        // A notice of another system paying Milan on two accounts: two lines.
         let flow = self.any_flow();
-        let notice = self.notice(Kind::Legacy);
-        self.pay(notice, flow, None, OutcomeCode::NoRpt, 0);
+        let notice = self.notice(Kind::LegacyTwoTransfers);
+        let delivery = Some(self.delivery(false));
+        self.pay(notice, flow, delivery, OutcomeCode::Executed, 0);
+        // A receipt the Node sends twice.
+        let flow = self.any_flow();
+        let kind = self.kind();
+        let notice = self.notice(kind);
+        let mut delivery = self.delivery(false);
+        delivery.again = true;
+        self.pay(notice, flow, Some(delivery), OutcomeCode::Executed, 0);
         // A Stand-In payment: outcome 4 and a receipt saying standIn.
         let flow = self.any_flow();
         let kind = self.kind();
@@ -505,6 +578,14 @@ impl Builder {
         *self.repeat_flows.choose(&mut self.rng).unwrap_or(&0)
     }
 
+    fn book_any_second(&mut self) -> Book {
+        if self.rng.random_bool(0.5) {
+            Book::Notification
+        } else {
+            Book::Giornale
+        }
+    }
+
     fn book_any(&mut self) -> Book {
         *[Book::Statement, Book::Notification, Book::Giornale]
             .choose(&mut self.rng)
@@ -515,6 +596,7 @@ impl Builder {
         Delivery {
             v2: self.rng.random_bool(0.5),
             stand_in,
+            again: self.rng.random_bool(0.05),
         }
     }
 
@@ -539,6 +621,14 @@ impl Builder {
                 Notice {
                     payee: Payee::Legacy(self.legacy_iuv()),
                     transfers: vec![(MILANO, cents)],
+                }
+            }
+            Kind::LegacyTwoTransfers => {
+                let first = self.rng.random_range(10..=400) * 50;
+                let second = self.rng.random_range(1..=100) * 25;
+                Notice {
+                    payee: Payee::Legacy(self.legacy_iuv()),
+                    transfers: vec![(MILANO, first), (MILANO, second)],
                 }
             }
             Kind::Fee => {
@@ -693,14 +783,22 @@ pub(super) fn settle(s: &mut Scenario, rng: &mut ChaCha8Rng) {
             CreditIntent::FlowPart { flow, part } => {
                 let total = s.flow_total(flow);
                 if part == 0 {
-                    let share = rng.random_range(1..total.max(2));
+                    let share = rng.random_range(1..=(total / 2).max(1));
                     first_parts.insert(flow, share);
                     share
                 } else {
-                    total - first_parts.get(&flow).copied().unwrap_or(0)
+                    // Short of the total by some cents when the flow is divergent.
+                    let short = if s.credits[i].label == Label::IufTesDivImp {
+                        rng.random_range(1..=99)
+                    } else {
+                        0
+                    };
+                    total - first_parts.get(&flow).copied().unwrap_or(0) - short
                 }
             }
-            CreditIntent::Truncated { flow, .. } => s.flow_total(flow),
+            CreditIntent::Truncated { flow, also, .. } => {
+                s.flow_total(flow) + also.map_or(0, |f| s.flow_total(f))
+            }
             CreditIntent::Iuv { payment, .. } => s.notices[s.payments[payment].notice].milan_cents(),
             CreditIntent::UnknownIuv { .. } => rng.random_range(20..=500) * 100,
             CreditIntent::Unrelated { .. } => rng.random_range(1_000..=2_000_000),

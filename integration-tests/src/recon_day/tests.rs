@@ -102,9 +102,21 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
             "seed {seed}"
         );
         assert!(day.receipts.len() <= 300, "a small day stays small");
+        // A receipt sent twice.
+        let ids: BTreeSet<&str> = day.receipts.iter().map(|r| r.spec.receipt_id.as_str()).collect();
+        assert!(ids.len() < day.receipts.len(), "seed {seed}");
+        // A transfer of idTransfer 2 of Milan's.
+        assert!(
+            day.truth
+                .transfers
+                .iter()
+                .any(|t| t.scope == Scope::Creditor && t.id_transfer == 2),
+            "seed {seed}"
+        );
         // Stand-In and code-9 lines.
         assert!(flows.contains("<codiceEsitoSingoloPagamento>4<"), "seed {seed}");
         assert!(flows.contains("<codiceEsitoSingoloPagamento>9<"), "seed {seed}");
+        assert!(flows.contains("<codiceEsitoSingoloPagamento>8<"), "seed {seed}");
         // Flows with two revisions.
         assert!(day.truth.flows.iter().any(|f| f.revisions == 2), "seed {seed}");
         // A flow paid by two transfers, one transfer paying two flows.
@@ -132,6 +144,14 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
         );
         // A truncated IUF: a prefix of a flow's id that is no flow's id.
         assert!(day.truth.credits.iter().any(|c| c.story == "truncated IUF"));
+        assert!(
+            day.truth
+                .credits
+                .iter()
+                .any(|c| c.story == "a known IUF and a truncated one")
+        );
+        // A flow paid in two parts that fall short.
+        assert!(day.truth.flows.iter().any(|f| f.state == FlowTreasuryState::DivImp && f.credit_ids.len() == 2));
         // Amounts off by cents: a line against its receipt, a credit against its flow.
         assert!(
             day.truth
@@ -256,7 +276,14 @@ fn a_bigger_shape_gives_a_bigger_day_with_unique_identifiers() {
     let big = plan.day(&plan.synthetic_notices()).unwrap();
     assert!(big.receipts.len() > 3 * small.receipts.len());
     let receipt_ids: BTreeSet<&str> = big.receipts.iter().map(|r| r.spec.receipt_id.as_str()).collect();
-    assert_eq!(receipt_ids.len(), big.receipts.len());
+    let keys: BTreeSet<(&str, &str, u32)> = big
+        .truth
+        .transfers
+        .iter()
+        .map(|t| (t.iuv.as_str(), t.receipt_id.as_str(), t.id_transfer))
+        .collect();
+    assert_eq!(keys.len(), big.truth.transfers.len());
+    assert!(receipt_ids.len() < big.receipts.len(), "some receipts are sent twice");
     let names: BTreeSet<&str> = big.documents.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names.len(), big.documents.len());
     let credit_ids: BTreeSet<&str> = big.truth.credits.iter().map(|c| c.id.as_str()).collect();
