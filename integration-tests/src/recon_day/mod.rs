@@ -267,6 +267,7 @@ pub struct TransferTruth {
     /// Creditor or other beneficiary.
     pub scope: Scope,
     /// The primary label (contract §4); none for another beneficiary's transfer.
+    #[serde(serialize_with = "optional_label_code")]
     pub label: Option<Label>,
     /// The receipt's `transferAmount` (the line's amount when no receipt has the key).
     pub amount_cents: i64,
@@ -282,6 +283,7 @@ pub struct CreditTruth {
     /// camt `AcctSvcrRef` / OPI `codice_riferimento_interno`.
     pub id: String,
     /// Its label (contract §5).
+    #[serde(serialize_with = "label_code")]
     pub label: Label,
     /// Amount.
     pub amount_cents: i64,
@@ -299,6 +301,7 @@ pub struct FlowTruth {
     /// IUF.
     pub flow_id: String,
     /// Treasury state (contract §3).
+    #[serde(serialize_with = "state_code")]
     pub state: FlowTreasuryState,
     /// `importoTotalePagamenti` of the revision that counts.
     pub total_cents: i64,
@@ -319,6 +322,30 @@ pub struct GroundTruth {
     pub credits: Vec<CreditTruth>,
     /// Every flow, sorted by IUF.
     pub flows: Vec<FlowTruth>,
+}
+
+/// Writes a label as the contract's code (`RT_IUF_TES`).
+fn label_code<S: serde::Serializer>(label: &Label, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(label.code())
+}
+
+/// Writes a label as the contract's code, none as null.
+fn optional_label_code<S: serde::Serializer>(
+    label: &Option<Label>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match label {
+        Some(label) => serializer.serialize_str(label.code()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Writes a treasury state as the contract's code (`CASHED`).
+fn state_code<S: serde::Serializer>(
+    state: &FlowTreasuryState,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(state.code())
 }
 
 /// The contract's §4 as a decision on a key's facts: the first label that holds in the order
