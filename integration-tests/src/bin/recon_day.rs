@@ -51,8 +51,10 @@ fn main() -> anyhow::Result<()> {
 
     let evidence = out.join("evidence");
     let receipts = out.join("receipts");
-    std::fs::create_dir_all(&evidence).with_context(|| format!("creating {}", evidence.display()))?;
-    std::fs::create_dir_all(&receipts).with_context(|| format!("creating {}", receipts.display()))?;
+    std::fs::create_dir_all(&evidence)
+        .with_context(|| format!("creating {}", evidence.display()))?;
+    std::fs::create_dir_all(&receipts)
+        .with_context(|| format!("creating {}", receipts.display()))?;
     for document in &day.documents {
         std::fs::write(evidence.join(&document.name), &document.content)?;
     }

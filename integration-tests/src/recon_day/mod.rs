@@ -34,9 +34,7 @@ use incasso_domain::reconciliation::{
     FlowId, FlowLine, FlowTreasuryState, Label, ReportingFlow, TransferIndex, TransferKey,
 };
 use incasso_grpc::pb;
-use incasso_reconciliation::testing::{
-    CamtEntry, CamtMessage, OpiMovement, camt, fdr_xml, opi,
-};
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, OpiMovement, camt, fdr_xml, opi};
 
 use crate::node_simulator::{self as node, CM_BANK, Caller, MILANO_BANK, ReceiptSpec};
 use crate::requests::MILANO;
@@ -604,8 +602,12 @@ impl Writer<'_> {
         let first = self.s.first_booking();
         let second = self.s.second_booking();
         let camt_entry = |c: &scenario::Credit| {
-            let mut entry =
-                CamtEntry::credit(&c.id, c.amount_cents, c.booking_date, &self.causale(&c.intent));
+            let mut entry = CamtEntry::credit(
+                &c.id,
+                c.amount_cents,
+                c.booking_date,
+                &self.causale(&c.intent),
+            );
             entry.trn = self.trn(&c.intent);
             entry.debtor = Some("PSP SPA SERVIZIO PAGOPA".to_owned());
             entry.additional_info = Some("BONIFICO SEPA IN ENTRATA".to_owned());
@@ -704,7 +706,12 @@ impl Writer<'_> {
                 }
                 let flow_state = line.map(|r| (s.flows[r.flow].state, delta_cents == 0));
                 let label = mine.then(|| {
-                    transfer_label(double, p.delivery.is_some(), flow_state, p.paid_by_iuv_credit)
+                    transfer_label(
+                        double,
+                        p.delivery.is_some(),
+                        flow_state,
+                        p.paid_by_iuv_credit,
+                    )
                 });
                 let amount_cents = if p.delivery.is_some() {
                     *cents
@@ -791,13 +798,15 @@ impl Writer<'_> {
                 CreditIntent::Truncated { also: None, .. } => {
                     (Vec::new(), "truncated IUF".to_owned())
                 }
-                CreditIntent::Truncated { also: Some(_), .. } => (
-                    Vec::new(),
-                    "a known IUF and a truncated one".to_owned(),
-                ),
+                CreditIntent::Truncated { also: Some(_), .. } => {
+                    (Vec::new(), "a known IUF and a truncated one".to_owned())
+                }
                 CreditIntent::Iuv { rfs, .. } => (
                     Vec::new(),
-                    format!("{} of a receipt no flow reports", if *rfs { "/RFS/" } else { "/RFB/" }),
+                    format!(
+                        "{} of a receipt no flow reports",
+                        if *rfs { "/RFS/" } else { "/RFB/" }
+                    ),
                 ),
                 CreditIntent::UnknownIuv { .. } => {
                     (Vec::new(), "/RFB/ of an IUV nobody issued".to_owned())

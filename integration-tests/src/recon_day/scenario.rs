@@ -258,7 +258,14 @@ impl Scenario {
             .milan_transfers()
             .enumerate()
             .map(|(i, (id, cents))| {
-                (id, if i == 0 { cents + reported.delta_cents } else { cents })
+                (
+                    id,
+                    if i == 0 {
+                        cents + reported.delta_cents
+                    } else {
+                        cents
+                    },
+                )
             })
             .collect()
     }
@@ -364,7 +371,9 @@ impl Builder {
         // One transfer paying two flows.
         let a = self.flow(first, FlowTreasuryState::Cashed, false);
         let b = self.flow(first, FlowTreasuryState::Cashed, false);
-        let spelling = *Spelling::all().choose(&mut self.rng).unwrap_or(&Spelling::Plain);
+        let spelling = *Spelling::all()
+            .choose(&mut self.rng)
+            .unwrap_or(&Spelling::Plain);
         self.credit(
             Book::Giornale,
             CreditIntent::Flows {
@@ -404,7 +413,9 @@ impl Builder {
         self.flow(day, FlowTreasuryState::NoTes, false);
         // A transfer whose causale truncates the IUF: attributed to nothing.
         let truncated = self.flow(first, FlowTreasuryState::NoTes, false);
-        let keep = self.rng.random_range(12..=self.s.flows[truncated].id.len() - 2);
+        let keep = self
+            .rng
+            .random_range(12..=self.s.flows[truncated].id.len() - 2);
         let book = self.book_any();
         self.credit(
             book,
@@ -721,7 +732,10 @@ impl Builder {
             + Duration::minutes(self.rng.random_range(5 * 60..7 * 60));
         let flow = Flow {
             id: format!("{flow_day}{psp}-{serial:010}"),
-            trn: format!("{:011}{serial:05}", self.rng.random_range(0..99_999_999_999u64)),
+            trn: format!(
+                "{:011}{serial:05}",
+                self.rng.random_range(0..99_999_999_999u64)
+            ),
             psp,
             regulation_date,
             created_at,
@@ -799,7 +813,9 @@ pub(super) fn settle(s: &mut Scenario, rng: &mut ChaCha8Rng) {
             CreditIntent::Truncated { flow, also, .. } => {
                 s.flow_total(flow) + also.map_or(0, |f| s.flow_total(f))
             }
-            CreditIntent::Iuv { payment, .. } => s.notices[s.payments[payment].notice].milan_cents(),
+            CreditIntent::Iuv { payment, .. } => {
+                s.notices[s.payments[payment].notice].milan_cents()
+            }
             CreditIntent::UnknownIuv { .. } => rng.random_range(20..=500) * 100,
             CreditIntent::Unrelated { .. } => rng.random_range(1_000..=2_000_000),
         };
@@ -832,8 +848,7 @@ fn tari(n: usize, tax_cents: i64, tefa_cents: i64) -> pb::CreateDebtPositionRequ
     if let Some(debtor) = request.debtor.as_mut() {
         debtor.full_name = format!("Contribuente {n}");
     }
-    if let Some(pb::create_debt_position_request::Details::Tari(details)) =
-        request.details.as_mut()
+    if let Some(pb::create_debt_position_request::Details::Tari(details)) = request.details.as_mut()
     {
         details.property_ref = format!("UT{n:06}");
     }

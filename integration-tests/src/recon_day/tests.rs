@@ -103,7 +103,11 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
         );
         assert!(day.receipts.len() <= 300, "a small day stays small");
         // A receipt sent twice.
-        let ids: BTreeSet<&str> = day.receipts.iter().map(|r| r.spec.receipt_id.as_str()).collect();
+        let ids: BTreeSet<&str> = day
+            .receipts
+            .iter()
+            .map(|r| r.spec.receipt_id.as_str())
+            .collect();
         assert!(ids.len() < day.receipts.len(), "seed {seed}");
         // A transfer of idTransfer 2 of Milan's.
         assert!(
@@ -114,11 +118,23 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
             "seed {seed}"
         );
         // Stand-In and code-9 lines.
-        assert!(flows.contains("<codiceEsitoSingoloPagamento>4<"), "seed {seed}");
-        assert!(flows.contains("<codiceEsitoSingoloPagamento>9<"), "seed {seed}");
-        assert!(flows.contains("<codiceEsitoSingoloPagamento>8<"), "seed {seed}");
+        assert!(
+            flows.contains("<codiceEsitoSingoloPagamento>4<"),
+            "seed {seed}"
+        );
+        assert!(
+            flows.contains("<codiceEsitoSingoloPagamento>9<"),
+            "seed {seed}"
+        );
+        assert!(
+            flows.contains("<codiceEsitoSingoloPagamento>8<"),
+            "seed {seed}"
+        );
         // Flows with two revisions.
-        assert!(day.truth.flows.iter().any(|f| f.revisions == 2), "seed {seed}");
+        assert!(
+            day.truth.flows.iter().any(|f| f.revisions == 2),
+            "seed {seed}"
+        );
         // A flow paid by two transfers, one transfer paying two flows.
         assert!(treasury.contains("/TXT/0/URI/") && treasury.contains("/TXT/1/URI/"));
         assert!(day.truth.flows.iter().any(|f| f.credit_ids.len() == 2));
@@ -130,16 +146,20 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
         );
         // Every spelling of the marker, embedded markers and split dates.
         for marker in MARKER_SPELLINGS {
-            assert!(treasury.contains(&format!("/PUR/{marker}/URI/")), "{marker}");
+            assert!(
+                treasury.contains(&format!("/PUR/{marker}/URI/")),
+                "{marker}"
+            );
         }
         assert!(treasury.contains("RIVERSAMENTO URI "));
         assert!(treasury.contains(":RI3:/PUR/LGPE-RIVERSAMENTO/URI/"));
         assert!(treasury.contains("ACCREDITI VARI /PUR/"));
         assert!(
-            day.truth
-                .flows
-                .iter()
-                .any(|f| treasury.contains(&format!("/URI/{} {}", &f.flow_id[..9], &f.flow_id[9..]))),
+            day.truth.flows.iter().any(|f| treasury.contains(&format!(
+                "/URI/{} {}",
+                &f.flow_id[..9],
+                &f.flow_id[9..]
+            ))),
             "seed {seed}: no split date"
         );
         // A truncated IUF: a prefix of a flow's id that is no flow's id.
@@ -151,7 +171,12 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
                 .any(|c| c.story == "a known IUF and a truncated one")
         );
         // A flow paid in two parts that fall short.
-        assert!(day.truth.flows.iter().any(|f| f.state == FlowTreasuryState::DivImp && f.credit_ids.len() == 2));
+        assert!(
+            day.truth
+                .flows
+                .iter()
+                .any(|f| f.state == FlowTreasuryState::DivImp && f.credit_ids.len() == 2)
+        );
         // Amounts off by cents: a line against its receipt, a credit against its flow.
         assert!(
             day.truth
@@ -191,12 +216,21 @@ fn the_truth_agrees_with_the_documents() {
             let document = day
                 .documents
                 .iter()
-                .filter(|d| d.content.contains(&format!("<identificativoFlusso>{}<", flow.flow_id)))
+                .filter(|d| {
+                    d.content
+                        .contains(&format!("<identificativoFlusso>{}<", flow.flow_id))
+                })
                 .next_back()
                 .unwrap();
-            let total = crate::node_simulator::element_text(&document.content, "importoTotalePagamenti")
-                .unwrap();
-            assert_eq!(total, euro(flow.total_cents), "seed {seed} {}", flow.flow_id);
+            let total =
+                crate::node_simulator::element_text(&document.content, "importoTotalePagamenti")
+                    .unwrap();
+            assert_eq!(
+                total,
+                euro(flow.total_cents),
+                "seed {seed} {}",
+                flow.flow_id
+            );
             assert_eq!(
                 crate::node_simulator::element_texts(&document.content, "datiSingoliPagamenti")
                     .len(),
@@ -217,7 +251,11 @@ fn the_truth_agrees_with_the_documents() {
                 .filter(|f| component_flows.contains(f.flow_id.as_str()))
                 .map(|f| f.total_cents)
                 .sum();
-            let credits_total: i64 = flow.credit_ids.iter().map(|c| credit_amount[c.as_str()]).sum();
+            let credits_total: i64 = flow
+                .credit_ids
+                .iter()
+                .map(|c| credit_amount[c.as_str()])
+                .sum();
             match flow.state {
                 FlowTreasuryState::Cashed => assert_eq!(credits_total, flows_total),
                 FlowTreasuryState::DivImp => assert_ne!(credits_total, flows_total),
@@ -238,7 +276,10 @@ fn the_truth_agrees_with_the_documents() {
             let document = day
                 .documents
                 .iter()
-                .filter(|d| d.content.contains(&format!("<identificativoFlusso>{flow}<")))
+                .filter(|d| {
+                    d.content
+                        .contains(&format!("<identificativoFlusso>{flow}<"))
+                })
                 .next_back()
                 .unwrap();
             assert!(
@@ -266,7 +307,10 @@ fn the_same_seed_gives_the_same_day_and_another_seed_another() {
     assert_eq!(fingerprint(&day(7)), fingerprint(&day(7)));
     assert_ne!(fingerprint(&day(7)), fingerprint(&day(8)));
     let plan = Plan::generate(7, DayShape::small());
-    assert_eq!(plan.requests(), Plan::generate(7, DayShape::small()).requests());
+    assert_eq!(
+        plan.requests(),
+        Plan::generate(7, DayShape::small()).requests()
+    );
 }
 
 #[test]
@@ -275,7 +319,11 @@ fn a_bigger_shape_gives_a_bigger_day_with_unique_identifiers() {
     let plan = Plan::generate(3, DayShape::scaled(4, 6));
     let big = plan.day(&plan.synthetic_notices()).unwrap();
     assert!(big.receipts.len() > 3 * small.receipts.len());
-    let receipt_ids: BTreeSet<&str> = big.receipts.iter().map(|r| r.spec.receipt_id.as_str()).collect();
+    let receipt_ids: BTreeSet<&str> = big
+        .receipts
+        .iter()
+        .map(|r| r.spec.receipt_id.as_str())
+        .collect();
     let keys: BTreeSet<(&str, &str, u32)> = big
         .truth
         .transfers
@@ -283,7 +331,10 @@ fn a_bigger_shape_gives_a_bigger_day_with_unique_identifiers() {
         .map(|t| (t.iuv.as_str(), t.receipt_id.as_str(), t.id_transfer))
         .collect();
     assert_eq!(keys.len(), big.truth.transfers.len());
-    assert!(receipt_ids.len() < big.receipts.len(), "some receipts are sent twice");
+    assert!(
+        receipt_ids.len() < big.receipts.len(),
+        "some receipts are sent twice"
+    );
     let names: BTreeSet<&str> = big.documents.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(names.len(), big.documents.len());
     let credit_ids: BTreeSet<&str> = big.truth.credits.iter().map(|c| c.id.as_str()).collect();

@@ -22,8 +22,7 @@ use incasso_grpc::pb;
 use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
 use incasso_integration_tests::node_simulator as node;
 use incasso_integration_tests::recon_day::{
-    Day, DayShape, Document, DocumentKind, GroundTruth, IssuedNotice, OPI_ENTITY_CODE, Plan,
-    Scope,
+    Day, DayShape, Document, DocumentKind, GroundTruth, IssuedNotice, OPI_ENTITY_CODE, Plan, Scope,
 };
 use incasso_integration_tests::requests::MILANO;
 use incasso_integration_tests::{Engine, TestApp};
@@ -162,7 +161,12 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
         assert_eq!(again.label_changes, 0, "{}", document.name);
         assert_eq!(again.ledger_entries_posted, 0, "{}", document.name);
     }
-    assert_matches_truth(&mut client, &day.truth, &format!("{order:?} again, seed {seed}")).await?;
+    assert_matches_truth(
+        &mut client,
+        &day.truth,
+        &format!("{order:?} again, seed {seed}"),
+    )
+    .await?;
     app.stop().await
 }
 
@@ -401,7 +405,11 @@ async fn assert_matches_truth(
     for id in actual.keys().filter(|id| !expected.contains_key(*id)) {
         wrong.push(format!("{id}: not a credit of the day"));
     }
-    assert!(wrong.is_empty(), "{context}: credits differ:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{context}: credits differ:\n{}",
+        wrong.join("\n")
+    );
 
     // Flows: the revision that counts, its state and its component's credits.
     let mut flows = Vec::new();
@@ -428,7 +436,12 @@ async fn assert_matches_truth(
             credits.sort();
             (
                 f.flow_id.as_str(),
-                (state(f.treasury_state), f.total_cents, f.line_count, credits),
+                (
+                    state(f.treasury_state),
+                    f.total_cents,
+                    f.line_count,
+                    credits,
+                ),
             )
         })
         .collect();
