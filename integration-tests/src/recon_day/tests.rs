@@ -216,11 +216,10 @@ fn the_truth_agrees_with_the_documents() {
             let document = day
                 .documents
                 .iter()
-                .filter(|d| {
+                .rfind(|d| {
                     d.content
                         .contains(&format!("<identificativoFlusso>{}<", flow.flow_id))
                 })
-                .next_back()
                 .unwrap();
             let total =
                 crate::node_simulator::element_text(&document.content, "importoTotalePagamenti")
@@ -276,11 +275,10 @@ fn the_truth_agrees_with_the_documents() {
             let document = day
                 .documents
                 .iter()
-                .filter(|d| {
+                .rfind(|d| {
                     d.content
                         .contains(&format!("<identificativoFlusso>{flow}<"))
                 })
-                .next_back()
                 .unwrap();
             assert!(
                 document.content.contains(&format!(

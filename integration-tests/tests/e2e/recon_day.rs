@@ -254,6 +254,9 @@ fn state(value: i32) -> Option<FlowTreasuryState> {
     FlowTreasuryState::parse(name.strip_prefix("TREASURY_STATE_")?)
 }
 
+/// What a flow is, as compared: state, total, lines, its component's credits.
+type FlowFacts = (Option<FlowTreasuryState>, i64, i64, Vec<String>);
+
 /// What a transfer is, as compared: scope, label, amount, flow.
 type TransferFacts = (Scope, Option<Label>, i64, Option<String>);
 
@@ -429,7 +432,7 @@ async fn assert_matches_truth(
         }
         token = page.next_page_token;
     }
-    let actual: BTreeMap<&str, (Option<FlowTreasuryState>, i64, i64, Vec<String>)> = flows
+    let actual: BTreeMap<&str, FlowFacts> = flows
         .iter()
         .map(|f| {
             let mut credits = f.treasury_credit_ids.clone();
@@ -445,7 +448,7 @@ async fn assert_matches_truth(
             )
         })
         .collect();
-    let expected: BTreeMap<&str, (Option<FlowTreasuryState>, i64, i64, Vec<String>)> = truth
+    let expected: BTreeMap<&str, FlowFacts> = truth
         .flows
         .iter()
         .map(|f| {
