@@ -269,6 +269,10 @@ pub struct TransferTruth {
     pub label: Option<Label>,
     /// The receipt's `transferAmount` (the line's amount when no receipt has the key).
     pub amount_cents: i64,
+    /// The receipt's `transferAmount`, when a receipt has the key.
+    pub receipt_cents: Option<i64>,
+    /// The line's `singoloImportoPagato`, when a flow reports the key.
+    pub reported_cents: Option<i64>,
     /// The flow reporting it.
     pub flow_id: Option<String>,
     /// What happened to it, in words (for a reader of a failed comparison).
@@ -762,6 +766,8 @@ impl Writer<'_> {
                     },
                     label,
                     amount_cents,
+                    receipt_cents: p.delivery.map(|_| *cents),
+                    reported_cents: line.map(|_| cents + delta_cents),
                     flow_id: line.map(|r| s.flows[r.flow].id.clone()),
                     story: story.join(", "),
                 });

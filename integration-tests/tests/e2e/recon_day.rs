@@ -22,7 +22,8 @@ use incasso_grpc::pb;
 use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
 use incasso_integration_tests::node_simulator as node;
 use incasso_integration_tests::recon_day::{
-    Day, DayShape, Document, DocumentKind, GroundTruth, IssuedNotice, OPI_ENTITY_CODE, Plan, Scope,
+    Day, DayShape, Document, DocumentKind, GroundTruth, IssuedNotice, OPI_ENTITY_CODE, PAYMENT_DAY,
+    Plan, Scope,
 };
 use incasso_integration_tests::requests::MILANO;
 use incasso_integration_tests::{Engine, TestApp};
@@ -152,6 +153,7 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
         }
     }
     assert_matches_truth(&mut client, &day.truth, &format!("{order:?}, seed {seed}")).await?;
+    assert_ledger_verifies(&app).await?;
 
     // Everything again, in yet another order: nothing changes.
     shuffled.shuffle(&mut rng);
@@ -168,6 +170,19 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
     )
     .await?;
     app.stop().await
+}
+
+/// The ledger, with the `reported` and `cashed` entries the evidence posted, still verifies.
+async fn assert_ledger_verifies(app: &TestApp) -> anyhow::Result<()> {
+    let verified = app
+        .ledger()
+        .await?
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert!(verified.entries_checked > 0);
+    Ok(())
 }
 
 /// Creates the plan's debt positions, in order, and returns their notices.
@@ -464,5 +479,75 @@ async fn assert_matches_truth(
         })
         .collect();
     assert_eq!(actual, expected, "{context}: flows differ");
+
+    // The summary of the three days: per label, and what was paid, reported and cashed.
+    let summary = client
+        .get_summary(pb::GetSummaryRequest {
+            from: PAYMENT_DAY.to_string(),
+            to: (PAYMENT_DAY + time::Duration::days(2)).to_string(),
+            creditor_fiscal_code: MILANO.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let totals = |list: &[pb::LabelTotal]| -> BTreeMap<Option<Label>, (i64, i64)> {
+        list.iter()
+            .map(|t| (label(t.label), (t.count, t.amount_cents)))
+            .collect()
+    };
+    let own: Vec<_> = truth
+        .transfers
+        .iter()
+        .filter(|t| t.scope == Scope::Creditor)
+        .collect();
+    let mut transfer_labels: BTreeMap<Option<Label>, (i64, i64)> = BTreeMap::new();
+    for t in &own {
+        let total = transfer_labels.entry(t.label).or_default();
+        total.0 += 1;
+        total.1 += t.amount_cents;
+    }
+    let mut credit_labels: BTreeMap<Option<Label>, (i64, i64)> = BTreeMap::new();
+    for c in &truth.credits {
+        let total = credit_labels.entry(Some(c.label)).or_default();
+        total.0 += 1;
+        total.1 += c.amount_cents;
+    }
+    let state_of: BTreeMap<&str, FlowTreasuryState> = truth
+        .flows
+        .iter()
+        .map(|f| (f.flow_id.as_str(), f.state))
+        .collect();
+    let cashed: i64 = own
+        .iter()
+        .map(|t| {
+            let flow_cashed = t
+                .flow_id
+                .as_deref()
+                .is_some_and(|f| state_of[f] == FlowTreasuryState::Cashed);
+            if flow_cashed {
+                t.reported_cents.unwrap_or(0)
+            } else if t.label == Some(Label::RtTes) {
+                t.receipt_cents.unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert_eq!(
+        (
+            totals(&summary.transfer_labels),
+            totals(&summary.credit_labels),
+            summary.paid_cents,
+            summary.reported_cents,
+            summary.cashed_cents,
+        ),
+        (
+            transfer_labels,
+            credit_labels,
+            own.iter().filter_map(|t| t.receipt_cents).sum(),
+            own.iter().filter_map(|t| t.reported_cents).sum(),
+            cashed,
+        ),
+        "{context}: the summary differs"
+    );
     Ok(())
 }
