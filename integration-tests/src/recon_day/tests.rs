@@ -4,6 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use incasso_domain::reconciliation::causale::MARKER_SPELLINGS;
+use incasso_domain::reconciliation::{FlowTreasuryState, Label};
+
 use super::*;
 
 const SEEDS: std::ops::Range<u64> = 0..24;
