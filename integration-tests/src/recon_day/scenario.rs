@@ -404,6 +404,29 @@ impl Builder {
             },
             Label::IufTesDivImp,
         );
+        // One transfer for two flows that falls short of (or exceeds) their totals.
+        let a = self.flow(first, FlowTreasuryState::DivImp, false);
+        let b = self.flow(first, FlowTreasuryState::DivImp, false);
+        let book = self.book_any();
+        self.credit(
+            book,
+            CreditIntent::Flows {
+                flows: vec![a, b],
+                spelling: Spelling::Plain,
+            },
+            Label::IufTesDivImp,
+        );
+        // A flow regulated after the coverage whose transfer came early: cashed all the same.
+        let early = self.flow(late, FlowTreasuryState::Cashed, false);
+        let book = self.book_any_second();
+        self.credit(
+            book,
+            CreditIntent::Flows {
+                flows: vec![early],
+                spelling: Spelling::Plain,
+            },
+            Label::RtIufTes,
+        );
         // Transfers that never arrive: due within the coverage, no credit.
         let day = if self.rng.random_bool(0.5) {
             first
