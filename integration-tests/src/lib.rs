@@ -12,6 +12,7 @@ pub mod fake_io;
 pub mod node_simulator;
 pub mod process;
 pub mod receipt_load;
+pub mod recon_day;
 pub mod requests;
 
 use std::net::SocketAddr;

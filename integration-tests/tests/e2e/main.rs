@@ -20,6 +20,7 @@ mod notices;
 mod outbound_tls;
 mod receipt_service;
 mod receipts;
+mod recon_day;
 mod recon_evidence;
 mod recon_report;
 mod reconciliation_books;

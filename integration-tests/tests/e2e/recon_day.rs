@@ -1,0 +1,553 @@
+//! A whole reconciliation day from the generator (`incasso_integration_tests::recon_day`),
+//! delivered the real ways: notices created through NoticeService, receipts sent by the Node
+//! simulator over paSendRT and paSendRTV2, reporting flows (two revisions for some) and the
+//! treasury's camt.053, camt.054 and OPI giornale uploaded through ImportDocument, in several
+//! orders. After each complete import every transfer, credit and flow that the
+//! ReconciliationService lists is compared with the generator's ground truth (which the
+//! generator derives from its own scenario, not from incasso's classifier), and importing
+//! everything a second time changes nothing.
+//!
+//! `INCASSO_RECON_DAY_SEED` replaces each test's seed and `INCASSO_RECON_DAY_REPEATS` makes
+//! the day that many times bigger, to explore other days.
+
+use std::collections::BTreeMap;
+
+use futures::StreamExt;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use incasso_domain::reconciliation::{FlowTreasuryState, Label};
+use incasso_grpc::pb;
+use incasso_grpc::pb::reconciliation_service_client::ReconciliationServiceClient;
+use incasso_integration_tests::node_simulator as node;
+use incasso_integration_tests::recon_day::{
+    Day, DayShape, Document, DocumentKind, GroundTruth, IssuedNotice, OPI_ENTITY_CODE, PAYMENT_DAY,
+    Plan, Scope,
+};
+use incasso_integration_tests::requests::MILANO;
+use incasso_integration_tests::{Engine, TestApp};
+use tonic::transport::Channel;
+
+use crate::on_both_engines;
+
+on_both_engines!(
+    a_day_imported_flows_first_matches_its_truth,
+    a_day_imported_treasury_first_matches_its_truth,
+    a_day_imported_one_file_at_a_time_in_a_shuffled_order_matches_its_truth,
+    a_day_whose_evidence_comes_around_its_receipts_matches_its_truth,
+    a_day_whose_evidence_all_comes_before_its_receipts_matches_its_truth,
+);
+
+type Client = ReconciliationServiceClient<Channel>;
+
+/// How the finance office's files arrive.
+#[derive(Debug, Clone, Copy)]
+enum Order {
+    /// Receipts, then every flow, then the treasury.
+    FlowsFirst,
+    /// Receipts, then the treasury, then the flows (latest revisions first).
+    TreasuryFirst,
+    /// Receipts, then one file at a time in a seeded shuffled order.
+    Shuffled,
+    /// Half the files (shuffled), the receipts, the other half.
+    AroundReceipts,
+    /// Every file, then the receipts, then a catch-up (`incasso recon refresh`).
+    BeforeReceipts,
+}
+
+/// The day's shape: the small one, or `INCASSO_RECON_DAY_REPEATS` times its scenarios.
+fn shape() -> DayShape {
+    std::env::var("INCASSO_RECON_DAY_REPEATS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or_else(DayShape::small, |repeats| DayShape::scaled(repeats, 6))
+}
+
+fn seed(default: u64) -> u64 {
+    std::env::var("INCASSO_RECON_DAY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn a_day_imported_flows_first_matches_its_truth(engine: Engine) -> anyhow::Result<()> {
+    run(engine, Order::FlowsFirst, seed(1)).await
+}
+
+async fn a_day_imported_treasury_first_matches_its_truth(engine: Engine) -> anyhow::Result<()> {
+    run(engine, Order::TreasuryFirst, seed(2)).await
+}
+
+async fn a_day_imported_one_file_at_a_time_in_a_shuffled_order_matches_its_truth(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    run(engine, Order::Shuffled, seed(3)).await
+}
+
+async fn a_day_whose_evidence_comes_around_its_receipts_matches_its_truth(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    run(engine, Order::AroundReceipts, seed(4)).await
+}
+
+async fn a_day_whose_evidence_all_comes_before_its_receipts_matches_its_truth(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    run(engine, Order::BeforeReceipts, seed(5)).await
+}
+
+async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(engine, |settings| {
+        settings
+            .treasury_accounts
+            .add_opi_code(MILANO, OPI_ENTITY_CODE)
+            .unwrap();
+    })
+    .await?;
+    let plan = Plan::generate(seed, shape());
+    let issued = create_notices(&app, &plan).await?;
+    let day = plan.day(&issued)?;
+    let mut client = app.reconciliation().await?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+
+    let flows: Vec<&Document> = day
+        .documents
+        .iter()
+        .filter(|d| d.kind == DocumentKind::Flow)
+        .collect();
+    let treasury: Vec<&Document> = day
+        .documents
+        .iter()
+        .filter(|d| d.kind == DocumentKind::Treasury)
+        .collect();
+    let mut shuffled: Vec<&Document> = day.documents.iter().collect();
+    shuffled.shuffle(&mut rng);
+    match order {
+        Order::FlowsFirst => {
+            deliver(&app, &day).await?;
+            import_all(&mut client, flows.iter().chain(&treasury)).await?;
+        }
+        Order::TreasuryFirst => {
+            deliver(&app, &day).await?;
+            import_all(&mut client, treasury.iter().chain(flows.iter().rev())).await?;
+        }
+        Order::Shuffled => {
+            deliver(&app, &day).await?;
+            import_all(&mut client, shuffled.iter()).await?;
+        }
+        Order::AroundReceipts => {
+            let (before, after) = shuffled.split_at(shuffled.len() / 2);
+            import_all(&mut client, before.iter()).await?;
+            deliver(&app, &day).await?;
+            // The next import catches the receipts' keys up.
+            import_all(&mut client, after.iter()).await?;
+        }
+        Order::BeforeReceipts => {
+            import_all(&mut client, shuffled.iter()).await?;
+            deliver(&app, &day).await?;
+            // Receipts are not relabelled by the receipt path: `incasso recon refresh
+            // --creditor` catches their keys up (this is the store call it makes).
+            let changes = app.store.refresh_reconciliation(MILANO).await?;
+            assert!(changes > 0, "the receipts moved no label");
+        }
+    }
+    assert_matches_truth(&mut client, &day.truth, &format!("{order:?}, seed {seed}")).await?;
+    assert_ledger_verifies(&app).await?;
+
+    // Everything again, in yet another order: nothing changes.
+    shuffled.shuffle(&mut rng);
+    for document in &shuffled {
+        let again = import(&mut client, document).await?;
+        assert!(again.already_imported, "{}: {again:?}", document.name);
+        assert_eq!(again.label_changes, 0, "{}", document.name);
+        assert_eq!(again.ledger_entries_posted, 0, "{}", document.name);
+    }
+    assert_matches_truth(
+        &mut client,
+        &day.truth,
+        &format!("{order:?} again, seed {seed}"),
+    )
+    .await?;
+    app.stop().await
+}
+
+/// The ledger, with the `reported` and `cashed` entries the evidence posted, still verifies.
+async fn assert_ledger_verifies(app: &TestApp) -> anyhow::Result<()> {
+    let verified = app
+        .ledger()
+        .await?
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    assert!(verified.entries_checked > 0);
+    Ok(())
+}
+
+/// Creates the plan's debt positions, in order, and returns their notices.
+async fn create_notices(app: &TestApp, plan: &Plan) -> anyhow::Result<Vec<IssuedNotice>> {
+    let notices = app.notices().await?;
+    let created: Vec<anyhow::Result<IssuedNotice>> =
+        futures::stream::iter(plan.requests().iter().cloned())
+            .map(|request| {
+                let mut notices = notices.clone();
+                async move {
+                    let expected = request.payment_options[0].installments[0].amount_cents;
+                    let position = notices.create_debt_position(request).await?.into_inner();
+                    let installment = &position.payment_options[0].installments[0];
+                    anyhow::ensure!(installment.amount_cents == expected);
+                    Ok(IssuedNotice::from_installment(installment))
+                }
+            })
+            .buffered(4)
+            .collect()
+            .await;
+    created.into_iter().collect()
+}
+
+/// Sends every receipt as the Node does, a few at a time, each acknowledged OK.
+async fn deliver(app: &TestApp, day: &Day) -> anyhow::Result<()> {
+    let addr = app.soap_addr;
+    let replies: Vec<anyhow::Result<()>> = futures::stream::iter(day.receipts.iter())
+        .map(|receipt| async move {
+            let reply = node::post(
+                addr,
+                Some(receipt.soap_action()),
+                "text/xml; charset=utf-8",
+                receipt.envelope().as_bytes(),
+            )
+            .await?;
+            anyhow::ensure!(
+                node::element_text(&reply.body, "outcome") == Some("OK"),
+                "{} of {} not acknowledged: {}",
+                receipt.soap_action(),
+                receipt.spec.receipt_id,
+                reply.body
+            );
+            Ok(())
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    replies.into_iter().collect()
+}
+
+async fn import(
+    client: &mut Client,
+    document: &Document,
+) -> anyhow::Result<pb::ImportDocumentResponse> {
+    let request = pb::ImportDocumentRequest {
+        file_name: document.name.clone(),
+        content: document.content.as_bytes().to_vec(),
+    };
+    Ok(client
+        .import_document(tokio_stream::iter([request]))
+        .await?
+        .into_inner())
+}
+
+async fn import_all<'a>(
+    client: &mut Client,
+    documents: impl Iterator<Item = &'a &'a Document>,
+) -> anyhow::Result<()> {
+    for document in documents {
+        let imported = import(client, document).await?;
+        assert!(!imported.already_imported, "{}", document.name);
+        assert_eq!(imported.creditor_fiscal_code, MILANO);
+    }
+    Ok(())
+}
+
+fn label(value: i32) -> Option<Label> {
+    let name = pb::ReconciliationLabel::try_from(value).ok()?.as_str_name();
+    Label::parse(name.strip_prefix("RECONCILIATION_LABEL_")?)
+}
+
+fn state(value: i32) -> Option<FlowTreasuryState> {
+    let name = pb::TreasuryState::try_from(value).ok()?.as_str_name();
+    FlowTreasuryState::parse(name.strip_prefix("TREASURY_STATE_")?)
+}
+
+/// What a flow is, as compared: state, total, lines, its component's credits.
+type FlowFacts = (Option<FlowTreasuryState>, i64, i64, Vec<String>);
+
+/// What a transfer is, as compared: scope, label, amount, flow.
+type TransferFacts = (Scope, Option<Label>, i64, Option<String>);
+
+/// Reads every transfer, credit and flow back and compares them with `truth`; a difference
+/// is reported with the generator's story of each key.
+async fn assert_matches_truth(
+    client: &mut Client,
+    truth: &GroundTruth,
+    context: &str,
+) -> anyhow::Result<()> {
+    // Transfers, both scopes, page by page.
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_transfers(pb::ListTransfersRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        listed.extend(page.transfers);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut actual: BTreeMap<(String, String, String, u32), TransferFacts> = BTreeMap::new();
+    for t in &listed {
+        let scope = if t.scope == pb::ReconciliationScope::OtherBeneficiary as i32 {
+            Scope::OtherBeneficiary
+        } else {
+            Scope::Creditor
+        };
+        let primary = label(t.label);
+        // The primary label is one of the conditions that hold; another beneficiary's
+        // transfer has none.
+        match primary {
+            Some(l) => assert!(
+                t.labels.iter().any(|c| label(*c) == Some(l)),
+                "{context}: {t:?}"
+            ),
+            None => assert!(t.labels.is_empty(), "{context}: {t:?}"),
+        }
+        let flow = (!t.flow_id.is_empty()).then(|| t.flow_id.clone());
+        actual.insert(
+            (
+                t.creditor_fiscal_code.clone(),
+                t.iuv.clone(),
+                t.receipt_id.clone(),
+                u32::try_from(t.id_transfer)?,
+            ),
+            (scope, primary, t.amount_cents, flow),
+        );
+    }
+    assert_eq!(actual.len(), listed.len(), "{context}: a key listed twice");
+    let expected: BTreeMap<(String, String, String, u32), (TransferFacts, &str)> = truth
+        .transfers
+        .iter()
+        .map(|t| {
+            (
+                (
+                    t.beneficiary.clone(),
+                    t.iuv.clone(),
+                    t.receipt_id.clone(),
+                    t.id_transfer,
+                ),
+                (
+                    (t.scope, t.label, t.amount_cents, t.flow_id.clone()),
+                    t.story.as_str(),
+                ),
+            )
+        })
+        .collect();
+    let mut wrong = Vec::new();
+    for (key, (facts, story)) in &expected {
+        match actual.get(key) {
+            Some(got) if got == facts => {}
+            got => wrong.push(format!(
+                "{key:?} ({story}): expected {facts:?}, incasso has {got:?}"
+            )),
+        }
+    }
+    for (key, got) in &actual {
+        if !expected.contains_key(key) {
+            wrong.push(format!("{key:?}: not in the day, incasso has {got:?}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{context}: {} of {} transfers differ:\n{}",
+        wrong.len(),
+        expected.len(),
+        wrong.join("\n")
+    );
+
+    // Credits.
+    let mut credits = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_treasury_credits(pb::ListTreasuryCreditsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        credits.extend(page.credits);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let actual: BTreeMap<&str, (Option<Label>, i64, Vec<String>)> = credits
+        .iter()
+        .map(|c| {
+            let mut flows = c.attributed_flow_ids.clone();
+            flows.sort();
+            (c.id.as_str(), (label(c.label), c.amount_cents, flows))
+        })
+        .collect();
+    let expected: BTreeMap<&str, (Option<Label>, i64, Vec<String>)> = truth
+        .credits
+        .iter()
+        .map(|c| {
+            (
+                c.id.as_str(),
+                (Some(c.label), c.amount_cents, c.attributed_flow_ids.clone()),
+            )
+        })
+        .collect();
+    let stories: BTreeMap<&str, &str> = truth
+        .credits
+        .iter()
+        .map(|c| (c.id.as_str(), c.story.as_str()))
+        .collect();
+    let mut wrong = Vec::new();
+    for (id, facts) in &expected {
+        if actual.get(id) != Some(facts) {
+            wrong.push(format!(
+                "{id} ({}): expected {facts:?}, incasso has {:?}",
+                stories[id],
+                actual.get(id)
+            ));
+        }
+    }
+    for id in actual.keys().filter(|id| !expected.contains_key(*id)) {
+        wrong.push(format!("{id}: not a credit of the day"));
+    }
+    assert!(
+        wrong.is_empty(),
+        "{context}: credits differ:\n{}",
+        wrong.join("\n")
+    );
+
+    // Flows: the revision that counts, its state and its component's credits.
+    let mut flows = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_reporting_flows(pb::ListReportingFlowsRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        flows.extend(page.flows);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let actual: BTreeMap<&str, FlowFacts> = flows
+        .iter()
+        .map(|f| {
+            let mut credits = f.treasury_credit_ids.clone();
+            credits.sort();
+            (
+                f.flow_id.as_str(),
+                (
+                    state(f.treasury_state),
+                    f.total_cents,
+                    f.line_count,
+                    credits,
+                ),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<&str, FlowFacts> = truth
+        .flows
+        .iter()
+        .map(|f| {
+            (
+                f.flow_id.as_str(),
+                (
+                    Some(f.state),
+                    f.total_cents,
+                    i64::try_from(f.line_count).unwrap_or(i64::MAX),
+                    f.credit_ids.clone(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(actual, expected, "{context}: flows differ");
+
+    // The summary of the three days: per label, and what was paid, reported and cashed.
+    let summary = client
+        .get_summary(pb::GetSummaryRequest {
+            from: PAYMENT_DAY.to_string(),
+            to: (PAYMENT_DAY + time::Duration::days(2)).to_string(),
+            creditor_fiscal_code: MILANO.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let totals = |list: &[pb::LabelTotal]| -> BTreeMap<Option<Label>, (i64, i64)> {
+        list.iter()
+            .map(|t| (label(t.label), (t.count, t.amount_cents)))
+            .collect()
+    };
+    let own: Vec<_> = truth
+        .transfers
+        .iter()
+        .filter(|t| t.scope == Scope::Creditor)
+        .collect();
+    let mut transfer_labels: BTreeMap<Option<Label>, (i64, i64)> = BTreeMap::new();
+    for t in &own {
+        let total = transfer_labels.entry(t.label).or_default();
+        total.0 += 1;
+        total.1 += t.amount_cents;
+    }
+    let mut credit_labels: BTreeMap<Option<Label>, (i64, i64)> = BTreeMap::new();
+    for c in &truth.credits {
+        let total = credit_labels.entry(Some(c.label)).or_default();
+        total.0 += 1;
+        total.1 += c.amount_cents;
+    }
+    let state_of: BTreeMap<&str, FlowTreasuryState> = truth
+        .flows
+        .iter()
+        .map(|f| (f.flow_id.as_str(), f.state))
+        .collect();
+    let cashed: i64 = own
+        .iter()
+        .map(|t| {
+            let flow_cashed = t
+                .flow_id
+                .as_deref()
+                .is_some_and(|f| state_of[f] == FlowTreasuryState::Cashed);
+            if flow_cashed {
+                t.reported_cents.unwrap_or(0)
+            } else if t.label == Some(Label::RtTes) {
+                t.receipt_cents.unwrap_or(0)
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert_eq!(
+        (
+            totals(&summary.transfer_labels),
+            totals(&summary.credit_labels),
+            summary.paid_cents,
+            summary.reported_cents,
+            summary.cashed_cents,
+        ),
+        (
+            transfer_labels,
+            credit_labels,
+            own.iter().filter_map(|t| t.receipt_cents).sum(),
+            own.iter().filter_map(|t| t.reported_cents).sum(),
+            cashed,
+        ),
+        "{context}: the summary differs"
+    );
+    Ok(())
+}
