@@ -153,6 +153,7 @@ fn outcomes(pass: &CreditorPass) -> Vec<(String, String)> {
         .map(|(missing, recovery)| {
             let what = match recovery {
                 Recovery::Recovered { .. } => "recovered",
+                Recovery::AlreadyHeld => "held",
                 Recovery::NotFound(_) => "not_found",
                 Recovery::Failed(_) => "failed",
                 Recovery::NotAsked(NotAsked::PaidWithoutRpt) => "no_rpt",

@@ -38,7 +38,7 @@ pub enum BizEventsError {
         detail: String,
     },
     /// 429: the subscription's calls are spent for now.
-    #[error("the biz-events API is rate limiting the subscription (429){}", retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
+    #[error("the biz-events API is rate limiting the subscription (429){}", .retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
     RateLimited {
         /// The API's `Retry-After`, when given.
         retry_after: Option<Duration>,

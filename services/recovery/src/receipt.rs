@@ -39,7 +39,7 @@ struct BizReceipt<'a> {
     creditor_reference_id: Option<String>,
     #[serde(borrow)]
     payment_amount: Option<&'a RawValue>,
-    #[serde(default)]
+    #[serde(default, borrow)]
     transfer_list: Option<Vec<BizTransfer<'a>>>,
     #[serde(rename = "idPSP")]
     id_psp: Option<String>,

@@ -85,6 +85,9 @@ pub enum Recovery {
         /// The attempt as recorded.
         recovery: ReceiptRecovery,
     },
+    /// A receipt of the key is stored already (the Node's, delivered since the last
+    /// relabelling): not asked for, the key only relabelled.
+    AlreadyHeld,
     /// PagoPA has no such receipt: recorded, asked again after a pause.
     NotFound(ReceiptRecovery),
     /// The attempt failed: recorded, asked again after a pause.
@@ -109,6 +112,13 @@ impl CreditorSummary {
             .iter()
             .filter(|(_, r)| matches!(r, Recovery::Recovered { .. }))
             .count()
+    }
+
+    /// Whether receipts are stored whose keys still wait for their labels.
+    fn relabel(&self) -> bool {
+        self.receipts.iter().any(|(_, r)| {
+            matches!(r, Recovery::Recovered { .. } | Recovery::AlreadyHeld)
+        })
     }
 }
 
@@ -236,7 +246,7 @@ impl Recoverer {
             }
             Err(Stop::Creditor(reason)) => Some(reason),
         };
-        if summary.recovered() > 0 {
+        if summary.relabel() {
             match self.store.refresh_reconciliation(creditor).await {
                 Ok(changes) => summary.label_changes = changes,
                 Err(error) => {
@@ -271,7 +281,9 @@ impl Recoverer {
         let mut stop = None;
         for receipt in missing {
             let now = self.store.now();
-            let recovery = if receipt.paid_without_rpt() {
+            let recovery = if receipt.held {
+                Recovery::AlreadyHeld
+            } else if receipt.paid_without_rpt() {
                 Recovery::NotAsked(NotAsked::PaidWithoutRpt)
             } else if !receipt.due(now) {
                 Recovery::NotAsked(NotAsked::NotDue(
@@ -290,12 +302,9 @@ impl Recoverer {
                         stop = Some(Stop::NoCalls(reason));
                         Recovery::NotAsked(NotAsked::NoCallsLeft)
                     }
-                    Err(other) => {
-                        summary
-                            .receipts
-                            .push((receipt, Recovery::NotAsked(NotAsked::NoCallsLeft)));
-                        return Err(other);
-                    }
+                    // The creditor's pass stops here; this receipt was not recovered and
+                    // nothing was recorded against it.
+                    Err(other) => return Err(other),
                 }
             };
             summary.receipts.push((receipt, recovery));
@@ -391,8 +400,7 @@ impl Recoverer {
         }
         let notice_number = input.facts.notice_number.clone();
         match self.store.record_receipt(input).await {
-            Ok(outcome @ ReceiptOutcome::Conflict) => {
-                let _ = outcome;
+            Ok(ReceiptOutcome::Conflict) => {
                 Ok(Recovery::Failed(
                     record(
                         RecoveryState::Failed,
@@ -491,7 +499,7 @@ fn log(creditor: &str, pass: &CreditorPass) {
                 detail = r.detail.as_deref().unwrap_or_default(),
                 "missing receipt not recovered"
             ),
-            Recovery::NotAsked(_) => {}
+            Recovery::AlreadyHeld | Recovery::NotAsked(_) => {}
         }
     }
 }

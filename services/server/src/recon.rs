@@ -357,6 +357,9 @@ fn print_recovery(creditor: &str, pass: &CreditorPass) {
                 counts[0] += 1;
                 println!("recovered\t{key}\t{}", detail(recovery));
             }
+            Recovery::AlreadyHeld => {
+                println!("held\t{key}\ta receipt of this key is stored already; relabelled");
+            }
             Recovery::NotFound(r) => {
                 counts[1] += 1;
                 println!(

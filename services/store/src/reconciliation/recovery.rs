@@ -15,9 +15,10 @@
 use std::collections::BTreeMap;
 
 use incasso_domain::reconciliation::OutcomeCode;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    Statement, sea_query::OnConflict,
+    Statement,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -97,6 +98,9 @@ pub struct MissingReceipt {
     pub outcomes: Vec<OutcomeCode>,
     /// The last attempt, if any.
     pub last_attempt: Option<ReceiptRecovery>,
+    /// A receipt of this key is stored already (delivered since the last relabelling): only
+    /// the label is behind, nothing needs asking.
+    pub held: bool,
 }
 
 impl MissingReceipt {
@@ -184,8 +188,28 @@ impl Store {
              WHERE f.creditor_fiscal_code = ? AND fl.iuv = ? AND fl.receipt_id = ? \
              ORDER BY f.created_at DESC, f.revision DESC",
         );
+        let held_sql = placeholders(
+            backend,
+            "SELECT COUNT(*) AS n FROM receipt_transfer \
+             WHERE beneficiary_fiscal_code = ? AND iuv = ? AND receipt_id = ?",
+        );
         let mut missing = Vec::with_capacity(keys.len());
         for ((iuv, receipt_id), id_transfers) in keys {
+            let held = db
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    held_sql.clone(),
+                    [
+                        creditor.into(),
+                        iuv.clone().into(),
+                        receipt_id.clone().into(),
+                    ],
+                ))
+                .await?
+                .map(|row| row.try_get::<i64>("", "n"))
+                .transpose()?
+                .unwrap_or_default()
+                > 0;
             let rows = db
                 .query_all_raw(Statement::from_sql_and_values(
                     backend,
@@ -217,6 +241,7 @@ impl Store {
                 id_transfers,
                 outcomes,
                 last_attempt,
+                held,
             });
         }
         Ok(missing)
@@ -264,7 +289,7 @@ impl Store {
             ])
             .value(
                 recon_receipt_recovery::Column::Attempts,
-                sea_orm::sea_query::Expr::col((
+                Expr::col((
                     recon_receipt_recovery::Entity,
                     recon_receipt_recovery::Column::Attempts,
                 ))
