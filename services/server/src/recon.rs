@@ -46,7 +46,7 @@ pub(crate) enum ReconCommand {
     /// does every `[biz_events] interval_seconds`): for each IUV_NO_RT key (an FdR line whose
     /// receipt never came) that is due, asks for the receipt by IUR and IUV, books it like the
     /// Node's (marked recovered) and relabels the key. Prints one line per missing receipt
-    /// (recovered, not-found, failed, waiting, no-rpt, no-calls-left) and a summary per
+    /// (recovered, not-found, failed, waiting, no-rpt, no-calls-left, held) and a summary per
     /// creditor. Needs INCASSO_BIZ_EVENTS_URL or [biz_events] url. Exits 1 if a creditor's
     /// pass was cut short (the key refused, rate limited, the database failing).
     Recover {
