@@ -97,7 +97,10 @@ impl FakeReceipt {
                 beneficiary: creditor.to_owned(),
                 iban: iban.to_owned(),
                 amount_cents,
-                remittance_information: format!("/RFB/{}", notice_number.get(1..).unwrap_or_default()),
+                remittance_information: format!(
+                    "/RFB/{}",
+                    notice_number.get(1..).unwrap_or_default()
+                ),
                 transfer_category: "9/0101100IM/".to_owned(),
             }],
         }
@@ -225,13 +228,10 @@ fn problem(status: u16, title: &str, detail: &str) -> Response {
 }
 
 fn with_request_id(mut response: Response, headers: &HeaderMap) -> Response {
-    let id = headers
-        .get("X-Request-Id")
-        .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
-                .unwrap_or(HeaderValue::from_static("fake"))
-        });
+    let id = headers.get("X-Request-Id").cloned().unwrap_or_else(|| {
+        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or(HeaderValue::from_static("fake"))
+    });
     response.headers_mut().insert("X-Request-Id", id);
     response
 }
@@ -270,8 +270,7 @@ async fn receipt(
             "Unable to process the request",
             "organizationfiscalcode must be a fiscal code of 11 digits",
         )
-    } else if !(1..=35).contains(&iur.chars().count()) || !(1..=35).contains(&iuv.chars().count())
-    {
+    } else if !(1..=35).contains(&iur.chars().count()) || !(1..=35).contains(&iuv.chars().count()) {
         problem(
             422,
             "Unable to process the request",

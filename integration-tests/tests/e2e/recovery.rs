@@ -245,9 +245,24 @@ async fn missing_receipts_are_recovered_booked_once_and_relabelled(
         .collect();
     asked.sort();
     let mut wanted = vec![
-        (MILANO.to_owned(), "iur-fee".to_owned(), fee.iuv.clone(), 200),
-        (MILANO.to_owned(), "iur-legacy".to_owned(), LEGACY_IUV.to_owned(), 200),
-        (MILANO.to_owned(), "iur-unknown".to_owned(), UNKNOWN_IUV.to_owned(), 404),
+        (
+            MILANO.to_owned(),
+            "iur-fee".to_owned(),
+            fee.iuv.clone(),
+            200,
+        ),
+        (
+            MILANO.to_owned(),
+            "iur-legacy".to_owned(),
+            LEGACY_IUV.to_owned(),
+            200,
+        ),
+        (
+            MILANO.to_owned(),
+            "iur-unknown".to_owned(),
+            UNKNOWN_IUV.to_owned(),
+            404,
+        ),
     ];
     wanted.sort();
     assert_eq!(asked, wanted);
@@ -327,7 +342,10 @@ async fn missing_receipts_are_recovered_booked_once_and_relabelled(
         ]
     );
     let recovered_change = &history[1];
-    assert!(recovered_change.document.is_none(), "a catch-up from receipts");
+    assert!(
+        recovered_change.document.is_none(),
+        "a catch-up from receipts"
+    );
     assert!(
         recovered_change.evidence.iter().any(|e| matches!(
             &e.kind,
@@ -391,7 +409,8 @@ async fn missing_receipts_are_recovered_booked_once_and_relabelled(
     assert_eq!(fee_receipts.len(), 1);
     assert!(fee_receipts[0].recovered);
     assert_eq!(
-        app.query_i64("SELECT COUNT(*) FROM receipt_conflict").await?,
+        app.query_i64("SELECT COUNT(*) FROM receipt_conflict")
+            .await?,
         0
     );
     assert_eq!(

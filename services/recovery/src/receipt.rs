@@ -251,17 +251,16 @@ mod tests {
             .iter()
             .map(|t| (t.id_transfer, t.beneficiary.as_str(), t.amount_cents))
             .collect();
-        assert_eq!(
-            amounts,
-            [(1, "01199250158", 9505), (2, "08911820960", 495)]
-        );
+        assert_eq!(amounts, [(1, "01199250158", 9505), (2, "08911820960", 495)]);
         assert_eq!(input.raw, body("100", TWO));
     }
 
     #[test]
     fn the_same_receipt_written_otherwise_has_the_same_canonical_form() {
         let a = read_receipt(&asked(), &body("100", TWO)).unwrap();
-        let spaced = String::from_utf8(body("100", TWO)).unwrap().replace(',', " ,");
+        let spaced = String::from_utf8(body("100", TWO))
+            .unwrap()
+            .replace(',', " ,");
         let b = read_receipt(&asked(), spaced.as_bytes()).unwrap();
         assert_eq!(a.canonical, b.canonical);
         let c = read_receipt(&asked(), &body("100.00", TWO)).unwrap();
@@ -280,7 +279,10 @@ mod tests {
         assert!(error.contains("paymentAmount"), "{error}");
         let error = read_receipt(
             &asked(),
-            &body("100", &TWO.replace("\"transferAmount\":4.95", "\"transferAmount\":\"x\"")),
+            &body(
+                "100",
+                &TWO.replace("\"transferAmount\":4.95", "\"transferAmount\":\"x\""),
+            ),
         )
         .unwrap_err();
         assert!(error.contains("transferList[1].transferAmount"), "{error}");

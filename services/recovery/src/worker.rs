@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use incasso_store::Store;
 use incasso_store::outbox::retry_delay_ms;
-use incasso_store::reconciliation::{MissingReceipt, ReceiptRecovery, RecoveryState};
 use incasso_store::receipts::ReceiptOutcome;
+use incasso_store::reconciliation::{MissingReceipt, ReceiptRecovery, RecoveryState};
 
 use crate::client::{BizEventsClient, BizEventsError, ClientConfig};
 use crate::receipt::{ReceiptRequest, read_receipt};
@@ -116,9 +116,9 @@ impl CreditorSummary {
 
     /// Whether receipts are stored whose keys still wait for their labels.
     fn relabel(&self) -> bool {
-        self.receipts.iter().any(|(_, r)| {
-            matches!(r, Recovery::Recovered { .. } | Recovery::AlreadyHeld)
-        })
+        self.receipts
+            .iter()
+            .any(|(_, r)| matches!(r, Recovery::Recovered { .. } | Recovery::AlreadyHeld))
     }
 }
 
@@ -236,7 +236,9 @@ impl Recoverer {
             }
         }
         let mut summary = CreditorSummary::default();
-        let stopped = self.recover_leased(creditor, calls_left, &mut summary).await;
+        let stopped = self
+            .recover_leased(creditor, calls_left, &mut summary)
+            .await;
         // The labels follow whatever was booked, even when the pass stopped early.
         let mut reason = match stopped {
             Ok(()) => None,
@@ -475,7 +477,10 @@ pub fn describe_outcome(outcome: ReceiptOutcome) -> String {
 fn log(creditor: &str, pass: &CreditorPass) {
     let summary = match pass {
         CreditorPass::LeaseHeld => {
-            tracing::debug!(creditor, "receipt recovery: another replica holds the lease");
+            tracing::debug!(
+                creditor,
+                "receipt recovery: another replica holds the lease"
+            );
             return;
         }
         CreditorPass::Done(summary) => summary,

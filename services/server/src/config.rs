@@ -15,8 +15,8 @@ use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::iban::Iban;
 use incasso_domain::notice_number::SegregationCode;
 use incasso_fdr::FdrConfig;
-use incasso_recovery::RecoveryConfig;
 use incasso_node::service::StationConfig;
+use incasso_recovery::RecoveryConfig;
 use incasso_relay::aca::AcaConfig;
 use incasso_relay::fascicolo::FascicoloConfig;
 use incasso_store::receipts::writer::ReceiptWriterConfig;
@@ -693,16 +693,18 @@ fn biz_events_config(
         }
         config.calls_per_pass = calls;
     }
-    let hours = |value: Option<u64>, field: &str, default: std::time::Duration| {
-        match value {
-            None => Ok(default),
-            Some(h) if (1..=24 * 30).contains(&h) => Ok(std::time::Duration::from_secs(h * 3600)),
-            Some(_) => Err(ConfigError::Invalid(format!(
-                "biz_events.{field}: expected 1..=720 hours"
-            ))),
-        }
+    let hours = |value: Option<u64>, field: &str, default: std::time::Duration| match value {
+        None => Ok(default),
+        Some(h) if (1..=24 * 30).contains(&h) => Ok(std::time::Duration::from_secs(h * 3600)),
+        Some(_) => Err(ConfigError::Invalid(format!(
+            "biz_events.{field}: expected 1..=720 hours"
+        ))),
     };
-    config.retry_after = hours(file.retry_after_hours, "retry_after_hours", config.retry_after)?;
+    config.retry_after = hours(
+        file.retry_after_hours,
+        "retry_after_hours",
+        config.retry_after,
+    )?;
     config.retry_max = hours(file.retry_max_hours, "retry_max_hours", config.retry_max)?;
     if config.retry_max < config.retry_after {
         return Err(ConfigError::Invalid(
@@ -1073,7 +1075,9 @@ mod tests {
         let fdr = settings.fdr.expect("the example's FdR poller");
         assert_eq!(fdr.client.base_url, "http://127.0.0.1:9000");
         assert_eq!(fdr.page_size, 1000);
-        let recovery = settings.biz_events.expect("the example's biz-events recovery");
+        let recovery = settings
+            .biz_events
+            .expect("the example's biz-events recovery");
         assert_eq!(recovery.client.base_url, "http://127.0.0.1:9100");
         assert_eq!(recovery.calls_per_pass, 10);
     }
@@ -1089,9 +1093,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("biz_events.calls_per_pass"), "{error}");
-        let error = parse("[biz_events]\nurl = \"http://b\"\nretry_after_hours = 10\nretry_max_hours = 5")
-            .unwrap_err()
-            .to_string();
+        let error =
+            parse("[biz_events]\nurl = \"http://b\"\nretry_after_hours = 10\nretry_max_hours = 5")
+                .unwrap_err()
+                .to_string();
         assert!(error.contains("biz_events.retry_max_hours"), "{error}");
         let error = parse("[biz_events]\nurl = \"b\"").unwrap_err().to_string();
         assert!(error.contains("biz_events.url"), "{error}");
@@ -1113,7 +1118,10 @@ mod tests {
             Some("from-env")
         );
         assert_eq!(from_env.interval, std::time::Duration::from_secs(60));
-        assert_eq!(from_env.retry_after, std::time::Duration::from_secs(6 * 3600));
+        assert_eq!(
+            from_env.retry_after,
+            std::time::Duration::from_secs(6 * 3600)
+        );
     }
 
     #[test]

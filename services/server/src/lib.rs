@@ -336,9 +336,7 @@ impl Application {
                 })))
             }
             None => {
-                tracing::info!(
-                    "no biz-events URL configured: missing receipts are not recovered"
-                );
+                tracing::info!("no biz-events URL configured: missing receipts are not recovered");
                 None
             }
         };

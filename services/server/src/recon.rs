@@ -334,7 +334,9 @@ fn rfc3339(instant: time::OffsetDateTime) -> String {
 fn print_recovery(creditor: &str, pass: &CreditorPass) {
     let summary = match pass {
         CreditorPass::LeaseHeld => {
-            println!("{creditor}: another replica is recovering this creditor's receipts; not recovered now");
+            println!(
+                "{creditor}: another replica is recovering this creditor's receipts; not recovered now"
+            );
             return;
         }
         CreditorPass::Done(summary) => summary,
@@ -389,7 +391,9 @@ fn print_recovery(creditor: &str, pass: &CreditorPass) {
             }
             Recovery::NotAsked(NotAsked::PaidWithoutRpt) => {
                 counts[4] += 1;
-                println!("no-rpt\t{key}\tpaid without RPT (code 9): PagoPA holds no receipt; stays IUV_NO_RT");
+                println!(
+                    "no-rpt\t{key}\tpaid without RPT (code 9): PagoPA holds no receipt; stays IUV_NO_RT"
+                );
             }
             Recovery::NotAsked(NotAsked::NoCallsLeft) => {
                 counts[5] += 1;

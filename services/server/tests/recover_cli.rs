@@ -97,12 +97,9 @@ async fn recover(engine: Engine) {
     };
     let args = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
 
-    let imported = run(
-        None,
-        args(&["recon", "import", path.to_str().unwrap()]),
-    )
-    .await
-    .unwrap();
+    let imported = run(None, args(&["recon", "import", path.to_str().unwrap()]))
+        .await
+        .unwrap();
     assert!(imported.status.success(), "{}", text(&imported.stderr));
 
     let first = run(Some(base.clone()), args(&["recon", "recover"]))
@@ -117,7 +114,9 @@ async fn recover(engine: Engine) {
         "{out}"
     );
     assert!(
-        out.contains(&format!("not-found\t{MILANO}\t{UNKNOWN_IUV}\tIUR-2\tnot found at PagoPA (404)")),
+        out.contains(&format!(
+            "not-found\t{MILANO}\t{UNKNOWN_IUV}\tIUR-2\tnot found at PagoPA (404)"
+        )),
         "{out}"
     );
     assert!(
@@ -145,13 +144,18 @@ async fn recover(engine: Engine) {
         "{out}"
     );
 
-    let again = run(Some(base.clone()), args(&["recon", "recover", "--creditor", MILANO]))
-        .await
-        .unwrap();
+    let again = run(
+        Some(base.clone()),
+        args(&["recon", "recover", "--creditor", MILANO]),
+    )
+    .await
+    .unwrap();
     let out = text(&again.stdout);
     assert!(again.status.success(), "{out}{}", text(&again.stderr));
     assert!(
-        out.contains(&format!("waiting\t{MILANO}\t{UNKNOWN_IUV}\tIUR-2\tnot found at PagoPA (404)")),
+        out.contains(&format!(
+            "waiting\t{MILANO}\t{UNKNOWN_IUV}\tIUR-2\tnot found at PagoPA (404)"
+        )),
         "{out}"
     );
     assert!(
@@ -176,7 +180,11 @@ async fn recover(engine: Engine) {
     .await
     .unwrap();
     assert!(!stranger.status.success());
-    assert!(text(&stranger.stderr).contains("--creditor"), "{}", text(&stranger.stderr));
+    assert!(
+        text(&stranger.stderr).contains("--creditor"),
+        "{}",
+        text(&stranger.stderr)
+    );
     drop(dir);
     database.drop_database().await.unwrap();
 }

@@ -11,8 +11,7 @@ use incasso_store::AppError;
 use incasso_store::reconciliation::{
     CreditFilterInput, CreditItem, FlowFilterInput, FlowItem, ImportOutcome, LabelChangeRecord,
     LabelTotal, ReceiptRecovery, ReconciliationSummary, RecoveryState, TransferFilterInput,
-    TransferItem, TransferKeyInput,
-    TransferScope,
+    TransferItem, TransferKeyInput, TransferScope,
 };
 
 use super::timestamp;

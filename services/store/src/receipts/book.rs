@@ -619,7 +619,13 @@ async fn look_up(
     txn: &DatabaseTransaction,
     keys: &[ReceiptKey],
     inputs: &[ReceiptInput],
-) -> Result<(HashMap<ReceiptKey, StoredKey>, HashMap<(String, String), Uuid>), AppError> {
+) -> Result<
+    (
+        HashMap<ReceiptKey, StoredKey>,
+        HashMap<(String, String), Uuid>,
+    ),
+    AppError,
+> {
     let facts: Vec<&ReceiptFacts> = inputs.iter().map(|i| &i.facts).collect();
     if txn.get_database_backend() != DbBackend::Postgres {
         let stored = stored_hashes(txn, keys).await?;

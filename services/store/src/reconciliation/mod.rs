@@ -27,9 +27,9 @@ mod recovery;
 pub use accounts::TreasuryAccounts;
 pub use import::{FdrRevision, ImportOutcome};
 pub use labels::{Causes, LabelChangeRecord};
-pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};
 pub use queries::{
     CreditFilterInput, CreditItem, CreditPage, FlowFilterInput, FlowItem, FlowPage, LabelTotal,
     ReconciliationSummary, TransferFilterInput, TransferItem, TransferKeyInput, TransferPage,
     TransferScope,
 };
+pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};

@@ -660,8 +660,7 @@ impl Store {
         let recoveries: BTreeMap<(String, String, String), super::ReceiptRecovery> =
             crate::entity::recon_receipt_recovery::Entity::find()
                 .filter(
-                    crate::entity::recon_receipt_recovery::Column::Iuv
-                        .is_in(iuvs.iter().cloned()),
+                    crate::entity::recon_receipt_recovery::Column::Iuv.is_in(iuvs.iter().cloned()),
                 )
                 .all(db)
                 .await?

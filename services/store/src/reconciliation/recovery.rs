@@ -17,8 +17,7 @@ use std::collections::BTreeMap;
 use incasso_domain::reconciliation::OutcomeCode;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
