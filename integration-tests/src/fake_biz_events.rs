@@ -256,7 +256,7 @@ async fn receipt(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
         .or_else(|| query_key(&uri));
-    let response = if !key.is_some_and(|k| s.behaviour.keys.iter().any(|known| *known == k)) {
+    let response = if !key.is_some_and(|k| s.behaviour.keys.contains(&k)) {
         // The spec's 401 has no body.
         StatusCode::UNAUTHORIZED.into_response()
     } else if let Some(status) = s.behaviour.script.pop_front() {
