@@ -26,6 +26,7 @@ on_both_engines!(
     missing_receipts_are_recovered_booked_once_and_relabelled,
     serve_recovers_when_a_url_is_configured,
     a_wrong_subscription_key_is_named_and_nothing_recorded,
+    a_pass_keeps_to_its_calls_and_a_429_ends_it,
 );
 
 const FLOW: &str = "2026-11-24BCITITMM-S000000201";
@@ -479,5 +480,85 @@ async fn a_wrong_subscription_key_is_named_and_nothing_recorded(
     let recoverer = Recoverer::new(app.store.clone(), config(&fake, SUBSCRIPTION_KEY))?;
     let report = recoverer.recover_once(Some(MILANO)).await;
     assert!(outcomes(milan(&report)).contains(&(fee.iuv.clone(), "recovered".to_owned())));
+    app.stop().await
+}
+
+async fn a_pass_keeps_to_its_calls_and_a_429_ends_it(engine: Engine) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let fake = FakeBizEvents::start().await?;
+    let fee = lost_school_fee(&app).await?;
+    fake.hold(fee_receipt(&fee));
+    import(&app, "flow.xml", &flow_document(&fee.iuv, fee.amount_cents)).await?;
+    let recorded = || app.query_i64("SELECT COUNT(*) FROM recon_receipt_recovery");
+
+    // One call allowed: one receipt asked, the others left for the next pass.
+    let mut one_call = config(&fake, SUBSCRIPTION_KEY);
+    one_call.calls_per_pass = 1;
+    let report = Recoverer::new(app.store.clone(), one_call)?
+        .recover_once(None)
+        .await;
+    let outcomes = outcomes(milan(&report));
+    assert_eq!(fake.calls().len(), 1);
+    let asked: Vec<&(String, String)> = outcomes
+        .iter()
+        .filter(|(_, what)| what != "no_calls_left" && what != "no_rpt")
+        .collect();
+    assert_eq!(asked.len(), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(_, w)| w == "no_calls_left")
+            .count(),
+        2,
+        "{outcomes:?}"
+    );
+    assert_eq!(recorded().await?, 1);
+
+    // A 429: the hour's calls are spent; the pass stops at once and records nothing.
+    fake.with(|s| s.behaviour.script.push_back(429));
+    let recoverer = Recoverer::new(app.store.clone(), config(&fake, SUBSCRIPTION_KEY))?;
+    let report = recoverer.recover_once(None).await;
+    let CreditorPass::Failed { reason, summary } = milan(&report) else {
+        panic!("a 429 ends the pass: {report:?}");
+    };
+    assert!(
+        reason.contains("rate limiting the subscription (429)"),
+        "{reason}"
+    );
+    assert_eq!(fake.calls().len(), 2, "not retried");
+    assert!(
+        summary
+            .receipts
+            .iter()
+            .all(|(_, r)| !matches!(r, Recovery::Recovered { .. })),
+        "{summary:?}"
+    );
+    assert_eq!(recorded().await?, 1);
+
+    // The API down (500 after the retry): recorded as failed, asked again only later.
+    fake.with(|s| {
+        s.behaviour.script.extend([500, 500, 500, 500]);
+    });
+    let report = recoverer.recover_once(None).await;
+    let CreditorPass::Done(summary) = milan(&report) else {
+        panic!("a failed receipt does not stop the pass: {report:?}");
+    };
+    let failed: Vec<&incasso_store::reconciliation::ReceiptRecovery> = summary
+        .receipts
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Recovery::Failed(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 2, "{summary:?}");
+    assert!(
+        failed[0]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("unavailable") && d.contains("500")),
+        "{failed:?}"
+    );
+    assert!(failed.iter().all(|r| r.next_attempt_at.is_some()));
     app.stop().await
 }
