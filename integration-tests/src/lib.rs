@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod certs;
 pub mod fake_aca;
+pub mod fake_biz_events;
 pub mod fake_fascicolo;
 pub mod fake_fdr;
 pub mod fake_io;

@@ -25,6 +25,7 @@ mod recon_evidence;
 mod recon_report;
 mod reconciliation_books;
 mod reconciliation_service;
+mod recovery;
 mod service;
 mod tls;
 

@@ -726,6 +726,7 @@ pub fn receipt(stored: &StoredReceipt) -> pb::Receipt {
             .map(|id| id.to_string())
             .unwrap_or_default(),
         received_at: Some(timestamp(stored.received_at)),
+        recovered: stored.recovered,
     }
 }
 

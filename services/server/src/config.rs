@@ -16,6 +16,7 @@ use incasso_domain::iban::Iban;
 use incasso_domain::notice_number::SegregationCode;
 use incasso_fdr::FdrConfig;
 use incasso_node::service::StationConfig;
+use incasso_recovery::RecoveryConfig;
 use incasso_relay::aca::AcaConfig;
 use incasso_relay::fascicolo::FascicoloConfig;
 use incasso_store::receipts::writer::ReceiptWriterConfig;
@@ -151,6 +152,27 @@ pub struct FdrFileConfig {
     pub warn_after_days: Option<u64>,
 }
 
+/// The recovery of missing receipts from PagoPA's biz-events API.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BizEventsFileConfig {
+    /// The biz-events API, e.g. `https://api.platform.pagopa.it/bizevents/service/v1`;
+    /// without it `incasso serve` recovers nothing and `incasso recon recover` refuses to run.
+    pub url: Option<String>,
+    /// The API Management subscription key (`Ocp-Apim-Subscription-Key`).
+    pub subscription_key: Option<String>,
+    /// Pause between recovery passes of `incasso serve`, seconds (default 3600).
+    pub interval_seconds: Option<u64>,
+    /// The most receipts asked for in one pass, 1..=100 (default 10: the API allows a
+    /// subscription 10 calls an hour).
+    pub calls_per_pass: Option<u32>,
+    /// The pause before a receipt not found (or not given) is asked again, hours; doubled
+    /// after each attempt up to `retry_max_hours` (default 6).
+    pub retry_after_hours: Option<u64>,
+    /// The longest pause between attempts of one receipt, hours (default 48).
+    pub retry_max_hours: Option<u64>,
+}
+
 /// How receipts are booked.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,12 +243,15 @@ pub struct FileConfig {
     /// The FdR REST poller.
     #[serde(default)]
     pub fdr: FdrFileConfig,
+    /// Missing receipts recovered from biz-events.
+    #[serde(default)]
+    pub biz_events: BizEventsFileConfig,
     /// TLS on the gRPC and SOAP listeners; without it they serve plaintext.
     pub tls: Option<crate::tls_config::TlsFileConfig>,
     /// Client identities and what each may do (needs `tls.client_ca`).
     #[serde(default)]
     pub clients: Vec<crate::tls_config::ClientFileConfig>,
-    /// TLS of the outbound clients (ACA, IO, Fascicolo, FdR).
+    /// TLS of the outbound clients (ACA, IO, Fascicolo, FdR, biz-events).
     #[serde(default)]
     pub outbound_tls: crate::tls_config::OutboundTlsFileConfig,
     /// The folder of the configuration file, which relative paths start from; the working
@@ -335,6 +360,8 @@ pub struct Settings {
     pub treasury_accounts: TreasuryAccounts,
     /// The FdR REST poller, when a URL is configured.
     pub fdr: Option<FdrConfig>,
+    /// The recovery of missing receipts from biz-events, when a URL is configured.
+    pub biz_events: Option<RecoveryConfig>,
     /// TLS on the gRPC and SOAP listeners; `None` serves plaintext.
     pub tls: Option<crate::tls::TlsSettings>,
     /// Who may call which RPC.
@@ -372,6 +399,10 @@ pub struct Overrides {
     pub fdr_url: Option<String>,
     /// `INCASSO_FDR_SUBSCRIPTION_KEY`.
     pub fdr_subscription_key: Option<String>,
+    /// `INCASSO_BIZ_EVENTS_URL`.
+    pub biz_events_url: Option<String>,
+    /// `INCASSO_BIZ_EVENTS_SUBSCRIPTION_KEY`.
+    pub biz_events_subscription_key: Option<String>,
     /// `--insecure` / `INCASSO_INSECURE`: plaintext on a non-loopback address.
     pub insecure: bool,
     /// `INCASSO_NODE_SUBSCRIPTION_KEYS`, comma-separated.
@@ -573,6 +604,15 @@ impl Settings {
                     c
                 },
             ),
+            biz_events: biz_events_config(
+                overrides.biz_events_url,
+                overrides.biz_events_subscription_key,
+                &file.biz_events,
+            )?
+            .map(|mut c| {
+                c.client.tls = outbound_tls.clone();
+                c
+            }),
             tls,
             access,
             insecure: overrides.insecure,
@@ -624,6 +664,65 @@ fn fdr_config(
             ));
         }
         config.stale_after = std::time::Duration::from_secs(days * 86_400);
+    }
+    Ok(Some(config))
+}
+
+/// The recovery's settings: none without a URL.
+fn biz_events_config(
+    url: Option<String>,
+    subscription_key: Option<String>,
+    file: &BizEventsFileConfig,
+) -> Result<Option<RecoveryConfig>, ConfigError> {
+    let Some(url) = url
+        .or_else(|| file.url.clone())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::Invalid(
+            "biz_events.url: expected an http:// or https:// URL".into(),
+        ));
+    }
+    let key = subscription_key
+        .or_else(|| file.subscription_key.clone())
+        .filter(|k| !k.trim().is_empty());
+    let mut config = RecoveryConfig::new(&url, key);
+    if let Some(seconds) = file.interval_seconds {
+        if seconds == 0 {
+            return Err(ConfigError::Invalid(
+                "biz_events.interval_seconds: expected at least 1".into(),
+            ));
+        }
+        config.interval = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(calls) = file.calls_per_pass {
+        if !(1..=100).contains(&calls) {
+            return Err(ConfigError::Invalid(
+                "biz_events.calls_per_pass: expected 1..=100 (the API allows 10 calls an hour)"
+                    .into(),
+            ));
+        }
+        config.calls_per_pass = calls;
+    }
+    let hours = |value: Option<u64>, field: &str, default: std::time::Duration| match value {
+        None => Ok(default),
+        Some(h) if (1..=24 * 30).contains(&h) => Ok(std::time::Duration::from_secs(h * 3600)),
+        Some(_) => Err(ConfigError::Invalid(format!(
+            "biz_events.{field}: expected 1..=720 hours"
+        ))),
+    };
+    config.retry_after = hours(
+        file.retry_after_hours,
+        "retry_after_hours",
+        config.retry_after,
+    )?;
+    config.retry_max = hours(file.retry_max_hours, "retry_max_hours", config.retry_max)?;
+    if config.retry_max < config.retry_after {
+        return Err(ConfigError::Invalid(
+            "biz_events.retry_max_hours: expected at least retry_after_hours".into(),
+        ));
     }
     Ok(Some(config))
 }
@@ -989,6 +1088,53 @@ mod tests {
         let fdr = settings.fdr.expect("the example's FdR poller");
         assert_eq!(fdr.client.base_url, "http://127.0.0.1:9000");
         assert_eq!(fdr.page_size, 1000);
+        let recovery = settings
+            .biz_events
+            .expect("the example's biz-events recovery");
+        assert_eq!(recovery.client.base_url, "http://127.0.0.1:9100");
+        assert_eq!(recovery.calls_per_pass, 10);
+    }
+
+    #[test]
+    fn the_recovery_needs_a_url_and_values_the_api_allows() {
+        let parse = |text: &str| {
+            Settings::resolve(toml::from_str(text).unwrap(), Overrides::default())
+                .map(|s| s.biz_events)
+        };
+        assert!(parse("").unwrap().is_none());
+        let error = parse("[biz_events]\nurl = \"http://b\"\ncalls_per_pass = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("biz_events.calls_per_pass"), "{error}");
+        let error =
+            parse("[biz_events]\nurl = \"http://b\"\nretry_after_hours = 10\nretry_max_hours = 5")
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("biz_events.retry_max_hours"), "{error}");
+        let error = parse("[biz_events]\nurl = \"b\"").unwrap_err().to_string();
+        assert!(error.contains("biz_events.url"), "{error}");
+        let from_env = Settings::resolve(
+            toml::from_str("[biz_events]\nsubscription_key = \"from-file\"\ninterval_seconds = 60")
+                .unwrap(),
+            Overrides {
+                biz_events_url: Some("http://127.0.0.1:9100/bizevents/".to_owned()),
+                biz_events_subscription_key: Some("from-env".to_owned()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap()
+        .biz_events
+        .unwrap();
+        assert_eq!(from_env.client.base_url, "http://127.0.0.1:9100/bizevents");
+        assert_eq!(
+            from_env.client.subscription_key.as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(from_env.interval, std::time::Duration::from_secs(60));
+        assert_eq!(
+            from_env.retry_after,
+            std::time::Duration::from_secs(6 * 3600)
+        );
     }
 
     #[test]
@@ -1075,6 +1221,11 @@ mod tests {
                         || rest.starts_with("first_iuv_base")
                         || rest.starts_with("[fascicolo]")
                         || rest.starts_with("[fdr]")
+                        || rest.starts_with("[biz_events]")
+                        || rest.starts_with("interval_seconds")
+                        || rest.starts_with("calls_per_pass")
+                        || rest.starts_with("retry_after_hours")
+                        || rest.starts_with("retry_max_hours")
                         || rest.starts_with("subscription_key")
                         || rest.starts_with("poll_interval_seconds")
                         || rest.starts_with("page_size")

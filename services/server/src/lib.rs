@@ -57,6 +57,7 @@ pub struct Application {
     io: Option<incasso_relay::app_io::IoConfig>,
     fascicolo: Option<incasso_relay::fascicolo::FascicoloConfig>,
     fdr: Option<incasso_fdr::FdrConfig>,
+    biz_events: Option<incasso_recovery::RecoveryConfig>,
     parked_retry_interval: std::time::Duration,
     treasury_accounts: incasso_store::reconciliation::TreasuryAccounts,
     tls: Option<tls::ServerTls>,
@@ -109,6 +110,7 @@ impl Application {
         let fascicolo = settings.fascicolo.clone();
         let treasury_accounts = settings.treasury_accounts.clone();
         let fdr = settings.fdr.clone();
+        let biz_events = settings.biz_events.clone();
         let tls = refuse_open_plaintext(&settings)?;
         let access = settings.access.clone();
         let db = migrate(&settings).await?;
@@ -144,6 +146,7 @@ impl Application {
             io,
             fascicolo,
             fdr,
+            biz_events,
             parked_retry_interval,
             treasury_accounts,
             tls,
@@ -324,6 +327,19 @@ impl Application {
                 None
             }
         };
+        let (stop_recovery, recovery_stopped) = tokio::sync::oneshot::channel::<()>();
+        let recovery_task = match self.biz_events.clone() {
+            Some(config) => {
+                let recoverer = incasso_recovery::Recoverer::new(self.store.clone(), config)?;
+                Some(tokio::spawn(recoverer.run(async {
+                    let _ = recovery_stopped.await;
+                })))
+            }
+            None => {
+                tracing::info!("no biz-events URL configured: missing receipts are not recovered");
+                None
+            }
+        };
         let (stop_parked, parked_stopped) = tokio::sync::oneshot::channel::<()>();
         let parked_task = {
             let store = self.store.clone();
@@ -403,6 +419,7 @@ impl Application {
         let _ = stop_io.send(());
         let _ = stop_fascicolo.send(());
         let _ = stop_fdr.send(());
+        let _ = stop_recovery.send(());
         let _ = stop_parked.send(());
         let _ = stop_tls.send(());
         let _ = stop_sampler.send(());
@@ -421,6 +438,9 @@ impl Application {
             }
             if let Some(poller) = fdr_task {
                 let _ = poller.await;
+            }
+            if let Some(recoverer) = recovery_task {
+                let _ = recoverer.await;
             }
             let _ = parked_task.await;
             if let Some(watcher) = tls_task {

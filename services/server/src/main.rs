@@ -292,6 +292,8 @@ async fn run() -> anyhow::Result<()> {
         fascicolo_url: std::env::var("INCASSO_FASCICOLO_URL").ok(),
         fdr_url: std::env::var("INCASSO_FDR_URL").ok(),
         fdr_subscription_key: std::env::var("INCASSO_FDR_SUBSCRIPTION_KEY").ok(),
+        biz_events_url: std::env::var("INCASSO_BIZ_EVENTS_URL").ok(),
+        biz_events_subscription_key: std::env::var("INCASSO_BIZ_EVENTS_SUBSCRIPTION_KEY").ok(),
         shutdown_grace_seconds: match std::env::var("INCASSO_SHUTDOWN_GRACE_SECONDS") {
             Ok(value) => Some(value.parse().map_err(|_| {
                 anyhow::anyhow!(
@@ -473,8 +475,9 @@ async fn run() -> anyhow::Result<()> {
             let settings = Settings::resolve(file, overrides)?;
             let accounts = settings.treasury_accounts.clone();
             let fdr = settings.fdr.clone();
+            let biz_events = settings.biz_events.clone();
             let store = incasso_server::open_store(settings).await?;
-            recon::run(&store, &accounts, fdr, command).await?;
+            recon::run(&store, &accounts, fdr, biz_events, command).await?;
         }
         Command::DevCerts { out } => {
             let config = incasso_server::dev_certs::generate(&out)?;

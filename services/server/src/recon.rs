@@ -11,6 +11,7 @@ use incasso_domain::reconciliation::{
     Assessment, CreditId, EvidenceRef, FlowId, Label, Subject, TransferIndex, TransferKey,
 };
 use incasso_fdr::{CreditorPoll, FdrConfig, FdrPoller};
+use incasso_recovery::{CreditorPass, NotAsked, Recoverer, Recovery, RecoveryConfig};
 use incasso_server::report::csv::{CsvReport, CsvStyle};
 use incasso_server::report::xlsx::XlsxReport;
 use incasso_server::report::{ReportCounts, ReportRange, write_report};
@@ -41,6 +42,21 @@ pub(crate) enum ReconCommand {
     /// held, prints what each added and warns about flows near the end of the API's 30-day
     /// window. Needs INCASSO_FDR_URL or [fdr] url. Exits 1 if anything failed.
     FdrSync,
+    /// Recovers missing receipts from PagoPA's biz-events API once, now (as `incasso serve`
+    /// does every `[biz_events] interval_seconds`): for each IUV_NO_RT key (an FdR line whose
+    /// receipt never came) that is due, asks for the receipt by IUR and IUV, books it like the
+    /// Node's (marked recovered) and relabels the key. Prints one line per missing receipt
+    /// (recovered, not-found, failed, waiting, no-rpt, no-calls-left, held) and a summary per
+    /// creditor. Needs INCASSO_BIZ_EVENTS_URL or [biz_events] url. Exits 1 if a creditor's
+    /// pass was cut short (the key refused, rate limited, the database failing).
+    Recover {
+        /// Only this creditor; every creditor when omitted.
+        #[arg(long)]
+        creditor: Option<String>,
+        /// The most receipts asked for now (default `[biz_events] calls_per_pass`, 10).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
     /// Relabels a creditor's transfer keys for the receipts booked since the last import.
     Refresh {
         /// The creditor's fiscal code.
@@ -308,13 +324,133 @@ fn print_poll(creditor: &str, poll: &CreditorPoll) {
     );
 }
 
+fn rfc3339(instant: time::OffsetDateTime) -> String {
+    instant
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Prints one creditor's recovery pass: a line per missing receipt, then the summary.
+fn print_recovery(creditor: &str, pass: &CreditorPass) {
+    let summary = match pass {
+        CreditorPass::LeaseHeld => {
+            println!(
+                "{creditor}: another replica is recovering this creditor's receipts; not recovered now"
+            );
+            return;
+        }
+        CreditorPass::Done(summary) => summary,
+        CreditorPass::Failed { reason, summary } => {
+            eprintln!("{creditor}: receipt recovery cut short: {reason}");
+            summary
+        }
+    };
+    let mut counts = [0usize; 6];
+    for (receipt, recovery) in &summary.receipts {
+        let key = format!("{creditor}\t{}\t{}", receipt.iuv, receipt.receipt_id);
+        let detail = |r: &incasso_store::reconciliation::ReceiptRecovery| {
+            r.detail.clone().unwrap_or_default()
+        };
+        let next = |r: &incasso_store::reconciliation::ReceiptRecovery| {
+            r.next_attempt_at.map(rfc3339).unwrap_or_default()
+        };
+        match recovery {
+            Recovery::Recovered { recovery, .. } => {
+                counts[0] += 1;
+                println!("recovered\t{key}\t{}", detail(recovery));
+            }
+            Recovery::AlreadyHeld => {
+                println!("held\t{key}\ta receipt of this key is stored already; relabelled");
+            }
+            Recovery::NotFound(r) => {
+                counts[1] += 1;
+                println!(
+                    "not-found\t{key}\t{} (attempt {}; next after {})",
+                    detail(r),
+                    r.attempts,
+                    next(r)
+                );
+            }
+            Recovery::Failed(r) => {
+                counts[2] += 1;
+                println!(
+                    "failed\t{key}\t{} (attempt {}; next after {})",
+                    detail(r),
+                    r.attempts,
+                    next(r)
+                );
+            }
+            Recovery::NotAsked(NotAsked::NotDue(at)) => {
+                counts[3] += 1;
+                let last = receipt
+                    .last_attempt
+                    .as_ref()
+                    .and_then(|a| a.detail.clone())
+                    .unwrap_or_default();
+                println!("waiting\t{key}\t{last} (next after {})", rfc3339(*at));
+            }
+            Recovery::NotAsked(NotAsked::PaidWithoutRpt) => {
+                counts[4] += 1;
+                println!(
+                    "no-rpt\t{key}\tpaid without RPT (code 9): PagoPA holds no receipt; stays IUV_NO_RT"
+                );
+            }
+            Recovery::NotAsked(NotAsked::NoCallsLeft) => {
+                counts[5] += 1;
+                println!("no-calls-left\t{key}\tasked at the next pass");
+            }
+        }
+    }
+    println!(
+        "{creditor}: {} missing receipts, {} recovered, {} not found, {} failed, {} waiting, {} paid without RPT, {} left for the next pass; {} label changes",
+        summary.receipts.len(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4],
+        counts[5],
+        summary.label_changes
+    );
+}
+
 pub(crate) async fn run(
     store: &Store,
     accounts: &TreasuryAccounts,
     fdr: Option<FdrConfig>,
+    biz_events: Option<RecoveryConfig>,
     command: ReconCommand,
 ) -> anyhow::Result<()> {
     match command {
+        ReconCommand::Recover { creditor, limit } => {
+            let mut config = biz_events.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no biz-events URL is configured (INCASSO_BIZ_EVENTS_URL or [biz_events] url): nothing to recover from"
+                )
+            })?;
+            if let Some(creditor) = &creditor
+                && !store
+                    .registry()
+                    .iter()
+                    .any(|c| c.fiscal_code().as_str() == creditor)
+            {
+                anyhow::bail!("--creditor: {creditor} is not a configured creditor");
+            }
+            if let Some(limit) = limit {
+                if limit == 0 {
+                    anyhow::bail!("--limit: expected at least 1");
+                }
+                config.calls_per_pass = limit;
+            }
+            let recoverer = Recoverer::new(store.clone(), config)?;
+            let report = recoverer.recover_once(creditor.as_deref()).await;
+            for (creditor, pass) in &report.creditors {
+                print_recovery(creditor, pass);
+            }
+            if report.has_failures() {
+                std::process::exit(1);
+            }
+        }
         ReconCommand::Report {
             creditor,
             from,

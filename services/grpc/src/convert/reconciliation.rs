@@ -10,8 +10,8 @@ use incasso_domain::validation::{ValidationErrors, format_date};
 use incasso_store::AppError;
 use incasso_store::reconciliation::{
     CreditFilterInput, CreditItem, FlowFilterInput, FlowItem, ImportOutcome, LabelChangeRecord,
-    LabelTotal, ReconciliationSummary, TransferFilterInput, TransferItem, TransferKeyInput,
-    TransferScope,
+    LabelTotal, ReceiptRecovery, ReconciliationSummary, RecoveryState, TransferFilterInput,
+    TransferItem, TransferKeyInput, TransferScope,
 };
 
 use super::timestamp;
@@ -247,6 +247,25 @@ pub fn suggestion(s: &Suggestion) -> pb::Suggestion {
     pb::Suggestion { kind: Some(kind) }
 }
 
+/// The recovery of an `IUV_NO_RT` key's receipt, as a suggestion.
+pub fn receipt_recovery(recovery: &ReceiptRecovery) -> pb::Suggestion {
+    let state = match recovery.state {
+        RecoveryState::Recovered => pb::ReceiptRecoveryState::Recovered,
+        RecoveryState::NotFound => pb::ReceiptRecoveryState::NotFound,
+        RecoveryState::Failed => pb::ReceiptRecoveryState::Failed,
+    };
+    pb::Suggestion {
+        kind: Some(Kind::ReceiptRecovery(pb::suggestion::ReceiptRecovery {
+            state: state as i32,
+            receipt_id: recovery.receipt_id.clone(),
+            attempts: i32::try_from(recovery.attempts).unwrap_or(i32::MAX),
+            last_attempt_at: Some(timestamp(recovery.last_attempt_at)),
+            next_attempt_at: recovery.next_attempt_at.map(timestamp),
+            detail: recovery.detail.clone().unwrap_or_default(),
+        })),
+    }
+}
+
 /// A transfer as the API shows it.
 pub fn transfer(item: &TransferItem) -> pb::ReconciliationTransfer {
     let (flow_id, flow_revision) = item
@@ -270,7 +289,12 @@ pub fn transfer(item: &TransferItem) -> pb::ReconciliationTransfer {
             .iter()
             .map(ToString::to_string)
             .collect(),
-        suggestions: item.suggestions.iter().map(suggestion).collect(),
+        suggestions: item
+            .suggestions
+            .iter()
+            .map(suggestion)
+            .chain(item.recovery.as_ref().map(receipt_recovery))
+            .collect(),
         treasury_state: treasury_state_value(item.treasury_state),
         reported_cents: item.reported_cents,
         paid_on: item.paid_on.map(format_date).unwrap_or_default(),

@@ -12,7 +12,7 @@ use incasso_domain::reconciliation::{
 use incasso_domain::rome_time::rome_date;
 use incasso_store::receipts::query::StoredReceipt;
 use incasso_store::reconciliation::{
-    CreditItem, FlowItem, LabelTotal, ReconciliationSummary, TransferItem,
+    CreditItem, FlowItem, LabelTotal, ReconciliationSummary, RecoveryState, TransferItem,
 };
 use time::Date;
 
@@ -412,8 +412,29 @@ pub fn anomaly_row(item: &TransferItem) -> Vec<Cell> {
         }),
         state_text(item.treasury_state),
         credits_text(&item.treasury_credit_ids),
-        suggestions_text(&item.suggestions),
+        transfer_suggestions_text(item),
     ]
+}
+
+/// A transfer's suggestions, with the recovery of an `IUV_NO_RT` key's receipt.
+fn transfer_suggestions_text(item: &TransferItem) -> Cell {
+    let mut texts: Vec<String> = item.suggestions.iter().map(suggestion_text).collect();
+    if let Some(recovery) = &item.recovery {
+        let state = match recovery.state {
+            RecoveryState::Recovered => "recuperata, in attesa di rietichettatura",
+            RecoveryState::NotFound => "non trovata su PagoPA",
+            RecoveryState::Failed => "recupero non riuscito",
+        };
+        let mut text = format!(
+            "Ricevuta {} (biz-events): {state}, tentativi {}",
+            recovery.receipt_id, recovery.attempts
+        );
+        if let Some(detail) = &recovery.detail {
+            text.push_str(&format!(" ({detail})"));
+        }
+        texts.push(text);
+    }
+    Cell::Text(texts.join("; "))
 }
 
 /// A reporting flow's row.

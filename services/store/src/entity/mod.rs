@@ -26,5 +26,7 @@ pub mod recon_flow;
 pub mod recon_flow_line;
 pub mod recon_label;
 pub mod recon_label_change;
+pub mod recon_receipt_recovery;
+pub mod recon_recovery_lease;
 pub mod source_document;
 pub mod transfer;

@@ -27,6 +27,8 @@ pub struct Model {
     pub debt_position_id: Option<Uuid>,
     pub installment_id: Option<Uuid>,
     pub received_at: TimeDateTimeWithTimeZone,
+    /// Booked from PagoPA's biz-events API rather than delivered by the Node.
+    pub recovered: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -554,6 +554,7 @@ pub(crate) fn receipt_row(
         debt_position_id: Set(position_id),
         installment_id: Set(installment_id),
         received_at: Set(now),
+        recovered: Set(facts.primitive.is_recovered()),
     }
 }
 
@@ -561,21 +562,32 @@ pub(crate) fn receipt_row(
 /// the rows it inserted.
 pub(crate) const RECEIPT_KEY: &[&str] = &["creditor_fiscal_code", "iuv", "receipt_id"];
 
-/// The stored content hashes of the keys in `keys` that are already stored.
+/// What is stored under a receipt key: its content hash, and whether it was recovered from
+/// biz-events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoredKey {
+    /// The keyed hash of its canonical form.
+    pub hash: String,
+    /// Booked from biz-events.
+    pub recovered: bool,
+}
+
+/// What is stored under the keys in `keys` that are already stored.
 pub(crate) async fn stored_hashes(
     txn: &DatabaseTransaction,
     keys: &[ReceiptKey],
-) -> Result<HashMap<ReceiptKey, String>, AppError> {
+) -> Result<HashMap<ReceiptKey, StoredKey>, AppError> {
     let receipt_ids: BTreeSet<String> = keys.iter().map(|k| k.receipt_id.clone()).collect();
     if receipt_ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<(String, String, String, String)> = receipt::Entity::find()
+    let rows: Vec<(String, String, String, String, bool)> = receipt::Entity::find()
         .select_only()
         .column(receipt::Column::CreditorFiscalCode)
         .column(receipt::Column::Iuv)
         .column(receipt::Column::ReceiptId)
         .column(receipt::Column::ContentSha256)
+        .column(receipt::Column::Recovered)
         .filter(is_in(
             txn.get_database_backend(),
             receipt::Column::ReceiptId,
@@ -586,14 +598,14 @@ pub(crate) async fn stored_hashes(
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(creditor_fiscal_code, iuv, receipt_id, hash)| {
+        .map(|(creditor_fiscal_code, iuv, receipt_id, hash, recovered)| {
             (
                 ReceiptKey {
                     creditor_fiscal_code,
                     iuv,
                     receipt_id,
                 },
-                hash,
+                StoredKey { hash, recovered },
             )
         })
         .collect())
@@ -607,7 +619,13 @@ async fn look_up(
     txn: &DatabaseTransaction,
     keys: &[ReceiptKey],
     inputs: &[ReceiptInput],
-) -> Result<(HashMap<ReceiptKey, String>, HashMap<(String, String), Uuid>), AppError> {
+) -> Result<
+    (
+        HashMap<ReceiptKey, StoredKey>,
+        HashMap<(String, String), Uuid>,
+    ),
+    AppError,
+> {
     let facts: Vec<&ReceiptFacts> = inputs.iter().map(|i| &i.facts).collect();
     if txn.get_database_backend() != DbBackend::Postgres {
         let stored = stored_hashes(txn, keys).await?;
@@ -630,10 +648,11 @@ async fn look_up(
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT TRUE AS stored, creditor_fiscal_code, iuv AS code, receipt_id, \
-                    content_sha256, NULL::uuid AS debt_position_id \
+                    content_sha256, recovered, NULL::uuid AS debt_position_id \
              FROM receipt WHERE receipt_id = ANY($1) \
              UNION ALL \
-             SELECT FALSE, creditor_fiscal_code, notice_number, NULL, NULL, debt_position_id \
+             SELECT FALSE, creditor_fiscal_code, notice_number, NULL, NULL, NULL, \
+                    debt_position_id \
              FROM installment WHERE notice_number = ANY($2)",
             [receipt_ids.into(), notices.into()],
         ))
@@ -650,7 +669,10 @@ async fn look_up(
                     iuv: code,
                     receipt_id: row.try_get("", "receipt_id")?,
                 },
-                row.try_get("", "content_sha256")?,
+                StoredKey {
+                    hash: row.try_get("", "content_sha256")?,
+                    recovered: row.try_get("", "recovered")?,
+                },
             );
         } else {
             positions.insert(
@@ -804,12 +826,26 @@ async fn try_batch(
     let mut first_of_key: HashMap<&ReceiptKey, usize> = HashMap::new();
     let mut decisions: Vec<Option<Decision>> = Vec::with_capacity(inputs.len());
     for (index, key) in keys.iter().enumerate() {
+        let recovered = inputs[index].facts.primitive.is_recovered();
         let known = stored
             .get(key)
-            .map(String::as_str)
-            .or_else(|| first_of_key.get(key).map(|&first| hashes[first].as_str()));
+            .map(|k| (k.hash.as_str(), k.recovered))
+            .or_else(|| {
+                first_of_key.get(key).map(|&first| {
+                    (
+                        hashes[first].as_str(),
+                        inputs[first].facts.primitive.is_recovered(),
+                    )
+                })
+            });
         decisions.push(match known {
-            Some(hash) if hash == hashes[index] => Some(Decision::Redelivered),
+            Some((hash, _)) if hash == hashes[index] => Some(Decision::Redelivered),
+            // The Node's copy of a receipt recovered from biz-events (or the other way
+            // round): the same payment under the same key, told in another form whose
+            // canonical bytes cannot match. The one booked first stands.
+            Some((_, stored_recovered)) if stored_recovered != recovered => {
+                Some(Decision::Redelivered)
+            }
             Some(_) => Some(Decision::Conflict),
             None => {
                 first_of_key.insert(key, index);
@@ -845,7 +881,7 @@ async fn try_batch(
         document_of.insert(index, documents.len());
         documents.push(SourceDocumentInput {
             kind,
-            media_type: "text/xml",
+            media_type: inputs[index].facts.primitive.media_type(),
             content: inputs[index].raw.clone(),
         });
     }
@@ -899,7 +935,7 @@ async fn try_batch(
     let mut writes = Writes::new(&txn);
     writes.insert(document_rows, 8, OnConflict::Fail).await?;
     let receipts = writes
-        .insert(receipt_rows, 21, OnConflict::Skip(RECEIPT_KEY))
+        .insert(receipt_rows, 22, OnConflict::Skip(RECEIPT_KEY))
         .await?;
     writes.insert(conflict_rows, 7, OnConflict::Fail).await?;
     let inserted = writes.send().await?.of(receipts);

@@ -59,6 +59,10 @@ pub enum ReceiptPrimitive {
     SendRt,
     /// paSendRTV2.
     SendRtV2,
+    /// Not delivered by the Node: recovered from PagoPA's biz-events API (the organization
+    /// receipt by IUR and IUV) for an FdR line whose receipt never came. Booked like the
+    /// others, and marked `recovered`.
+    BizEvents,
 }
 
 impl ReceiptPrimitive {
@@ -67,7 +71,13 @@ impl ReceiptPrimitive {
         match self {
             Self::SendRt => "paSendRT",
             Self::SendRtV2 => "paSendRTV2",
+            Self::BizEvents => "bizEvents",
         }
+    }
+
+    /// True for a receipt recovered from biz-events rather than delivered by the Node.
+    pub fn is_recovered(self) -> bool {
+        self == Self::BizEvents
     }
 
     /// The kind of the source document that keeps the raw message.
@@ -75,6 +85,15 @@ impl ReceiptPrimitive {
         match self {
             Self::SendRt => "pagopa.paSendRT",
             Self::SendRtV2 => "pagopa.paSendRTV2",
+            Self::BizEvents => "pagopa.bizEvents.receipt",
+        }
+    }
+
+    /// The media type of the raw message: SOAP XML from the Node, JSON from biz-events.
+    pub(crate) fn media_type(self) -> &'static str {
+        match self {
+            Self::SendRt | Self::SendRtV2 => "text/xml",
+            Self::BizEvents => "application/json",
         }
     }
 }
@@ -158,7 +177,7 @@ impl std::fmt::Debug for ReceiptFacts {
     }
 }
 
-/// A receipt as the Node delivered it.
+/// A receipt as the Node delivered it (or as biz-events gave it back, when recovered).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReceiptInput {
     /// What it says.

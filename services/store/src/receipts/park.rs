@@ -108,7 +108,7 @@ pub(crate) async fn park(
         store.keys(),
         vec![SourceDocumentInput {
             kind: facts.primitive.document_kind(),
-            media_type: "text/xml",
+            media_type: facts.primitive.media_type(),
             content: input.raw.clone(),
         }],
         now,
@@ -132,7 +132,7 @@ pub(crate) async fn park(
             None,
             now,
         )],
-        21,
+        22,
         OnConflict::Skip(book::RECEIPT_KEY),
     )
     .await?;

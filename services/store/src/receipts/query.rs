@@ -271,7 +271,7 @@ pub struct StoredReceipt {
     pub notice_number: String,
     /// The creditor that received it (idPA).
     pub receiving_creditor: String,
-    /// paSendRT or paSendRTV2.
+    /// paSendRT, paSendRTV2, or bizEvents when recovered.
     pub primitive: String,
     /// idPSP.
     pub psp_id: String,
@@ -297,6 +297,8 @@ pub struct StoredReceipt {
     pub installment_id: Option<Uuid>,
     /// When incasso stored it.
     pub received_at: OffsetDateTime,
+    /// Recovered from PagoPA's biz-events API, not delivered by the Node.
+    pub recovered: bool,
 }
 
 impl TryFrom<receipt::Model> for StoredReceipt {
@@ -339,6 +341,7 @@ impl TryFrom<receipt::Model> for StoredReceipt {
             debt_position_id: row.debt_position_id,
             installment_id: row.installment_id,
             received_at: row.received_at,
+            recovered: row.recovered,
         })
     }
 }

@@ -15,18 +15,11 @@ use sea_orm::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::lease::{self, LeaseTable};
 use crate::entity::recon_fdr_poll;
 use crate::ledger::micros;
 use crate::outbox::placeholders;
 use crate::{AppError, Store};
-
-fn micros_after(instant: OffsetDateTime, ms: u64) -> i64 {
-    micros(instant).saturating_add(
-        i64::try_from(ms)
-            .unwrap_or(i64::MAX / 1000)
-            .saturating_mul(1000),
-    )
-}
 
 impl Store {
     /// Takes (or renews) the lease on polling `creditor` for `lease_ms` as `holder`; false
@@ -37,49 +30,20 @@ impl Store {
         holder: Uuid,
         lease_ms: u64,
     ) -> Result<bool, AppError> {
-        let now = self.now();
-        let backend = self.db().get_database_backend();
-        let sql = placeholders(
-            backend,
-            "INSERT INTO recon_fdr_poll (creditor_fiscal_code, lease_holder, lease_until_micros) \
-             VALUES (?, ?, ?) \
-             ON CONFLICT (creditor_fiscal_code) DO UPDATE \
-             SET lease_holder = excluded.lease_holder, \
-             lease_until_micros = excluded.lease_until_micros \
-             WHERE recon_fdr_poll.lease_holder IS NULL \
-             OR recon_fdr_poll.lease_until_micros <= ? \
-             OR recon_fdr_poll.lease_holder = excluded.lease_holder \
-             RETURNING creditor_fiscal_code",
-        );
-        let rows = self
-            .db()
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [
-                    creditor.into(),
-                    holder.into(),
-                    micros_after(now, lease_ms).into(),
-                    micros(now).into(),
-                ],
-            ))
-            .await?;
-        Ok(!rows.is_empty())
+        lease::take(
+            self.db(),
+            LeaseTable::FdrPoll,
+            creditor,
+            holder,
+            lease_ms,
+            self.now(),
+        )
+        .await
     }
 
     /// Gives the lease up, if `holder` still has it.
     pub async fn release_fdr_lease(&self, creditor: &str, holder: Uuid) -> Result<(), AppError> {
-        recon_fdr_poll::Entity::update_many()
-            .set(recon_fdr_poll::ActiveModel {
-                lease_holder: Set(None),
-                lease_until_micros: Set(0),
-                ..Default::default()
-            })
-            .filter(recon_fdr_poll::Column::CreditorFiscalCode.eq(creditor))
-            .filter(recon_fdr_poll::Column::LeaseHolder.eq(holder))
-            .exec(self.db())
-            .await?;
-        Ok(())
+        lease::release(self.db(), LeaseTable::FdrPoll, creditor, holder).await
     }
 
     /// The publication instant up to which `creditor`'s flows have all been read, if any.

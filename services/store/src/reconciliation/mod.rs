@@ -1,6 +1,7 @@
 //! Reconciliation's storage: importing evidence documents (reporting flows, from files or
 //! fetched from the FdR REST API, treasury statements and giornali di cassa) one transaction
-//! per document, the FdR poller's lease and watermark (`fdr_poll`), and keeping every subject's
+//! per document, the FdR poller's lease and watermark (`fdr_poll`), the receipts recovered
+//! from biz-events for `IUV_NO_RT` keys (`recovery`), and keeping every subject's
 //! label and the history of its changes.
 //!
 //! An import reads the document first, outside the transaction (a refused document stores
@@ -19,7 +20,9 @@ mod evidence;
 mod fdr_poll;
 mod import;
 mod labels;
+mod lease;
 mod queries;
+mod recovery;
 
 pub use accounts::TreasuryAccounts;
 pub use import::{FdrRevision, ImportOutcome};
@@ -29,3 +32,4 @@ pub use queries::{
     ReconciliationSummary, TransferFilterInput, TransferItem, TransferKeyInput, TransferPage,
     TransferScope,
 };
+pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};

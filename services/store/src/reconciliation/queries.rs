@@ -23,7 +23,10 @@ use incasso_domain::reconciliation::{
 };
 use incasso_domain::rome_time::{rome_date, start_of_rome_day};
 use incasso_domain::validation::{ValidationErrors, parse_date};
-use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryResult, Statement,
+    Value,
+};
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 
@@ -473,6 +476,10 @@ pub struct TransferItem {
     pub treasury_credit_ids: Vec<CreditId>,
     /// Advice next to the label.
     pub suggestions: Vec<Suggestion>,
+    /// For an `IUV_NO_RT` key, the recovery of its receipt from biz-events, when attempted:
+    /// why it is still missing (not found at PagoPA, failed), or that it was recovered and
+    /// the key waits for its relabelling.
+    pub recovery: Option<super::ReceiptRecovery>,
 }
 
 /// One page of transfers.
@@ -649,6 +656,28 @@ impl Store {
             });
         }
 
+        // The recoveries attempted for the page's IUVs, by (creditor, IUV, IUR).
+        let recoveries: BTreeMap<(String, String, String), super::ReceiptRecovery> =
+            crate::entity::recon_receipt_recovery::Entity::find()
+                .filter(
+                    crate::entity::recon_receipt_recovery::Column::Iuv.is_in(iuvs.iter().cloned()),
+                )
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|row| {
+                    let recovery = super::ReceiptRecovery::try_from(row)?;
+                    Ok((
+                        (
+                            recovery.creditor_fiscal_code.clone(),
+                            recovery.iuv.clone(),
+                            recovery.receipt_id.clone(),
+                        ),
+                        recovery,
+                    ))
+                })
+                .collect::<Result<_, AppError>>()?;
+
         let mut items = Vec::with_capacity(keys.len());
         for (full_key, own) in keys {
             let receipt = receipts.get(&full_key);
@@ -690,6 +719,7 @@ impl Store {
                 treasury_state: None,
                 treasury_credit_ids: Vec::new(),
                 suggestions: Vec::new(),
+                recovery: None,
             };
             if let Some((label, assessment)) = labelled {
                 item.label = label;
@@ -697,6 +727,15 @@ impl Store {
                 item.treasury_state = assessment.treasury_state;
                 item.treasury_credit_ids = assessment.credit_ids.into_iter().collect();
                 item.suggestions = assessment.suggestions;
+            }
+            if item.label == Some(Label::IuvNoRt) {
+                item.recovery = recoveries
+                    .get(&(
+                        item.creditor_fiscal_code.clone(),
+                        item.iuv.clone(),
+                        item.receipt_id.clone(),
+                    ))
+                    .cloned();
             }
             items.push(item);
         }

@@ -15,7 +15,7 @@ use incasso_reconciliation::testing::{
 };
 use incasso_store::AppError;
 use incasso_store::receipts::{ReceiptFacts, ReceiptInput, ReceiptPrimitive, ReceiptTransferInput};
-use incasso_store::reconciliation::TreasuryAccounts;
+use incasso_store::reconciliation::{RecoveryState, TreasuryAccounts};
 use incasso_store::testing::Engine;
 use time::macros::{date, datetime};
 
@@ -644,6 +644,7 @@ async fn a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on(engine: E
 }
 
 on_both_engines!(
+    missing_receipts_their_attempts_and_the_recovery_lease,
     a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on,
     labels_written_before_migration_19_are_listed_after_it,
     receipts_booked_after_an_import_are_caught_up_by_a_refresh,
@@ -652,3 +653,134 @@ on_both_engines!(
     a_refused_document_stores_nothing,
     an_opi_giornale_belongs_to_the_creditor_of_its_entity_code,
 );
+
+/// The receipts missing for `IUV_NO_RT` keys, what each attempt to recover them recorded, and
+/// the lease that lets one replica recover a creditor at a time.
+async fn missing_receipts_their_attempts_and_the_recovery_lease(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let mut with_no_rpt = flow();
+    let no_rpt_key = TransferKey::new(
+        Iuv::parse("99000000000000029").unwrap(),
+        "IUR-9",
+        TransferIndex::new(1).unwrap(),
+    )
+    .unwrap();
+    with_no_rpt.lines.push(FlowLine {
+        key: no_rpt_key,
+        amount_cents: 1_000,
+        outcome: OutcomeCode::NoRpt,
+        paid_on: date!(2026 - 11 - 23),
+    });
+    with_no_rpt.total_cents += 1_000;
+    h.store
+        .import_reconciliation_file(
+            &write("flow.xml", &fdr_xml(&with_no_rpt, MILANO)),
+            &accounts(),
+        )
+        .await
+        .unwrap();
+    let missing = h.store.missing_receipts(MILANO).await.unwrap();
+    let now = h.store.now();
+    let seen: Vec<(&str, &str, bool, bool, bool)> = missing
+        .iter()
+        .map(|m| {
+            (
+                m.iuv.as_str(),
+                m.receipt_id.as_str(),
+                m.paid_without_rpt(),
+                m.due(now),
+                m.held,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (IUV, "RCPT-1", false, true, false),
+            ("99000000000000029", "IUR-9", true, true, false),
+        ]
+    );
+
+    // Not found twice: two attempts, the detail kept, not due until the pause is over.
+    let later = now + time::Duration::hours(6);
+    for _ in 0..2 {
+        h.store
+            .record_receipt_recovery(
+                MILANO,
+                IUV,
+                "RCPT-1",
+                RecoveryState::NotFound,
+                Some("not found at PagoPA (404)".to_owned()),
+                Some(later),
+            )
+            .await
+            .unwrap();
+    }
+    let missing = h.store.missing_receipts(MILANO).await.unwrap();
+    let attempt = missing[0].last_attempt.clone().unwrap();
+    assert_eq!(attempt.state, RecoveryState::NotFound);
+    assert_eq!(attempt.attempts, 2);
+    assert_eq!(attempt.detail.as_deref(), Some("not found at PagoPA (404)"));
+    assert!(!missing[0].due(now));
+    assert!(missing[0].due(later));
+
+    // The Node's receipt arrives: the key is held, only its label is behind.
+    h.store.record_receipt(receipt()).await.unwrap();
+    let missing = h.store.missing_receipts(MILANO).await.unwrap();
+    assert!(missing[0].held);
+
+    // Recovered: never asked again.
+    let recovered = h
+        .store
+        .record_receipt_recovery(
+            MILANO,
+            IUV,
+            "RCPT-1",
+            RecoveryState::Recovered,
+            None,
+            Some(later),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recovered.attempts, 3);
+    assert_eq!(recovered.next_attempt_at, None);
+    assert_eq!(
+        h.store
+            .receipt_recoveries(Some(MILANO))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // One holder at a time; given back, another takes it.
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    assert!(
+        h.store
+            .take_recovery_lease(MILANO, a, 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !h.store
+            .take_recovery_lease(MILANO, b, 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        h.store
+            .take_recovery_lease(MILANO, a, 60_000)
+            .await
+            .unwrap()
+    );
+    h.store.release_recovery_lease(MILANO, a).await.unwrap();
+    assert!(
+        h.store
+            .take_recovery_lease(MILANO, b, 60_000)
+            .await
+            .unwrap()
+    );
+    // The FdR poller's lease on the same creditor is another lease.
+    assert!(h.store.take_fdr_lease(MILANO, a, 60_000).await.unwrap());
+    h.finish().await;
+}
