@@ -30,6 +30,7 @@ mod m20261203_000017_create_reconciliation;
 mod m20261203_000018_fdr_poll;
 mod m20261203_000019_recon_label_identity;
 mod m20261204_000020_ledger_settlement;
+mod m20261204_000022_recon_pending_iuv;
 
 /// Every migration of incasso, in order.
 pub struct Migrator;
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000018_fdr_poll::Migration),
             Box::new(m20261203_000019_recon_label_identity::Migration),
             Box::new(m20261204_000020_ledger_settlement::Migration),
+            Box::new(m20261204_000022_recon_pending_iuv::Migration),
         ]
     }
 }

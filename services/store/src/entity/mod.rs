@@ -26,5 +26,6 @@ pub mod recon_flow;
 pub mod recon_flow_line;
 pub mod recon_label;
 pub mod recon_label_change;
+pub mod recon_pending_iuv;
 pub mod source_document;
 pub mod transfer;
