@@ -72,9 +72,9 @@ struct Paid {
 }
 
 fn paid(k: u64, n: u64) -> Paid {
-    // Segregation code 47: notices of another system, paid to the creditor; reconciliation
+    // Segregation code 21: notices of another system, paid to the creditor; reconciliation
     // treats them like its own.
-    let segregation = SegregationCode::new(47).unwrap_or_else(|_| unreachable!());
+    let segregation = SegregationCode::new(21).unwrap_or_else(|_| unreachable!());
     let nav = NoticeNumber::issue(segregation, IuvBase::new(k + 1).unwrap_or_else(|_| unreachable!()));
     let amount = 500 + i64::try_from((k * 7919) % 20_000).unwrap_or(0);
     let transfers = if k % 50 == 7 {
