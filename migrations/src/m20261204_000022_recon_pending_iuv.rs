@@ -24,7 +24,11 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(P::Table)
-                    .col(ColumnDef::new(P::CreditorFiscalCode).string_len(11).not_null())
+                    .col(
+                        ColumnDef::new(P::CreditorFiscalCode)
+                            .string_len(11)
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(P::Iuv).string_len(35).not_null())
                     .primary_key(Index::create().col(P::CreditorFiscalCode).col(P::Iuv))
                     .to_owned(),

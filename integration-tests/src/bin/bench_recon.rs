@@ -24,6 +24,9 @@
 //! cargo build --release -p incasso-integration-tests --bin bench-recon
 //! target/release/bench-recon [receipts]
 //! ```
+//! Between phases (not timed) it runs `ANALYZE`, as autovacuum would after each phase's
+//! commit.
+//!
 //! `INCASSO_TEST_PG_URL` names the PostgreSQL server (as for the tests and bench-node); `INCASSO_BENCH_KEEP=1` keeps the database and prints its URL.
 
 // Rates, mebibytes and ratios, never money.
@@ -46,7 +49,7 @@ use incasso_domain::reconciliation::{
 };
 use incasso_reconciliation::CamtVersion;
 use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
-use incasso_server::config::{FileConfig, Overrides, Settings, SAMPLE_MILANO_BANK_IBAN};
+use incasso_server::config::{FileConfig, Overrides, SAMPLE_MILANO_BANK_IBAN, Settings};
 use incasso_store::Store;
 use incasso_store::reconciliation::TreasuryAccounts;
 use incasso_store::testing::{Engine, TestDatabase};
@@ -75,7 +78,10 @@ fn paid(k: u64, n: u64) -> Paid {
     // Segregation code 21: notices of another system, paid to the creditor; reconciliation
     // treats them like its own.
     let segregation = SegregationCode::new(21).unwrap_or_else(|_| unreachable!());
-    let nav = NoticeNumber::issue(segregation, IuvBase::new(k + 1).unwrap_or_else(|_| unreachable!()));
+    let nav = NoticeNumber::issue(
+        segregation,
+        IuvBase::new(k + 1).unwrap_or_else(|_| unreachable!()),
+    );
     let amount = 500 + i64::try_from((k * 7919) % 20_000).unwrap_or(0);
     let transfers = if k % 50 == 7 {
         vec![(1, amount), (2, 250 + amount / 3)]
@@ -176,19 +182,21 @@ async fn load_receipts(store: &Store, url: &str, n: u64, total: u64) -> anyhow::
                         receipt_id: p.receipt_id.clone(),
                         notice_number: p.notice.clone(),
                         iuv: p.iuv.clone(),
-                        transfers: p
-                            .transfers
-                            .iter()
-                            .map(|t| (books.clone(), t.1))
-                            .collect(),
+                        transfers: p.transfers.iter().map(|t| (books.clone(), t.1)).collect(),
                     },
                 )
             })
             .map(|d| (d, None))
             .collect();
         let txn = store.db().begin().await?;
-        incasso_store::ledger::append(&txn, store.keys(), vec![], postings, OffsetDateTime::now_utc())
-            .await?;
+        incasso_store::ledger::append(
+            &txn,
+            store.keys(),
+            vec![],
+            postings,
+            OffsetDateTime::now_utc(),
+        )
+        .await?;
         txn.commit().await?;
         k = end;
         if k % 200_000 < CHUNK {
@@ -260,7 +268,11 @@ fn write_day(dir: &Path, n: u64) -> anyhow::Result<(Vec<PathBuf>, PathBuf, (u64,
             if reported(k) {
                 let paid = paid(k, n);
                 for (id_transfer, cents) in &paid.transfers {
-                    let cents = if k % 5000 == 4321 { cents + 100 } else { *cents };
+                    let cents = if k % 5000 == 4321 {
+                        cents + 100
+                    } else {
+                        *cents
+                    };
                     lines.push(line_of(&paid, *id_transfer, cents));
                 }
             }
@@ -281,7 +293,12 @@ fn write_day(dir: &Path, n: u64) -> anyhow::Result<(Vec<PathBuf>, PathBuf, (u64,
         let value = regulation.next_day().unwrap_or(regulation);
         if p % 20 == 3 {
             let half = f.total_cents / 2;
-            entries.push(CamtEntry::credit(&format!("CRD{p:05}A"), half, value, &causale(&id)));
+            entries.push(CamtEntry::credit(
+                &format!("CRD{p:05}A"),
+                half,
+                value,
+                &causale(&id),
+            ));
             entries.push(CamtEntry::credit(
                 &format!("CRD{p:05}B"),
                 f.total_cents - half,
@@ -336,7 +353,13 @@ fn write_incremental(dir: &Path, n: u64) -> anyhow::Result<(PathBuf, PathBuf)> {
         }
     }
     let id = FlowId::parse("2026-11-19PSPBENCHINC-0001")?;
-    let f = flow(id.clone(), "PSPBENCHINC", regulation, "TRNINC".to_owned(), lines);
+    let f = flow(
+        id.clone(),
+        "PSPBENCHINC",
+        regulation,
+        "TRNINC".to_owned(),
+        lines,
+    );
     let flow_path = dir.join(format!("{id}.xml"));
     std::fs::write(&flow_path, fdr_xml(&f, CREDITOR))?;
     let credit = CamtEntry::credit("CRDINC", f.total_cents, regulation, &causale(&id));
@@ -408,6 +431,15 @@ async fn baseline(db: &impl ConnectionTrait) -> anyhow::Result<(Duration, i64)> 
     Ok((best, matched))
 }
 
+/// Planner statistics between phases, not timed: what autovacuum does after a phase commits
+/// hundreds of thousands of rows (this machine's PostgreSQL runs with autovacuum off). Without
+/// them the planner still sees the reconciliation tables as empty and reads labels by IUV
+/// through the wrong index.
+async fn analyze(store: &Store) -> anyhow::Result<()> {
+    store.db().execute_unprepared("ANALYZE").await?;
+    Ok(())
+}
+
 async fn label_counts(db: &impl ConnectionTrait) -> anyhow::Result<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -475,6 +507,7 @@ async fn main() -> anyhow::Result<()> {
         catch_up.as_secs_f64(),
         peak_rss_mib()
     );
+    analyze(&store).await?;
     let fdr = import(&store, &accounts, &flows).await?;
     let rss_fdr = peak_rss_mib();
     println!(
@@ -482,6 +515,7 @@ async fn main() -> anyhow::Result<()> {
         fdr.as_secs_f64(),
         lines as f64 / fdr.as_secs_f64()
     );
+    analyze(&store).await?;
     let treasury = import(&store, &accounts, std::slice::from_ref(&statement)).await?;
     let rss_day = peak_rss_mib();
     println!(
@@ -495,6 +529,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("labels:{}", label_counts(store.db()).await?);
 
+    analyze(&store).await?;
     let step_flow = import(&store, &accounts, std::slice::from_ref(&inc_flow)).await?;
     let step_credit = import(&store, &accounts, std::slice::from_ref(&inc_statement)).await?;
     println!(

@@ -124,7 +124,9 @@ pub fn settle(
 ) -> Vec<EntryDraft> {
     let mut drafts = settle_reported(creditor, evidence, receipts, posted);
     let credits: BTreeSet<CreditId> = evidence.credits().map(|c| c.credit.id.clone()).collect();
-    drafts.extend(settle_cashed(creditor, evidence, receipts, posted, &credits));
+    drafts.extend(settle_cashed(
+        creditor, evidence, receipts, posted, &credits,
+    ));
     drafts
 }
 

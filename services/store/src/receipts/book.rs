@@ -946,7 +946,11 @@ async fn try_batch(
         .insert(transfer_rows_all, 11, OnConflict::Fail)
         .await?;
     writes
-        .insert(pending_rows(pending_pairs), 2, OnConflict::Skip(PENDING_KEY))
+        .insert(
+            pending_rows(pending_pairs),
+            2,
+            OnConflict::Skip(PENDING_KEY),
+        )
         .await?;
     write_states(&mut writes, &positions, now).await?;
     writes

@@ -16,8 +16,8 @@ use incasso_domain::reconciliation::{CreditId, Evidence};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 
-use crate::AppError;
 use super::evidence::in_list;
+use crate::AppError;
 use crate::ledger;
 
 fn corrupt(what: impl std::fmt::Display) -> AppError {
@@ -221,7 +221,12 @@ pub(crate) async fn post_reported(
         posted(txn, creditor, &keys).await?,
         booked_receipts(txn, creditor, iuvs).await?,
     );
-    append(txn, settle_reported(&books, evidence, &receipts, &posted), now).await
+    append(
+        txn,
+        settle_reported(&books, evidence, &receipts, &posted),
+        now,
+    )
+    .await
 }
 
 /// Posts the `cashed` entries of the credits `credits` beyond what the books say: `evidence`

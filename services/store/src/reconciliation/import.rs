@@ -369,8 +369,7 @@ impl Store {
 
         let mut items = Vec::new();
         for flow in collected.reporting_flows() {
-            let held: Vec<&ReportingFlow> =
-                held_evidence.flow_revisions(&flow.flow_id).collect();
+            let held: Vec<&ReportingFlow> = held_evidence.flow_revisions(&flow.flow_id).collect();
             // A REST revision is the platform's (flow, revision); an XML flow is its
             // dataOraFlusso, and incasso numbers its revisions in the order they arrive.
             let rest = flow.revision > 0;

@@ -78,14 +78,21 @@ fn skeleton_items(
     items
 }
 
-/// The row holding the revision of `flow_id` that counts in `evidence`.
-fn latest_row(skeleton: &Skeleton, evidence: &Evidence, flow_id: &FlowId) -> Option<Uuid> {
-    let latest = evidence.latest_flow(flow_id)?;
+/// The row holding each flow revision of the skeleton.
+type Rows = BTreeMap<(FlowId, (OffsetDateTime, u32)), Uuid>;
+
+fn rows_of(skeleton: &Skeleton) -> Rows {
     skeleton
         .flows
         .iter()
-        .find(|(_, f)| f.flow_id == *flow_id && f.version() == latest.version())
-        .map(|(row, _)| *row)
+        .map(|(row, f)| ((f.flow_id.clone(), f.version()), *row))
+        .collect()
+}
+
+/// The row holding the revision of `flow_id` that counts in `evidence`, when it is held.
+fn latest_row(rows: &Rows, evidence: &Evidence, flow_id: &FlowId) -> Option<Uuid> {
+    let latest = evidence.latest_flow(flow_id)?;
+    rows.get(&(flow_id.clone(), latest.version())).copied()
 }
 
 /// Takes the IUVs the receipt path queued for `creditor`. Taken before any receipt is read:
@@ -111,9 +118,7 @@ async fn take_pending(txn: &DatabaseTransaction, creditor: &str) -> Result<Vec<S
 /// The IUVs an `/RFB/`·`/RFS/` credit names.
 fn credit_iuvs(evidence: &Evidence, id: &CreditId) -> Vec<String> {
     match evidence.credit(id).map(|h| &h.references) {
-        Some(CausaleReferences::Iuvs(list)) => {
-            list.iter().map(|i| i.as_str().to_owned()).collect()
-        }
+        Some(CausaleReferences::Iuvs(list)) => list.iter().map(|i| i.as_str().to_owned()).collect(),
         _ => Vec::new(),
     }
 }
@@ -132,6 +137,7 @@ pub(crate) async fn relabel(
 ) -> Result<Relabelled, AppError> {
     let mut iuvs: BTreeSet<String> = take_pending(txn, creditor).await?.into_iter().collect();
     let before = skeleton_evidence(skeleton)?;
+    let rows = rows_of(skeleton);
     let mut after = before.clone();
     for item in items {
         after.add(item.clone()).map_err(|e| refuse(e.to_string()))?;
@@ -159,7 +165,9 @@ pub(crate) async fn relabel(
                 let from = before.covered_through();
                 let due: Vec<FlowId> = after
                     .latest_flows()
-                    .filter(|f| f.regulation_date <= *day && from.is_none_or(|b| f.regulation_date > b))
+                    .filter(|f| {
+                        f.regulation_date <= *day && from.is_none_or(|b| f.regulation_date > b)
+                    })
                     .map(|f| f.flow_id.clone())
                     .collect();
                 for flow_id in due {
@@ -174,7 +182,7 @@ pub(crate) async fn relabel(
     // Their lines' IUVs, in the revision held (which a new one may replace).
     let held_rows: Vec<Uuid> = flows
         .iter()
-        .filter_map(|f| latest_row(skeleton, &before, f))
+        .filter_map(|f| latest_row(&rows, &before, f))
         .collect();
     iuvs.extend(evidence::iuvs_of_flows(txn, &held_rows).await?);
 
@@ -190,7 +198,9 @@ pub(crate) async fn relabel(
     loop {
         let mut grew = false;
         for group in &groups {
-            if group.iter().any(|i| iuvs.contains(i) || together.contains(i))
+            if group
+                .iter()
+                .any(|i| iuvs.contains(i) || together.contains(i))
                 && !group.is_subset(&together)
             {
                 together.extend(group.iter().cloned());
@@ -258,9 +268,9 @@ pub(crate) async fn relabel(
         let mut held = receipts;
         held.extend(skeleton_items(skeleton, &mut lines));
         let mut reconciler = Reconciler::new();
-        reconciler.apply(held).map_err(|e| {
-            AppError::Internal(format!("stored evidence contradicts itself: {e}"))
-        })?;
+        reconciler
+            .apply(held)
+            .map_err(|e| AppError::Internal(format!("stored evidence contradicts itself: {e}")))?;
 
         // Receipts booked since the last import, against the stored labels.
         let mut stored = if slice.is_empty() {
@@ -342,7 +352,7 @@ pub(crate) async fn relabel(
         let rows: Vec<Uuid> = component
             .flow_ids
             .iter()
-            .filter_map(|f| latest_row(skeleton, &after, f))
+            .filter_map(|f| latest_row(&rows, &after, f))
             .collect();
         let mut lines = evidence::lines_of_flows(txn, &rows).await?;
         let mut evidence = Evidence::new();
