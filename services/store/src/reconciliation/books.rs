@@ -80,6 +80,8 @@ async fn posted_of(
         out.entry(key).or_default().amounts.insert(account, cents);
     }
     // The cause of each key's last entry, which an entry reversing it names again.
+    // Ordered by key first, so the planner reads the keys' index (creditor, posting_key,
+    // sequence) rather than walking every `reported` entry in sequence order.
     let causes = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
@@ -90,7 +92,7 @@ async fn posted_of(
                      e.treasury_line_id, n.notice_number, n.iuv FROM ledger_entry e \
                      LEFT JOIN ledger_entry_notice n ON n.entry_sequence = e.sequence \
                      WHERE e.creditor_fiscal_code = $1 AND e.event_type = 'reported' \
-                     AND {only} ORDER BY e.sequence, n.notice_index"
+                     AND {only} ORDER BY e.posting_key, e.sequence, n.notice_index"
                 ),
             ),
             values,

@@ -132,32 +132,39 @@ fn line_of_row(row: &sea_orm::QueryResult) -> Result<(Uuid, FlowLine), AppError>
     ))
 }
 
-/// The lines of `creditor`'s flow revisions (every revision) whose IUV is one of `iuvs`, by
-/// flow row, in line order.
+/// The lines of the flow revisions `rows` (a creditor's, every revision) whose IUV is one of
+/// `iuvs`, by flow row, in line order. Read by IUV alone (its index) and kept when the row is
+/// one of `rows`: another creditor may have an IUV of the same text.
 pub(crate) async fn lines_of_iuvs(
     db: &impl ConnectionTrait,
-    creditor: &str,
+    rows: &BTreeSet<Uuid>,
     iuvs: &[String],
 ) -> Result<BTreeMap<Uuid, Vec<FlowLine>>, AppError> {
     let backend = db.get_database_backend();
-    let mut values = vec![creditor.into()];
-    let filter = in_list(backend, "l.iuv", iuvs, &mut values);
+    let mut values = Vec::new();
+    let filter = in_list(backend, "iuv", iuvs, &mut values);
     let sql = format!(
-        "SELECT l.flow_row_id, l.line_number, l.iuv, l.receipt_id, l.id_transfer, \
-         l.amount_cents, l.outcome, l.paid_on FROM recon_flow_line l \
-         JOIN recon_flow f ON f.id = l.flow_row_id WHERE f.creditor_fiscal_code = {} \
-         AND {filter} ORDER BY l.flow_row_id, l.line_number",
-        placeholder(backend)
+        "SELECT flow_row_id, line_number, iuv, receipt_id, id_transfer, amount_cents, outcome, \
+         paid_on FROM recon_flow_line WHERE {filter}"
     );
-    let rows = db
+    let found = db
         .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
-    let mut lines: BTreeMap<Uuid, Vec<FlowLine>> = BTreeMap::new();
-    for row in rows {
+    let mut numbered: BTreeMap<Uuid, Vec<(i32, FlowLine)>> = BTreeMap::new();
+    for row in found {
+        let number: i32 = row.try_get("", "line_number")?;
         let (flow_row, line) = line_of_row(&row)?;
-        lines.entry(flow_row).or_default().push(line);
+        if rows.contains(&flow_row) {
+            numbered.entry(flow_row).or_default().push((number, line));
+        }
     }
-    Ok(lines)
+    Ok(numbered
+        .into_iter()
+        .map(|(row, mut lines)| {
+            lines.sort_by_key(|(number, _)| *number);
+            (row, lines.into_iter().map(|(_, line)| line).collect())
+        })
+        .collect())
 }
 
 /// Every line of the flow revisions `rows`, by flow row, in line order.

@@ -138,6 +138,7 @@ pub(crate) async fn relabel(
     let mut iuvs: BTreeSet<String> = take_pending(txn, creditor).await?.into_iter().collect();
     let before = skeleton_evidence(skeleton)?;
     let rows = rows_of(skeleton);
+    let held_rows_all: BTreeSet<Uuid> = rows.values().copied().collect();
     let mut after = before.clone();
     for item in items {
         after.add(item.clone()).map_err(|e| refuse(e.to_string()))?;
@@ -253,7 +254,7 @@ pub(crate) async fn relabel(
         } else {
             (
                 evidence::receipts_of_iuvs(txn, creditor, slice).await?,
-                evidence::lines_of_iuvs(txn, creditor, slice).await?,
+                evidence::lines_of_iuvs(txn, &held_rows_all, slice).await?,
             )
         };
         let mut receipt_refs: BTreeMap<String, BTreeSet<EvidenceRef>> = BTreeMap::new();
