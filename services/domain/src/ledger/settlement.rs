@@ -122,6 +122,24 @@ pub fn settle(
     receipts: &BookedReceipts,
     posted: &BTreeMap<String, Posted>,
 ) -> Vec<EntryDraft> {
+    let mut drafts = settle_reported(creditor, evidence, receipts, posted);
+    let credits: BTreeSet<CreditId> = evidence.credits().map(|c| c.credit.id.clone()).collect();
+    drafts.extend(settle_cashed(
+        creditor, evidence, receipts, posted, &credits,
+    ));
+    drafts
+}
+
+/// The `reported` half of [`settle`]: the entries of the transfer keys the evidence's latest
+/// lines report, and the reversal of every `reported:` key of `posted` they no longer
+/// report. A store that settles a part of the evidence at a time gives it the lines of a set
+/// of IUVs (every revision's) and the postings of exactly those keys.
+pub fn settle_reported(
+    creditor: &OrganizationFiscalCode,
+    evidence: &Evidence,
+    receipts: &BookedReceipts,
+    posted: &BTreeMap<String, Posted>,
+) -> Vec<EntryDraft> {
     let mut drafts = Vec::new();
     let reported_keys: BTreeSet<&TransferKey> = evidence
         .latest_flows()
@@ -166,9 +184,24 @@ pub fn settle(
             });
         }
     }
+    drafts
+}
+
+/// The `cashed` half of [`settle`], for the credits `only`: each needs the whole latest lines
+/// of its component's flows in `evidence`.
+pub fn settle_cashed(
+    creditor: &OrganizationFiscalCode,
+    evidence: &Evidence,
+    receipts: &BookedReceipts,
+    posted: &BTreeMap<String, Posted>,
+    only: &BTreeSet<CreditId>,
+) -> Vec<EntryDraft> {
+    let mut drafts = Vec::new();
     let mut components: BTreeMap<CreditId, Component> = BTreeMap::new();
-    for held in evidence.credits() {
-        let id = &held.credit.id;
+    for id in only {
+        if evidence.credit(id).is_none() {
+            continue;
+        }
         let component = component_of_credit(evidence, id);
         if !component.flow_ids.is_empty() {
             components.insert(id.clone(), component);

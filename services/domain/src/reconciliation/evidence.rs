@@ -157,8 +157,9 @@ pub struct Evidence {
     pub(super) covered_through: Option<Date>,
     /// Keys of receipts and of lines of latest revisions, by IUV.
     pub(super) keys_by_iuv: BTreeMap<Iuv, BTreeSet<TransferKey>>,
-    /// Lines of latest revisions: key -> flows reporting it.
-    pub(super) line_flows: BTreeMap<TransferKey, BTreeSet<FlowId>>,
+    /// Lines of latest revisions: key -> flows reporting it, each with the positions of its
+    /// lines for the key in that revision (so reading a key's lines never scans a flow).
+    pub(super) line_flows: BTreeMap<TransferKey, BTreeMap<FlowId, Vec<usize>>>,
     /// Credits naming an IUF (as written).
     pub(super) credits_by_flow_ref: BTreeMap<String, BTreeSet<CreditId>>,
     /// Credits naming an IUV.
@@ -244,11 +245,13 @@ impl Evidence {
                 } else {
                     self.credits_with_unknown_flow_may_know(&flow_id);
                 }
-                for line in &flow.lines {
+                for (position, line) in flow.lines.iter().enumerate() {
                     self.line_flows
                         .entry(line.key.clone())
                         .or_default()
-                        .insert(flow_id.clone());
+                        .entry(flow_id.clone())
+                        .or_default()
+                        .push(position);
                     self.keys_by_iuv
                         .entry(line.key.iuv.clone())
                         .or_default()
@@ -367,6 +370,11 @@ impl Evidence {
             .filter_map(|r| r.last_key_value().map(|(_, f)| f))
     }
 
+    /// Every revision of every flow.
+    pub fn all_flow_revisions(&self) -> impl Iterator<Item = &ReportingFlow> {
+        self.flows.values().flat_map(|r| r.values())
+    }
+
     /// Every revision of a flow, oldest first.
     pub fn flow_revisions(&self, flow_id: &FlowId) -> impl Iterator<Item = &ReportingFlow> {
         self.flows.get(flow_id).into_iter().flat_map(|r| r.values())
@@ -405,12 +413,12 @@ impl Evidence {
     /// The lines reporting `key` in latest revisions, with their flows.
     pub fn lines_of(&self, key: &TransferKey) -> Vec<(&ReportingFlow, &FlowLine)> {
         let mut out = Vec::new();
-        for flow_id in self.line_flows.get(key).into_iter().flatten() {
+        for (flow_id, positions) in self.line_flows.get(key).into_iter().flatten() {
             if let Some(flow) = self.latest_flow(flow_id) {
                 out.extend(
-                    flow.lines
+                    positions
                         .iter()
-                        .filter(|l| l.key == *key)
+                        .filter_map(|p| flow.lines.get(*p))
                         .map(|l| (flow, l)),
                 );
             }

@@ -37,7 +37,9 @@ use super::{
 };
 use crate::Store;
 use crate::batch::{OnConflict, Writes, is_in};
-use crate::entity::{debt_position, installment, receipt, receipt_conflict, receipt_transfer};
+use crate::entity::{
+    debt_position, installment, receipt, receipt_conflict, receipt_transfer, recon_pending_iuv,
+};
 use crate::error::AppError;
 use crate::ledger::{self, SourceDocumentInput};
 use crate::outbox;
@@ -562,6 +564,36 @@ pub(crate) fn receipt_row(
 /// the rows it inserted.
 pub(crate) const RECEIPT_KEY: &[&str] = &["creditor_fiscal_code", "iuv", "receipt_id"];
 
+/// The key of `recon_pending_iuv`.
+pub(crate) const PENDING_KEY: &[&str] = &["creditor_fiscal_code", "iuv"];
+
+/// The rows of `recon_pending_iuv` for (creditor, IUV) pairs.
+pub(crate) fn pending_rows(
+    pairs: impl IntoIterator<Item = (String, String)>,
+) -> Vec<recon_pending_iuv::ActiveModel> {
+    pairs
+        .into_iter()
+        .map(|(creditor, iuv)| recon_pending_iuv::ActiveModel {
+            creditor_fiscal_code: Set(creditor),
+            iuv: Set(iuv),
+        })
+        .collect()
+}
+
+/// The (creditor, IUV) pairs that tell reconciliation a booked receipt has keys to label: one
+/// per creditor of the registry a transfer pays (another beneficiary is nobody's to
+/// reconcile here).
+pub(crate) fn pending_iuvs<'f>(
+    store: &'f Store,
+    facts: &'f ReceiptFacts,
+) -> impl Iterator<Item = (String, String)> + 'f {
+    facts
+        .transfers
+        .iter()
+        .filter(|t| store.registry().get(&t.beneficiary).is_some())
+        .map(|t| (t.beneficiary.clone(), facts.iuv.clone()))
+}
+
 /// What is stored under a receipt key: its content hash, and whether it was recovered from
 /// biz-events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -889,6 +921,7 @@ async fn try_batch(
 
     let mut receipt_rows = Vec::new();
     let mut transfer_rows_all = Vec::new();
+    let mut pending_pairs = BTreeSet::new();
     let mut conflict_rows = Vec::new();
     let mut booked = Vec::new();
     let mut told = Vec::new();
@@ -911,6 +944,7 @@ async fn try_batch(
                     now,
                 ));
                 transfer_rows_all.extend(transfer_rows(row_id, facts));
+                pending_pairs.extend(pending_iuvs(store, facts));
                 postings.extend(planned.drafts.iter().cloned().map(|d| (d, Some(document))));
                 booked.push((facts, planned));
                 told.push((row_id, planned));
@@ -946,6 +980,13 @@ async fn try_batch(
     let mut writes = Writes::new(&txn);
     writes
         .insert(transfer_rows_all, 11, OnConflict::Fail)
+        .await?;
+    writes
+        .insert(
+            pending_rows(pending_pairs),
+            2,
+            OnConflict::Skip(PENDING_KEY),
+        )
         .await?;
     write_states(&mut writes, &positions, now).await?;
     writes

@@ -9,6 +9,7 @@
 //! booked in the same transaction, so a receipt books exactly once whichever replica, worker
 //! or operator tries it.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sea_orm::sea_query::Expr;
@@ -146,6 +147,15 @@ pub(crate) async fn park(
             .unwrap_or_else(|| Err(AppError::Unavailable("no outcome".into())));
     }
     insert_chunked(&txn, transfer_rows(row_id, facts), 11).await?;
+    // A parked receipt is evidence too: reconciliation labels its keys at the next import.
+    let pairs: BTreeSet<_> = book::pending_iuvs(store, facts).collect();
+    insert_rows(
+        &txn,
+        book::pending_rows(pairs),
+        2,
+        OnConflict::Skip(book::PENDING_KEY),
+    )
+    .await?;
     let sealed_facts = serde_json::to_vec(facts).map_err(|e| AppError::Internal(e.to_string()))?;
     let sealed = store.keys().seal_bytes(row_id, &sealed_facts);
     parked_receipt::Entity::insert(parked_receipt::ActiveModel {

@@ -4,16 +4,19 @@
 //! to the ledger. Evidence and books therefore never disagree, and importing the same evidence
 //! again, in any order, posts nothing (`incasso_domain::ledger::settlement`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::Account;
-use incasso_domain::ledger::settlement::{BookedReceipt, BookedReceipts, Posted, settle};
+use incasso_domain::ledger::settlement::{
+    BookedReceipt, BookedReceipts, Posted, cashed_key, reported_key, settle_cashed, settle_reported,
+};
 use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::Evidence;
+use incasso_domain::reconciliation::{CreditId, Evidence};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 
+use super::evidence::in_list;
 use crate::AppError;
 use crate::ledger;
 
@@ -33,21 +36,40 @@ fn sql(backend: DbBackend, text: &str) -> String {
 async fn posted(
     db: &impl ConnectionTrait,
     creditor: &str,
+    keys: &[String],
 ) -> Result<BTreeMap<String, Posted>, AppError> {
-    let backend = db.get_database_backend();
     let mut out: BTreeMap<String, Posted> = BTreeMap::new();
+    for chunk in keys.chunks(super::scope::IUVS_PER_STATEMENT) {
+        posted_of(db, creditor, chunk, &mut out).await?;
+    }
+    Ok(out)
+}
+
+/// [`posted`] for a few thousand keys.
+async fn posted_of(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    keys: &[String],
+    out: &mut BTreeMap<String, Posted>,
+) -> Result<(), AppError> {
+    let backend = db.get_database_backend();
+    let mut values = vec![creditor.into()];
+    let only = in_list(backend, "e.posting_key", keys, &mut values);
     // SUM of a BIGINT is a NUMERIC on PostgreSQL: cast back to the integer it is.
     let sums = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
-                "SELECT e.posting_key, l.account, CAST(SUM(l.amount_cents) AS BIGINT) AS cents \
-                 FROM ledger_entry e JOIN ledger_line l ON l.entry_sequence = e.sequence \
-                 WHERE e.creditor_fiscal_code = $1 AND e.posting_key IS NOT NULL \
-                 GROUP BY e.posting_key, l.account",
+                &format!(
+                    "SELECT e.posting_key, l.account, \
+                     CAST(SUM(l.amount_cents) AS BIGINT) AS cents \
+                     FROM ledger_entry e JOIN ledger_line l ON l.entry_sequence = e.sequence \
+                     WHERE e.creditor_fiscal_code = $1 AND {only} \
+                     GROUP BY e.posting_key, l.account"
+                ),
             ),
-            [creditor.into()],
+            values.clone(),
         ))
         .await?;
     for row in sums {
@@ -58,18 +80,22 @@ async fn posted(
         out.entry(key).or_default().amounts.insert(account, cents);
     }
     // The cause of each key's last entry, which an entry reversing it names again.
+    // Ordered by key first, so the planner reads the keys' index (creditor, posting_key,
+    // sequence) rather than walking every `reported` entry in sequence order.
     let causes = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
-                "SELECT e.sequence, e.posting_key, e.receipt_id, e.reporting_flow_id, \
-                 e.treasury_line_id, n.notice_number, n.iuv FROM ledger_entry e \
-                 LEFT JOIN ledger_entry_notice n ON n.entry_sequence = e.sequence \
-                 WHERE e.creditor_fiscal_code = $1 AND e.event_type = 'reported' \
-                 AND e.posting_key IS NOT NULL ORDER BY e.sequence, n.notice_index",
+                &format!(
+                    "SELECT e.sequence, e.posting_key, e.receipt_id, e.reporting_flow_id, \
+                     e.treasury_line_id, n.notice_number, n.iuv FROM ledger_entry e \
+                     LEFT JOIN ledger_entry_notice n ON n.entry_sequence = e.sequence \
+                     WHERE e.creditor_fiscal_code = $1 AND e.event_type = 'reported' \
+                     AND {only} ORDER BY e.posting_key, e.sequence, n.notice_index"
+                ),
             ),
-            [creditor.into()],
+            values,
         ))
         .await?;
     let mut last_sequence: BTreeMap<String, i64> = BTreeMap::new();
@@ -90,7 +116,7 @@ async fn posted(
             entry.cause.notices.push((nav, iuv));
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The creditor's receipt transfers with the notice each paid and the `psp_clearing` account
@@ -98,41 +124,62 @@ async fn posted(
 async fn booked_receipts(
     db: &impl ConnectionTrait,
     creditor: &str,
+    iuvs: &[String],
 ) -> Result<BookedReceipts, AppError> {
     let backend = db.get_database_backend();
-    let clearing_rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql(
-                backend,
-                "SELECT e.receipt_id, l.account FROM ledger_entry e \
-                 JOIN ledger_line l ON l.entry_sequence = e.sequence \
-                 WHERE e.creditor_fiscal_code = $1 AND e.receipt_id IS NOT NULL \
-                 AND e.posting_key IS NULL AND l.account_type = 'psp_clearing' \
-                 AND l.amount_cents > 0",
-            ),
-            [creditor.into()],
-        ))
-        .await?;
-    let mut clearing: BTreeMap<String, Account> = BTreeMap::new();
-    for row in clearing_rows {
-        let receipt_id: String = row.try_get("", "receipt_id")?;
-        let account: String = row.try_get("", "account")?;
-        clearing.insert(receipt_id, Account::parse(&account).map_err(corrupt)?);
+    let mut out = BookedReceipts::new();
+    if iuvs.is_empty() {
+        return Ok(out);
     }
+    let mut values = vec![creditor.into()];
+    let only = in_list(backend, "t.iuv", iuvs, &mut values);
     let receipts = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql(
                 backend,
-                "SELECT DISTINCT t.iuv, t.receipt_id, r.notice_number FROM receipt r \
-                 JOIN receipt_transfer t ON t.receipt_row_id = r.id \
-                 WHERE t.beneficiary_fiscal_code = $1 AND r.classification <> 'not_paid'",
+                &format!(
+                    "SELECT DISTINCT t.iuv, t.receipt_id, r.notice_number FROM receipt r \
+                     JOIN receipt_transfer t ON t.receipt_row_id = r.id \
+                     WHERE t.beneficiary_fiscal_code = $1 AND r.classification <> 'not_paid' \
+                     AND {only}"
+                ),
             ),
-            [creditor.into()],
+            values,
         ))
         .await?;
-    let mut out = BookedReceipts::new();
+    let receipt_ids: Vec<String> = receipts
+        .iter()
+        .map(|row| row.try_get::<String>("", "receipt_id"))
+        .collect::<Result<BTreeSet<_>, _>>()?
+        .into_iter()
+        .collect();
+    let mut clearing: BTreeMap<String, Account> = BTreeMap::new();
+    for receipt_ids in receipt_ids.chunks(super::scope::IUVS_PER_STATEMENT) {
+        let mut values = vec![creditor.into()];
+        let only = in_list(backend, "e.receipt_id", receipt_ids, &mut values);
+        let clearing_rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql(
+                    backend,
+                    &format!(
+                        "SELECT e.receipt_id, l.account FROM ledger_entry e \
+                         JOIN ledger_line l ON l.entry_sequence = e.sequence \
+                         WHERE e.creditor_fiscal_code = $1 AND {only} \
+                         AND e.posting_key IS NULL AND l.account_type = 'psp_clearing' \
+                         AND l.amount_cents > 0"
+                    ),
+                ),
+                values,
+            ))
+            .await?;
+        for row in clearing_rows {
+            let receipt_id: String = row.try_get("", "receipt_id")?;
+            let account: String = row.try_get("", "account")?;
+            clearing.insert(receipt_id, Account::parse(&account).map_err(corrupt)?);
+        }
+    }
     for row in receipts {
         let iuv: String = row.try_get("", "iuv")?;
         let Ok(iuv) = Iuv::parse(&iuv) else {
@@ -153,20 +200,72 @@ async fn booked_receipts(
     Ok(out)
 }
 
-/// Posts what `evidence` asks of `creditor`'s books beyond what they say; returns the number
-/// of entries appended.
-pub(crate) async fn post(
+/// Posts the `reported` entries `evidence` asks of `creditor`'s books beyond what they say,
+/// for the transfer keys of the IUVs `iuvs`: `evidence` holds their receipts and their lines
+/// of every flow revision (and no line of another IUV). Returns the number of entries
+/// appended.
+pub(crate) async fn post_reported(
     txn: &DatabaseTransaction,
     creditor: &str,
     evidence: &Evidence,
+    iuvs: &[String],
     now: OffsetDateTime,
 ) -> Result<usize, AppError> {
     let books = OrganizationFiscalCode::parse(creditor).map_err(corrupt)?;
+    // Every key a line of any revision ever named: a key no latest revision reports any
+    // more has its earlier posting reversed.
+    let keys: BTreeSet<String> = evidence
+        .all_flow_revisions()
+        .flat_map(|f| f.lines.iter().map(|l| reported_key(&l.key)))
+        .collect();
+    let keys: Vec<String> = keys.into_iter().collect();
     let (posted, receipts) = (
-        posted(txn, creditor).await?,
-        booked_receipts(txn, creditor).await?,
+        posted(txn, creditor, &keys).await?,
+        booked_receipts(txn, creditor, iuvs).await?,
     );
-    let drafts = settle(&books, evidence, &receipts, &posted);
+    append(
+        txn,
+        settle_reported(&books, evidence, &receipts, &posted),
+        now,
+    )
+    .await
+}
+
+/// Posts the `cashed` entries of the credits `credits` beyond what the books say: `evidence`
+/// holds the whole latest lines of their components' flows. Returns the number of entries
+/// appended.
+pub(crate) async fn post_cashed(
+    txn: &DatabaseTransaction,
+    creditor: &str,
+    evidence: &Evidence,
+    credits: &BTreeSet<CreditId>,
+    now: OffsetDateTime,
+) -> Result<usize, AppError> {
+    let books = OrganizationFiscalCode::parse(creditor).map_err(corrupt)?;
+    let keys: Vec<String> = credits.iter().map(cashed_key).collect();
+    let iuvs: BTreeSet<String> = evidence
+        .latest_flows()
+        .flat_map(|f| f.lines.iter().map(|l| l.key.iuv.as_str().to_owned()))
+        .collect();
+    let iuvs: Vec<String> = iuvs.into_iter().collect();
+    let mut receipts = BookedReceipts::new();
+    for chunk in iuvs.chunks(super::scope::IUVS_PER_STATEMENT) {
+        receipts.extend(booked_receipts(txn, creditor, chunk).await?);
+    }
+    let posted = posted(txn, creditor, &keys).await?;
+    append(
+        txn,
+        settle_cashed(&books, evidence, &receipts, &posted, credits),
+        now,
+    )
+    .await
+}
+
+async fn append(
+    txn: &DatabaseTransaction,
+    drafts: Vec<incasso_domain::ledger::EntryDraft>,
+    now: OffsetDateTime,
+) -> Result<usize, AppError> {
     if drafts.is_empty() {
         return Ok(0);
     }

@@ -1,8 +1,9 @@
 //! Loading one creditor's stored evidence as the domain's evidence items: the transfers paid
-//! to it in receipts (whoever issued the notice), every flow revision with its lines, its
-//! treasury credits, and the last booking day its treasury documents cover.
+//! to it in receipts (whoever issued the notice) and flow lines, by IUV; every flow
+//! revision's header, its treasury credits, and the last booking day its treasury documents
+//! cover (the [`Skeleton`] every import reads whole).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
@@ -36,25 +37,25 @@ pub(crate) fn outcome_from_code(code: i16) -> Result<OutcomeCode, AppError> {
     OutcomeCode::parse_code(&code.to_string()).map_err(corrupt)
 }
 
-/// Every receipt transfer paid to `creditor` (beneficiary), receipts not paid excluded.
-pub(crate) async fn receipts(
+/// The receipt transfers paid to `creditor` (beneficiary) of the IUVs `iuvs`, receipts not
+/// paid excluded.
+pub(crate) async fn receipts_of_iuvs(
     db: &impl ConnectionTrait,
     creditor: &str,
+    iuvs: &[String],
 ) -> Result<Vec<EvidenceItem>, AppError> {
     let backend = db.get_database_backend();
+    let mut values = vec![creditor.into()];
+    let filter = format!(" AND {}", in_list(backend, "t.iuv", iuvs, &mut values));
     let sql = format!(
         "SELECT t.iuv, t.receipt_id, t.id_transfer, t.amount_cents, r.paid_at, r.received_at, \
          r.stand_in FROM receipt_transfer t JOIN receipt r ON r.id = t.receipt_row_id \
-         WHERE t.beneficiary_fiscal_code = {} AND r.classification <> 'not_paid' \
+         WHERE t.beneficiary_fiscal_code = {} AND r.classification <> 'not_paid'{filter} \
          ORDER BY r.received_at, t.receipt_row_id, t.transfer_index",
         placeholder(backend)
     );
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [creditor.into()],
-        ))
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
         .await?;
     let mut seen = BTreeSet::new();
     let mut items = Vec::with_capacity(rows.len());
@@ -86,38 +87,38 @@ pub(crate) async fn receipts(
     Ok(items)
 }
 
-/// Every stored flow revision of `creditor`, with its lines.
-pub(crate) async fn flows(
-    db: &impl ConnectionTrait,
-    creditor: &str,
-) -> Result<Vec<(Uuid, ReportingFlow)>, AppError> {
-    let headers = recon_flow::Entity::find()
-        .filter(recon_flow::Column::CreditorFiscalCode.eq(creditor))
-        .order_by_asc(recon_flow::Column::CreatedAt)
-        .all(db)
-        .await?;
-    let backend = db.get_database_backend();
-    let sql = format!(
-        "SELECT l.flow_row_id, l.line_number, l.iuv, l.receipt_id, l.id_transfer, \
-         l.amount_cents, l.outcome, l.paid_on FROM recon_flow_line l \
-         JOIN recon_flow f ON f.id = l.flow_row_id WHERE f.creditor_fiscal_code = {} \
-         ORDER BY l.flow_row_id, l.line_number",
-        placeholder(backend)
-    );
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [creditor.into()],
-        ))
-        .await?;
-    let mut lines: std::collections::BTreeMap<Uuid, Vec<FlowLine>> = Default::default();
-    for row in rows {
-        let flow_row: Uuid = row.try_get("", "flow_row_id")?;
-        let iuv: String = row.try_get("", "iuv")?;
-        let receipt_id: String = row.try_get("", "receipt_id")?;
-        let id_transfer: i16 = row.try_get("", "id_transfer")?;
-        lines.entry(flow_row).or_default().push(FlowLine {
+/// `column IN (values)` for a raw statement whose parameters so far are `params`: on
+/// PostgreSQL one array parameter (`= ANY`), on SQLite one parameter per value. Callers keep
+/// `values` under the engines' limits (see [`super::scope`]'s chunks).
+pub(crate) fn in_list(
+    backend: DbBackend,
+    column: &str,
+    values: &[String],
+    params: &mut Vec<sea_orm::Value>,
+) -> String {
+    if backend == DbBackend::Postgres {
+        params.push(values.to_vec().into());
+        format!("{column} = ANY(${})", params.len())
+    } else {
+        let marks = vec!["?"; values.len()].join(", ");
+        params.extend(values.iter().map(|v| sea_orm::Value::from(v.clone())));
+        if values.is_empty() {
+            // `IN ()` is not SQL; nothing matches an empty list.
+            return "1 = 0".to_owned();
+        }
+        format!("{column} IN ({marks})")
+    }
+}
+
+/// A flow line as stored.
+fn line_of_row(row: &sea_orm::QueryResult) -> Result<(Uuid, FlowLine), AppError> {
+    let flow_row: Uuid = row.try_get("", "flow_row_id")?;
+    let iuv: String = row.try_get("", "iuv")?;
+    let receipt_id: String = row.try_get("", "receipt_id")?;
+    let id_transfer: i16 = row.try_get("", "id_transfer")?;
+    Ok((
+        flow_row,
+        FlowLine {
             key: TransferKey::new(
                 Iuv::parse(&iuv).map_err(corrupt)?,
                 &receipt_id,
@@ -127,9 +128,123 @@ pub(crate) async fn flows(
             amount_cents: row.try_get("", "amount_cents")?,
             outcome: outcome_from_code(row.try_get("", "outcome")?)?,
             paid_on: row.try_get("", "paid_on")?,
-        });
+        },
+    ))
+}
+
+/// The lines of the flow revisions `rows` (a creditor's, every revision) whose IUV is one of
+/// `iuvs`, by flow row, in line order. Read by IUV alone (its index) and kept when the row is
+/// one of `rows`: another creditor may have an IUV of the same text.
+pub(crate) async fn lines_of_iuvs(
+    db: &impl ConnectionTrait,
+    rows: &BTreeSet<Uuid>,
+    iuvs: &[String],
+) -> Result<BTreeMap<Uuid, Vec<FlowLine>>, AppError> {
+    let backend = db.get_database_backend();
+    let mut values = Vec::new();
+    let filter = in_list(backend, "iuv", iuvs, &mut values);
+    let sql = format!(
+        "SELECT flow_row_id, line_number, iuv, receipt_id, id_transfer, amount_cents, outcome, \
+         paid_on FROM recon_flow_line WHERE {filter}"
+    );
+    let found = db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
+    let mut numbered: BTreeMap<Uuid, Vec<(i32, FlowLine)>> = BTreeMap::new();
+    for row in found {
+        let number: i32 = row.try_get("", "line_number")?;
+        let (flow_row, line) = line_of_row(&row)?;
+        if rows.contains(&flow_row) {
+            numbered.entry(flow_row).or_default().push((number, line));
+        }
     }
-    headers
+    Ok(numbered
+        .into_iter()
+        .map(|(row, mut lines)| {
+            lines.sort_by_key(|(number, _)| *number);
+            (row, lines.into_iter().map(|(_, line)| line).collect())
+        })
+        .collect())
+}
+
+/// Every line of the flow revisions `rows`, by flow row, in line order.
+pub(crate) async fn lines_of_flows(
+    db: &impl ConnectionTrait,
+    rows: &[Uuid],
+) -> Result<BTreeMap<Uuid, Vec<FlowLine>>, AppError> {
+    let mut lines: BTreeMap<Uuid, Vec<FlowLine>> = BTreeMap::new();
+    for row_id in rows {
+        let backend = db.get_database_backend();
+        let sql = format!(
+            "SELECT flow_row_id, line_number, iuv, receipt_id, id_transfer, amount_cents, \
+             outcome, paid_on FROM recon_flow_line WHERE flow_row_id = {} ORDER BY line_number",
+            placeholder(backend)
+        );
+        let found = db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [(*row_id).into()],
+            ))
+            .await?;
+        let out = lines.entry(*row_id).or_default();
+        for row in found {
+            out.push(line_of_row(&row)?.1);
+        }
+    }
+    Ok(lines)
+}
+
+/// The distinct IUVs of the lines of the flow revisions `rows`.
+pub(crate) async fn iuvs_of_flows(
+    db: &impl ConnectionTrait,
+    rows: &[Uuid],
+) -> Result<BTreeSet<String>, AppError> {
+    let backend = db.get_database_backend();
+    let mut out = BTreeSet::new();
+    for row_id in rows {
+        let sql = format!(
+            "SELECT DISTINCT iuv FROM recon_flow_line WHERE flow_row_id = {}",
+            placeholder(backend)
+        );
+        let found = db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [(*row_id).into()],
+            ))
+            .await?;
+        for row in found {
+            out.insert(row.try_get::<String>("", "iuv")?);
+        }
+    }
+    Ok(out)
+}
+
+/// What every import reads whole, however many receipts the creditor has: each flow
+/// revision's header (lines left empty, with the row that holds it), the credits and the
+/// treasury coverage. Flows and credits number a few per PSP and day; receipts and lines are
+/// read by IUV, for the IUVs an import touches.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Skeleton {
+    /// Every flow revision, oldest `created_at` first, without its lines.
+    pub flows: Vec<(Uuid, ReportingFlow)>,
+    /// Every credit.
+    pub credits: Vec<TreasuryCredit>,
+    /// The last booking day the treasury documents cover.
+    pub coverage: Option<time::Date>,
+}
+
+/// Reads `creditor`'s [`Skeleton`].
+pub(crate) async fn skeleton(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+) -> Result<Skeleton, AppError> {
+    let flows = recon_flow::Entity::find()
+        .filter(recon_flow::Column::CreditorFiscalCode.eq(creditor))
+        .order_by_asc(recon_flow::Column::CreatedAt)
+        .all(db)
+        .await?
         .into_iter()
         .map(|h| {
             Ok((
@@ -142,15 +257,20 @@ pub(crate) async fn flows(
                     trn: h.trn,
                     regulation_date: h.regulation_date,
                     total_cents: h.total_cents,
-                    lines: lines.remove(&h.id).unwrap_or_default(),
+                    lines: Vec::new(),
                 },
             ))
         })
-        .collect()
+        .collect::<Result<_, AppError>>()?;
+    Ok(Skeleton {
+        flows,
+        credits: credits(db, creditor).await?,
+        coverage: coverage(db, creditor).await?,
+    })
 }
 
 /// Every stored credit of `creditor`.
-pub(crate) async fn credits(
+async fn credits(
     db: &impl ConnectionTrait,
     creditor: &str,
 ) -> Result<Vec<TreasuryCredit>, AppError> {
@@ -173,7 +293,7 @@ pub(crate) async fn credits(
 }
 
 /// The last booking day `creditor`'s treasury documents cover.
-pub(crate) async fn coverage(
+async fn coverage(
     db: &impl ConnectionTrait,
     creditor: &str,
 ) -> Result<Option<time::Date>, AppError> {
@@ -185,27 +305,4 @@ pub(crate) async fn coverage(
         .into_iter()
         .filter_map(|d| d.coverage_date)
         .max())
-}
-
-/// Everything held for `creditor`, receipts first.
-pub(crate) async fn all(
-    db: &impl ConnectionTrait,
-    creditor: &str,
-) -> Result<(Vec<EvidenceItem>, Vec<EvidenceItem>), AppError> {
-    let receipts = receipts(db, creditor).await?;
-    let mut others: Vec<EvidenceItem> = flows(db, creditor)
-        .await?
-        .into_iter()
-        .map(|(_, f)| EvidenceItem::Flow(f))
-        .collect();
-    others.extend(
-        credits(db, creditor)
-            .await?
-            .into_iter()
-            .map(EvidenceItem::Credit),
-    );
-    if let Some(day) = coverage(db, creditor).await? {
-        others.push(EvidenceItem::TreasuryCoverage(day));
-    }
-    Ok((receipts, others))
 }

@@ -5,9 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use incasso_domain::reconciliation::{
-    Assessment, EvidenceItem, EvidenceRef, Reconciler, Relabel, ReportingFlow, Subject,
-};
+use incasso_domain::reconciliation::{Evidence, EvidenceItem, ReportingFlow};
 use incasso_domain::validation::ValidationErrors;
 use incasso_reconciliation::{
     Collected, CreditRecord, DocumentKind, FlowHeader, Sink, TreasuryAccount,
@@ -22,7 +20,7 @@ use time::Date;
 use uuid::Uuid;
 
 use super::accounts::TreasuryAccounts;
-use super::{books, evidence, labels};
+use super::{evidence, labels, scope};
 use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
 use crate::{AppError, Store};
 
@@ -342,7 +340,19 @@ impl Store {
             return Ok(outcome);
         }
 
-        let (mut reconciler, catch_up) = current(&txn, &creditor).await?;
+        // Flow headers and credits, read whole; receipts and lines are read by IUV (`scope`).
+        let skeleton = evidence::skeleton(&txn, &creditor).await?;
+        let mut held_evidence = Evidence::new();
+        for (_, flow) in &skeleton.flows {
+            held_evidence
+                .add(EvidenceItem::Flow(flow.clone()))
+                .map_err(|e| AppError::Internal(format!("stored evidence: {e}")))?;
+        }
+        for credit in &skeleton.credits {
+            held_evidence
+                .add(EvidenceItem::Credit(credit.clone()))
+                .map_err(|e| AppError::Internal(format!("stored evidence: {e}")))?;
+        }
         let document_id = Uuid::now_v7();
         let coverage = collected.coverage.iter().max().copied();
         recon_document::Entity::insert(recon_document::ActiveModel {
@@ -359,10 +369,7 @@ impl Store {
 
         let mut items = Vec::new();
         for flow in collected.reporting_flows() {
-            let held: Vec<&ReportingFlow> = reconciler
-                .evidence()
-                .flow_revisions(&flow.flow_id)
-                .collect();
+            let held: Vec<&ReportingFlow> = held_evidence.flow_revisions(&flow.flow_id).collect();
             // A REST revision is the platform's (flow, revision); an XML flow is its
             // dataOraFlusso, and incasso numbers its revisions in the order they arrive.
             let rest = flow.revision > 0;
@@ -374,7 +381,20 @@ impl Store {
                 }
             });
             if let Some(same) = same {
-                if same.lines == flow.lines
+                // The skeleton holds headers: the lines are read for this revision only.
+                let row = skeleton
+                    .flows
+                    .iter()
+                    .find(|(_, f)| f.flow_id == same.flow_id && f.version() == same.version())
+                    .map(|(row, _)| *row);
+                let same_lines = match row {
+                    Some(row) => evidence::lines_of_flows(&txn, &[row])
+                        .await?
+                        .remove(&row)
+                        .unwrap_or_default(),
+                    None => Vec::new(),
+                };
+                if same_lines == flow.lines
                     && same.total_cents == flow.total_cents
                     && same.trn == flow.trn
                     && same.regulation_date == flow.regulation_date
@@ -408,8 +428,7 @@ impl Store {
             BTreeMap::new();
         for record in &collected.credits {
             let credit = &record.credit;
-            let held = reconciler
-                .evidence()
+            let held = held_evidence
                 .credit(&credit.id)
                 .map(|h| &h.credit)
                 .or_else(|| in_document.get(&credit.id).copied());
@@ -457,25 +476,22 @@ impl Store {
             items.push(EvidenceItem::TreasuryCoverage(day));
         }
 
-        let changes = reconciler
-            .apply(items)
-            .map_err(|e| refused(format!("{name}: {e}")))?;
-        outcome.label_changes += labels::write(&txn, &creditor, &catch_up, None, now).await?;
-        outcome.label_changes += labels::write(
+        let relabelled = scope::relabel(
             &txn,
             &creditor,
-            &changes,
+            &skeleton,
+            &items,
             Some((document_id, name.to_owned(), kind.to_string())),
+            |e| refused(format!("{name}: {e}")),
             now,
         )
         .await?;
+        outcome.label_changes = relabelled.label_changes;
         // The books follow the evidence in the same transaction: neither is ever committed
         // without the other.
-        outcome.ledger_entries_posted =
-            books::post(&txn, &creditor, reconciler.evidence(), now).await?;
+        outcome.ledger_entries_posted = relabelled.ledger_entries;
         txn.commit().await?;
-        labels::count_labels(&catch_up);
-        labels::count_labels(&changes);
+        labels::record_counts(relabelled.counts);
         Ok(outcome)
     }
 
@@ -486,12 +502,20 @@ impl Store {
         let now = self.now();
         let txn = self.db().begin().await?;
         lock_creditor(&txn, creditor).await?;
-        let (reconciler, catch_up) = current(&txn, creditor).await?;
-        let written = labels::write(&txn, creditor, &catch_up, None, now).await?;
-        books::post(&txn, creditor, reconciler.evidence(), now).await?;
+        let skeleton = evidence::skeleton(&txn, creditor).await?;
+        let relabelled = scope::relabel(
+            &txn,
+            creditor,
+            &skeleton,
+            &[],
+            None,
+            |e| AppError::Internal(format!("stored evidence contradicts itself: {e}")),
+            now,
+        )
+        .await?;
         txn.commit().await?;
-        labels::count_labels(&catch_up);
-        Ok(written)
+        labels::record_counts(relabelled.counts);
+        Ok(relabelled.label_changes)
     }
 }
 
@@ -507,53 +531,6 @@ async fn lock_creditor(db: &impl ConnectionTrait, creditor: &str) -> Result<(), 
         .await?;
     }
     Ok(())
-}
-
-/// The creditor's evidence in an engine, and the label changes that receipts booked since the
-/// last relabelling cause against the stored labels.
-async fn current(
-    db: &impl ConnectionTrait,
-    creditor: &str,
-) -> Result<(Reconciler, Vec<Relabel>), AppError> {
-    let (receipts, others) = evidence::all(db, creditor).await?;
-    let stored = labels::stored(db, creditor).await?;
-    let receipt_refs: BTreeMap<_, Vec<EvidenceRef>> =
-        receipts.iter().fold(BTreeMap::new(), |mut map, item| {
-            if let EvidenceItem::Receipt(r) = item {
-                map.entry(r.key.iuv.clone())
-                    .or_insert_with(Vec::new)
-                    .push(item.reference());
-            }
-            map
-        });
-    let mut reconciler = Reconciler::new();
-    reconciler
-        .apply(receipts.into_iter().chain(others))
-        .map_err(|e| AppError::Internal(format!("stored evidence contradicts itself: {e}")))?;
-    let computed = reconciler.assessments();
-    let subjects: BTreeSet<&Subject> = stored.keys().chain(computed.keys()).collect();
-    let mut catch_up = Vec::new();
-    for subject in subjects {
-        let previous: Option<&Assessment> = stored.get(subject);
-        let current = computed.get(subject);
-        if previous == current {
-            continue;
-        }
-        let causes = match subject {
-            Subject::Transfer(key) => receipt_refs
-                .get(&key.iuv)
-                .map(|refs| refs.iter().cloned().collect())
-                .unwrap_or_default(),
-            _ => BTreeSet::new(),
-        };
-        catch_up.push(Relabel {
-            subject: subject.clone(),
-            previous: previous.cloned(),
-            current: current.cloned(),
-            causes,
-        });
-    }
-    Ok((reconciler, catch_up))
 }
 
 async fn insert_flow(

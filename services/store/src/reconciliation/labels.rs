@@ -5,12 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{Assessment, EvidenceRef, Label, Relabel, Subject};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::batch::{insert_chunked, is_in};
 use crate::entity::{recon_label, recon_label_change};
 use crate::{AppError, Store};
 
@@ -89,50 +91,103 @@ pub(crate) async fn stored(
         .all(db)
         .await?
         .into_iter()
-        .map(|row| {
-            let subject: Subject = serde_json::from_str(&row.subject_key).map_err(corrupt)?;
-            let assessment: Assessment = serde_json::from_str(&row.assessment).map_err(corrupt)?;
-            Ok((subject, assessment))
-        })
+        .map(parse_stored)
         .collect()
 }
 
-/// Counts the label changes among `changes`, committed, by the label given (`none` when a
+fn parse_stored(row: recon_label::Model) -> Result<(Subject, Assessment), AppError> {
+    let subject: Subject = serde_json::from_str(&row.subject_key).map_err(corrupt)?;
+    let assessment: Assessment = serde_json::from_str(&row.assessment).map_err(corrupt)?;
+    Ok((subject, assessment))
+}
+
+/// The stored assessments of `creditor`'s transfer keys of the IUVs `iuvs`.
+pub(crate) async fn stored_of_iuvs(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    iuvs: &[String],
+) -> Result<BTreeMap<Subject, Assessment>, AppError> {
+    recon_label::Entity::find()
+        .filter(recon_label::Column::CreditorFiscalCode.eq(creditor))
+        .filter(recon_label::Column::SubjectKind.eq("transfer"))
+        .filter(is_in(
+            db.get_database_backend(),
+            recon_label::Column::Iuv,
+            iuvs.to_vec(),
+        ))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(parse_stored)
+        .collect()
+}
+
+/// The stored assessments of `creditor`'s flows and credits.
+pub(crate) async fn stored_flows_and_credits(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+) -> Result<BTreeMap<Subject, Assessment>, AppError> {
+    recon_label::Entity::find()
+        .filter(recon_label::Column::CreditorFiscalCode.eq(creditor))
+        .filter(recon_label::Column::SubjectKind.is_in(["flow", "credit"]))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(parse_stored)
+        .collect()
+}
+
+/// Adds the label changes among `changes` to `counts`, by the label given (`none` when a
 /// subject lost its label), for the reconciliation metrics.
-pub(crate) fn count_labels(changes: &[Relabel]) {
-    let mut given: BTreeMap<&'static str, u64> = BTreeMap::new();
+pub(crate) fn add_counts(counts: &mut BTreeMap<&'static str, u64>, changes: &[Relabel]) {
     for change in changes.iter().filter(|c| c.is_label_change()) {
         let label = change
             .current
             .as_ref()
             .and_then(|c| c.label)
             .map_or("none", Label::code);
-        *given.entry(label).or_default() += 1;
+        *counts.entry(label).or_default() += 1;
     }
-    for (label, count) in given {
+}
+
+/// Records label changes counted by [`add_counts`], once committed.
+pub(crate) fn record_counts(counts: BTreeMap<&'static str, u64>) {
+    for (label, count) in counts {
         incasso_telemetry::metrics().reconciliation_labels(label, count);
     }
 }
 
-/// Writes the changes: the label rows, and a history row for each label change.
+/// Keys per `DELETE` of the label rows being replaced.
+const KEYS_PER_DELETE: usize = 5_000;
+
+/// Writes the changes: the label rows, and a history row for each label change. A day's
+/// import changes hundreds of thousands of labels: rows go in multi-row statements
+/// ([`crate::batch`]), the replaced rows are deleted a few thousand keys at a time.
 pub(crate) async fn write(
-    db: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     creditor: &str,
     changes: &[Relabel],
     document: Option<(Uuid, String, String)>,
     now: OffsetDateTime,
 ) -> Result<usize, AppError> {
-    let mut history = 0;
-    for change in changes {
-        let key = subject_key(&change.subject);
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut changed = Vec::new();
+    let keys: Vec<String> = changes.iter().map(|c| subject_key(&c.subject)).collect();
+    for chunk in keys.chunks(KEYS_PER_DELETE) {
         recon_label::Entity::delete_many()
             .filter(recon_label::Column::CreditorFiscalCode.eq(creditor))
-            .filter(recon_label::Column::SubjectKey.eq(key.clone()))
-            .exec(db)
+            .filter(is_in(
+                txn.get_database_backend(),
+                recon_label::Column::SubjectKey,
+                chunk.to_vec(),
+            ))
+            .exec(txn)
             .await?;
+    }
+    for (change, key) in changes.iter().zip(keys) {
         if let Some(current) = &change.current {
             let identity = SubjectColumns::of(&change.subject);
-            recon_label::Entity::insert(recon_label::ActiveModel {
+            rows.push(recon_label::ActiveModel {
                 creditor_fiscal_code: Set(creditor.to_owned()),
                 subject_key: Set(key.clone()),
                 subject_kind: Set(subject_kind(&change.subject).to_owned()),
@@ -146,17 +201,14 @@ pub(crate) async fn write(
                 treasury_state: Set(current.treasury_state.map(|s| s.code().to_owned())),
                 assessment: Set(serde_json::to_string(current).map_err(corrupt)?),
                 updated_at: Set(now),
-            })
-            .exec_without_returning(db)
-            .await?;
+            });
         }
         if change.is_label_change() {
-            history += 1;
             let causes = Causes {
                 document: document.clone(),
                 evidence: change.causes.iter().cloned().collect(),
             };
-            recon_label_change::Entity::insert(recon_label_change::ActiveModel {
+            changed.push(recon_label_change::ActiveModel {
                 id: Set(Uuid::now_v7()),
                 creditor_fiscal_code: Set(creditor.to_owned()),
                 subject_key: Set(key),
@@ -182,11 +234,12 @@ pub(crate) async fn write(
                     .map(|l| l.code().to_owned())),
                 causes: Set(serde_json::to_string(&causes).map_err(corrupt)?),
                 changed_at: Set(now),
-            })
-            .exec_without_returning(db)
-            .await?;
+            });
         }
     }
+    let history = changed.len();
+    insert_chunked(txn, rows, 13).await?;
+    insert_chunked(txn, changed, 9).await?;
     Ok(history)
 }
 

@@ -5,14 +5,15 @@
 //! label and the history of its changes.
 //!
 //! An import reads the document first, outside the transaction (a refused document stores
-//! nothing), then under the creditor's lock loads the creditor's evidence into the domain's
-//! [`Reconciler`], applies the document's records, and writes the new evidence, the labels
-//! that changed and one history row per label change with the evidence that caused it. Labels
-//! of transfer keys that moved because receipts arrived since the last import are caught up
-//! in the same transaction, their history naming those receipts, and so are the ledger's
-//! `reported` and `cashed` postings the evidence now asks for (`books`). The engine holds the
-//! creditor's evidence in memory while it works: fine for a day's evidence of a Comune,
-//! and the boundary to move (to neighbourhood loading) when the benchmark asks for it.
+//! nothing), then under the creditor's lock writes the new evidence and relabels its
+//! neighbourhood (`scope`): the flow headers and credits whole, the receipts and lines of the
+//! IUVs the document reaches, slice by slice, each slice through the domain's
+//! [`incasso_domain::reconciliation::Reconciler`]. It writes the labels that changed and one
+//! history row per label change with the evidence that caused it. Labels of the IUVs whose
+//! receipts arrived since the last import (queued by the receipt path in
+//! `recon_pending_iuv`) are caught up in the same transaction, their history naming those
+//! receipts, and so are the ledger's `reported` and `cashed` postings the evidence now asks
+//! for (`books`).
 
 mod accounts;
 mod books;
@@ -23,6 +24,7 @@ mod labels;
 mod lease;
 mod queries;
 mod recovery;
+mod scope;
 
 pub use accounts::TreasuryAccounts;
 pub use import::{FdrRevision, ImportOutcome};
