@@ -57,38 +57,9 @@ pub enum BizEventsError {
     },
 }
 
-/// How the client reaches the API and how hard it tries.
-#[derive(Clone)]
-pub struct ClientConfig {
-    /// Base URL, e.g. `https://api.platform.pagopa.it/bizevents/service/v1`.
-    pub base_url: String,
-    /// The subscription key (`Ocp-Apim-Subscription-Key`).
-    pub subscription_key: Option<String>,
-    /// Per-request timeout, connection included.
-    pub request_timeout: Duration,
-    /// Tries per call before giving up (1 = no retry).
-    pub attempts: u32,
-    /// First retry delay.
-    pub retry_base: Duration,
-    /// Longest retry delay.
-    pub retry_max: Duration,
-    /// The CA and client certificate of the HTTPS calls.
-    pub tls: incasso_relay::outbound_tls::OutboundTls,
-}
-
-impl std::fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("base_url", &self.base_url)
-            .field(
-                "subscription_key",
-                &self.subscription_key.as_ref().map(|_| "[set]"),
-            )
-            .field("request_timeout", &self.request_timeout)
-            .field("attempts", &self.attempts)
-            .finish_non_exhaustive()
-    }
-}
+/// How the client reaches the API and how hard it tries: the same settings as the FdR
+/// client's (base URL, subscription key, timeout, retries, outbound TLS).
+pub use incasso_fdr::client::ClientConfig;
 
 /// The client.
 #[derive(Debug, Clone)]
