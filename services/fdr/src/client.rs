@@ -156,11 +156,13 @@ pub struct FdrClient {
     config: ClientConfig,
 }
 
-fn path_segment(text: &str) -> String {
-    // Flow ids are `[A-Za-z0-9_-]`, fiscal codes digits: anything else is escaped.
+/// A path segment: RFC 3986's unreserved characters as they are, anything else
+/// percent-encoded (flow ids are `[A-Za-z0-9_-]` and fiscal codes digits, but an IUR is a
+/// PSP's free text). Shared by the PagoPA REST clients.
+pub fn path_segment(text: &str) -> String {
     text.bytes()
         .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
                 char::from(b).to_string()
             } else {
                 format!("%{b:02X}")
@@ -169,8 +171,8 @@ fn path_segment(text: &str) -> String {
         .collect()
 }
 
-/// A reqwest error without the URL.
-fn without_url(error: &reqwest::Error) -> String {
+/// A reqwest error without the URL (which may carry identifiers worth keeping out of logs).
+pub fn without_url(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         "timed out".to_owned()
     } else if error.is_connect() {

@@ -9,6 +9,7 @@
 //! the `Retry-After` when given). 401/403 say the subscription key is wrong; 404 that PagoPA
 //! has no such receipt, with the API's `ProblemJson` detail; any other refusal is final.
 
+use incasso_fdr::client::{path_segment, without_url};
 use std::time::Duration;
 
 use rand::Rng;
@@ -66,31 +67,6 @@ pub use incasso_fdr::client::ClientConfig;
 pub struct BizEventsClient {
     http: reqwest::Client,
     config: ClientConfig,
-}
-
-/// A path segment: unreserved characters as they are, anything else percent-encoded (an IUR
-/// is a PSP's free text).
-fn path_segment(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A reqwest error without the URL.
-fn without_url(error: &reqwest::Error) -> String {
-    if error.is_timeout() {
-        "timed out".to_owned()
-    } else if error.is_connect() {
-        "connection failed".to_owned()
-    } else {
-        "request failed".to_owned()
-    }
 }
 
 /// The words of a `ProblemJson` body (`title: detail`), at most 500 characters.
