@@ -204,7 +204,10 @@ impl<P: Publisher> Relay<P> {
     async fn run_worker(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let policy = self.publisher.policy().clone();
+        let mut queued = self.store.outbox_queued_signal();
         loop {
+            // What was queued before this round is this round's to claim.
+            queued.borrow_and_update();
             let pause = match self.run_once().await {
                 Ok(0) => policy.poll_interval,
                 Ok(n) => {
@@ -221,9 +224,13 @@ impl<P: Publisher> Relay<P> {
                     policy.poll_interval
                 }
             };
+            // Events queued in this process during the round (a receipt, a notice) end the
+            // pause at once: their lag is not a poll interval. A retry's backoff is the
+            // events' own `next_attempt_at`, so waking early claims only what is due.
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(pause) => {}
+                Ok(()) = queued.changed() => {}
             }
         }
     }

@@ -54,6 +54,9 @@ pub struct Store {
     /// When the outbox's statistics were last refreshed (seconds since the epoch), shared
     /// by every handle on this database.
     outbox_analyzed_at: Arc<std::sync::atomic::AtomicU64>,
+    /// Bumped after a commit that queued outbox events, so this process's relays claim them
+    /// at once instead of at their next poll.
+    outbox_queued: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -89,6 +92,7 @@ impl Store {
             io_scheduling: Arc::default(),
             citizen_events: false,
             outbox_analyzed_at: Arc::default(),
+            outbox_queued: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         creditors::sync(&store.db, &store.registry, floors, store.now()).await?;
         Ok(store)

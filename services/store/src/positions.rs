@@ -161,6 +161,7 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
+        self.outbox_queued();
         tracing::info!(
             debt_position = %position.id,
             creditor = %position.creditor.as_str(),
@@ -348,6 +349,7 @@ impl Store {
         }
         ledger::append(&txn, self.keys(), documents, postings, now).await?;
         txn.commit().await?;
+        self.outbox_queued();
         tracing::info!(positions = created.len(), "debt positions created in bulk");
         outcomes.extend(created.into_iter().map(|(i, position)| {
             (
@@ -677,6 +679,7 @@ impl Store {
         };
         citizens::queue(&txn, self.citizen_changes(&position, told), now).await?;
         txn.commit().await?;
+        self.outbox_queued();
         tracing::info!(
             debt_position = %id,
             command = kind.as_str(),

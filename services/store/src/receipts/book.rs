@@ -996,6 +996,9 @@ async fn try_batch(
     crate::citizens::queue(&txn, citizen_changes(store, &told, &positions), now).await?;
     ledger::append_with_documents(&txn, &document_refs, postings, now).await?;
     txn.commit().await?;
+    if !booked.is_empty() {
+        store.outbox_queued();
+    }
     Ok(decisions)
 }
 

@@ -530,6 +530,7 @@ impl Store {
         match attempt.await {
             Ok((facts, planned)) => {
                 txn.commit().await?;
+                self.outbox_queued();
                 metrics::counter!(UNPARKED_METRIC).increment(1);
                 tracing::info!(
                     receipt = %id,
