@@ -155,6 +155,21 @@ async fn an_aggregate_is_claimed_one_event_at_a_time_in_order(engine: Engine) {
             .unwrap()
             .is_empty()
     );
+    // The cancellation is not due before the creation's retry either: claims do not read
+    // and reject it until then.
+    {
+        use incasso_store::entity::outbox_event;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let waiting = outbox_event::Entity::find()
+            .filter(outbox_event::Column::AggregateId.eq(cancelled_id.as_str()))
+            .filter(outbox_event::Column::Id.ne(created.id))
+            .all(harness.store.db())
+            .await
+            .unwrap();
+        assert_eq!(waiting.len(), 1);
+        let retry_at = (T0 + time::Duration::seconds(60)).unix_timestamp_nanos() / 1000;
+        assert_eq!(i128::from(waiting[0].next_attempt_at), retry_at);
+    }
 
     // Dead, it no longer does; replayed, it queues behind the cancellation.
     let retried = at(&harness.store, T0 + time::Duration::seconds(61))
