@@ -83,6 +83,8 @@ impl AcaConfig {
     /// `retry_max`, dead after `max_attempts`.
     pub fn policy(&self) -> Policy {
         Policy {
+            // The Stand-In archive should know a change before a Stand-In payment meets it.
+            wake_on_commit: true,
             poll_interval: self.poll_interval,
             batch: self.batch,
             workers: 1,

@@ -111,6 +111,9 @@ impl IoConfig {
     /// `retry_max`, dead after `max_attempts`.
     pub fn policy(&self) -> Policy {
         Policy {
+            // Not urgent: a message goes out within a poll of its notice, and a change made
+            // in that time is what the message says.
+            wake_on_commit: false,
             poll_interval: self.poll_interval,
             batch: self.batch,
             workers: 1,

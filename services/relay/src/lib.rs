@@ -45,6 +45,9 @@ pub struct Policy {
     /// How long a claim or a renewal holds an event: longer than any one call the publisher
     /// makes, renewed before each call.
     pub lease: Duration,
+    /// Whether a waiting relay claims as soon as its own replica commits outbox events,
+    /// rather than at its next poll: for receivers where the lag is what the user sees.
+    pub wake_on_commit: bool,
 }
 
 impl Policy {
@@ -205,6 +208,7 @@ impl<P: Publisher> Relay<P> {
         tokio::pin!(shutdown);
         let policy = self.publisher.policy().clone();
         let mut queued = self.store.outbox_queued_signal();
+        let wake_on_commit = policy.wake_on_commit;
         loop {
             // What was queued before this round is this round's to claim.
             queued.borrow_and_update();
@@ -230,7 +234,7 @@ impl<P: Publisher> Relay<P> {
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(pause) => {}
-                Ok(()) = queued.changed() => {}
+                Ok(()) = queued.changed(), if wake_on_commit => {}
             }
         }
     }

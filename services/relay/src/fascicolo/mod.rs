@@ -76,6 +76,8 @@ impl FascicoloConfig {
     /// The relay policy these settings make.
     pub fn policy(&self) -> Policy {
         Policy {
+            // A payment shows in the Fascicolo as soon as it is booked.
+            wake_on_commit: true,
             poll_interval: self.poll_interval,
             batch: self.batch.clamp(1, MAX_BATCH),
             workers: self.workers.max(1),
