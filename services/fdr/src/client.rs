@@ -75,6 +75,19 @@ pub struct ClientConfig {
     pub tls: incasso_relay::outbound_tls::OutboundTls,
 }
 
+impl ClientConfig {
+    /// The HTTP client these settings make (TLS, per-request timeout), and the settings with
+    /// the base URL's trailing slashes removed, so paths are appended to it as they are.
+    pub fn into_http(self) -> Result<(reqwest::Client, Self), reqwest::Error> {
+        let http = self.tls.reqwest()?.timeout(self.request_timeout).build()?;
+        let config = Self {
+            base_url: self.base_url.trim_end_matches('/').to_owned(),
+            ..self
+        };
+        Ok((http, config))
+    }
+}
+
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")
@@ -191,17 +204,8 @@ enum Attempt {
 impl FdrClient {
     /// A client for `config`.
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            http: config
-                .tls
-                .reqwest()?
-                .timeout(config.request_timeout)
-                .build()?,
-            config: ClientConfig {
-                base_url: config.base_url.trim_end_matches('/').to_owned(),
-                ..config
-            },
-        })
+        let (http, config) = config.into_http()?;
+        Ok(Self { http, config })
     }
 
     async fn attempt(&self, call: &str, url: &str, query: &[(&str, String)]) -> Attempt {

@@ -89,17 +89,8 @@ enum Attempt {
 impl BizEventsClient {
     /// A client for `config`.
     pub fn new(config: ClientConfig) -> Result<Self, reqwest::Error> {
-        Ok(Self {
-            http: config
-                .tls
-                .reqwest()?
-                .timeout(config.request_timeout)
-                .build()?,
-            config: ClientConfig {
-                base_url: config.base_url.trim_end_matches('/').to_owned(),
-                ..config
-            },
-        })
+        let (http, config) = config.into_http()?;
+        Ok(Self { http, config })
     }
 
     async fn attempt(&self, url: &str) -> Attempt {
