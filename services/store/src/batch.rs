@@ -34,6 +34,9 @@ pub(crate) enum OnConflict<'a> {
     /// Rows whose `columns` are already stored are skipped; the count says how many were
     /// inserted.
     Skip(&'a [&'a str]),
+    /// Rows whose `columns` are already stored replace the stored row's other columns (an
+    /// upsert); the count says how many were inserted or replaced.
+    Replace(&'a [&'a str]),
 }
 
 /// Inserts `models` (each with `columns` columns set) in as few statements as the limit allows.
@@ -164,6 +167,22 @@ impl<'t> Writes<'t> {
                         .exec_without_returning(self.txn)
                         .await
                 }
+                OnConflict::Replace(keys) => {
+                    let others = <A::Entity as EntityTrait>::Column::iter()
+                        .map(|c| c.as_str())
+                        .filter(|c| !keys.contains(c))
+                        .map(sea_orm::sea_query::Alias::new);
+                    insert
+                        .on_conflict(
+                            sea_orm::sea_query::OnConflict::columns(
+                                keys.iter().map(|c| sea_orm::sea_query::Alias::new(*c)),
+                            )
+                            .update_columns(others)
+                            .to_owned(),
+                        )
+                        .exec_without_returning(self.txn)
+                        .await
+                }
             }
             .map_err(unique_violation)?;
         }
@@ -262,12 +281,22 @@ where
         .map(|n| format!("\"{n}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let quote_all = |keys: &[&str]| {
+        keys.iter()
+            .map(|k| format!("\"{k}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let conflict = match on_conflict {
         OnConflict::Fail => String::new(),
-        OnConflict::Skip(keys) => format!(
-            " ON CONFLICT ({}) DO NOTHING",
-            keys.iter()
-                .map(|k| format!("\"{k}\""))
+        OnConflict::Skip(keys) => format!(" ON CONFLICT ({}) DO NOTHING", quote_all(keys)),
+        OnConflict::Replace(keys) => format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            quote_all(keys),
+            names
+                .iter()
+                .filter(|n| !keys.contains(n))
+                .map(|n| format!("\"{n}\" = EXCLUDED.\"{n}\""))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -12,11 +12,11 @@ use incasso_domain::ledger::settlement::{
     BookedReceipt, BookedReceipts, Posted, cashed_key, reported_key, settle_cashed, settle_reported,
 };
 use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::{CreditId, Evidence};
+use incasso_domain::reconciliation::{CreditId, Evidence, TransferKey};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 
-use super::evidence::in_list;
+use super::evidence::{ReceiptNotices, in_list};
 use crate::AppError;
 use crate::ledger;
 
@@ -119,21 +119,21 @@ async fn posted_of(
     Ok(())
 }
 
-/// The creditor's receipt transfers with the notice each paid and the `psp_clearing` account
-/// its booking debited in the creditor's books, if any.
-async fn booked_receipts(
+/// The notice each receipt paid to `creditor` (beneficiary) of the IUVs `iuvs` paid, receipts
+/// not paid excluded.
+async fn notices_of_iuvs(
     db: &impl ConnectionTrait,
     creditor: &str,
     iuvs: &[String],
-) -> Result<BookedReceipts, AppError> {
+) -> Result<ReceiptNotices, AppError> {
     let backend = db.get_database_backend();
-    let mut out = BookedReceipts::new();
+    let mut out = ReceiptNotices::new();
     if iuvs.is_empty() {
         return Ok(out);
     }
     let mut values = vec![creditor.into()];
     let only = in_list(backend, "t.iuv", iuvs, &mut values);
-    let receipts = db
+    let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql(
@@ -148,17 +148,33 @@ async fn booked_receipts(
             values,
         ))
         .await?;
-    let receipt_ids: Vec<String> = receipts
-        .iter()
-        .map(|row| row.try_get::<String>("", "receipt_id"))
-        .collect::<Result<BTreeSet<_>, _>>()?
-        .into_iter()
-        .collect();
-    let mut clearing: BTreeMap<String, Account> = BTreeMap::new();
+    for row in rows {
+        let iuv: String = row.try_get("", "iuv")?;
+        let Ok(iuv) = Iuv::parse(&iuv) else {
+            // Reconciliation's evidence skips it too: nothing can report it.
+            continue;
+        };
+        out.insert(
+            (iuv, row.try_get("", "receipt_id")?),
+            row.try_get("", "notice_number")?,
+        );
+    }
+    Ok(out)
+}
+
+/// The `psp_clearing` account the booking of each receipt of `receipt_ids` debited in
+/// `creditor`'s books, for those whose booking did.
+async fn clearing_of_receipts(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    receipt_ids: &[String],
+) -> Result<BTreeMap<String, Account>, AppError> {
+    let backend = db.get_database_backend();
+    let mut clearing = BTreeMap::new();
     for receipt_ids in receipt_ids.chunks(super::scope::IUVS_PER_STATEMENT) {
         let mut values = vec![creditor.into()];
         let only = in_list(backend, "e.receipt_id", receipt_ids, &mut values);
-        let clearing_rows = db
+        let rows = db
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 sql(
@@ -174,58 +190,74 @@ async fn booked_receipts(
                 values,
             ))
             .await?;
-        for row in clearing_rows {
+        for row in rows {
             let receipt_id: String = row.try_get("", "receipt_id")?;
             let account: String = row.try_get("", "account")?;
             clearing.insert(receipt_id, Account::parse(&account).map_err(corrupt)?);
         }
     }
-    for row in receipts {
-        let iuv: String = row.try_get("", "iuv")?;
-        let Ok(iuv) = Iuv::parse(&iuv) else {
-            // Reconciliation's evidence skips it too: nothing can report it.
-            continue;
-        };
-        let receipt_id: String = row.try_get("", "receipt_id")?;
-        let notice_number: String = row.try_get("", "notice_number")?;
-        let clearing = clearing.get(&receipt_id).cloned();
-        out.insert(
-            (iuv, receipt_id),
-            BookedReceipt {
-                notice_number,
-                clearing,
-            },
-        );
-    }
-    Ok(out)
+    Ok(clearing)
+}
+
+/// The receipts of `notices` as the settlement rules read them, each with its clearing
+/// account from `clearing`.
+fn booked(notices: &ReceiptNotices, clearing: &BTreeMap<String, Account>) -> BookedReceipts {
+    notices
+        .iter()
+        .map(|((iuv, receipt_id), notice_number)| {
+            (
+                (iuv.clone(), receipt_id.clone()),
+                BookedReceipt {
+                    notice_number: notice_number.clone(),
+                    clearing: clearing.get(receipt_id).cloned(),
+                },
+            )
+        })
+        .collect()
 }
 
 /// Posts the `reported` entries `evidence` asks of `creditor`'s books beyond what they say,
-/// for the transfer keys of the IUVs `iuvs`: `evidence` holds their receipts and their lines
-/// of every flow revision (and no line of another IUV). Returns the number of entries
-/// appended.
+/// for the transfer keys of a set of IUVs: `evidence` holds their receipts (whose notices are
+/// `notices`) and their lines of every flow revision (and no line of another IUV);
+/// `stored_keys` are the keys of those lines that were stored before this import. Returns
+/// the number of entries appended.
+///
+/// Only a key of a stored line can have entries already: a key is posted only while a line
+/// names it, and lines are never removed. So the entries are read for those keys alone (a
+/// day's first flows read none), and the receipts' bookings only for the receipts the lines
+/// report.
 pub(crate) async fn post_reported(
     txn: &DatabaseTransaction,
     creditor: &str,
     evidence: &Evidence,
-    iuvs: &[String],
+    notices: &ReceiptNotices,
+    stored_keys: &BTreeSet<TransferKey>,
     now: OffsetDateTime,
 ) -> Result<usize, AppError> {
     let books = OrganizationFiscalCode::parse(creditor).map_err(corrupt)?;
-    // Every key a line of any revision ever named: a key no latest revision reports any
-    // more has its earlier posting reversed.
-    let keys: BTreeSet<String> = evidence
+    let reported: BTreeSet<&TransferKey> = evidence
         .all_flow_revisions()
-        .flat_map(|f| f.lines.iter().map(|l| reported_key(&l.key)))
+        .flat_map(|f| f.lines.iter().map(|l| &l.key))
         .collect();
-    let keys: Vec<String> = keys.into_iter().collect();
-    let (posted, receipts) = (
-        posted(txn, creditor, &keys).await?,
-        booked_receipts(txn, creditor, iuvs).await?,
-    );
+    if reported.is_empty() {
+        return Ok(0);
+    }
+    let stored: Vec<String> = stored_keys
+        .iter()
+        .filter(|k| reported.contains(k))
+        .map(reported_key)
+        .collect();
+    let receipt_ids: BTreeSet<String> = reported
+        .iter()
+        .filter(|k| notices.contains_key(&(k.iuv.clone(), k.receipt_id.clone())))
+        .map(|k| k.receipt_id.clone())
+        .collect();
+    let receipt_ids: Vec<String> = receipt_ids.into_iter().collect();
+    let posted = posted(txn, creditor, &stored).await?;
+    let clearing = clearing_of_receipts(txn, creditor, &receipt_ids).await?;
     append(
         txn,
-        settle_reported(&books, evidence, &receipts, &posted),
+        settle_reported(&books, evidence, &booked(notices, &clearing), &posted),
         now,
     )
     .await
@@ -248,14 +280,22 @@ pub(crate) async fn post_cashed(
         .flat_map(|f| f.lines.iter().map(|l| l.key.iuv.as_str().to_owned()))
         .collect();
     let iuvs: Vec<String> = iuvs.into_iter().collect();
-    let mut receipts = BookedReceipts::new();
+    // A `cashed` entry names the notices; what the receipts' bookings cleared is the
+    // `reported` entries' business.
+    let mut notices = ReceiptNotices::new();
     for chunk in iuvs.chunks(super::scope::IUVS_PER_STATEMENT) {
-        receipts.extend(booked_receipts(txn, creditor, chunk).await?);
+        notices.extend(notices_of_iuvs(txn, creditor, chunk).await?);
     }
     let posted = posted(txn, creditor, &keys).await?;
     append(
         txn,
-        settle_cashed(&books, evidence, &receipts, &posted, credits),
+        settle_cashed(
+            &books,
+            evidence,
+            &booked(&notices, &BTreeMap::new()),
+            &posted,
+            credits,
+        ),
         now,
     )
     .await

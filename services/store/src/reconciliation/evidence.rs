@@ -37,19 +37,23 @@ pub(crate) fn outcome_from_code(code: i16) -> Result<OutcomeCode, AppError> {
     OutcomeCode::parse_code(&code.to_string()).map_err(corrupt)
 }
 
+/// The notice (NAV) each receipt paid, by (IUV, receiptId): what the books' entries name.
+pub(crate) type ReceiptNotices = BTreeMap<(Iuv, String), String>;
+
 /// The receipt transfers paid to `creditor` (beneficiary) of the IUVs `iuvs`, receipts not
-/// paid excluded.
+/// paid excluded, and the notice each of their receipts paid (read in the same statement, so
+/// the books need not read the receipts again).
 pub(crate) async fn receipts_of_iuvs(
     db: &impl ConnectionTrait,
     creditor: &str,
     iuvs: &[String],
-) -> Result<Vec<EvidenceItem>, AppError> {
+) -> Result<(Vec<EvidenceItem>, ReceiptNotices), AppError> {
     let backend = db.get_database_backend();
     let mut values = vec![creditor.into()];
     let filter = format!(" AND {}", in_list(backend, "t.iuv", iuvs, &mut values));
     let sql = format!(
         "SELECT t.iuv, t.receipt_id, t.id_transfer, t.amount_cents, r.paid_at, r.received_at, \
-         r.stand_in FROM receipt_transfer t JOIN receipt r ON r.id = t.receipt_row_id \
+         r.stand_in, r.notice_number FROM receipt_transfer t JOIN receipt r ON r.id = t.receipt_row_id \
          WHERE t.beneficiary_fiscal_code = {} AND r.classification <> 'not_paid'{filter} \
          ORDER BY r.received_at, t.receipt_row_id, t.transfer_index",
         placeholder(backend)
@@ -59,6 +63,7 @@ pub(crate) async fn receipts_of_iuvs(
         .await?;
     let mut seen = BTreeSet::new();
     let mut items = Vec::with_capacity(rows.len());
+    let mut notices = ReceiptNotices::new();
     for row in rows {
         let iuv: String = row.try_get("", "iuv")?;
         let receipt_id: String = row.try_get("", "receipt_id")?;
@@ -71,6 +76,9 @@ pub(crate) async fn receipts_of_iuvs(
             TransferIndex::new(i64::from(id_transfer)).map_err(corrupt)?,
         )
         .map_err(corrupt)?;
+        notices
+            .entry((key.iuv.clone(), key.receipt_id.clone()))
+            .or_insert(row.try_get("", "notice_number")?);
         // Two transfers of one receipt with the same idTransfer (the XSD allows it): the
         // first is the key's; a receipt is never refused for it.
         if !seen.insert(key.clone()) {
@@ -84,7 +92,7 @@ pub(crate) async fn receipts_of_iuvs(
             stand_in: row.try_get("", "stand_in")?,
         }));
     }
-    Ok(items)
+    Ok((items, notices))
 }
 
 /// `column IN (values)` for a raw statement whose parameters so far are `params`: on

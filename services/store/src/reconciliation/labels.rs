@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::batch::{insert_chunked, is_in};
+use crate::batch::{OnConflict, Writes, is_in};
 use crate::entity::{recon_label, recon_label_change};
 use crate::{AppError, Store};
 
@@ -157,12 +157,14 @@ pub(crate) fn record_counts(counts: BTreeMap<&'static str, u64>) {
     }
 }
 
-/// Keys per `DELETE` of the label rows being replaced.
-const KEYS_PER_DELETE: usize = 5_000;
+/// The label row's key, which a new assessment of the subject replaces.
+const LABEL_KEY: &[&str] = &["creditor_fiscal_code", "subject_key"];
 
 /// Writes the changes: the label rows, and a history row for each label change. A day's
 /// import changes hundreds of thousands of labels: rows go in multi-row statements
-/// ([`crate::batch`]), the replaced rows are deleted a few thousand keys at a time.
+/// ([`crate::batch`]), a subject's row replaced in place (an upsert), and on PostgreSQL the
+/// labels and their history travel in one statement. A subject that lost its assessment
+/// (rare: a flow revision no longer naming it) has its row deleted.
 pub(crate) async fn write(
     txn: &DatabaseTransaction,
     creditor: &str,
@@ -173,7 +175,13 @@ pub(crate) async fn write(
     let mut rows = Vec::with_capacity(changes.len());
     let mut changed = Vec::new();
     let keys: Vec<String> = changes.iter().map(|c| subject_key(&c.subject)).collect();
-    for chunk in keys.chunks(KEYS_PER_DELETE) {
+    let gone: Vec<String> = changes
+        .iter()
+        .zip(&keys)
+        .filter(|(c, _)| c.current.is_none())
+        .map(|(_, k)| k.clone())
+        .collect();
+    for chunk in gone.chunks(super::scope::IUVS_PER_STATEMENT) {
         recon_label::Entity::delete_many()
             .filter(recon_label::Column::CreditorFiscalCode.eq(creditor))
             .filter(is_in(
@@ -238,8 +246,12 @@ pub(crate) async fn write(
         }
     }
     let history = changed.len();
-    insert_chunked(txn, rows, 13).await?;
-    insert_chunked(txn, changed, 9).await?;
+    let mut writes = Writes::new(txn);
+    writes
+        .insert(rows, 13, OnConflict::Replace(LABEL_KEY))
+        .await?;
+    writes.insert(changed, 9, OnConflict::Fail).await?;
+    writes.send().await?;
     Ok(history)
 }
 

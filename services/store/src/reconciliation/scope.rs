@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use incasso_domain::reconciliation::classify::{component_of_credit, component_of_flow};
 use incasso_domain::reconciliation::{
     Assessment, CausaleReferences, CreditId, Evidence, EvidenceItem, EvidenceRef, FlowId,
-    Reconciler, Relabel, ReportingFlow, Subject,
+    Reconciler, Relabel, ReportingFlow, Subject, TransferKey,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
@@ -135,7 +135,8 @@ pub(crate) async fn relabel(
     refuse: impl Fn(String) -> AppError,
     now: OffsetDateTime,
 ) -> Result<Relabelled, AppError> {
-    let mut iuvs: BTreeSet<String> = take_pending(txn, creditor).await?.into_iter().collect();
+    let pending: BTreeSet<String> = take_pending(txn, creditor).await?.into_iter().collect();
+    let mut iuvs = pending.clone();
     let before = skeleton_evidence(skeleton)?;
     let rows = rows_of(skeleton);
     let held_rows_all: BTreeSet<Uuid> = rows.values().copied().collect();
@@ -231,6 +232,7 @@ pub(crate) async fn relabel(
         slices.push(slice);
     }
 
+    let reporting_changed = items.iter().any(|i| matches!(i, EvidenceItem::Flow(_)));
     let mut out = Relabelled::default();
     for (n, slice) in slices.iter().enumerate() {
         let first = n == 0;
@@ -249,14 +251,19 @@ pub(crate) async fn relabel(
                 }
             }
         };
-        let (receipts, mut lines) = if slice.is_empty() {
-            (Vec::new(), BTreeMap::new())
+        let ((receipts, notices), mut lines) = if slice.is_empty() {
+            ((Vec::new(), BTreeMap::new()), BTreeMap::new())
         } else {
             (
                 evidence::receipts_of_iuvs(txn, creditor, slice).await?,
                 evidence::lines_of_iuvs(txn, &held_rows_all, slice).await?,
             )
         };
+        let stored_keys: BTreeSet<TransferKey> = lines
+            .values()
+            .flatten()
+            .map(|l| l.key.clone())
+            .collect();
         let mut receipt_refs: BTreeMap<String, BTreeSet<EvidenceRef>> = BTreeMap::new();
         for item in &receipts {
             if let EvidenceItem::Receipt(r) = item {
@@ -333,9 +340,19 @@ pub(crate) async fn relabel(
         out.label_changes += labels::write(txn, creditor, &changes, document.clone(), now).await?;
         labels::add_counts(&mut out.counts, &catch_up);
         labels::add_counts(&mut out.counts, &changes);
-        if !slice.is_empty() {
-            out.ledger_entries +=
-                books::post_reported(txn, creditor, reconciler.evidence(), slice, now).await?;
+        // A key's `reported` target reads its lines, its receipt and the receipt's booking:
+        // only new lines or receipts booked since the last import (queued) change it. A
+        // statement changes none.
+        if reporting_changed || slice.iter().any(|iuv| pending.contains(iuv)) {
+            out.ledger_entries += books::post_reported(
+                txn,
+                creditor,
+                reconciler.evidence(),
+                &notices,
+                &stored_keys,
+                now,
+            )
+            .await?;
         }
     }
 
