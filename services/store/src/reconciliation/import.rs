@@ -12,8 +12,8 @@ use incasso_reconciliation::{
     fdr_rest_document_name, read_document, read_fdr_rest,
 };
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, Statement, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 use time::Date;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::accounts::TreasuryAccounts;
 use super::{evidence, labels, scope};
+use crate::batch::insert_chunked;
 use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
 use crate::{AppError, Store};
 
@@ -468,11 +469,7 @@ impl Store {
             in_document.insert(credit.id.clone(), credit);
             items.push(EvidenceItem::Credit(credit.clone()));
         }
-        for chunk in credit_rows.chunks(500) {
-            recon_credit::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(&txn)
-                .await?;
-        }
+        insert_chunked(&txn, credit_rows, 11).await?;
         if let Some(day) = coverage {
             items.push(EvidenceItem::TreasuryCoverage(day));
         }
@@ -550,7 +547,7 @@ async fn plan_each_execution(db: &impl ConnectionTrait) -> Result<(), AppError> 
 }
 
 async fn insert_flow(
-    db: &impl ConnectionTrait,
+    txn: &DatabaseTransaction,
     creditor: &str,
     document_id: Uuid,
     flow: &ReportingFlow,
@@ -572,7 +569,7 @@ async fn insert_flow(
         line_count: Set(i64::try_from(flow.lines.len()).unwrap_or(i64::MAX)),
         document_id: Set(document_id),
     })
-    .exec_without_returning(db)
+    .exec_without_returning(txn)
     .await?;
     let rows: Vec<recon_flow_line::ActiveModel> = flow
         .lines
@@ -589,10 +586,5 @@ async fn insert_flow(
             paid_on: Set(line.paid_on),
         })
         .collect();
-    for chunk in rows.chunks(500) {
-        recon_flow_line::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
+    insert_chunked(txn, rows, 8).await
 }
