@@ -97,22 +97,54 @@ fn latest_row(rows: &Rows, evidence: &Evidence, flow_id: &FlowId) -> Option<Uuid
 
 /// Takes the IUVs the receipt path queued for `creditor`. Taken before any receipt is read:
 /// a receipt whose row this removes was committed before, so the reads that follow see it.
-async fn take_pending(txn: &DatabaseTransaction, creditor: &str) -> Result<Vec<String>, AppError> {
-    let backend = txn.get_database_backend();
+/// Streamed: a day's catch-up takes a million rows, which are not held twice.
+async fn take_pending(
+    txn: &DatabaseTransaction,
+    creditor: &str,
+) -> Result<BTreeSet<String>, AppError> {
+    use futures::TryStreamExt;
+    use sea_orm::StreamTrait;
+    let backend = ConnectionTrait::get_database_backend(txn);
     let sql = if backend == DbBackend::Postgres {
         "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 RETURNING iuv"
     } else {
         "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = ? RETURNING iuv"
     };
-    txn.query_all_raw(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [creditor.into()],
-    ))
-    .await?
-    .into_iter()
-    .map(|row| row.try_get::<String>("", "iuv").map_err(AppError::from))
-    .collect()
+    let mut rows = txn
+        .stream_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [creditor.into()],
+        ))
+        .await?;
+    let mut pending = BTreeSet::new();
+    while let Some(row) = rows.try_next().await? {
+        pending.insert(row.try_get::<String>("", "iuv")?);
+    }
+    Ok(pending)
+}
+
+/// Whether an IUV was queued, by its hash: a membership test that does not hold the queue's
+/// strings a second time. A collision only posts a slice's `reported` targets once more,
+/// which posts nothing.
+#[derive(Default)]
+struct Queued(std::collections::HashSet<u64>);
+
+impl Queued {
+    fn hash(iuv: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        iuv.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn of(iuvs: &BTreeSet<String>) -> Self {
+        Self(iuvs.iter().map(|i| Self::hash(i)).collect())
+    }
+
+    fn contains(&self, iuv: &str) -> bool {
+        self.0.contains(&Self::hash(iuv))
+    }
 }
 
 /// The IUVs an `/RFB/`·`/RFS/` credit names.
@@ -135,8 +167,8 @@ pub(crate) async fn relabel(
     refuse: impl Fn(String) -> AppError,
     now: OffsetDateTime,
 ) -> Result<Relabelled, AppError> {
-    let pending: BTreeSet<String> = take_pending(txn, creditor).await?.into_iter().collect();
-    let mut iuvs = pending.clone();
+    let mut iuvs = take_pending(txn, creditor).await?;
+    let pending = Queued::of(&iuvs);
     let before = skeleton_evidence(skeleton)?;
     let rows = rows_of(skeleton);
     let held_rows_all: BTreeSet<Uuid> = rows.values().copied().collect();
