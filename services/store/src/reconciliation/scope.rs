@@ -291,11 +291,8 @@ pub(crate) async fn relabel(
                 evidence::lines_of_iuvs(txn, &held_rows_all, slice).await?,
             )
         };
-        let stored_keys: BTreeSet<TransferKey> = lines
-            .values()
-            .flatten()
-            .map(|l| l.key.clone())
-            .collect();
+        let stored_keys: BTreeSet<TransferKey> =
+            lines.values().flatten().map(|l| l.key.clone()).collect();
         let mut receipt_refs: BTreeMap<String, BTreeSet<EvidenceRef>> = BTreeMap::new();
         for item in &receipts {
             if let EvidenceItem::Receipt(r) = item {
