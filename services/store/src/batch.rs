@@ -15,7 +15,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue, ConnectionTrait, DatabaseTransaction, DbBackend, EntityName,
     EntityTrait, IdenStatic, Iterable, SqlErr, Statement, Value,
 };
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 
 use crate::error::AppError;
 
@@ -305,52 +305,27 @@ where
         "INSERT INTO \"{table}\" ({quoted}) SELECT {quoted} \
          FROM json_populate_recordset(NULL::\"{table}\", {ROWS}::json){conflict}"
     );
-    // Each row is written straight into the statement's text: no map per row, no copy of the
-    // column names per row (a day's reconciliation writes millions of rows through here).
-    let keys: Vec<String> = names.iter().map(|n| format!("\"{n}\":")).collect();
-    let as_json =
-        |e: serde_json::Error| AppError::Internal(format!("rows of {table} as JSON: {e}"));
     let mut pieces = Vec::new();
     for chunk in models.chunks(ROWS_PER_JSON_STATEMENT) {
-        let mut rows: Vec<u8> = Vec::with_capacity(chunk.len() * 64 * keys.len());
-        rows.push(b'[');
-        for (n, model) in chunk.iter().enumerate() {
-            if n > 0 {
-                rows.push(b',');
-            }
-            rows.push(b'{');
+        let mut rows = Vec::with_capacity(chunk.len());
+        for model in chunk {
             // One pass over every column: a model must set exactly the first model's columns.
-            let mut given = 0;
+            let mut row = Map::with_capacity(columns.len());
             for column in <A::Entity as EntityTrait>::Column::iter() {
-                let (ActiveValue::Set(v) | ActiveValue::Unchanged(v)) = model.get(column) else {
-                    continue;
-                };
-                let name = column.as_str();
-                if names.get(given) != Some(&name) {
-                    return Ok(None);
+                match model.get(column) {
+                    ActiveValue::Set(v) | ActiveValue::Unchanged(v) => {
+                        let name = column.as_str();
+                        row.insert(name.to_owned(), json_of(&v, &table, name)?);
+                    }
+                    ActiveValue::NotSet => {}
                 }
-                if given > 0 {
-                    rows.push(b',');
-                }
-                rows.extend_from_slice(keys[given].as_bytes());
-                match &v {
-                    // The common cases, written without an intermediate JSON value.
-                    Value::String(Some(text)) => serde_json::to_writer(&mut rows, text),
-                    Value::BigInt(Some(n)) => serde_json::to_writer(&mut rows, n),
-                    Value::Int(Some(n)) => serde_json::to_writer(&mut rows, n),
-                    Value::SmallInt(Some(n)) => serde_json::to_writer(&mut rows, n),
-                    other => serde_json::to_writer(&mut rows, &json_of(other, &table, name)?),
-                }
-                .map_err(as_json)?;
-                given += 1;
             }
-            if given != names.len() {
+            if row.len() != columns.len() || !names.iter().all(|n| row.contains_key(*n)) {
                 return Ok(None);
             }
-            rows.push(b'}');
+            rows.push(Json::Object(row));
         }
-        rows.push(b']');
-        let rows = String::from_utf8(rows)
+        let rows = serde_json::to_string(&Json::Array(rows))
             .map_err(|e| AppError::Internal(format!("rows of {table} as JSON: {e}")))?;
         pieces.push((sql.clone(), rows));
     }
