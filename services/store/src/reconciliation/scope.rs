@@ -127,7 +127,6 @@ async fn take_pending(
 /// Whether an IUV was queued, by its hash: a membership test that does not hold the queue's
 /// strings a second time. A collision only posts a slice's `reported` targets once more,
 /// which posts nothing.
-#[derive(Default)]
 struct Queued(std::collections::HashSet<u64>);
 
 impl Queued {
