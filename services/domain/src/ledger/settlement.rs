@@ -29,9 +29,17 @@
 //!   (contract `IUF_TES_DIV_IMP`) leaves exactly its difference in suspense, with its cause in
 //!   the entry's description, until further evidence moves it.
 //!
-//! Credits attributed to no flow (no pagoPA marker, an `/RFB/` IUV marker, an unknown IUF) are
-//! not posted: the treasury account holds much that is not pagoPA money, and those credits
-//! keep their labels for the finance office to look at.
+//! * **cashed**, for an `/RFB/`·`/RFS/` credit X of amount c that pays one receipt transfer
+//!   T of its IUVs directly (contract `RT_TES`: no latest line reports T's key, and T's
+//!   amount is c): `treasury:C` +c, and the `psp_clearing` account T's booking debited −c
+//!   (`suspense:C` −c when the books did not post T). No flow is involved, so nothing passes
+//!   through `in_transit`. Each transfer is cashed by one credit at most (the smallest id
+//!   naming it), and a credit whose transfer a flow line reports later, or that matches no
+//!   transfer any more, has its posting reversed: the money then travels by the flow.
+//!
+//! Other credits attributed to no flow (no pagoPA marker, an unknown IUF, an IUV marker
+//! matching no receipt) are not posted: the treasury account holds much that is not pagoPA
+//! money, and those credits keep their labels for the finance office to look at.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,7 +48,7 @@ use super::{Account, Cause, EntryDraft, EventType, Line};
 use crate::fiscal_code::OrganizationFiscalCode;
 use crate::notice_number::Iuv;
 use crate::reconciliation::classify::{Component, component_of_credit};
-use crate::reconciliation::{CreditId, Evidence, FlowId, TransferKey};
+use crate::reconciliation::{CausaleReferences, CreditId, Evidence, FlowId, TransferKey};
 
 /// The longest description an entry may carry.
 const DESCRIPTION_MAX_CHARS: usize = 500;
@@ -127,6 +135,9 @@ pub fn settle(
     drafts.extend(settle_cashed(
         creditor, evidence, receipts, posted, &credits,
     ));
+    drafts.extend(settle_iuv_credits(
+        creditor, evidence, receipts, posted, &credits,
+    ));
     drafts
 }
 
@@ -209,6 +220,99 @@ pub fn settle_cashed(
     }
     for (id, component) in &components {
         drafts.extend(cashed(creditor, evidence, receipts, id, component, posted));
+    }
+    drafts
+}
+
+/// The `cashed` entries of the `/RFB/`·`/RFS/` credits among `only`, in credit order: each
+/// needs in `evidence` the receipts and the latest lines of every IUV it names, and every
+/// other credit naming one of those IUVs must be in `only` too (a transfer is cashed by the
+/// smallest credit id naming it). A store that settles a part of the evidence at a time gives
+/// it such a group with the postings of exactly those credits.
+pub fn settle_iuv_credits(
+    creditor: &OrganizationFiscalCode,
+    evidence: &Evidence,
+    receipts: &BookedReceipts,
+    posted: &BTreeMap<String, Posted>,
+    only: &BTreeSet<CreditId>,
+) -> Vec<EntryDraft> {
+    let mut drafts = Vec::new();
+    let mut taken: BTreeSet<&TransferKey> = BTreeSet::new();
+    for id in only {
+        let Some(held) = evidence.credit(id) else {
+            continue;
+        };
+        let CausaleReferences::Iuvs(iuvs) = &held.references else {
+            continue;
+        };
+        let amount_cents = held.credit.amount_cents;
+        let cashes = iuvs
+            .iter()
+            .flat_map(|iuv| evidence.keys_of_iuv(iuv))
+            .find(|key| {
+                !taken.contains(key)
+                    && evidence
+                        .receipt(key)
+                        .is_some_and(|r| r.amount_cents == amount_cents)
+                    && evidence.lines_of(key).is_empty()
+            });
+        let posting_key = cashed_key(id);
+        let before = posted.get(&posting_key);
+        let mut target = Amounts::new();
+        let (why, cause) = match cashes {
+            Some(key) => {
+                taken.insert(key);
+                add(&mut target, Account::treasury(creditor), amount_cents);
+                let booking = receipts.get(&(key.iuv.clone(), key.receipt_id.clone()));
+                let mut why = format!(
+                    "treasury credit {id}: {amount_cents} cents paying receipt {} of IUV {} \
+                     directly (RT_TES), no flow reports it",
+                    key.receipt_id,
+                    key.iuv.as_str()
+                );
+                match booking.and_then(|b| b.clearing.as_ref()) {
+                    Some(clearing) => add(&mut target, clearing.clone(), -amount_cents),
+                    None => {
+                        add(&mut target, Account::suspense(creditor), -amount_cents);
+                        why.push_str("; its receipt was not booked in these books: to suspense");
+                    }
+                }
+                let cause = Cause {
+                    notices: vec![notice_of(key, receipts)],
+                    receipt_id: Some(key.receipt_id.clone()),
+                    treasury_line_id: Some(id.as_str().to_owned()),
+                    posting_key: Some(posting_key.clone()),
+                    ..Cause::default()
+                };
+                (why, cause)
+            }
+            None => {
+                let why = format!(
+                    "treasury credit {id} no longer pays a receipt directly (a flow reports \
+                     it, or no receipt of its IUVs has its amount): its earlier cashed \
+                     posting is reversed"
+                );
+                let cause = Cause {
+                    treasury_line_id: Some(id.as_str().to_owned()),
+                    posting_key: Some(posting_key.clone()),
+                    corrects_sequence: None,
+                    ..before.map(|p| p.cause.clone()).unwrap_or_default()
+                };
+                (why, cause)
+            }
+        };
+        let delta = difference(&target, before.map_or(&Amounts::new(), |p| &p.amounts));
+        if delta.is_empty() {
+            continue;
+        }
+        drafts.push(EntryDraft {
+            event_type: EventType::Cashed,
+            creditor: creditor.clone(),
+            kind: None,
+            description: bounded(why),
+            cause,
+            lines: delta,
+        });
     }
     drafts
 }

@@ -11,8 +11,8 @@ use time::macros::{date, datetime};
 use super::*;
 use crate::ledger::AccountType;
 use crate::reconciliation::{
-    EvidenceItem, FlowLine, OutcomeCode, ReceiptTransfer, Reconciler, ReportingFlow, TransferIndex,
-    TreasuryCredit,
+    CausaleReferences, EvidenceItem, FlowLine, OutcomeCode, ReceiptTransfer, Reconciler,
+    ReportingFlow, TransferIndex, TreasuryCredit,
 };
 
 fn milan() -> OrganizationFiscalCode {
@@ -69,6 +69,23 @@ fn credit(id: &str, cents: i64, flows: &[usize]) -> EvidenceItem {
         booking_date: date!(2026 - 03 - 12),
         value_date: date!(2026 - 03 - 12),
         causale,
+        trn: None,
+    })
+}
+
+/// An `/RFB/` credit paying key `n`'s IUV directly.
+fn rfb_credit(id: &str, cents: i64, n: usize) -> EvidenceItem {
+    EvidenceItem::Credit(TreasuryCredit {
+        id: CreditId::parse(id).unwrap(),
+        amount_cents: cents,
+        booking_date: date!(2026 - 03 - 12),
+        value_date: date!(2026 - 03 - 12),
+        causale: format!(
+            "/RFB/{}/{}.{:02}/TXT/TARI",
+            key(n).iuv.as_str(),
+            cents / 100,
+            cents % 100
+        ),
         trn: None,
     })
 }
@@ -319,6 +336,103 @@ fn a_flow_paid_by_two_credits_is_divergent_after_the_first_and_settles_with_the_
     assert_eq!(books.balance(AccountType::PspClearing), -10_000);
 }
 
+#[test]
+fn an_rfb_credit_cashes_its_receipt_until_a_flow_reports_it() {
+    let mut books = Books::default();
+    let receipts = booked(&[1]);
+    let mut items = vec![receipt(1, 12_550), rfb_credit("X1", 12_550, 1)];
+    let drafts = books.settle(&evidence(items.clone()), &receipts);
+    assert_eq!(drafts.len(), 1);
+    let cashed = &drafts[0];
+    assert_eq!(cashed.event_type, EventType::Cashed);
+    assert_eq!(
+        lines_of(cashed),
+        [
+            ("psp_clearing:01199250158:ABI03069".to_owned(), -12_550),
+            ("treasury:01199250158".to_owned(), 12_550),
+        ]
+    );
+    assert_eq!(cashed.cause.treasury_line_id.as_deref(), Some("X1"));
+    assert_eq!(cashed.cause.receipt_id.as_deref(), Some("R1"));
+    assert_eq!(cashed.cause.reporting_flow_id, None);
+    assert_eq!(
+        cashed.cause.notices,
+        [(
+            "312000000000000001".to_owned(),
+            "12000000000000001".to_owned()
+        )]
+    );
+    assert!(
+        cashed.description.contains("RT_TES"),
+        "{}",
+        cashed.description
+    );
+    assert!(books.settle(&evidence(items.clone()), &receipts).is_empty());
+
+    // A flow reports the same transfer later: the money travels by the flow, and the direct
+    // cashing is undone.
+    items.push(flow(1, 1, &[(1, 12_550)]));
+    let drafts = books.settle(&evidence(items), &receipts);
+    assert_eq!(drafts.len(), 2);
+    let reversal = drafts
+        .iter()
+        .find(|d| d.event_type == EventType::Cashed)
+        .unwrap();
+    assert_eq!(
+        lines_of(reversal),
+        [
+            ("psp_clearing:01199250158:ABI03069".to_owned(), 12_550),
+            ("treasury:01199250158".to_owned(), -12_550),
+        ]
+    );
+    assert!(reversal.description.contains("reversed"));
+    assert_eq!(reversal.cause.receipt_id.as_deref(), Some("R1"));
+    assert_eq!(books.balance(AccountType::Treasury), 0);
+    assert_eq!(books.balance(AccountType::InTransit), 12_550);
+}
+
+#[test]
+fn an_rfb_credit_of_another_amount_or_an_unbooked_receipt_is_not_cleared() {
+    let mut books = Books::default();
+    let drafts = books.settle(
+        &evidence(vec![receipt(1, 10_000), rfb_credit("X1", 9_999, 1)]),
+        &booked(&[1]),
+    );
+    assert!(
+        drafts.is_empty(),
+        "TES_NO_IUF_OR_IUV is not posted: {drafts:?}"
+    );
+    // The receipt is held but its booking posted nothing: the credit goes to suspense.
+    let drafts = books.settle(
+        &evidence(vec![receipt(2, 4_000), rfb_credit("X2", 4_000, 2)]),
+        &BookedReceipts::new(),
+    );
+    assert_eq!(
+        lines_of(&drafts[0]),
+        [
+            ("treasury:01199250158".to_owned(), 4_000),
+            ("suspense:01199250158".to_owned(), -4_000),
+        ]
+    );
+}
+
+#[test]
+fn two_rfb_credits_of_one_receipt_cash_it_once() {
+    let mut books = Books::default();
+    let receipts = booked(&[1]);
+    let drafts = books.settle(
+        &evidence(vec![
+            receipt(1, 5_000),
+            rfb_credit("X2", 5_000, 1),
+            rfb_credit("X1", 5_000, 1),
+        ]),
+        &receipts,
+    );
+    assert_eq!(drafts.len(), 1);
+    assert_eq!(drafts[0].cause.treasury_line_id.as_deref(), Some("X1"));
+    assert_eq!(books.balance(AccountType::Treasury), 5_000);
+}
+
 /// A generated day of evidence: receipts, flows with revisions, credits.
 #[derive(Debug, Clone)]
 struct Day {
@@ -333,28 +447,42 @@ fn day() -> impl Strategy<Value = Day> {
                 100i64..20_000,
                 any::<bool>(),
                 any::<bool>(),
-                0usize..3,
+                0usize..4,
                 -300i64..300,
             ),
             1..8,
         ),
         any::<bool>(),
         proptest::collection::vec((0usize..3, -2_000i64..2_000, any::<bool>()), 0..5),
+        proptest::collection::vec((0usize..8, 0usize..3, any::<bool>()), 0..4),
     )
-        .prop_map(|(keys, second_revision, credits)| {
+        .prop_map(|(keys, second_revision, credits, rfb)| {
             let mut items = Vec::new();
             let mut booked = Vec::new();
             let mut flows: BTreeMap<usize, Vec<(usize, i64)>> = BTreeMap::new();
+            let mut amounts = BTreeMap::new();
             for (n, (cents, has_receipt, is_booked, f, off)) in keys.into_iter().enumerate() {
+                amounts.insert(n, cents);
                 if has_receipt {
                     items.push(receipt(n, cents));
                     if is_booked {
                         booked.push(n);
                     }
                 }
+                // One key in four is reported by no flow (an `/RFB/` credit may pay it).
+                if f == 3 {
+                    continue;
+                }
                 // A line differs from its receipt in one case out of three.
                 let line = if off % 3 == 0 { cents + off } else { cents };
                 flows.entry(f).or_default().push((n, line));
+            }
+            // `/RFB/` credits, two of them naming one IUV at times, of the receipt's amount
+            // or not.
+            for (i, (n, id, exact)) in rfb.into_iter().enumerate() {
+                let cents = amounts.get(&n).copied().unwrap_or(1_000);
+                let cents = if exact { cents } else { cents + 1 };
+                items.push(rfb_credit(&format!("X{id}{i}"), cents, n));
             }
             for (f, lines) in &flows {
                 items.push(flow(*f, 1, lines));
@@ -377,9 +505,30 @@ fn day() -> impl Strategy<Value = Day> {
 }
 
 /// What suspense must hold: every line's difference from its booked receipt (the whole line
-/// when there is none), and every component's credits minus its lines.
+/// when there is none), every component's credits minus its lines, and every `/RFB/` credit
+/// that pays an unreported receipt of its amount the books did not post (once per receipt).
 fn expected_suspense(evidence: &Evidence, receipts: &BookedReceipts) -> i64 {
     let mut owed = 0i64;
+    let mut paid_directly = BTreeSet::new();
+    for held in evidence.credits() {
+        let CausaleReferences::Iuvs(iuvs) = &held.references else {
+            continue;
+        };
+        for key in iuvs.iter().flat_map(|i| evidence.keys_of_iuv(i)) {
+            let pays = evidence
+                .receipt(key)
+                .is_some_and(|r| r.amount_cents == held.credit.amount_cents)
+                && evidence.lines_of(key).is_empty();
+            if pays && paid_directly.insert(key.clone()) {
+                let unbooked = receipts
+                    .get(&(key.iuv.clone(), key.receipt_id.clone()))
+                    .is_none_or(|b| b.clearing.is_none());
+                if unbooked {
+                    owed += held.credit.amount_cents;
+                }
+            }
+        }
+    }
     for flow in evidence.latest_flows() {
         for line in &flow.lines {
             let booked = evidence.receipt(&line.key).filter(|_| {
@@ -457,15 +606,22 @@ proptest! {
     /// total, nothing is left in clearing, in transit or suspense: it is all in the treasury.
     #[test]
     fn matching_evidence_leaves_everything_in_the_treasury(
-        amounts in proptest::collection::vec(1i64..50_000, 1..10),
+        amounts in proptest::collection::vec((1i64..50_000, any::<bool>()), 1..10),
         flows in 1usize..4,
     ) {
         let mut items = Vec::new();
         let mut lines: BTreeMap<usize, Vec<(usize, i64)>> = BTreeMap::new();
-        for (n, cents) in amounts.iter().enumerate() {
+        let mut direct = 0;
+        for (n, (cents, by_rfb)) in amounts.iter().enumerate() {
             items.push(receipt(n, *cents));
-            lines.entry(n % flows).or_default().push((n, *cents));
+            if *by_rfb {
+                items.push(rfb_credit(&format!("X{n}"), *cents, n));
+                direct += 1;
+            } else {
+                lines.entry(n % flows).or_default().push((n, *cents));
+            }
         }
+        let amounts: Vec<i64> = amounts.iter().map(|(c, _)| *c).collect();
         for (f, l) in &lines {
             items.push(flow(*f, 1, l));
             items.push(credit(&format!("C{f}"), l.iter().map(|(_, c)| c).sum(), &[*f]));
@@ -496,7 +652,7 @@ proptest! {
         prop_assert_eq!(books.balance(AccountType::Suspense), 0);
         prop_assert_eq!(
             books.entries.iter().filter(|e| e.event_type == EventType::Reported).count(),
-            amounts.len()
+            amounts.len() - direct
         );
     }
 }
