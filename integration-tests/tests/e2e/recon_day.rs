@@ -153,7 +153,7 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
         }
     }
     assert_matches_truth(&mut client, &day.truth, &format!("{order:?}, seed {seed}")).await?;
-    assert_ledger_verifies(&app).await?;
+    assert_ledger_verifies(&app, &day.truth).await?;
 
     // Everything again, in yet another order: nothing changes.
     shuffled.shuffle(&mut rng);
@@ -172,16 +172,42 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
     app.stop().await
 }
 
-/// The ledger, with the `reported` and `cashed` entries the evidence posted, still verifies.
-async fn assert_ledger_verifies(app: &TestApp) -> anyhow::Result<()> {
-    let verified = app
-        .ledger()
-        .await?
+/// The ledger, with the `reported` and `cashed` entries the evidence posted, still verifies,
+/// and its treasury account holds exactly the credits that bring pagoPA money: those
+/// attributed to flows (cashed or divergent) and the `/RFB/` credits paying a receipt.
+async fn assert_ledger_verifies(app: &TestApp, truth: &GroundTruth) -> anyhow::Result<()> {
+    let mut ledger = app.ledger().await?;
+    let verified = ledger
         .verify_ledger(pb::VerifyLedgerRequest::default())
         .await?
         .into_inner();
     assert!(verified.ok, "{verified:?}");
     assert!(verified.entries_checked > 0);
+    let treasury = format!("treasury:{MILANO}");
+    let balance: i64 = ledger
+        .get_balances(pb::GetBalancesRequest {
+            creditor_fiscal_code: MILANO.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .balances
+        .iter()
+        .filter(|b| b.account == treasury)
+        .map(|b| b.balance_cents)
+        .sum();
+    let expected: i64 = truth
+        .credits
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.label,
+                Label::RtIufTes | Label::IufTesDivImp | Label::RtTes
+            )
+        })
+        .map(|c| c.amount_cents)
+        .sum();
+    assert_eq!(balance, expected, "the treasury account's balance");
     Ok(())
 }
 

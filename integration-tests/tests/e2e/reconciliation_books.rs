@@ -3,8 +3,8 @@
 //! following the money through LedgerService: the `reported` entries of a flow (one per
 //! transfer, naming the flow's revision and the notice), the `cashed` entries of a treasury
 //! credit, divergent amounts in suspense with their cause, nothing posted twice when the same
-//! documents come again, a new flow revision posting only its change, and a ledger that
-//! still verifies.
+//! documents come again, a new flow revision posting only its change, an `/RFB/` credit
+//! cashing the one receipt it pays directly, and a ledger that still verifies.
 
 use tonic::Code;
 
@@ -24,6 +24,7 @@ use crate::on_both_engines;
 use crate::recon_evidence::{flow_at, line, transfer_key};
 
 on_both_engines!(an_auditor_follows_each_euro_from_receipt_to_flow_to_bank);
+on_both_engines!(an_rfb_credit_cashes_the_receipt_it_pays_until_a_flow_reports_it);
 
 /// The flow that reports the TARI, the school fee (50 cents short), a legacy notice and a
 /// payment whose receipt was lost.
@@ -475,5 +476,114 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
         .await?
         .into_inner();
     assert_eq!(verified.entries_checked, head.sequence);
+    app.stop().await
+}
+
+async fn an_rfb_credit_cashes_the_receipt_it_pays_until_a_flow_reports_it(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let mut ledger = app.ledger().await?;
+    let mut client = app.reconciliation().await?;
+    let clearing = format!("psp_clearing:{MILANO}:BCITITMM");
+    let in_transit = format!("in_transit:{MILANO}");
+    let treasury = format!("treasury:{MILANO}");
+
+    let fee = notices
+        .create_debt_position(requests::school_fee("books-rfb"))
+        .await?
+        .into_inner();
+    let fee = fee.payment_options[0].installments[0].clone();
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&fee, "rt-direct", "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+    assert_eq!(balance(&mut ledger, &clearing).await?, 46_500);
+
+    // The PSP pays this one receipt by a bank transfer of its own, with no flow: the credit
+    // cashes it straight from clearing, and one a cent off is left to the finance office.
+    let day = date!(2026 - 11 - 25);
+    let statement = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        MILANO_BANK,
+        day,
+        day,
+        &[
+            CamtEntry::credit(
+                "ASR-0201",
+                46_500,
+                day,
+                &format!("/RFB/{}/465.00/TXT/RETTA MENSA", fee.iuv),
+            ),
+            CamtEntry::credit("ASR-0202", 46_501, day, &format!("/RFB/{}/465.01", fee.iuv)),
+        ],
+    );
+    let credited = import(&mut client, "statement.xml", &statement).await?;
+    assert_eq!(credited.ledger_entries_posted, 1, "{credited:?}");
+    let by_credit = pb::ListEntriesRequest {
+        treasury_credit_id: "ASR-0201".to_owned(),
+        ..Default::default()
+    };
+    let cashed = entries(&mut ledger, by_credit.clone()).await?;
+    assert_eq!(cashed.len(), 1, "{cashed:#?}");
+    assert_eq!(cashed[0].event_type, "cashed");
+    assert_eq!(cashed[0].receipt_id, "rt-direct");
+    assert_eq!(cashed[0].reporting_flow_id, "");
+    assert_eq!(cashed[0].notices.len(), 1);
+    assert_eq!(cashed[0].notices[0].notice_number, fee.notice_number);
+    assert_eq!(cashed[0].notices[0].iuv, fee.iuv);
+    assert_eq!(
+        lines(&cashed[0]),
+        [(clearing.as_str(), -46_500), (treasury.as_str(), 46_500)]
+    );
+    assert!(
+        entries(
+            &mut ledger,
+            pb::ListEntriesRequest {
+                treasury_credit_id: "ASR-0202".to_owned(),
+                ..Default::default()
+            },
+        )
+        .await?
+        .is_empty()
+    );
+    assert_eq!(balance(&mut ledger, &clearing).await?, 0);
+    assert_eq!(balance(&mut ledger, &treasury).await?, 46_500);
+    let again = import(&mut client, "statement.xml", &statement).await?;
+    assert_eq!(again.ledger_entries_posted, 0);
+
+    // A flow reports the same payment after all: the money is the flow's to carry, and the
+    // direct cashing is reversed, naming the credit and the receipt again.
+    let flow = flow_document(
+        FLOW,
+        "BCITITMM",
+        &[(key(&fee.iuv, "rt-direct"), 46_500)],
+        datetime!(2026-11-26 06:00 UTC),
+    );
+    let reported = import(&mut client, "flow.xml", &flow).await?;
+    assert_eq!(reported.ledger_entries_posted, 2, "{reported:?}");
+    let followed = entries(&mut ledger, by_credit).await?;
+    assert_eq!(followed.len(), 2, "{followed:#?}");
+    assert_eq!(followed[1].receipt_id, "rt-direct");
+    assert!(
+        followed[1].description.contains("reversed"),
+        "{}",
+        followed[1].description
+    );
+    assert_eq!(
+        lines(&followed[1]),
+        [(clearing.as_str(), 46_500), (treasury.as_str(), -46_500)]
+    );
+    assert_eq!(balance(&mut ledger, &clearing).await?, 0);
+    assert_eq!(balance(&mut ledger, &treasury).await?, 0);
+    assert_eq!(balance(&mut ledger, &in_transit).await?, 46_500);
+    let verified = ledger
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
     app.stop().await
 }

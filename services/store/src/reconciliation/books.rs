@@ -7,12 +7,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
-use incasso_domain::ledger::Account;
 use incasso_domain::ledger::settlement::{
-    BookedReceipt, BookedReceipts, Posted, cashed_key, reported_key, settle_cashed, settle_reported,
+    BookedReceipt, BookedReceipts, Posted, cashed_key, reported_key, settle_cashed,
+    settle_iuv_credits, settle_reported,
 };
+use incasso_domain::ledger::{Account, EventType};
 use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::{CreditId, Evidence, TransferKey};
+use incasso_domain::reconciliation::{CausaleReferences, CreditId, Evidence, TransferKey};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 
@@ -32,15 +33,17 @@ fn sql(backend: DbBackend, text: &str) -> String {
     }
 }
 
-/// What the creditor's entries with a posting key already say, per key.
+/// What the creditor's entries with a posting key already say, per key, with the cause of
+/// each key's last entry when it is of `caused_by` (which a reversal names again).
 async fn posted(
     db: &impl ConnectionTrait,
     creditor: &str,
     keys: &[String],
+    caused_by: EventType,
 ) -> Result<BTreeMap<String, Posted>, AppError> {
     let mut out: BTreeMap<String, Posted> = BTreeMap::new();
     for chunk in keys.chunks(super::scope::IUVS_PER_STATEMENT) {
-        posted_of(db, creditor, chunk, &mut out).await?;
+        posted_of(db, creditor, chunk, caused_by, &mut out).await?;
     }
     Ok(out)
 }
@@ -50,6 +53,7 @@ async fn posted_of(
     db: &impl ConnectionTrait,
     creditor: &str,
     keys: &[String],
+    caused_by: EventType,
     out: &mut BTreeMap<String, Posted>,
 ) -> Result<(), AppError> {
     let backend = db.get_database_backend();
@@ -91,8 +95,9 @@ async fn posted_of(
                     "SELECT e.sequence, e.posting_key, e.receipt_id, e.reporting_flow_id, \
                      e.treasury_line_id, n.notice_number, n.iuv FROM ledger_entry e \
                      LEFT JOIN ledger_entry_notice n ON n.entry_sequence = e.sequence \
-                     WHERE e.creditor_fiscal_code = $1 AND e.event_type = 'reported' \
-                     AND {only} ORDER BY e.posting_key, e.sequence, n.notice_index"
+                     WHERE e.creditor_fiscal_code = $1 AND e.event_type = '{}' \
+                     AND {only} ORDER BY e.posting_key, e.sequence, n.notice_index",
+                    caused_by.as_str()
                 ),
             ),
             values,
@@ -253,7 +258,7 @@ pub(crate) async fn post_reported(
         .map(|k| k.receipt_id.clone())
         .collect();
     let receipt_ids: Vec<String> = receipt_ids.into_iter().collect();
-    let posted = posted(txn, creditor, &stored).await?;
+    let posted = posted(txn, creditor, &stored, EventType::Reported).await?;
     let clearing = clearing_of_receipts(txn, creditor, &receipt_ids).await?;
     append(
         txn,
@@ -286,13 +291,58 @@ pub(crate) async fn post_cashed(
     for chunk in iuvs.chunks(super::scope::IUVS_PER_STATEMENT) {
         notices.extend(notices_of_iuvs(txn, creditor, chunk).await?);
     }
-    let posted = posted(txn, creditor, &keys).await?;
+    // A flow's `cashed` entry names thousands of notices, and is never reversed.
+    let posted = posted(txn, creditor, &keys, EventType::Reported).await?;
     append(
         txn,
         settle_cashed(
             &books,
             evidence,
             &booked(&notices, &BTreeMap::new()),
+            &posted,
+            credits,
+        ),
+        now,
+    )
+    .await
+}
+
+/// Posts the `cashed` entries of the `/RFB/`·`/RFS/` credits `credits` beyond what the books
+/// say: `evidence` holds the receipts and the lines (of every revision) of every IUV they
+/// name, whose receipts' notices are `notices`, and every other credit naming those IUVs is in
+/// `credits` too. Returns the number of entries appended.
+pub(crate) async fn post_iuv_cashed(
+    txn: &DatabaseTransaction,
+    creditor: &str,
+    evidence: &Evidence,
+    notices: &ReceiptNotices,
+    credits: &BTreeSet<CreditId>,
+    now: OffsetDateTime,
+) -> Result<usize, AppError> {
+    if credits.is_empty() {
+        return Ok(0);
+    }
+    let books = OrganizationFiscalCode::parse(creditor).map_err(corrupt)?;
+    let keys: Vec<String> = credits.iter().map(cashed_key).collect();
+    let mut receipt_ids = BTreeSet::new();
+    for id in credits {
+        if let Some(CausaleReferences::Iuvs(iuvs)) = evidence.credit(id).map(|c| &c.references) {
+            for key in iuvs.iter().flat_map(|i| evidence.keys_of_iuv(i)) {
+                if notices.contains_key(&(key.iuv.clone(), key.receipt_id.clone())) {
+                    receipt_ids.insert(key.receipt_id.clone());
+                }
+            }
+        }
+    }
+    let receipt_ids: Vec<String> = receipt_ids.into_iter().collect();
+    let posted = posted(txn, creditor, &keys, EventType::Cashed).await?;
+    let clearing = clearing_of_receipts(txn, creditor, &receipt_ids).await?;
+    append(
+        txn,
+        settle_iuv_credits(
+            &books,
+            evidence,
+            &booked(notices, &clearing),
             &posted,
             credits,
         ),

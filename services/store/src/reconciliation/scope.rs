@@ -382,6 +382,23 @@ pub(crate) async fn relabel(
             )
             .await?;
         }
+        // `/RFB/`·`/RFS/` credits cash their receipts directly: the slice holds every IUV
+        // they name, and every other credit naming one of them.
+        let iuv_credits: BTreeSet<CreditId> = after
+            .credits()
+            .filter(|h| matches!(h.references, CausaleReferences::Iuvs(_)))
+            .map(|h| h.credit.id.clone())
+            .filter(|id| owns(&Subject::Credit(id.clone())))
+            .collect();
+        out.ledger_entries += books::post_iuv_cashed(
+            txn,
+            creditor,
+            reconciler.evidence(),
+            &notices,
+            &iuv_credits,
+            now,
+        )
+        .await?;
     }
 
     // `cashed`: each changed component with its flows' whole latest lines.
