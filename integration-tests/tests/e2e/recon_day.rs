@@ -37,6 +37,7 @@ on_both_engines!(
     a_day_imported_one_file_at_a_time_in_a_shuffled_order_matches_its_truth,
     a_day_whose_evidence_comes_around_its_receipts_matches_its_truth,
     a_day_whose_evidence_all_comes_before_its_receipts_matches_its_truth,
+    a_day_relabelled_three_iuvs_at_a_time_records_what_one_slice_records,
 );
 
 type Client = ReconciliationServiceClient<Channel>;
@@ -97,14 +98,57 @@ async fn a_day_whose_evidence_all_comes_before_its_receipts_matches_its_truth(
     run(engine, Order::BeforeReceipts, seed(5)).await
 }
 
+/// What a day's imports recorded: label changes and ledger entries (every import and
+/// catch-up), and the creditor's balances at the end.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Recorded {
+    label_changes: i64,
+    ledger_entries: i64,
+    balances: BTreeMap<String, i64>,
+}
+
+impl Recorded {
+    fn add(&mut self, imported: &pb::ImportDocumentResponse) {
+        self.label_changes += imported.label_changes;
+        self.ledger_entries += imported.ledger_entries_posted;
+    }
+}
+
+async fn a_day_relabelled_three_iuvs_at_a_time_records_what_one_slice_records(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    // Slices of three IUVs split the documents' IUVs, the flows' pages and the queue's
+    // chunks many times over, and an IUV of the queue is relabelled twice; the truth, the
+    // history and the books are those of one slice.
+    for order in [Order::AroundReceipts, Order::BeforeReceipts] {
+        let whole = run_sliced(engine, order, seed(6), None).await?;
+        let sliced = run_sliced(engine, order, seed(6), Some(3)).await?;
+        assert_eq!(sliced, whole, "{order:?}");
+    }
+    Ok(())
+}
+
 async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
+    run_sliced(engine, order, seed, None).await.map(|_| ())
+}
+
+async fn run_sliced(
+    engine: Engine,
+    order: Order,
+    seed: u64,
+    iuvs_per_slice: Option<usize>,
+) -> anyhow::Result<Recorded> {
     let app = TestApp::spawn_with(engine, |settings| {
         settings
             .treasury_accounts
             .add_opi_code(MILANO, OPI_ENTITY_CODE)
             .unwrap();
+        if let Some(iuvs) = iuvs_per_slice {
+            settings.recon_iuvs_per_slice = iuvs;
+        }
     })
     .await?;
+    let mut recorded = Recorded::default();
     let plan = Plan::generate(seed, shape());
     let issued = create_notices(&app, &plan).await?;
     let day = plan.day(&issued)?;
@@ -126,34 +170,41 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
     match order {
         Order::FlowsFirst => {
             deliver(&app, &day).await?;
-            import_all(&mut client, flows.iter().chain(&treasury)).await?;
+            import_all(&mut client, flows.iter().chain(&treasury), &mut recorded).await?;
         }
         Order::TreasuryFirst => {
             deliver(&app, &day).await?;
-            import_all(&mut client, treasury.iter().chain(flows.iter().rev())).await?;
+            import_all(
+                &mut client,
+                treasury.iter().chain(flows.iter().rev()),
+                &mut recorded,
+            )
+            .await?;
         }
         Order::Shuffled => {
             deliver(&app, &day).await?;
-            import_all(&mut client, shuffled.iter()).await?;
+            import_all(&mut client, shuffled.iter(), &mut recorded).await?;
         }
         Order::AroundReceipts => {
             let (before, after) = shuffled.split_at(shuffled.len() / 2);
-            import_all(&mut client, before.iter()).await?;
+            import_all(&mut client, before.iter(), &mut recorded).await?;
             deliver(&app, &day).await?;
             // The next import catches the receipts' keys up.
-            import_all(&mut client, after.iter()).await?;
+            import_all(&mut client, after.iter(), &mut recorded).await?;
         }
         Order::BeforeReceipts => {
-            import_all(&mut client, shuffled.iter()).await?;
+            import_all(&mut client, shuffled.iter(), &mut recorded).await?;
             deliver(&app, &day).await?;
             // Receipts are not relabelled by the receipt path: `incasso recon refresh
             // --creditor` catches their keys up (this is the store call it makes).
             let changes = app.store.refresh_reconciliation(MILANO).await?;
             assert!(changes > 0, "the receipts moved no label");
+            recorded.label_changes += i64::try_from(changes)?;
         }
     }
     assert_matches_truth(&mut client, &day.truth, &format!("{order:?}, seed {seed}")).await?;
     assert_ledger_verifies(&app, &day.truth).await?;
+    assert_each_import_changed_each_label_once(&mut client).await?;
 
     // Everything again, in yet another order: nothing changes.
     shuffled.shuffle(&mut rng);
@@ -169,7 +220,67 @@ async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
         &format!("{order:?} again, seed {seed}"),
     )
     .await?;
-    app.stop().await
+    recorded.balances = app
+        .ledger()
+        .await?
+        .get_balances(pb::GetBalancesRequest {
+            creditor_fiscal_code: MILANO.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .balances
+        .into_iter()
+        .map(|b| (b.account, b.balance_cents))
+        .filter(|(_, cents)| *cents != 0)
+        .collect();
+    app.stop().await?;
+    Ok(recorded)
+}
+
+/// A key's history holds at most one change per import and cause (the receipts caught up,
+/// or the document): relabelling never records a change and its undoing.
+async fn assert_each_import_changed_each_label_once(client: &mut Client) -> anyhow::Result<()> {
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_transfers(pb::ListTransfersRequest {
+                page_size: 1000,
+                page_token: token,
+                scope: pb::ReconciliationScope::Creditor as i32,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        for t in &page.transfers {
+            let changes = client
+                .get_transfer_history(pb::GetTransferHistoryRequest {
+                    creditor_fiscal_code: t.creditor_fiscal_code.clone(),
+                    iuv: t.iuv.clone(),
+                    receipt_id: t.receipt_id.clone(),
+                    id_transfer: t.id_transfer,
+                })
+                .await?
+                .into_inner()
+                .changes;
+            let mut seen = std::collections::BTreeSet::new();
+            for change in &changes {
+                let at = change.changed_at.as_ref().map(|t| (t.seconds, t.nanos));
+                let document = change.document.as_ref().map(|d| d.id.clone());
+                assert!(
+                    seen.insert((at, document)),
+                    "{} {} {}: two changes of one import: {changes:#?}",
+                    t.iuv,
+                    t.receipt_id,
+                    t.id_transfer
+                );
+            }
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        token = page.next_page_token;
+    }
 }
 
 /// The ledger, with the `reported` and `cashed` entries the evidence posted, still verifies,
@@ -276,11 +387,13 @@ async fn import(
 async fn import_all<'a>(
     client: &mut Client,
     documents: impl Iterator<Item = &'a &'a Document>,
+    recorded: &mut Recorded,
 ) -> anyhow::Result<()> {
     for document in documents {
         let imported = import(client, document).await?;
         assert!(!imported.already_imported, "{}", document.name);
         assert_eq!(imported.creditor_fiscal_code, MILANO);
+        recorded.add(&imported);
     }
     Ok(())
 }

@@ -87,7 +87,8 @@ pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
     Ok(
         Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
-            .with_citizen_events(settings.fascicolo.is_some()),
+            .with_citizen_events(settings.fascicolo.is_some())
+            .with_reconciliation_slice(settings.recon_iuvs_per_slice),
     )
 }
 
@@ -119,6 +120,7 @@ impl Application {
             .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default())
             // Before the receipt writer, which books with its own copy of the store.
             .with_citizen_events(fascicolo.is_some())
+            .with_reconciliation_slice(settings.recon_iuvs_per_slice)
             .with_receipt_writer(settings.receipt_writer);
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {

@@ -51,6 +51,8 @@ pub struct Store {
     receipt_writer: Option<receipts::writer::WriterHandle>,
     io_scheduling: Arc<io_messages::IoScheduling>,
     citizen_events: bool,
+    /// IUVs reconciliation relabels together (see `reconciliation::scope`).
+    recon_iuvs_per_slice: usize,
     /// When the outbox's statistics were last refreshed (seconds since the epoch), shared
     /// by every handle on this database.
     outbox_analyzed_at: Arc<std::sync::atomic::AtomicU64>,
@@ -91,6 +93,7 @@ impl Store {
             receipt_writer: None,
             io_scheduling: Arc::default(),
             citizen_events: false,
+            recon_iuvs_per_slice: reconciliation::IUVS_PER_SLICE,
             outbox_analyzed_at: Arc::default(),
             outbox_queued: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
@@ -102,6 +105,19 @@ impl Store {
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The same store relabelling reconciliation's IUVs `iuvs` at a time (clamped to
+    /// 1..=10,000; default 10,000): fewer hold less in memory and make more statements. Tests
+    /// lower it to run a small day through many slices, pages and queue chunks.
+    pub fn with_reconciliation_slice(mut self, iuvs: usize) -> Self {
+        self.recon_iuvs_per_slice = iuvs.clamp(1, reconciliation::IUVS_PER_SLICE);
+        self
+    }
+
+    /// IUVs reconciliation relabels together.
+    pub(crate) fn recon_iuvs_per_slice(&self) -> usize {
+        self.recon_iuvs_per_slice
     }
 
     /// The database connection.

@@ -203,30 +203,42 @@ pub(crate) async fn lines_of_flows(
     Ok(lines)
 }
 
-/// The distinct IUVs of the lines of the flow revisions `rows`.
-pub(crate) async fn iuvs_of_flows(
+/// The IUVs of up to `limit` lines of the flow revision `row`, in line order after line
+/// `after`, with the last line read; `None` past its last line. A flow of a big PSP holds
+/// hundreds of thousands of lines, read a page at a time. An IUV of several lines may come in
+/// more than one page.
+pub(crate) async fn iuvs_of_flow_page(
     db: &impl ConnectionTrait,
-    rows: &[Uuid],
-) -> Result<BTreeSet<String>, AppError> {
+    row: Uuid,
+    after: Option<i32>,
+    limit: usize,
+) -> Result<Option<(BTreeSet<String>, i32)>, AppError> {
     let backend = db.get_database_backend();
-    let mut out = BTreeSet::new();
-    for row_id in rows {
-        let sql = format!(
-            "SELECT DISTINCT iuv FROM recon_flow_line WHERE flow_row_id = {}",
-            placeholder(backend)
-        );
-        let found = db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [(*row_id).into()],
-            ))
-            .await?;
-        for row in found {
-            out.insert(row.try_get::<String>("", "iuv")?);
-        }
+    let sql = if backend == DbBackend::Postgres {
+        "SELECT line_number, iuv FROM recon_flow_line WHERE flow_row_id = $1 \
+         AND line_number > $2 ORDER BY line_number LIMIT $3"
+    } else {
+        "SELECT line_number, iuv FROM recon_flow_line WHERE flow_row_id = ? \
+         AND line_number > ? ORDER BY line_number LIMIT ?"
+    };
+    let found = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                row.into(),
+                after.unwrap_or(i32::MIN).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    let mut last = None;
+    let mut iuvs = BTreeSet::new();
+    for row in found {
+        last = Some(row.try_get::<i32>("", "line_number")?);
+        iuvs.insert(row.try_get::<String>("", "iuv")?);
     }
-    Ok(out)
+    Ok(last.map(|last| (iuvs, last)))
 }
 
 /// What every import reads whole, however many receipts the creditor has: each flow

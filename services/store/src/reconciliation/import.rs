@@ -481,7 +481,10 @@ impl Store {
             &items,
             Some((document_id, name.to_owned(), kind.to_string())),
             |e| refused(format!("{name}: {e}")),
-            now,
+            scope::Relabelling {
+                now,
+                iuvs_per_slice: self.recon_iuvs_per_slice(),
+            },
         )
         .await?;
         outcome.label_changes = relabelled.label_changes;
@@ -509,7 +512,10 @@ impl Store {
             &[],
             None,
             |e| AppError::Internal(format!("stored evidence contradicts itself: {e}")),
-            now,
+            scope::Relabelling {
+                now,
+                iuvs_per_slice: self.recon_iuvs_per_slice(),
+            },
         )
         .await?;
         txn.commit().await?;

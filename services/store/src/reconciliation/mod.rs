@@ -35,3 +35,4 @@ pub use queries::{
     TransferScope,
 };
 pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};
+pub(crate) use scope::IUVS_PER_SLICE;

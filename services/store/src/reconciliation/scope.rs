@@ -7,12 +7,15 @@
 //! Flow headers and credits are few (a handful per PSP and day) and every import reads them
 //! whole (the [`Skeleton`]); receipts and lines are many and are read by IUV, for the IUVs
 //! the new evidence reaches: those of the document's lines and `/RFB/` credits, every IUV
-//! of the flows whose component (contract §3) it changes, and the IUVs the receipt path
-//! queued in `recon_pending_iuv` since the last import. Those IUVs are relabelled in slices
-//! of [`IUVS_PER_SLICE`], each with the domain's [`Reconciler`] over the skeleton and that
-//! slice's receipts and lines: so memory is bounded by the slice, not by the creditor's
-//! receipts, and an import costs what it touches. The labels are the ones a classification of
-//! the whole evidence gives, since each subject is assessed with every input its rules read.
+//! of the flows whose component (contract §3) it changes (read a page at a time), and the
+//! IUVs the receipt path queued in `recon_pending_iuv` since the last import (taken a chunk
+//! at a time). Those IUVs are relabelled in slices of at most [`IUVS_PER_SLICE`], each with
+//! the domain's [`Reconciler`] over the skeleton and that slice's receipts and lines: so
+//! memory is bounded by the slice, not by the creditor's receipts nor by what one import
+//! reaches, and an import costs what it touches. The labels are the ones a classification of
+//! the whole evidence gives, since each subject is assessed with every input its rules read;
+//! an IUV reached twice (a document's line whose receipt was queued) is relabelled twice, the
+//! second time recording nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -32,8 +35,31 @@ use crate::AppError;
 /// IUVs (or keys) per statement that lists them: under SQLite's bind parameter limit.
 pub(crate) const IUVS_PER_STATEMENT: usize = 10_000;
 
-/// IUVs relabelled together: bounds the receipts and lines held in memory at once.
-const IUVS_PER_SLICE: usize = IUVS_PER_STATEMENT;
+/// IUVs relabelled together by default: bounds the receipts and lines held in memory at
+/// once. A slice is listed in one statement, so it is never larger.
+pub(crate) const IUVS_PER_SLICE: usize = IUVS_PER_STATEMENT;
+
+/// When and how finely an import relabels.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Relabelling {
+    /// The import's time, of every label change and posting.
+    pub now: OffsetDateTime,
+    /// IUVs per slice, page and queue chunk (at most [`IUVS_PER_SLICE`]).
+    pub iuvs_per_slice: usize,
+}
+
+/// Where a slice sits in an import.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    /// The first slice of the import: it relabels the flows and the credits naming no IUV.
+    import_first: bool,
+    /// The first slice of its part: it holds the IUVs of `/RFB/` credits naming several.
+    part_first: bool,
+    /// The part is the document's own IUVs.
+    part_of_document: bool,
+    /// The part was taken from the queue (receipts booked since the last import).
+    queued: bool,
+}
 
 /// What relabelling did.
 #[derive(Debug, Default)]
@@ -95,55 +121,36 @@ fn latest_row(rows: &Rows, evidence: &Evidence, flow_id: &FlowId) -> Option<Uuid
     rows.get(&(flow_id.clone(), latest.version())).copied()
 }
 
-/// Takes the IUVs the receipt path queued for `creditor`. Taken before any receipt is read:
-/// a receipt whose row this removes was committed before, so the reads that follow see it.
-/// Streamed: a day's catch-up takes a million rows, which are not held twice.
+/// Takes up to `limit` of the IUVs the receipt path queued for `creditor`. Taken before any
+/// of their receipts is read: a receipt whose row this removes was committed before, so the
+/// reads that follow see it. A day's catch-up queues a million IUVs, taken a chunk at a time
+/// so that they are never held together.
 async fn take_pending(
     txn: &DatabaseTransaction,
     creditor: &str,
+    limit: usize,
 ) -> Result<BTreeSet<String>, AppError> {
-    use futures::TryStreamExt;
-    use sea_orm::StreamTrait;
     let backend = ConnectionTrait::get_database_backend(txn);
     let sql = if backend == DbBackend::Postgres {
-        "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 RETURNING iuv"
+        "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 AND iuv IN \
+         (SELECT iuv FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 ORDER BY iuv \
+         LIMIT $2) RETURNING iuv"
     } else {
-        "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = ? RETURNING iuv"
+        "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1 AND iuv IN \
+         (SELECT iuv FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1 ORDER BY iuv \
+         LIMIT ?2) RETURNING iuv"
     };
-    let mut rows = txn
-        .stream_raw(Statement::from_sql_and_values(
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = txn
+        .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql,
-            [creditor.into()],
+            [creditor.into(), limit.into()],
         ))
         .await?;
-    let mut pending = BTreeSet::new();
-    while let Some(row) = rows.try_next().await? {
-        pending.insert(row.try_get::<String>("", "iuv")?);
-    }
-    Ok(pending)
-}
-
-/// Whether an IUV was queued, by its hash: a membership test that does not hold the queue's
-/// strings a second time. A collision only posts a slice's `reported` targets once more,
-/// which posts nothing.
-struct Queued(std::collections::HashSet<u64>);
-
-impl Queued {
-    fn hash(iuv: &str) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        iuv.hash(&mut hasher);
-        hasher.finish()
-    }
-
-    fn of(iuvs: &BTreeSet<String>) -> Self {
-        Self(iuvs.iter().map(|i| Self::hash(i)).collect())
-    }
-
-    fn contains(&self, iuv: &str) -> bool {
-        self.0.contains(&Self::hash(iuv))
-    }
+    rows.iter()
+        .map(|row| Ok(row.try_get::<String>("", "iuv")?))
+        .collect()
 }
 
 /// The IUVs an `/RFB/`·`/RFS/` credit names.
@@ -154,9 +161,306 @@ fn credit_iuvs(evidence: &Evidence, id: &CreditId) -> Vec<String> {
     }
 }
 
+/// What every slice of one import reads alike.
+struct Pass<'a, R> {
+    txn: &'a DatabaseTransaction,
+    creditor: &'a str,
+    skeleton: &'a Skeleton,
+    /// The document's evidence (none for a catch-up).
+    items: &'a [EvidenceItem],
+    document: Option<(Uuid, String, String)>,
+    refuse: R,
+    now: OffsetDateTime,
+    iuvs_per_slice: usize,
+    /// The held evidence with the document's added (flow lines aside).
+    after: Evidence,
+    /// Every flow revision's row.
+    held_rows_all: BTreeSet<Uuid>,
+    /// The stored labels of the flows and the credits, kept as they are rewritten: a credit
+    /// naming IUVs is relabelled with them, which may come in more than one part.
+    stored_flows_and_credits: std::sync::Mutex<BTreeMap<Subject, Assessment>>,
+    /// Whether the document brings flow lines (so `reported` targets may move).
+    reporting_changed: bool,
+}
+
+impl<R: Fn(String) -> AppError> Pass<'_, R> {
+    /// Relabels `iuvs` in slices of `iuvs_per_slice`, the IUVs an `/RFB/` credit naming
+    /// several of them brings all together in the first. The first slice of the import
+    /// (`first`, cleared here) also relabels the flows and the credits naming no IUV, and runs
+    /// even when there is no IUV. `queued`: the IUVs were taken from the queue (receipts
+    /// booked since the last import, whose `reported` targets may have moved).
+    /// `part_of_document`: the IUVs are the document's own.
+    async fn relabel_iuvs(
+        &self,
+        iuvs: &BTreeSet<String>,
+        part_of_document: bool,
+        queued: bool,
+        first: &mut bool,
+        out: &mut Relabelled,
+    ) -> Result<(), AppError> {
+        if iuvs.is_empty() && !*first {
+            return Ok(());
+        }
+        let after = &self.after;
+        // An `/RFB/` credit naming several IUVs is assessed with all of them: such IUVs go
+        // together, in the first slice of the part.
+        let groups: Vec<BTreeSet<String>> = after
+            .credits()
+            .map(|h| credit_iuvs(after, &h.credit.id))
+            .filter(|list| list.len() >= 2)
+            .map(|list| list.into_iter().collect())
+            .collect();
+        let mut together: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let mut grew = false;
+            for group in &groups {
+                if group
+                    .iter()
+                    .any(|i| iuvs.contains(i) || together.contains(i))
+                    && !group.is_subset(&together)
+                {
+                    together.extend(group.iter().cloned());
+                    grew = true;
+                }
+            }
+            if !grew {
+                break;
+            }
+        }
+        let mut slices: Vec<Vec<String>> = vec![together.iter().cloned().collect()];
+        let mut slice = Vec::new();
+        for iuv in iuvs {
+            if together.contains(iuv) {
+                continue;
+            }
+            if slices.len() == 1 && slices[0].len() < self.iuvs_per_slice {
+                slices[0].push(iuv.clone());
+                continue;
+            }
+            slice.push(iuv.clone());
+            if slice.len() == self.iuvs_per_slice {
+                slices.push(std::mem::take(&mut slice));
+            }
+        }
+        if !slice.is_empty() {
+            slices.push(slice);
+        }
+        for (n, slice) in slices.iter().enumerate() {
+            let import_first = std::mem::take(first);
+            let place = Place {
+                import_first,
+                part_first: n == 0,
+                part_of_document,
+                queued,
+            };
+            self.relabel_slice(slice, place, &together, out).await?;
+        }
+        Ok(())
+    }
+
+    /// Relabels one slice of IUVs and brings their postings in line.
+    async fn relabel_slice(
+        &self,
+        slice: &[String],
+        place: Place,
+        together: &BTreeSet<String>,
+        out: &mut Relabelled,
+    ) -> Result<(), AppError> {
+        let Place {
+            import_first,
+            part_first,
+            part_of_document,
+            queued,
+        } = place;
+        let (txn, creditor, after) = (self.txn, self.creditor, &self.after);
+        let in_slice: BTreeSet<&str> = slice.iter().map(String::as_str).collect();
+        let owns = |subject: &Subject| match subject {
+            Subject::Transfer(key) => in_slice.contains(key.iuv.as_str()),
+            Subject::Flow(_) => import_first,
+            Subject::Credit(id) => {
+                let named = credit_iuvs(after, id);
+                if named.is_empty() {
+                    import_first
+                } else if named.len() >= 2 {
+                    part_first && named.iter().any(|i| together.contains(i))
+                } else {
+                    in_slice.contains(named[0].as_str())
+                }
+            }
+        };
+        let ((receipts, notices), mut lines) = if slice.is_empty() {
+            ((Vec::new(), BTreeMap::new()), BTreeMap::new())
+        } else {
+            (
+                evidence::receipts_of_iuvs(txn, creditor, slice).await?,
+                evidence::lines_of_iuvs(txn, &self.held_rows_all, slice).await?,
+            )
+        };
+        let mut stored_keys: BTreeSet<TransferKey> =
+            lines.values().flatten().map(|l| l.key.clone()).collect();
+        if !part_of_document {
+            // The document's own lines were posted by its part, earlier in this import.
+            stored_keys.extend(self.items.iter().flat_map(|item| {
+                match item {
+                    EvidenceItem::Flow(flow) => flow
+                        .lines
+                        .iter()
+                        .filter(|l| in_slice.contains(l.key.iuv.as_str()))
+                        .map(|l| l.key.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                }
+            }));
+        }
+        let mut receipt_refs: BTreeMap<String, BTreeSet<EvidenceRef>> = BTreeMap::new();
+        for item in &receipts {
+            if let EvidenceItem::Receipt(r) = item {
+                receipt_refs
+                    .entry(r.key.iuv.as_str().to_owned())
+                    .or_default()
+                    .insert(item.reference());
+            }
+        }
+        let mut held = receipts;
+        held.extend(skeleton_items(self.skeleton, &mut lines));
+        let mut reconciler = Reconciler::new();
+        reconciler
+            .apply(held)
+            .map_err(|e| AppError::Internal(format!("stored evidence contradicts itself: {e}")))?;
+
+        // Receipts booked since the last import, against the stored labels.
+        let mut stored = if slice.is_empty() {
+            BTreeMap::new()
+        } else {
+            labels::stored_of_iuvs(txn, creditor, slice).await?
+        };
+        stored.extend(
+            self.stored_flows_and_credits
+                .lock()
+                .expect("never poisoned: nothing panics while it is held")
+                .iter()
+                .filter(|(s, _)| owns(s))
+                .map(|(s, a)| (s.clone(), a.clone())),
+        );
+        let computed = reconciler.assessments();
+        let subjects: BTreeSet<&Subject> = stored
+            .keys()
+            .chain(computed.keys())
+            .filter(|s| owns(s))
+            .collect();
+        let mut catch_up = Vec::new();
+        for subject in subjects {
+            let previous: Option<&Assessment> = stored.get(subject);
+            let current = computed.get(subject);
+            if previous == current {
+                continue;
+            }
+            let causes = match subject {
+                Subject::Transfer(key) => receipt_refs
+                    .get(key.iuv.as_str())
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => BTreeSet::new(),
+            };
+            catch_up.push(Relabel {
+                subject: subject.clone(),
+                previous: previous.cloned(),
+                current: current.cloned(),
+                causes,
+            });
+        }
+
+        // The document's evidence, its lines cut to the slice.
+        let sliced = self.items.iter().map(|item| match item {
+            EvidenceItem::Flow(flow) => EvidenceItem::Flow(ReportingFlow {
+                lines: flow
+                    .lines
+                    .iter()
+                    .filter(|l| in_slice.contains(l.key.iuv.as_str()))
+                    .cloned()
+                    .collect(),
+                ..flow.clone()
+            }),
+            other => other.clone(),
+        });
+        let mut changes: Vec<Relabel> = reconciler
+            .apply(sliced)
+            .map_err(|e| (self.refuse)(e.to_string()))?
+            .into_iter()
+            .filter(|c| owns(&c.subject))
+            .collect();
+        // A subject already stored as the document leaves it (an IUV relabelled in an
+        // earlier part of this import) has nothing to record.
+        let current: BTreeMap<&Subject, Option<&Assessment>> = changes
+            .iter()
+            .map(|c| (&c.subject, c.current.as_ref()))
+            .collect();
+        catch_up.retain(|c| current.get(&c.subject) != Some(&c.previous.as_ref()));
+        changes.retain(|c| stored.get(&c.subject) != c.current.as_ref());
+        {
+            let mut kept = self
+                .stored_flows_and_credits
+                .lock()
+                .expect("never poisoned: nothing panics while it is held");
+            for change in catch_up.iter().chain(&changes) {
+                if matches!(change.subject, Subject::Transfer(_)) {
+                    continue;
+                }
+                match &change.current {
+                    Some(a) => kept.insert(change.subject.clone(), a.clone()),
+                    None => kept.remove(&change.subject),
+                };
+            }
+        }
+        out.label_changes += labels::write(txn, creditor, &catch_up, None, self.now).await?;
+        out.label_changes +=
+            labels::write(txn, creditor, &changes, self.document.clone(), self.now).await?;
+        labels::add_counts(&mut out.counts, &catch_up);
+        labels::add_counts(&mut out.counts, &changes);
+        // A key's `reported` target reads its lines, its receipt and the receipt's booking:
+        // only new lines or receipts booked since the last import (queued) change it. A
+        // statement changes none.
+        if self.reporting_changed || queued {
+            out.ledger_entries += books::post_reported(
+                txn,
+                creditor,
+                reconciler.evidence(),
+                &notices,
+                &stored_keys,
+                self.now,
+            )
+            .await?;
+        }
+        // `/RFB/`·`/RFS/` credits cash their receipts directly: the slice holds every IUV
+        // they name, and every other credit naming one of them.
+        let iuv_credits: BTreeSet<CreditId> = after
+            .credits()
+            .filter(|h| matches!(h.references, CausaleReferences::Iuvs(_)))
+            .map(|h| h.credit.id.clone())
+            .filter(|id| owns(&Subject::Credit(id.clone())))
+            .collect();
+        out.ledger_entries += books::post_iuv_cashed(
+            txn,
+            creditor,
+            reconciler.evidence(),
+            &notices,
+            &iuv_credits,
+            self.now,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
 /// Adds `items` (one document's new evidence; none for a catch-up) to `creditor`'s labels and
 /// books, relabelling what they and the receipts queued since the last import reach. An item
 /// that contradicts the held evidence refuses the whole document (`refuse` makes the error).
+///
+/// The IUVs come in three parts, each relabelled in slices: the document's own (with the
+/// flows and the credits naming no IUV, in the first slice), every IUV of the held flows whose
+/// component the document changes (read a page at a time), and the queue (taken a chunk at a
+/// time). An IUV in two parts is relabelled twice, the second time changing nothing; no part
+/// is ever held whole, so memory is bounded by a slice however many IUVs an import reaches.
 pub(crate) async fn relabel(
     txn: &DatabaseTransaction,
     creditor: &str,
@@ -164,20 +468,24 @@ pub(crate) async fn relabel(
     items: &[EvidenceItem],
     document: Option<(Uuid, String, String)>,
     refuse: impl Fn(String) -> AppError,
-    now: OffsetDateTime,
+    relabelling: Relabelling,
 ) -> Result<Relabelled, AppError> {
-    let mut iuvs = take_pending(txn, creditor).await?;
-    let pending = Queued::of(&iuvs);
+    let Relabelling {
+        now,
+        iuvs_per_slice,
+    } = relabelling;
+    let iuvs_per_slice = iuvs_per_slice.clamp(1, IUVS_PER_SLICE);
     let before = skeleton_evidence(skeleton)?;
     let rows = rows_of(skeleton);
-    let held_rows_all: BTreeSet<Uuid> = rows.values().copied().collect();
     let mut after = before.clone();
     for item in items {
         after.add(item.clone()).map_err(|e| refuse(e.to_string()))?;
     }
 
-    // The flows whose component the new evidence changes, before and after it.
+    // The flows whose component the new evidence changes, before and after it, and the
+    // document's own IUVs.
     let mut flows: BTreeSet<FlowId> = BTreeSet::new();
+    let mut iuvs: BTreeSet<String> = BTreeSet::new();
     for item in items {
         match item {
             EvidenceItem::Flow(flow) => {
@@ -212,194 +520,52 @@ pub(crate) async fn relabel(
             }
         }
     }
-    // Their lines' IUVs, in the revision held (which a new one may replace).
+    // Their lines, in the revision held (which a new one may replace).
     let held_rows: Vec<Uuid> = flows
         .iter()
         .filter_map(|f| latest_row(&rows, &before, f))
         .collect();
-    iuvs.extend(evidence::iuvs_of_flows(txn, &held_rows).await?);
 
-    // An `/RFB/` credit naming several IUVs is assessed with all of them: such IUVs go
-    // together, in the first slice.
-    let groups: Vec<BTreeSet<String>> = after
-        .credits()
-        .map(|h| credit_iuvs(&after, &h.credit.id))
-        .filter(|list| list.len() >= 2)
-        .map(|list| list.into_iter().collect())
-        .collect();
-    let mut together: BTreeSet<String> = BTreeSet::new();
-    loop {
-        let mut grew = false;
-        for group in &groups {
-            if group
-                .iter()
-                .any(|i| iuvs.contains(i) || together.contains(i))
-                && !group.is_subset(&together)
-            {
-                together.extend(group.iter().cloned());
-                grew = true;
-            }
+    let pass = Pass {
+        txn,
+        creditor,
+        skeleton,
+        items,
+        document,
+        refuse,
+        now,
+        iuvs_per_slice,
+        after,
+        held_rows_all: rows.values().copied().collect(),
+        stored_flows_and_credits: std::sync::Mutex::new(
+            labels::stored_flows_and_credits(txn, creditor).await?,
+        ),
+        reporting_changed: items.iter().any(|i| matches!(i, EvidenceItem::Flow(_))),
+    };
+    let mut out = Relabelled::default();
+    let mut first = true;
+    pass.relabel_iuvs(&iuvs, true, false, &mut first, &mut out)
+        .await?;
+    for row in &held_rows {
+        let mut from = None;
+        while let Some((page, last)) =
+            evidence::iuvs_of_flow_page(txn, *row, from, iuvs_per_slice).await?
+        {
+            from = Some(last);
+            let page: BTreeSet<String> = page.into_iter().filter(|i| !iuvs.contains(i)).collect();
+            pass.relabel_iuvs(&page, false, false, &mut first, &mut out)
+                .await?;
         }
-        if !grew {
+    }
+    loop {
+        let queued = take_pending(txn, creditor, iuvs_per_slice).await?;
+        if queued.is_empty() {
             break;
         }
-    }
-    let mut slices: Vec<Vec<String>> = vec![together.iter().cloned().collect()];
-    let mut slice = Vec::new();
-    for iuv in iuvs {
-        if together.contains(&iuv) {
-            continue;
-        }
-        if slices.len() == 1 && slices[0].len() < IUVS_PER_SLICE {
-            slices[0].push(iuv);
-            continue;
-        }
-        slice.push(iuv);
-        if slice.len() == IUVS_PER_SLICE {
-            slices.push(std::mem::take(&mut slice));
-        }
-    }
-    if !slice.is_empty() {
-        slices.push(slice);
-    }
-
-    let reporting_changed = items.iter().any(|i| matches!(i, EvidenceItem::Flow(_)));
-    let mut out = Relabelled::default();
-    for (n, slice) in slices.iter().enumerate() {
-        let first = n == 0;
-        let in_slice: BTreeSet<&str> = slice.iter().map(String::as_str).collect();
-        let owns = |subject: &Subject| match subject {
-            Subject::Transfer(key) => in_slice.contains(key.iuv.as_str()),
-            Subject::Flow(_) => first,
-            Subject::Credit(id) => {
-                let named = credit_iuvs(&after, id);
-                if named.is_empty() {
-                    first
-                } else if named.len() >= 2 {
-                    first && named.iter().any(|i| together.contains(i))
-                } else {
-                    in_slice.contains(named[0].as_str())
-                }
-            }
-        };
-        let ((receipts, notices), mut lines) = if slice.is_empty() {
-            ((Vec::new(), BTreeMap::new()), BTreeMap::new())
-        } else {
-            (
-                evidence::receipts_of_iuvs(txn, creditor, slice).await?,
-                evidence::lines_of_iuvs(txn, &held_rows_all, slice).await?,
-            )
-        };
-        let stored_keys: BTreeSet<TransferKey> =
-            lines.values().flatten().map(|l| l.key.clone()).collect();
-        let mut receipt_refs: BTreeMap<String, BTreeSet<EvidenceRef>> = BTreeMap::new();
-        for item in &receipts {
-            if let EvidenceItem::Receipt(r) = item {
-                receipt_refs
-                    .entry(r.key.iuv.as_str().to_owned())
-                    .or_default()
-                    .insert(item.reference());
-            }
-        }
-        let mut held = receipts;
-        held.extend(skeleton_items(skeleton, &mut lines));
-        let mut reconciler = Reconciler::new();
-        reconciler
-            .apply(held)
-            .map_err(|e| AppError::Internal(format!("stored evidence contradicts itself: {e}")))?;
-
-        // Receipts booked since the last import, against the stored labels.
-        let mut stored = if slice.is_empty() {
-            BTreeMap::new()
-        } else {
-            labels::stored_of_iuvs(txn, creditor, slice).await?
-        };
-        if first {
-            stored.extend(labels::stored_flows_and_credits(txn, creditor).await?);
-        }
-        let computed = reconciler.assessments();
-        let subjects: BTreeSet<&Subject> = stored
-            .keys()
-            .chain(computed.keys())
-            .filter(|s| owns(s))
-            .collect();
-        let mut catch_up = Vec::new();
-        for subject in subjects {
-            let previous: Option<&Assessment> = stored.get(subject);
-            let current = computed.get(subject);
-            if previous == current {
-                continue;
-            }
-            let causes = match subject {
-                Subject::Transfer(key) => receipt_refs
-                    .get(key.iuv.as_str())
-                    .cloned()
-                    .unwrap_or_default(),
-                _ => BTreeSet::new(),
-            };
-            catch_up.push(Relabel {
-                subject: subject.clone(),
-                previous: previous.cloned(),
-                current: current.cloned(),
-                causes,
-            });
-        }
-
-        // The document's evidence, its lines cut to the slice.
-        let sliced = items.iter().map(|item| match item {
-            EvidenceItem::Flow(flow) => EvidenceItem::Flow(ReportingFlow {
-                lines: flow
-                    .lines
-                    .iter()
-                    .filter(|l| in_slice.contains(l.key.iuv.as_str()))
-                    .cloned()
-                    .collect(),
-                ..flow.clone()
-            }),
-            other => other.clone(),
-        });
-        let changes: Vec<Relabel> = reconciler
-            .apply(sliced)
-            .map_err(|e| refuse(e.to_string()))?
-            .into_iter()
-            .filter(|c| owns(&c.subject))
-            .collect();
-        out.label_changes += labels::write(txn, creditor, &catch_up, None, now).await?;
-        out.label_changes += labels::write(txn, creditor, &changes, document.clone(), now).await?;
-        labels::add_counts(&mut out.counts, &catch_up);
-        labels::add_counts(&mut out.counts, &changes);
-        // A key's `reported` target reads its lines, its receipt and the receipt's booking:
-        // only new lines or receipts booked since the last import (queued) change it. A
-        // statement changes none.
-        if reporting_changed || slice.iter().any(|iuv| pending.contains(iuv)) {
-            out.ledger_entries += books::post_reported(
-                txn,
-                creditor,
-                reconciler.evidence(),
-                &notices,
-                &stored_keys,
-                now,
-            )
+        pass.relabel_iuvs(&queued, false, true, &mut first, &mut out)
             .await?;
-        }
-        // `/RFB/`·`/RFS/` credits cash their receipts directly: the slice holds every IUV
-        // they name, and every other credit naming one of them.
-        let iuv_credits: BTreeSet<CreditId> = after
-            .credits()
-            .filter(|h| matches!(h.references, CausaleReferences::Iuvs(_)))
-            .map(|h| h.credit.id.clone())
-            .filter(|id| owns(&Subject::Credit(id.clone())))
-            .collect();
-        out.ledger_entries += books::post_iuv_cashed(
-            txn,
-            creditor,
-            reconciler.evidence(),
-            &notices,
-            &iuv_credits,
-            now,
-        )
-        .await?;
     }
+    let Pass { after, refuse, .. } = pass;
 
     // `cashed`: each changed component with its flows' whole latest lines.
     let mut done: BTreeSet<FlowId> = BTreeSet::new();
