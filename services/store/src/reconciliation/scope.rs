@@ -121,31 +121,34 @@ fn latest_row(rows: &Rows, evidence: &Evidence, flow_id: &FlowId) -> Option<Uuid
     rows.get(&(flow_id.clone(), latest.version())).copied()
 }
 
-/// Takes up to `limit` of the IUVs the receipt path queued for `creditor`. Taken before any
-/// of their receipts is read: a receipt whose row this removes was committed before, so the
-/// reads that follow see it. A day's catch-up queues a million IUVs, taken a chunk at a time
-/// so that they are never held together.
+/// Takes up to `limit` of the IUVs the receipt path queued for `creditor`, in IUV order after
+/// `after`. Taken before any of their receipts is read: a receipt whose row this removes was
+/// committed before, so the reads that follow see it. A day's catch-up queues a million IUVs,
+/// taken a chunk at a time so that they are never held together; each chunk starts after the
+/// last, so its scan does not walk the rows the transaction already removed. An IUV queued
+/// meanwhile before `after` stays queued for the next import.
 async fn take_pending(
     txn: &DatabaseTransaction,
     creditor: &str,
+    after: Option<&str>,
     limit: usize,
 ) -> Result<BTreeSet<String>, AppError> {
     let backend = ConnectionTrait::get_database_backend(txn);
     let sql = if backend == DbBackend::Postgres {
         "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 AND iuv IN \
-         (SELECT iuv FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 ORDER BY iuv \
-         LIMIT $2) RETURNING iuv"
+         (SELECT iuv FROM recon_pending_iuv WHERE creditor_fiscal_code = $1 AND iuv > $2 \
+         ORDER BY iuv LIMIT $3) RETURNING iuv"
     } else {
         "DELETE FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1 AND iuv IN \
-         (SELECT iuv FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1 ORDER BY iuv \
-         LIMIT ?2) RETURNING iuv"
+         (SELECT iuv FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1 AND iuv > ?2 \
+         ORDER BY iuv LIMIT ?3) RETURNING iuv"
     };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = txn
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             sql,
-            [creditor.into(), limit.into()],
+            [creditor.into(), after.unwrap_or("").into(), limit.into()],
         ))
         .await?;
     rows.iter()
@@ -557,11 +560,13 @@ pub(crate) async fn relabel(
                 .await?;
         }
     }
+    let mut after_iuv: Option<String> = None;
     loop {
-        let queued = take_pending(txn, creditor, iuvs_per_slice).await?;
-        if queued.is_empty() {
+        let queued = take_pending(txn, creditor, after_iuv.as_deref(), iuvs_per_slice).await?;
+        let Some(last) = queued.last().cloned() else {
             break;
-        }
+        };
+        after_iuv = Some(last);
         pass.relabel_iuvs(&queued, false, true, &mut first, &mut out)
             .await?;
     }
