@@ -48,6 +48,17 @@ pub(crate) struct Relabelling {
     pub iuvs_per_slice: usize,
 }
 
+/// Where an import's IUVs come from, relabelled in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The document's own IUVs (its lines', its `/RFB/` credits').
+    Document,
+    /// The IUVs of the held flows whose component the document changes.
+    Flows,
+    /// The IUVs queued by receipts booked since the last import.
+    Queue,
+}
+
 /// Where a slice sits in an import.
 #[derive(Debug, Clone, Copy)]
 struct Place {
@@ -190,14 +201,11 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
     /// Relabels `iuvs` in slices of `iuvs_per_slice`, the IUVs an `/RFB/` credit naming
     /// several of them brings all together in the first. The first slice of the import
     /// (`first`, cleared here) also relabels the flows and the credits naming no IUV, and runs
-    /// even when there is no IUV. `queued`: the IUVs were taken from the queue (receipts
-    /// booked since the last import, whose `reported` targets may have moved).
-    /// `part_of_document`: the IUVs are the document's own.
+    /// even when there is no IUV.
     async fn relabel_iuvs(
         &self,
         iuvs: &BTreeSet<String>,
-        part_of_document: bool,
-        queued: bool,
+        part: Part,
         first: &mut bool,
         out: &mut Relabelled,
     ) -> Result<(), AppError> {
@@ -253,8 +261,8 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
             let place = Place {
                 import_first,
                 part_first: n == 0,
-                part_of_document,
-                queued,
+                part_of_document: part == Part::Document,
+                queued: part == Part::Queue,
             };
             self.relabel_slice(slice, place, &together, out).await?;
         }
@@ -547,7 +555,7 @@ pub(crate) async fn relabel(
     };
     let mut out = Relabelled::default();
     let mut first = true;
-    pass.relabel_iuvs(&iuvs, true, false, &mut first, &mut out)
+    pass.relabel_iuvs(&iuvs, Part::Document, &mut first, &mut out)
         .await?;
     for row in &held_rows {
         let mut from = None;
@@ -556,7 +564,7 @@ pub(crate) async fn relabel(
         {
             from = Some(last);
             let page: BTreeSet<String> = page.into_iter().filter(|i| !iuvs.contains(i)).collect();
-            pass.relabel_iuvs(&page, false, false, &mut first, &mut out)
+            pass.relabel_iuvs(&page, Part::Flows, &mut first, &mut out)
                 .await?;
         }
     }
@@ -567,7 +575,7 @@ pub(crate) async fn relabel(
             break;
         };
         after_iuv = Some(last);
-        pass.relabel_iuvs(&queued, false, true, &mut first, &mut out)
+        pass.relabel_iuvs(&queued, Part::Queue, &mut first, &mut out)
             .await?;
     }
     let Pass { after, refuse, .. } = pass;
