@@ -246,43 +246,53 @@ async fn balances(app: &TestApp) -> anyhow::Result<BTreeMap<String, i64>> {
 /// A key's history holds at most one change per import and cause (the receipts caught up,
 /// or the document): relabelling never records a change and its undoing.
 async fn assert_each_import_changed_each_label_once(client: &mut Client) -> anyhow::Result<()> {
+    for t in transfers(client, pb::ReconciliationScope::Creditor).await? {
+        let changes = client
+            .get_transfer_history(pb::GetTransferHistoryRequest {
+                creditor_fiscal_code: t.creditor_fiscal_code.clone(),
+                iuv: t.iuv.clone(),
+                receipt_id: t.receipt_id.clone(),
+                id_transfer: t.id_transfer,
+            })
+            .await?
+            .into_inner()
+            .changes;
+        let mut seen = std::collections::BTreeSet::new();
+        for change in &changes {
+            let at = change.changed_at.as_ref().map(|t| (t.seconds, t.nanos));
+            let document = change.document.as_ref().map(|d| d.id.clone());
+            assert!(
+                seen.insert((at, document)),
+                "{} {} {}: two changes of one import: {changes:#?}",
+                t.iuv,
+                t.receipt_id,
+                t.id_transfer
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Every transfer ListTransfers gives for `scope` (`Unspecified`: both), page by page.
+async fn transfers(
+    client: &mut Client,
+    scope: pb::ReconciliationScope,
+) -> anyhow::Result<Vec<pb::ReconciliationTransfer>> {
+    let mut listed = Vec::new();
     let mut token = String::new();
     loop {
         let page = client
             .list_transfers(pb::ListTransfersRequest {
                 page_size: 1000,
                 page_token: token,
-                scope: pb::ReconciliationScope::Creditor as i32,
+                scope: scope as i32,
                 ..Default::default()
             })
             .await?
             .into_inner();
-        for t in &page.transfers {
-            let changes = client
-                .get_transfer_history(pb::GetTransferHistoryRequest {
-                    creditor_fiscal_code: t.creditor_fiscal_code.clone(),
-                    iuv: t.iuv.clone(),
-                    receipt_id: t.receipt_id.clone(),
-                    id_transfer: t.id_transfer,
-                })
-                .await?
-                .into_inner()
-                .changes;
-            let mut seen = std::collections::BTreeSet::new();
-            for change in &changes {
-                let at = change.changed_at.as_ref().map(|t| (t.seconds, t.nanos));
-                let document = change.document.as_ref().map(|d| d.id.clone());
-                assert!(
-                    seen.insert((at, document)),
-                    "{} {} {}: two changes of one import: {changes:#?}",
-                    t.iuv,
-                    t.receipt_id,
-                    t.id_transfer
-                );
-            }
-        }
+        listed.extend(page.transfers);
         if page.next_page_token.is_empty() {
-            return Ok(());
+            return Ok(listed);
         }
         token = page.next_page_token;
     }
@@ -419,24 +429,8 @@ async fn assert_matches_truth(
     truth: &GroundTruth,
     context: &str,
 ) -> anyhow::Result<()> {
-    // Transfers, both scopes, page by page.
-    let mut listed = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_transfers(pb::ListTransfersRequest {
-                page_size: 1000,
-                page_token: token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        listed.extend(page.transfers);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    // Transfers, both scopes.
+    let listed = transfers(client, pb::ReconciliationScope::Unspecified).await?;
     let mut actual: BTreeMap<(String, String, String, u32), TransferFacts> = BTreeMap::new();
     for t in &listed {
         let scope = if t.scope == pb::ReconciliationScope::OtherBeneficiary as i32 {
