@@ -143,9 +143,7 @@ async fn run_sliced(
             .treasury_accounts
             .add_opi_code(MILANO, OPI_ENTITY_CODE)
             .unwrap();
-        if let Some(iuvs) = iuvs_per_slice {
-            settings.recon_iuvs_per_slice = iuvs;
-        }
+        settings.recon_iuvs_per_slice = iuvs_per_slice;
     })
     .await?;
     let mut recorded = Recorded::default();

@@ -368,9 +368,10 @@ pub struct Settings {
     pub access: incasso_grpc::access::AccessPolicy,
     /// Serve plaintext on an address other than loopback (`--insecure`).
     pub insecure: bool,
-    /// IUVs reconciliation relabels together (default 10,000, the most one statement
-    /// lists). Not in the file: tests lower it to run a small day through many slices.
-    pub recon_iuvs_per_slice: usize,
+    /// IUVs reconciliation relabels together; `None`: the store's default (10,000, the most
+    /// one statement lists). Not in the file: tests lower it to run a small day through many
+    /// slices.
+    pub recon_iuvs_per_slice: Option<usize>,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -619,7 +620,7 @@ impl Settings {
             tls,
             access,
             insecure: overrides.insecure,
-            recon_iuvs_per_slice: 10_000,
+            recon_iuvs_per_slice: None,
         })
     }
 }

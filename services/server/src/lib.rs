@@ -84,12 +84,13 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
 /// Connects, migrates and opens the store, without serving: for the CLI's offline commands.
 pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
     let db = migrate(&settings).await?;
-    Ok(
-        Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
-            .await?
-            .with_citizen_events(settings.fascicolo.is_some())
-            .with_reconciliation_slice(settings.recon_iuvs_per_slice),
-    )
+    let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
+        .await?
+        .with_citizen_events(settings.fascicolo.is_some());
+    Ok(match settings.recon_iuvs_per_slice {
+        Some(iuvs) => store.with_reconciliation_slice(iuvs),
+        None => store,
+    })
 }
 
 impl Application {
@@ -115,13 +116,15 @@ impl Application {
         let tls = refuse_open_plaintext(&settings)?;
         let access = settings.access.clone();
         let db = migrate(&settings).await?;
-        let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
+        let mut store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
             .await?
             .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default())
-            // Before the receipt writer, which books with its own copy of the store.
-            .with_citizen_events(fascicolo.is_some())
-            .with_reconciliation_slice(settings.recon_iuvs_per_slice)
-            .with_receipt_writer(settings.receipt_writer);
+            .with_citizen_events(fascicolo.is_some());
+        if let Some(iuvs) = settings.recon_iuvs_per_slice {
+            store = store.with_reconciliation_slice(iuvs);
+        }
+        // Last: the receipt writer books with its own copy of the store.
+        let store = store.with_receipt_writer(settings.receipt_writer);
         let parked_retry_interval = settings.parked_retry_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)

@@ -192,7 +192,7 @@ struct Pass<'a, R> {
     held_rows_all: BTreeSet<Uuid>,
     /// The stored labels of the flows and the credits, kept as they are rewritten: a credit
     /// naming IUVs is relabelled with them, which may come in more than one part.
-    stored_flows_and_credits: std::sync::Mutex<BTreeMap<Subject, Assessment>>,
+    stored_flows_and_credits: BTreeMap<Subject, Assessment>,
     /// Whether the document brings flow lines (so `reported` targets may move).
     reporting_changed: bool,
 }
@@ -203,7 +203,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
     /// (`first`, cleared here) also relabels the flows and the credits naming no IUV, and runs
     /// even when there is no IUV.
     async fn relabel_iuvs(
-        &self,
+        &mut self,
         iuvs: &BTreeSet<String>,
         part: Part,
         first: &mut bool,
@@ -271,7 +271,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
 
     /// Relabels one slice of IUVs and brings their postings in line.
     async fn relabel_slice(
-        &self,
+        &mut self,
         slice: &[String],
         place: Place,
         together: &BTreeSet<String>,
@@ -347,8 +347,6 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         };
         stored.extend(
             self.stored_flows_and_credits
-                .lock()
-                .expect("never poisoned: nothing panics while it is held")
                 .iter()
                 .filter(|(s, _)| owns(s))
                 .map(|(s, a)| (s.clone(), a.clone())),
@@ -408,20 +406,16 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
             .collect();
         catch_up.retain(|c| current.get(&c.subject) != Some(&c.previous.as_ref()));
         changes.retain(|c| stored.get(&c.subject) != c.current.as_ref());
-        {
-            let mut kept = self
-                .stored_flows_and_credits
-                .lock()
-                .expect("never poisoned: nothing panics while it is held");
-            for change in catch_up.iter().chain(&changes) {
-                if matches!(change.subject, Subject::Transfer(_)) {
-                    continue;
-                }
-                match &change.current {
-                    Some(a) => kept.insert(change.subject.clone(), a.clone()),
-                    None => kept.remove(&change.subject),
-                };
+        for change in catch_up.iter().chain(&changes) {
+            if matches!(change.subject, Subject::Transfer(_)) {
+                continue;
             }
+            match &change.current {
+                Some(a) => self
+                    .stored_flows_and_credits
+                    .insert(change.subject.clone(), a.clone()),
+                None => self.stored_flows_and_credits.remove(&change.subject),
+            };
         }
         out.label_changes += labels::write(txn, creditor, &catch_up, None, self.now).await?;
         out.label_changes +=
@@ -485,7 +479,7 @@ pub(crate) async fn relabel(
         now,
         iuvs_per_slice,
     } = relabelling;
-    let iuvs_per_slice = iuvs_per_slice.clamp(1, IUVS_PER_SLICE);
+    debug_assert!((1..=IUVS_PER_SLICE).contains(&iuvs_per_slice));
     let before = skeleton_evidence(skeleton)?;
     let rows = rows_of(skeleton);
     let mut after = before.clone();
@@ -537,7 +531,7 @@ pub(crate) async fn relabel(
         .filter_map(|f| latest_row(&rows, &before, f))
         .collect();
 
-    let pass = Pass {
+    let mut pass = Pass {
         txn,
         creditor,
         skeleton,
@@ -548,9 +542,7 @@ pub(crate) async fn relabel(
         iuvs_per_slice,
         after,
         held_rows_all: rows.values().copied().collect(),
-        stored_flows_and_credits: std::sync::Mutex::new(
-            labels::stored_flows_and_credits(txn, creditor).await?,
-        ),
+        stored_flows_and_credits: labels::stored_flows_and_credits(txn, creditor).await?,
         reporting_changed: items.iter().any(|i| matches!(i, EvidenceItem::Flow(_))),
     };
     let mut out = Relabelled::default();
