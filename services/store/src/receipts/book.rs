@@ -350,6 +350,20 @@ async fn lock_positions(
     Ok(None)
 }
 
+/// `t.id = ANY(the ids of the JSON rows)`, for an `UPDATE … FROM json_populate_recordset`.
+///
+/// Why: PostgreSQL estimates any set-returning function at 100 rows, so on a table of fewer
+/// than some tens of thousands of rows (every creditor's first months) it joins the JSON rows
+/// to the table by reading the whole table, once per receipt batch: measured at 4 ms each for
+/// `installment` and `debt_position` at 12,000 rows, with fresh statistics or none. The list
+/// of ids is estimated at ten, which the primary key's index serves whatever the statistics
+/// say.
+fn ids_of_rows(table: &str) -> String {
+    format!(
+        "t.id = ANY(ARRAY(SELECT r.id FROM json_populate_recordset(NULL::{table}, $ROWS::json) AS r))"
+    )
+}
+
 /// Writes the installment and position states the batch changed: with `writes` on
 /// PostgreSQL (one JSON piece per table), one statement per new state on SQLite.
 pub(crate) async fn write_states(
@@ -394,11 +408,13 @@ pub(crate) async fn write_states(
         }
         if !installment_rows.is_empty() {
             writes.push_json(
-                "UPDATE installment AS t SET state = j.state, updated_at = j.updated_at, \
-                 paid_at = COALESCE(j.paid_at, t.paid_at) \
-                 FROM json_populate_recordset(NULL::installment, $ROWS::json) AS j \
-                 WHERE t.id = j.id"
-                    .to_owned(),
+                format!(
+                    "UPDATE installment AS t SET state = j.state, updated_at = j.updated_at, \
+                     paid_at = COALESCE(j.paid_at, t.paid_at) \
+                     FROM json_populate_recordset(NULL::installment, $ROWS::json) AS j \
+                     WHERE t.id = j.id AND {}",
+                    ids_of_rows("installment")
+                ),
                 serde_json::Value::Array(installment_rows).to_string(),
             );
         }
@@ -411,10 +427,12 @@ pub(crate) async fn write_states(
             .collect();
         if !position_rows.is_empty() {
             writes.push_json(
-                "UPDATE debt_position AS t SET state = j.state \
-                 FROM json_populate_recordset(NULL::debt_position, $ROWS::json) AS j \
-                 WHERE t.id = j.id"
-                    .to_owned(),
+                format!(
+                    "UPDATE debt_position AS t SET state = j.state \
+                     FROM json_populate_recordset(NULL::debt_position, $ROWS::json) AS j \
+                     WHERE t.id = j.id AND {}",
+                    ids_of_rows("debt_position")
+                ),
                 serde_json::Value::Array(position_rows).to_string(),
             );
         }
