@@ -33,6 +33,7 @@ mod m20261204_000020_ledger_settlement;
 mod m20261204_000021_receipt_recovery;
 mod m20261204_000022_recon_pending_iuv;
 mod m20261205_000023_partial_ledger_indexes;
+mod m20261206_000024_partial_label_indexes;
 
 /// Every migration of incasso, in order.
 pub struct Migrator;
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000021_receipt_recovery::Migration),
             Box::new(m20261204_000022_recon_pending_iuv::Migration),
             Box::new(m20261205_000023_partial_ledger_indexes::Migration),
+            Box::new(m20261206_000024_partial_label_indexes::Migration),
         ]
     }
 }
