@@ -7,11 +7,13 @@
 //! engines' planners match to a `WHERE … IS NOT NULL` index), so each index becomes partial.
 use sea_orm_migration::prelude::*;
 
+use crate::partial_index::{PartialIndex, rebuild};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 /// Each index: its name, its columns and the column whose NULLs it leaves out.
-const INDEXES: [(&str, &str, &str); 5] = [
+const INDEXES: [PartialIndex; 5] = [
     (
         "ix_ledger_entry_position",
         "debt_position_id, sequence",
@@ -35,30 +37,13 @@ const INDEXES: [(&str, &str, &str); 5] = [
     ),
 ];
 
-async fn rebuild(manager: &SchemaManager<'_>, partial: bool) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    for (name, columns, column) in INDEXES {
-        db.execute_unprepared(&format!("DROP INDEX {name}")).await?;
-        let only = if partial {
-            format!(" WHERE {column} IS NOT NULL")
-        } else {
-            String::new()
-        };
-        db.execute_unprepared(&format!(
-            "CREATE INDEX {name} ON ledger_entry ({columns}){only}"
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        rebuild(manager, true).await
+        rebuild(manager, "ledger_entry", &INDEXES, true).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        rebuild(manager, false).await
+        rebuild(manager, "ledger_entry", &INDEXES, false).await
     }
 }

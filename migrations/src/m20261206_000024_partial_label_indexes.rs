@@ -7,11 +7,13 @@
 //! rows no query asks for, so both indexes become partial.
 use sea_orm_migration::prelude::*;
 
+use crate::partial_index::{PartialIndex, rebuild};
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 /// Each index: its name, its columns and the column whose NULLs it leaves out.
-const INDEXES: [(&str, &str, &str); 2] = [
+const INDEXES: [PartialIndex; 2] = [
     (
         "ix_recon_label_flow",
         "creditor_fiscal_code, subject_kind, flow_id",
@@ -24,30 +26,13 @@ const INDEXES: [(&str, &str, &str); 2] = [
     ),
 ];
 
-async fn rebuild(manager: &SchemaManager<'_>, partial: bool) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    for (name, columns, column) in INDEXES {
-        db.execute_unprepared(&format!("DROP INDEX {name}")).await?;
-        let only = if partial {
-            format!(" WHERE {column} IS NOT NULL")
-        } else {
-            String::new()
-        };
-        db.execute_unprepared(&format!(
-            "CREATE INDEX {name} ON recon_label ({columns}){only}"
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        rebuild(manager, true).await
+        rebuild(manager, "recon_label", &INDEXES, true).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        rebuild(manager, false).await
+        rebuild(manager, "recon_label", &INDEXES, false).await
     }
 }
