@@ -43,9 +43,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // A connection idle for a while may have been closed by the server or a proxy:
-        // pinged before use. A busy one is not, because the ping is a round trip before every
-        // transaction (about 0.5 ms of a receipt batch's 18 under load); a connection lost meanwhile
-        // fails its first statement, a transient error that callers retry.
+        // pinged before use. A busy one is not, because the ping is a round trip before
+        // every transaction (about 0.5 ms of a receipt batch's 18 under load); a connection
+        // lost meanwhile fails its first statement, a transient error that callers retry.
         .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     if url.starts_with("sqlite:") {
         options
