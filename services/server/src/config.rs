@@ -189,6 +189,19 @@ pub struct ReceiptsFileConfig {
     pub parked_retry_interval_seconds: Option<u64>,
 }
 
+/// The largest reconciliation slice: the most IUVs one statement lists.
+const MAX_RECON_IUVS_PER_SLICE: usize = 10_000;
+
+/// How reconciliation imports relabel.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationFileConfig {
+    /// IUVs relabelled together, 1..=10,000 (default 10,000): an import holds one slice's
+    /// receipts, flow lines and labels in memory at a time, so a smaller slice lowers its
+    /// peak at the cost of more statements.
+    pub iuvs_per_slice: Option<usize>,
+}
+
 /// Keys protecting personal data, hex-encoded.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,6 +259,9 @@ pub struct FileConfig {
     /// Missing receipts recovered from biz-events.
     #[serde(default)]
     pub biz_events: BizEventsFileConfig,
+    /// Reconciliation imports.
+    #[serde(default)]
+    pub reconciliation: ReconciliationFileConfig,
     /// TLS on the gRPC and SOAP listeners; without it they serve plaintext.
     pub tls: Option<crate::tls_config::TlsFileConfig>,
     /// Client identities and what each may do (needs `tls.client_ca`).
@@ -368,9 +384,8 @@ pub struct Settings {
     pub access: incasso_grpc::access::AccessPolicy,
     /// Serve plaintext on an address other than loopback (`--insecure`).
     pub insecure: bool,
-    /// IUVs reconciliation relabels together; `None`: the store's default (10,000, the most
-    /// one statement lists). Not in the file: tests lower it to run a small day through many
-    /// slices.
+    /// IUVs reconciliation relabels together (`[reconciliation] iuvs_per_slice`); `None`: the
+    /// store's default (10,000, the most one statement lists).
     pub recon_iuvs_per_slice: Option<usize>,
 }
 
@@ -515,6 +530,14 @@ impl Settings {
                 ));
             }
         };
+        let recon_iuvs_per_slice = match file.reconciliation.iuvs_per_slice {
+            Some(n) if !(1..=MAX_RECON_IUVS_PER_SLICE).contains(&n) => {
+                return Err(ConfigError::Invalid(format!(
+                    "reconciliation.iuvs_per_slice: between 1 and {MAX_RECON_IUVS_PER_SLICE}, not {n}"
+                )));
+            }
+            other => other,
+        };
         let receipt_writer = ReceiptWriterConfig {
             max_batch: match file.receipts.batch_max {
                 Some(0) => {
@@ -620,7 +643,7 @@ impl Settings {
             tls,
             access,
             insecure: overrides.insecure,
-            recon_iuvs_per_slice: None,
+            recon_iuvs_per_slice,
         })
     }
 }
@@ -930,6 +953,24 @@ mod tests {
         .unwrap();
         assert_eq!(settings.database_url, "postgres://flag");
         assert_eq!(settings.grpc_listen.to_string(), "0.0.0.0:1");
+    }
+
+    #[test]
+    fn the_reconciliation_slice_is_read_and_bounded() {
+        let resolve = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            Settings::resolve(file, Overrides::default())
+        };
+        assert_eq!(resolve("").unwrap().recon_iuvs_per_slice, None);
+        let settings = resolve("[reconciliation]\niuvs_per_slice = 2500").unwrap();
+        assert_eq!(settings.recon_iuvs_per_slice, Some(2500));
+        for bad in [0, 10_001] {
+            let error = resolve(&format!("[reconciliation]\niuvs_per_slice = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("reconciliation.iuvs_per_slice"), "{error}");
+        }
+        assert!(toml::from_str::<FileConfig>("[reconciliation]\nslice = 5").is_err());
     }
 
     #[test]
