@@ -433,6 +433,13 @@ async fn main() -> anyhow::Result<()> {
         installments.len()
     );
 
+    // Planner statistics before each timed phase, not timed: what autovacuum does as tables
+    // grow (this machine's PostgreSQL runs with autovacuum off). Without them PostgreSQL
+    // guesses that an `= ANY(list)` matches 5% of a table and reads the whole of `transfer`,
+    // `payment_option` and `receipt` for every receipt batch (seen in pg_stat_user_tables:
+    // 8 million transfer rows read for 24,000 receipts).
+    let analyzer = PgPool::connect(&database.url).await?;
+    let analyze = || async { sqlx::query("ANALYZE").execute(&analyzer).await.map(|_| ()) };
     let mut remaining = installments.into_iter();
     let mut redelivered = 0usize;
     let mut receipts_per_second = 0f64;
@@ -441,6 +448,7 @@ async fn main() -> anyhow::Result<()> {
         // The mix: whole payments. Each primitive's rate is its calls over the phase's wall
         // time, i.e. what it was served at while sharing the server with the other two.
         let batch: Vec<_> = remaining.by_ref().take(per_level).collect();
+        analyze().await?;
         let (mut s, elapsed) = run_level(soap, batch, level, Mode::Whole).await?;
         println!(
             "concurrency {level}, whole payments (verify -> activate -> receipt, 10% receipts redelivered): {:.1} s",
@@ -453,6 +461,7 @@ async fn main() -> anyhow::Result<()> {
         redelivered += s.redelivery.len();
         // Receipts alone, the figure compared with the bare transaction.
         let batch: Vec<_> = remaining.by_ref().take(per_level).collect();
+        analyze().await?;
         let (mut s, elapsed) = run_level(soap, batch, level, Mode::ReceiptOnly).await?;
         println!(
             "concurrency {level}, receipts only (10% redelivered): {:.1} s",
@@ -468,6 +477,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Receipts paced at 200/s.
+    analyze().await?;
     let paced_receipts: Vec<_> = remaining.by_ref().take(per_level).collect();
     let mut ticker = tokio::time::interval(Duration::from_millis(5));
     let mut tasks = Vec::new();
