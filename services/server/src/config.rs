@@ -189,9 +189,6 @@ pub struct ReceiptsFileConfig {
     pub parked_retry_interval_seconds: Option<u64>,
 }
 
-/// The largest reconciliation slice: the most IUVs one statement lists.
-const MAX_RECON_IUVS_PER_SLICE: usize = 10_000;
-
 /// How reconciliation imports relabel.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -530,10 +527,11 @@ impl Settings {
                 ));
             }
         };
+        let max_slice = incasso_store::MAX_RECONCILIATION_SLICE;
         let recon_iuvs_per_slice = match file.reconciliation.iuvs_per_slice {
-            Some(n) if !(1..=MAX_RECON_IUVS_PER_SLICE).contains(&n) => {
+            Some(n) if !(1..=max_slice).contains(&n) => {
                 return Err(ConfigError::Invalid(format!(
-                    "reconciliation.iuvs_per_slice: between 1 and {MAX_RECON_IUVS_PER_SLICE}, not {n}"
+                    "reconciliation.iuvs_per_slice: between 1 and {max_slice}, not {n}"
                 )));
             }
             other => other,

@@ -41,6 +41,10 @@ pub use pii::PrivacyKeys;
 /// Where the current instant comes from; tests substitute a fixed one.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
+/// The most IUVs reconciliation relabels together (the default, and the most one statement
+/// lists); see [`Store::with_reconciliation_slice`].
+pub const MAX_RECONCILIATION_SLICE: usize = reconciliation::IUVS_PER_SLICE;
+
 /// The handle on incasso's storage; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -108,10 +112,11 @@ impl Store {
     }
 
     /// The same store relabelling reconciliation's IUVs `iuvs` at a time (clamped to
-    /// 1..=10,000; default 10,000): fewer hold less in memory and make more statements. Tests
-    /// lower it to run a small day through many slices, pages and queue chunks.
+    /// 1..=[`MAX_RECONCILIATION_SLICE`], its default): fewer hold less in memory and make
+    /// more statements. Tests lower it to run a small day through many slices, pages and
+    /// queue chunks.
     pub fn with_reconciliation_slice(mut self, iuvs: usize) -> Self {
-        self.recon_iuvs_per_slice = iuvs.clamp(1, reconciliation::IUVS_PER_SLICE);
+        self.recon_iuvs_per_slice = iuvs.clamp(1, MAX_RECONCILIATION_SLICE);
         self
     }
 
