@@ -499,8 +499,9 @@ async fn run() -> anyhow::Result<()> {
             overrides.soap_listen = soap_listen;
             overrides.admin_listen = admin_listen;
             let settings = Settings::resolve(file, overrides)?;
+            let shutdown = shutdown_signal();
             let app = Application::build(settings).await?;
-            app.run_until(shutdown_signal()).await?;
+            app.run_until(shutdown).await?;
         }
     }
     Ok(())
@@ -712,29 +713,46 @@ async fn receipts(store: &Store, command: ReceiptsCommand) -> anyhow::Result<()>
 }
 
 /// Resolves on SIGTERM (Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed when this is called, not when the future is first polled:
+/// `serve` calls it before any listener is bound, so a SIGTERM that arrives as soon as the
+/// replica answers `/livez` starts a drain instead of killing the process with the default
+/// action.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate())
+            .inspect_err(|error| tracing::error!(%error, "cannot listen for SIGTERM"))
+            .ok();
+        let interrupt = signal(SignalKind::interrupt())
+            .inspect_err(|error| tracing::error!(%error, "cannot listen for Ctrl-C"))
+            .ok();
+        async move {
+            let terminate = async {
+                match terminate {
+                    Some(mut signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let interrupt = async {
+                match interrupt {
+                    Some(mut signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = interrupt => tracing::info!("Ctrl-C received"),
+                _ = terminate => tracing::info!("SIGTERM received"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        tracing::info!("Ctrl-C received");
     }
 }
