@@ -8,6 +8,7 @@
 //! (`incasso_domain::reconciliation`); what is stored, and in which transaction, the store's.
 
 mod camt;
+mod charset;
 mod document;
 mod error;
 mod fdr_rest;

@@ -4,10 +4,12 @@
 //! hands a [`Handler`] each element's start and end. Whatever a handler refuses, and whatever
 //! is not well-formed, becomes a [`FormatError`] naming the file, the line and the element.
 //! Document type declarations and entities other than the predefined ones are refused (no
-//! entity expansion, no external fetch), and depth and text size are bounded.
+//! entity expansion, no external fetch), and depth and text size are bounded. A document in
+//! another encoding than UTF-8 ([`crate::charset`]) is decoded to UTF-8 as it streams.
 
-use std::io::{BufRead, Read};
+use std::io::{BufRead, Cursor, Read};
 
+use quick_xml::encoding::DecodingReader;
 use quick_xml::events::Event;
 use quick_xml::name::ResolveResult;
 use quick_xml::reader::NsReader;
@@ -73,6 +75,40 @@ fn memchr_count(bytes: &[u8]) -> u64 {
 
 /// Reads a whole document from `source`, calling `handler`. `file` names it in errors.
 pub(crate) fn drive<R: BufRead>(
+    file: &str,
+    mut source: R,
+    handler: &mut dyn Handler,
+) -> Result<(), FormatError> {
+    let mut head = Vec::new();
+    (&mut source)
+        .take(crate::charset::HEAD_BYTES)
+        .read_to_end(&mut head)
+        .map_err(|error| FormatError {
+            file: file.to_owned(),
+            line: 1,
+            element: String::new(),
+            reason: format!("cannot be read: {error}"),
+        })?;
+    let encoding = crate::charset::encoding_of(&head).map_err(|reason| FormatError {
+        file: file.to_owned(),
+        line: 1,
+        element: String::new(),
+        reason,
+    })?;
+    let source = Cursor::new(head).chain(source);
+    if encoding == encoding_rs::UTF_8 {
+        // The parser checks UTF-8 itself, event by event, so a bad byte is refused with the
+        // line of its element; a decoding reader would only know the chunk it was in.
+        drive_utf8(file, source, handler)
+    } else {
+        let mut decoded = DecodingReader::new(source);
+        decoded.set_encoding(encoding);
+        drive_utf8(file, decoded, handler)
+    }
+}
+
+/// [`drive`] over a source in UTF-8.
+fn drive_utf8<R: BufRead>(
     file: &str,
     source: R,
     handler: &mut dyn Handler,

@@ -33,18 +33,21 @@ fn shared() -> PathBuf {
 
 /// Validates `xml` with xmllint against `schema` (relative to `../shared`).
 fn validate(xml: &str, schema: &str) {
+    validate_bytes(&format!("{}", xml.len()), xml.as_bytes(), schema);
+}
+
+/// Validates the document `bytes` (`name` tells it from others) with xmllint against
+/// `schema`, xmllint reading them in the encoding they declare.
+fn validate_bytes(name: &str, bytes: &[u8], schema: &str) {
     let schema = shared().join(schema);
     assert!(
         schema.exists(),
         "the official schema {} is missing",
         schema.display()
     );
-    let file = std::env::temp_dir().join(format!(
-        "incasso-recon-{}-{}.xml",
-        std::process::id(),
-        xml.len()
-    ));
-    std::fs::write(&file, xml).unwrap();
+    let file =
+        std::env::temp_dir().join(format!("incasso-recon-{}-{name}.xml", std::process::id(),));
+    std::fs::write(&file, bytes).unwrap();
     let output = Command::new("xmllint")
         .arg("--noout")
         .arg("--schema")
@@ -55,9 +58,10 @@ fn validate(xml: &str, schema: &str) {
     let _ = std::fs::remove_file(&file);
     assert!(
         output.status.success(),
-        "not valid against {}: {}\n{xml}",
+        "not valid against {}: {}\n{}",
         schema.display(),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(bytes)
     );
 }
 
@@ -537,4 +541,135 @@ fn a_large_statement_streams_in_bounded_memory() {
     assert_eq!(sink.cents, 100 * n + n * (n - 1) / 2);
     // The document is about 40 MB; reading it must not hold it.
     assert!(grown_kib < 16 * 1024, "peak RSS grew by {grown_kib} KiB");
+}
+
+/// `text` in ISO-8859-1, one byte per character (every character of it must have one).
+fn latin_1(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).expect("a character ISO-8859-1 has"))
+        .collect()
+}
+
+/// `text` in windows-1252: ISO-8859-1 but for the euro sign (0x80) this test needs.
+fn windows_1252(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| match c {
+            '€' => 0x80,
+            c => u8::try_from(u32::from(c)).expect("a character windows-1252 has"),
+        })
+        .collect()
+}
+
+/// `text` in UTF-16, little-endian, after its byte order mark.
+fn utf16_le(text: &str) -> Vec<u8> {
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    bytes
+}
+
+fn declaring(xml: &str, encoding: &str) -> String {
+    xml.replacen("encoding=\"UTF-8\"", &format!("encoding=\"{encoding}\""), 1)
+}
+
+/// Banks still write statements in ISO-8859-1 or windows-1252: each is read in the encoding
+/// it declares (its accents and euro signs intact), and so are UTF-16 and a UTF-8 byte order
+/// mark. xmllint, reading the same bytes against the official schema, agrees they are valid.
+#[test]
+fn a_statement_is_read_in_the_encoding_it_declares() {
+    let causale =
+        "TARI 2026 CITTÀ DI MILANO 12,00 € /PUR/LGPE-RIVERSAMENTO/URI/2026-03-11ABI03069-0001";
+    let mut entry = CamtEntry::credit("ASR-1", 1_200, date!(2026 - 03 - 12), causale);
+    entry.debtor = Some("Società Pagamenti S.p.A.".into());
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        IBAN,
+        date!(2026 - 03 - 11),
+        date!(2026 - 03 - 12),
+        &[entry],
+    );
+    let latin = xml.replace(" €", " EUR");
+    let expected_latin = causale.replace(" €", " EUR");
+    let mut bom = vec![0xEF, 0xBB, 0xBF];
+    bom.extend_from_slice(xml.as_bytes());
+    for (name, bytes, expected) in [
+        (
+            "iso-8859-1.xml",
+            latin_1(&declaring(&latin, "ISO-8859-1")),
+            expected_latin.as_str(),
+        ),
+        (
+            "windows-1252.xml",
+            windows_1252(&declaring(&xml, "windows-1252")),
+            causale,
+        ),
+        ("utf-16.xml", utf16_le(&declaring(&xml, "UTF-16")), causale),
+        ("utf-8-bom.xml", bom, causale),
+    ] {
+        validate_bytes(name, &bytes, "treasury-spec/iso20022/camt.053.001.08.xsd");
+        let mut read = Collected::default();
+        let kind =
+            read_document(name, &bytes[..], &mut read).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(kind, DocumentKind::Camt053(CamtVersion::V08), "{name}");
+        assert_eq!(read.credits.len(), 1, "{name}");
+        let credit = &read.credits[0];
+        assert_eq!(credit.credit.causale, expected, "{name}");
+        assert_eq!(
+            credit.ordering_party.as_deref(),
+            Some("Società Pagamenti S.p.A."),
+            "{name}"
+        );
+        assert_eq!(credit.credit.amount_cents, 1_200, "{name}");
+    }
+}
+
+#[test]
+fn a_giornale_di_cassa_in_iso_8859_1_is_read() {
+    let mut credit = OpiMovement::credit(
+        "CRI-0001",
+        13_550,
+        date!(2026 - 03 - 12),
+        "RIVERSAMENTO ENTRATE CITTÀ /PUR/LGPE-RIVERSAMENTO/URI/2026-03-11ABI03069-0001",
+    );
+    credit.ordering_party = "Società di pagamento".into();
+    let xml = opi(OpiSchema::V1_8, "C0MI01", date!(2026 - 03 - 12), &[credit]);
+    let bytes = latin_1(&declaring(&xml, "ISO-8859-1"));
+    validate_bytes(
+        "giornale.xml",
+        &bytes,
+        "treasury-spec/opi/OPI_GIORNALE_DI_CASSA_V_1_8.xsd",
+    );
+    let mut read = Collected::default();
+    read_document("giornale.xml", &bytes[..], &mut read).unwrap();
+    assert_eq!(
+        read.credits[0].credit.causale,
+        "RIVERSAMENTO ENTRATE CITTÀ /PUR/LGPE-RIVERSAMENTO/URI/2026-03-11ABI03069-0001"
+    );
+    assert_eq!(
+        read.credits[0].ordering_party.as_deref(),
+        Some("Società di pagamento")
+    );
+}
+
+/// An encoding incasso cannot read, or a declaration the bytes contradict, refuses the file
+/// at its first line, naming the encoding; bytes that are not UTF-8 in a file that declares
+/// nothing are refused at their element, as before.
+#[test]
+fn an_encoding_that_cannot_be_read_refuses_the_file_naming_it() {
+    let xml = statement_lines();
+    for (declared, says) in [
+        ("EBCDIC-IT", "'EBCDIC-IT', which is not one incasso knows"),
+        ("UTF-16", "'UTF-16', but the file is not written in it"),
+    ] {
+        let error = read("statement.xml", &declaring(&xml, declared)).unwrap_err();
+        assert_eq!(error.file, "statement.xml");
+        assert_eq!(error.line, 1, "{error}");
+        assert!(error.reason.contains(says), "{error}");
+        assert!(error.to_string().contains(declared), "{error}");
+    }
+    let latin_undeclared = latin_1(&xml.replace("COMMISSIONI", "COMMISSIONI ÀÈ"));
+    let mut sink = Collected::default();
+    let error = read_document("statement.xml", &latin_undeclared[..], &mut sink).unwrap_err();
+    assert_eq!(error.line, line_of(&xml, "COMMISSIONI"), "{error}");
+    assert!(error.element.ends_with("Ustrd"), "{error}");
 }

@@ -46,6 +46,9 @@ opi_entity_code = "C0MI01"
     path
 }
 
+/// The causale of the giornale's one credit, with an accent ISO-8859-1 writes as one byte.
+const GIORNALE_CAUSALE: &str = "CANONE LOCAZIONE CITTÀ STUDI";
+
 fn evidence(dir: &Path) -> std::path::PathBuf {
     let folder = dir.join("evidence");
     std::fs::create_dir_all(folder.join("bank")).unwrap();
@@ -88,21 +91,24 @@ fn evidence(dir: &Path) -> std::path::PathBuf {
     };
     std::fs::write(folder.join("bank/b-statement.xml"), statement(TREASURY)).unwrap();
     std::fs::write(folder.join("bank/c-other-account.xml"), statement(OTHER)).unwrap();
-    std::fs::write(
-        folder.join("d-giornale.xml"),
-        opi(
-            OpiSchema::V1_7_1,
-            "C0MI01",
+    // The treasury's giornale comes in ISO-8859-1, as some still write it.
+    let giornale = opi(
+        OpiSchema::V1_7_1,
+        "C0MI01",
+        date!(2026 - 11 - 24),
+        &[OpiMovement::credit(
+            "CRI-9",
+            100,
             date!(2026 - 11 - 24),
-            &[OpiMovement::credit(
-                "CRI-9",
-                100,
-                date!(2026 - 11 - 24),
-                "CANONE",
-            )],
-        ),
+            GIORNALE_CAUSALE,
+        )],
     )
-    .unwrap();
+    .replacen("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\"", 1);
+    let latin_1: Vec<u8> = giornale
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    std::fs::write(folder.join("d-giornale.xml"), latin_1).unwrap();
     folder
 }
 
@@ -384,6 +390,8 @@ fn report(url: &str, by_env: bool, config: &str, dir: &Path) {
             ("CRI-9".to_owned(), Data::Float(1.0))
         ]
     );
+    let causali: Vec<String> = credits.rows().skip(1).map(|r| r[5].to_string()).collect();
+    assert_eq!(causali[1], GIORNALE_CAUSALE, "read in ISO-8859-1");
 
     let folder = dir.join("csv");
     let argv = args("csv", &folder);
