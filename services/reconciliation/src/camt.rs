@@ -4,6 +4,11 @@
 //! `CdtDbtInd=CRDT`; its id is `AcctSvcrRef`, its causale every `TxDtls/RmtInf/Ustrd`
 //! concatenated as written (banks cut long texts into 140-character pieces that keep their
 //! spaces), its TRN `Refs/ClrSysRef`. `AddtlNtryInf` is the bank's own text and is not read.
+//! An entry without `AcctSvcrRef` whose one transaction carries `TxDtls/Refs/AcctSvcrRef`
+//! (where CBI statements put the bank's reference) is identified by that one.
+//!
+//! CBI XML statements hold camt.053.001.02 statements deeper, inside their envelope: the
+//! reader sees every path from the statements' parent down, so both read alike.
 
 use incasso_domain::reconciliation::{CreditId, TreasuryCredit};
 use time::Date;
@@ -25,10 +30,16 @@ struct Entry {
     trn: Option<String>,
     end_to_end_id: Option<String>,
     ordering_party: Option<String>,
+    /// Every `TxDtls/Refs/AcctSvcrRef`, which stands in for a missing `Ntry/AcctSvcrRef`
+    /// when there is exactly one.
+    transaction_refs: Vec<String>,
 }
 
 /// Reads the statements (or notifications) of one camt document.
 pub(crate) struct CamtHandler {
+    /// Elements above the statements' parent (the CBI envelope's), cut from every path so
+    /// that a statement sits at depth 3 as under a camt `Document`.
+    envelope: usize,
     account: bool,
     period_end: Option<Date>,
     last_booking: Option<Date>,
@@ -36,8 +47,11 @@ pub(crate) struct CamtHandler {
 }
 
 impl CamtHandler {
-    pub(crate) fn new() -> Self {
+    /// A reader of a document whose statements (`Stmt`, `Ntfctn`) sit at `statement_depth`
+    /// (3 in a camt `Document`, deeper in a CBI envelope).
+    pub(crate) fn new(statement_depth: usize) -> Self {
         Self {
+            envelope: statement_depth.saturating_sub(3),
             account: false,
             period_end: None,
             last_booking: None,
@@ -57,6 +71,9 @@ impl Format for CamtHandler {
         start: &Start<'_>,
         _sink: &mut dyn Sink,
     ) -> Result<(), String> {
+        let Some(path) = path.get(self.envelope..) else {
+            return Ok(());
+        };
         if path.len() == 3 && is_statement(start.name) {
             self.account = false;
             self.period_end = None;
@@ -84,6 +101,9 @@ impl Format for CamtHandler {
     }
 
     fn end(&mut self, path: &[String], raw: &str, sink: &mut dyn Sink) -> Result<(), String> {
+        let Some(path) = path.get(self.envelope..) else {
+            return Ok(());
+        };
         let text = raw.trim();
         let depth = path.len();
         if depth >= 5
@@ -113,6 +133,9 @@ impl Format for CamtHandler {
                     entry.value_date = Some(date_of_date_time(text)?);
                 }
                 (5, "AcctSvcrRef") => entry.id = Some(text.to_owned()),
+                (_, "AcctSvcrRef") if ends(path, &["TxDtls", "Refs", "AcctSvcrRef"]) => {
+                    entry.transaction_refs.push(text.to_owned());
+                }
                 (_, "Ustrd") if ends(path, &["TxDtls", "RmtInf", "Ustrd"]) => {
                     entry.causale.push_str(raw);
                 }
@@ -155,10 +178,16 @@ impl Format for CamtHandler {
                     ));
                 }
             }
-            let id = entry.id.ok_or_else(|| {
-                "Ntry/AcctSvcrRef is missing: a credit is identified by the bank's reference"
-                    .to_owned()
-            })?;
+            let id = match (entry.id, entry.transaction_refs.as_slice()) {
+                (Some(id), _) => id,
+                (None, [one]) => one.clone(),
+                (None, _) => {
+                    return Err("Ntry/AcctSvcrRef is missing, and no single \
+                                TxDtls/Refs/AcctSvcrRef stands in for it: a credit is \
+                                identified by the bank's reference"
+                        .to_owned());
+                }
+            };
             let id = CreditId::parse(&id).map_err(|e| format!("Ntry/AcctSvcrRef: {e}"))?;
             return sink.credit(CreditRecord {
                 credit: TreasuryCredit {

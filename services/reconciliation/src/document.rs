@@ -48,6 +48,10 @@ pub enum DocumentKind {
     Camt053(CamtVersion),
     /// camt.054 debit/credit notification.
     Camt054(CamtVersion),
+    /// A CBI XML statement ("rendicontazione movimenti", `CBIBdyBkToCstmrStmtReq` or
+    /// `CBIBkToCstmrStmtReqLogMsg`, 00.01.x): camt.053.001.02 statements inside the envelope
+    /// of CBI, the Italian banks' corporate banking standard.
+    CbiStatement,
     /// OPI giornale di cassa.
     Opi(OpiVersion),
 }
@@ -71,6 +75,7 @@ impl fmt::Display for DocumentKind {
             Self::FdrRest => f.write_str("FdR REST"),
             Self::Camt053(v) => write!(f, "camt.053.001.{}", camt(v)),
             Self::Camt054(v) => write!(f, "camt.054.001.{}", camt(v)),
+            Self::CbiStatement => f.write_str("CBI statement (camt.053.001.02)"),
             Self::Opi(OpiVersion::V1_4) => f.write_str("OPI giornale di cassa 1.4"),
             Self::Opi(OpiVersion::V1_6To1_8) => {
                 f.write_str("OPI giornale di cassa 1.6.1/1.7.1/1.8")
@@ -170,6 +175,25 @@ struct Detect<'s> {
     kind: Option<DocumentKind>,
 }
 
+/// How deep a CBI envelope whose root is `root` holds its statements (`Stmt`), when that
+/// root is one: 5 under `CBIBdyBkToCstmrStmtReq` (the physical message, which carries many
+/// logical ones), 3 under one logical message `CBIBkToCstmrStmtReqLogMsg`.
+fn cbi_statement_depth(root: &str, namespace: &str) -> Option<Result<usize, String>> {
+    let depth = match root {
+        "CBIBdyBkToCstmrStmtReq" => 5,
+        "CBIBkToCstmrStmtReqLogMsg" => 3,
+        _ => return None,
+    };
+    let expected = format!("urn:CBI:xsd:{root}.00.01.");
+    Some(if namespace.starts_with(&expected) {
+        Ok(depth)
+    } else {
+        Err(format!(
+            "a CBI statement in namespace '{namespace}' is not read (version 00.01 is: {expected}NN)"
+        ))
+    })
+}
+
 fn camt_version(namespace: &str, message: &str) -> Option<Result<CamtVersion, String>> {
     let rest = namespace.strip_prefix("urn:iso:std:iso:20022:tech:xsd:")?;
     let version = rest.strip_prefix(message)?.strip_prefix(".001.")?;
@@ -187,6 +211,7 @@ impl Handler for Detect<'_> {
     fn start(&mut self, path: &[String], start: &Start<'_>) -> Result<(), String> {
         if path.len() == 1 {
             let namespace = start.namespace.unwrap_or("");
+            let mut statement_depth = 3;
             let kind = match start.name {
                 "FlussoRiversamento" => DocumentKind::FlussoRiversamento,
                 "flusso_giornale_di_cassa" => DocumentKind::Opi(OpiVersion::V1_6To1_8),
@@ -202,9 +227,14 @@ impl Handler for Detect<'_> {
                     }
                 }
                 other => {
-                    return Err(format!(
-                        "<{other}> is not a document incasso reads (FlussoRiversamento, camt.053, camt.054, OPI giornale di cassa)"
-                    ));
+                    if let Some(depth) = cbi_statement_depth(other, namespace) {
+                        statement_depth = depth?;
+                        DocumentKind::CbiStatement
+                    } else {
+                        return Err(format!(
+                            "<{other}> is not a document incasso reads (FlussoRiversamento, camt.053, camt.054, CBI statement, OPI giornale di cassa)"
+                        ));
+                    }
                 }
             };
             self.kind = Some(kind);
@@ -217,7 +247,9 @@ impl Handler for Detect<'_> {
                 DocumentKind::FlussoRiversamento | DocumentKind::FdrRest => {
                     Box::new(FdrHandler::new())
                 }
-                DocumentKind::Camt053(_) | DocumentKind::Camt054(_) => Box::new(CamtHandler::new()),
+                DocumentKind::Camt053(_)
+                | DocumentKind::Camt054(_)
+                | DocumentKind::CbiStatement => Box::new(CamtHandler::new(statement_depth)),
                 DocumentKind::Opi(_) => Box::new(OpiHandler::new()),
             });
         }

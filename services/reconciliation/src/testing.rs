@@ -176,6 +176,75 @@ pub fn camt(
     x
 }
 
+/// A CBI XML statement, as Italian banks deliver camt.053.001.02: one physical message
+/// (`CBIBdyBkToCstmrStmtReq` 00.01.02) holding a daily statement of `day` per
+/// `(iban, entries)`, every element prefixed, the bank's reference of each entry in
+/// `TxDtls/Refs/AcctSvcrRef` (not on the entry) and the CBI causale code in `BkTxCd/Prtry`.
+pub fn cbi_statement(day: Date, statements: &[(&str, &[CamtEntry])]) -> String {
+    let mut x = String::new();
+    let _ = writeln!(
+        x,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<BDY:CBIBdyBkToCstmrStmtReq xmlns:BDY=\"urn:CBI:xsd:CBIBdyBkToCstmrStmtReq.00.01.02\"\n    xmlns:DATA=\"urn:CBI:xsd:CBIBkToCstmrStmtReqLogMsg.00.01.02\"\n    xmlns:DLY=\"urn:CBI:xsd:CBIDlyStmtReqLogMsg.00.01.02\">\n  <BDY:PhyMsgInf><BDY:PhyMsgTpCd>INF-STMT-01</BDY:PhyMsgTpCd><BDY:NbOfLogMsg>{}</BDY:NbOfLogMsg></BDY:PhyMsgInf>",
+        statements.len()
+    );
+    for (n, (iban, entries)) in statements.iter().enumerate() {
+        let _ = writeln!(
+            x,
+            "  <BDY:CBIEnvelBkToCstmrStmtReqLogMsg><BDY:CBIBkToCstmrStmtReqLogMsg><DATA:CBIDlyStmtReqLogMsg>\n    <DLY:GrpHdr><DLY:MsgId>CBI-{day}-{n}</DLY:MsgId><DLY:CreDtTm>{day}T22:00:00</DLY:CreDtTm></DLY:GrpHdr>\n    <DLY:Stmt>\n      <DLY:Id>{}-{day}</DLY:Id><DLY:ElctrncSeqNb>1</DLY:ElctrncSeqNb><DLY:CreDtTm>{day}T22:00:00</DLY:CreDtTm>\n      <DLY:Acct><DLY:Id><DLY:IBAN>{iban}</DLY:IBAN></DLY:Id><DLY:Ccy>EUR</DLY:Ccy></DLY:Acct>\n      <DLY:Bal><DLY:Tp><DLY:CdOrPrtry><DLY:Cd>CLBD</DLY:Cd></DLY:CdOrPrtry></DLY:Tp><DLY:Amt Ccy=\"EUR\">0.00</DLY:Amt><DLY:CdtDbtInd>CRDT</DLY:CdtDbtInd><DLY:Dt><DLY:Dt>{day}</DLY:Dt></DLY:Dt></DLY:Bal>",
+            escape(iban)
+        );
+        for (k, e) in entries.iter().enumerate() {
+            let status = if e.booked { "BOOK" } else { "PDNG" };
+            let indicator = if e.credit { "CRDT" } else { "DBIT" };
+            let _ = write!(
+                x,
+                "      <DLY:Ntry>\n        <DLY:NtryRef>{}</DLY:NtryRef><DLY:Amt Ccy=\"EUR\">{}</DLY:Amt><DLY:CdtDbtInd>{indicator}</DLY:CdtDbtInd><DLY:Sts>{status}</DLY:Sts>\n        <DLY:BookgDt><DLY:Dt>{}</DLY:Dt></DLY:BookgDt><DLY:ValDt><DLY:Dt>{}</DLY:Dt></DLY:ValDt>\n        <DLY:BkTxCd><DLY:Prtry><DLY:Cd>48//</DLY:Cd><DLY:Issr>CBI</DLY:Issr></DLY:Prtry></DLY:BkTxCd>\n        <DLY:NtryDtls><DLY:TxDtls>\n          <DLY:Refs><DLY:AcctSvcrRef>{}</DLY:AcctSvcrRef>",
+                k + 1,
+                amount(e.amount_cents),
+                e.booking_date,
+                e.value_date,
+                escape(&e.id)
+            );
+            if let Some(e2e) = &e.end_to_end_id {
+                let _ = write!(x, "<DLY:EndToEndId>{}</DLY:EndToEndId>", escape(e2e));
+            }
+            if let Some(trn) = &e.trn {
+                let _ = write!(x, "<DLY:ClrSysRef>{}</DLY:ClrSysRef>", escape(trn));
+            }
+            let _ = writeln!(
+                x,
+                "</DLY:Refs>\n          <DLY:AmtDtls><DLY:InstdAmt><DLY:Amt Ccy=\"EUR\">{}</DLY:Amt></DLY:InstdAmt></DLY:AmtDtls>",
+                amount(e.amount_cents)
+            );
+            if let Some(debtor) = &e.debtor {
+                let _ = writeln!(
+                    x,
+                    "          <DLY:RltdPties><DLY:Dbtr><DLY:Nm>{}</DLY:Nm></DLY:Dbtr></DLY:RltdPties>",
+                    escape(debtor)
+                );
+            }
+            if !e.ustrd.is_empty() {
+                x.push_str("          <DLY:RmtInf>");
+                for piece in &e.ustrd {
+                    let _ = write!(x, "<DLY:Ustrd>{}</DLY:Ustrd>", escape(piece));
+                }
+                x.push_str("</DLY:RmtInf>\n");
+            }
+            if let Some(info) = &e.additional_info {
+                let _ = writeln!(
+                    x,
+                    "          <DLY:AddtlTxInf>{}</DLY:AddtlTxInf>",
+                    escape(info)
+                );
+            }
+            x.push_str("        </DLY:TxDtls></DLY:NtryDtls>\n      </DLY:Ntry>\n");
+        }
+        x.push_str("    </DLY:Stmt>\n  </DATA:CBIDlyStmtReqLogMsg></BDY:CBIBkToCstmrStmtReqLogMsg></BDY:CBIEnvelBkToCstmrStmtReqLogMsg>\n");
+    }
+    x.push_str("</BDY:CBIBdyBkToCstmrStmtReq>\n");
+    x
+}
+
 /// OPI giornale di cassa versions, as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpiSchema {

@@ -14,7 +14,7 @@ use incasso_domain::reconciliation::{
     CreditId, FlowId, FlowLine, OutcomeCode, ReportingFlow, TransferIndex, TransferKey,
 };
 use incasso_reconciliation::testing::{
-    CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, fdr_xml, opi,
+    CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, cbi_statement, fdr_xml, opi,
 };
 use incasso_reconciliation::{
     CamtVersion, Collected, DocumentKind, FormatError, OpiVersion, ReadError, TreasuryAccount,
@@ -672,4 +672,108 @@ fn an_encoding_that_cannot_be_read_refuses_the_file_naming_it() {
     let error = read_document("statement.xml", &latin_undeclared[..], &mut sink).unwrap_err();
     assert_eq!(error.line, line_of(&xml, "COMMISSIONI"), "{error}");
     assert!(error.element.ends_with("Ustrd"), "{error}");
+}
+
+fn cbi_entries() -> Vec<CamtEntry> {
+    let mut credit = CamtEntry::credit(
+        "002300059736330",
+        13_550,
+        date!(2026 - 03 - 12),
+        "/PUR/LGPE-RIVERSAMENTO/URI/2026-03-11ABI03069-0001",
+    );
+    credit.value_date = date!(2026 - 03 - 11);
+    credit.trn = Some("0306927563392306481710017100IT".into());
+    credit.end_to_end_id = Some("E2E-CBI-1".into());
+    credit.debtor = Some("BANCA XYZ Servizio pagoPA".into());
+    credit.additional_info = Some("BO:0306909606:TRN:0306927563392306481710017100IT".into());
+    let mut fee = CamtEntry::credit("002300059736331", 500, date!(2026 - 03 - 12), "");
+    fee.credit = false;
+    vec![credit, fee]
+}
+
+/// CBI statements, the envelope Italian banks wrap camt.053.001.02 in, are read like a camt
+/// statement: the credit is identified by its transaction's `AcctSvcrRef`, which CBI writes
+/// under `TxDtls/Refs` rather than on the entry; every statement of a physical message
+/// names its account.
+#[test]
+fn a_cbi_statement_is_read_as_the_camt_statements_it_wraps() {
+    let other = "IT02L1234512345123456789012";
+    let entries = cbi_entries();
+    let xml = cbi_statement(
+        date!(2026 - 03 - 12),
+        &[(IBAN, &entries[..]), (other, &entries[..])],
+    );
+    let physical = read("cbi.xml", &xml).unwrap();
+    assert_eq!(physical.kind, Some(DocumentKind::CbiStatement));
+    assert_eq!(
+        physical.accounts,
+        vec![
+            TreasuryAccount::Iban(IBAN.into()),
+            TreasuryAccount::Iban(other.into())
+        ]
+    );
+    assert_eq!(physical.other_movements, 2, "the debits");
+    assert_eq!(physical.credits.len(), 2);
+    let credit = &physical.credits[0];
+    assert_eq!(credit.credit.id.as_str(), "002300059736330");
+    assert_eq!(credit.credit.amount_cents, 13_550);
+    assert_eq!(credit.credit.booking_date, date!(2026 - 03 - 12));
+    assert_eq!(credit.credit.value_date, date!(2026 - 03 - 11));
+    assert_eq!(
+        credit.credit.causale,
+        "/PUR/LGPE-RIVERSAMENTO/URI/2026-03-11ABI03069-0001"
+    );
+    assert_eq!(
+        credit.credit.trn.as_deref(),
+        Some("0306927563392306481710017100IT")
+    );
+    assert_eq!(credit.end_to_end_id.as_deref(), Some("E2E-CBI-1"));
+    assert_eq!(
+        credit.ordering_party.as_deref(),
+        Some("BANCA XYZ Servizio pagoPA")
+    );
+    assert_eq!(
+        physical.coverage,
+        vec![date!(2026 - 03 - 12), date!(2026 - 03 - 12)]
+    );
+    assert_eq!(
+        DocumentKind::CbiStatement.to_string(),
+        "CBI statement (camt.053.001.02)"
+    );
+
+    // One logical message on its own is a CBI statement too.
+    let from = xml.find("<BDY:CBIBkToCstmrStmtReqLogMsg>").unwrap();
+    let to = xml.find("</BDY:CBIBkToCstmrStmtReqLogMsg>").unwrap();
+    let logical = format!(
+        "<?xml version=\"1.0\"?>\n<DATA:CBIBkToCstmrStmtReqLogMsg xmlns:DATA=\"urn:CBI:xsd:CBIBkToCstmrStmtReqLogMsg.00.01.02\" xmlns:DLY=\"urn:CBI:xsd:CBIDlyStmtReqLogMsg.00.01.02\">{}</DATA:CBIBkToCstmrStmtReqLogMsg>\n",
+        &xml[from + "<BDY:CBIBkToCstmrStmtReqLogMsg>".len()..to]
+    );
+    let logical = read("cbi-logical.xml", &logical).unwrap();
+    assert_eq!(logical.kind, Some(DocumentKind::CbiStatement));
+    assert_eq!(logical.credits.len(), 1);
+    assert_eq!(logical.credits[0].credit.id.as_str(), "002300059736330");
+}
+
+#[test]
+fn a_cbi_statement_of_another_version_or_without_a_reference_is_refused() {
+    let xml = cbi_statement(date!(2026 - 03 - 12), &[(IBAN, &cbi_entries()[..])]);
+    let later = xml.replace(
+        "urn:CBI:xsd:CBIBdyBkToCstmrStmtReq.00.01.02",
+        "urn:CBI:xsd:CBIBdyBkToCstmrStmtReq.00.02.00",
+    );
+    let error = read("cbi.xml", &later).unwrap_err();
+    assert_eq!(error.line, 2, "{error}");
+    assert!(
+        error
+            .reason
+            .contains("'urn:CBI:xsd:CBIBdyBkToCstmrStmtReq.00.02.00' is not read"),
+        "{error}"
+    );
+    let unnamed = xml.replace("<DLY:AcctSvcrRef>002300059736330</DLY:AcctSvcrRef>", "");
+    let error = read("cbi.xml", &unnamed).unwrap_err();
+    assert!(error.element.ends_with("Stmt/Ntry"), "{error}");
+    assert!(
+        error.reason.contains("Ntry/AcctSvcrRef is missing"),
+        "{error}"
+    );
 }

@@ -16,7 +16,7 @@ use incasso_domain::reconciliation::{
 };
 use incasso_reconciliation::CamtVersion;
 use incasso_reconciliation::testing::{
-    CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, fdr_xml, opi,
+    CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, cbi_statement, fdr_xml, opi,
 };
 use incasso_store::testing::{Engine, TestDatabase};
 use time::macros::{date, datetime};
@@ -49,9 +49,8 @@ opi_entity_code = "C0MI01"
 /// The causale of the giornale's one credit, with an accent ISO-8859-1 writes as one byte.
 const GIORNALE_CAUSALE: &str = "CANONE LOCAZIONE CITTÀ STUDI";
 
-fn evidence(dir: &Path) -> std::path::PathBuf {
-    let folder = dir.join("evidence");
-    std::fs::create_dir_all(folder.join("bank")).unwrap();
+/// Writes the reporting flow `IUF` (one line of 95.00 paid without a receipt) into `folder`.
+fn write_flow(folder: &Path) {
     let line = FlowLine {
         key: TransferKey::new(
             Iuv::parse("99000000000000011").unwrap(),
@@ -74,6 +73,12 @@ fn evidence(dir: &Path) -> std::path::PathBuf {
         lines: vec![line],
     };
     std::fs::write(folder.join("a-flow.xml"), fdr_xml(&flow, MILANO)).unwrap();
+}
+
+fn evidence(dir: &Path) -> std::path::PathBuf {
+    let folder = dir.join("evidence");
+    std::fs::create_dir_all(folder.join("bank")).unwrap();
+    write_flow(&folder);
     let statement = |iban: &str| {
         camt(
             CamtMessage::Statement,
@@ -456,4 +461,81 @@ async fn recon_import_on_sqlite_by_flag() {
 #[tokio::test]
 async fn recon_import_on_postgres_by_environment() {
     import_and_read_labels(Engine::Postgres, true).await;
+}
+
+/// A CBI statement from the treasury bank is imported like a camt one: its credit is
+/// identified by the bank's reference CBI writes on the transaction, and it cashes the flow.
+async fn a_cbi_statement_cashes_its_flow(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(engine).await.unwrap();
+    let config = config(dir.path());
+    let config = config.to_str().unwrap();
+    let folder = dir.path().join("evidence");
+    std::fs::create_dir_all(&folder).unwrap();
+    write_flow(&folder);
+    let mut credit = CamtEntry::credit(
+        "002300059736330",
+        9_500,
+        date!(2026 - 11 - 24),
+        &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}"),
+    );
+    credit.trn = Some("0306927563392306481710017100IT".into());
+    let mut fee = CamtEntry::credit("002300059736331", 150, date!(2026 - 11 - 24), "SPESE");
+    fee.credit = false;
+    std::fs::write(
+        folder.join("b-cbi.xml"),
+        cbi_statement(date!(2026 - 11 - 24), &[(TREASURY, &[credit, fee][..])]),
+    )
+    .unwrap();
+    let url = database.url.clone();
+    let folder = folder.to_str().unwrap();
+    let migrate = incasso(&url, false, &["--config", config, "migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+
+    let import = incasso(
+        &url,
+        false,
+        &["--config", config, "recon", "import", folder],
+    );
+    let out = text(&import.stdout);
+    assert!(import.status.success(), "{out}\n{}", text(&import.stderr));
+    assert!(
+        out.contains(
+            "b-cbi.xml: CBI statement (camt.053.001.02) for 01199250158: 1 credits added, 0 already held, 1 other movements"
+        ),
+        "{out}"
+    );
+    let labels = incasso(
+        &url,
+        false,
+        &["--config", config, "recon", "labels", "--creditor", MILANO],
+    );
+    let out = text(&labels.stdout);
+    assert!(out.contains("credit\t002300059736330\tRT_IUF_TES"), "{out}");
+    assert!(out.contains(&format!("flow\t{IUF}\t-\t\tCASHED")), "{out}");
+    let again = incasso(
+        &url,
+        false,
+        &["--config", config, "recon", "import", folder],
+    );
+    assert_eq!(
+        text(&again.stdout)
+            .lines()
+            .filter(|l| l.ends_with("already imported, nothing changed"))
+            .count(),
+        2,
+        "{}",
+        text(&again.stdout)
+    );
+    database.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cbi_statement_is_imported_on_sqlite() {
+    a_cbi_statement_cashes_its_flow(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_cbi_statement_is_imported_on_postgres() {
+    a_cbi_statement_cashes_its_flow(Engine::Postgres).await;
 }
