@@ -777,3 +777,30 @@ fn a_cbi_statement_of_another_version_or_without_a_reference_is_refused() {
         "{error}"
     );
 }
+
+proptest::proptest! {
+    /// Whatever a causale says, a statement written in ISO-8859-1 or UTF-16 and declaring so
+    /// reads back exactly what was written.
+    #[test]
+    fn a_causale_reads_back_in_the_encoding_declared(
+        causale in "[!-~\u{A0}-\u{FF}][ -~\u{A0}-\u{FF}]{0,139}",
+        utf16 in proptest::prelude::any::<bool>(),
+    ) {
+        let xml = camt(
+            CamtMessage::Statement,
+            CamtVersion::V02,
+            IBAN,
+            date!(2026 - 03 - 11),
+            date!(2026 - 03 - 12),
+            &[CamtEntry::credit("ASR-1", 100, date!(2026 - 03 - 12), &causale)],
+        );
+        let bytes = if utf16 {
+            utf16_le(&declaring(&xml, "UTF-16"))
+        } else {
+            latin_1(&declaring(&xml, "ISO-8859-1"))
+        };
+        let mut sink = Collected::default();
+        read_document("statement.xml", &bytes[..], &mut sink).unwrap();
+        proptest::prop_assert_eq!(&sink.credits[0].credit.causale, &causale);
+    }
+}
