@@ -71,18 +71,29 @@ impl TestApp {
         customize: impl FnOnce(&mut Settings),
     ) -> anyhow::Result<Self> {
         let database = TestDatabase::create(engine).await?;
-        let mut settings = Settings::resolve(
-            file,
-            Overrides {
-                database_url: Some(database.url.clone()),
-                grpc_listen: Some("127.0.0.1:0".to_owned()),
-                soap_listen: Some("127.0.0.1:0".to_owned()),
-                admin_listen: Some("127.0.0.1:0".to_owned()),
-                ..Overrides::default()
-            },
-        )?;
-        customize(&mut settings);
-        let app = Application::build(settings).await?;
+        let built = async {
+            let mut settings = Settings::resolve(
+                file,
+                Overrides {
+                    database_url: Some(database.url.clone()),
+                    grpc_listen: Some("127.0.0.1:0".to_owned()),
+                    soap_listen: Some("127.0.0.1:0".to_owned()),
+                    admin_listen: Some("127.0.0.1:0".to_owned()),
+                    ..Overrides::default()
+                },
+            )?;
+            customize(&mut settings);
+            Application::build(settings).await
+        }
+        .await;
+        let app = match built {
+            Ok(app) => app,
+            Err(error) => {
+                // A test that expects the start to be refused leaves no database behind.
+                database.drop_database().await?;
+                return Err(error);
+            }
+        };
         let store = app.store().clone();
         let grpc_addr = app.grpc_addr();
         let soap_addr = app.soap_addr();

@@ -539,6 +539,7 @@ async fn spans_and_metrics_reach_the_collector(
             "{personal} was exported:\n{everything}"
         );
     }
+    database.drop_database().await?;
     Ok(())
 }
 

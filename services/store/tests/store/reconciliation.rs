@@ -609,6 +609,7 @@ async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) 
         .unwrap();
     assert_eq!(credits.credits.len(), 1);
     assert_eq!(credits.credits[0].id.as_str(), "ASR-77");
+    h.finish().await;
 }
 
 /// The schema leaves receiptId unbounded and incasso stores receipts with up to 256
@@ -648,6 +649,7 @@ async fn a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on(engine: E
         labels.get(&Subject::Transfer(key(1))).and_then(|a| a.label),
         Some(Label::Doppi)
     );
+    h.finish().await;
 }
 
 on_both_engines!(
