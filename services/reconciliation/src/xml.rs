@@ -79,22 +79,18 @@ pub(crate) fn drive<R: BufRead>(
     mut source: R,
     handler: &mut dyn Handler,
 ) -> Result<(), FormatError> {
-    let mut head = Vec::new();
-    (&mut source)
-        .take(crate::charset::HEAD_BYTES)
-        .read_to_end(&mut head)
-        .map_err(|error| FormatError {
-            file: file.to_owned(),
-            line: 1,
-            element: String::new(),
-            reason: format!("cannot be read: {error}"),
-        })?;
-    let encoding = crate::charset::encoding_of(&head).map_err(|reason| FormatError {
+    let at_start = |reason: String| FormatError {
         file: file.to_owned(),
         line: 1,
         element: String::new(),
         reason,
-    })?;
+    };
+    let mut head = Vec::new();
+    (&mut source)
+        .take(crate::charset::HEAD_BYTES)
+        .read_to_end(&mut head)
+        .map_err(|error| at_start(format!("cannot be read: {error}")))?;
+    let encoding = crate::charset::encoding_of(&head).map_err(at_start)?;
     let source = Cursor::new(head).chain(source);
     if encoding == encoding_rs::UTF_8 {
         // The parser checks UTF-8 itself, event by event, so a bad byte is refused with the
