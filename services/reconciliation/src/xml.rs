@@ -37,7 +37,7 @@ pub(crate) trait Handler {
     /// An element starts.
     fn start(&mut self, path: &[String], start: &Start<'_>) -> Result<(), String>;
     /// An element ends; `text` is its own text as written (entities resolved, line ends
-    /// normalised; leading white space before any other text dropped).
+    /// normalised; the indentation before its children, if it has any, dropped).
     fn end(&mut self, path: &[String], text: &str) -> Result<(), String>;
 }
 
@@ -181,6 +181,13 @@ fn drive_utf8<R: BufRead>(
                 handler
                     .start(&path, &start)
                     .map_err(|reason| fail(line, &path, reason))?;
+                // White space before a child is indentation, not the parent's text: dropped
+                // here, so that it never piles up over a container's million children.
+                if let Some((_, parent)) = open.last_mut()
+                    && is_xml_space(parent)
+                {
+                    parent.clear();
+                }
                 open.push((line, String::new()));
             }
             Event::End(_) => {
@@ -246,11 +253,15 @@ fn drive_utf8<R: BufRead>(
     Ok(())
 }
 
+/// True when `text` is only XML white space (space, tab, CR, LF: not a no-break space,
+/// which is content).
+fn is_xml_space(text: &str) -> bool {
+    text.bytes()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
 fn append(open: &mut [(u64, String)], text: &str) -> Result<(), String> {
     match open.last_mut() {
-        // Leading white space is dropped (texts are trimmed), which also keeps the white space
-        // between a container's children from piling up over a million entries.
-        Some((_, buffer)) if buffer.is_empty() && text.trim().is_empty() => Ok(()),
         Some((_, buffer)) => {
             if buffer.len() + text.len() > MAX_TEXT_BYTES {
                 return Err(format!("a text longer than {MAX_TEXT_BYTES} bytes"));
@@ -258,7 +269,7 @@ fn append(open: &mut [(u64, String)], text: &str) -> Result<(), String> {
             buffer.push_str(text);
             Ok(())
         }
-        None if text.trim().is_empty() => Ok(()),
+        None if is_xml_space(text) => Ok(()),
         None => Err("text outside the root element".into()),
     }
 }

@@ -804,3 +804,31 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&sink.credits[0].credit.causale, &causale);
     }
 }
+
+/// A bank cuts a long causale into 140-character pieces that keep their spaces: a piece that
+/// starts with spaces before an escaped character, one that is only spaces, and a no-break
+/// space all survive, so the concatenation is the text the bank was given.
+#[test]
+fn white_space_inside_a_causale_is_kept() {
+    let mut entry = CamtEntry::credit("ASR-1", 100, date!(2026 - 03 - 12), "");
+    entry.ustrd = vec![
+        "RIMBORSO".into(),
+        "  & SPESE".into(),
+        "   ".into(),
+        "\u{a0}/RFB/12000000000000555".into(),
+    ];
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V02,
+        IBAN,
+        date!(2026 - 03 - 11),
+        date!(2026 - 03 - 12),
+        &[entry],
+    );
+    assert_eq!(
+        read("statement.xml", &xml).unwrap().credits[0]
+            .credit
+            .causale,
+        "RIMBORSO  & SPESE   \u{a0}/RFB/12000000000000555"
+    );
+}
