@@ -1,11 +1,19 @@
 //! ISO 20022 camt.053 statements and camt.054 notifications, versions .001.02, .04 and .08,
 //! through one entry (`Ntry`) reader: the versions differ in where the status code and the
 //! parties' names sit, not in what an entry means. A credit is a booked (`BOOK`) entry with
-//! `CdtDbtInd=CRDT`; its id is `AcctSvcrRef`, its causale every `TxDtls/RmtInf/Ustrd`
+//! `CdtDbtInd=CRDT` that is not a reversal (`RvslInd`: a reversed debit gives money back, it
+//! pays no flow); its id is `AcctSvcrRef`, its causale every `TxDtls/RmtInf/Ustrd`
 //! concatenated as written (banks cut long texts into 140-character pieces that keep their
 //! spaces), its TRN `Refs/ClrSysRef`. `AddtlNtryInf` is the bank's own text and is not read.
 //! An entry without `AcctSvcrRef` whose one transaction carries `TxDtls/Refs/AcctSvcrRef`
-//! (where CBI statements put the bank's reference) is identified by that one.
+//! (where CBI statements put the bank's reference) is identified by that one. Entries that
+//! are not credits need only what the schema asks of them (a pending entry has no booking
+//! day).
+//!
+//! The days a document covers (contract §3: a flow due by then and not cashed is `NO_TES`):
+//! its period's end (`FrToDt/ToDtTm`; midnight ends the day before), else the statement's
+//! closing balance day (`CLBD`), else its last booked entry's day. A pending entry's expected
+//! booking day covers nothing.
 //!
 //! CBI XML statements hold camt.053.001.02 statements deeper, inside their envelope: the
 //! reader sees every path from the statements' parent down, so both read alike.
@@ -23,6 +31,7 @@ struct Entry {
     currency: Option<String>,
     credit: Option<bool>,
     status: Option<String>,
+    reversal: bool,
     booking_date: Option<Date>,
     value_date: Option<Date>,
     id: Option<String>,
@@ -42,8 +51,17 @@ pub(crate) struct CamtHandler {
     envelope: usize,
     account: bool,
     period_end: Option<Date>,
+    closing_balance: Option<Date>,
     last_booking: Option<Date>,
     entry: Option<Entry>,
+    balance: Option<Balance>,
+}
+
+/// One `Bal` of a statement, as far as its day is wanted.
+#[derive(Default)]
+struct Balance {
+    closing: bool,
+    day: Option<Date>,
 }
 
 impl CamtHandler {
@@ -54,8 +72,10 @@ impl CamtHandler {
             envelope: statement_depth.saturating_sub(3),
             account: false,
             period_end: None,
+            closing_balance: None,
             last_booking: None,
             entry: None,
+            balance: None,
         }
     }
 }
@@ -77,7 +97,11 @@ impl Format for CamtHandler {
         if path.len() == 3 && is_statement(start.name) {
             self.account = false;
             self.period_end = None;
+            self.closing_balance = None;
             self.last_booking = None;
+        }
+        if path.len() == 4 && start.name == "Bal" {
+            self.balance = Some(Balance::default());
         }
         if path.len() == 4 && start.name == "Ntry" {
             if !self.account {
@@ -121,8 +145,15 @@ impl Format for CamtHandler {
                     });
                 }
                 (5, "Sts") if !text.is_empty() => entry.status = Some(text.to_owned()),
-                (6, "Cd") if ends(path, &["Ntry", "Sts", "Cd"]) => {
+                (6, "Cd" | "Prtry") if path[4] == "Sts" => {
                     entry.status = Some(text.to_owned());
+                }
+                (5, "RvslInd") => {
+                    entry.reversal = match text {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        other => return Err(format!("'{}' is not a boolean", shown(other))),
+                    };
                 }
                 (6, "Dt") if path[4] == "BookgDt" => entry.booking_date = Some(date(text)?),
                 (6, "DtTm") if path[4] == "BookgDt" => {
@@ -158,17 +189,17 @@ impl Format for CamtHandler {
         if depth == 4 && path[3] == "Ntry" {
             let entry = self.entry.take().unwrap_or_default();
             let missing = |field: &str| format!("Ntry/{field} is missing");
-            let booking_date = entry.booking_date.ok_or_else(|| missing("BookgDt"))?;
-            self.last_booking = Some(
-                self.last_booking
-                    .map_or(booking_date, |d| d.max(booking_date)),
-            );
             let amount_cents = entry.amount_cents.ok_or_else(|| missing("Amt"))?;
             let is_credit = entry.credit.ok_or_else(|| missing("CdtDbtInd"))?;
             let status = entry.status.ok_or_else(|| missing("Sts"))?;
-            if !is_credit || status != "BOOK" {
+            let booked = status == "BOOK";
+            if booked && let Some(day) = entry.booking_date {
+                self.last_booking = Some(self.last_booking.map_or(day, |d| d.max(day)));
+            }
+            if !is_credit || !booked || entry.reversal {
                 return sink.other_movement();
             }
+            let booking_date = entry.booking_date.ok_or_else(|| missing("BookgDt"))?;
             match entry.currency.as_deref() {
                 Some("EUR") => {}
                 other => {
@@ -206,8 +237,38 @@ impl Format for CamtHandler {
             if !self.account {
                 return Err("the statement names no account IBAN (Acct/Id/IBAN)".into());
             }
-            if let Some(day) = self.period_end.or(self.last_booking) {
+            if let Some(day) = self
+                .period_end
+                .or(self.closing_balance)
+                .or(self.last_booking)
+            {
                 sink.coverage(day)?;
+            }
+            return Ok(());
+        }
+        if depth >= 5
+            && path[3] == "Bal"
+            && let Some(balance) = self.balance.as_mut()
+        {
+            match path[depth - 1].as_str() {
+                "Cd" if ends(path, &["Bal", "Tp", "CdOrPrtry", "Cd"]) => {
+                    balance.closing = text == "CLBD";
+                }
+                "Dt" if ends(path, &["Bal", "Dt", "Dt"]) => balance.day = Some(date(text)?),
+                "DtTm" if ends(path, &["Bal", "Dt", "DtTm"]) => {
+                    balance.day = Some(date_of_date_time(text)?);
+                }
+                _ => {}
+            }
+            return Ok(());
+        }
+        if depth == 4 && path[3] == "Bal" {
+            if let Some(Balance {
+                closing: true,
+                day: Some(day),
+            }) = self.balance.take()
+            {
+                self.closing_balance = Some(self.closing_balance.map_or(day, |d| d.max(day)));
             }
             return Ok(());
         }
@@ -216,8 +277,27 @@ impl Format for CamtHandler {
             return sink.account(&TreasuryAccount::Iban(text.to_owned()));
         }
         if ends(path, &["FrToDt", "ToDtTm"]) && depth == 5 {
-            self.period_end = Some(date_of_date_time(text)?);
+            self.period_end = Some(end_of_period(text)?);
         }
         Ok(())
     }
+}
+
+/// The last day a period ending at `to` (an `xs:dateTime`) covers: its day, or the day before
+/// when it ends at midnight (`2026-03-12T00:00:00` closes 11 March).
+fn end_of_period(to: &str) -> Result<Date, String> {
+    let day = date_of_date_time(to)?;
+    let time = to.get(11..).unwrap_or_default();
+    let midnight = time.strip_prefix("00:00:00").is_some_and(|rest| {
+        rest.strip_prefix('.')
+            .map_or(rest, |fraction| fraction.trim_start_matches('0'))
+            .chars()
+            .next()
+            .is_none_or(|c| !c.is_ascii_digit())
+    });
+    Ok(if midnight {
+        day.previous_day().unwrap_or(day)
+    } else {
+        day
+    })
 }

@@ -2,7 +2,9 @@
 //! unqualified and the same in 1.6.1-1.8; 1.4 names its period with a start and an end day
 //! instead of one reference day, which is how the version is told. A credit is a movement
 //! with `tipo_movimento=ENTRATA` and `tipo_operazione=ESEGUITO` (contract §1), identified by
-//! `codice_riferimento_interno`; the document belongs to the creditor whose OPI entity code is
+//! `codice_riferimento_interno`; the schema makes it optional, and a credit without it is
+//! identified by its bill, `<esercizio>/<numero_bolletta_quietanza>` (the key the Tesoriere
+//! and p4pa use), rather than refusing the day's giornale. The document belongs to the creditor whose OPI entity code is
 //! `testata_messaggio/codice_ente`. The Tesoriere's signature is not read.
 
 use incasso_domain::reconciliation::{CreditId, TreasuryCredit};
@@ -20,6 +22,7 @@ struct Movement {
     booking_date: Option<Date>,
     value_date: Option<Date>,
     id: Option<String>,
+    bill: Option<String>,
     trn: Option<String>,
     end_to_end_id: Option<String>,
     ordering_party: Option<String>,
@@ -31,6 +34,8 @@ pub(crate) struct OpiHandler {
     version: Option<OpiVersion>,
     entity: bool,
     reference_day: Option<Date>,
+    /// `esercizio`, the financial year the bills are numbered in.
+    fiscal_year: Option<String>,
     movement: Option<Movement>,
 }
 
@@ -40,6 +45,7 @@ impl OpiHandler {
             version: None,
             entity: false,
             reference_day: None,
+            fiscal_year: None,
             movement: None,
         }
     }
@@ -87,6 +93,7 @@ impl Format for OpiHandler {
                 (4, "data_movimento") => m.booking_date = Some(date(text)?),
                 (4, "data_valuta_ente") => m.value_date = Some(date(text)?),
                 (4, "codice_riferimento_interno") => m.id = Some(text.to_owned()),
+                (4, "numero_bolletta_quietanza") => m.bill = Some(text.to_owned()),
                 (4, "codice_riferimento_operazione") => m.trn = Some(text.to_owned()),
                 (4, "end_to_end_id") => m.end_to_end_id = Some(text.to_owned()),
                 (4, "causale") => m.causale = Some(raw.to_owned()),
@@ -113,8 +120,14 @@ impl Format for OpiHandler {
                     ));
                 }
                 let booking_date = m.booking_date.ok_or_else(|| missing("data_movimento"))?;
-                let id = m.id.ok_or_else(|| {
-                    "codice_riferimento_interno is missing: a credit is identified by it".to_owned()
+                let bill = match (&self.fiscal_year, m.bill) {
+                    (Some(year), Some(bill)) if !bill.is_empty() => Some(format!("{year}/{bill}")),
+                    _ => None,
+                };
+                let id = m.id.filter(|id| !id.is_empty()).or(bill).ok_or_else(|| {
+                    "codice_riferimento_interno is missing, and no numero_bolletta_quietanza \
+                     with esercizio stands in for it: a credit is identified by one of them"
+                        .to_owned()
                 })?;
                 let id =
                     CreditId::parse(&id).map_err(|e| format!("codice_riferimento_interno: {e}"))?;
@@ -132,15 +145,10 @@ impl Format for OpiHandler {
                 })
             }
             (3, "codice_ente") if path[1] == "testata_messaggio" => {
-                if text.len() != 6
-                    || !text
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
-                {
-                    return Err(format!(
-                        "'{}' is not an OPI entity code ([A-Z0-9]{{6}})",
-                        shown(text)
-                    ));
+                // The IPA code: six capitals or digits from 1.6.1 on, any text in 1.4 (whose
+                // version is told only after the header); the configuration decides whose it is.
+                if text.is_empty() || text.chars().any(char::is_whitespace) {
+                    return Err(format!("'{}' is not an OPI entity code", shown(text)));
                 }
                 self.entity = true;
                 sink.account(&TreasuryAccount::OpiEntity(text.to_owned()))
@@ -148,6 +156,10 @@ impl Format for OpiHandler {
             (2, "data_riferimento_GdC") => {
                 self.set_version(OpiVersion::V1_6To1_8, sink)?;
                 self.reference_day = Some(date(text)?);
+                Ok(())
+            }
+            (2, "esercizio") => {
+                self.fiscal_year = Some(text.to_owned());
                 Ok(())
             }
             (2, "data_inizio_periodo_riferimento") => self.set_version(OpiVersion::V1_4, sink),

@@ -5,8 +5,10 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
-/// A decimal amount (`-?\d+(\.\d{1,5})?`, at most 15 integer digits) into cents. Digits
-/// beyond the cent must be zeros: a fraction of a cent is refused, never rounded.
+/// A decimal amount in the lexical form of `xs:decimal` (an optional sign, digits, and a
+/// fraction after a dot, either side of which may be empty: `+12.30`, `.50`, `12.`) into
+/// cents. Leading zeros are not counted against the 15 integer digits an amount may have;
+/// digits beyond the cent must be zeros: a fraction of a cent is refused, never rounded.
 pub(crate) fn cents(text: &str) -> Result<i64, String> {
     let refuse = || {
         format!(
@@ -14,25 +16,29 @@ pub(crate) fn cents(text: &str) -> Result<i64, String> {
             shown(text)
         )
     };
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
     };
     let (units, decimals) = digits.split_once('.').unwrap_or((digits, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if units.is_empty()
+    let units = units.trim_start_matches('0');
+    if (units.is_empty() && decimals.is_empty() && !digits.starts_with('0'))
         || units.len() > 15
         || !all_digits(units)
         || !all_digits(decimals)
-        || decimals.len() > 5
-        || (digits.contains('.') && decimals.is_empty())
     {
         return Err(refuse());
     }
     if decimals.len() > 2 && decimals[2..].bytes().any(|b| b != b'0') {
         return Err(format!("'{}' has a fraction of a cent", shown(text)));
     }
-    let units: i64 = units.parse().map_err(|_| refuse())?;
+    let units: i64 = if units.is_empty() {
+        0
+    } else {
+        units.parse().map_err(|_| refuse())?
+    };
     let mut fraction = 0i64;
     for (i, b) in decimals.bytes().take(2).enumerate() {
         fraction += i64::from(b - b'0') * if i == 0 { 10 } else { 1 };
@@ -96,8 +102,17 @@ mod tests {
         assert_eq!(cents("10.5"), Ok(1_050));
         assert_eq!(cents("-3.00"), Ok(-300));
         assert_eq!(cents("0.10000"), Ok(10));
+        // Every lexical form of xs:decimal.
+        assert_eq!(cents("+12.30"), Ok(1_230));
+        assert_eq!(cents(".50"), Ok(50));
+        assert_eq!(cents("-.5"), Ok(-50));
+        assert_eq!(cents("12."), Ok(1_200));
+        assert_eq!(cents("0"), Ok(0));
+        assert_eq!(cents("0000000000000000012.50"), Ok(1_250));
+        assert_eq!(cents("1.2300000000"), Ok(123));
         for bad in [
-            "", "1,00", "1.", ".5", "1.001", "1e3", "+1", "1.234567", " 1",
+            "", ".", "+", "-", "+.", "1,00", "1.001", "1e3", "1.234567", " 1", "--1", "+-1",
+            "1234567890123456",
         ] {
             assert!(cents(bad).is_err(), "{bad:?}");
         }

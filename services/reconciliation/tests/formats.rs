@@ -230,6 +230,117 @@ fn camt_statements_and_notifications_in_every_version_are_valid_and_read_back() 
 }
 
 #[test]
+fn entries_the_schema_allows_without_a_booking_day_or_as_reversals_are_not_credits() {
+    let d = date!(2026 - 03 - 11);
+    let paid = CamtEntry::credit("ASR-1", 13_550, d, "/PUR/LGPE-RIVERSAMENTO/URI/IUF-1");
+    let mut later = CamtEntry::credit("ASR-2", 900, date!(2026 - 03 - 14), "IN ARRIVO");
+    later.booked = false;
+    let mut undated = CamtEntry::credit("ASR-3", 700, d, "IN ARRIVO SENZA DATA");
+    undated.booked = false;
+    let reversal = CamtEntry::credit("ASR-4", 13_550, d, "/PUR/LGPE-RIVERSAMENTO/URI/IUF-2");
+    for (version, v) in [(CamtVersion::V02, "02"), (CamtVersion::V08, "08")] {
+        let xml = camt(
+            CamtMessage::Notification,
+            version,
+            IBAN,
+            d,
+            d,
+            &[paid.clone(), later.clone(), undated.clone(), reversal.clone()],
+        );
+        // A notification need not name its period, a pending entry its booking day, and a
+        // reversed debit is booked on the credit side.
+        let start = xml.find("<FrToDt>").unwrap();
+        let end = xml.find("</FrToDt>").unwrap() + "</FrToDt>".len();
+        let xml = format!("{}{}", &xml[..start], &xml[end..]);
+        let at = xml.find("<AcctSvcrRef>ASR-3</AcctSvcrRef>").unwrap();
+        let dated = xml[..at].rfind("<BookgDt>").unwrap();
+        let xml = format!(
+            "{}{}",
+            &xml[..dated],
+            &xml[dated + format!("<BookgDt><Dt>{d}</Dt></BookgDt>\n").len()..]
+        );
+        let at = xml.find("<AcctSvcrRef>ASR-4</AcctSvcrRef>").unwrap();
+        let indicator = xml[..at].rfind("<CdtDbtInd>CRDT</CdtDbtInd>").unwrap()
+            + "<CdtDbtInd>CRDT</CdtDbtInd>".len();
+        let xml = format!(
+            "{}<RvslInd>true</RvslInd>{}",
+            &xml[..indicator],
+            &xml[indicator..]
+        );
+        validate(&xml, &format!("treasury-spec/iso20022/camt.054.001.{v}.xsd"));
+        let read = read("notification.xml", &xml).unwrap();
+        let ids: Vec<&str> = read.credits.iter().map(|c| c.credit.id.as_str()).collect();
+        assert_eq!(ids, ["ASR-1"], "{v}");
+        assert_eq!(read.other_movements, 3, "{v}: two pending entries and the reversal");
+        assert_eq!(
+            read.coverage,
+            vec![d],
+            "{v}: a pending entry's expected day covers nothing"
+        );
+    }
+}
+
+#[test]
+fn a_statement_covers_its_period_or_its_closing_balance_day() {
+    let d = date!(2026 - 03 - 11);
+    let entries = [CamtEntry::credit("ASR-1", 100, d, "BONIFICO")];
+    // A period ending at midnight closes the day before.
+    let xml = camt(CamtMessage::Statement, CamtVersion::V08, IBAN, d, d, &entries);
+    let xml = xml.replace(
+        &format!("<ToDtTm>{d}T23:59:59</ToDtTm>"),
+        "<ToDtTm>2026-03-12T00:00:00+01:00</ToDtTm>",
+    );
+    validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
+    assert_eq!(read("midnight.xml", &xml).unwrap().coverage, vec![d]);
+    // Without a period, the closing balance's day, though the last entry is older.
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V02,
+        IBAN,
+        d,
+        date!(2026 - 03 - 13),
+        &entries,
+    );
+    let start = xml.find("<FrToDt>").unwrap();
+    let end = xml.find("</FrToDt>").unwrap() + "</FrToDt>".len();
+    let xml = format!("{}{}", &xml[..start], &xml[end..]);
+    validate(&xml, "treasury-spec/iso20022/camt.053.001.02.xsd");
+    assert_eq!(
+        read("closing.xml", &xml).unwrap().coverage,
+        vec![date!(2026 - 03 - 13)]
+    );
+    // A proprietary status is no booked entry, and refuses nothing.
+    let xml = camt(CamtMessage::Statement, CamtVersion::V08, IBAN, d, d, &entries)
+        .replace("<Sts><Cd>BOOK</Cd></Sts>", "<Sts><Prtry>CONTABILIZZATO-PARZ</Prtry></Sts>");
+    validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
+    let read = read("proprietary.xml", &xml).unwrap();
+    assert!(read.credits.is_empty());
+    assert_eq!(read.other_movements, 1);
+}
+
+#[test]
+fn amounts_in_every_lexical_form_of_xs_decimal_are_read() {
+    let d = date!(2026 - 03 - 11);
+    let entries = [
+        CamtEntry::credit("ASR-1", 1_230, d, "A"),
+        CamtEntry::credit("ASR-2", 50, d, "B"),
+        CamtEntry::credit("ASR-3", 1_200, d, "C"),
+    ];
+    let xml = camt(CamtMessage::Statement, CamtVersion::V08, IBAN, d, d, &entries)
+        .replace(">12.30<", ">+12.30<")
+        .replace(">0.50<", ">.50<")
+        .replace(">12.00<", ">0012.<");
+    validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
+    let cents: Vec<i64> = read("decimals.xml", &xml)
+        .unwrap()
+        .credits
+        .iter()
+        .map(|c| c.credit.amount_cents)
+        .collect();
+    assert_eq!(cents, [1_230, 50, 1_200]);
+}
+
+#[test]
 fn opi_giornali_in_every_version_are_valid_and_read_back() {
     for (schema, version) in [
         (OpiSchema::V1_4, OpiVersion::V1_4),
@@ -279,6 +390,51 @@ fn opi_giornali_in_every_version_are_valid_and_read_back() {
         );
         assert_eq!(c.credit.trn.as_deref(), Some("0306912345678901234567890IT"));
         assert_eq!(c.ordering_party.as_deref(), Some("PSP SPA Servizio pagoPA"));
+    }
+}
+
+#[test]
+fn a_giornale_of_version_1_4_names_its_entity_in_free_text() {
+    // OPI 1.4 (OPI_GLOBAL 1.3.1) types codice_ente as any string; 1.6.1 on, six capitals.
+    let credit = OpiMovement::credit("CRI-0001", 100, date!(2026 - 03 - 12), "X");
+    let xml = opi(OpiSchema::V1_4, "c_f205", date!(2026 - 03 - 12), &[credit]);
+    validate(&xml, "treasury-spec/opi/OPI_GIORNALE_DI_CASSA_V_1_4.xsd");
+    let read = read("giornale-1.4.xml", &xml).unwrap();
+    assert_eq!(
+        read.accounts,
+        vec![TreasuryAccount::OpiEntity("c_f205".into())]
+    );
+    assert_eq!(read.credits.len(), 1);
+}
+
+#[test]
+fn a_credit_without_its_internal_reference_is_identified_by_its_bill() {
+    let day = date!(2026 - 03 - 12);
+    for schema in [OpiSchema::V1_4, OpiSchema::V1_8] {
+        let xml = opi(
+            schema,
+            "C0MI01",
+            day,
+            &[
+                OpiMovement::credit("CRI-0001", 100, day, "X"),
+                OpiMovement::credit("CRI-0002", 200, day, "Y"),
+            ],
+        )
+        .replace(
+            "<codice_riferimento_interno>CRI-0002</codice_riferimento_interno>\n",
+            "",
+        );
+        validate(
+            &xml,
+            &format!(
+                "treasury-spec/opi/OPI_GIORNALE_DI_CASSA_V_{}.xsd",
+                schema.file_suffix()
+            ),
+        );
+        let read = read("giornale.xml", &xml).unwrap();
+        let ids: Vec<&str> = read.credits.iter().map(|c| c.credit.id.as_str()).collect();
+        // The second movement's bill: numero_bolletta_quietanza 2 of esercizio 2026.
+        assert_eq!(ids, ["CRI-0001", "2026/2"], "{schema:?}");
     }
 }
 

@@ -1006,7 +1006,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("creditors[0].treasury_ibans"), "{error}");
-        let error = config(r#"opi_entity_code = "c0mi""#)
+        let error = config(r#"opi_entity_code = "C0 MI""#)
             .unwrap_err()
             .to_string();
         assert!(error.contains("creditors[0].opi_entity_code"), "{error}");

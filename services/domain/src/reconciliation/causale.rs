@@ -20,7 +20,9 @@ pub enum CausaleReferences {
     /// One or more reporting flows (IUFs), as written (possibly truncated), in causale order,
     /// duplicates removed.
     Flows(Vec<String>),
-    /// No IUF marker, but `/RFB/` or `/RFS/` markers: single payments by IUV.
+    /// No IUF marker, but `/RFB/` or `/RFS/` markers: single payments by IUV, in causale
+    /// order, duplicates removed. Empty when no marker is followed by a readable IUV: the
+    /// credit still carries a pagoPA marker, of an IUV that cannot be known (contract §5).
     Iuvs(Vec<Iuv>),
     /// No pagoPA reference.
     None,
@@ -41,8 +43,23 @@ static IUF_MARKER: LazyLock<Regex> = LazyLock::new(|| {
 
 static IUV_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
-    Regex::new(r"/RF[BS]/([A-Za-z0-9]+)").expect("the IUV marker pattern compiles")
+    Regex::new(r"/RF([BS])/").expect("the IUV marker pattern compiles")
 });
+
+static IUV_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)]
+    Regex::new(r"^[A-Za-z0-9]+").expect("the IUV token pattern compiles")
+});
+
+/// An ISO 11649 creditor reference as printed, in groups of four (`RF18 5390 0754 7034`).
+static GROUPED_RF: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)]
+    Regex::new(r"^RF[0-9]{2}(?: [A-Za-z0-9]{4})*(?: [A-Za-z0-9]{1,4})?$")
+        .expect("the grouped RF pattern compiles")
+});
+
+/// An ISO 11649 reference is at most 25 characters.
+const RF_MAX_LEN: usize = 25;
 
 static SPLIT_DATE: LazyLock<Regex> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
@@ -56,7 +73,7 @@ static WHOLE_DATE: LazyLock<Regex> = LazyLock::new(|| {
 
 static NEXT_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     #[allow(clippy::expect_used)]
-    Regex::new(r"^ ([A-Za-z0-9_-]+)").expect("the next token pattern compiles")
+    Regex::new(r"^ +([A-Za-z0-9_-]+)").expect("the next token pattern compiles")
 });
 
 /// Parses a causale (case-sensitive), contract §2.
@@ -83,18 +100,42 @@ pub fn parse_causale(causale: &str) -> CausaleReferences {
         return CausaleReferences::Flows(flows);
     }
     let mut iuvs: Vec<Iuv> = Vec::new();
+    let mut marked = false;
     for captures in IUV_MARKER.captures_iter(causale) {
-        if let Some(iuv) = captures.get(1).and_then(|m| Iuv::parse(m.as_str()).ok())
+        let (Some(marker), Some(scheme)) = (captures.get(0), captures.get(1)) else {
+            continue;
+        };
+        marked = true;
+        if let Some(iuv) = iuv_after(&causale[marker.end()..], scheme.as_str() == "S")
             && !iuvs.contains(&iuv)
         {
             iuvs.push(iuv);
         }
     }
-    if iuvs.is_empty() {
-        CausaleReferences::None
-    } else {
+    if marked {
         CausaleReferences::Iuvs(iuvs)
+    } else {
+        CausaleReferences::None
     }
+}
+
+/// The IUV written right after an `/RFB/` (or, `rfs`, an `/RFS/`) marker, when one is. An
+/// `/RFS/` reference is an ISO 11649 `RF` reference, printed in groups of four up to the
+/// next `/` (pagopa-spec §9.7): its spaces are dropped. Anything else is one token of letters
+/// and digits; one that is no IUV (too long, say) reads as none.
+fn iuv_after(rest: &str, rfs: bool) -> Option<Iuv> {
+    if rfs {
+        let segment = rest.split('/').next().unwrap_or_default().trim_end();
+        if segment.contains(' ') && GROUPED_RF.is_match(segment) {
+            let compact: String = segment.chars().filter(|c| *c != ' ').collect();
+            if compact.len() <= RF_MAX_LEN {
+                return Iuv::parse(&compact).ok();
+            }
+        }
+    }
+    IUV_TOKEN
+        .find(rest)
+        .and_then(|token| Iuv::parse(token.as_str()).ok())
 }
 
 /// The ways the contract lists of writing the IUF marker, for tests and generators:
@@ -179,6 +220,40 @@ mod tests {
             parse_causale("/RFB/1 /PUR/LGPE-RIVERSAMENTO/URI/AAA"),
             flows(&["AAA"])
         );
+        // An RF reference printed in groups of four is one IUV.
+        assert_eq!(
+            parse_causale("/RFS/RF18 5390 0754 7034/12.50/TXT/RETTA"),
+            CausaleReferences::Iuvs(vec![Iuv::parse("RF18539007547034").unwrap()])
+        );
+        assert_eq!(
+            parse_causale("/RFS/RF18 5390 0754 7034"),
+            CausaleReferences::Iuvs(vec![Iuv::parse("RF18539007547034").unwrap()])
+        );
+        assert_eq!(
+            parse_causale("/RFS/RF18539007547034/12.50"),
+            CausaleReferences::Iuvs(vec![Iuv::parse("RF18539007547034").unwrap()])
+        );
+        // Too long for an RF reference: only the first group is read.
+        assert_eq!(
+            parse_causale("/RFS/RF18 5390 0754 7034 TARI 2026 RATA"),
+            CausaleReferences::Iuvs(vec![Iuv::parse("RF18").unwrap()])
+        );
+        // A marker without a readable IUV is still a pagoPA marker (contract §5:
+        // TES_NO_IUF_OR_IUV), never a causale without one.
+        for unreadable in [
+            "/RFB/ 02000000000000012/10.00",
+            "/RFB/",
+            &format!("/RFB/{}/10.00", "1".repeat(38)),
+        ] {
+            let references = parse_causale(unreadable);
+            assert_eq!(references, CausaleReferences::Iuvs(Vec::new()), "{unreadable}");
+            assert!(references.has_marker(), "{unreadable}");
+        }
+        // A split date is joined with the next token however many spaces split it.
+        assert_eq!(
+            parse_causale("/PUR/LGPE-RIVERSAMENTO/URI/2026-03-1   1ABI03069-0001 TAIL"),
+            flows(&[iuf])
+        );
         // Case-sensitive, and plain texts carry nothing.
         assert_eq!(
             parse_causale("/pur/lgpe-riversamento/uri/AAA"),
@@ -257,6 +332,28 @@ mod tests {
         fn iuv_markers_are_read(iuv in "[0-9]{17}", amount in 1u32..100000, text in "[A-Za-z0-9 ]{0,30}") {
             let causale = format!("/RFB/{iuv}/{}.{:02}/TXT/{text}", amount / 100, amount % 100);
             prop_assert_eq!(parse_causale(&causale), CausaleReferences::Iuvs(vec![Iuv::parse(&iuv).unwrap()]));
+        }
+
+        #[test]
+        fn rf_references_read_back_however_they_are_grouped(
+            check in 2u8..99,
+            body in "[A-Z0-9]{1,21}",
+            grouped: bool,
+            amount in 1u32..100000,
+        ) {
+            let reference = format!("RF{check:02}{body}");
+            let printed = if grouped {
+                let chars: Vec<char> = reference.chars().collect();
+                chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join(" ")
+            } else {
+                reference.clone()
+            };
+            let causale = format!("/RFS/{printed}/{}.{:02}/TXT/RETTA", amount / 100, amount % 100);
+            prop_assert_eq!(
+                parse_causale(&causale),
+                CausaleReferences::Iuvs(vec![Iuv::parse(&reference).unwrap()]),
+                "{}", causale
+            );
         }
 
         #[test]

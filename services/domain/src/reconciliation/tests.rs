@@ -229,6 +229,21 @@ fn rfb_credit_of_the_amount_is_rt_tes() {
     // An IUV never issued.
     let r = run(vec![credit("C2", 1_200, "/RFB/99999999999999999/12.00")]);
     assert_eq!(credit_label(&r, "C2"), Label::TesNoIufOrIuv);
+    // A marker whose IUV cannot be read is still a pagoPA marker of an unknown IUV.
+    let r = run(vec![credit("C3", 1_200, &format!("/RFB/ {}/12.00", iuv(3)))]);
+    assert_eq!(credit_label(&r, "C3"), Label::TesNoIufOrIuv);
+}
+
+#[test]
+fn an_rf_reference_printed_in_groups_of_four_pays_its_receipt() {
+    let rf = Iuv::parse("RF18539007547034").unwrap();
+    let k = TransferKey::new(rf, "R1", TransferIndex::new(1).unwrap()).unwrap();
+    let r = run(vec![
+        receipt(&k, 1_250),
+        credit("C1", 1_250, "/RFS/RF18 5390 0754 7034/12.50/TXT/RETTA"),
+    ]);
+    assert_eq!(label_of(&r, &k), Label::RtTes);
+    assert_eq!(credit_label(&r, "C1"), Label::RtTes);
 }
 
 #[test]

@@ -40,13 +40,11 @@ impl TreasuryAccounts {
 
     /// `code` is the OPI entity code of `creditor`; refused when another creditor has it.
     pub fn add_opi_code(&mut self, creditor: &str, code: &str) -> Result<(), String> {
-        let valid = code.len() == 6
-            && code
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
-        if !valid {
+        // The giornale's `codice_ente` as written: six capitals or digits from OPI 1.6.1 on,
+        // free text in 1.4.
+        if code.is_empty() || code.chars().any(char::is_whitespace) {
             return Err(format!(
-                "'{code}' is not an OPI entity code (6 capital letters or digits)"
+                "'{code}' is not an OPI entity code (the giornale's codice_ente, without spaces)"
             ));
         }
         match self.opi_codes.get(code) {
