@@ -245,7 +245,12 @@ fn entries_the_schema_allows_without_a_booking_day_or_as_reversals_are_not_credi
             IBAN,
             d,
             d,
-            &[paid.clone(), later.clone(), undated.clone(), reversal.clone()],
+            &[
+                paid.clone(),
+                later.clone(),
+                undated.clone(),
+                reversal.clone(),
+            ],
         );
         // A notification need not name its period, a pending entry its booking day, and a
         // reversed debit is booked on the credit side.
@@ -267,11 +272,17 @@ fn entries_the_schema_allows_without_a_booking_day_or_as_reversals_are_not_credi
             &xml[..indicator],
             &xml[indicator..]
         );
-        validate(&xml, &format!("treasury-spec/iso20022/camt.054.001.{v}.xsd"));
+        validate(
+            &xml,
+            &format!("treasury-spec/iso20022/camt.054.001.{v}.xsd"),
+        );
         let read = read("notification.xml", &xml).unwrap();
         let ids: Vec<&str> = read.credits.iter().map(|c| c.credit.id.as_str()).collect();
         assert_eq!(ids, ["ASR-1"], "{v}");
-        assert_eq!(read.other_movements, 3, "{v}: two pending entries and the reversal");
+        assert_eq!(
+            read.other_movements, 3,
+            "{v}: two pending entries and the reversal"
+        );
         assert_eq!(
             read.coverage,
             vec![d],
@@ -285,7 +296,14 @@ fn a_statement_covers_its_period_or_its_closing_balance_day() {
     let d = date!(2026 - 03 - 11);
     let entries = [CamtEntry::credit("ASR-1", 100, d, "BONIFICO")];
     // A period ending at midnight closes the day before.
-    let xml = camt(CamtMessage::Statement, CamtVersion::V08, IBAN, d, d, &entries);
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        IBAN,
+        d,
+        d,
+        &entries,
+    );
     let xml = xml.replace(
         &format!("<ToDtTm>{d}T23:59:59</ToDtTm>"),
         "<ToDtTm>2026-03-12T00:00:00+01:00</ToDtTm>",
@@ -310,8 +328,18 @@ fn a_statement_covers_its_period_or_its_closing_balance_day() {
         vec![date!(2026 - 03 - 13)]
     );
     // A proprietary status is no booked entry, and refuses nothing.
-    let xml = camt(CamtMessage::Statement, CamtVersion::V08, IBAN, d, d, &entries)
-        .replace("<Sts><Cd>BOOK</Cd></Sts>", "<Sts><Prtry>CONTABILIZZATO-PARZ</Prtry></Sts>");
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        IBAN,
+        d,
+        d,
+        &entries,
+    )
+    .replace(
+        "<Sts><Cd>BOOK</Cd></Sts>",
+        "<Sts><Prtry>CONTABILIZZATO-PARZ</Prtry></Sts>",
+    );
     validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
     let read = read("proprietary.xml", &xml).unwrap();
     assert!(read.credits.is_empty());
@@ -326,10 +354,17 @@ fn amounts_in_every_lexical_form_of_xs_decimal_are_read() {
         CamtEntry::credit("ASR-2", 50, d, "B"),
         CamtEntry::credit("ASR-3", 1_200, d, "C"),
     ];
-    let xml = camt(CamtMessage::Statement, CamtVersion::V08, IBAN, d, d, &entries)
-        .replace(">12.30<", ">+12.30<")
-        .replace(">0.50<", ">.50<")
-        .replace(">12.00<", ">0012.<");
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        IBAN,
+        d,
+        d,
+        &entries,
+    )
+    .replace(">12.30<", ">+12.30<")
+    .replace(">0.50<", ">.50<")
+    .replace(">12.00<", ">0012.<");
     validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
     let cents: Vec<i64> = read("decimals.xml", &xml)
         .unwrap()

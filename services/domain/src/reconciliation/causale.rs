@@ -246,7 +246,11 @@ mod tests {
             &format!("/RFB/{}/10.00", "1".repeat(38)),
         ] {
             let references = parse_causale(unreadable);
-            assert_eq!(references, CausaleReferences::Iuvs(Vec::new()), "{unreadable}");
+            assert_eq!(
+                references,
+                CausaleReferences::Iuvs(Vec::new()),
+                "{unreadable}"
+            );
             assert!(references.has_marker(), "{unreadable}");
         }
         // A split date is joined with the next token however many spaces split it.

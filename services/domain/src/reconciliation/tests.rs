@@ -230,7 +230,11 @@ fn rfb_credit_of_the_amount_is_rt_tes() {
     let r = run(vec![credit("C2", 1_200, "/RFB/99999999999999999/12.00")]);
     assert_eq!(credit_label(&r, "C2"), Label::TesNoIufOrIuv);
     // A marker whose IUV cannot be read is still a pagoPA marker of an unknown IUV.
-    let r = run(vec![credit("C3", 1_200, &format!("/RFB/ {}/12.00", iuv(3)))]);
+    let r = run(vec![credit(
+        "C3",
+        1_200,
+        &format!("/RFB/ {}/12.00", iuv(3)),
+    )]);
     assert_eq!(credit_label(&r, "C3"), Label::TesNoIufOrIuv);
 }
 

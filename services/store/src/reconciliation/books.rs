@@ -17,7 +17,7 @@ use incasso_domain::reconciliation::{CausaleReferences, CreditId, Evidence, Tran
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 
-use super::evidence::{ReceiptNotices, in_list};
+use super::evidence::{ReceiptNotices, in_list, receipt_of_transfer};
 use crate::AppError;
 use crate::ledger;
 
@@ -144,10 +144,10 @@ async fn notices_of_iuvs(
             sql(
                 backend,
                 &format!(
-                    "SELECT DISTINCT t.iuv, t.receipt_id, r.notice_number FROM receipt r \
-                     JOIN receipt_transfer t ON t.receipt_row_id = r.id \
-                     WHERE t.beneficiary_fiscal_code = $1 AND r.classification <> 'not_paid' \
-                     AND {only}"
+                    "SELECT DISTINCT t.iuv, t.receipt_id, r.notice_number FROM receipt_transfer t \
+                     {} WHERE t.beneficiary_fiscal_code = $1 AND r.classification <> 'not_paid' \
+                     AND {only}",
+                    receipt_of_transfer(backend)
                 ),
             ),
             values,
@@ -165,6 +165,22 @@ async fn notices_of_iuvs(
         );
     }
     Ok(out)
+}
+
+/// How [`clearing_of_receipts`] joins each entry `e` to its line `l` debiting `psp_clearing`:
+/// on PostgreSQL by the line's key for each entry (a `LATERAL` subquery that `OFFSET 0` keeps
+/// from being turned back into a join), since a plain join was planned as a parallel scan of
+/// every ledger line into a hash for each slice of a few thousand receipts, a cost that grew
+/// with the books.
+fn clearing_line_of_entry(backend: DbBackend) -> &'static str {
+    if backend == DbBackend::Postgres {
+        "CROSS JOIN LATERAL (SELECT l.account FROM ledger_line l \
+         WHERE l.entry_sequence = e.sequence AND l.account_type = 'psp_clearing' \
+         AND l.amount_cents > 0 OFFSET 0) l"
+    } else {
+        "JOIN ledger_line l ON l.entry_sequence = e.sequence \
+         AND l.account_type = 'psp_clearing' AND l.amount_cents > 0"
+    }
 }
 
 /// The `psp_clearing` account the booking of each receipt of `receipt_ids` debited in
@@ -185,11 +201,10 @@ async fn clearing_of_receipts(
                 sql(
                     backend,
                     &format!(
-                        "SELECT e.receipt_id, l.account FROM ledger_entry e \
-                         JOIN ledger_line l ON l.entry_sequence = e.sequence \
+                        "SELECT e.receipt_id, l.account FROM ledger_entry e {} \
                          WHERE e.creditor_fiscal_code = $1 AND {only} \
-                         AND e.posting_key IS NULL AND l.account_type = 'psp_clearing' \
-                         AND l.amount_cents > 0"
+                         AND e.posting_key IS NULL",
+                        clearing_line_of_entry(backend)
                     ),
                 ),
                 values,
@@ -360,6 +375,10 @@ async fn append(
         return Ok(0);
     }
     let postings: Vec<_> = drafts.into_iter().map(|d| (d, None)).collect();
-    let entries = ledger::append_with_documents(txn, &[], postings, now).await?;
+    let entries = super::plans::with_cached_plans(
+        txn,
+        ledger::append_with_documents(txn, &[], postings, now),
+    )
+    .await?;
     Ok(entries.len())
 }

@@ -20,7 +20,7 @@ use time::Date;
 use uuid::Uuid;
 
 use super::accounts::TreasuryAccounts;
-use super::{evidence, labels, scope};
+use super::{evidence, labels, plans, scope};
 use crate::batch::insert_chunked;
 use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
 use crate::{AppError, Store};
@@ -331,7 +331,6 @@ impl Store {
         let now = self.now();
         let txn = self.db().begin().await?;
         lock_creditor(&txn, &creditor).await?;
-        plan_each_execution(&txn).await?;
         let held = recon_document::Entity::find()
             .filter(recon_document::Column::CreditorFiscalCode.eq(creditor.as_str()))
             .filter(recon_document::Column::ContentSha256.eq(sha256.as_str()))
@@ -474,6 +473,7 @@ impl Store {
             items.push(EvidenceItem::TreasuryCoverage(day));
         }
 
+        plans::reads_planned_afresh(&txn).await?;
         let relabelled = scope::relabel(
             &txn,
             &creditor,
@@ -503,7 +503,7 @@ impl Store {
         let now = self.now();
         let txn = self.db().begin().await?;
         lock_creditor(&txn, creditor).await?;
-        plan_each_execution(&txn).await?;
+        plans::reads_planned_afresh(&txn).await?;
         let skeleton = evidence::skeleton(&txn, creditor).await?;
         let relabelled = scope::relabel(
             &txn,
@@ -534,20 +534,6 @@ async fn lock_creditor(db: &impl ConnectionTrait, creditor: &str) -> Result<(), 
             [creditor.into()],
         ))
         .await?;
-    }
-    Ok(())
-}
-
-/// Has PostgreSQL plan each statement of the import's transaction for its own parameters.
-/// The transaction reads by lists of thousands of IUVs from tables it is itself filling; a
-/// generic plan cached while `recon_label` was empty (a sequential scan testing each row
-/// against the whole `= ANY($1)` list, unhashed) was kept while the table grew, so a day's
-/// first labelling went quadratic: 9 s per slice at 100,000 receipts. A custom plan sees the
-/// list as a constant (hashed) and the table's current size.
-async fn plan_each_execution(db: &impl ConnectionTrait) -> Result<(), AppError> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
-            .await?;
     }
     Ok(())
 }

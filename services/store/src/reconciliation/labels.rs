@@ -246,12 +246,18 @@ pub(crate) async fn write(
         }
     }
     let history = changed.len();
-    let mut writes = Writes::new(txn);
-    writes
-        .insert(rows, 13, OnConflict::Replace(LABEL_KEY))
-        .await?;
-    writes.insert(changed, 9, OnConflict::Fail).await?;
-    writes.send().await?;
+    if rows.is_empty() && changed.is_empty() {
+        return Ok(history);
+    }
+    super::plans::with_cached_plans(txn, async {
+        let mut writes = Writes::new(txn);
+        writes
+            .insert(rows, 13, OnConflict::Replace(LABEL_KEY))
+            .await?;
+        writes.insert(changed, 9, OnConflict::Fail).await?;
+        writes.send().await
+    })
+    .await?;
     Ok(history)
 }
 

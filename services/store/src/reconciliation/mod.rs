@@ -22,6 +22,7 @@ mod fdr_poll;
 mod import;
 mod labels;
 mod lease;
+mod plans;
 mod queries;
 mod recovery;
 mod scope;
