@@ -4,8 +4,9 @@
 //! with `tipo_movimento=ENTRATA` and `tipo_operazione=ESEGUITO` (contract §1), identified by
 //! `codice_riferimento_interno`; the schema makes it optional, and a credit without it is
 //! identified by its bill, `<esercizio>/<numero_bolletta_quietanza>` (the key the Tesoriere
-//! and p4pa use), rather than refusing the day's giornale. The document belongs to the creditor whose OPI entity code is
-//! `testata_messaggio/codice_ente`. The Tesoriere's signature is not read.
+//! and p4pa use), rather than refusing the day's giornale. The document belongs to the
+//! creditor whose OPI entity code is `testata_messaggio/codice_ente`. The Tesoriere's
+//! signature is not read.
 
 use incasso_domain::reconciliation::{CreditId, TreasuryCredit};
 use time::Date;
