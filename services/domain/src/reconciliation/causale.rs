@@ -35,46 +35,31 @@ impl CausaleReferences {
     }
 }
 
-static IUF_MARKER: LazyLock<Regex> = LazyLock::new(|| {
+/// A pattern of this module, written here and covered by its tests: it always compiles.
+fn pattern(text: &str) -> Regex {
     #[allow(clippy::expect_used)]
-    Regex::new(r"L ?GPE ?- ?RIVERSAMENTO[/ ](?:TXT/[0-9]/)?URI[/ ]([A-Za-z0-9_-]+)")
-        .expect("the IUF marker pattern compiles")
-});
+    Regex::new(text).expect("the causale patterns compile")
+}
 
-static IUV_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"/RF([BS])/").expect("the IUV marker pattern compiles")
-});
+static IUF_MARKER: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"L ?GPE ?- ?RIVERSAMENTO[/ ](?:TXT/[0-9]/)?URI[/ ]([A-Za-z0-9_-]+)"));
 
-static IUV_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"^[A-Za-z0-9]+").expect("the IUV token pattern compiles")
-});
+static IUV_MARKER: LazyLock<Regex> = LazyLock::new(|| pattern(r"/RF([BS])/"));
+
+static IUV_TOKEN: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[A-Za-z0-9]+"));
 
 /// An ISO 11649 creditor reference as printed, in groups of four (`RF18 5390 0754 7034`).
-static GROUPED_RF: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"^RF[0-9]{2}(?: [A-Za-z0-9]{4})*(?: [A-Za-z0-9]{1,4})?$")
-        .expect("the grouped RF pattern compiles")
-});
+static GROUPED_RF: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"^RF[0-9]{2}(?: [A-Za-z0-9]{4})*(?: [A-Za-z0-9]{1,4})?$"));
 
 /// An ISO 11649 reference is at most 25 characters.
 const RF_MAX_LEN: usize = 25;
 
-static SPLIT_DATE: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]$").expect("the split date pattern compiles")
-});
+static SPLIT_DATE: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]$"));
 
-static WHOLE_DATE: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$").expect("the date pattern compiles")
-});
+static WHOLE_DATE: LazyLock<Regex> = LazyLock::new(|| pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"));
 
-static NEXT_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
-    #[allow(clippy::expect_used)]
-    Regex::new(r"^ +([A-Za-z0-9_-]+)").expect("the next token pattern compiles")
-});
+static NEXT_TOKEN: LazyLock<Regex> = LazyLock::new(|| pattern(r"^ +([A-Za-z0-9_-]+)"));
 
 /// Parses a causale (case-sensitive), contract §2.
 pub fn parse_causale(causale: &str) -> CausaleReferences {
