@@ -28,9 +28,16 @@
 //! commit.
 //!
 //! `INCASSO_TEST_PG_URL` names the PostgreSQL server (as for the tests and bench-node); `INCASSO_BENCH_KEEP=1` keeps the database and prints its URL.
+//! `INCASSO_BENCH_STATEMENTS=N` prints each phase's `N` costliest statements when the server
+//! loads `pg_stat_statements`.
 
 // Rates, mebibytes and ratios, never money.
 #![allow(clippy::float_arithmetic)]
+
+/// The `incasso` binary's allocator, so that the import runs here as `incasso recon import`
+/// runs it (glibc's malloc took about a third of this process's CPU).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -461,6 +468,60 @@ async fn server_settings(db: &impl ConnectionTrait) -> anyhow::Result<String> {
     Ok(out.join(" "))
 }
 
+/// With `INCASSO_BENCH_STATEMENTS=N` (and `pg_stat_statements` loaded on the server), where a
+/// phase's database time went: its `N` costliest statements, printed after it. Not timed
+/// (the statistics are reset before each phase and read after it).
+struct StatementProfile {
+    top: Option<usize>,
+}
+
+impl StatementProfile {
+    fn from_env() -> Self {
+        Self {
+            top: std::env::var("INCASSO_BENCH_STATEMENTS")
+                .ok()
+                .and_then(|n| n.parse().ok()),
+        }
+    }
+
+    async fn reset(&self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
+        if self.top.is_some() {
+            db.execute_unprepared(
+                "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
+                 SELECT pg_stat_statements_reset()",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn print(&self, db: &impl ConnectionTrait, phase: &str) -> anyhow::Result<()> {
+        let Some(top) = self.top else {
+            return Ok(());
+        };
+        let rows = db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT total_exec_time + total_plan_time AS ms, calls, rows, \
+                 regexp_replace(query, '\\s+', ' ', 'g') AS query FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 ORDER BY 1 DESC LIMIT $1",
+                [i64::try_from(top)?.into()],
+            ))
+            .await?;
+        println!("  {phase}: costliest statements");
+        for row in rows {
+            let ms: f64 = row.try_get("", "ms")?;
+            let calls: i64 = row.try_get("", "calls")?;
+            let count: i64 = row.try_get("", "rows")?;
+            let query: String = row.try_get("", "query")?;
+            let query: String = query.chars().take(150).collect();
+            println!("  {:9.0} ms {calls:7} calls {count:9} rows  {query}", ms);
+        }
+        Ok(())
+    }
+}
+
 async fn label_counts(db: &impl ConnectionTrait) -> anyhow::Result<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -521,6 +582,8 @@ async fn main() -> anyhow::Result<()> {
         flows.len()
     );
 
+    let profile = StatementProfile::from_env();
+    profile.reset(store.db()).await?;
     let started = Instant::now();
     let caught_up = store.refresh_reconciliation(CREDITOR).await?;
     let catch_up = started.elapsed();
@@ -529,7 +592,9 @@ async fn main() -> anyhow::Result<()> {
         catch_up.as_secs_f64(),
         peak_rss_mib()
     );
+    profile.print(store.db(), "refresh").await?;
     analyze(&store).await?;
+    profile.reset(store.db()).await?;
     let fdr = import(&store, &accounts, &flows).await?;
     let rss_fdr = peak_rss_mib();
     println!(
@@ -537,13 +602,16 @@ async fn main() -> anyhow::Result<()> {
         fdr.as_secs_f64(),
         lines as f64 / fdr.as_secs_f64()
     );
+    profile.print(store.db(), "FdR import").await?;
     analyze(&store).await?;
+    profile.reset(store.db()).await?;
     let treasury = import(&store, &accounts, std::slice::from_ref(&statement)).await?;
     let rss_day = peak_rss_mib();
     println!(
         "treasury import: {:8.2} s  peak RSS {rss_day:.1} MiB",
         treasury.as_secs_f64()
     );
+    profile.print(store.db(), "treasury import").await?;
     let day = catch_up + fdr + treasury;
     println!(
         "day labelled (receipts + FdR + treasury): {:.2} s  (target < 60 s)",
