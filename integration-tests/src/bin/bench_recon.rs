@@ -1,7 +1,8 @@
 //! Benchmark of reconciliation on PostgreSQL (issue 12, `bench-recon`).
 //!
 //! Loads one day of N receipts (default 1,000,000) paid to the Comune di Milano, outside the
-//! timing: COPY into `receipt` and `receipt_transfer` as the receipt path leaves them (notices
+//! timing, in the order they would arrive (no IUV order): COPY into `receipt` and
+//! `receipt_transfer` as the receipt path leaves them (notices
 //! incasso did not issue, so classification `unknown_notice`), and each receipt's booking
 //! (`receipt_unknown_notice`: `psp_clearing` against suspense) through the production ledger
 //! writer, since the books' `reported` postings read it. One receipt in 50 has two transfers
@@ -119,7 +120,26 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// Loads receipts `0..total` with COPY, and their bookings with the ledger writer.
+/// The order receipts arrive in: the `i`-th to arrive is receipt `arrival(i, total)`. Notices
+/// are numbered (their IUVs) when they are issued and paid whenever the citizen pays, so the
+/// tables hold receipts in no IUV order; loaded in IUV order instead, every read of a slice
+/// of consecutive IUVs would find its rows on neighbouring pages, which production never
+/// does. A multiplication by a number prime to `total` is a permutation of `0..total`.
+fn arrival(i: u64, total: u64) -> u64 {
+    let mut stride: u64 = 7919;
+    while gcd(stride, total) != 1 {
+        stride += 2;
+    }
+    let product = u128::from(i) * u128::from(stride) % u128::from(total.max(1));
+    u64::try_from(product).unwrap_or_else(|_| unreachable!())
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Loads receipts `0..total` with COPY in the order they arrive ([`arrival`]), and their
+/// bookings with the ledger writer.
 async fn load_receipts(store: &Store, url: &str, n: u64, total: u64) -> anyhow::Result<()> {
     use sea_orm::sqlx::postgres::PgPoolCopyExt;
     let pool = sea_orm::sqlx::PgPool::connect(url).await?;
@@ -130,7 +150,7 @@ async fn load_receipts(store: &Store, url: &str, n: u64, total: u64) -> anyhow::
         let mut receipts = String::new();
         let mut transfers = String::new();
         let mut pending = String::new();
-        for i in k..end {
+        for i in (k..end).map(|i| arrival(i, total)) {
             let p = paid(i, n);
             let row = Uuid::now_v7();
             let amount: i64 = p.transfers.iter().map(|t| t.1).sum();
@@ -180,6 +200,7 @@ async fn load_receipts(store: &Store, url: &str, n: u64, total: u64) -> anyhow::
         // The bookings, as the receipt path posts them for a notice incasso did not issue.
         let books = OrganizationFiscalCode::parse(CREDITOR)?;
         let postings: Vec<_> = (k..end)
+            .map(|i| arrival(i, total))
             .filter_map(|i| {
                 let p = paid(i, n);
                 receipt_unknown_notice(
@@ -490,7 +511,13 @@ impl StatementProfile {
                 "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; \
                  SELECT pg_stat_statements_reset()",
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "INCASSO_BENCH_STATEMENTS needs pg_stat_statements in the server's \
+                     shared_preload_libraries: {e}"
+                )
+            })?;
         }
         Ok(())
     }
@@ -564,6 +591,9 @@ async fn main() -> anyhow::Result<()> {
     let accounts = settings.treasury_accounts.clone();
     let store = incasso_server::open_store(settings).await?;
     println!("server: {}", server_settings(store.db()).await?);
+    let profile = StatementProfile::from_env();
+    // Before the load, so that a server without the extension is found out at once.
+    profile.reset(store.db()).await?;
 
     let started = Instant::now();
     load_receipts(&store, &url, n, total).await?;
@@ -582,7 +612,6 @@ async fn main() -> anyhow::Result<()> {
         flows.len()
     );
 
-    let profile = StatementProfile::from_env();
     profile.reset(store.db()).await?;
     let started = Instant::now();
     let caught_up = store.refresh_reconciliation(CREDITOR).await?;
