@@ -497,12 +497,14 @@ struct StatementProfile {
 }
 
 impl StatementProfile {
-    fn from_env() -> Self {
-        Self {
-            top: std::env::var("INCASSO_BENCH_STATEMENTS")
-                .ok()
-                .and_then(|n| n.parse().ok()),
-        }
+    fn from_env() -> anyhow::Result<Self> {
+        let top = match std::env::var("INCASSO_BENCH_STATEMENTS") {
+            Ok(n) => Some(n.parse().map_err(|e| {
+                anyhow::anyhow!("INCASSO_BENCH_STATEMENTS={n} is not a number of statements: {e}")
+            })?),
+            Err(_) => None,
+        };
+        Ok(Self { top })
     }
 
     async fn reset(&self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
@@ -575,6 +577,7 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or(1_000_000);
     let total = n + INCREMENTAL_LINES;
+    let profile = StatementProfile::from_env()?;
     let database = TestDatabase::create(Engine::Postgres).await?;
     let url = database.url.clone();
     println!(
@@ -591,9 +594,12 @@ async fn main() -> anyhow::Result<()> {
     let accounts = settings.treasury_accounts.clone();
     let store = incasso_server::open_store(settings).await?;
     println!("server: {}", server_settings(store.db()).await?);
-    let profile = StatementProfile::from_env();
     // Before the load, so that a server without the extension is found out at once.
-    profile.reset(store.db()).await?;
+    if let Err(e) = profile.reset(store.db()).await {
+        store.db().clone().close().await?;
+        database.drop_database().await?;
+        return Err(e);
+    }
 
     let started = Instant::now();
     load_receipts(&store, &url, n, total).await?;
