@@ -120,37 +120,50 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// The order receipts arrive in: the `i`-th to arrive is receipt `arrival(i, total)`. Notices
-/// are numbered (their IUVs) when they are issued and paid whenever the citizen pays, so the
+/// The order receipts arrive in: the `i`-th to arrive is receipt `nth(i)`. Notices are
+/// numbered (their IUVs) when they are issued and paid whenever the citizen pays, so the
 /// tables hold receipts in no IUV order; loaded in IUV order instead, every read of a slice
 /// of consecutive IUVs would find its rows on neighbouring pages, which production never
 /// does. A multiplication by a number prime to `total` is a permutation of `0..total`.
-fn arrival(i: u64, total: u64) -> u64 {
-    let mut stride: u64 = 7919;
-    while gcd(stride, total) != 1 {
-        stride += 2;
+struct Arrival {
+    stride: u64,
+    total: u64,
+}
+
+impl Arrival {
+    fn new(total: u64) -> Self {
+        let total = total.max(1);
+        let mut stride: u64 = 7919;
+        while gcd(stride, total) != 1 {
+            stride += 2;
+        }
+        Self { stride, total }
     }
-    let product = u128::from(i) * u128::from(stride) % u128::from(total.max(1));
-    u64::try_from(product).unwrap_or_else(|_| unreachable!())
+
+    fn nth(&self, i: u64) -> u64 {
+        let product = u128::from(i) * u128::from(self.stride) % u128::from(self.total);
+        u64::try_from(product).unwrap_or_else(|_| unreachable!())
+    }
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
-/// Loads receipts `0..total` with COPY in the order they arrive ([`arrival`]), and their
+/// Loads receipts `0..total` with COPY in the order they arrive ([`Arrival`]), and their
 /// bookings with the ledger writer.
 async fn load_receipts(store: &Store, url: &str, n: u64, total: u64) -> anyhow::Result<()> {
     use sea_orm::sqlx::postgres::PgPoolCopyExt;
     let pool = sea_orm::sqlx::PgPool::connect(url).await?;
     let source_document = Uuid::now_v7();
+    let arrival = Arrival::new(total);
     let mut k = 0;
     while k < total {
         let end = (k + CHUNK).min(total);
         let mut receipts = String::new();
         let mut transfers = String::new();
         let mut pending = String::new();
-        for i in (k..end).map(|i| arrival(i, total)) {
+        for i in (k..end).map(|i| arrival.nth(i)) {
             let p = paid(i, n);
             let row = Uuid::now_v7();
             let amount: i64 = p.transfers.iter().map(|t| t.1).sum();
@@ -200,7 +213,7 @@ async fn load_receipts(store: &Store, url: &str, n: u64, total: u64) -> anyhow::
         // The bookings, as the receipt path posts them for a notice incasso did not issue.
         let books = OrganizationFiscalCode::parse(CREDITOR)?;
         let postings: Vec<_> = (k..end)
-            .map(|i| arrival(i, total))
+            .map(|i| arrival.nth(i))
             .filter_map(|i| {
                 let p = paid(i, n);
                 receipt_unknown_notice(
