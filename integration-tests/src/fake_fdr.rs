@@ -90,8 +90,12 @@ pub struct FakeFlow {
     pub regulation_date: Date,
     /// The payments, in index order.
     pub payments: Vec<FakePayment>,
-    /// `sumPayments` when it should not be the payments' sum (a flow the EC must refuse).
+    /// `sumPayments` when it should not be the payments' sum (a flow the EC imports as
+    /// declared, warning of it).
     pub declared_sum_cents: Option<i64>,
+    /// `totPayments` when it should not be the payments' count (pages the EC did not get: it
+    /// must refuse the flow and ask again).
+    pub declared_count: Option<usize>,
 }
 
 impl FakeFlow {
@@ -116,6 +120,7 @@ impl FakeFlow {
             regulation_date: published.date(),
             payments,
             declared_sum_cents: None,
+            declared_count: None,
         }
     }
 
@@ -151,7 +156,7 @@ impl FakeFlow {
             "published": instant(self.published),
             "computedTotPayments": self.payments.len(),
             "computedSumPayments": euro(self.payments.iter().map(|p| p.amount_cents).sum()),
-            "totPayments": self.payments.len(),
+            "totPayments": self.declared_count.unwrap_or(self.payments.len()),
             "sumPayments": euro(self.sum_cents()),
         })
     }

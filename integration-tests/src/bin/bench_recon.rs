@@ -30,7 +30,9 @@
 //!
 //! `INCASSO_TEST_PG_URL` names the PostgreSQL server (as for the tests and bench-node); `INCASSO_BENCH_KEEP=1` keeps the database and prints its URL.
 //! `INCASSO_BENCH_STATEMENTS=N` prints each phase's `N` costliest statements when the server
-//! loads `pg_stat_statements`.
+//! loads `pg_stat_statements`. Under each phase it prints the WAL it wrote (and how many
+//! full-page images), the checkpoints it spanned and the buffers the backend had to write out
+//! itself: where a phase stops scaling linearly with N.
 
 // Rates, mebibytes and ratios, never money.
 #![allow(clippy::float_arithmetic)]
@@ -564,6 +566,51 @@ impl StatementProfile {
     }
 }
 
+/// What a phase cost the server's write-ahead log and checkpoints: read before and after it
+/// (`pg_stat_wal`, `pg_stat_bgwriter`; cluster-wide, so meaningful on an otherwise idle
+/// server). Random index insertions over indexes larger than the shared buffers show here as
+/// full-page images and buffers the backend itself had to write out.
+#[derive(Debug, Clone, Copy)]
+struct WriteCost {
+    wal_bytes: i64,
+    wal_full_page_images: i64,
+    checkpoints: i64,
+    buffers_written_by_backend: i64,
+}
+
+impl WriteCost {
+    async fn read(db: &impl ConnectionTrait) -> anyhow::Result<Self> {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT CAST(w.wal_bytes AS BIGINT) AS wal_bytes, w.wal_fpi, \
+                 b.checkpoints_timed + b.checkpoints_req AS checkpoints, b.buffers_backend \
+                 FROM pg_stat_wal w, pg_stat_bgwriter b",
+            ))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("pg_stat_wal returned no row"))?;
+        Ok(Self {
+            wal_bytes: row.try_get("", "wal_bytes")?,
+            wal_full_page_images: row.try_get("", "wal_fpi")?,
+            checkpoints: row.try_get("", "checkpoints")?,
+            buffers_written_by_backend: row.try_get("", "buffers_backend")?,
+        })
+    }
+
+    /// The phase's share, printed under its figure.
+    async fn print_since(self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
+        let now = Self::read(db).await?;
+        println!(
+            "  WAL {:.0} MiB ({} full-page images), {} checkpoints, {} buffers written by the backend",
+            (now.wal_bytes - self.wal_bytes) as f64 / (1024.0 * 1024.0),
+            now.wal_full_page_images - self.wal_full_page_images,
+            now.checkpoints - self.checkpoints,
+            now.buffers_written_by_backend - self.buffers_written_by_backend
+        );
+        Ok(())
+    }
+}
+
 async fn label_counts(db: &impl ConnectionTrait) -> anyhow::Result<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -632,6 +679,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     profile.reset(store.db()).await?;
+    let cost = WriteCost::read(store.db()).await?;
     let started = Instant::now();
     let caught_up = store.refresh_reconciliation(CREDITOR).await?;
     let catch_up = started.elapsed();
@@ -640,9 +688,11 @@ async fn main() -> anyhow::Result<()> {
         catch_up.as_secs_f64(),
         peak_rss_mib()
     );
+    cost.print_since(store.db()).await?;
     profile.print(store.db(), "refresh").await?;
     analyze(&store).await?;
     profile.reset(store.db()).await?;
+    let cost = WriteCost::read(store.db()).await?;
     let fdr = import(&store, &accounts, &flows).await?;
     let rss_fdr = peak_rss_mib();
     println!(
@@ -650,15 +700,18 @@ async fn main() -> anyhow::Result<()> {
         fdr.as_secs_f64(),
         lines as f64 / fdr.as_secs_f64()
     );
+    cost.print_since(store.db()).await?;
     profile.print(store.db(), "FdR import").await?;
     analyze(&store).await?;
     profile.reset(store.db()).await?;
+    let cost = WriteCost::read(store.db()).await?;
     let treasury = import(&store, &accounts, std::slice::from_ref(&statement)).await?;
     let rss_day = peak_rss_mib();
     println!(
         "treasury import: {:8.2} s  peak RSS {rss_day:.1} MiB",
         treasury.as_secs_f64()
     );
+    cost.print_since(store.db()).await?;
     profile.print(store.db(), "treasury import").await?;
     let day = catch_up + fdr + treasury;
     println!(

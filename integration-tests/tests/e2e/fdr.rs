@@ -501,25 +501,34 @@ async fn a_flow_near_the_end_of_the_window_is_warned_about(engine: Engine) -> an
         ago(26 * 24),
         payments("8100", 2, 100),
     );
-    refused.declared_sum_cents = Some(250);
+    refused.declared_count = Some(3);
     fake.publish(refused.clone());
-    fake.publish(FakeFlow::new(
+    // Declaring 0.50 more than its payment: imported as declared, with a warning.
+    let mut declaring = FakeFlow::new(
         MILANO,
         "2026-12-02ABI03069-0802",
         PSP,
         1,
         ago(24),
         payments("8200", 1, 100),
-    ));
+    );
+    declaring.declared_sum_cents = Some(150);
+    fake.publish(declaring);
     let poller = FdrPoller::new(app.store.clone(), config(&fake, SUBSCRIPTION_KEY))?;
     let report = poller.poll_once().await;
     let done = summary(milan(&report));
     assert_eq!(done.imported.len(), 1, "{done:?}");
     assert_eq!(done.failed.len(), 1, "{done:?}");
     assert!(
-        done.failed[0].reason.contains("sumPayments"),
+        done.failed[0].reason.contains("totPayments"),
         "{}",
         done.failed[0].reason
+    );
+    assert_eq!(done.imported[0].warnings.len(), 1, "{done:?}");
+    assert!(
+        done.imported[0].warnings[0].contains("+50 cents"),
+        "{:?}",
+        done.imported[0].warnings
     );
     assert_eq!(done.stale.len(), 1, "{done:?}");
     assert_eq!(done.stale[0].flow.fdr, refused.fdr);

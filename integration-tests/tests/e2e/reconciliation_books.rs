@@ -25,6 +25,7 @@ use crate::recon_evidence::{flow_at, line, transfer_key};
 
 on_both_engines!(an_auditor_follows_each_euro_from_receipt_to_flow_to_bank);
 on_both_engines!(an_rfb_credit_cashes_the_receipt_it_pays_until_a_flow_reports_it);
+on_both_engines!(a_flow_declaring_more_than_its_lines_is_kept_as_declared_and_warned_of);
 
 /// The flow that reports the TARI, the school fee (50 cents short), a legacy notice and a
 /// payment whose receipt was lost.
@@ -580,6 +581,127 @@ async fn an_rfb_credit_cashes_the_receipt_it_pays_until_a_flow_reports_it(
     assert_eq!(balance(&mut ledger, &clearing).await?, 0);
     assert_eq!(balance(&mut ledger, &treasury).await?, 0);
     assert_eq!(balance(&mut ledger, &in_transit).await?, 46_500);
+    let verified = ledger
+        .verify_ledger(pb::VerifyLedgerRequest::default())
+        .await?
+        .into_inner();
+    assert!(verified.ok, "{verified:?}");
+    app.stop().await
+}
+
+/// A PSP's flow whose declared total (`importoTotalePagamenti`) is 1.00 more than its one
+/// line: imported as declared, with a warning in the import's answer. The credit of the
+/// declared total cashes it (the contract compares credits with the flows' totals), the key
+/// is reconciled, and the 1.00 the lines do not account for waits in suspense.
+async fn a_flow_declaring_more_than_its_lines_is_kept_as_declared_and_warned_of(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    const DECLARING: &str = "2026-11-24BCITITMM-S000000301";
+    let app = TestApp::spawn(engine).await?;
+    let mut notices = app.notices().await?;
+    let mut ledger = app.ledger().await?;
+    let mut client = app.reconciliation().await?;
+    let fee = notices
+        .create_debt_position(requests::school_fee("declared-fee"))
+        .await?
+        .into_inner();
+    let fee = fee.payment_options[0].installments[0].clone();
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&fee, "rt-declared", "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+
+    let flow = flow_document(
+        DECLARING,
+        "BCITITMM",
+        &[(key(&fee.iuv, "rt-declared"), 46_500)],
+        datetime!(2026-11-24 06:00 UTC),
+    );
+    let declared = flow.replace(
+        "<importoTotalePagamenti>465.00</importoTotalePagamenti>",
+        "<importoTotalePagamenti>466.00</importoTotalePagamenti>",
+    );
+    assert_ne!(declared, flow, "the total is written as 465.00");
+    let imported = import(&mut client, "declared.xml", &declared).await?;
+    assert_eq!(imported.flows_added, 1, "{imported:?}");
+    assert_eq!(imported.warnings.len(), 1, "{imported:?}");
+    let warning = &imported.warnings[0];
+    assert!(
+        warning.contains(DECLARING) && warning.contains("46600") && warning.contains("+100 cents"),
+        "{warning}"
+    );
+    let day = date!(2026 - 11 - 25);
+    let statement = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        MILANO_BANK,
+        day,
+        day,
+        &[CamtEntry::credit(
+            "ASR-0301",
+            46_600,
+            day,
+            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{DECLARING}"),
+        )],
+    );
+    let credited = import(&mut client, "statement.xml", &statement).await?;
+    assert!(credited.warnings.is_empty(), "{credited:?}");
+
+    let flows = client
+        .list_reporting_flows(pb::ListReportingFlowsRequest::default())
+        .await?
+        .into_inner()
+        .flows;
+    assert_eq!(flows.len(), 1);
+    assert_eq!(flows[0].total_cents, 46_600);
+    assert_eq!(flows[0].line_count, 1);
+    assert_eq!(flows[0].treasury_state, pb::TreasuryState::Cashed as i32);
+    let transfers = client
+        .list_transfers(pb::ListTransfersRequest {
+            iuv: fee.iuv.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .transfers;
+    let milan: Vec<_> = transfers
+        .iter()
+        .filter(|t| t.creditor_fiscal_code == MILANO)
+        .collect();
+    assert_eq!(milan.len(), 1, "{transfers:#?}");
+    assert_eq!(milan[0].label, pb::ReconciliationLabel::RtIufTes as i32);
+
+    // The books: the line's 465.00 reported, the 466.00 cashed, the 1.00 no line accounts
+    // for in suspense, and nothing left in transit.
+    assert_eq!(
+        balance(&mut ledger, &format!("in_transit:{MILANO}")).await?,
+        0
+    );
+    assert_eq!(
+        balance(&mut ledger, &format!("treasury:{MILANO}")).await?,
+        46_600
+    );
+    assert_eq!(
+        balance(&mut ledger, &format!("suspense:{MILANO}")).await?,
+        -100
+    );
+    let cashed = entries(
+        &mut ledger,
+        pb::ListEntriesRequest {
+            treasury_credit_id: "ASR-0301".to_owned(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    assert_eq!(cashed.len(), 1, "{cashed:#?}");
+    assert!(
+        cashed[0]
+            .description
+            .contains("do not add up to their totals"),
+        "{}",
+        cashed[0].description
+    );
     let verified = ledger
         .verify_ledger(pb::VerifyLedgerRequest::default())
         .await?

@@ -3,8 +3,9 @@
 //! (`PaginatedPaymentsResponse`), read into the same records as a `FlussoRiversamento`, so a
 //! flow fetched over REST is the same evidence as the XML file. Amounts are typed as JSON
 //! doubles by the API; they are read from the number's text into exact cents, never through
-//! a float. Every field the contract needs is required and checked; the declared count and
-//! total must equal the lines, as for XML.
+//! a float. Every field the contract needs is required and checked; the declared count must
+//! equal the payments fetched (a page missed is refused, and fetched again at the next poll),
+//! and a declared total that differs from them is kept as declared, as for XML.
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{FlowId, FlowLine, OutcomeCode, TransferIndex, TransferKey};
@@ -341,13 +342,8 @@ pub fn read_fdr_rest(
             ),
         ));
     }
-    let sum: i64 = lines.iter().map(|(_, l)| l.amount_cents).sum();
-    if sum != total_cents {
-        return Err(refuse(
-            field("sumPayments"),
-            format!("sumPayments says {total_cents} cents, the payments add up to {sum} cents"),
-        ));
-    }
+    // A `sumPayments` that differs from the payments is kept as declared, as an XML flow's
+    // total is (the import warns of it); a count that differs means pages were missed.
     // The index is the payment's position in the flow: lines are stored in that order.
     lines.sort_by_key(|(index, _)| *index);
     for (_, line) in lines {
@@ -433,7 +429,29 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_sum_or_field_is_named() {
+    fn a_declared_sum_other_than_the_payments_is_kept_as_declared() {
+        let pages = [
+            page(
+                r#"{"index":1,"iuv":"99000000000000011","iur":"IUR-1","idTransfer":1,"pay":100,"payStatus":"EXECUTED","payDate":"2026-11-23T10:00:00Z"}"#,
+            ),
+            page(
+                r#"{"index":2,"iuv":"99000000000000011","iur":"IUR-2","idTransfer":2,"pay":50,"payStatus":"EXECUTED","payDate":"2026-11-23T10:00:00Z"}"#,
+            ),
+        ];
+        let mut collected = Collected::default();
+        read_fdr_rest("f", HEADER.as_bytes(), &pages, &mut collected).unwrap();
+        let flow = &collected.reporting_flows()[0];
+        assert_eq!(flow.total_cents, 15_050);
+        assert_eq!(flow.lines_cents(), 15_000);
+        let warning = flow.total_discrepancy().unwrap();
+        assert!(
+            warning.contains("15050") && warning.contains("+50 cents"),
+            "{warning}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_count_or_field_is_named() {
         let pages = [page(
             r#"{"index":1,"iuv":"99000000000000011","iur":"IUR-1","idTransfer":1,"pay":100,"payStatus":"EXECUTED","payDate":"2026-11-23T10:00:00Z"}"#,
         )];

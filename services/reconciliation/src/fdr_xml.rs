@@ -1,8 +1,9 @@
 //! `FlussoRiversamento` (FdR XML, 1.0.4 and 1.0.5): the header, then one line per
 //! `datiSingoliPagamenti`, streamed. Read leniently where the platform itself is
 //! inconsistent (pagopa-spec.md §10.1: outcome codes 4 and 8 missing from some XSD copies, a
-//! negative amount for a revoked line) and strictly everywhere else: every field is checked
-//! as it is read and the declared count and total must equal the lines.
+//! negative amount for a revoked line, and a declared total that differs from the lines,
+//! which is kept as the PSP declared it and warned of by the import) and strictly everywhere
+//! else: every field is checked as it is read and the declared count must equal the lines.
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{FlowId, FlowLine, OutcomeCode, TransferIndex, TransferKey};
@@ -45,7 +46,6 @@ pub(crate) struct FdrHandler {
     announced: bool,
     line: Option<Line>,
     lines: u64,
-    sum_cents: i64,
 }
 
 impl FdrHandler {
@@ -55,7 +55,6 @@ impl FdrHandler {
             announced: false,
             line: None,
             lines: 0,
-            sum_cents: 0,
         }
     }
 
@@ -145,13 +144,9 @@ impl Format for FdrHandler {
                     self.lines
                 ));
             }
-            if h.total_cents != Some(self.sum_cents) {
-                return Err(format!(
-                    "importoTotalePagamenti says {} cents, the lines add up to {} cents",
-                    h.total_cents.unwrap_or_default(),
-                    self.sum_cents
-                ));
-            }
+            // A total that differs from its lines is the PSP's declaration, kept as declared
+            // (the contract's flow amount): the import warns of it, and the books carry the
+            // difference.
             return Ok(());
         }
         if let Some(line) = self.line.as_mut() {
@@ -202,7 +197,6 @@ impl Format for FdrHandler {
                     .amount_cents
                     .ok_or_else(|| missing("singoloImportoPagato"))?;
                 self.lines += 1;
-                self.sum_cents += amount_cents;
                 return sink.flow_line(FlowLine {
                     key,
                     amount_cents,

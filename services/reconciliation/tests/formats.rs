@@ -147,6 +147,29 @@ fn sample_flow() -> ReportingFlow {
 }
 
 #[test]
+fn a_declared_total_other_than_the_lines_is_read_as_declared() {
+    let flow = sample_flow();
+    let xml = fdr_xml(&flow, "01199250158").replace(
+        "<importoTotalePagamenti>135.57</importoTotalePagamenti>",
+        "<importoTotalePagamenti>135.58</importoTotalePagamenti>",
+    );
+    let read = read("flow.xml", &xml).unwrap();
+    let read = &read.reporting_flows()[0];
+    assert_eq!(read.total_cents, 13_558);
+    assert_eq!(read.lines, flow.lines);
+    assert_eq!(read.lines_cents(), 13_557);
+    let warning = read.total_discrepancy().unwrap();
+    assert!(
+        warning.contains("2026-03-11ABI03069-0001")
+            && warning.contains("13558")
+            && warning.contains("13557")
+            && warning.contains("+1 cents"),
+        "{warning}"
+    );
+    assert_eq!(sample_flow().total_discrepancy(), None);
+}
+
+#[test]
 fn a_written_flow_is_valid_against_the_xsd_and_reads_back_equal() {
     let flow = sample_flow();
     let xml = fdr_xml(&flow, "01199250158");
@@ -550,14 +573,20 @@ fn a_malformed_document_is_refused_with_file_line_and_element() {
     let error = read("v6.xml", &xml).unwrap_err();
     assert!(error.reason.contains("camt.053.001.06"), "{error}");
 
-    // A flow whose header disagrees with its lines.
+    // A flow whose count disagrees with its lines.
     let flow = sample_flow();
     let xml = fdr_xml(&flow, "01199250158").replace(
-        "<importoTotalePagamenti>135.57</importoTotalePagamenti>",
-        "<importoTotalePagamenti>135.58</importoTotalePagamenti>",
+        &format!(
+            "<numeroTotalePagamenti>{}</numeroTotalePagamenti>",
+            flow.lines.len()
+        ),
+        &format!(
+            "<numeroTotalePagamenti>{}</numeroTotalePagamenti>",
+            flow.lines.len() + 1
+        ),
     );
     let error = read("flow.xml", &xml).unwrap_err();
-    assert!(error.reason.contains("13558"), "{error}");
+    assert!(error.reason.contains("numeroTotalePagamenti"), "{error}");
     assert_eq!(error.element, "FlussoRiversamento");
 
     // A flow line with a bad IUV names the line's field.

@@ -214,6 +214,14 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What an import did on stdout, and what to look at on stderr.
+fn print_outcome(outcome: &ImportOutcome) {
+    println!("{}", describe(outcome));
+    for warning in &outcome.warnings {
+        eprintln!("WARNING {}: {warning}", outcome.file);
+    }
+}
+
 fn describe(outcome: &ImportOutcome) -> String {
     if outcome.already_imported {
         return format!(
@@ -285,7 +293,7 @@ fn print_poll(creditor: &str, poll: &CreditorPoll) {
         CreditorPoll::Polled(summary) | CreditorPoll::Failed { summary, .. } => summary,
     };
     for outcome in &summary.imported {
-        println!("{}", describe(outcome));
+        print_outcome(outcome);
     }
     for skipped in &summary.unavailable_revisions {
         println!(
@@ -481,7 +489,7 @@ pub(crate) async fn run(
             let mut refused = 0usize;
             for file in files(&paths)? {
                 match store.import_reconciliation_file(&file, accounts).await {
-                    Ok(outcome) => println!("{}", describe(&outcome)),
+                    Ok(outcome) => print_outcome(&outcome),
                     Err(error) => {
                         refused += 1;
                         eprintln!("{}: refused: {error}", file.display());

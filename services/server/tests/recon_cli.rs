@@ -539,3 +539,58 @@ async fn a_cbi_statement_is_imported_on_sqlite() {
 async fn a_cbi_statement_is_imported_on_postgres() {
     a_cbi_statement_cashes_its_flow(Engine::Postgres).await;
 }
+
+/// A flow whose declared total is not what its lines add up to is imported as declared, and
+/// the finance office reads why it should look at it on stderr, while the run succeeds.
+async fn a_flow_declaring_another_total_is_warned_of(engine: Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let database = TestDatabase::create(engine).await.unwrap();
+    let config = config(dir.path());
+    let config = config.to_str().unwrap();
+    let folder = dir.path().join("evidence");
+    std::fs::create_dir_all(&folder).unwrap();
+    write_flow(&folder);
+    let flow = folder.join("a-flow.xml");
+    let written = std::fs::read_to_string(&flow).unwrap();
+    let declaring = written.replace(
+        "<importoTotalePagamenti>95.00</importoTotalePagamenti>",
+        "<importoTotalePagamenti>94.99</importoTotalePagamenti>",
+    );
+    assert_ne!(declaring, written, "the total is written as 95.00");
+    std::fs::write(&flow, declaring).unwrap();
+    let url = database.url.clone();
+    let migrate = incasso(&url, false, &["--config", config, "migrate"]);
+    assert!(migrate.status.success(), "{}", text(&migrate.stderr));
+
+    let import = incasso(
+        &url,
+        false,
+        &[
+            "--config",
+            config,
+            "recon",
+            "import",
+            flow.to_str().unwrap(),
+        ],
+    );
+    let (out, err) = (text(&import.stdout), text(&import.stderr));
+    assert!(import.status.success(), "{out}\n{err}");
+    assert!(out.contains("1 flow revisions (1 lines) added"), "{out}");
+    let warning = format!(
+        "WARNING {}: flow {IUF} revision 1 declares a total of 9499 cents, its 1 lines add up \
+         to 9500 cents (-1 cents)",
+        flow.display()
+    );
+    assert!(err.contains(&warning), "{err}");
+    database.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_flow_declaring_another_total_is_warned_of_on_sqlite() {
+    a_flow_declaring_another_total_is_warned_of(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_flow_declaring_another_total_is_warned_of_on_postgres() {
+    a_flow_declaring_another_total_is_warned_of(Engine::Postgres).await;
+}

@@ -66,6 +66,31 @@ impl ReportingFlow {
     pub fn version(&self) -> (OffsetDateTime, u32) {
         (self.created_at, self.revision)
     }
+
+    /// What its lines add up to, in cents.
+    pub fn lines_cents(&self) -> i64 {
+        self.lines.iter().map(|l| l.amount_cents).sum()
+    }
+
+    /// Why the flow's declared total cannot be taken at its word: `importoTotalePagamenti`
+    /// (`sumPayments`) differs from what its lines add up to. The PSP's declaration is kept
+    /// (it is the contract's flow amount, which a credit is compared with), so a flow that
+    /// declares more than it lists leaves the difference in suspense once cashed; `None` when
+    /// the two agree.
+    pub fn total_discrepancy(&self) -> Option<String> {
+        let lines_cents = self.lines_cents();
+        (lines_cents != self.total_cents).then(|| {
+            format!(
+                "flow {} revision {} declares a total of {} cents, its {} lines add up to \
+                 {lines_cents} cents ({:+} cents)",
+                self.flow_id,
+                self.revision,
+                self.total_cents,
+                self.lines.len(),
+                self.total_cents - lines_cents
+            )
+        })
+    }
 }
 
 /// One credit on the creditor's treasury account.

@@ -120,6 +120,29 @@ fn receipt_reported_and_cashed_is_rt_iuf_tes() {
     assert_eq!(flow_state(&r, IUF), FlowTreasuryState::Cashed);
 }
 
+/// The contract compares credits with the flows' declared totals: a flow declaring more than
+/// its lines is cashed by a credit of what it declares, and its keys are reconciled.
+#[test]
+fn a_flow_is_cashed_by_its_declared_total_even_when_its_lines_add_up_to_less() {
+    let k = key(1, "R1", 1);
+    let mut declaring = flow_rev(
+        IUF,
+        1,
+        date!(2026 - 03 - 11),
+        vec![line(&k, 12_550, OutcomeCode::Executed)],
+    );
+    declaring.total_cents = 12_600;
+    let r = run(vec![
+        receipt(&k, 12_550),
+        EvidenceItem::Flow(declaring),
+        credit("C1", 12_600, &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}")),
+        covered(date!(2026 - 03 - 12)),
+    ]);
+    assert_eq!(label_of(&r, &k), Label::RtIufTes);
+    assert_eq!(credit_label(&r, "C1"), Label::RtIufTes);
+    assert_eq!(flow_state(&r, IUF), FlowTreasuryState::Cashed);
+}
+
 #[test]
 fn flow_not_due_is_rt_iuf_and_due_without_credit_is_iuf_no_tes() {
     let k = key(1, "R1", 1);
@@ -598,6 +621,29 @@ fn build(plan: &DayPlan) -> Vec<EvidenceItem> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn a_total_discrepancy_is_named_exactly_when_the_lines_do_not_add_up_to_the_total(
+        amounts in prop::collection::vec(-10_000i64..1_000_000, 0..20),
+        shift in -500i64..500,
+    ) {
+        let lines = amounts
+            .iter()
+            .enumerate()
+            .map(|(n, cents)| line(&key(u32::try_from(n).unwrap() + 1, "R", 1), *cents, OutcomeCode::Executed))
+            .collect();
+        let mut flow = flow_rev(IUF, 1, date!(2026 - 03 - 11), lines);
+        let sum: i64 = amounts.iter().sum();
+        prop_assert_eq!(flow.lines_cents(), sum);
+        prop_assert_eq!(flow.total_discrepancy(), None);
+        flow.total_cents = sum + shift;
+        let warning = flow.total_discrepancy();
+        prop_assert_eq!(warning.is_some(), shift != 0);
+        if let Some(warning) = warning {
+            prop_assert!(warning.contains(&format!("({shift:+} cents)")), "{}", warning);
+            prop_assert!(warning.contains(&format!("add up to {sum} cents")), "{}", warning);
+        }
+    }
 
     #[test]
     fn any_order_and_any_steps_give_the_labels_of_all_at_once(

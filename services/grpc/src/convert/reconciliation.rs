@@ -432,6 +432,7 @@ pub fn import_outcome(o: &ImportOutcome) -> pb::ImportDocumentResponse {
         other_movements: i64::try_from(o.other_movements).unwrap_or(i64::MAX),
         label_changes: count(o.label_changes),
         ledger_entries_posted: count(o.ledger_entries_posted),
+        warnings: o.warnings.clone(),
     }
 }
 

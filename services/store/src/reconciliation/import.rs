@@ -52,6 +52,9 @@ pub struct ImportOutcome {
     pub label_changes: usize,
     /// Ledger entries posted (`reported`, `cashed`, and adjustments of earlier ones).
     pub ledger_entries_posted: usize,
+    /// What the finance office should look at although the document was imported: a flow
+    /// whose declared total differs from its lines.
+    pub warnings: Vec<String>,
 }
 
 /// One revision of one flow as the FdR API lists it (`FlowByPSP`).
@@ -327,6 +330,7 @@ impl Store {
             other_movements: collected.other_movements,
             label_changes: 0,
             ledger_entries_posted: 0,
+            warnings: Vec::new(),
         };
         let now = self.now();
         let txn = self.db().begin().await?;
@@ -420,6 +424,7 @@ impl Store {
                 .find(|(h, _)| h.flow_id == flow.flow_id)
                 .map(|(h, _)| h.clone());
             insert_flow(&txn, &creditor, document_id, &flow, header.as_ref()).await?;
+            outcome.warnings.extend(flow.total_discrepancy());
             outcome.flows_added += 1;
             outcome.lines_added += flow.lines.len();
             items.push(EvidenceItem::Flow(flow));
@@ -493,6 +498,9 @@ impl Store {
         outcome.ledger_entries_posted = relabelled.ledger_entries;
         txn.commit().await?;
         labels::record_counts(relabelled.counts);
+        for warning in &outcome.warnings {
+            tracing::warn!(file = name, creditor, "{warning}");
+        }
         Ok(outcome)
     }
 
