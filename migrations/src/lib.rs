@@ -34,6 +34,7 @@ mod m20261204_000021_receipt_recovery;
 mod m20261204_000022_recon_pending_iuv;
 mod m20261205_000023_partial_ledger_indexes;
 mod m20261206_000024_partial_label_indexes;
+mod m20261206_000025_recon_flow_lines_cents;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000022_recon_pending_iuv::Migration),
             Box::new(m20261205_000023_partial_ledger_indexes::Migration),
             Box::new(m20261206_000024_partial_label_indexes::Migration),
+            Box::new(m20261206_000025_recon_flow_lines_cents::Migration),
         ]
     }
 }

@@ -412,6 +412,13 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
     assert_eq!(day(&main[4]), serial(date!(2026 - 11 - 24)));
     assert_eq!((number(&main[6]), number(&main[7])), (355.0, 3.0));
     assert_eq!((text(&main[8]), text(&main[9])), ("CASHED", "ASR-0001"));
+    // What the lines add up to, last: the same as the declared total for a flow that adds up.
+    let lines_col = headers(&flows)
+        .iter()
+        .position(|h| *h == "Somma pagamenti")
+        .unwrap();
+    assert_eq!(lines_col, headers(&flows).len() - 1);
+    assert_eq!(number(&main[lines_col]), 355.0);
 
     // Tesoreria: the three credits booked on the 25th.
     let credits = sheet(&mut book, "Tesoreria");
@@ -545,6 +552,7 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
     let flussi = records(&plain.join("flussi.csv"), b',');
     assert_eq!(flussi.len(), 1);
     assert_eq!((&flussi[0][1], &flussi[0][6]), (FLOW, "355.00"));
+    assert_eq!(flussi[0].iter().next_back(), Some("355.00"));
 
     app.stop().await
 }

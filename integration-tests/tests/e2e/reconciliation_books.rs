@@ -656,6 +656,7 @@ async fn a_flow_declaring_more_than_its_lines_is_kept_as_declared_and_warned_of(
     assert_eq!(flows.len(), 1);
     assert_eq!(flows[0].total_cents, 46_600);
     assert_eq!(flows[0].line_count, 1);
+    assert_eq!(flows[0].lines_total_cents, 46_500);
     assert_eq!(flows[0].treasury_state, pb::TreasuryState::Cashed as i32);
     let transfers = client
         .list_transfers(pb::ListTransfersRequest {

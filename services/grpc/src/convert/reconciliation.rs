@@ -356,6 +356,7 @@ pub fn reporting_flow(item: &FlowItem) -> pb::ReportingFlow {
         trn: item.trn.clone(),
         total_cents: item.total_cents,
         line_count: item.line_count,
+        lines_total_cents: item.lines_cents,
         treasury_state: treasury_state_value(item.treasury_state),
         treasury_credit_ids: item
             .treasury_credit_ids

@@ -113,6 +113,9 @@ const FLOW_COLUMNS: &[Column] = &[
     column("Stato tesoreria", 12.0),
     column("Accrediti", 30.0),
     column("Suggerimenti", 60.0),
+    // Last, so the columns before keep their places: equal to Importo totale unless the
+    // PSP's flow does not add up.
+    column("Somma pagamenti", 16.0),
 ];
 
 const TREASURY_COLUMNS: &[Column] = &[
@@ -451,6 +454,7 @@ pub fn flow_row(flow: &FlowItem) -> Vec<Cell> {
         state_text(flow.treasury_state),
         credits_text(&flow.treasury_credit_ids),
         suggestions_text(&flow.suggestions),
+        Cell::Euro(flow.lines_cents),
     ]
 }
 

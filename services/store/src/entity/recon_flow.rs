@@ -19,6 +19,8 @@ pub struct Model {
     pub line_count: i64,
     pub document_id: Uuid,
     pub bic: Option<String>,
+    /// What the revision's lines add up to (`total_cents` is what its PSP declared).
+    pub lines_cents: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -567,6 +567,7 @@ async fn insert_flow(
         regulation_date: Set(flow.regulation_date),
         total_cents: Set(flow.total_cents),
         line_count: Set(i64::try_from(flow.lines.len()).unwrap_or(i64::MAX)),
+        lines_cents: Set(flow.lines_cents()),
         document_id: Set(document_id),
     })
     .exec_without_returning(txn)

@@ -823,10 +823,12 @@ pub struct FlowItem {
     pub regulation_date: Date,
     /// `identificativoUnivocoRegolamento`.
     pub trn: String,
-    /// `importoTotalePagamenti`.
+    /// `importoTotalePagamenti`, as the PSP declared it.
     pub total_cents: i64,
     /// Lines.
     pub line_count: i64,
+    /// What its lines add up to: `total_cents` unless the PSP's flow does not add up.
+    pub lines_cents: i64,
     /// `None` until the flow is assessed.
     pub treasury_state: Option<FlowTreasuryState>,
     /// The credits of its component.
@@ -965,7 +967,8 @@ impl Store {
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(
             "SELECT f.creditor_fiscal_code, f.flow_id, f.revision, f.psp_id, f.trn, f.regulation_date, \
-             f.total_cents, f.line_count, l.assessment FROM recon_flow f LEFT JOIN recon_label l \
+             f.total_cents, f.line_count, f.lines_cents, l.assessment FROM recon_flow f \
+             LEFT JOIN recon_label l \
              ON l.creditor_fiscal_code = f.creditor_fiscal_code AND l.subject_kind = 'flow' \
              AND l.flow_id = f.flow_id WHERE ",
         );
@@ -1020,6 +1023,7 @@ impl Store {
                 trn: row.try_get("", "trn")?,
                 total_cents: row.try_get("", "total_cents")?,
                 line_count: row.try_get("", "line_count")?,
+                lines_cents: row.try_get("", "lines_cents")?,
                 treasury_state,
                 treasury_credit_ids,
                 suggestions,

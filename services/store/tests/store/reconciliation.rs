@@ -527,7 +527,8 @@ async fn the_books_follow_a_receipt_booked_after_its_flow(engine: Engine) {
 }
 
 /// Migration 19 copies each subject's identity out of its JSON key into columns: labels
-/// written before it are found by the lists exactly as labels written after.
+/// written before it are found by the lists exactly as labels written after (and the flows
+/// stored before migration 25 have their lines summed).
 async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) {
     use incasso_store::reconciliation::{CreditFilterInput, FlowFilterInput, TransferFilterInput};
     use sea_orm_migration::MigratorTrait;
@@ -595,6 +596,8 @@ async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) 
         .await
         .unwrap();
     assert_eq!(flows.flows.len(), 1);
+    // Migration 25 summed the lines of the flows stored before it.
+    assert_eq!(flows.flows[0].lines_cents, 9_500);
     let credits = h
         .store
         .list_treasury_credits(
