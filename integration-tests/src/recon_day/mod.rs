@@ -14,7 +14,9 @@
 //! decides "this flow is paid by two transfers", "this key is a double payment", "this credit
 //! truncates its IUF", and the contract's tables (§4, §5) turn those decisions into labels.
 //! Every label of §4 and §5, every flow treasury state and every scenario the issue lists
-//! occurs in every day, whatever the seed (the module's tests check that over many seeds).
+//! occurs in every day, whatever the seed (the module's tests check that over many seeds),
+//! and so does a flow whose declared total its lines do not add up to (imported as declared,
+//! cashed by a credit of what it declares).
 //!
 //! Rooms: `scenario` (the intent, all the seeded decisions), `documents` (the receipts, flows
 //! and treasury files written from it), `truth` (the ground truth written from it).

@@ -130,6 +130,9 @@ pub(super) struct Flow {
     pub lines: Vec<usize>,
     /// An earlier revision exists: one line missing and another with a wrong amount.
     pub revised: bool,
+    /// What its PSP declares beyond what its lines add up to (negative: short of them): not
+    /// zero for a flow that does not add up, imported as declared.
+    pub declared_extra_cents: i64,
 }
 
 /// Which treasury document books a credit.
@@ -237,14 +240,16 @@ impl Scenario {
         self.payment_day + Duration::days(2)
     }
 
-    /// A flow's total: the sum of its lines.
+    /// A flow's declared total (`importoTotalePagamenti`): the sum of its lines, and what its
+    /// PSP declared beyond them when the flow does not add up.
     pub fn flow_total(&self, flow: usize) -> i64 {
         self.flows[flow]
             .lines
             .iter()
             .flat_map(|&p| self.lines(p))
             .map(|(_, cents)| cents)
-            .sum()
+            .sum::<i64>()
+            + self.flows[flow].declared_extra_cents
     }
 
     /// The lines of a reported payment: (idTransfer, `singoloImportoPagato`), one per
@@ -389,6 +394,19 @@ impl Builder {
             book,
             CreditIntent::Flows {
                 flows: vec![revised],
+                spelling: Spelling::Plain,
+            },
+            Label::RtIufTes,
+        );
+        // A flow whose PSP declares a total its lines do not add up to: cashed by a credit of
+        // what it declares (contract §3 compares credits with the flows' totals).
+        let declaring = self.flow(first, FlowTreasuryState::Cashed, false);
+        self.s.flows[declaring].declared_extra_cents = self.cents_off();
+        let book = self.book_any();
+        self.credit(
+            book,
+            CreditIntent::Flows {
+                flows: vec![declaring],
                 spelling: Spelling::Plain,
             },
             Label::RtIufTes,
@@ -765,6 +783,7 @@ impl Builder {
             state,
             lines: Vec::new(),
             revised,
+            declared_extra_cents: 0,
         };
         self.s.flows.push(flow);
         let index = self.s.flows.len() - 1;

@@ -194,6 +194,29 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
                 .iter()
                 .any(|f| f.state == FlowTreasuryState::DivImp)
         );
+        // A flow whose declared total its lines do not add up to.
+        let cents = |euro: &str| -> i64 {
+            let (units, hundredths) = euro.trim_start_matches('-').split_once('.').unwrap();
+            let cents = units.parse::<i64>().unwrap() * 100 + hundredths.parse::<i64>().unwrap();
+            if euro.starts_with('-') { -cents } else { cents }
+        };
+        assert!(
+            day.documents
+                .iter()
+                .filter(|d| d.kind == DocumentKind::Flow)
+                .any(|d| {
+                    let declared =
+                        crate::node_simulator::element_text(&d.content, "importoTotalePagamenti")
+                            .map(cents);
+                    let lines: i64 =
+                        crate::node_simulator::element_texts(&d.content, "singoloImportoPagato")
+                            .into_iter()
+                            .map(cents)
+                            .sum();
+                    declared.is_some_and(|total| total != lines)
+                }),
+            "seed {seed}"
+        );
         // /RFB/ and /RFS/ credits, and a credit of no pagoPA's.
         assert!(treasury.contains("/RFB/") && treasury.contains("/RFS/"));
         // Three treasury documents: camt.053, camt.054, the OPI giornale.
