@@ -21,7 +21,7 @@
 use incasso_domain::reconciliation::{CreditId, TreasuryCredit};
 use time::Date;
 
-use crate::document::{CreditRecord, Format, Sink, TreasuryAccount};
+use crate::document::{CreditRecord, Format, ReversalRecord, Sink, TreasuryAccount};
 use crate::values::{cents, date, date_of_date_time, shown};
 use crate::xml::{Start, ends};
 
@@ -195,6 +195,19 @@ impl Format for CamtHandler {
             let booked = status == "BOOK";
             if booked && let Some(day) = entry.booking_date {
                 self.last_booking = Some(self.last_booking.map_or(day, |d| d.max(day)));
+            }
+            if !is_credit && booked && entry.reversal {
+                return sink.reversal(ReversalRecord {
+                    reference: entry
+                        .id
+                        .or_else(|| match entry.transaction_refs.as_slice() {
+                            [one] => Some(one.clone()),
+                            _ => None,
+                        }),
+                    reverses_bill: None,
+                    amount_cents: Some(amount_cents),
+                    booking_date: entry.booking_date,
+                });
             }
             if !is_credit || !booked || entry.reversal {
                 return sink.other_movement();

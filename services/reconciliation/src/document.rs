@@ -132,6 +132,45 @@ pub struct CreditRecord {
     pub end_to_end_id: Option<String>,
 }
 
+/// A movement that reverses an earlier credit: an OPI `STORNATO` of an `ENTRATA`, a camt
+/// `DBIT` entry with `RvslInd`. The contract (reconciliation.md §1) defines credits only, so a
+/// reversal changes no label and no posting: it is reported for the finance office to check
+/// the credit it reverses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReversalRecord {
+    /// The reversal's own reference (OPI `codice_riferimento_interno`, else its bill; camt
+    /// `AcctSvcrRef`), when it has one.
+    pub reference: Option<String>,
+    /// The bill it names as reversed (OPI `esercizio/numero_bolletta_quietanza_storno`).
+    pub reverses_bill: Option<String>,
+    /// Its amount, in cents.
+    pub amount_cents: Option<i64>,
+    /// Its booking day.
+    pub booking_date: Option<Date>,
+}
+
+impl ReversalRecord {
+    /// The warning the import reports.
+    pub fn warning(&self) -> String {
+        let mut text = format!(
+            "reversal {} of {} cents booked {}",
+            self.reference.as_deref().unwrap_or("(no reference)"),
+            self.amount_cents
+                .map_or_else(|| "an unknown number of".to_owned(), |c| c.to_string()),
+            self.booking_date
+                .map_or_else(|| "on an unknown day".to_owned(), |d| format!("on {d}")),
+        );
+        if let Some(bill) = &self.reverses_bill {
+            text.push_str(&format!(", of bill {bill}"));
+        }
+        text.push_str(
+            ": not applied (reconciliation reads credits only); the credit it reverses keeps \
+             its label: check it with the treasury",
+        );
+        text
+    }
+}
+
 /// Receives a document's records as they are read. A refusal (`Err(reason)`) stops the
 /// reading and becomes a [`FormatError`] at the element being read.
 pub trait Sink {
@@ -147,6 +186,8 @@ pub trait Sink {
     fn credit(&mut self, credit: CreditRecord) -> Result<(), String>;
     /// An entry or movement that is not a credit (a debit, a pending entry, a reversal).
     fn other_movement(&mut self) -> Result<(), String>;
+    /// A reversal of an earlier credit (it is an other movement too: not counted there).
+    fn reversal(&mut self, reversal: ReversalRecord) -> Result<(), String>;
     /// The evidence covers booking days up to this one.
     fn coverage(&mut self, last_day: Date) -> Result<(), String>;
 }
@@ -319,8 +360,10 @@ pub struct Collected {
     pub accounts: Vec<TreasuryAccount>,
     /// Credits.
     pub credits: Vec<CreditRecord>,
-    /// Movements that are not credits.
+    /// Movements that are not credits (reversals included).
     pub other_movements: u64,
+    /// The reversals among them.
+    pub reversals: Vec<ReversalRecord>,
     /// Coverage days, in order.
     pub coverage: Vec<Date>,
 }
@@ -377,6 +420,12 @@ impl Sink for Collected {
 
     fn other_movement(&mut self) -> Result<(), String> {
         self.other_movements += 1;
+        Ok(())
+    }
+
+    fn reversal(&mut self, reversal: ReversalRecord) -> Result<(), String> {
+        self.other_movements += 1;
+        self.reversals.push(reversal);
         Ok(())
     }
 

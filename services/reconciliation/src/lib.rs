@@ -20,8 +20,8 @@ mod values;
 mod xml;
 
 pub use document::{
-    CamtVersion, Collected, CreditRecord, DocumentKind, FlowHeader, OpiVersion, Sink,
-    TreasuryAccount, read_document, read_file,
+    CamtVersion, Collected, CreditRecord, DocumentKind, FlowHeader, OpiVersion, ReversalRecord,
+    Sink, TreasuryAccount, read_document, read_file,
 };
 pub use error::{FormatError, ReadError};
 pub use fdr_rest::{fdr_rest_document_name, json_amount_cents, read_fdr_rest};

@@ -11,7 +11,9 @@
 use incasso_domain::reconciliation::{CreditId, TreasuryCredit};
 use time::Date;
 
-use crate::document::{CreditRecord, DocumentKind, Format, OpiVersion, Sink, TreasuryAccount};
+use crate::document::{
+    CreditRecord, DocumentKind, Format, OpiVersion, ReversalRecord, Sink, TreasuryAccount,
+};
 use crate::values::{cents, date, shown};
 use crate::xml::Start;
 
@@ -24,6 +26,8 @@ struct Movement {
     value_date: Option<Date>,
     id: Option<String>,
     bill: Option<String>,
+    /// `numero_bolletta_quietanza_storno`: the bill a `STORNATO` reverses.
+    reversed_bill: Option<String>,
     trn: Option<String>,
     end_to_end_id: Option<String>,
     ordering_party: Option<String>,
@@ -95,6 +99,9 @@ impl Format for OpiHandler {
                 (4, "data_valuta_ente") => m.value_date = Some(date(text)?),
                 (4, "codice_riferimento_interno") => m.id = Some(text.to_owned()),
                 (4, "numero_bolletta_quietanza") => m.bill = Some(text.to_owned()),
+                (4, "numero_bolletta_quietanza_storno") => {
+                    m.reversed_bill = Some(text.to_owned());
+                }
                 (4, "codice_riferimento_operazione") => m.trn = Some(text.to_owned()),
                 (4, "end_to_end_id") => m.end_to_end_id = Some(text.to_owned()),
                 (4, "causale") => m.causale = Some(raw.to_owned()),
@@ -111,6 +118,18 @@ impl Format for OpiHandler {
                 let missing = |field: &str| format!("{field} is missing");
                 let kind = m.kind.ok_or_else(|| missing("tipo_movimento"))?;
                 let operation = m.operation.ok_or_else(|| missing("tipo_operazione"))?;
+                let in_year = |bill: Option<String>| match (&self.fiscal_year, bill) {
+                    (Some(year), Some(bill)) if !bill.is_empty() => Some(format!("{year}/{bill}")),
+                    _ => None,
+                };
+                if kind == "ENTRATA" && operation == "STORNATO" {
+                    return sink.reversal(ReversalRecord {
+                        reference: m.id.filter(|id| !id.is_empty()).or_else(|| in_year(m.bill)),
+                        reverses_bill: in_year(m.reversed_bill),
+                        amount_cents: m.amount_cents,
+                        booking_date: m.booking_date,
+                    });
+                }
                 if kind != "ENTRATA" || operation != "ESEGUITO" {
                     return sink.other_movement();
                 }
@@ -121,10 +140,7 @@ impl Format for OpiHandler {
                     ));
                 }
                 let booking_date = m.booking_date.ok_or_else(|| missing("data_movimento"))?;
-                let bill = match (&self.fiscal_year, m.bill) {
-                    (Some(year), Some(bill)) if !bill.is_empty() => Some(format!("{year}/{bill}")),
-                    _ => None,
-                };
+                let bill = in_year(m.bill);
                 let id = m.id.filter(|id| !id.is_empty()).or(bill).ok_or_else(|| {
                     "codice_riferimento_interno is missing, and no numero_bolletta_quietanza \
                      with esercizio stands in for it: a credit is identified by one of them"

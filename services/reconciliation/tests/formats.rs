@@ -17,8 +17,8 @@ use incasso_reconciliation::testing::{
     CamtEntry, CamtMessage, OpiMovement, OpiSchema, camt, cbi_statement, fdr_xml, opi,
 };
 use incasso_reconciliation::{
-    CamtVersion, Collected, DocumentKind, FormatError, OpiVersion, ReadError, TreasuryAccount,
-    read_document, read_file,
+    CamtVersion, Collected, DocumentKind, FormatError, OpiVersion, ReadError, ReversalRecord,
+    TreasuryAccount, read_document, read_file,
 };
 use time::macros::{date, datetime};
 
@@ -317,10 +317,62 @@ fn entries_the_schema_allows_without_a_booking_day_or_as_reversals_are_not_credi
             read.other_movements, 3,
             "{v}: two pending entries and the reversal"
         );
+        assert!(
+            read.reversals.is_empty(),
+            "{v}: a reversed debit reverses no credit"
+        );
         assert_eq!(
             read.coverage,
             vec![d],
             "{v}: a pending entry's expected day covers nothing"
+        );
+    }
+}
+
+/// A debit that reverses a credit (`DBIT` with `RvslInd`) is reported as a reversal; the
+/// credit stays a credit (the contract defines credits only).
+#[test]
+fn a_debit_reversing_a_credit_is_reported_as_a_reversal() {
+    let d = date!(2026 - 03 - 11);
+    let paid = CamtEntry::credit("ASR-1", 13_550, d, "/PUR/LGPE-RIVERSAMENTO/URI/IUF-1");
+    let mut undone = CamtEntry::credit("ASR-9", 13_550, date!(2026 - 03 - 12), "STORNO");
+    undone.credit = false;
+    for (version, v) in [(CamtVersion::V02, "02"), (CamtVersion::V08, "08")] {
+        let xml = camt(
+            CamtMessage::Statement,
+            version,
+            IBAN,
+            d,
+            date!(2026 - 03 - 12),
+            &[paid.clone(), undone.clone()],
+        );
+        let at = xml.find("<AcctSvcrRef>ASR-9</AcctSvcrRef>").unwrap();
+        let indicator = xml[..at].rfind("<CdtDbtInd>DBIT</CdtDbtInd>").unwrap()
+            + "<CdtDbtInd>DBIT</CdtDbtInd>".len();
+        let xml = format!(
+            "{}<RvslInd>true</RvslInd>{}",
+            &xml[..indicator],
+            &xml[indicator..]
+        );
+        validate(
+            &xml,
+            &format!("treasury-spec/iso20022/camt.053.001.{v}.xsd"),
+        );
+        let read = read("statement.xml", &xml).unwrap();
+        let ids: Vec<&str> = read.credits.iter().map(|c| c.credit.id.as_str()).collect();
+        assert_eq!(ids, ["ASR-1"], "{v}");
+        assert_eq!(read.other_movements, 1, "{v}");
+        let reversal = ReversalRecord {
+            reference: Some("ASR-9".into()),
+            reverses_bill: None,
+            amount_cents: Some(13_550),
+            booking_date: Some(date!(2026 - 03 - 12)),
+        };
+        assert_eq!(read.reversals, std::slice::from_ref(&reversal), "{v}");
+        let warning = reversal.warning();
+        assert!(
+            warning.starts_with("reversal ASR-9 of 13550 cents booked on 2026-03-12: not applied"),
+            "{warning}"
         );
     }
 }
@@ -434,6 +486,20 @@ fn opi_giornali_in_every_version_are_valid_and_read_back() {
             date!(2026 - 03 - 12),
             &[credit, reversed, outgoing],
         );
+        // The STORNATO names the bill it reverses.
+        let stornato = xml
+            .find("<tipo_operazione>STORNATO</tipo_operazione>")
+            .unwrap();
+        let bill_end = stornato
+            + xml[stornato..]
+                .find("</numero_bolletta_quietanza>")
+                .unwrap()
+            + "</numero_bolletta_quietanza>".len();
+        let xml = format!(
+            "{}\n<numero_bolletta_quietanza_storno>77</numero_bolletta_quietanza_storno>{}",
+            &xml[..bill_end],
+            &xml[bill_end..]
+        );
         validate_opi(&xml, schema);
         let read = read("giornale.xml", &xml).unwrap();
         assert_eq!(read.kind, Some(DocumentKind::Opi(version)), "{schema:?}");
@@ -443,6 +509,17 @@ fn opi_giornali_in_every_version_are_valid_and_read_back() {
         );
         assert_eq!(read.coverage, vec![date!(2026 - 03 - 12)]);
         assert_eq!(read.other_movements, 2);
+        // The STORNATO is reported, with what it says of itself.
+        assert_eq!(
+            read.reversals,
+            [ReversalRecord {
+                reference: Some("CRI-0002".into()),
+                reverses_bill: Some("2026/77".into()),
+                amount_cents: Some(100),
+                booking_date: Some(date!(2026 - 03 - 12)),
+            }],
+            "{schema:?}"
+        );
         assert_eq!(read.credits.len(), 1);
         let c = &read.credits[0];
         assert_eq!(c.credit.id.as_str(), "CRI-0001");
@@ -740,6 +817,9 @@ impl incasso_reconciliation::Sink for Counting {
         Ok(())
     }
     fn other_movement(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn reversal(&mut self, _: incasso_reconciliation::ReversalRecord) -> Result<(), String> {
         Ok(())
     }
     fn coverage(&mut self, _: time::Date) -> Result<(), String> {

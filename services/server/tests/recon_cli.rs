@@ -540,9 +540,10 @@ async fn a_cbi_statement_is_imported_on_postgres() {
     a_cbi_statement_cashes_its_flow(Engine::Postgres).await;
 }
 
-/// A flow whose declared total is not what its lines add up to is imported as declared, and
-/// the finance office reads why it should look at it on stderr, while the run succeeds.
-async fn a_flow_declaring_another_total_is_warned_of(engine: Engine) {
+/// A flow whose declared total is not what its lines add up to is imported as declared, a
+/// giornale's reversal (STORNATO) is not applied, and the finance office reads why it should
+/// look at each on stderr, while the run succeeds.
+async fn a_flow_not_adding_up_and_a_reversal_are_warned_of(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(engine).await.unwrap();
     let config = config(dir.path());
@@ -558,6 +559,22 @@ async fn a_flow_declaring_another_total_is_warned_of(engine: Engine) {
     );
     assert_ne!(declaring, written, "the total is written as 95.00");
     std::fs::write(&flow, declaring).unwrap();
+    let mut reversed = OpiMovement::credit("CRI-8", 100, date!(2026 - 11 - 25), "STORNO");
+    reversed.operation = "STORNATO";
+    let giornale = folder.join("b-giornale.xml");
+    std::fs::write(
+        &giornale,
+        opi(
+            OpiSchema::V1_8,
+            "C0MI01",
+            date!(2026 - 11 - 25),
+            &[
+                OpiMovement::credit("CRI-7", 100, date!(2026 - 11 - 24), "CANONE"),
+                reversed,
+            ],
+        ),
+    )
+    .unwrap();
     let url = database.url.clone();
     let migrate = incasso(&url, false, &["--config", config, "migrate"]);
     assert!(migrate.status.success(), "{}", text(&migrate.stderr));
@@ -570,7 +587,7 @@ async fn a_flow_declaring_another_total_is_warned_of(engine: Engine) {
             config,
             "recon",
             "import",
-            flow.to_str().unwrap(),
+            folder.to_str().unwrap(),
         ],
     );
     let (out, err) = (text(&import.stdout), text(&import.stderr));
@@ -582,15 +599,42 @@ async fn a_flow_declaring_another_total_is_warned_of(engine: Engine) {
         flow.display()
     );
     assert!(err.contains(&warning), "{err}");
+    let reversal = format!(
+        "WARNING {}: reversal CRI-8 of 100 cents booked on 2026-11-25: not applied",
+        giornale.display()
+    );
+    assert!(err.contains(&reversal), "{err}");
+    assert!(
+        out.contains("b-giornale.xml: OPI giornale di cassa 1.6.1/1.7.1/1.8 for 01199250158: 1 credits added, 0 already held, 1 other movements"),
+        "{out}"
+    );
+    // Imported again: nothing new, nothing to warn of again.
+    let again = incasso(
+        &url,
+        false,
+        &[
+            "--config",
+            config,
+            "recon",
+            "import",
+            folder.to_str().unwrap(),
+        ],
+    );
+    assert!(again.status.success());
+    assert!(
+        !text(&again.stderr).contains("WARNING"),
+        "{}",
+        text(&again.stderr)
+    );
     database.drop_database().await.unwrap();
 }
 
 #[tokio::test]
-async fn a_flow_declaring_another_total_is_warned_of_on_sqlite() {
-    a_flow_declaring_another_total_is_warned_of(Engine::Sqlite).await;
+async fn a_flow_not_adding_up_and_a_reversal_are_warned_of_on_sqlite() {
+    a_flow_not_adding_up_and_a_reversal_are_warned_of(Engine::Sqlite).await;
 }
 
 #[tokio::test]
-async fn a_flow_declaring_another_total_is_warned_of_on_postgres() {
-    a_flow_declaring_another_total_is_warned_of(Engine::Postgres).await;
+async fn a_flow_not_adding_up_and_a_reversal_are_warned_of_on_postgres() {
+    a_flow_not_adding_up_and_a_reversal_are_warned_of(Engine::Postgres).await;
 }

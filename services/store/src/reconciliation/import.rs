@@ -8,7 +8,7 @@ use std::path::Path;
 use incasso_domain::reconciliation::{Evidence, EvidenceItem, ReportingFlow};
 use incasso_domain::validation::ValidationErrors;
 use incasso_reconciliation::{
-    Collected, CreditRecord, DocumentKind, FlowHeader, Sink, TreasuryAccount,
+    Collected, CreditRecord, DocumentKind, FlowHeader, ReversalRecord, Sink, TreasuryAccount,
     fdr_rest_document_name, read_document, read_fdr_rest,
 };
 use sea_orm::{
@@ -53,7 +53,7 @@ pub struct ImportOutcome {
     /// Ledger entries posted (`reported`, `cashed`, and adjustments of earlier ones).
     pub ledger_entries_posted: usize,
     /// What the finance office should look at although the document was imported: a flow
-    /// whose declared total differs from its lines.
+    /// whose declared total differs from its lines, a reversal of a credit (not applied).
     pub warnings: Vec<String>,
 }
 
@@ -140,6 +140,10 @@ impl Sink for Checking<'_> {
 
     fn other_movement(&mut self) -> Result<(), String> {
         self.collected.other_movement()
+    }
+
+    fn reversal(&mut self, reversal: ReversalRecord) -> Result<(), String> {
+        self.collected.reversal(reversal)
     }
 
     fn coverage(&mut self, last_day: Date) -> Result<(), String> {
@@ -330,7 +334,11 @@ impl Store {
             other_movements: collected.other_movements,
             label_changes: 0,
             ledger_entries_posted: 0,
-            warnings: Vec::new(),
+            warnings: collected
+                .reversals
+                .iter()
+                .map(ReversalRecord::warning)
+                .collect(),
         };
         let now = self.now();
         let txn = self.db().begin().await?;
@@ -342,6 +350,8 @@ impl Store {
             .await?;
         if held.is_some() {
             outcome.already_imported = true;
+            // Said when it was imported; nothing of it is new.
+            outcome.warnings.clear();
             return Ok(outcome);
         }
 
