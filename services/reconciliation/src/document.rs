@@ -186,7 +186,8 @@ pub trait Sink {
     fn credit(&mut self, credit: CreditRecord) -> Result<(), String>;
     /// An entry or movement that is not a credit (a debit, a pending entry, a reversal).
     fn other_movement(&mut self) -> Result<(), String>;
-    /// A reversal of an earlier credit (it is an other movement too: not counted there).
+    /// A reversal of an earlier credit. It is an other movement too, which the reader does not
+    /// report again through [`Sink::other_movement`].
     fn reversal(&mut self, reversal: ReversalRecord) -> Result<(), String>;
     /// The evidence covers booking days up to this one.
     fn coverage(&mut self, last_day: Date) -> Result<(), String>;
