@@ -110,6 +110,28 @@ fn of_iuv<'a>(entries: &'a [pb::LedgerEntry], iuv: &str) -> &'a pb::LedgerEntry 
         .unwrap_or_else(|| panic!("no entry names {iuv}: {entries:#?}"))
 }
 
+/// A school fee of 465.00 issued as `external_id`, paid by BCITITMM's receipt `receipt_id` on
+/// 23 November and delivered over SOAP.
+async fn paid_school_fee(
+    app: &TestApp,
+    external_id: &str,
+    receipt_id: &str,
+) -> anyhow::Result<pb::Installment> {
+    let position = app
+        .notices()
+        .await?
+        .create_debt_position(requests::school_fee(external_id))
+        .await?
+        .into_inner();
+    let fee = position.payment_options[0].installments[0].clone();
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&fee, receipt_id, "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+    Ok(fee)
+}
+
 async fn balance(ledger: &mut LedgerServiceClient<Channel>, account: &str) -> anyhow::Result<i64> {
     let balances = ledger
         .get_balances(pb::GetBalancesRequest {
@@ -484,23 +506,13 @@ async fn an_rfb_credit_cashes_the_receipt_it_pays_until_a_flow_reports_it(
     engine: Engine,
 ) -> anyhow::Result<()> {
     let app = TestApp::spawn(engine).await?;
-    let mut notices = app.notices().await?;
     let mut ledger = app.ledger().await?;
     let mut client = app.reconciliation().await?;
     let clearing = format!("psp_clearing:{MILANO}:BCITITMM");
     let in_transit = format!("in_transit:{MILANO}");
     let treasury = format!("treasury:{MILANO}");
 
-    let fee = notices
-        .create_debt_position(requests::school_fee("books-rfb"))
-        .await?
-        .into_inner();
-    let fee = fee.payment_options[0].installments[0].clone();
-    node::deliver_receipt(
-        app.soap_addr,
-        &ReceiptSpec::paying(&fee, "rt-direct", "BCITITMM", "2026-11-23T10:00:00"),
-    )
-    .await?;
+    let fee = paid_school_fee(&app, "books-rfb", "rt-direct").await?;
     assert_eq!(balance(&mut ledger, &clearing).await?, 46_500);
 
     // The PSP pays this one receipt by a bank transfer of its own, with no flow: the credit
@@ -598,19 +610,9 @@ async fn a_flow_declaring_more_than_its_lines_is_kept_as_declared_and_warned_of(
 ) -> anyhow::Result<()> {
     const DECLARING: &str = "2026-11-24BCITITMM-S000000301";
     let app = TestApp::spawn(engine).await?;
-    let mut notices = app.notices().await?;
     let mut ledger = app.ledger().await?;
     let mut client = app.reconciliation().await?;
-    let fee = notices
-        .create_debt_position(requests::school_fee("declared-fee"))
-        .await?
-        .into_inner();
-    let fee = fee.payment_options[0].installments[0].clone();
-    node::deliver_receipt(
-        app.soap_addr,
-        &ReceiptSpec::paying(&fee, "rt-declared", "BCITITMM", "2026-11-23T10:00:00"),
-    )
-    .await?;
+    let fee = paid_school_fee(&app, "declared-fee", "rt-declared").await?;
 
     let flow = flow_document(
         DECLARING,

@@ -263,6 +263,17 @@ fn camt_statements_and_notifications_in_every_version_are_valid_and_read_back() 
     }
 }
 
+/// `xml` with the entry `reference` (whose indicator is `indicator`) marked as a reversal:
+/// `<RvslInd>true</RvslInd>` right after its `CdtDbtInd`, where the schema wants it.
+fn reversed(xml: &str, reference: &str, indicator: &str) -> String {
+    let at = xml
+        .find(&format!("<AcctSvcrRef>{reference}</AcctSvcrRef>"))
+        .unwrap();
+    let tag = format!("<CdtDbtInd>{indicator}</CdtDbtInd>");
+    let end = xml[..at].rfind(&tag).unwrap() + tag.len();
+    format!("{}<RvslInd>true</RvslInd>{}", &xml[..end], &xml[end..])
+}
+
 #[test]
 fn entries_the_schema_allows_without_a_booking_day_or_as_reversals_are_not_credits() {
     let d = date!(2026 - 03 - 11);
@@ -298,14 +309,7 @@ fn entries_the_schema_allows_without_a_booking_day_or_as_reversals_are_not_credi
             &xml[..dated],
             &xml[dated + format!("<BookgDt><Dt>{d}</Dt></BookgDt>\n").len()..]
         );
-        let at = xml.find("<AcctSvcrRef>ASR-4</AcctSvcrRef>").unwrap();
-        let indicator = xml[..at].rfind("<CdtDbtInd>CRDT</CdtDbtInd>").unwrap()
-            + "<CdtDbtInd>CRDT</CdtDbtInd>".len();
-        let xml = format!(
-            "{}<RvslInd>true</RvslInd>{}",
-            &xml[..indicator],
-            &xml[indicator..]
-        );
+        let xml = reversed(&xml, "ASR-4", "CRDT");
         validate(
             &xml,
             &format!("treasury-spec/iso20022/camt.054.001.{v}.xsd"),
@@ -346,14 +350,7 @@ fn a_debit_reversing_a_credit_is_reported_as_a_reversal() {
             date!(2026 - 03 - 12),
             &[paid.clone(), undone.clone()],
         );
-        let at = xml.find("<AcctSvcrRef>ASR-9</AcctSvcrRef>").unwrap();
-        let indicator = xml[..at].rfind("<CdtDbtInd>DBIT</CdtDbtInd>").unwrap()
-            + "<CdtDbtInd>DBIT</CdtDbtInd>".len();
-        let xml = format!(
-            "{}<RvslInd>true</RvslInd>{}",
-            &xml[..indicator],
-            &xml[indicator..]
-        );
+        let xml = reversed(&xml, "ASR-9", "DBIT");
         validate(
             &xml,
             &format!("treasury-spec/iso20022/camt.053.001.{v}.xsd"),

@@ -58,7 +58,8 @@ async fn fdr_sync(engine: Engine) {
     );
     flow.payments[1].pay_status = "NO_RPT";
     fake.publish(flow);
-    // A flow 26 days old that the API serves with a wrong total: refused, and warned about.
+    // A flow 26 days old that the API serves with a count its pages do not hold: refused,
+    // and warned about.
     let mut old = FakeFlow::new(
         MILANO,
         "2026-11-07ABI03069-0002",
@@ -72,7 +73,7 @@ async fn fdr_sync(engine: Engine) {
             ago(27 * 24),
         )],
     );
-    old.declared_sum_cents = Some(200);
+    old.declared_count = Some(2);
     fake.publish(old);
     let base = fake.base_url();
 
@@ -93,7 +94,7 @@ async fn fdr_sync(engine: Engine) {
         )),
         "{err}"
     );
-    assert!(err.contains("sumPayments"), "{err}");
+    assert!(err.contains("totPayments"), "{err}");
     assert!(
         out.contains(&format!(
             "fdr-rest:{MILANO}/{FLOW}/revisions/1/psps/ABI03069: FdR REST for {MILANO}: 1 flow revisions (2 lines) added"
