@@ -93,6 +93,21 @@ async fn entries(
     }
 }
 
+/// Every entry naming treasury credit `credit_id`.
+async fn entries_of_credit(
+    ledger: &mut LedgerServiceClient<Channel>,
+    credit_id: &str,
+) -> anyhow::Result<Vec<pb::LedgerEntry>> {
+    entries(
+        ledger,
+        pb::ListEntriesRequest {
+            treasury_credit_id: credit_id.to_owned(),
+            ..Default::default()
+        },
+    )
+    .await
+}
+
 fn lines(entry: &pb::LedgerEntry) -> Vec<(&str, i64)> {
     let mut lines: Vec<_> = entry
         .lines
@@ -313,14 +328,7 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
     );
     let credited = import(&mut client, "statement.xml", &statement).await?;
     assert_eq!(credited.ledger_entries_posted, 2, "{credited:?}");
-    let cashed = entries(
-        &mut ledger,
-        pb::ListEntriesRequest {
-            treasury_credit_id: "ASR-0101".to_owned(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let cashed = entries_of_credit(&mut ledger, "ASR-0101").await?;
     assert_eq!(cashed.len(), 1, "{cashed:#?}");
     assert_eq!(cashed[0].event_type, "cashed");
     assert_eq!(cashed[0].treasury_line_id, "ASR-0101");
@@ -336,14 +344,7 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
     expected.sort_unstable();
     assert_eq!(named, expected);
     // The short credit: in the treasury what came, the 1.00 missing in suspense, with why.
-    let short_cashed = entries(
-        &mut ledger,
-        pb::ListEntriesRequest {
-            treasury_credit_id: "ASR-0102".to_owned(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let short_cashed = entries_of_credit(&mut ledger, "ASR-0102").await?;
     assert_eq!(short_cashed.len(), 1);
     assert_eq!(
         lines(&short_cashed[0]),
@@ -359,17 +360,7 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
         short_cashed[0].description
     );
     // A credit that is not pagoPA's is no posting of incasso's.
-    assert!(
-        entries(
-            &mut ledger,
-            pb::ListEntriesRequest {
-                treasury_credit_id: "ASR-0103".to_owned(),
-                ..Default::default()
-            },
-        )
-        .await?
-        .is_empty()
-    );
+    assert!(entries_of_credit(&mut ledger, "ASR-0103").await?.is_empty());
     // The flow's entries now include its cash, and nothing else.
     let followed = entries(&mut ledger, by_flow.clone()).await?;
     assert_eq!(followed.len(), 5);
@@ -552,17 +543,7 @@ async fn an_rfb_credit_cashes_the_receipt_it_pays_until_a_flow_reports_it(
         lines(&cashed[0]),
         [(clearing.as_str(), -46_500), (treasury.as_str(), 46_500)]
     );
-    assert!(
-        entries(
-            &mut ledger,
-            pb::ListEntriesRequest {
-                treasury_credit_id: "ASR-0202".to_owned(),
-                ..Default::default()
-            },
-        )
-        .await?
-        .is_empty()
-    );
+    assert!(entries_of_credit(&mut ledger, "ASR-0202").await?.is_empty());
     assert_eq!(balance(&mut ledger, &clearing).await?, 0);
     assert_eq!(balance(&mut ledger, &treasury).await?, 46_500);
     let again = import(&mut client, "statement.xml", &statement).await?;
@@ -689,14 +670,7 @@ async fn a_flow_declaring_more_than_its_lines_is_kept_as_declared_and_warned_of(
         balance(&mut ledger, &format!("suspense:{MILANO}")).await?,
         -100
     );
-    let cashed = entries(
-        &mut ledger,
-        pb::ListEntriesRequest {
-            treasury_credit_id: "ASR-0301".to_owned(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let cashed = entries_of_credit(&mut ledger, "ASR-0301").await?;
     assert_eq!(cashed.len(), 1, "{cashed:#?}");
     assert!(
         cashed[0]
