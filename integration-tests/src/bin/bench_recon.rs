@@ -611,6 +611,32 @@ impl WriteCost {
     }
 }
 
+/// What is watched of one phase: its costliest statements (when asked for) and its write cost.
+struct Watched<'a> {
+    profile: &'a StatementProfile,
+    cost: WriteCost,
+}
+
+impl<'a> Watched<'a> {
+    /// Before the phase: the statements' statistics reset, the write counters read.
+    async fn start(
+        profile: &'a StatementProfile,
+        db: &impl ConnectionTrait,
+    ) -> anyhow::Result<Self> {
+        profile.reset(db).await?;
+        Ok(Self {
+            profile,
+            cost: WriteCost::read(db).await?,
+        })
+    }
+
+    /// After it, under its figure: what it wrote, then its costliest statements.
+    async fn print(self, db: &impl ConnectionTrait, phase: &str) -> anyhow::Result<()> {
+        self.cost.print_since(db).await?;
+        self.profile.print(db, phase).await
+    }
+}
+
 async fn label_counts(db: &impl ConnectionTrait) -> anyhow::Result<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -678,8 +704,7 @@ async fn main() -> anyhow::Result<()> {
         flows.len()
     );
 
-    profile.reset(store.db()).await?;
-    let cost = WriteCost::read(store.db()).await?;
+    let watched = Watched::start(&profile, store.db()).await?;
     let started = Instant::now();
     let caught_up = store.refresh_reconciliation(CREDITOR).await?;
     let catch_up = started.elapsed();
@@ -688,11 +713,9 @@ async fn main() -> anyhow::Result<()> {
         catch_up.as_secs_f64(),
         peak_rss_mib()
     );
-    cost.print_since(store.db()).await?;
-    profile.print(store.db(), "refresh").await?;
+    watched.print(store.db(), "refresh").await?;
     analyze(&store).await?;
-    profile.reset(store.db()).await?;
-    let cost = WriteCost::read(store.db()).await?;
+    let watched = Watched::start(&profile, store.db()).await?;
     let fdr = import(&store, &accounts, &flows).await?;
     let rss_fdr = peak_rss_mib();
     println!(
@@ -700,19 +723,16 @@ async fn main() -> anyhow::Result<()> {
         fdr.as_secs_f64(),
         lines as f64 / fdr.as_secs_f64()
     );
-    cost.print_since(store.db()).await?;
-    profile.print(store.db(), "FdR import").await?;
+    watched.print(store.db(), "FdR import").await?;
     analyze(&store).await?;
-    profile.reset(store.db()).await?;
-    let cost = WriteCost::read(store.db()).await?;
+    let watched = Watched::start(&profile, store.db()).await?;
     let treasury = import(&store, &accounts, std::slice::from_ref(&statement)).await?;
     let rss_day = peak_rss_mib();
     println!(
         "treasury import: {:8.2} s  peak RSS {rss_day:.1} MiB",
         treasury.as_secs_f64()
     );
-    cost.print_since(store.db()).await?;
-    profile.print(store.db(), "treasury import").await?;
+    watched.print(store.db(), "treasury import").await?;
     let day = catch_up + fdr + treasury;
     println!(
         "day labelled (receipts + FdR + treasury): {:.2} s  (target < 60 s)",

@@ -195,11 +195,8 @@ fn every_scenario_of_the_issue_occurs_whatever_the_seed() {
                 .any(|f| f.state == FlowTreasuryState::DivImp)
         );
         // A flow whose declared total its lines do not add up to.
-        let cents = |euro: &str| -> i64 {
-            let (units, hundredths) = euro.trim_start_matches('-').split_once('.').unwrap();
-            let cents = units.parse::<i64>().unwrap() * 100 + hundredths.parse::<i64>().unwrap();
-            if euro.starts_with('-') { -cents } else { cents }
-        };
+        // A decimal amount's text, read as the readers read it.
+        let cents = |euro: &str| incasso_reconciliation::json_amount_cents(euro).unwrap();
         assert!(
             day.documents
                 .iter()
