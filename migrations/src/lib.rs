@@ -35,6 +35,7 @@ mod m20261204_000022_recon_pending_iuv;
 mod m20261205_000023_partial_ledger_indexes;
 mod m20261206_000024_partial_label_indexes;
 mod m20261206_000025_recon_flow_lines_cents;
+mod m20261206_000026_recon_credit_references;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -69,6 +70,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000023_partial_ledger_indexes::Migration),
             Box::new(m20261206_000024_partial_label_indexes::Migration),
             Box::new(m20261206_000025_recon_flow_lines_cents::Migration),
+            Box::new(m20261206_000026_recon_credit_references::Migration),
         ]
     }
 }

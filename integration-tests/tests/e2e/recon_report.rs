@@ -460,6 +460,13 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
         FLOW,
         "the IUF its causale names"
     );
+    // Last, the credits that are probably the same movement: none of these.
+    let twins_col = headers(&credits).len() - 1;
+    assert_eq!(headers(&credits)[twins_col], "Possibili doppioni");
+    assert!(
+        credits[1..].iter().all(|r| r[twins_col] == Data::Empty),
+        "{credits:#?}"
+    );
 
     // Doppi pagamenti: the second payment and the cancelled notice's, to refund.
     let refunds = sheet(&mut book, "Doppi pagamenti");

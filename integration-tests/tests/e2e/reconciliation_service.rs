@@ -27,6 +27,7 @@ on_both_engines!(
     the_finance_office_follows_receipts_flows_and_credits,
     bad_requests_are_refused_naming_the_field,
     a_document_larger_than_one_message_is_imported_in_chunks,
+    a_movement_notified_then_booked_under_another_reference_is_shown_twinned,
     the_service_reports_its_health_and_is_reflected,
 );
 
@@ -917,6 +918,91 @@ async fn a_document_larger_than_one_message_is_imported_in_chunks(
     assert_eq!(
         (credits[0].id.as_str(), label_of(credits[0].label)),
         ("ASR-BIG", L::TesNoMatch)
+    );
+    app.stop().await
+}
+
+/// The bank notifies a credit during the day (camt.054) and books it in the evening's
+/// statement (camt.053) under another reference: the statement's import warns that the two
+/// are probably one movement, and each credit names the other through ListTreasuryCredits.
+async fn a_movement_notified_then_booked_under_another_reference_is_shown_twinned(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut client = app.reconciliation().await?;
+    let day = date!(2026 - 11 - 25);
+    let entry = |id: &str| CamtEntry {
+        end_to_end_id: Some("E2E-RIVERSAMENTO-77".to_owned()),
+        ..CamtEntry::credit(
+            id,
+            35_500,
+            day,
+            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{FLOW}"),
+        )
+    };
+    let notification = camt(
+        CamtMessage::Notification,
+        CamtVersion::V08,
+        MILANO_BANK,
+        day,
+        day,
+        &[entry("NTF-0001")],
+    );
+    let notified = import(&mut client, "notification-1125.xml", &notification, 1 << 20).await?;
+    assert_eq!(notified.credits_added, 1);
+    assert!(notified.warnings.is_empty(), "{:?}", notified.warnings);
+    let statement = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        MILANO_BANK,
+        day,
+        day,
+        &[entry("ASR-0001")],
+    );
+    let booked = import(&mut client, "statement-1125.xml", &statement, 1 << 20).await?;
+    assert_eq!(booked.credits_added, 1);
+    assert_eq!(booked.warnings.len(), 1, "{:?}", booked.warnings);
+    assert!(
+        booked.warnings[0].contains(
+            "treasury credit ASR-0001 of 35500 cents, value date 2026-11-25, is probably the same \
+             movement as credit NTF-0001 of notification-1125.xml (same EndToEndId \
+             E2E-RIVERSAMENTO-77, amount and value date)"
+        ),
+        "{}",
+        booked.warnings[0]
+    );
+
+    let credits = client
+        .list_treasury_credits(pb::ListTreasuryCreditsRequest::default())
+        .await?
+        .into_inner()
+        .credits;
+    let twin = |id: &str| -> Vec<(String, i32, String)> {
+        credits
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .possible_duplicates
+            .iter()
+            .map(|d| (d.credit_id.clone(), d.reason, d.file_name.clone()))
+            .collect()
+    };
+    let reason = pb::DuplicateReason::EndToEndId as i32;
+    assert_eq!(
+        twin("ASR-0001"),
+        vec![(
+            "NTF-0001".to_owned(),
+            reason,
+            "notification-1125.xml".to_owned()
+        )]
+    );
+    assert_eq!(
+        twin("NTF-0001"),
+        vec![(
+            "ASR-0001".to_owned(),
+            reason,
+            "statement-1125.xml".to_owned()
+        )]
     );
     app.stop().await
 }

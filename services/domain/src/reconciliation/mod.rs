@@ -1,12 +1,14 @@
 //! Reconciliation of one creditor's receipts with the PSPs' reporting flows (FdR) and the
 //! treasury's credits, as `../shared/research/reconciliation.md` (the contract) defines it:
 //! the keys (`key`), reading a causale (`causale`), the evidence and its indexes (`evidence`),
-//! attribution, treasury states and labels (`classify`, `label`), and the incremental engine
-//! that relabels what new evidence touches and says why (`engine`). Exact cents decide every
-//! label; tolerances only ever produce suggestions.
+//! attribution, treasury states and labels (`classify`, `label`), the incremental engine that
+//! relabels what new evidence touches and says why (`engine`), and one movement seen through
+//! two treasury sources, which is warned of and never labelled (`duplicate`). Exact cents
+//! decide every label; tolerances only ever produce suggestions.
 
 pub mod causale;
 pub mod classify;
+pub mod duplicate;
 pub mod engine;
 pub mod evidence;
 pub mod key;
@@ -17,6 +19,7 @@ mod tests;
 
 pub use causale::{CausaleReferences, parse_causale};
 pub use classify::{assess, classify_all};
+pub use duplicate::{DuplicateReason, MovementFacts, same_movement};
 pub use engine::{Reconciler, Relabel};
 pub use evidence::{
     Evidence, EvidenceError, EvidenceItem, EvidenceRef, FlowLine, ReceiptTransfer, ReportingFlow,

@@ -4,14 +4,14 @@
 //! summary as responses.
 
 use incasso_domain::reconciliation::{
-    CandidateReason, EvidenceRef, FlowTreasuryState, Label, Suggestion,
+    CandidateReason, DuplicateReason, EvidenceRef, FlowTreasuryState, Label, Suggestion,
 };
 use incasso_domain::validation::{ValidationErrors, format_date};
 use incasso_store::AppError;
 use incasso_store::reconciliation::{
     CreditFilterInput, CreditItem, FlowFilterInput, FlowItem, ImportOutcome, LabelChangeRecord,
-    LabelTotal, ReceiptRecovery, ReconciliationSummary, RecoveryState, TransferFilterInput,
-    TransferItem, TransferKeyInput, TransferScope,
+    LabelTotal, PossibleDuplicate, ReceiptRecovery, ReconciliationSummary, RecoveryState,
+    TransferFilterInput, TransferItem, TransferKeyInput, TransferScope,
 };
 
 use super::timestamp;
@@ -386,6 +386,23 @@ pub fn treasury_credit(item: &CreditItem) -> pb::TreasuryCredit {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        possible_duplicates: item
+            .possible_duplicates
+            .iter()
+            .map(possible_duplicate)
+            .collect(),
+    }
+}
+
+fn possible_duplicate(duplicate: &PossibleDuplicate) -> pb::PossibleDuplicate {
+    let reason = match duplicate.reason {
+        DuplicateReason::Trn => pb::DuplicateReason::Trn,
+        DuplicateReason::EndToEndId => pb::DuplicateReason::EndToEndId,
+    };
+    pb::PossibleDuplicate {
+        credit_id: duplicate.credit_id.to_string(),
+        reason: reason.into(),
+        file_name: duplicate.file_name.clone(),
     }
 }
 

@@ -7,12 +7,13 @@ use std::collections::BTreeMap;
 
 use incasso_domain::receipt::Classification;
 use incasso_domain::reconciliation::{
-    CandidateReason, CreditId, FlowTreasuryState, Label, Suggestion,
+    CandidateReason, CreditId, DuplicateReason, FlowTreasuryState, Label, Suggestion,
 };
 use incasso_domain::rome_time::rome_date;
 use incasso_store::receipts::query::StoredReceipt;
 use incasso_store::reconciliation::{
-    CreditItem, FlowItem, LabelTotal, ReconciliationSummary, RecoveryState, TransferItem,
+    CreditItem, FlowItem, LabelTotal, PossibleDuplicate, ReconciliationSummary, RecoveryState,
+    TransferItem,
 };
 use time::Date;
 
@@ -132,6 +133,8 @@ const TREASURY_COLUMNS: &[Column] = &[
     column("Etichetta", 18.0),
     column("Descrizione", 50.0),
     column("Suggerimenti", 60.0),
+    // Last, so the columns before keep their places.
+    column("Possibili doppioni", 40.0),
 ];
 
 const DOUBLE_PAYMENT_COLUMNS: &[Column] = &[
@@ -474,7 +477,26 @@ pub fn credit_row(credit: &CreditItem) -> Vec<Cell> {
         Cell::text(label_code(credit.label)),
         Cell::text(label_description(credit.label)),
         suggestions_text(&credit.suggestions),
+        duplicates_text(&credit.possible_duplicates),
     ]
+}
+
+/// The credits that are probably the same movement, in Italian: "ID (stesso TRN, file)".
+fn duplicates_text(duplicates: &[PossibleDuplicate]) -> Cell {
+    let texts: Vec<String> = duplicates
+        .iter()
+        .map(|d| {
+            let reason = match d.reason {
+                DuplicateReason::Trn => "stesso TRN",
+                DuplicateReason::EndToEndId => "stesso EndToEndId",
+            };
+            format!(
+                "{} ({reason}, importo e data valuta; {})",
+                d.credit_id, d.file_name
+            )
+        })
+        .collect();
+    Cell::text(texts.join("; "))
 }
 
 /// Why a receipt is in the refund worklist, in Italian.
@@ -535,5 +557,46 @@ mod tests {
         for row in summary_rows(&summary) {
             assert_eq!(row.len(), Table::Summary.columns().len());
         }
+    }
+
+    #[test]
+    fn a_credit_names_its_probable_twins_in_the_last_column() {
+        let day = time::macros::date!(2026 - 11 - 24);
+        let twin = |id: &str, reason, file: &str| PossibleDuplicate {
+            credit_id: CreditId::parse(id).unwrap(),
+            reason,
+            file_name: file.to_owned(),
+        };
+        let credit = CreditItem {
+            creditor_fiscal_code: "01199250158".to_owned(),
+            id: CreditId::parse("ASR-77").unwrap(),
+            amount_cents: 9_500,
+            booking_date: day,
+            value_date: day,
+            causale: "BONIFICO".to_owned(),
+            trn: None,
+            referenced_flow_ids: Vec::new(),
+            referenced_iuvs: Vec::new(),
+            attributed_flow_ids: Vec::new(),
+            label: Some(Label::TesNoMatch),
+            suggestions: Vec::new(),
+            possible_duplicates: vec![
+                twin("CRI-1", DuplicateReason::Trn, "gdc-1124.xml"),
+                twin("NTF-9", DuplicateReason::EndToEndId, "ntf.xml"),
+            ],
+        };
+        let row = credit_row(&credit);
+        assert_eq!(row.len(), Table::Treasury.columns().len());
+        assert_eq!(
+            Table::Treasury.columns().last().map(|c| c.header),
+            Some("Possibili doppioni")
+        );
+        assert_eq!(
+            row.last(),
+            Some(&Cell::text(
+                "CRI-1 (stesso TRN, importo e data valuta; gdc-1124.xml); \
+                 NTF-9 (stesso EndToEndId, importo e data valuta; ntf.xml)"
+            ))
+        );
     }
 }

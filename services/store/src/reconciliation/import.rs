@@ -20,6 +20,7 @@ use time::Date;
 use uuid::Uuid;
 
 use super::accounts::TreasuryAccounts;
+use super::duplicates::{self, CreditMovement};
 use super::{evidence, labels, plans, scope};
 use crate::batch::insert_chunked;
 use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
@@ -440,6 +441,7 @@ impl Store {
             items.push(EvidenceItem::Flow(flow));
         }
         let mut credit_rows = Vec::new();
+        let mut new_movements = Vec::new();
         let mut in_document: BTreeMap<_, &incasso_domain::reconciliation::TreasuryCredit> =
             BTreeMap::new();
         for record in &collected.credits {
@@ -481,9 +483,19 @@ impl Store {
             });
             outcome.credits_added += 1;
             in_document.insert(credit.id.clone(), credit);
+            new_movements.push(CreditMovement {
+                id: credit.id.clone(),
+                amount_cents: credit.amount_cents,
+                value_date: credit.value_date,
+                trn: credit.trn.clone(),
+                end_to_end_id: record.end_to_end_id.clone(),
+            });
             items.push(EvidenceItem::Credit(credit.clone()));
         }
         insert_chunked(&txn, credit_rows, 11).await?;
+        outcome
+            .warnings
+            .extend(duplicates::warnings(&txn, &creditor, &new_movements).await?);
         if let Some(day) = coverage {
             items.push(EvidenceItem::TreasuryCoverage(day));
         }

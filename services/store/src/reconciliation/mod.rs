@@ -17,6 +17,7 @@
 
 mod accounts;
 mod books;
+mod duplicates;
 mod evidence;
 mod fdr_poll;
 mod import;
@@ -28,6 +29,7 @@ mod recovery;
 mod scope;
 
 pub use accounts::TreasuryAccounts;
+pub use duplicates::PossibleDuplicate;
 pub use import::{FdrRevision, ImportOutcome};
 pub use labels::{Causes, LabelChangeRecord};
 pub use queries::{

@@ -30,6 +30,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 
+use super::duplicates::{CreditMovement, PossibleDuplicate, possible_duplicates};
 use super::labels::LabelChangeRecord;
 use crate::{AppError, Store, page_token};
 
@@ -886,6 +887,8 @@ pub struct CreditItem {
     pub label: Option<Label>,
     /// Advice (candidate flows of a truncated IUF, ...).
     pub suggestions: Vec<Suggestion>,
+    /// Other credits that are probably the same movement, imported from another source.
+    pub possible_duplicates: Vec<PossibleDuplicate>,
 }
 
 /// One page of credits.
@@ -1084,7 +1087,8 @@ impl Store {
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(
             "SELECT c.creditor_fiscal_code, c.credit_id, c.amount_cents, c.booking_date, c.value_date, \
-             c.causale, c.trn, l.label, l.assessment FROM recon_credit c LEFT JOIN recon_label l \
+             c.causale, c.trn, c.end_to_end_id, l.label, l.assessment FROM recon_credit c \
+             LEFT JOIN recon_label l \
              ON l.creditor_fiscal_code = c.creditor_fiscal_code AND l.subject_kind = 'credit' \
              AND l.credit_id = c.credit_id WHERE 1 = 1",
         );
@@ -1111,6 +1115,7 @@ impl Store {
         sql.push(" ORDER BY c.creditor_fiscal_code, c.credit_id LIMIT ")
             .bind(i64::try_from(size + 1).unwrap_or(i64::MAX));
         let mut credits = Vec::new();
+        let mut movements: BTreeMap<String, Vec<CreditMovement>> = BTreeMap::new();
         for row in db.query_all_raw(sql.statement()).await? {
             let id: String = row.try_get("", "credit_id")?;
             let causale: String = row.try_get("", "causale")?;
@@ -1140,10 +1145,32 @@ impl Store {
                 attributed_flow_ids,
                 label: parse_label(row.try_get("", "label")?)?,
                 suggestions,
+                possible_duplicates: Vec::new(),
             });
+            if let Some(credit) = credits.last() {
+                movements
+                    .entry(credit.creditor_fiscal_code.clone())
+                    .or_default()
+                    .push(CreditMovement {
+                        id: credit.id.clone(),
+                        amount_cents: credit.amount_cents,
+                        value_date: credit.value_date,
+                        trn: credit.trn.clone(),
+                        end_to_end_id: row.try_get("", "end_to_end_id")?,
+                    });
+            }
         }
         let more = credits.len() as u64 > size;
         credits.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        for (creditor, movements) in movements {
+            let mut found = possible_duplicates(db, &creditor, &movements).await?;
+            for credit in credits
+                .iter_mut()
+                .filter(|c| c.creditor_fiscal_code == creditor)
+            {
+                credit.possible_duplicates = found.remove(&credit.id).unwrap_or_default();
+            }
+        }
         let next_page_token = match (more, credits.last()) {
             (true, Some(last)) => page_token::encode_key(
                 &[

@@ -22,11 +22,11 @@ use time::macros::{date, datetime};
 use crate::fixtures::{CITTA_METROPOLITANA, Harness, MILANO, MILANO_BANK_IBAN};
 use crate::on_both_engines;
 
-const TREASURY_IBAN: &str = "IT60X0542811101000000123456";
+pub(crate) const TREASURY_IBAN: &str = "IT60X0542811101000000123456";
 const IUV: &str = "99000000000000011";
-const IUF: &str = "2026-11-23ABI03069-0001";
+pub(crate) const IUF: &str = "2026-11-23ABI03069-0001";
 
-fn accounts() -> TreasuryAccounts {
+pub(crate) fn accounts() -> TreasuryAccounts {
     let mut accounts = TreasuryAccounts::new();
     accounts.add_iban(MILANO, TREASURY_IBAN).unwrap();
     accounts.add_opi_code(MILANO, "C0MI01").unwrap();
@@ -35,7 +35,7 @@ fn accounts() -> TreasuryAccounts {
 
 /// A TARI receipt of a notice incasso did not issue: 95.00 to Milan, 5.00 of TEFA to the
 /// Città Metropolitana.
-fn receipt() -> ReceiptInput {
+pub(crate) fn receipt() -> ReceiptInput {
     let transfer = |id: u8, beneficiary: &str, cents: i64| ReceiptTransferInput {
         id_transfer: id,
         beneficiary: beneficiary.to_owned(),
@@ -71,7 +71,7 @@ fn receipt() -> ReceiptInput {
     }
 }
 
-fn key(index: i64) -> TransferKey {
+pub(crate) fn key(index: i64) -> TransferKey {
     TransferKey::new(
         Iuv::parse(IUV).unwrap(),
         "RCPT-1",
@@ -80,7 +80,7 @@ fn key(index: i64) -> TransferKey {
     .unwrap()
 }
 
-fn flow() -> ReportingFlow {
+pub(crate) fn flow() -> ReportingFlow {
     ReportingFlow {
         flow_id: FlowId::parse(IUF).unwrap(),
         revision: 0,
@@ -98,7 +98,7 @@ fn flow() -> ReportingFlow {
     }
 }
 
-fn write(name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(name: &str, text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("incasso-recon-store-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
@@ -126,7 +126,7 @@ async fn count(h: &Harness, table: &str) -> i64 {
     crate::fixtures::count(h, table).await
 }
 
-async fn label(h: &Harness, subject: Subject) -> Option<Label> {
+pub(crate) async fn label(h: &Harness, subject: Subject) -> Option<Label> {
     h.store
         .reconciliation_assessments(MILANO)
         .await
