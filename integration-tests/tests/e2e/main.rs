@@ -23,6 +23,7 @@ mod receipts;
 mod recon_day;
 mod recon_evidence;
 mod recon_report;
+mod recon_reversals;
 mod reconciliation_books;
 mod reconciliation_service;
 mod recovery;

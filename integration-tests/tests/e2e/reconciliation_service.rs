@@ -42,10 +42,10 @@ const LOST_IUV: &str = "12999999999999942";
 /// The IUV of the old flow's only line.
 const OLD_IUV: &str = "12999999999999950";
 
-type Client = ReconciliationServiceClient<Channel>;
+pub(crate) type Client = ReconciliationServiceClient<Channel>;
 
 /// Uploads `document` in chunks of `chunk` bytes.
-async fn import(
+pub(crate) async fn import(
     client: &mut Client,
     name: &str,
     document: &str,
@@ -685,7 +685,7 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
     app.stop().await
 }
 
-fn violation_fields(status: &tonic::Status) -> Vec<String> {
+pub(crate) fn violation_fields(status: &tonic::Status) -> Vec<String> {
     status
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())

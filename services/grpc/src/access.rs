@@ -181,6 +181,7 @@ const RULES: &[(&str, &str, Role, Access)] = &[
     ("incasso.v1.ReconciliationService", "GetTransferHistory", Role::Auditor, Access::Read),
     ("incasso.v1.ReconciliationService", "ListReportingFlows", Role::Auditor, Access::Read),
     ("incasso.v1.ReconciliationService", "ListTreasuryCredits", Role::Auditor, Access::Read),
+    ("incasso.v1.ReconciliationService", "ListTreasuryReversals", Role::Auditor, Access::Read),
     ("incasso.v1.ReconciliationService", "GetSummary", Role::Auditor, Access::Read),
     ("incasso.v1.ReconciliationService", "*", Role::Finance, Access::Read),
     ("incasso.v1.ReceiptService", "ListReceipts", Role::Finance, Access::Read),
@@ -457,6 +458,10 @@ mod tests {
             ),
             ("audit", "/incasso.v1.LedgerService/VerifyLedger"),
             ("audit", "/incasso.v1.ReconciliationService/GetSummary"),
+            (
+                "audit",
+                "/incasso.v1.ReconciliationService/ListTreasuryReversals",
+            ),
             (
                 "finance",
                 "/incasso.v1.ReconciliationService/ImportDocument",

@@ -136,6 +136,28 @@ impl ReconciliationService for ReconciliationApi {
         }))
     }
 
+    #[tracing::instrument(name = "ListTreasuryReversals", skip_all)]
+    async fn list_treasury_reversals(
+        &self,
+        request: Request<pb::ListTreasuryReversalsRequest>,
+    ) -> Result<Response<pb::ListTreasuryReversalsResponse>, Status> {
+        authorize(&request, Scope::ReadReconciliation)?;
+        let r = request.get_ref();
+        let page = self
+            .store
+            .list_treasury_reversals(&convert::reversal_filter(r), r.page_size, &r.page_token)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ListTreasuryReversalsResponse {
+            reversals: page
+                .reversals
+                .iter()
+                .map(convert::treasury_reversal)
+                .collect(),
+            next_page_token: page.next_page_token,
+        }))
+    }
+
     #[tracing::instrument(name = "GetSummary", skip_all)]
     async fn get_summary(
         &self,

@@ -165,7 +165,7 @@ impl ReversalRecord {
         }
         text.push_str(
             ": not applied (reconciliation reads credits only); the credit it reverses keeps \
-             its label: check it with the treasury",
+             its label: check it with the treasury (ListTreasuryReversals lists it)",
         );
         text
     }

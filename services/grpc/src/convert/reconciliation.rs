@@ -11,7 +11,8 @@ use incasso_store::AppError;
 use incasso_store::reconciliation::{
     CreditFilterInput, CreditItem, FlowFilterInput, FlowItem, ImportOutcome, LabelChangeRecord,
     LabelTotal, PossibleDuplicate, ReceiptRecovery, ReconciliationSummary, RecoveryState,
-    TransferFilterInput, TransferItem, TransferKeyInput, TransferScope,
+    ReversalFilterInput, ReversalItem, TransferFilterInput, TransferItem, TransferKeyInput,
+    TransferScope,
 };
 
 use super::timestamp;
@@ -391,6 +392,28 @@ pub fn treasury_credit(item: &CreditItem) -> pb::TreasuryCredit {
             .iter()
             .map(possible_duplicate)
             .collect(),
+    }
+}
+
+/// A ListTreasuryReversals request as the store's filter (validated there).
+pub fn reversal_filter(r: &pb::ListTreasuryReversalsRequest) -> ReversalFilterInput {
+    ReversalFilterInput {
+        creditor_fiscal_code: r.creditor_fiscal_code.clone(),
+        booked_from: r.booked_from.clone(),
+        booked_to: r.booked_to.clone(),
+    }
+}
+
+/// A reversal as the API shows it.
+pub fn treasury_reversal(item: &ReversalItem) -> pb::TreasuryReversal {
+    pb::TreasuryReversal {
+        creditor_fiscal_code: item.creditor_fiscal_code.clone(),
+        reference: item.reference.clone().unwrap_or_default(),
+        reverses_bill: item.reverses_bill.clone().unwrap_or_default(),
+        amount_cents: item.amount_cents,
+        booking_date: item.booking_date.map(format_date).unwrap_or_default(),
+        account: item.account.clone(),
+        file_name: item.file_name.clone(),
     }
 }
 

@@ -29,5 +29,6 @@ pub mod recon_label_change;
 pub mod recon_pending_iuv;
 pub mod recon_receipt_recovery;
 pub mod recon_recovery_lease;
+pub mod recon_reversal;
 pub mod source_document;
 pub mod transfer;

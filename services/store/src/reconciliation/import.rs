@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use super::accounts::TreasuryAccounts;
 use super::duplicates::{self, CreditMovement};
-use super::{evidence, labels, plans, scope};
+use super::{evidence, labels, plans, reversals, scope};
 use crate::batch::insert_chunked;
 use crate::entity::{recon_credit, recon_document, recon_flow, recon_flow_line};
 use crate::{AppError, Store};
@@ -440,6 +440,14 @@ impl Store {
             outcome.lines_added += flow.lines.len();
             items.push(EvidenceItem::Flow(flow));
         }
+        let account = collected
+            .accounts
+            .first()
+            .map(|a| match a {
+                TreasuryAccount::Iban(iban) => iban.clone(),
+                TreasuryAccount::OpiEntity(code) => format!("OPI:{code}"),
+            })
+            .unwrap_or_default();
         let mut credit_rows = Vec::new();
         let mut new_movements = Vec::new();
         let mut in_document: BTreeMap<_, &incasso_domain::reconciliation::TreasuryCredit> =
@@ -460,14 +468,6 @@ impl Store {
                     credit.id
                 )));
             }
-            let account = collected
-                .accounts
-                .first()
-                .map(|a| match a {
-                    TreasuryAccount::Iban(iban) => iban.clone(),
-                    TreasuryAccount::OpiEntity(code) => format!("OPI:{code}"),
-                })
-                .unwrap_or_default();
             credit_rows.push(recon_credit::ActiveModel {
                 creditor_fiscal_code: Set(creditor.clone()),
                 credit_id: Set(credit.id.as_str().to_owned()),
@@ -478,7 +478,7 @@ impl Store {
                 trn: Set(credit.trn.clone()),
                 ordering_party: Set(record.ordering_party.clone()),
                 end_to_end_id: Set(record.end_to_end_id.clone()),
-                account: Set(account),
+                account: Set(account.clone()),
                 document_id: Set(document_id),
             });
             outcome.credits_added += 1;
@@ -493,6 +493,7 @@ impl Store {
             items.push(EvidenceItem::Credit(credit.clone()));
         }
         insert_chunked(&txn, credit_rows, 11).await?;
+        reversals::keep(&txn, &creditor, document_id, &account, &collected.reversals).await?;
         outcome
             .warnings
             .extend(duplicates::warnings(&txn, &creditor, &new_movements).await?);

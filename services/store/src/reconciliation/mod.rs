@@ -26,6 +26,7 @@ mod lease;
 mod plans;
 mod queries;
 mod recovery;
+mod reversals;
 mod scope;
 
 pub use accounts::TreasuryAccounts;
@@ -38,4 +39,5 @@ pub use queries::{
     TransferScope,
 };
 pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};
+pub use reversals::{ReversalFilterInput, ReversalItem, ReversalPage};
 pub(crate) use scope::IUVS_PER_SLICE;

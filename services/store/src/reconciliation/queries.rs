@@ -34,8 +34,8 @@ use super::duplicates::{CreditMovement, PossibleDuplicate, possible_duplicates};
 use super::labels::LabelChangeRecord;
 use crate::{AppError, Store, page_token};
 
-const DEFAULT_PAGE_SIZE: u64 = 100;
-const MAX_PAGE_SIZE: u64 = 1000;
+pub(super) const DEFAULT_PAGE_SIZE: u64 = 100;
+pub(super) const MAX_PAGE_SIZE: u64 = 1000;
 /// Transfers read per query while a summary walks its range.
 const SUMMARY_CHUNK: i32 = 1000;
 
@@ -44,14 +44,14 @@ fn corrupt(what: impl std::fmt::Display) -> AppError {
 }
 
 /// A statement built piece by piece, with each engine's placeholders.
-struct Sql {
+pub(super) struct Sql {
     backend: DbBackend,
     text: String,
     values: Vec<Value>,
 }
 
 impl Sql {
-    fn new(backend: DbBackend) -> Self {
+    pub(super) fn new(backend: DbBackend) -> Self {
         Self {
             backend,
             text: String::new(),
@@ -59,13 +59,13 @@ impl Sql {
         }
     }
 
-    fn push(&mut self, text: &str) -> &mut Self {
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
     /// Appends a placeholder for `value`.
-    fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
+    pub(super) fn bind(&mut self, value: impl Into<Value>) -> &mut Self {
         self.values.push(value.into());
         if self.backend == DbBackend::Postgres {
             let n = self.values.len();
@@ -76,7 +76,7 @@ impl Sql {
         self
     }
 
-    fn statement(&self) -> Statement {
+    pub(super) fn statement(&self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text.clone(), self.values.clone())
     }
 }
@@ -135,7 +135,7 @@ fn optional(value: &str) -> Option<&str> {
     (!value.is_empty()).then_some(value)
 }
 
-fn creditor_filter(errors: &mut ValidationErrors, text: &str) -> Option<String> {
+pub(super) fn creditor_filter(errors: &mut ValidationErrors, text: &str) -> Option<String> {
     let text = optional(text)?;
     errors
         .check("creditor_fiscal_code", OrganizationFiscalCode::parse(text))
@@ -146,7 +146,7 @@ fn day_filter(errors: &mut ValidationErrors, field: &str, text: &str) -> Option<
     optional(text).and_then(|t| errors.check(field, parse_date(t)))
 }
 
-fn day_range(
+pub(super) fn day_range(
     errors: &mut ValidationErrors,
     (from_field, from): (&str, &str),
     (to_field, to): (&str, &str),
@@ -161,7 +161,7 @@ fn day_range(
     (from, to)
 }
 
-fn fingerprint(kind: &str, parts: &[Option<String>]) -> String {
+pub(super) fn fingerprint(kind: &str, parts: &[Option<String>]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(kind.as_bytes());
     hasher.update(b"\0");
