@@ -1,7 +1,8 @@
 //! Reversals of treasury credits, as the finance office finds them after the import: the
 //! Tesoriere's giornale di cassa takes back a credit (`STORNATO`), the import warns, and
 //! ListTreasuryReversals keeps listing it, once however many documents repeat it, by
-//! booking day and page by page. Labels do not move: the contract reads credits only.
+//! booking day and page by page, and GetSummary counts them. Labels do not move: the
+//! contract reads credits only.
 
 use incasso_grpc::pb;
 use incasso_grpc::pb::ReconciliationLabel as L;
@@ -139,6 +140,25 @@ async fn a_reversed_credit_is_listed_after_its_import(engine: Engine) -> anyhow:
     .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert_eq!(violation_fields(&refused), ["booked_to"]);
+
+    // The summary of the days counts them, next to the credits they leave labelled.
+    let summary = |from: &str, to: &str| pb::GetSummaryRequest {
+        from: from.to_owned(),
+        to: to.to_owned(),
+        creditor_fiscal_code: MILANO.to_owned(),
+    };
+    let both = client
+        .get_summary(summary("2026-11-24", "2026-11-26"))
+        .await?
+        .into_inner();
+    let taken_back = both.reversals.unwrap();
+    assert_eq!((taken_back.count, taken_back.amount_cents), (2, 350));
+    let last = client
+        .get_summary(summary("2026-11-26", "2026-11-26"))
+        .await?
+        .into_inner();
+    let taken_back = last.reversals.unwrap();
+    assert_eq!((taken_back.count, taken_back.amount_cents), (1, 250));
 
     // The reversed credit keeps its label.
     let credits = client

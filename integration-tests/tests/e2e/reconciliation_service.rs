@@ -1004,6 +1004,20 @@ async fn a_movement_notified_then_booked_under_another_reference_is_shown_twinne
             "statement-1125.xml".to_owned()
         )]
     );
+    // The day's summary counts both credits, and says that they are probably one.
+    let summary = client
+        .get_summary(pb::GetSummaryRequest {
+            from: "2026-11-25".to_owned(),
+            to: "2026-11-25".to_owned(),
+            creditor_fiscal_code: MILANO.to_owned(),
+        })
+        .await?
+        .into_inner();
+    let credited: i64 = summary.credit_labels.iter().map(|t| t.amount_cents).sum();
+    assert_eq!(credited, 71_000);
+    let twinned = summary.possibly_duplicated_credits.unwrap();
+    assert_eq!((twinned.count, twinned.amount_cents), (2, 71_000));
+    assert_eq!(summary.reversals.unwrap().count, 0);
     app.stop().await
 }
 

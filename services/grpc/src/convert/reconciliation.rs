@@ -435,12 +435,16 @@ fn label_totals(
     // `None` sorts first: "not assessed" leads, then the contract's priority order.
     totals
         .iter()
-        .map(|(label, total)| pb::LabelTotal {
-            label: label_value(*label),
-            count: i64::try_from(total.count).unwrap_or(i64::MAX),
-            amount_cents: total.amount_cents,
-        })
+        .map(|(label, total)| label_total(*label, total))
         .collect()
+}
+
+fn label_total(label: Option<Label>, total: &LabelTotal) -> pb::LabelTotal {
+    pb::LabelTotal {
+        label: label_value(label),
+        count: i64::try_from(total.count).unwrap_or(i64::MAX),
+        amount_cents: total.amount_cents,
+    }
 }
 
 /// A summary as the API shows it.
@@ -451,6 +455,8 @@ pub fn summary(s: &ReconciliationSummary) -> pb::GetSummaryResponse {
         paid_cents: s.paid_cents,
         reported_cents: s.reported_cents,
         cashed_cents: s.cashed_cents,
+        possibly_duplicated_credits: Some(label_total(None, &s.possibly_duplicated_credits)),
+        reversals: Some(label_total(None, &s.reversals)),
     }
 }
 

@@ -384,6 +384,29 @@ pub fn summary_rows(summary: &ReconciliationSummary) -> Vec<Vec<Cell>> {
             Cell::Empty,
         ]);
     }
+    for (code, description, total) in [
+        (
+            "POSSIBILI DOPPIONI",
+            "Accrediti del periodo che sono probabilmente lo stesso movimento importato da \
+             un'altra fonte (stesso importo, data valuta e TRN o EndToEndId): contati entrambi",
+            summary.possibly_duplicated_credits,
+        ),
+        (
+            "STORNI",
+            "Storni di accrediti contabilizzati nel periodo: non cambiano le etichette, da \
+             verificare con il tesoriere",
+            summary.reversals,
+        ),
+    ] {
+        rows.push(vec![
+            Cell::text(code),
+            Cell::text(description),
+            Cell::Empty,
+            Cell::Empty,
+            count(total.count),
+            Cell::Euro(total.amount_cents),
+        ]);
+    }
     rows
 }
 
@@ -557,6 +580,37 @@ mod tests {
         for row in summary_rows(&summary) {
             assert_eq!(row.len(), Table::Summary.columns().len());
         }
+    }
+
+    #[test]
+    fn the_summary_ends_with_what_no_label_shows() {
+        let summary = ReconciliationSummary {
+            possibly_duplicated_credits: LabelTotal {
+                count: 2,
+                amount_cents: 71_000,
+            },
+            reversals: LabelTotal {
+                count: 1,
+                amount_cents: 250,
+            },
+            ..ReconciliationSummary::default()
+        };
+        let rows = summary_rows(&summary);
+        let last: Vec<(&Cell, &Cell, &Cell)> = rows[rows.len() - 2..]
+            .iter()
+            .map(|r| (&r[0], &r[4], &r[5]))
+            .collect();
+        assert_eq!(
+            last,
+            [
+                (
+                    &Cell::text("POSSIBILI DOPPIONI"),
+                    &Cell::Count(2),
+                    &Cell::Euro(71_000)
+                ),
+                (&Cell::text("STORNI"), &Cell::Count(1), &Cell::Euro(250)),
+            ]
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ use time::{Date, OffsetDateTime};
 
 use super::duplicates::{CreditMovement, PossibleDuplicate, possible_duplicates};
 use super::labels::LabelChangeRecord;
+use super::reversals::ReversalFilterInput;
 use crate::{AppError, Store, page_token};
 
 pub(super) const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -923,6 +924,12 @@ pub struct ReconciliationSummary {
     /// What of those transfers reached the treasury: the reported amount of the ones whose
     /// flow is cashed, the receipt amount of the ones an `/RFB/` credit matched (`RT_TES`).
     pub cashed_cents: i64,
+    /// Credits booked in the range that are probably a movement also imported from another
+    /// source (each of a pair counts): both count in `credits`.
+    pub possibly_duplicated_credits: LabelTotal,
+    /// Reversals of credits booked in the range: money the treasury took back, which no
+    /// label shows (the cents of those whose amount the document gives).
+    pub reversals: LabelTotal,
 }
 
 impl Store {
@@ -1255,6 +1262,29 @@ impl Store {
                 let total = summary.credits.entry(credit.label).or_default();
                 total.count += 1;
                 total.amount_cents += credit.amount_cents;
+                if !credit.possible_duplicates.is_empty() {
+                    summary.possibly_duplicated_credits.count += 1;
+                    summary.possibly_duplicated_credits.amount_cents += credit.amount_cents;
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let reversals = ReversalFilterInput {
+            creditor_fiscal_code: creditor_fiscal_code.to_owned(),
+            booked_from: from.to_owned(),
+            booked_to: to.to_owned(),
+        };
+        let mut token = String::new();
+        loop {
+            let page = self
+                .list_treasury_reversals(&reversals, SUMMARY_CHUNK, &token)
+                .await?;
+            for reversal in &page.reversals {
+                summary.reversals.count += 1;
+                summary.reversals.amount_cents += reversal.amount_cents.unwrap_or_default();
             }
             if page.next_page_token.is_empty() {
                 break;
