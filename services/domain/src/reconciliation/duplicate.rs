@@ -22,16 +22,6 @@ pub enum DuplicateReason {
     EndToEndId,
 }
 
-impl DuplicateReason {
-    /// `TRN`, `END_TO_END_ID`.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Trn => "TRN",
-            Self::EndToEndId => "END_TO_END_ID",
-        }
-    }
-}
-
 /// The facts of a credit that identify its movement across sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MovementFacts<'a> {
@@ -45,11 +35,14 @@ pub struct MovementFacts<'a> {
     pub end_to_end_id: Option<&'a str>,
 }
 
-/// A reference that names a movement: not blank, and not `NOTPROVIDED`.
+/// True when a TRN or EndToEndId names a movement: not blank, and not `NOTPROVIDED`.
+pub fn names_a_movement(reference: &str) -> bool {
+    let reference = reference.trim();
+    !reference.is_empty() && !reference.eq_ignore_ascii_case(NOT_PROVIDED)
+}
+
 fn naming(reference: Option<&str>) -> Option<&str> {
-    reference
-        .map(str::trim)
-        .filter(|r| !r.is_empty() && !r.eq_ignore_ascii_case(NOT_PROVIDED))
+    reference.filter(|r| names_a_movement(r)).map(str::trim)
 }
 
 /// Why `a` and `b` are probably one movement, or `None`: the same amount and value day, and

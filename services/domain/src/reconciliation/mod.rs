@@ -19,7 +19,7 @@ mod tests;
 
 pub use causale::{CausaleReferences, parse_causale};
 pub use classify::{assess, classify_all};
-pub use duplicate::{DuplicateReason, MovementFacts, same_movement};
+pub use duplicate::{DuplicateReason, MovementFacts, names_a_movement, same_movement};
 pub use engine::{Reconciler, Relabel};
 pub use evidence::{
     Evidence, EvidenceError, EvidenceItem, EvidenceRef, FlowLine, ReceiptTransfer, ReportingFlow,

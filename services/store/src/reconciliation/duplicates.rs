@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use incasso_domain::reconciliation::{CreditId, DuplicateReason, MovementFacts, same_movement};
+use incasso_domain::reconciliation::{
+    CreditId, DuplicateReason, MovementFacts, names_a_movement, same_movement,
+};
 use sea_orm::{ConnectionTrait, Statement};
 use time::Date;
 
@@ -65,10 +67,13 @@ pub(crate) async fn possible_duplicates(
     creditor: &str,
     credits: &[CreditMovement],
 ) -> Result<BTreeMap<CreditId, Vec<PossibleDuplicate>>, AppError> {
+    // A reference that names no movement (`NOTPROVIDED`, which every credit of some banks
+    // carries) would read back half the creditor's credits for nothing.
     let references: BTreeSet<String> = credits
         .iter()
         .flat_map(|c| [c.trn.clone(), c.end_to_end_id.clone()])
         .flatten()
+        .filter(|r| names_a_movement(r))
         .collect();
     let references: Vec<String> = references.into_iter().collect();
     let mut stored: BTreeMap<CreditId, (CreditMovement, String)> = BTreeMap::new();
