@@ -35,8 +35,8 @@ use super::labels::LabelChangeRecord;
 use super::reversals::ReversalFilterInput;
 use crate::{AppError, Store, page_token};
 
-pub(super) const DEFAULT_PAGE_SIZE: u64 = 100;
-pub(super) const MAX_PAGE_SIZE: u64 = 1000;
+const DEFAULT_PAGE_SIZE: u64 = 100;
+const MAX_PAGE_SIZE: u64 = 1000;
 /// Transfers read per query while a summary walks its range.
 const SUMMARY_CHUNK: i32 = 1000;
 
@@ -136,7 +136,7 @@ fn optional(value: &str) -> Option<&str> {
     (!value.is_empty()).then_some(value)
 }
 
-pub(super) fn creditor_filter(errors: &mut ValidationErrors, text: &str) -> Option<String> {
+fn creditor_filter(errors: &mut ValidationErrors, text: &str) -> Option<String> {
     let text = optional(text)?;
     errors
         .check("creditor_fiscal_code", OrganizationFiscalCode::parse(text))
@@ -147,7 +147,7 @@ fn day_filter(errors: &mut ValidationErrors, field: &str, text: &str) -> Option<
     optional(text).and_then(|t| errors.check(field, parse_date(t)))
 }
 
-pub(super) fn day_range(
+fn day_range(
     errors: &mut ValidationErrors,
     (from_field, from): (&str, &str),
     (to_field, to): (&str, &str),
@@ -162,7 +162,7 @@ pub(super) fn day_range(
     (from, to)
 }
 
-pub(super) fn fingerprint(kind: &str, parts: &[Option<String>]) -> String {
+fn fingerprint(kind: &str, parts: &[Option<String>]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(kind.as_bytes());
     hasher.update(b"\0");
@@ -171,6 +171,91 @@ pub(super) fn fingerprint(kind: &str, parts: &[Option<String>]) -> String {
         hasher.update(b"\0");
     }
     hex::encode(&hasher.finalize()[..8])
+}
+
+/// A page of a treasury list (credits, reversals) by creditor and booking days, its filters
+/// validated and its page token read.
+pub(super) struct BookedPage {
+    creditor: Option<String>,
+    from: Option<Date>,
+    to: Option<Date>,
+    /// Rows per page.
+    pub size: u64,
+    /// What the page tokens are bound to.
+    pub fingerprint: String,
+    after: Option<Vec<String>>,
+}
+
+impl BookedPage {
+    /// Validates the filters and the page: every bad field is named, together.
+    /// `more` are the list's own filters, which its page tokens are bound to as well.
+    pub(super) fn parse(
+        kind: &str,
+        (creditor, booked_from, booked_to): (&str, &str, &str),
+        more: &[Option<String>],
+        page_size_requested: i32,
+        page_token: &str,
+        errors: &mut ValidationErrors,
+    ) -> Self {
+        let creditor = creditor_filter(errors, creditor);
+        let (from, to) = day_range(
+            errors,
+            ("booked_from", booked_from),
+            ("booked_to", booked_to),
+        );
+        let size = page_token::page_size(
+            errors,
+            page_size_requested,
+            DEFAULT_PAGE_SIZE,
+            MAX_PAGE_SIZE,
+        );
+        let mut parts = vec![creditor.clone()];
+        parts.extend_from_slice(more);
+        parts.extend([from.map(|d| d.to_string()), to.map(|d| d.to_string())]);
+        let fingerprint = fingerprint(kind, &parts);
+        let after = page_token::decode_key(errors, page_token, &fingerprint, 2);
+        Self {
+            creditor,
+            from,
+            to,
+            size,
+            fingerprint,
+            after,
+        }
+    }
+
+    /// Appends the creditor and day filters on `alias`.
+    pub(super) fn filter(&self, sql: &mut Sql, alias: &str) {
+        if let Some(creditor) = &self.creditor {
+            sql.push(&format!(" AND {alias}.creditor_fiscal_code = "))
+                .bind(creditor.clone());
+        }
+        if let Some(from) = self.from {
+            sql.push(&format!(" AND {alias}.booking_date >= "))
+                .bind(from);
+        }
+        if let Some(to) = self.to {
+            sql.push(&format!(" AND {alias}.booking_date <= ")).bind(to);
+        }
+    }
+
+    /// Appends the page: after the token's key, in (creditor, `key`) order, one row more
+    /// than the page to tell whether another follows.
+    pub(super) fn page(&self, sql: &mut Sql, alias: &str, key: &str) {
+        if let Some([creditor, last]) = self.after.as_deref() {
+            sql.push(&format!(
+                " AND ({alias}.creditor_fiscal_code, {alias}.{key}) > ("
+            ))
+            .bind(creditor.clone())
+            .push(", ")
+            .bind(last.clone())
+            .push(")");
+        }
+        sql.push(&format!(
+            " ORDER BY {alias}.creditor_fiscal_code, {alias}.{key} LIMIT "
+        ))
+        .bind(i64::try_from(self.size + 1).unwrap_or(i64::MAX));
+    }
 }
 
 fn parse_label(code: Option<String>) -> Result<Option<Label>, AppError> {
@@ -1065,31 +1150,22 @@ impl Store {
         page_token: &str,
     ) -> Result<CreditPage, AppError> {
         let mut errors = ValidationErrors::new();
-        let creditor = creditor_filter(&mut errors, &input.creditor_fiscal_code);
-        let (from, to) = day_range(
-            &mut errors,
-            ("booked_from", &input.booked_from),
-            ("booked_to", &input.booked_to),
-        );
-        let size = page_token::page_size(
-            &mut errors,
-            page_size_requested,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        );
-        let fingerprint = fingerprint(
+        let page = BookedPage::parse(
             "recon credits",
-            &[
-                creditor.clone(),
-                input.label.map(|l| l.code().to_owned()),
-                from.map(|d| d.to_string()),
-                to.map(|d| d.to_string()),
-            ],
+            (
+                &input.creditor_fiscal_code,
+                &input.booked_from,
+                &input.booked_to,
+            ),
+            &[input.label.map(|l| l.code().to_owned())],
+            page_size_requested,
+            page_token,
+            &mut errors,
         );
-        let after = page_token::decode_key(&mut errors, page_token, &fingerprint, 2);
         if !errors.is_empty() {
             return Err(AppError::Invalid(errors));
         }
+        let (size, fingerprint) = (page.size, page.fingerprint.clone());
         let db = self.db();
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(
@@ -1099,28 +1175,11 @@ impl Store {
              ON l.creditor_fiscal_code = c.creditor_fiscal_code AND l.subject_kind = 'credit' \
              AND l.credit_id = c.credit_id WHERE 1 = 1",
         );
-        if let Some(creditor) = &creditor {
-            sql.push(" AND c.creditor_fiscal_code = ")
-                .bind(creditor.clone());
-        }
+        page.filter(&mut sql, "c");
         if let Some(label) = input.label {
             sql.push(" AND l.label = ").bind(label.code());
         }
-        if let Some(from) = from {
-            sql.push(" AND c.booking_date >= ").bind(from);
-        }
-        if let Some(to) = to {
-            sql.push(" AND c.booking_date <= ").bind(to);
-        }
-        if let Some([creditor, credit_id]) = after.as_deref() {
-            sql.push(" AND (c.creditor_fiscal_code, c.credit_id) > (")
-                .bind(creditor.clone())
-                .push(", ")
-                .bind(credit_id.clone())
-                .push(")");
-        }
-        sql.push(" ORDER BY c.creditor_fiscal_code, c.credit_id LIMIT ")
-            .bind(i64::try_from(size + 1).unwrap_or(i64::MAX));
+        page.page(&mut sql, "c", "credit_id");
         let mut credits = Vec::new();
         let mut movements: BTreeMap<String, Vec<CreditMovement>> = BTreeMap::new();
         for row in db.query_all_raw(sql.statement()).await? {

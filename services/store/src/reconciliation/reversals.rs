@@ -12,9 +12,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseTransaction};
 use time::Date;
 use uuid::Uuid;
 
-use super::queries::{
-    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Sql, creditor_filter, day_range, fingerprint,
-};
+use super::queries::{BookedPage, Sql};
 use crate::batch::{OnConflict, insert_rows};
 use crate::entity::recon_reversal;
 use crate::{AppError, Store, page_token};
@@ -112,27 +110,18 @@ impl Store {
         page_token: &str,
     ) -> Result<ReversalPage, AppError> {
         let mut errors = ValidationErrors::new();
-        let creditor = creditor_filter(&mut errors, &input.creditor_fiscal_code);
-        let (from, to) = day_range(
-            &mut errors,
-            ("booked_from", &input.booked_from),
-            ("booked_to", &input.booked_to),
-        );
-        let size = page_token::page_size(
-            &mut errors,
-            page_size_requested,
-            DEFAULT_PAGE_SIZE,
-            MAX_PAGE_SIZE,
-        );
-        let fingerprint = fingerprint(
+        let page = BookedPage::parse(
             "recon reversals",
-            &[
-                creditor.clone(),
-                from.map(|d| d.to_string()),
-                to.map(|d| d.to_string()),
-            ],
+            (
+                &input.creditor_fiscal_code,
+                &input.booked_from,
+                &input.booked_to,
+            ),
+            &[],
+            page_size_requested,
+            page_token,
+            &mut errors,
         );
-        let after = page_token::decode_key(&mut errors, page_token, &fingerprint, 2);
         if !errors.is_empty() {
             return Err(AppError::Invalid(errors));
         }
@@ -143,25 +132,8 @@ impl Store {
              r.amount_cents, r.booking_date, r.account, d.file_name FROM recon_reversal r \
              JOIN recon_document d ON d.id = r.document_id WHERE 1 = 1",
         );
-        if let Some(creditor) = &creditor {
-            sql.push(" AND r.creditor_fiscal_code = ")
-                .bind(creditor.clone());
-        }
-        if let Some(from) = from {
-            sql.push(" AND r.booking_date >= ").bind(from);
-        }
-        if let Some(to) = to {
-            sql.push(" AND r.booking_date <= ").bind(to);
-        }
-        if let Some([creditor, key]) = after.as_deref() {
-            sql.push(" AND (r.creditor_fiscal_code, r.reversal_key) > (")
-                .bind(creditor.clone())
-                .push(", ")
-                .bind(key.clone())
-                .push(")");
-        }
-        sql.push(" ORDER BY r.creditor_fiscal_code, r.reversal_key LIMIT ")
-            .bind(i64::try_from(size + 1).unwrap_or(i64::MAX));
+        page.filter(&mut sql, "r");
+        page.page(&mut sql, "r", "reversal_key");
         let mut keyed = Vec::new();
         for row in db.query_all_raw(sql.statement()).await? {
             let key: String = row.try_get("", "reversal_key")?;
@@ -178,12 +150,12 @@ impl Store {
                 },
             ));
         }
-        let more = keyed.len() as u64 > size;
-        keyed.truncate(usize::try_from(size).unwrap_or(usize::MAX));
+        let more = keyed.len() as u64 > page.size;
+        keyed.truncate(usize::try_from(page.size).unwrap_or(usize::MAX));
         let next_page_token = match (more, keyed.last()) {
             (true, Some((key, last))) => page_token::encode_key(
                 &[last.creditor_fiscal_code.clone(), key.clone()],
-                &fingerprint,
+                &page.fingerprint,
             ),
             _ => String::new(),
         };
