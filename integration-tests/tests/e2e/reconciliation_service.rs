@@ -940,25 +940,21 @@ async fn a_movement_notified_then_booked_under_another_reference_is_shown_twinne
             &format!("/PUR/LGPE-RIVERSAMENTO/URI/{FLOW}"),
         )
     };
-    let notification = camt(
-        CamtMessage::Notification,
-        CamtVersion::V08,
-        MILANO_BANK,
-        day,
-        day,
-        &[entry("NTF-0001")],
-    );
+    let document = |message, id: &str| {
+        camt(
+            message,
+            CamtVersion::V08,
+            MILANO_BANK,
+            day,
+            day,
+            &[entry(id)],
+        )
+    };
+    let notification = document(CamtMessage::Notification, "NTF-0001");
     let notified = import(&mut client, "notification-1125.xml", &notification, 1 << 20).await?;
     assert_eq!(notified.credits_added, 1);
     assert!(notified.warnings.is_empty(), "{:?}", notified.warnings);
-    let statement = camt(
-        CamtMessage::Statement,
-        CamtVersion::V08,
-        MILANO_BANK,
-        day,
-        day,
-        &[entry("ASR-0001")],
-    );
+    let statement = document(CamtMessage::Statement, "ASR-0001");
     let booked = import(&mut client, "statement-1125.xml", &statement, 1 << 20).await?;
     assert_eq!(booked.credits_added, 1);
     assert_eq!(booked.warnings.len(), 1, "{:?}", booked.warnings);
