@@ -259,7 +259,8 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
             "Anomalie",
             "Flussi",
             "Tesoreria",
-            "Doppi pagamenti"
+            "Doppi pagamenti",
+            "Storni"
         ]
     );
 
@@ -532,7 +533,8 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
             "anomalie.csv",
             "flussi.csv",
             "tesoreria.csv",
-            "doppi_pagamenti.csv"
+            "doppi_pagamenti.csv",
+            "storni.csv"
         ]
     );
     let raw = std::fs::read_to_string(folder.join("tesoreria.csv"))?;

@@ -81,7 +81,8 @@ pub(crate) enum ReconCommand {
     },
     /// Writes the finance office's report of a range of days: the summary per label
     /// (Riepilogo), every transfer key not RT_IUF_TES (Anomalie), the flows regulated
-    /// (Flussi), the credits booked (Tesoreria) and the refund worklist (Doppi pagamenti).
+    /// (Flussi), the credits booked (Tesoreria), the refund worklist (Doppi pagamenti) and
+    /// the reversals of credits booked (Storni).
     /// Transfers are selected by payment day (the FdR line's when there is no receipt).
     Report {
         /// Only this creditor's evidence; every creditor's when omitted.

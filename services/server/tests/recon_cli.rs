@@ -407,7 +407,7 @@ fn report(url: &str, by_env: bool, config: &str, dir: &Path) {
     );
     assert!(written.status.success(), "{}", text(&written.stderr));
     let stdout = text(&written.stdout);
-    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert_eq!(stdout.lines().count(), 6, "{stdout}");
     assert!(
         stdout.contains(&format!(
             "{}: 2 rows",
@@ -607,6 +607,46 @@ async fn a_flow_not_adding_up_and_a_reversal_are_warned_of(engine: Engine) {
     assert!(
         out.contains("b-giornale.xml: OPI giornale di cassa 1.6.1/1.7.1/1.8 for 01199250158: 1 credits added, 0 already held, 1 other movements"),
         "{out}"
+    );
+    // The day's report lists the reversal, and counts it in the Riepilogo.
+    let report = dir.path().join("report");
+    let written = incasso(
+        &url,
+        false,
+        &[
+            "--config",
+            config,
+            "recon",
+            "report",
+            "--from",
+            "2026-11-25",
+            "--to",
+            "2026-11-25",
+            "--format",
+            "csv",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    let storni = std::fs::read_to_string(report.join("storni.csv")).unwrap();
+    let rows: Vec<&str> = storni.lines().collect();
+    assert_eq!(
+        rows,
+        [
+            "Ente;Riferimento storno;Bolletta stornata;Data contabile;Importo;Conto;File",
+            &format!(
+                "01199250158;CRI-8;;2026-11-25;1,00;OPI:C0MI01;{}",
+                giornale.display()
+            ),
+        ]
+    );
+    let riepilogo = std::fs::read_to_string(report.join("riepilogo.csv")).unwrap();
+    assert!(
+        riepilogo
+            .lines()
+            .any(|l| l.starts_with("STORNI;") && l.ends_with(";1;1,00")),
+        "{riepilogo}"
     );
     // Imported again: nothing new, nothing to warn of again.
     let again = incasso(

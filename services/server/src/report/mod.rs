@@ -1,8 +1,9 @@
 //! The reports the finance office opens (`incasso recon report`): for a range of days, the
-//! summary per label, the anomalies, the reporting flows, the treasury credits and the refund
-//! worklist, as an XLSX workbook ([`xlsx`]) or as CSV files ([`csv`]). The rows come from the
-//! very queries the gRPC ReconciliationService and ReceiptService answer with (transfers by
-//! payment day, flows by regulation day, credits by booking day, receipts by payment day),
+//! summary per label, the anomalies, the reporting flows, the treasury credits, the refund
+//! worklist and the reversals of credits, as an XLSX workbook ([`xlsx`]) or as CSV files
+//! ([`csv`]). The rows come from the very queries the gRPC ReconciliationService and
+//! ReceiptService answer with (transfers by payment day, flows by regulation day, credits and
+//! reversals by booking day, receipts by payment day),
 //! read page by page and handed to the writer as they arrive; [`tables`] shapes them.
 
 pub mod csv;
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use incasso_domain::validation::{ValidationErrors, format_date, parse_date};
 use incasso_store::receipts::query::ReceiptFilterInput;
 use incasso_store::reconciliation::{
-    CreditFilterInput, FlowFilterInput, TransferFilterInput, TransferScope,
+    CreditFilterInput, FlowFilterInput, ReversalFilterInput, TransferFilterInput, TransferScope,
 };
 use incasso_store::{AppError, Store};
 use time::Date;
@@ -149,7 +150,7 @@ impl<S: TableSink> Counting<'_, S> {
     }
 }
 
-/// Reads the range's evidence from `store` and writes the five tables into `sink`, in sheet
+/// Reads the range's evidence from `store` and writes the six tables into `sink`, in sheet
 /// order. The caller finishes the sink (and only then is anything at the output path).
 pub async fn write_report<S: TableSink>(
     store: &Store,
@@ -246,6 +247,26 @@ pub async fn write_report<S: TableSink>(
         let page = store.list_receipts(&receipts, PAGE_SIZE, &token).await?;
         for receipt in &page.receipts {
             out.row(&tables::double_payment_row(receipt))?;
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+
+    out.begin(Table::Reversals)?;
+    let reversals = ReversalFilterInput {
+        creditor_fiscal_code: range.creditor(),
+        booked_from: range.first_day(),
+        booked_to: range.last_day(),
+    };
+    let mut token = String::new();
+    loop {
+        let page = store
+            .list_treasury_reversals(&reversals, PAGE_SIZE, &token)
+            .await?;
+        for reversal in &page.reversals {
+            out.row(&tables::reversal_row(reversal))?;
         }
         if page.next_page_token.is_empty() {
             break;

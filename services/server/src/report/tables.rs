@@ -13,7 +13,7 @@ use incasso_domain::rome_time::rome_date;
 use incasso_store::receipts::query::StoredReceipt;
 use incasso_store::reconciliation::{
     CreditItem, FlowItem, LabelTotal, PossibleDuplicate, ReconciliationSummary, RecoveryState,
-    TransferItem,
+    ReversalItem, TransferItem,
 };
 use time::Date;
 
@@ -72,6 +72,8 @@ pub enum Table {
     Treasury,
     /// Receipts of notices already paid or closed: the refund worklist.
     DoublePayments,
+    /// Reversals of credits booked in the range: money the treasury took back.
+    Reversals,
 }
 
 const SUMMARY_COLUMNS: &[Column] = &[
@@ -150,14 +152,25 @@ const DOUBLE_PAYMENT_COLUMNS: &[Column] = &[
     column("Riferimento interno", 38.0),
 ];
 
+const REVERSAL_COLUMNS: &[Column] = &[
+    column("Ente", 13.0),
+    column("Riferimento storno", 24.0),
+    column("Bolletta stornata", 16.0),
+    column("Data contabile", 12.0),
+    column("Importo", 16.0),
+    column("Conto", 30.0),
+    column("File", 40.0),
+];
+
 impl Table {
     /// Every table, in sheet order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Summary,
         Self::Anomalies,
         Self::Flows,
         Self::Treasury,
         Self::DoublePayments,
+        Self::Reversals,
     ];
 
     /// The sheet's name.
@@ -168,6 +181,7 @@ impl Table {
             Self::Flows => "Flussi",
             Self::Treasury => "Tesoreria",
             Self::DoublePayments => "Doppi pagamenti",
+            Self::Reversals => "Storni",
         }
     }
 
@@ -179,6 +193,7 @@ impl Table {
             Self::Flows => "flussi.csv",
             Self::Treasury => "tesoreria.csv",
             Self::DoublePayments => "doppi_pagamenti.csv",
+            Self::Reversals => "storni.csv",
         }
     }
 
@@ -190,6 +205,7 @@ impl Table {
             Self::Flows => FLOW_COLUMNS,
             Self::Treasury => TREASURY_COLUMNS,
             Self::DoublePayments => DOUBLE_PAYMENT_COLUMNS,
+            Self::Reversals => REVERSAL_COLUMNS,
         }
     }
 }
@@ -548,6 +564,19 @@ pub fn double_payment_row(receipt: &StoredReceipt) -> Vec<Cell> {
         Cell::text(&receipt.psp_id),
         Cell::text(if receipt.stand_in { "sì" } else { "no" }),
         Cell::Text(receipt.id.to_string()),
+    ]
+}
+
+/// A reversal's row; what its document does not say stays empty.
+pub fn reversal_row(reversal: &ReversalItem) -> Vec<Cell> {
+    vec![
+        Cell::text(&reversal.creditor_fiscal_code),
+        Cell::text(reversal.reference.as_deref().unwrap_or_default()),
+        Cell::text(reversal.reverses_bill.as_deref().unwrap_or_default()),
+        reversal.booking_date.map_or(Cell::Empty, Cell::Date),
+        Cell::optional_euro(reversal.amount_cents),
+        Cell::text(&reversal.account),
+        Cell::text(&reversal.file_name),
     ]
 }
 
