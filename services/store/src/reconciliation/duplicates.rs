@@ -158,7 +158,8 @@ pub(crate) async fn warnings(
             out.push(format!(
                 "treasury credit {} of {} cents, value date {}, is probably the same movement as \
                  credit {} of {} (same {reference}, amount and value date): both are counted, \
-                 so what they cash reads as divergent by {} cents",
+                 as a credit is its id, so flows both of them cash read as divergent by {} \
+                 cents; check with the treasury which one the account holds",
                 credit.id,
                 credit.amount_cents,
                 credit.value_date,
