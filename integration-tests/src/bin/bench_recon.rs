@@ -29,6 +29,7 @@
 //! commit.
 //!
 //! `INCASSO_TEST_PG_URL` names the PostgreSQL server (as for the tests and bench-node); `INCASSO_BENCH_KEEP=1` keeps the database and prints its URL.
+//! `INCASSO_BENCH_PSPS=N` (1 to 999, default 80) spreads the day over N PSPs' flows.
 //! `INCASSO_BENCH_STATEMENTS=N` prints each phase's `N` costliest statements when the server
 //! loads `pg_stat_statements`. Under each phase it prints the WAL it wrote (and how many
 //! full-page images), the checkpoints it spanned and the buffers the backend had to write out
@@ -65,8 +66,19 @@ use incasso_store::reconciliation::TreasuryAccounts;
 use incasso_store::testing::{Engine, TestDatabase};
 
 const CREDITOR: &str = "01199250158";
-/// PSPs, one flow each.
-const PSPS: u64 = 80;
+/// PSPs, one flow each, unless `INCASSO_BENCH_PSPS` says otherwise: fewer PSPs give a smaller
+/// day the flow sizes of a bigger one (a million receipts over 80 PSPs is 12,500 per flow),
+/// which is what an import's peak memory follows.
+fn psps() -> u64 {
+    static PSPS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PSPS.get_or_init(|| {
+        std::env::var("INCASSO_BENCH_PSPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &u64| (1..=999).contains(&n))
+            .unwrap_or(80)
+    })
+}
 /// Receipts of the incremental step's flow.
 const INCREMENTAL_LINES: u64 = 1000;
 /// The day paid.
@@ -99,7 +111,7 @@ fn paid(k: u64, n: u64) -> Paid {
         vec![(1, amount)]
     };
     let psp = if k < n {
-        format!("PSPBENCH{:03}", k % PSPS)
+        format!("PSPBENCH{:03}", k % psps())
     } else {
         "PSPBENCHINC".to_owned()
     };
@@ -304,7 +316,7 @@ fn write_day(dir: &Path, n: u64) -> anyhow::Result<(Vec<PathBuf>, PathBuf, (u64,
     let mut files = Vec::new();
     let mut entries = Vec::new();
     let mut lines_total = 0;
-    for p in 0..PSPS {
+    for p in 0..psps() {
         let mut lines = Vec::new();
         let mut k = p;
         while k < n {
@@ -319,7 +331,7 @@ fn write_day(dir: &Path, n: u64) -> anyhow::Result<(Vec<PathBuf>, PathBuf, (u64,
                     lines.push(line_of(&paid, *id_transfer, cents));
                 }
             }
-            k += PSPS;
+            k += psps();
         }
         lines_total += lines.len() as u64;
         let id = flow_id(p);
@@ -668,7 +680,8 @@ async fn main() -> anyhow::Result<()> {
     let url = database.url.clone();
     println!(
         "bench-recon: {n} receipts of one day (+{INCREMENTAL_LINES} for the incremental step), \
-         {PSPS} PSPs, PostgreSQL"
+         {} PSPs, PostgreSQL",
+        psps()
     );
     let settings = Settings::resolve(
         FileConfig::default(),

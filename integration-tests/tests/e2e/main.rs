@@ -20,6 +20,7 @@ mod notices;
 mod outbound_tls;
 mod receipt_service;
 mod receipts;
+mod recon_catch_up;
 mod recon_day;
 mod recon_evidence;
 mod recon_report;

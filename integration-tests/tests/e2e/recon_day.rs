@@ -37,6 +37,7 @@ on_both_engines!(
     a_day_imported_one_file_at_a_time_in_a_shuffled_order_matches_its_truth,
     a_day_whose_evidence_comes_around_its_receipts_matches_its_truth,
     a_day_whose_evidence_all_comes_before_its_receipts_matches_its_truth,
+    a_day_whose_receipts_come_last_is_read_current_without_a_refresh,
     a_day_relabelled_three_iuvs_at_a_time_records_what_one_slice_records,
 );
 
@@ -55,6 +56,8 @@ enum Order {
     AroundReceipts,
     /// Every file, then the receipts, then a catch-up (`incasso recon refresh`).
     BeforeReceipts,
+    /// Every file, then the receipts, read at once: the reads label the receipts first.
+    ReceiptsLast,
 }
 
 /// The day's shape: the small one, or `INCASSO_RECON_DAY_REPEATS` times its scenarios.
@@ -112,6 +115,12 @@ impl Recorded {
         self.label_changes += imported.label_changes;
         self.ledger_entries += imported.ledger_entries_posted;
     }
+}
+
+async fn a_day_whose_receipts_come_last_is_read_current_without_a_refresh(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    run(engine, Order::ReceiptsLast, seed(7)).await
 }
 
 async fn a_day_relabelled_three_iuvs_at_a_time_records_what_one_slice_records(
@@ -198,6 +207,11 @@ async fn run_sliced(
             let changes = app.store.refresh_reconciliation(MILANO).await?;
             assert!(changes > 0, "the receipts moved no label");
             recorded.label_changes += i64::try_from(changes)?;
+        }
+        Order::ReceiptsLast => {
+            import_all(&mut client, shuffled.iter(), &mut recorded).await?;
+            deliver(&app, &day).await?;
+            // No import and no refresh: the first read labels the receipts' keys.
         }
     }
     assert_matches_truth(&mut client, &day.truth, &format!("{order:?}, seed {seed}")).await?;

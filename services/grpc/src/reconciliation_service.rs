@@ -1,7 +1,8 @@
 //! `incasso.v1.ReconciliationService`: the finance office's view of reconciliation (transfers
 //! with their labels and scope, reporting flows with their treasury state, treasury credits,
 //! a key's label history, a date range's summary) and the import of evidence documents from
-//! its tools, the same import as `incasso recon import`. Every handler first asks
+//! its tools, the same import as `incasso recon import`. Reads first label the receipts
+//! booked since the last import, so they never answer from labels a receipt has outdated. Every handler first asks
 //! [`authorize`], the one place where the later access-control issue decides who may read
 //! reconciliation and who may import.
 
@@ -49,6 +50,21 @@ impl ReconciliationApi {
     pub fn new(store: Store, accounts: TreasuryAccounts) -> Self {
         Self { store, accounts }
     }
+
+    /// Labels the keys of receipts booked since the last import (of `creditor`, or of every
+    /// creditor when the request names none) before a read answers, so the read includes
+    /// every receipt committed before it. A failure is logged and the read answers from the
+    /// labels stored: the receipts stay queued for the next try.
+    async fn catch_up(&self, creditor: &str) {
+        let creditor = Some(creditor.trim()).filter(|c| !c.is_empty());
+        if let Err(error) = self.store.catch_up_reconciliation(creditor).await {
+            tracing::error!(
+                %error,
+                "labelling receipts booked since the last import failed: \
+                 answering from the labels stored"
+            );
+        }
+    }
 }
 
 fn too_large() -> AppError {
@@ -71,6 +87,7 @@ impl ReconciliationService for ReconciliationApi {
         authorize(&request, Scope::ReadReconciliation)?;
         let r = request.get_ref();
         let filter = convert::transfer_filter(r).map_err(to_status)?;
+        self.catch_up(&r.creditor_fiscal_code).await;
         let page = self
             .store
             .list_reconciliation_transfers(&filter, r.page_size, &r.page_token)
@@ -88,6 +105,7 @@ impl ReconciliationService for ReconciliationApi {
         request: Request<pb::GetTransferHistoryRequest>,
     ) -> Result<Response<pb::GetTransferHistoryResponse>, Status> {
         authorize(&request, Scope::ReadReconciliation)?;
+        self.catch_up(&request.get_ref().creditor_fiscal_code).await;
         let changes = self
             .store
             .reconciliation_transfer_history(&convert::transfer_key(request.get_ref()))
@@ -106,6 +124,7 @@ impl ReconciliationService for ReconciliationApi {
         authorize(&request, Scope::ReadReconciliation)?;
         let r = request.get_ref();
         let filter = convert::flow_filter(r).map_err(to_status)?;
+        self.catch_up(&r.creditor_fiscal_code).await;
         let page = self
             .store
             .list_reporting_flows(&filter, r.page_size, &r.page_token)
@@ -125,6 +144,7 @@ impl ReconciliationService for ReconciliationApi {
         authorize(&request, Scope::ReadReconciliation)?;
         let r = request.get_ref();
         let filter = convert::credit_filter(r).map_err(to_status)?;
+        self.catch_up(&r.creditor_fiscal_code).await;
         let page = self
             .store
             .list_treasury_credits(&filter, r.page_size, &r.page_token)
@@ -165,6 +185,7 @@ impl ReconciliationService for ReconciliationApi {
     ) -> Result<Response<pb::GetSummaryResponse>, Status> {
         authorize(&request, Scope::ReadReconciliation)?;
         let r = request.get_ref();
+        self.catch_up(&r.creditor_fiscal_code).await;
         let summary = self
             .store
             .reconciliation_summary(&r.creditor_fiscal_code, &r.from, &r.to)

@@ -197,6 +197,10 @@ pub struct ReconciliationFileConfig {
     /// receipts, flow lines and labels in memory at a time, so a smaller slice lowers its
     /// peak at the cost of more statements.
     pub iuvs_per_slice: Option<usize>,
+    /// How often the receipts booked since the last import are labelled (default 60
+    /// seconds). Reads label them anyway before answering; this keeps the queue short, so
+    /// no read waits on a long catch-up, and the `reported` postings current.
+    pub catch_up_interval_seconds: Option<u64>,
 }
 
 /// Keys protecting personal data, hex-encoded.
@@ -384,6 +388,9 @@ pub struct Settings {
     /// IUVs reconciliation relabels together (`[reconciliation] iuvs_per_slice`); `None`: the
     /// store's default (10,000, the most one statement lists).
     pub recon_iuvs_per_slice: Option<usize>,
+    /// How often receipts booked since the last import are labelled
+    /// (`[reconciliation] catch_up_interval_seconds`).
+    pub recon_catch_up_interval: std::time::Duration,
 }
 
 /// Values given on the command line or in the environment; they win over the file.
@@ -642,6 +649,12 @@ impl Settings {
             access,
             insecure: overrides.insecure,
             recon_iuvs_per_slice,
+            recon_catch_up_interval: std::time::Duration::from_secs(
+                file.reconciliation
+                    .catch_up_interval_seconds
+                    .unwrap_or(60)
+                    .max(1),
+            ),
         })
     }
 }

@@ -59,6 +59,7 @@ pub struct Application {
     fdr: Option<incasso_fdr::FdrConfig>,
     biz_events: Option<incasso_recovery::RecoveryConfig>,
     parked_retry_interval: std::time::Duration,
+    recon_catch_up_interval: std::time::Duration,
     treasury_accounts: incasso_store::reconciliation::TreasuryAccounts,
     tls: Option<tls::ServerTls>,
     access: AccessPolicy,
@@ -126,6 +127,7 @@ impl Application {
         // Last: the receipt writer books with its own copy of the store.
         let store = store.with_receipt_writer(settings.receipt_writer);
         let parked_retry_interval = settings.parked_retry_interval;
+        let recon_catch_up_interval = settings.recon_catch_up_interval;
         let grpc_listener = TcpListener::bind(settings.grpc_listen).await.map_err(|e| {
             anyhow::anyhow!("cannot listen for gRPC on {}: {e}", settings.grpc_listen)
         })?;
@@ -153,6 +155,7 @@ impl Application {
             fdr,
             biz_events,
             parked_retry_interval,
+            recon_catch_up_interval,
             treasury_accounts,
             tls,
             access,
@@ -357,6 +360,18 @@ impl Application {
                     .await;
             })
         };
+        let (stop_catch_up, catch_up_stopped) = tokio::sync::oneshot::channel::<()>();
+        let catch_up_task = {
+            let store = self.store.clone();
+            let interval = self.recon_catch_up_interval;
+            tokio::spawn(async move {
+                store
+                    .run_reconciliation_catch_up(interval, async {
+                        let _ = catch_up_stopped.await;
+                    })
+                    .await;
+            })
+        };
         let (stop_sampler, sampler_stopped) = tokio::sync::oneshot::channel::<()>();
         let sampler_task = tokio::spawn(otel::sample_backlog(
             self.store.clone(),
@@ -426,6 +441,7 @@ impl Application {
         let _ = stop_fdr.send(());
         let _ = stop_recovery.send(());
         let _ = stop_parked.send(());
+        let _ = stop_catch_up.send(());
         let _ = stop_tls.send(());
         let _ = stop_sampler.send(());
         // Clients may keep idle connections open for ever; the grace period bounds the drain.
@@ -448,6 +464,7 @@ impl Application {
                 let _ = recoverer.await;
             }
             let _ = parked_task.await;
+            let _ = catch_up_task.await;
             if let Some(watcher) = tls_task {
                 let _ = watcher.await;
             }

@@ -28,7 +28,8 @@ pub(crate) enum ReconCommand {
         paths: Vec<PathBuf>,
     },
     /// Prints the current label of every subject of a creditor (tab-separated: kind, key,
-    /// label, every condition, treasury state, suggestions).
+    /// label, every condition, treasury state, suggestions), after labelling the receipts
+    /// booked since the last import.
     Labels {
         /// The creditor's fiscal code.
         #[arg(long)]
@@ -64,7 +65,8 @@ pub(crate) enum ReconCommand {
         creditor: String,
     },
     /// Prints one subject's label changes, oldest first (tab-separated: when, previous
-    /// label, label, conditions, treasury state, document, evidence).
+    /// label, label, conditions, treasury state, document, evidence), after labelling the
+    /// receipts booked since the last import.
     History {
         /// The creditor's fiscal code.
         #[arg(long)]
@@ -469,6 +471,9 @@ pub(crate) async fn run(
             csv_style,
         } => {
             let range = ReportRange::parse(creditor.as_deref(), &from, &to)?;
+            store
+                .catch_up_reconciliation(range.creditor_fiscal_code.as_deref())
+                .await?;
             report(store, range, format, &out, csv_style).await?;
         }
         ReconCommand::FdrSync => {
@@ -511,6 +516,7 @@ pub(crate) async fn run(
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            store.catch_up_reconciliation(Some(&creditor)).await?;
             for (subject, assessment) in store.reconciliation_assessments(&creditor).await? {
                 if !wanted.is_empty() && !assessment.label.is_some_and(|l| wanted.contains(&l)) {
                     continue;
@@ -530,6 +536,7 @@ pub(crate) async fn run(
             flow,
         } => {
             let subject = subject(transfer, credit, flow)?;
+            store.catch_up_reconciliation(Some(&creditor)).await?;
             let code = |l: Option<Label>| l.map(Label::code).unwrap_or("-");
             for change in store.reconciliation_history(&creditor, &subject).await? {
                 let labels: Vec<&str> = change.labels.iter().map(|l| l.code()).collect();

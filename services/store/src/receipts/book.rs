@@ -29,6 +29,7 @@ use incasso_domain::debt_position::{DebtPosition, InstallmentState};
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::rules::{self, Receipt as LedgerReceipt};
 use incasso_domain::ledger::{EntryDraft, is_psp_id};
+use incasso_domain::notice_number::Iuv;
 use incasso_domain::receipt::{Classification, PaymentFacts, ReceiptFlag, classify};
 use incasso_domain::rome_time;
 
@@ -601,14 +602,26 @@ pub(crate) fn pending_rows(
 /// The (creditor, IUV) pairs that tell reconciliation a booked receipt has keys to label: one
 /// per creditor of the registry a transfer pays (another beneficiary is nobody's to
 /// reconcile here).
+///
+/// An IUV that is not 1 to 35 letters and digits (the XSD allows any text) can match no
+/// flow line or credit, which are read only with such IUVs: it is not queued, so it never
+/// stops a creditor's imports, and the receipt is booked as any other.
 pub(crate) fn pending_iuvs<'f>(
     store: &'f Store,
     facts: &'f ReceiptFacts,
 ) -> impl Iterator<Item = (String, String)> + 'f {
+    let reconcilable = Iuv::parse(&facts.iuv).is_ok();
+    if !reconcilable {
+        tracing::warn!(
+            iuv = %facts.iuv,
+            receipt = %facts.receipt_id,
+            "a receipt's IUV is not 1 to 35 letters and digits: reconciliation cannot label it"
+        );
+    }
     facts
         .transfers
         .iter()
-        .filter(|t| store.registry().get(&t.beneficiary).is_some())
+        .filter(move |t| reconcilable && store.registry().get(&t.beneficiary).is_some())
         .map(|t| (t.beneficiary.clone(), facts.iuv.clone()))
 }
 

@@ -13,10 +13,12 @@
 //! receipts arrived since the last import (queued by the receipt path in
 //! `recon_pending_iuv`) are caught up in the same transaction, their history naming those
 //! receipts, and so are the ledger's `reported` and `cashed` postings the evidence now asks
-//! for (`books`).
+//! for (`books`). Between imports the queue is worked off by the server's catch-up task and
+//! before every reconciliation read (`catch_up`).
 
 mod accounts;
 mod books;
+mod catch_up;
 mod duplicates;
 mod evidence;
 mod fdr_poll;

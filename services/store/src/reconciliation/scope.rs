@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::classify::{component_of_credit, component_of_flow};
 use incasso_domain::reconciliation::{
     Assessment, CausaleReferences, CreditId, Evidence, EvidenceItem, EvidenceRef, FlowId,
@@ -137,13 +138,14 @@ fn latest_row(rows: &Rows, evidence: &Evidence, flow_id: &FlowId) -> Option<Uuid
 /// committed before, so the reads that follow see it. A day's catch-up queues a million IUVs,
 /// taken a chunk at a time so that they are never held together; each chunk starts after the
 /// last, so its scan does not walk the rows the transaction already removed. An IUV queued
-/// meanwhile before `after` stays queued for the next import.
+/// meanwhile before `after` stays queued for the next import. Returns the IUVs taken and the
+/// last one (where the next chunk starts), or `None` when nothing was queued.
 async fn take_pending(
     txn: &DatabaseTransaction,
     creditor: &str,
     after: Option<&str>,
     limit: usize,
-) -> Result<BTreeSet<String>, AppError> {
+) -> Result<Option<(BTreeSet<String>, String)>, AppError> {
     let backend = ConnectionTrait::get_database_backend(txn);
     // On PostgreSQL the chunk's rows are deleted by their tuple ids: as `iuv IN (…)` the
     // delete was planned as a scan of the whole queue into a hash for each chunk (a million
@@ -164,9 +166,22 @@ async fn take_pending(
             [creditor.into(), after.unwrap_or("").into(), limit.into()],
         ))
         .await?;
-    rows.iter()
-        .map(|row| Ok(row.try_get::<String>("", "iuv")?))
-        .collect()
+    let mut taken = BTreeSet::new();
+    let mut last = None;
+    for row in &rows {
+        let iuv: String = row.try_get("", "iuv")?;
+        if last.as_ref().is_none_or(|l| *l < iuv) {
+            last = Some(iuv.clone());
+        }
+        // Queued before the receipt path stopped queueing them: such an IUV can match no
+        // flow line or credit, and reading its receipts would fail every import.
+        if Iuv::parse(&iuv).is_err() {
+            tracing::warn!(%creditor, %iuv, "dropped from the labelling queue: not an IUV");
+            continue;
+        }
+        taken.insert(iuv);
+    }
+    Ok(last.map(|last| (taken, last)))
 }
 
 /// The IUVs an `/RFB/`·`/RFS/` credit names.
@@ -564,8 +579,9 @@ pub(crate) async fn relabel(
     }
     let mut after_iuv: Option<String> = None;
     loop {
-        let queued = take_pending(txn, creditor, after_iuv.as_deref(), iuvs_per_slice).await?;
-        let Some(last) = queued.last().cloned() else {
+        let Some((queued, last)) =
+            take_pending(txn, creditor, after_iuv.as_deref(), iuvs_per_slice).await?
+        else {
             break;
         };
         after_iuv = Some(last);

@@ -1,0 +1,96 @@
+//! Keeping labels current between imports. The receipt path does not relabel: it queues the
+//! IUVs it booked (`recon_pending_iuv`) and the next import of the creditor labels them. A
+//! receipt that arrives after the day's last document would otherwise wait for the next
+//! day's flows, and the finance office would read a key unlabelled, or still `IUV_NO_RT`
+//! although its receipt came. So the queue is also worked off here: by the server's
+//! catch-up task, every interval, and by every reconciliation read before it answers
+//! ([`Store::catch_up_reconciliation`]), so what a read shows includes every receipt
+//! committed before it. An empty queue costs one indexed lookup.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+use crate::{AppError, Store};
+
+impl Store {
+    /// The creditors whose reconciliation has begun (an import or a refresh labelled
+    /// something of theirs) with booked receipts not labelled yet; of `creditor` only, when
+    /// given. A creditor never reconciled is left alone: the Città Metropolitana, paid its
+    /// TEFA inside Milan's TARI receipts, stays another beneficiary of Milan's receipts
+    /// unless its own reconciliation is started.
+    pub async fn reconciliation_queued_creditors(
+        &self,
+        creditor: Option<&str>,
+    ) -> Result<Vec<String>, AppError> {
+        let backend = self.db().get_database_backend();
+        let mut sql =
+            "SELECT DISTINCT q.creditor_fiscal_code AS creditor FROM recon_pending_iuv q \
+             WHERE EXISTS (SELECT 1 FROM recon_label l \
+             WHERE l.creditor_fiscal_code = q.creditor_fiscal_code)"
+                .to_owned();
+        let mut values = Vec::new();
+        if let Some(creditor) = creditor {
+            sql.push_str(if backend == DbBackend::Postgres {
+                " AND q.creditor_fiscal_code = $1"
+            } else {
+                " AND q.creditor_fiscal_code = ?"
+            });
+            values.push(creditor.into());
+        }
+        self.db()
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+            .iter()
+            .map(|row| Ok(row.try_get::<String>("", "creditor")?))
+            .collect()
+    }
+
+    /// Labels the keys of the receipts booked since the creditor's last import or catch-up,
+    /// for `creditor` or, with `None`, every creditor that has some (of those whose
+    /// reconciliation has begun: [`Store::reconciliation_queued_creditors`]): what `incasso
+    /// recon refresh` does, only where receipts wait. Returns the label changes written.
+    pub async fn catch_up_reconciliation(&self, creditor: Option<&str>) -> Result<usize, AppError> {
+        let mut changes = 0;
+        for creditor in self.reconciliation_queued_creditors(creditor).await? {
+            let written = self.refresh_reconciliation(&creditor).await?;
+            if written > 0 {
+                tracing::info!(
+                    %creditor,
+                    label_changes = written,
+                    "reconciliation caught up with the receipts booked since the last import"
+                );
+            }
+            changes += written;
+        }
+        Ok(changes)
+    }
+
+    /// Runs [`Store::catch_up_reconciliation`] for every creditor every `interval` until
+    /// `shutdown` resolves. A failure is logged and tried again at the next tick: the queue
+    /// keeps what was not labelled.
+    pub async fn run_reconciliation_catch_up(
+        &self,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate: the first catch-up waits a whole interval.
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(error) = self.catch_up_reconciliation(None).await {
+                tracing::warn!(
+                    %error,
+                    "labelling the receipts booked since the last import failed; \
+                     they stay queued for the next try"
+                );
+            }
+        }
+    }
+}
