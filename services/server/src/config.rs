@@ -543,6 +543,14 @@ impl Settings {
             }
             other => other,
         };
+        let recon_catch_up_interval = match file.reconciliation.catch_up_interval_seconds {
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "reconciliation.catch_up_interval_seconds: must be at least 1".into(),
+                ));
+            }
+            seconds => std::time::Duration::from_secs(seconds.unwrap_or(60)),
+        };
         let receipt_writer = ReceiptWriterConfig {
             max_batch: match file.receipts.batch_max {
                 Some(0) => {
@@ -649,12 +657,7 @@ impl Settings {
             access,
             insecure: overrides.insecure,
             recon_iuvs_per_slice,
-            recon_catch_up_interval: std::time::Duration::from_secs(
-                file.reconciliation
-                    .catch_up_interval_seconds
-                    .unwrap_or(60)
-                    .max(1),
-            ),
+            recon_catch_up_interval,
         })
     }
 }
@@ -982,6 +985,30 @@ mod tests {
             assert!(error.contains("reconciliation.iuvs_per_slice"), "{error}");
         }
         assert!(toml::from_str::<FileConfig>("[reconciliation]\nslice = 5").is_err());
+    }
+
+    #[test]
+    fn the_reconciliation_catch_up_interval_is_read_and_at_least_a_second() {
+        let resolve = |text: &str| {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            Settings::resolve(file, Overrides::default())
+        };
+        assert_eq!(
+            resolve("").unwrap().recon_catch_up_interval,
+            std::time::Duration::from_secs(60)
+        );
+        let settings = resolve("[reconciliation]\ncatch_up_interval_seconds = 5").unwrap();
+        assert_eq!(
+            settings.recon_catch_up_interval,
+            std::time::Duration::from_secs(5)
+        );
+        let error = resolve("[reconciliation]\ncatch_up_interval_seconds = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("reconciliation.catch_up_interval_seconds"),
+            "{error}"
+        );
     }
 
     #[test]
