@@ -110,6 +110,45 @@ pub struct TreasuryCredit {
     pub trn: Option<String>,
 }
 
+impl TreasuryCredit {
+    /// The facts, by name, in which `other` (a credit under the same id) differs from this
+    /// one; empty when they are the same credit.
+    pub fn differing_facts(&self, other: &Self) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        if self.id != other.id {
+            differ.push("id");
+        }
+        if self.amount_cents != other.amount_cents {
+            differ.push("amount");
+        }
+        if self.causale != other.causale {
+            differ.push("causale");
+        }
+        if self.booking_date != other.booking_date {
+            differ.push("booking date");
+        }
+        if self.value_date != other.value_date {
+            differ.push("value date");
+        }
+        if self.trn != other.trn {
+            differ.push("TRN");
+        }
+        differ
+    }
+
+    /// Whether `other` tells of this credit again, perhaps with other days or TRN: the same
+    /// id, amount and causale. A camt.054 notification and the camt.053 that books the entry
+    /// at the end of the day carry the same `AcctSvcrRef`, and the notification may lack the
+    /// value day the statement gives. Labels read only the id, the amount and the causale
+    /// (days and TRN feed suggestions), so the credit held stands; another amount or causale
+    /// under one id is a contradiction.
+    pub fn is_restated_by(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.amount_cents == other.amount_cents
+            && self.causale == other.causale
+    }
+}
+
 /// One piece of evidence, as it arrives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EvidenceItem {
@@ -457,5 +496,58 @@ impl Evidence {
             .filter(|k| k.transfer_index == index)
             .map(|k| k.receipt_id.as_str())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use time::macros::date;
+
+    use super::*;
+
+    fn credit(cents: i64, causale: &str, value_day: u8, trn: Option<&str>) -> TreasuryCredit {
+        TreasuryCredit {
+            id: CreditId::parse("ASR-1").unwrap(),
+            amount_cents: cents,
+            booking_date: date!(2026 - 11 - 24),
+            value_date: Date::from_calendar_date(2026, time::Month::November, value_day).unwrap(),
+            causale: causale.to_owned(),
+            trn: trn.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_statement_may_restate_a_notification_with_other_days_and_trn_only() {
+        let notified = credit(9_500, "/PUR/LGPE-RIVERSAMENTO/URI/X", 24, None);
+        let booked = credit(9_500, "/PUR/LGPE-RIVERSAMENTO/URI/X", 23, Some("TRN-1"));
+        assert!(notified.is_restated_by(&booked));
+        assert_eq!(notified.differing_facts(&booked), ["value date", "TRN"]);
+        let other_amount = credit(9_400, "/PUR/LGPE-RIVERSAMENTO/URI/X", 24, None);
+        assert!(!notified.is_restated_by(&other_amount));
+        assert_eq!(notified.differing_facts(&other_amount), ["amount"]);
+        let other_causale = credit(9_500, "/PUR/LGPE-RIVERSAMENTO/URI/Y", 24, None);
+        assert!(!notified.is_restated_by(&other_causale));
+        assert_eq!(notified.differing_facts(&other_causale), ["causale"]);
+    }
+
+    proptest! {
+        /// A credit restates itself, restating is symmetric, and the facts differ exactly
+        /// when the credits do.
+        #[test]
+        fn restating_is_an_equivalence_on_what_labels_read(
+            a in (0i64..3, "[AB]{1,2}", 1u8..4, proptest::option::of("[TU]")),
+            b in (0i64..3, "[AB]{1,2}", 1u8..4, proptest::option::of("[TU]")),
+        ) {
+            let x = credit(a.0, &a.1, a.2, a.3.as_deref());
+            let y = credit(b.0, &b.1, b.2, b.3.as_deref());
+            prop_assert!(x.is_restated_by(&x));
+            prop_assert_eq!(x.is_restated_by(&y), y.is_restated_by(&x));
+            prop_assert_eq!(x.differing_facts(&y).is_empty(), x == y);
+            prop_assert_eq!(
+                x.is_restated_by(&y),
+                !x.differing_facts(&y).iter().any(|f| ["id", "amount", "causale"].contains(f))
+            );
+        }
     }
 }

@@ -459,13 +459,35 @@ impl Store {
                 .map(|h| &h.credit)
                 .or_else(|| in_document.get(&credit.id).copied());
             if let Some(held) = held {
-                if held == credit {
+                let differ = held.differing_facts(credit);
+                if held.is_restated_by(credit) {
+                    if !differ.is_empty() {
+                        outcome.warnings.push(format!(
+                            "WARNING {name}: treasury credit {} is already held with another {} \
+                             (booked {}, value {}, TRN {}; here booked {}, value {}, TRN {}): \
+                             the credit held stands, as its amount and causale are the same",
+                            credit.id,
+                            differ.join(" and "),
+                            held.booking_date,
+                            held.value_date,
+                            held.trn.as_deref().unwrap_or("none"),
+                            credit.booking_date,
+                            credit.value_date,
+                            credit.trn.as_deref().unwrap_or("none"),
+                        ));
+                    }
                     outcome.credits_already_held += 1;
                     continue;
                 }
                 return Err(refused(format!(
-                    "{name}: treasury credit {} is already held with other facts",
-                    credit.id
+                    "{name}: treasury credit {} is already held with another {} ({} cents, \
+                     causale '{}'; here {} cents, causale '{}'): one id cannot be two movements",
+                    credit.id,
+                    differ.join(" and "),
+                    held.amount_cents,
+                    held.causale,
+                    credit.amount_cents,
+                    credit.causale,
                 )));
             }
             credit_rows.push(recon_credit::ActiveModel {

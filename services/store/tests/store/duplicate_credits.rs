@@ -15,7 +15,10 @@ use crate::fixtures::{Harness, MILANO};
 use crate::on_both_engines;
 use crate::reconciliation::{IUF, TREASURY_IBAN, accounts, flow, key, label, receipt, write};
 
-on_both_engines!(a_movement_in_the_giornale_and_the_statement_is_shown_as_one,);
+on_both_engines!(
+    a_movement_in_the_giornale_and_the_statement_is_shown_as_one,
+    a_notification_restated_by_the_evening_statement_keeps_the_credit_held,
+);
 
 /// The SCT's TRN, as the bank and the Tesoriere both give it.
 const TRN: &str = "0306909400123456789";
@@ -182,5 +185,102 @@ async fn a_movement_in_the_giornale_and_the_statement_is_shown_as_one(engine: En
         .unwrap();
     assert!(again.already_imported);
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    h.finish().await;
+}
+
+/// The morning's camt.054 notifies a credit without its value day (the reader takes the
+/// booking day); the evening's camt.053 books it again under the same `AcctSvcrRef` with the
+/// value day and the TRN. The statement is imported (its other credits with it), the credit
+/// held stands and the import says where the two differ; another amount under the same id
+/// is still refused whole.
+async fn a_notification_restated_by_the_evening_statement_keeps_the_credit_held(engine: Engine) {
+    let h = Harness::new(engine).await;
+    let accounts = accounts();
+    h.store.record_receipt(receipt()).await.unwrap();
+    h.store
+        .import_reconciliation_file(&write("flow.xml", &fdr_xml(&flow(), MILANO)), &accounts)
+        .await
+        .unwrap();
+    let day = date!(2026 - 11 - 24);
+    let notification = write(
+        "camt054-1124.xml",
+        &camt(
+            CamtMessage::Notification,
+            CamtVersion::V08,
+            TREASURY_IBAN,
+            day,
+            day,
+            &[CamtEntry::credit("ASR-77", 9_500, day, &marker())],
+        ),
+    );
+    let outcome = h
+        .store
+        .import_reconciliation_file(&notification, &accounts)
+        .await
+        .unwrap();
+    assert_eq!(outcome.credits_added, 1);
+    let evening = |amount_cents: i64| {
+        camt(
+            CamtMessage::Statement,
+            CamtVersion::V08,
+            TREASURY_IBAN,
+            day,
+            day,
+            &[
+                CamtEntry {
+                    value_date: date!(2026 - 11 - 23),
+                    trn: Some(TRN.to_owned()),
+                    ..CamtEntry::credit("ASR-77", amount_cents, day, &marker())
+                },
+                CamtEntry::credit("ASR-80", 1_000, day, "BONIFICO"),
+            ],
+        )
+    };
+    let outcome = h
+        .store
+        .import_reconciliation_file(&write("camt053-1124.xml", &evening(9_500)), &accounts)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.credits_added, outcome.credits_already_held),
+        (1, 1)
+    );
+    assert_eq!(outcome.warnings.len(), 1, "{:?}", outcome.warnings);
+    let warning = &outcome.warnings[0];
+    for part in [
+        "camt053-1124.xml",
+        "treasury credit ASR-77 is already held with another value date and TRN",
+        "(booked 2026-11-24, value 2026-11-24, TRN none; here booked 2026-11-24, value 2026-11-23",
+        "the credit held stands",
+    ] {
+        assert!(warning.contains(part), "{part:?} in {warning}");
+    }
+    let listed = credits(&h).await;
+    let held = listed
+        .iter()
+        .find(|c| c.id.as_str() == "ASR-77")
+        .expect("ASR-77 is listed");
+    assert_eq!((held.value_date, held.trn.as_deref()), (day, None));
+    assert!(listed.iter().any(|c| c.id.as_str() == "ASR-80"));
+    assert_eq!(
+        label(&h, Subject::Transfer(key(1))).await,
+        Some(Label::RtIufTes)
+    );
+
+    // Another amount under the same id is two movements under one id: refused, nothing kept.
+    let message = h
+        .store
+        .import_reconciliation_file(&write("camt053-bis.xml", &evening(9_400)), &accounts)
+        .await
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "treasury credit ASR-77 is already held with another amount",
+        "9500 cents",
+        "9400 cents",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert_eq!(credits(&h).await.len(), 2);
     h.finish().await;
 }
