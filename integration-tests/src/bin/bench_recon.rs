@@ -29,7 +29,8 @@
 //! commit.
 //!
 //! `INCASSO_TEST_PG_URL` names the PostgreSQL server (as for the tests and bench-node); `INCASSO_BENCH_KEEP=1` keeps the database and prints its URL.
-//! `INCASSO_BENCH_PSPS=N` (1 to 999, default 80) spreads the day over N PSPs' flows.
+//! `INCASSO_BENCH_PSPS=N` (1 to 999, default 80) spreads the day over N PSPs' flows;
+//! `INCASSO_BENCH_IUVS_PER_SLICE=N` sets `[reconciliation] iuvs_per_slice`.
 //! `INCASSO_BENCH_STATEMENTS=N` prints each phase's `N` costliest statements when the server
 //! loads `pg_stat_statements`. Under each phase it prints the WAL it wrote (and how many
 //! full-page images), the checkpoints it spanned and the buffers the backend had to write out
@@ -683,13 +684,18 @@ async fn main() -> anyhow::Result<()> {
          {} PSPs, PostgreSQL",
         psps()
     );
-    let settings = Settings::resolve(
+    let mut settings = Settings::resolve(
         FileConfig::default(),
         Overrides {
             database_url: Some(url.clone()),
             ..Overrides::default()
         },
     )?;
+    if let Ok(iuvs) = std::env::var("INCASSO_BENCH_IUVS_PER_SLICE") {
+        settings.recon_iuvs_per_slice = Some(iuvs.parse().map_err(|e| {
+            anyhow::anyhow!("INCASSO_BENCH_IUVS_PER_SLICE={iuvs} is not a number of IUVs: {e}")
+        })?);
+    }
     let accounts = settings.treasury_accounts.clone();
     let store = incasso_server::open_store(settings).await?;
     println!("server: {}", server_settings(store.db()).await?);

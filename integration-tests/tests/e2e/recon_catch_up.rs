@@ -311,3 +311,48 @@ async fn the_background_catch_up_labels_receipts_and_posts_their_books_unasked(
     app.stop().await?;
     Ok(())
 }
+
+/// A read does not hang behind an import of the creditor that is running (a day's statement
+/// takes minutes): it waits a moment, then answers from the labels stored, and the import
+/// labels the queued receipts itself. Here another transaction holds the creditor's lock, as
+/// an import does; PostgreSQL only (on SQLite the single writer waits its busy timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_does_not_wait_for_a_running_import() -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+    let app = TestApp::spawn(Engine::Postgres).await?;
+    let mut client = app.reconciliation().await?;
+    let (tari, _fee) = notices(&app).await?;
+    import(&mut client, "flow.xml", &tari_flow(&tari), 64 * 1024).await?;
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&tari, "rt-late-tari", "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+
+    let import_running = sea_orm::Database::connect(&app.database_url).await?;
+    let held = import_running.begin().await?;
+    held.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT fiscal_code FROM creditor WHERE fiscal_code = $1 FOR UPDATE",
+        [MILANO.into()],
+    ))
+    .await?;
+    let started = std::time::Instant::now();
+    let keys = tokio::time::timeout(Duration::from_secs(30), keys_of(&mut client, &tari.iuv))
+        .await
+        .map_err(|_| anyhow::anyhow!("the read waited for the import"))??;
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the read did not wait at all"
+    );
+    assert_eq!(label_of(&keys[0]), L::IuvNoRt, "{keys:#?}");
+
+    // The import ends; the next read labels the receipt.
+    held.rollback().await?;
+    let keys = keys_of(&mut client, &tari.iuv).await?;
+    assert_eq!(label_of(&keys[0]), L::RtIuf, "{keys:#?}");
+    import_running.close().await?;
+    app.stop().await?;
+    Ok(())
+}

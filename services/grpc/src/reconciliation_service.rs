@@ -21,6 +21,10 @@ use crate::status::to_status;
 /// while it is read. Larger documents go through `incasso recon import`, which streams files.
 pub const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 
+/// How long a read waits for a running import or catch-up of the creditor before it answers
+/// from the labels stored: a catch-up takes milliseconds, a day's statement minutes.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What a call does, as access control will see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -54,10 +58,15 @@ impl ReconciliationApi {
     /// Labels the keys of receipts booked since the last import (of `creditor`, or of every
     /// creditor when the request names none) before a read answers, so the read includes
     /// every receipt committed before it. A failure is logged and the read answers from the
-    /// labels stored: the receipts stay queued for the next try.
+    /// labels stored: the receipts stay queued for the next try. A running import is waited
+    /// for [`CATCH_UP_WAIT`] at most.
     async fn catch_up(&self, creditor: &str) {
         let creditor = Some(creditor.trim()).filter(|c| !c.is_empty());
-        if let Err(error) = self.store.catch_up_reconciliation(creditor).await {
+        if let Err(error) = self
+            .store
+            .catch_up_reconciliation(creditor, Some(CATCH_UP_WAIT))
+            .await
+        {
             tracing::error!(
                 %error,
                 "labelling receipts booked since the last import failed: \

@@ -472,7 +472,7 @@ pub(crate) async fn run(
         } => {
             let range = ReportRange::parse(creditor.as_deref(), &from, &to)?;
             store
-                .catch_up_reconciliation(range.creditor_fiscal_code.as_deref())
+                .catch_up_reconciliation(range.creditor_fiscal_code.as_deref(), None)
                 .await?;
             report(store, range, format, &out, csv_style).await?;
         }
@@ -516,7 +516,7 @@ pub(crate) async fn run(
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            store.catch_up_reconciliation(Some(&creditor)).await?;
+            store.catch_up_reconciliation(Some(&creditor), None).await?;
             for (subject, assessment) in store.reconciliation_assessments(&creditor).await? {
                 if !wanted.is_empty() && !assessment.label.is_some_and(|l| wanted.contains(&l)) {
                     continue;
@@ -536,7 +536,7 @@ pub(crate) async fn run(
             flow,
         } => {
             let subject = subject(transfer, credit, flow)?;
-            store.catch_up_reconciliation(Some(&creditor)).await?;
+            store.catch_up_reconciliation(Some(&creditor), None).await?;
             let code = |l: Option<Label>| l.map(Label::code).unwrap_or("-");
             for change in store.reconciliation_history(&creditor, &subject).await? {
                 let labels: Vec<&str> = change.labels.iter().map(|l| l.code()).collect();

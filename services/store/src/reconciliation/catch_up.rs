@@ -5,7 +5,8 @@
 //! although its receipt came. So the queue is also worked off here: by the server's
 //! catch-up task, every interval, and by every reconciliation read before it answers
 //! ([`Store::catch_up_reconciliation`]), so what a read shows includes every receipt
-//! committed before it. An empty queue costs one indexed lookup.
+//! committed before it (unless an import of the creditor is running, which labels them
+//! itself and which a read does not wait for). An empty queue costs one indexed lookup.
 
 use std::time::Duration;
 
@@ -50,18 +51,33 @@ impl Store {
     /// for `creditor` or, with `None`, every creditor that has some (of those whose
     /// reconciliation has begun: [`Store::reconciliation_queued_creditors`]): what `incasso
     /// recon refresh` does, only where receipts wait. Returns the label changes written.
-    pub async fn catch_up_reconciliation(&self, creditor: Option<&str>) -> Result<usize, AppError> {
+    ///
+    /// With `wait`, a creditor whose import (or catch-up) is running is waited for that long
+    /// at most, then left to it: an import labels the queued receipts itself, and a read
+    /// must not hang for the minutes a day's statement takes.
+    pub async fn catch_up_reconciliation(
+        &self,
+        creditor: Option<&str>,
+        wait: Option<Duration>,
+    ) -> Result<usize, AppError> {
         let mut changes = 0;
         for creditor in self.reconciliation_queued_creditors(creditor).await? {
-            let written = self.refresh_reconciliation(&creditor).await?;
-            if written > 0 {
-                tracing::info!(
+            match self.refresh_reconciliation_waiting(&creditor, wait).await? {
+                Some(0) => {}
+                Some(written) => {
+                    tracing::info!(
+                        %creditor,
+                        label_changes = written,
+                        "reconciliation caught up with the receipts booked since the last import"
+                    );
+                    changes += written;
+                }
+                None => tracing::info!(
                     %creditor,
-                    label_changes = written,
-                    "reconciliation caught up with the receipts booked since the last import"
-                );
+                    "an import of the creditor is running and labels the receipts queued: \
+                     not waited for"
+                ),
             }
-            changes += written;
         }
         Ok(changes)
     }
@@ -84,7 +100,7 @@ impl Store {
                 () = &mut shutdown => return,
                 _ = ticker.tick() => {}
             }
-            if let Err(error) = self.catch_up_reconciliation(None).await {
+            if let Err(error) = self.catch_up_reconciliation(None, None).await {
                 tracing::warn!(
                     %error,
                     "labelling the receipts booked since the last import failed; \

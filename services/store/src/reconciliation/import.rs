@@ -553,9 +553,24 @@ impl Store {
     /// to date with the receipts booked since the last import; returns the number of label
     /// changes written.
     pub async fn refresh_reconciliation(&self, creditor: &str) -> Result<usize, AppError> {
+        self.refresh_reconciliation_waiting(creditor, None)
+            .await
+            .map(|changes| changes.unwrap_or(0))
+    }
+
+    /// [`Store::refresh_reconciliation`], waiting at most `wait` (when given) for an import
+    /// or catch-up of the creditor that is running: `None` when it did not end in time.
+    pub(crate) async fn refresh_reconciliation_waiting(
+        &self,
+        creditor: &str,
+        wait: Option<std::time::Duration>,
+    ) -> Result<Option<usize>, AppError> {
         let now = self.now();
         let txn = self.db().begin().await?;
-        lock_creditor(&txn, creditor).await?;
+        if !lock_creditor_within(&txn, creditor, wait).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
         plans::reads_planned_afresh(&txn).await?;
         let skeleton = evidence::skeleton(&txn, creditor).await?;
         let relabelled = scope::relabel(
@@ -573,21 +588,73 @@ impl Store {
         .await?;
         txn.commit().await?;
         labels::record_counts(relabelled.counts);
-        Ok(relabelled.label_changes)
+        Ok(Some(relabelled.label_changes))
     }
 }
 
 /// Serialises imports of one creditor: each relabels from the evidence the previous one
 /// committed. SQLite has a single writer anyway.
 async fn lock_creditor(db: &impl ConnectionTrait, creditor: &str) -> Result<(), AppError> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT fiscal_code FROM creditor WHERE fiscal_code = $1 FOR UPDATE",
-            [creditor.into()],
-        ))
-        .await?;
+    lock_creditor_within(db, creditor, None).await.map(|_| ())
+}
+
+/// [`lock_creditor`], giving up after `wait` (when given): `false` when another import or
+/// catch-up of the creditor held it that long. On SQLite the single writer waits its busy
+/// timeout instead.
+async fn lock_creditor_within(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    wait: Option<std::time::Duration>,
+) -> Result<bool, AppError> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(true);
     }
+    let Some(wait) = wait else {
+        lock_creditor_row(db, creditor).await?;
+        return Ok(true);
+    };
+    let millis = wait.as_millis().clamp(1, 3_600_000);
+    db.execute_unprepared(&format!("SET LOCAL lock_timeout = {millis}"))
+        .await?;
+    match lock_creditor_row(db, creditor).await {
+        Ok(()) => {}
+        // The wait is over; the transaction is aborted, and its caller rolls it back.
+        Err(error) if sqlstate(&error).as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+            return Ok(false);
+        }
+        Err(error) => return Err(error.into()),
+    }
+    db.execute_unprepared("SET LOCAL lock_timeout TO DEFAULT")
+        .await?;
+    Ok(true)
+}
+
+/// PostgreSQL's SQLSTATE for a lock wait that ran out (`lock_timeout`).
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The SQLSTATE of a database error, if the database gave one.
+fn sqlstate(error: &sea_orm::DbErr) -> Option<String> {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx)) | DbErr::Query(RuntimeErr::SqlxError(sqlx))) =
+        error
+    else {
+        return None;
+    };
+    sqlx.as_database_error()
+        .and_then(|database| database.code())
+        .map(|code| code.into_owned())
+}
+
+async fn lock_creditor_row(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+) -> Result<(), sea_orm::DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT fiscal_code FROM creditor WHERE fiscal_code = $1 FOR UPDATE",
+        [creditor.into()],
+    ))
+    .await?;
     Ok(())
 }
 
