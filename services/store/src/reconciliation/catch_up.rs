@@ -24,27 +24,41 @@ impl Store {
         &self,
         creditor: Option<&str>,
     ) -> Result<Vec<String>, AppError> {
+        // Creditor by creditor, two index probes each: the queue of a creditor never
+        // reconciled grows for ever, and a DISTINCT over it would slow every read down.
+        let candidates: Vec<String> = match creditor {
+            Some(creditor) => vec![creditor.to_owned()],
+            None => self
+                .registry()
+                .iter()
+                .map(|c| c.fiscal_code().as_str().to_owned())
+                .collect(),
+        };
         let backend = self.db().get_database_backend();
-        let mut sql =
-            "SELECT DISTINCT q.creditor_fiscal_code AS creditor FROM recon_pending_iuv q \
-             WHERE EXISTS (SELECT 1 FROM recon_label l \
-             WHERE l.creditor_fiscal_code = q.creditor_fiscal_code)"
-                .to_owned();
-        let mut values = Vec::new();
-        if let Some(creditor) = creditor {
-            sql.push_str(if backend == DbBackend::Postgres {
-                " AND q.creditor_fiscal_code = $1"
-            } else {
-                " AND q.creditor_fiscal_code = ?"
-            });
-            values.push(creditor.into());
+        let sql = if backend == DbBackend::Postgres {
+            "SELECT EXISTS (SELECT 1 FROM recon_pending_iuv WHERE creditor_fiscal_code = $1) \
+             AND EXISTS (SELECT 1 FROM recon_label WHERE creditor_fiscal_code = $1) AS due"
+        } else {
+            "SELECT EXISTS (SELECT 1 FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1) \
+             AND EXISTS (SELECT 1 FROM recon_label WHERE creditor_fiscal_code = ?1) AS due"
+        };
+        let mut due = Vec::new();
+        for candidate in candidates {
+            let row = self
+                .db()
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    sql,
+                    [candidate.as_str().into()],
+                ))
+                .await?;
+            if let Some(row) = row
+                && row.try_get::<bool>("", "due")?
+            {
+                due.push(candidate);
+            }
         }
-        self.db()
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-            .iter()
-            .map(|row| Ok(row.try_get::<String>("", "creditor")?))
-            .collect()
+        Ok(due)
     }
 
     /// Labels the keys of the receipts booked since the creditor's last import or catch-up,
