@@ -193,7 +193,7 @@ pub struct ReceiptsFileConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconciliationFileConfig {
-    /// IUVs relabelled together, 1..=10,000 (default 10,000): an import holds one slice's
+    /// IUVs relabelled together, 1..=10,000 (default 2,500): an import holds one slice's
     /// receipts, flow lines and labels in memory at a time, so a smaller slice lowers its
     /// peak at the cost of more statements.
     pub iuvs_per_slice: Option<usize>,
@@ -386,7 +386,7 @@ pub struct Settings {
     /// Serve plaintext on an address other than loopback (`--insecure`).
     pub insecure: bool,
     /// IUVs reconciliation relabels together (`[reconciliation] iuvs_per_slice`); `None`: the
-    /// store's default (10,000, the most one statement lists).
+    /// store's default (2,500; at most 10,000, the most one statement lists).
     pub recon_iuvs_per_slice: Option<usize>,
     /// How often receipts booked since the last import are labelled
     /// (`[reconciliation] catch_up_interval_seconds`).

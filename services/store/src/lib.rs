@@ -41,9 +41,12 @@ pub use pii::PrivacyKeys;
 /// Where the current instant comes from; tests substitute a fixed one.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 
-/// The most IUVs reconciliation relabels together (the default, and the most one statement
-/// lists); see [`Store::with_reconciliation_slice`].
+/// The most IUVs reconciliation relabels together (the most one statement lists); see
+/// [`Store::with_reconciliation_slice`].
 pub const MAX_RECONCILIATION_SLICE: usize = reconciliation::IUVS_PER_SLICE;
+
+/// The IUVs reconciliation relabels together unless configured otherwise.
+pub const DEFAULT_RECONCILIATION_SLICE: usize = reconciliation::DEFAULT_IUVS_PER_SLICE;
 
 /// The handle on incasso's storage; cheap to clone.
 #[derive(Clone)]
@@ -97,7 +100,7 @@ impl Store {
             receipt_writer: None,
             io_scheduling: Arc::default(),
             citizen_events: false,
-            recon_iuvs_per_slice: reconciliation::IUVS_PER_SLICE,
+            recon_iuvs_per_slice: reconciliation::DEFAULT_IUVS_PER_SLICE,
             outbox_analyzed_at: Arc::default(),
             outbox_queued: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
@@ -112,8 +115,8 @@ impl Store {
     }
 
     /// The same store relabelling reconciliation's IUVs `iuvs` at a time (clamped to
-    /// 1..=[`MAX_RECONCILIATION_SLICE`], its default): fewer hold less in memory and make
-    /// more statements. Tests lower it to run a small day through many slices, pages and
+    /// 1..=[`MAX_RECONCILIATION_SLICE`]; [`DEFAULT_RECONCILIATION_SLICE`] otherwise): fewer
+    /// hold less in memory and make more statements. Tests lower it to run a small day through many slices, pages and
     /// queue chunks.
     pub fn with_reconciliation_slice(mut self, iuvs: usize) -> Self {
         self.recon_iuvs_per_slice = iuvs.clamp(1, MAX_RECONCILIATION_SLICE);

@@ -42,4 +42,4 @@ pub use queries::{
 };
 pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};
 pub use reversals::{ReversalFilterInput, ReversalItem, ReversalPage};
-pub(crate) use scope::IUVS_PER_SLICE;
+pub(crate) use scope::{DEFAULT_IUVS_PER_SLICE, IUVS_PER_SLICE};

@@ -36,9 +36,15 @@ use crate::AppError;
 /// IUVs (or keys) per statement that lists them: under SQLite's bind parameter limit.
 pub(crate) const IUVS_PER_STATEMENT: usize = 10_000;
 
-/// IUVs relabelled together by default: bounds the receipts and lines held in memory at
-/// once. A slice is listed in one statement, so it is never larger.
+/// The most IUVs relabelled together: a slice is listed in one statement.
 pub(crate) const IUVS_PER_SLICE: usize = IUVS_PER_STATEMENT;
+
+/// IUVs relabelled together by default: bounds the receipts, lines, labels and postings held
+/// in memory at once. A day's flows have more than 10,000 lines from about 800,000 receipts
+/// on, and a full slice of 10,000 then took the import's peak from about 150 to 345 MiB; at
+/// 2,500 the peak of a million receipts is within 35 MiB of 100,000's, and the day took no
+/// longer (README, bench-recon).
+pub(crate) const DEFAULT_IUVS_PER_SLICE: usize = 2_500;
 
 /// When and how finely an import relabels.
 #[derive(Debug, Clone, Copy)]
