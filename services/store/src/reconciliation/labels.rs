@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{Assessment, EvidenceRef, Label, Relabel, Subject};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -96,46 +96,25 @@ pub(crate) async fn stored(
 }
 
 fn parse_stored(row: recon_label::Model) -> Result<(Subject, Assessment), AppError> {
-    parse_columns(&row.subject_key, &row.assessment)
-}
-
-fn parse_columns(subject_key: &str, assessment: &str) -> Result<(Subject, Assessment), AppError> {
-    let subject: Subject = serde_json::from_str(subject_key).map_err(corrupt)?;
-    let assessment: Assessment = serde_json::from_str(assessment).map_err(corrupt)?;
+    let subject: Subject = serde_json::from_str(&row.subject_key).map_err(corrupt)?;
+    let assessment: Assessment = serde_json::from_str(&row.assessment).map_err(corrupt)?;
     Ok((subject, assessment))
 }
 
 /// The stored assessments of `creditor`'s transfer keys of the IUVs `iuvs`.
 ///
-/// On PostgreSQL each IUV is looked up by the index on (creditor, kind, IUV), in a `LATERAL`
-/// subquery that `OFFSET 0` keeps apart. As `iuv = ANY(…)` the planner walked every transfer
-/// label of the creditor and filtered the IUVs whenever the table's statistics were older
-/// than its rows (a first catch-up of a day, whose labels the same transaction writes): each
-/// slice then read every label written before it, 0.3 s a slice by the end of a million.
+/// When the table's statistics are older than its rows (a first catch-up of a day, whose
+/// labels the same transaction writes), PostgreSQL walks every transfer label of the
+/// creditor and filters the IUVs, so each slice reads every label written before it: about
+/// 0.3 s a slice by the end of a million. An `unnest` joined to a `LATERAL` lookup per IUV
+/// was tried and was worse: with the same statistics the planner took the (creditor, kind)
+/// prefix of another index for each IUV. Planning it right needs statistics the transaction
+/// cannot get from autovacuum (docs/reconciliation.md, "Scaling the day").
 pub(crate) async fn stored_of_iuvs(
     db: &impl ConnectionTrait,
     creditor: &str,
     iuvs: &[String],
 ) -> Result<BTreeMap<Subject, Assessment>, AppError> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        return db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT l.subject_key, l.assessment FROM unnest($2::text[]) AS q(iuv) \
-                 CROSS JOIN LATERAL (SELECT l.subject_key, l.assessment FROM recon_label l \
-                 WHERE l.creditor_fiscal_code = $1 AND l.subject_kind = 'transfer' \
-                 AND l.iuv = q.iuv OFFSET 0) l",
-                [creditor.into(), iuvs.to_vec().into()],
-            ))
-            .await?
-            .iter()
-            .map(|row| {
-                let subject: String = row.try_get("", "subject_key")?;
-                let assessment: String = row.try_get("", "assessment")?;
-                parse_columns(&subject, &assessment)
-            })
-            .collect();
-    }
     recon_label::Entity::find()
         .filter(recon_label::Column::CreditorFiscalCode.eq(creditor))
         .filter(recon_label::Column::SubjectKind.eq("transfer"))
