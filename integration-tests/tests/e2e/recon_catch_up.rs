@@ -8,17 +8,16 @@ use std::time::Duration;
 
 use incasso_grpc::pb;
 use incasso_grpc::pb::ReconciliationLabel as L;
-use incasso_grpc::pb::ledger_service_client::LedgerServiceClient;
 use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, ReceiptSpec};
 use incasso_integration_tests::requests::{self, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_reconciliation::CamtVersion;
 use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt};
 use time::macros::date;
-use tonic::transport::Channel;
 
 use crate::on_both_engines;
 use crate::recon_evidence::{flow, line, transfer_key as key};
+use crate::reconciliation_books::balance;
 use crate::reconciliation_service::{Client, import};
 
 on_both_engines!(
@@ -27,22 +26,6 @@ on_both_engines!(
 );
 
 const FLOW: &str = "2026-11-24BCITITMM-S000000077";
-
-/// The creditor's balance of `account`.
-async fn balance(ledger: &mut LedgerServiceClient<Channel>, account: &str) -> anyhow::Result<i64> {
-    Ok(ledger
-        .get_balances(pb::GetBalancesRequest {
-            creditor_fiscal_code: MILANO.to_owned(),
-            ..Default::default()
-        })
-        .await?
-        .into_inner()
-        .balances
-        .iter()
-        .filter(|b| b.account == account)
-        .map(|b| b.balance_cents)
-        .sum())
-}
 
 /// The creditor's transfer keys of `iuv`, as ListTransfers gives them.
 async fn keys_of(
@@ -59,6 +42,23 @@ async fn keys_of(
         .await?
         .into_inner()
         .transfers)
+}
+
+/// The label changes of the TARI's key.
+async fn tari_history(
+    client: &mut Client,
+    tari: &pb::Installment,
+) -> anyhow::Result<Vec<pb::LabelChange>> {
+    Ok(client
+        .get_transfer_history(pb::GetTransferHistoryRequest {
+            creditor_fiscal_code: MILANO.to_owned(),
+            iuv: tari.iuv.clone(),
+            receipt_id: "rt-late-tari".to_owned(),
+            id_transfer: 1,
+        })
+        .await?
+        .into_inner()
+        .changes)
 }
 
 fn label_of(transfer: &pb::ReconciliationTransfer) -> L {
@@ -193,16 +193,7 @@ async fn receipts_after_the_last_document_are_labelled_before_any_read_answers(
 
     // The key's history: labelled by the flow, its flow cashed by the statement, then
     // labelled by its receipt, which no document brought.
-    let history = client
-        .get_transfer_history(pb::GetTransferHistoryRequest {
-            creditor_fiscal_code: MILANO.to_owned(),
-            iuv: tari.iuv.clone(),
-            receipt_id: "rt-late-tari".to_owned(),
-            id_transfer: 1,
-        })
-        .await?
-        .into_inner()
-        .changes;
+    let history = tari_history(&mut client, &tari).await?;
     let moves: Vec<(L, L, bool)> = history
         .iter()
         .map(|c| {
@@ -257,16 +248,7 @@ async fn receipts_after_the_last_document_are_labelled_before_any_read_answers(
     assert_eq!(count(L::RtIufTes), 1, "{summary:#?}");
     assert_eq!(count(L::RtTes), 1, "{summary:#?}");
     assert_eq!(count(L::IuvNoRt), 0, "{summary:#?}");
-    let again = client
-        .get_transfer_history(pb::GetTransferHistoryRequest {
-            creditor_fiscal_code: MILANO.to_owned(),
-            iuv: tari.iuv.clone(),
-            receipt_id: "rt-late-tari".to_owned(),
-            id_transfer: 1,
-        })
-        .await?
-        .into_inner()
-        .changes;
+    let again = tari_history(&mut client, &tari).await?;
     assert_eq!(again.len(), 3, "{again:#?}");
     app.stop().await?;
     Ok(())

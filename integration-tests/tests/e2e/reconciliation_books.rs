@@ -147,7 +147,11 @@ async fn paid_school_fee(
     Ok(fee)
 }
 
-async fn balance(ledger: &mut LedgerServiceClient<Channel>, account: &str) -> anyhow::Result<i64> {
+/// Milan's balance of `account`.
+pub(crate) async fn balance(
+    ledger: &mut LedgerServiceClient<Channel>,
+    account: &str,
+) -> anyhow::Result<i64> {
     let balances = ledger
         .get_balances(pb::GetBalancesRequest {
             creditor_fiscal_code: MILANO.to_owned(),
