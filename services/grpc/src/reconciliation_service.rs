@@ -2,7 +2,8 @@
 //! with their labels and scope, reporting flows with their treasury state, treasury credits,
 //! a key's label history, a date range's summary) and the import of evidence documents from
 //! its tools, the same import as `incasso recon import`. Reads first label the receipts
-//! booked since the last import, so they never answer from labels a receipt has outdated. Every handler first asks
+//! booked since the last import, so they include every receipt committed before them (an
+//! import of the creditor that is running labels them itself). Every handler first asks
 //! [`authorize`], the one place where the later access-control issue decides who may read
 //! reconciliation and who may import.
 
