@@ -366,7 +366,11 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         let mut stored = if slice.is_empty() {
             BTreeMap::new()
         } else {
-            labels::stored_of_iuvs(txn, creditor, slice).await?
+            // The queue is taken in IUV order: a slice of it is a run of IUVs, unless it is
+            // the first of its part and holds an `/RFB/` credit's IUVs too. (The bounds only
+            // steer the plan: every IUV of the slice lies within them either way.)
+            let consecutive = queued && (!part_first || together.is_empty());
+            labels::stored_of_iuvs(txn, creditor, slice, consecutive).await?
         };
         stored.extend(
             self.stored_flows_and_credits
