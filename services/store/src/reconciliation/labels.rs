@@ -108,7 +108,7 @@ fn parse_stored(row: recon_label::Model) -> Result<(Subject, Assessment), AppErr
 /// older than its rows (a first catch-up of a day, whose labels the same transaction
 /// writes), PostgreSQL plans `iuv = ANY(…)` as a walk of every transfer label of the
 /// creditor with the IUVs as a filter, so each slice read every label written before it:
-/// 0.3 s a slice by the end of a million (141 s of the refresh, 75 s with the bounds). IUVs
+/// 0.3 s a slice by the end of a million (141 s of the refresh, 70-75 s with the bounds). IUVs
 /// spread over the day (a flow's) are not bounded: the planner then walks the range even
 /// with fresh statistics, 75 ms against 22 ms for 2,500 IUVs of a flow. An `unnest` joined
 /// to a `LATERAL` lookup per IUV was tried and was worse: with stale statistics the planner
