@@ -185,7 +185,7 @@ fn clearing_line_of_entry(backend: DbBackend) -> &'static str {
 
 /// The `psp_clearing` account the booking of each receipt of `receipt_ids` debited in
 /// `creditor`'s books, for those whose booking did.
-async fn clearing_of_receipts(
+pub(crate) async fn clearing_of_receipts(
     db: &impl ConnectionTrait,
     creditor: &str,
     receipt_ids: &[String],
@@ -245,13 +245,15 @@ fn booked(notices: &ReceiptNotices, clearing: &BTreeMap<String, Account>) -> Boo
 /// Only a key of a stored line can have entries already: a key is posted only while a line
 /// names it, and lines are never removed. So the entries are read for those keys alone (a
 /// day's first flows read none), and the receipts' bookings only for the receipts the lines
-/// report.
+/// report, unless `clearing` holds them already (read ahead with the receipts, for every
+/// receipt of `notices`).
 pub(crate) async fn post_reported(
     txn: &DatabaseTransaction,
     creditor: &str,
     evidence: &Evidence,
     notices: &ReceiptNotices,
     stored_keys: &BTreeSet<TransferKey>,
+    clearing: Option<&BTreeMap<String, Account>>,
     now: OffsetDateTime,
 ) -> Result<usize, AppError> {
     let books = OrganizationFiscalCode::parse(creditor).map_err(corrupt)?;
@@ -274,10 +276,17 @@ pub(crate) async fn post_reported(
         .collect();
     let receipt_ids: Vec<String> = receipt_ids.into_iter().collect();
     let posted = posted(txn, creditor, &stored, EventType::Reported).await?;
-    let clearing = clearing_of_receipts(txn, creditor, &receipt_ids).await?;
+    let read;
+    let clearing = match clearing {
+        Some(clearing) => clearing,
+        None => {
+            read = clearing_of_receipts(txn, creditor, &receipt_ids).await?;
+            &read
+        }
+    };
     append(
         txn,
-        settle_reported(&books, evidence, &booked(notices, &clearing), &posted),
+        settle_reported(&books, evidence, &booked(notices, clearing), &posted),
         now,
     )
     .await

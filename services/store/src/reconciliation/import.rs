@@ -303,6 +303,12 @@ impl Store {
         self.import_read(&name, document).await
     }
 
+    /// The pool an import reads its slices ahead from: PostgreSQL's; SQLite's one
+    /// connection is the import's own.
+    fn read_ahead_pool(&self) -> Option<sea_orm::DatabaseConnection> {
+        (self.db().get_database_backend() == DbBackend::Postgres).then(|| self.db().clone())
+    }
+
     fn creditor_codes(&self) -> BTreeSet<String> {
         self.registry()
             .iter()
@@ -534,6 +540,7 @@ impl Store {
             scope::Relabelling {
                 now,
                 iuvs_per_slice: self.recon_iuvs_per_slice(),
+                pool: self.read_ahead_pool(),
             },
         )
         .await?;
@@ -583,6 +590,7 @@ impl Store {
             scope::Relabelling {
                 now,
                 iuvs_per_slice: self.recon_iuvs_per_slice(),
+                pool: self.read_ahead_pool(),
             },
         )
         .await?;

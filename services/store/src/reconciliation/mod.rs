@@ -27,6 +27,7 @@ mod labels;
 mod lease;
 mod plans;
 mod queries;
+mod read_ahead;
 mod recovery;
 mod reversals;
 mod scope;

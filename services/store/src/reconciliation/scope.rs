@@ -22,14 +22,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::classify::{component_of_credit, component_of_flow};
 use incasso_domain::reconciliation::{
-    Assessment, CausaleReferences, CreditId, Evidence, EvidenceItem, EvidenceRef, FlowId,
-    Reconciler, Relabel, ReportingFlow, Subject, TransferKey,
+    Assessment, CausaleReferences, CreditId, Evidence, EvidenceItem, FlowId, Relabel,
+    ReportingFlow, Subject,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
+use std::sync::Arc;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::evidence::{self, Skeleton};
+use super::read_ahead::{Prepared, Reading, SliceReader};
 use super::{books, labels};
 use crate::AppError;
 
@@ -47,12 +50,15 @@ pub(crate) const IUVS_PER_SLICE: usize = IUVS_PER_STATEMENT;
 pub(crate) const DEFAULT_IUVS_PER_SLICE: usize = 2_500;
 
 /// When and how finely an import relabels.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Relabelling {
     /// The import's time, of every label change and posting.
     pub now: OffsetDateTime,
     /// IUVs per slice, page and queue chunk (at most [`IUVS_PER_SLICE`]).
     pub iuvs_per_slice: usize,
+    /// Where slices are read ahead from (`read_ahead`): the store's pool on PostgreSQL,
+    /// `None` on SQLite, whose one connection is the import's.
+    pub pool: Option<DatabaseConnection>,
 }
 
 /// Where an import's IUVs come from, relabelled in this order.
@@ -103,7 +109,7 @@ fn skeleton_evidence(skeleton: &Skeleton) -> Result<Evidence, AppError> {
 }
 
 /// The skeleton's items, each flow revision with the lines `lines` holds for its row.
-fn skeleton_items(
+pub(crate) fn skeleton_items(
     skeleton: &Skeleton,
     lines: &mut BTreeMap<Uuid, Vec<incasso_domain::reconciliation::FlowLine>>,
 ) -> Vec<EvidenceItem> {
@@ -202,7 +208,6 @@ fn credit_iuvs(evidence: &Evidence, id: &CreditId) -> Vec<String> {
 struct Pass<'a, R> {
     txn: &'a DatabaseTransaction,
     creditor: &'a str,
-    skeleton: &'a Skeleton,
     /// The document's evidence (none for a catch-up).
     items: &'a [EvidenceItem],
     document: Option<(Uuid, String, String)>,
@@ -211,8 +216,10 @@ struct Pass<'a, R> {
     iuvs_per_slice: usize,
     /// The held evidence with the document's added (flow lines aside).
     after: Evidence,
-    /// Every flow revision's row.
-    held_rows_all: BTreeSet<Uuid>,
+    /// Reads each slice's receipts and held lines, ahead when it can.
+    reader: SliceReader,
+    /// The slice planned last, being read ahead while the one before it is relabelled.
+    ahead: Option<(Planned, Reading)>,
     /// The stored labels of the flows and the credits, kept as they are rewritten: a credit
     /// naming IUVs is relabelled with them, which may come in more than one part.
     stored_flows_and_credits: BTreeMap<Subject, Assessment>,
@@ -220,11 +227,21 @@ struct Pass<'a, R> {
     reporting_changed: bool,
 }
 
+/// A slice of IUVs to relabel, where it sits, and the IUVs of its part an `/RFB/` credit
+/// naming several of them keeps together (in the part's first slice).
+struct Planned {
+    slice: Vec<String>,
+    place: Place,
+    together: Arc<BTreeSet<String>>,
+}
+
 impl<R: Fn(String) -> AppError> Pass<'_, R> {
     /// Relabels `iuvs` in slices of `iuvs_per_slice`, the IUVs an `/RFB/` credit naming
     /// several of them brings all together in the first. The first slice of the import
     /// (`first`, cleared here) also relabels the flows and the credits naming no IUV, and runs
-    /// even when there is no IUV.
+    /// even when there is no IUV. Each slice is read ahead while the one planned before it
+    /// (maybe of an earlier part) is relabelled; the last one planned waits for the next
+    /// call, or for [`Pass::finish`].
     async fn relabel_iuvs(
         &mut self,
         iuvs: &BTreeSet<String>,
@@ -232,8 +249,47 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         first: &mut bool,
         out: &mut Relabelled,
     ) -> Result<(), AppError> {
+        for planned in self.plan(iuvs, part, first) {
+            let reading = self.reader.start(&planned.slice);
+            if let Some((before, its_reading)) = self.ahead.replace((planned, reading)) {
+                self.relabel_planned(before, its_reading, out).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Relabels the slice still waiting (the import's last).
+    async fn finish(&mut self, out: &mut Relabelled) -> Result<(), AppError> {
+        if let Some((planned, reading)) = self.ahead.take() {
+            self.relabel_planned(planned, reading, out).await?;
+        }
+        Ok(())
+    }
+
+    async fn relabel_planned(
+        &mut self,
+        planned: Planned,
+        reading: Reading,
+        out: &mut Relabelled,
+    ) -> Result<(), AppError> {
+        let prepared = self
+            .reader
+            .prepared(self.txn, &planned.slice, reading)
+            .await?;
+        self.relabel_slice(
+            &planned.slice,
+            planned.place,
+            &planned.together,
+            prepared,
+            out,
+        )
+        .await
+    }
+
+    /// The slices of `iuvs`, a part of the import (see [`Pass::relabel_iuvs`]).
+    fn plan(&self, iuvs: &BTreeSet<String>, part: Part, first: &mut bool) -> Vec<Planned> {
         if iuvs.is_empty() && !*first {
-            return Ok(());
+            return Vec::new();
         }
         let after = &self.after;
         // An `/RFB/` credit naming several IUVs is assessed with all of them: such IUVs go
@@ -279,17 +335,21 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         if !slice.is_empty() {
             slices.push(slice);
         }
-        for (n, slice) in slices.iter().enumerate() {
-            let import_first = std::mem::take(first);
-            let place = Place {
-                import_first,
-                part_first: n == 0,
-                part_of_document: part == Part::Document,
-                queued: part == Part::Queue,
-            };
-            self.relabel_slice(slice, place, &together, out).await?;
-        }
-        Ok(())
+        let together = Arc::new(together);
+        slices
+            .into_iter()
+            .enumerate()
+            .map(|(n, slice)| Planned {
+                slice,
+                place: Place {
+                    import_first: std::mem::take(first),
+                    part_first: n == 0,
+                    part_of_document: part == Part::Document,
+                    queued: part == Part::Queue,
+                },
+                together: Arc::clone(&together),
+            })
+            .collect()
     }
 
     /// Relabels one slice of IUVs and brings their postings in line.
@@ -298,6 +358,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         slice: &[String],
         place: Place,
         together: &BTreeSet<String>,
+        prepared: Prepared,
         out: &mut Relabelled,
     ) -> Result<(), AppError> {
         let Place {
@@ -322,16 +383,13 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
                 }
             }
         };
-        let ((receipts, notices), mut lines) = if slice.is_empty() {
-            ((Vec::new(), BTreeMap::new()), BTreeMap::new())
-        } else {
-            (
-                evidence::receipts_of_iuvs(txn, creditor, slice).await?,
-                evidence::lines_of_iuvs(txn, &self.held_rows_all, slice).await?,
-            )
-        };
-        let mut stored_keys: BTreeSet<TransferKey> =
-            lines.values().flatten().map(|l| l.key.clone()).collect();
+        let Prepared {
+            notices,
+            receipt_refs,
+            line_keys: mut stored_keys,
+            mut reconciler,
+            clearing,
+        } = prepared;
         if !part_of_document {
             // The document's own lines were posted by its part, earlier in this import.
             stored_keys.extend(self.items.iter().flat_map(|item| {
@@ -346,21 +404,6 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
                 }
             }));
         }
-        let mut receipt_refs: BTreeMap<String, BTreeSet<EvidenceRef>> = BTreeMap::new();
-        for item in &receipts {
-            if let EvidenceItem::Receipt(r) = item {
-                receipt_refs
-                    .entry(r.key.iuv.as_str().to_owned())
-                    .or_default()
-                    .insert(item.reference());
-            }
-        }
-        let mut held = receipts;
-        held.extend(skeleton_items(self.skeleton, &mut lines));
-        let mut reconciler = Reconciler::new();
-        reconciler
-            .apply(held)
-            .map_err(|e| AppError::Internal(format!("stored evidence contradicts itself: {e}")))?;
 
         // Receipts booked since the last import, against the stored labels.
         let mut stored = if slice.is_empty() {
@@ -459,6 +502,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
                 reconciler.evidence(),
                 &notices,
                 &stored_keys,
+                clearing.as_ref(),
                 self.now,
             )
             .await?;
@@ -505,6 +549,7 @@ pub(crate) async fn relabel(
     let Relabelling {
         now,
         iuvs_per_slice,
+        pool,
     } = relabelling;
     debug_assert!((1..=IUVS_PER_SLICE).contains(&iuvs_per_slice));
     let before = skeleton_evidence(skeleton)?;
@@ -558,19 +603,28 @@ pub(crate) async fn relabel(
         .filter_map(|f| latest_row(&rows, &before, f))
         .collect();
 
+    let reporting_changed = items.iter().any(|i| matches!(i, EvidenceItem::Flow(_)));
     let mut pass = Pass {
         txn,
         creditor,
-        skeleton,
         items,
         document,
         refuse,
         now,
         iuvs_per_slice,
         after,
-        held_rows_all: rows.values().copied().collect(),
+        // A document bringing lines posts `reported` against its receipts' bookings: their
+        // clearing accounts are read with the receipts.
+        reader: SliceReader::new(
+            pool,
+            creditor,
+            skeleton,
+            rows.values().copied().collect(),
+            reporting_changed,
+        ),
+        ahead: None,
         stored_flows_and_credits: labels::stored_flows_and_credits(txn, creditor).await?,
-        reporting_changed: items.iter().any(|i| matches!(i, EvidenceItem::Flow(_))),
+        reporting_changed,
     };
     let mut out = Relabelled::default();
     let mut first = true;
@@ -598,6 +652,7 @@ pub(crate) async fn relabel(
         pass.relabel_iuvs(&queued, Part::Queue, &mut first, &mut out)
             .await?;
     }
+    pass.finish(&mut out).await?;
     let Pass { after, refuse, .. } = pass;
 
     // `cashed`: each changed component with its flows' whole latest lines.
