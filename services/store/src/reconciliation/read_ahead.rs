@@ -10,8 +10,8 @@
 //! out; a receipt committed meanwhile is queued again and relabelled by the next import), so
 //! any connection reads the same rows, and reading them is [`SliceReader::start`]'s job.
 //! Its stored labels and postings may have been written by this very import (an IUV
-//! reached in two parts), so the transaction alone reads those, when the slice is
-//! relabelled. SQLite has one connection: there every slice is read in the transaction, when
+//! reached in two parts), so the transaction reads those when the slice is relabelled,
+//! unless the slice's IUVs cannot have been written yet ([`StoredLabels::Ahead`]). SQLite has one connection: there every slice is read in the transaction, when
 //! it is relabelled, as before.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,14 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use incasso_domain::ledger::Account;
-use incasso_domain::reconciliation::{EvidenceItem, EvidenceRef, Reconciler, TransferKey};
+use incasso_domain::reconciliation::{
+    Assessment, EvidenceItem, EvidenceRef, Reconciler, Subject, TransferKey,
+};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::evidence::{self, ReceiptNotices, Skeleton};
-use super::{books, plans, scope};
+use super::{books, labels, plans, scope};
 use crate::AppError;
 
 /// How long a read-ahead waits for a free connection before giving up; the slice is then
@@ -46,6 +48,23 @@ pub(crate) struct Prepared {
     /// The `psp_clearing` account each receipt's booking debited, when the import asked for
     /// it ([`SliceReader::new`]'s `with_clearing`).
     pub clearing: Option<BTreeMap<String, Account>>,
+    /// The stored assessments of the slice's transfer keys, when they were read with the
+    /// rest ([`StoredLabels::Ahead`]).
+    pub stored: Option<BTreeMap<Subject, Assessment>>,
+}
+
+/// Whether a slice's stored labels are read with its evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoredLabels {
+    /// Yes: no earlier slice of the import can have written a label of its IUVs (the
+    /// document's part comes first and its slices are disjoint; so are the queue's chunks
+    /// when no other part came before). `consecutive` as [`labels::stored_of_iuvs`] takes it.
+    Ahead {
+        /// The slice is a run of the IUVs' order.
+        consecutive: bool,
+    },
+    /// No: the transaction reads them when the slice is relabelled.
+    InTransaction,
 }
 
 /// What a slice's reads return, before classification.
@@ -54,6 +73,7 @@ struct Fetched {
     notices: ReceiptNotices,
     lines: BTreeMap<Uuid, Vec<incasso_domain::reconciliation::FlowLine>>,
     clearing: Option<BTreeMap<String, Account>>,
+    stored: Option<BTreeMap<Subject, Assessment>>,
 }
 
 /// Reads the slices of one import: ahead, on a pooled connection, when there is a pool.
@@ -104,8 +124,9 @@ impl SliceReader {
         }
     }
 
-    /// Starts reading `slice` ahead when there is a pool to read it from.
-    pub(crate) fn start(&self, slice: &[String]) -> Reading {
+    /// Starts reading `slice` ahead when there is a pool to read it from, its stored labels
+    /// too when `stored` says so.
+    pub(crate) fn start(&self, slice: &[String], stored: StoredLabels) -> Reading {
         let Some(pool) = self.pool.clone() else {
             return Reading::InTransaction;
         };
@@ -125,7 +146,7 @@ impl SliceReader {
                 })??;
             // Planned for their parameters, as in the import's transaction (`plans`).
             plans::reads_planned_afresh(&txn).await?;
-            let fetched = reader.fetch(&txn, &slice).await?;
+            let fetched = reader.fetch(&txn, &slice, stored).await?;
             txn.commit().await?;
             reader.prepare(fetched)
         };
@@ -136,6 +157,7 @@ impl SliceReader {
 
     /// `slice`'s evidence: as read ahead, or read now in `txn` when it was not or its
     /// read-ahead failed (a failure that is the data's fails again here, and is returned).
+    /// Read now, its stored labels are left to the caller.
     pub(crate) async fn prepared(
         &self,
         txn: &impl ConnectionTrait,
@@ -157,7 +179,7 @@ impl SliceReader {
                 ),
             }
         }
-        let fetched = self.fetch(txn, slice).await?;
+        let fetched = self.fetch(txn, slice, StoredLabels::InTransaction).await?;
         self.prepare(fetched)
     }
 
@@ -165,6 +187,7 @@ impl SliceReader {
         &self,
         db: &impl ConnectionTrait,
         slice: &[String],
+        stored: StoredLabels,
     ) -> Result<Fetched, AppError> {
         if slice.is_empty() {
             return Ok(Fetched {
@@ -172,6 +195,7 @@ impl SliceReader {
                 notices: ReceiptNotices::new(),
                 lines: BTreeMap::new(),
                 clearing: self.with_clearing.then(BTreeMap::new),
+                stored: None,
             });
         }
         let (receipts, notices) = evidence::receipts_of_iuvs(db, &self.creditor, slice).await?;
@@ -183,11 +207,18 @@ impl SliceReader {
         } else {
             None
         };
+        let stored = match stored {
+            StoredLabels::Ahead { consecutive } => {
+                Some(labels::stored_of_iuvs(db, &self.creditor, slice, consecutive).await?)
+            }
+            StoredLabels::InTransaction => None,
+        };
         Ok(Fetched {
             receipts,
             notices,
             lines,
             clearing,
+            stored,
         })
     }
 
@@ -197,6 +228,7 @@ impl SliceReader {
             notices,
             mut lines,
             clearing,
+            stored,
         } = fetched;
         let line_keys: BTreeSet<TransferKey> =
             lines.values().flatten().map(|l| l.key.clone()).collect();
@@ -221,6 +253,7 @@ impl SliceReader {
             line_keys,
             reconciler,
             clearing,
+            stored,
         })
     }
 }

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::evidence::{self, Skeleton};
-use super::read_ahead::{Prepared, Reading, SliceReader};
+use super::read_ahead::{Prepared, Reading, SliceReader, StoredLabels};
 use super::{books, labels};
 use crate::AppError;
 
@@ -220,6 +220,8 @@ struct Pass<'a, R> {
     reader: SliceReader,
     /// The slice planned last, being read ahead while the one before it is relabelled.
     ahead: Option<(Planned, Reading)>,
+    /// A part before the queue brought IUVs (which the queue may hold again).
+    parts_before: bool,
     /// The stored labels of the flows and the credits, kept as they are rewritten: a credit
     /// naming IUVs is relabelled with them, which may come in more than one part.
     stored_flows_and_credits: BTreeMap<Subject, Assessment>,
@@ -233,6 +235,8 @@ struct Planned {
     slice: Vec<String>,
     place: Place,
     together: Arc<BTreeSet<String>>,
+    /// Whether its stored labels can be read ahead with its evidence.
+    stored: StoredLabels,
 }
 
 impl<R: Fn(String) -> AppError> Pass<'_, R> {
@@ -250,7 +254,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         out: &mut Relabelled,
     ) -> Result<(), AppError> {
         for planned in self.plan(iuvs, part, first) {
-            let reading = self.reader.start(&planned.slice);
+            let reading = self.reader.start(&planned.slice, planned.stored);
             if let Some((before, its_reading)) = self.ahead.replace((planned, reading)) {
                 self.relabel_planned(before, its_reading, out).await?;
             }
@@ -287,9 +291,21 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
     }
 
     /// The slices of `iuvs`, a part of the import (see [`Pass::relabel_iuvs`]).
-    fn plan(&self, iuvs: &BTreeSet<String>, part: Part, first: &mut bool) -> Vec<Planned> {
+    fn plan(&mut self, iuvs: &BTreeSet<String>, part: Part, first: &mut bool) -> Vec<Planned> {
         if iuvs.is_empty() && !*first {
             return Vec::new();
+        }
+        // No slice of this part can read a label this import wrote: the document's part
+        // comes first, and the queue's chunks are disjoint, like a part's slices. A held
+        // flow's pages may share an IUV (one of several lines), and any part after another
+        // may hold an IUV of it.
+        let unwritten = match part {
+            Part::Document => true,
+            Part::Queue => !self.parts_before,
+            Part::Flows => false,
+        };
+        if part != Part::Queue {
+            self.parts_before |= !iuvs.is_empty();
         }
         let after = &self.after;
         // An `/RFB/` credit naming several IUVs is assessed with all of them: such IUVs go
@@ -339,15 +355,25 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         slices
             .into_iter()
             .enumerate()
-            .map(|(n, slice)| Planned {
-                slice,
-                place: Place {
-                    import_first: std::mem::take(first),
-                    part_first: n == 0,
-                    part_of_document: part == Part::Document,
-                    queued: part == Part::Queue,
-                },
-                together: Arc::clone(&together),
+            .map(|(n, slice)| {
+                let queued = part == Part::Queue;
+                Planned {
+                    stored: if unwritten {
+                        StoredLabels::Ahead {
+                            consecutive: queued && (n > 0 || together.is_empty()),
+                        }
+                    } else {
+                        StoredLabels::InTransaction
+                    },
+                    slice,
+                    place: Place {
+                        import_first: std::mem::take(first),
+                        part_first: n == 0,
+                        part_of_document: part == Part::Document,
+                        queued,
+                    },
+                    together: Arc::clone(&together),
+                }
             })
             .collect()
     }
@@ -389,6 +415,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
             line_keys: mut stored_keys,
             mut reconciler,
             clearing,
+            stored: read_ahead_stored,
         } = prepared;
         if !part_of_document {
             // The document's own lines were posted by its part, earlier in this import.
@@ -406,7 +433,9 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         }
 
         // Receipts booked since the last import, against the stored labels.
-        let mut stored = if slice.is_empty() {
+        let mut stored = if let Some(stored) = read_ahead_stored {
+            stored
+        } else if slice.is_empty() {
             BTreeMap::new()
         } else {
             // The queue is taken in IUV order: a slice of it is a run of IUVs, unless it is
@@ -623,6 +652,7 @@ pub(crate) async fn relabel(
             reporting_changed,
         ),
         ahead: None,
+        parts_before: false,
         stored_flows_and_credits: labels::stored_flows_and_credits(txn, creditor).await?,
         reporting_changed,
     };
