@@ -80,8 +80,15 @@ impl Harness {
 
     /// A second store on the same database, as another replica would have.
     pub async fn replica(&self) -> Store {
+        self.replica_with_pool(8).await
+    }
+
+    /// [`Harness::replica`] with a pool of `max_connections` (at least 2 on PostgreSQL).
+    pub async fn replica_with_pool(&self, max_connections: u32) -> Store {
         let database = self.database.as_ref().unwrap();
-        let db = incasso_store::db::connect(&database.url, 8).await.unwrap();
+        let db = incasso_store::db::connect(&database.url, max_connections)
+            .await
+            .unwrap();
         Store::open(
             db,
             registry(),

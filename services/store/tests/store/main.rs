@@ -8,6 +8,7 @@ mod fixtures;
 mod ledger;
 mod outbox;
 mod positions;
+mod read_ahead;
 mod reconciliation;
 mod sessions;
 

@@ -1,0 +1,183 @@
+//! Reading slices ahead (PostgreSQL only: SQLite's one connection is the import's). An import
+//! whose read-ahead finds no free connection reads each slice in its own transaction, and
+//! labels and posts exactly as one with connections to spare.
+
+use incasso_domain::notice_number::Iuv;
+use incasso_domain::reconciliation::{
+    FlowId, FlowLine, Label, OutcomeCode, ReportingFlow, Subject, TransferIndex, TransferKey,
+};
+use incasso_reconciliation::CamtVersion;
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
+use incasso_store::Store;
+use incasso_store::receipts::{ReceiptInput, ReceiptTransferInput};
+use incasso_store::testing::Engine;
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use time::macros::{date, datetime};
+
+use crate::fixtures::{Harness, MILANO, MILANO_BANK_IBAN};
+use crate::reconciliation::{TREASURY_IBAN, accounts, receipt, write};
+
+const IUF: &str = "2026-11-23ABI03069-0042";
+
+/// Five IUVs: with slices of two, every pass has three slices to read ahead.
+const IUVS: [&str; 5] = [
+    "99000000000000101",
+    "99000000000000102",
+    "99000000000000103",
+    "99000000000000104",
+    "99000000000000105",
+];
+
+fn key(n: usize) -> TransferKey {
+    TransferKey::new(
+        Iuv::parse(IUVS[n]).unwrap(),
+        &format!("RCPT-RA-{n}"),
+        TransferIndex::new(1).unwrap(),
+    )
+    .unwrap()
+}
+
+/// A receipt of 95.00, all of it to Milan.
+fn receipt_of(n: usize) -> ReceiptInput {
+    let mut input = receipt();
+    input.facts.iuv = IUVS[n].to_owned();
+    input.facts.notice_number = format!("3{}", IUVS[n]);
+    input.facts.receipt_id = format!("RCPT-RA-{n}");
+    input.facts.payment_amount_cents = 9_500;
+    input.facts.transfers = vec![ReceiptTransferInput {
+        id_transfer: 1,
+        beneficiary: MILANO.to_owned(),
+        iban: Some(MILANO_BANK_IBAN.to_owned()),
+        amount_cents: 9_500,
+        remittance_information: "TARI 2026".to_owned(),
+        transfer_category: "9/0101100IM/".to_owned(),
+    }];
+    input.canonical = format!("receipt RCPT-RA-{n}").into_bytes();
+    input
+}
+
+fn flow() -> ReportingFlow {
+    ReportingFlow {
+        flow_id: FlowId::parse(IUF).unwrap(),
+        revision: 0,
+        created_at: datetime!(2026-11-24 06:00 UTC),
+        psp_id: "ABI03069".to_owned(),
+        trn: "TRN-0042".to_owned(),
+        regulation_date: date!(2026 - 11 - 24),
+        total_cents: 9_500 * 5,
+        lines: (0..IUVS.len())
+            .map(|n| FlowLine {
+                key: key(n),
+                amount_cents: 9_500,
+                outcome: OutcomeCode::Executed,
+                paid_on: date!(2026 - 11 - 23),
+            })
+            .collect(),
+    }
+}
+
+fn statement() -> String {
+    let day = date!(2026 - 11 - 24);
+    camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        TREASURY_IBAN,
+        day,
+        day,
+        &[CamtEntry::credit(
+            "ASR-RA-1",
+            9_500 * 5,
+            day,
+            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}"),
+        )],
+    )
+}
+
+async fn labels(store: &Store) -> Vec<Option<Label>> {
+    let assessments = store.reconciliation_assessments(MILANO).await.unwrap();
+    (0..IUVS.len())
+        .map(|n| {
+            assessments
+                .get(&Subject::Transfer(key(n)))
+                .and_then(|a| a.label)
+        })
+        .collect()
+}
+
+async fn entries(store: &Store, event_type: &str) -> i64 {
+    let db = store.db();
+    db.query_one_raw(Statement::from_string(
+        db.get_database_backend(),
+        format!("SELECT COUNT(*) AS n FROM ledger_entry WHERE event_type = '{event_type}'"),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap()
+}
+
+/// The receipts, then a refresh, the flow and the statement, checked after each step.
+async fn a_day(store: &Store) {
+    for n in 0..IUVS.len() {
+        store.record_receipt(receipt_of(n)).await.unwrap();
+    }
+    assert_eq!(store.refresh_reconciliation(MILANO).await.unwrap(), 5);
+    assert_eq!(labels(store).await, vec![Some(Label::RtNoIuf); 5]);
+
+    let outcome = store
+        .import_reconciliation_file(&write("flow.xml", &fdr_xml(&flow(), MILANO)), &accounts())
+        .await
+        .unwrap();
+    assert_eq!(outcome.lines_added, 5);
+    assert_eq!(labels(store).await, vec![Some(Label::RtIuf); 5]);
+    assert_eq!(entries(store, "reported").await, 5);
+
+    store
+        .import_reconciliation_file(&write("statement.xml", &statement()), &accounts())
+        .await
+        .unwrap();
+    assert_eq!(labels(store).await, vec![Some(Label::RtIufTes); 5]);
+    assert_eq!(entries(store, "cashed").await, 1);
+    for n in 0..IUVS.len() {
+        let history = store
+            .reconciliation_history(MILANO, &Subject::Transfer(key(n)))
+            .await
+            .unwrap();
+        let changes: Vec<_> = history.iter().map(|c| c.label).collect();
+        assert_eq!(
+            changes,
+            vec![
+                Some(Label::RtNoIuf),
+                Some(Label::RtIuf),
+                Some(Label::RtIufTes)
+            ],
+            "history of {}",
+            key(n)
+        );
+    }
+    let verified = store.verify_ledger(None, None, &[], true).await.unwrap();
+    assert!(verified.ok, "{}", verified.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_with_connections_to_spare_reads_ahead() {
+    let h = Harness::new(Engine::Postgres).await;
+    let store = h.replica_with_pool(8).await.with_reconciliation_slice(2);
+    a_day(&store).await;
+    store.db().clone().close().await.unwrap();
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_without_a_free_connection_reads_each_slice_itself() {
+    let h = Harness::new(Engine::Postgres).await;
+    // Two connections: the import's transaction takes one, and this test holds the other
+    // for the whole day, so every read-ahead waits its second and gives up.
+    let store = h.replica_with_pool(2).await.with_reconciliation_slice(2);
+    let held = store.db().begin().await.unwrap();
+    a_day(&store).await;
+    held.rollback().await.unwrap();
+    store.db().clone().close().await.unwrap();
+    h.finish().await;
+}
