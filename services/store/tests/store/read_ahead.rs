@@ -4,20 +4,17 @@
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
-    FlowId, FlowLine, Label, OutcomeCode, ReportingFlow, Subject, TransferIndex, TransferKey,
+    FlowLine, Label, OutcomeCode, ReportingFlow, Subject, TransferIndex, TransferKey,
 };
-use incasso_reconciliation::CamtVersion;
-use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
+use incasso_reconciliation::testing::fdr_xml;
 use incasso_store::Store;
 use incasso_store::receipts::{ReceiptInput, ReceiptTransferInput};
 use incasso_store::testing::Engine;
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
-use time::macros::{date, datetime};
+use time::macros::date;
 
 use crate::fixtures::{Harness, MILANO, MILANO_BANK_IBAN};
-use crate::reconciliation::{TREASURY_IBAN, accounts, receipt, write};
-
-const IUF: &str = "2026-11-23ABI03069-0042";
+use crate::reconciliation::{self, TREASURY_IBAN, accounts, receipt, statement, write};
 
 /// Five IUVs: with slices of two, every pass has three slices to read ahead.
 const IUVS: [&str; 5] = [
@@ -56,14 +53,9 @@ fn receipt_of(n: usize) -> ReceiptInput {
     input
 }
 
+/// The shared test flow, reporting the five receipts.
 fn flow() -> ReportingFlow {
     ReportingFlow {
-        flow_id: FlowId::parse(IUF).unwrap(),
-        revision: 0,
-        created_at: datetime!(2026-11-24 06:00 UTC),
-        psp_id: "ABI03069".to_owned(),
-        trn: "TRN-0042".to_owned(),
-        regulation_date: date!(2026 - 11 - 24),
         total_cents: 9_500 * 5,
         lines: (0..IUVS.len())
             .map(|n| FlowLine {
@@ -73,24 +65,8 @@ fn flow() -> ReportingFlow {
                 paid_on: date!(2026 - 11 - 23),
             })
             .collect(),
+        ..reconciliation::flow()
     }
-}
-
-fn statement() -> String {
-    let day = date!(2026 - 11 - 24);
-    camt(
-        CamtMessage::Statement,
-        CamtVersion::V08,
-        TREASURY_IBAN,
-        day,
-        day,
-        &[CamtEntry::credit(
-            "ASR-RA-1",
-            9_500 * 5,
-            day,
-            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}"),
-        )],
-    )
 }
 
 async fn labels(store: &Store) -> Vec<Option<Label>> {
@@ -134,7 +110,10 @@ async fn a_day(store: &Store) {
     assert_eq!(entries(store, "reported").await, 5);
 
     store
-        .import_reconciliation_file(&write("statement.xml", &statement()), &accounts())
+        .import_reconciliation_file(
+            &write("statement.xml", &statement(TREASURY_IBAN, 9_500 * 5)),
+            &accounts(),
+        )
         .await
         .unwrap();
     assert_eq!(labels(store).await, vec![Some(Label::RtIufTes); 5]);

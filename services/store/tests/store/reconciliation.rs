@@ -106,7 +106,7 @@ pub(crate) fn write(name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn statement(iban: &str, amount_cents: i64) -> String {
+pub(crate) fn statement(iban: &str, amount_cents: i64) -> String {
     camt(
         CamtMessage::Statement,
         CamtVersion::V08,
