@@ -11,8 +11,9 @@
 //! any connection reads the same rows, and reading them is [`SliceReader::start`]'s job.
 //! Its stored labels and postings may have been written by this very import (an IUV
 //! reached in two parts), so the transaction reads those when the slice is relabelled,
-//! unless the slice's IUVs cannot have been written yet ([`StoredLabels::Ahead`]). SQLite has one connection: there every slice is read in the transaction, when
-//! it is relabelled, as before.
+//! unless the slice's IUVs cannot have been written yet ([`StoredLabels::Ahead`]). SQLite
+//! has one connection: there every slice is read in the transaction, in its turn, as
+//! before.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -18,6 +18,7 @@
 //! second time recording nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::classify::{component_of_credit, component_of_flow};
@@ -25,8 +26,6 @@ use incasso_domain::reconciliation::{
     Assessment, CausaleReferences, CreditId, Evidence, EvidenceItem, FlowId, Relabel,
     ReportingFlow, Subject,
 };
-use std::sync::Arc;
-
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement};
 use time::OffsetDateTime;
 use uuid::Uuid;
