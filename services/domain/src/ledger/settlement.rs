@@ -37,6 +37,10 @@
 //!   naming it), and a credit whose transfer a flow line reports later, or that matches no
 //!   transfer any more, has its posting reversed: the money then travels by the flow.
 //!
+//! A store journals the `reported` differences of a flow revision's keys as one entry
+//! ([`merge_reported`]) and keeps what each key has posted as a position of its own
+//! ([`apply_to_positions`]), which is what it gives back as `posted`.
+//!
 //! Other credits attributed to no flow (no pagoPA marker, an unknown IUF, an IUV marker
 //! matching no receipt) are not posted: the treasury account holds much that is not pagoPA
 //! money, and those credits keep their labels for the finance office to look at.
@@ -56,9 +60,10 @@ const DESCRIPTION_MAX_CHARS: usize = 500;
 /// The flows named in a description before "and N more".
 const FLOWS_NAMED: usize = 4;
 
-/// The notices a `cashed` entry names at most: a flow's lines can be many thousands, and the
-/// flow's `reported` entries name each of them anyway.
-const CASHED_NOTICES_MAX: usize = 10_000;
+/// The notices a `cashed` entry, or a flow's merged `reported` entry, names at most: a flow's
+/// lines can be many thousands (and `ledger_entry_notice` numbers an entry's notices with a
+/// `SMALLINT`).
+const NOTICES_MAX: usize = 10_000;
 
 /// How one receipt is booked in the creditor's books.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,12 +457,12 @@ fn cashed(
             notices.insert(notice_of(&line.key, receipts));
         }
     }
-    if notices.len() > CASHED_NOTICES_MAX {
+    if notices.len() > NOTICES_MAX {
         why = format!(
-            "{why}; names the first {CASHED_NOTICES_MAX} of {} notices",
+            "{why}; names the first {NOTICES_MAX} of {} notices",
             notices.len()
         );
-        notices = notices.into_iter().take(CASHED_NOTICES_MAX).collect();
+        notices = notices.into_iter().take(NOTICES_MAX).collect();
     }
     let first = flows.first()?;
     Some(EntryDraft {
@@ -476,6 +481,9 @@ fn cashed(
         lines: delta,
     })
 }
+
+mod per_flow;
+pub use per_flow::{apply_to_positions, merge_reported};
 
 #[cfg(test)]
 mod tests;

@@ -105,7 +105,8 @@ fn booked(keys: &[usize]) -> BookedReceipts {
         .collect()
 }
 
-/// The books of a test: what each posting key's entries sum to, and the balances.
+/// The books of a test: what each posting key has posted (the store's positions), and the
+/// entries appended, the `reported` ones merged per flow revision as the store journals them.
 #[derive(Default)]
 struct Books {
     posted: BTreeMap<String, Posted>,
@@ -113,41 +114,38 @@ struct Books {
 }
 
 impl Books {
-    /// Settles against `evidence` and posts the drafts, checking each one.
+    /// Settles against `evidence` and posts the drafts, checking each one; returns the
+    /// per-key drafts.
     fn settle(&mut self, evidence: &Evidence, receipts: &BookedReceipts) -> Vec<EntryDraft> {
         let drafts = settle(&milan(), evidence, receipts, &self.posted);
         for draft in &drafts {
             assert_eq!(draft.validate(), Ok(()), "{draft:?}");
-            let posting_key = draft.cause.posting_key.clone().expect("a posting key");
-            let posted = self.posted.entry(posting_key).or_default();
-            for line in &draft.lines {
-                *posted.amounts.entry(line.account.clone()).or_insert(0) += line.amount_cents;
-            }
-            posted.cause = draft.cause.clone();
+            assert!(draft.cause.posting_key.is_some(), "{draft:?}");
+        }
+        apply_to_positions(&mut self.posted, &drafts);
+        let unmerged = balances_of(&drafts);
+        let merged = merge_reported(drafts.clone());
+        for entry in &merged {
+            assert_eq!(entry.validate(), Ok(()), "{entry:?}");
             // The encoding an entry is chained with keeps everything the rules wrote.
             let encoded = crate::ledger::chain::canonical_encoding(
                 1,
                 uuid::Uuid::nil(),
                 datetime!(2026-03-12 12:00 UTC),
                 None,
-                draft,
+                entry,
             );
             let decoded = crate::ledger::chain::decode_canonical(&encoded).unwrap();
-            assert_eq!(&decoded.draft, draft);
+            assert_eq!(&decoded.draft, entry);
         }
-        self.entries.extend(drafts.iter().cloned());
+        // Merging moves the same money as the per-key drafts.
+        assert_eq!(balances_of(&merged), unmerged);
+        self.entries.extend(merged);
         drafts
     }
 
     fn balances(&self) -> BTreeMap<Account, i64> {
-        let mut out = BTreeMap::new();
-        for entry in &self.entries {
-            for line in &entry.lines {
-                *out.entry(line.account.clone()).or_insert(0) += line.amount_cents;
-            }
-        }
-        out.retain(|_, c| *c != 0);
-        out
+        balances_of(&self.entries)
     }
 
     fn balance(&self, account_type: AccountType) -> i64 {
@@ -157,6 +155,18 @@ impl Books {
             .map(|(_, c)| c)
             .sum()
     }
+}
+
+/// What `entries` put in each account, accounts left at zero omitted.
+fn balances_of(entries: &[EntryDraft]) -> BTreeMap<Account, i64> {
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        for line in &entry.lines {
+            *out.entry(line.account.clone()).or_insert(0) += line.amount_cents;
+        }
+    }
+    out.retain(|_, c| *c != 0);
+    out
 }
 
 fn evidence(items: Vec<EvidenceItem>) -> Evidence {
@@ -241,6 +251,67 @@ fn a_line_that_differs_from_its_receipt_puts_the_difference_in_suspense() {
             .contains("the difference, -1000 cents, to suspense"),
         "{}",
         drafts[0].description
+    );
+}
+
+#[test]
+fn a_flows_keys_are_journaled_as_one_entry_naming_each_notice_and_the_divergent_key() {
+    let mut books = Books::default();
+    let items = vec![
+        receipt(1, 10_000),
+        receipt(2, 2_500),
+        receipt(3, 700),
+        flow(1, 1, &[(1, 9_000), (2, 2_500), (3, 700)]),
+    ];
+    let drafts = books.settle(&evidence(items), &booked(&[1, 2]));
+    assert_eq!(drafts.len(), 3, "one difference per key");
+    assert_eq!(books.entries.len(), 1, "{:#?}", books.entries);
+    let entry = &books.entries[0];
+    assert_eq!(
+        lines_of(entry),
+        [
+            ("psp_clearing:01199250158:ABI03069".to_owned(), -12_500),
+            ("in_transit:01199250158".to_owned(), 12_200),
+            ("suspense:01199250158".to_owned(), 300),
+        ]
+    );
+    assert_eq!(entry.cause.reporting_flow_id, Some(flow_id(1)));
+    assert_eq!(entry.cause.reporting_flow_revision, Some(1));
+    assert_eq!(entry.cause.posting_key, None);
+    assert_eq!(entry.cause.receipt_id, None, "three receipts");
+    let named: Vec<&str> = entry
+        .cause
+        .notices
+        .iter()
+        .map(|(_, iuv)| iuv.as_str())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            key(1).iuv.as_str(),
+            key(2).iuv.as_str(),
+            key(3).iuv.as_str()
+        ]
+    );
+    // Key 1 diverges, key 3's receipt was not booked: both are named with their cause.
+    for (n, why) in [(1, "the difference, -1000 cents"), (3, "not booked")] {
+        let named = format!("{}/1/R{n} suspense", key(n).iuv.as_str());
+        assert!(entry.description.contains(&named), "{}", entry.description);
+        assert!(entry.description.contains(why), "{}", entry.description);
+    }
+    assert!(
+        !entry.description.contains("/R2 suspense"),
+        "{}",
+        entry.description
+    );
+    // The positions keep each key's own posting, so nothing is posted again.
+    assert_eq!(books.posted.len(), 3);
+    assert_eq!(
+        books.posted[&reported_key(&key(3))].amounts,
+        Amounts::from([
+            (Account::in_transit(&milan()), 700),
+            (Account::suspense(&milan()), -700),
+        ])
     );
 }
 
@@ -651,9 +722,18 @@ proptest! {
         prop_assert_eq!(books.balance(AccountType::InTransit), 0);
         prop_assert_eq!(books.balance(AccountType::Treasury), paid);
         prop_assert_eq!(books.balance(AccountType::Suspense), 0);
-        prop_assert_eq!(
-            books.entries.iter().filter(|e| e.event_type == EventType::Reported).count(),
-            amounts.len() - direct
-        );
+        // One `reported` entry per flow, naming the notice of each transfer its lines report.
+        let reported: Vec<&EntryDraft> = books
+            .entries
+            .iter()
+            .filter(|e| e.event_type == EventType::Reported)
+            .collect();
+        prop_assert_eq!(reported.len(), lines.len());
+        let named: usize = reported.iter().map(|e| e.cause.notices.len()).sum();
+        prop_assert_eq!(named, amounts.len() - direct);
+        for (entry, (f, _)) in reported.iter().zip(&lines) {
+            prop_assert_eq!(entry.cause.reporting_flow_id.clone(), Some(flow_id(*f)));
+            prop_assert_eq!(entry.cause.posting_key.clone(), None);
+        }
     }
 }
