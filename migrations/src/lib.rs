@@ -37,6 +37,7 @@ mod m20261206_000024_partial_label_indexes;
 mod m20261206_000025_recon_flow_lines_cents;
 mod m20261206_000026_recon_credit_references;
 mod m20261206_000027_recon_reversal;
+mod m20261206_000028_ledger_reported_position;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_recon_flow_lines_cents::Migration),
             Box::new(m20261206_000026_recon_credit_references::Migration),
             Box::new(m20261206_000027_recon_reversal::Migration),
+            Box::new(m20261206_000028_ledger_reported_position::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ pub mod ledger_entry;
 pub mod ledger_entry_notice;
 pub mod ledger_head;
 pub mod ledger_line;
+pub mod ledger_reported_position;
 pub mod outbox_event;
 pub mod parked_receipt;
 pub mod payment_option;

@@ -9,6 +9,7 @@
 //! previous entry's), which turns every time range into a sequence range.
 
 mod reader;
+pub(crate) mod reported_positions;
 mod verify;
 mod writer;
 

@@ -3,24 +3,31 @@
 //! pointing at the last entry, and checkpoints an auditor kept outside the system. The deep
 //! mode (the default over gRPC and the CLI) also checks that the queryable projection of every
 //! entry (its columns, its lines, which balances are summed from, and its notices) says exactly
-//! what the recorded bytes say, and that the source document it points at still opens and has
-//! the hash the entry recorded. Reads in bounded chunks (on PostgreSQL with binary COPY), the
-//! next while the current one is checked, so memory stays flat whatever the ledger's size;
-//! hashes each chunk in one thread per core, which gives the same answer as one sequential
-//! pass because every entry stores its predecessor's hash; stops at the first break.
+//! what the recorded bytes say, that the source document it points at still opens and has
+//! the hash the entry recorded, and (over the whole chain) that each creditor's reported
+//! positions sum to its `reported` entries. Reads in bounded chunks (on PostgreSQL with binary
+//! COPY), the next while the current one is checked, so memory stays flat whatever the
+//! ledger's size; hashes each chunk in one thread per core, which gives the same answer as one
+//! sequential pass because every entry stores its predecessor's hash; stops at the first
+//! break.
 
 use bytes::{Bytes, BytesMut};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use sea_orm::sea_query::Query;
-use sea_orm::{ColumnTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, Order, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use incasso_domain::ledger::Account;
 use incasso_domain::ledger::chain::{
     DecodedEntry, GENESIS_HASH, check_canonical, decode_canonical, entry_hash, hex_lower,
 };
 
+use super::reported_positions;
 use crate::Store;
 use crate::entity::{ledger_entry, ledger_entry_notice, ledger_line, source_document};
 use crate::error::AppError;
@@ -731,6 +738,18 @@ impl Store {
                 ));
             }
         }
+        if deep && start == 1 && end == head.sequence {
+            if let Some(reason) = self.reported_positions_disagree().await? {
+                return Ok(VerifyReport {
+                    ok: false,
+                    entries_checked: checked,
+                    first_broken_sequence: None,
+                    reason,
+                    last_sequence: end,
+                    last_hash: expected_previous,
+                });
+            }
+        }
         Ok(VerifyReport {
             ok: true,
             entries_checked: checked,
@@ -741,3 +760,73 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Whether some creditor's reported positions (what each transfer key has posted, which
+    /// the next settlement posts against) do not sum, account by account, to its `reported`
+    /// entries: why, if so. Checked when the whole chain is verified deeply.
+    async fn reported_positions_disagree(&self) -> Result<Option<String>, AppError> {
+        let db = self.db();
+        let backend = db.get_database_backend();
+        let creditors: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT creditor_fiscal_code FROM ledger_reported_position \
+                 UNION SELECT creditor_fiscal_code FROM ledger_entry WHERE event_type = 'reported'",
+            ))
+            .await?
+            .into_iter()
+            .map(|row| row.try_get::<String>("", "creditor_fiscal_code"))
+            .collect::<Result<_, _>>()?;
+        for creditor in creditors {
+            let positions = reported_positions::sums(db, &creditor).await?;
+            let mut entries = BTreeMap::new();
+            // SUM of a BIGINT is a NUMERIC on PostgreSQL: cast back to the integer it is.
+            let rows = db
+                .query_all_raw(Statement::from_sql_and_values(
+                    backend,
+                    if backend == DbBackend::Postgres {
+                        SUMS_OF_REPORTED.to_owned()
+                    } else {
+                        SUMS_OF_REPORTED.replace("$1", "?")
+                    },
+                    [creditor.clone().into()],
+                ))
+                .await?;
+            for row in rows {
+                let account: String = row.try_get("", "account")?;
+                let account = Account::parse(&account)
+                    .map_err(|e| AppError::corrupt(format!("ledger line account: {e}")))?;
+                let cents: i64 = row.try_get("", "cents")?;
+                if cents != 0 {
+                    entries.insert(account, cents);
+                }
+            }
+            if positions != entries {
+                let accounts: BTreeSet<&Account> = positions.keys().chain(entries.keys()).collect();
+                let differ: Vec<String> = accounts
+                    .into_iter()
+                    .filter(|a| positions.get(*a) != entries.get(*a))
+                    .map(|a| {
+                        format!(
+                            "{a}: positions {} cents, entries {} cents",
+                            positions.get(a).copied().unwrap_or(0),
+                            entries.get(a).copied().unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                return Ok(Some(format!(
+                    "the reported positions of creditor {creditor} do not sum to its reported \
+                     entries ({})",
+                    differ.join("; ")
+                )));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What one creditor's `reported` entries put in each account.
+const SUMS_OF_REPORTED: &str = "SELECT l.account, CAST(SUM(l.amount_cents) AS BIGINT) AS cents \
+     FROM ledger_entry e JOIN ledger_line l ON l.entry_sequence = e.sequence \
+     WHERE e.creditor_fiscal_code = $1 AND e.event_type = 'reported' GROUP BY l.account";

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
 use incasso_domain::ledger::settlement::{
-    BookedReceipt, BookedReceipts, Posted, cashed_key, reported_key, settle_cashed,
-    settle_iuv_credits, settle_reported,
+    BookedReceipt, BookedReceipts, Posted, apply_to_positions, cashed_key, merge_reported,
+    reported_key, settle_cashed, settle_iuv_credits, settle_reported,
 };
 use incasso_domain::ledger::{Account, EventType};
 use incasso_domain::notice_number::Iuv;
@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 use super::evidence::{ReceiptNotices, in_list, receipt_of_transfer};
 use crate::AppError;
 use crate::ledger;
+use crate::ledger::reported_positions as positions;
 
 fn corrupt(what: impl std::fmt::Display) -> AppError {
     AppError::Internal(format!("stored ledger projection is invalid: {what}"))
@@ -240,11 +241,12 @@ fn booked(notices: &ReceiptNotices, clearing: &BTreeMap<String, Account>) -> Boo
 /// for the transfer keys of a set of IUVs: `evidence` holds their receipts (whose notices are
 /// `notices`) and their lines of every flow revision (and no line of another IUV);
 /// `stored_keys` are the keys of those lines that were stored before this import. Returns
-/// the number of entries appended.
+/// the number of entries appended (one per flow revision whose keys moved).
 ///
-/// Only a key of a stored line can have entries already: a key is posted only while a line
-/// names it, and lines are never removed. So the entries are read for those keys alone (a
-/// day's first flows read none), and the receipts' bookings only for the receipts the lines
+/// What each key has posted is its position (`positions`); the keys' differences are
+/// journaled as one entry per flow revision. Only a key of a stored line can have a position
+/// already: a key is posted only while a line names it, and lines are never removed. So the
+/// positions are read for those keys alone (a day's first flows read none), and the receipts' bookings only for the receipts the lines
 /// report, unless `clearing` holds them already (read ahead with the receipts, for every
 /// receipt of `notices`).
 pub(crate) async fn post_reported(
@@ -275,7 +277,7 @@ pub(crate) async fn post_reported(
         .map(|k| k.receipt_id.clone())
         .collect();
     let receipt_ids: Vec<String> = receipt_ids.into_iter().collect();
-    let posted = posted(txn, creditor, &stored, EventType::Reported).await?;
+    let posted = positions::of_keys(txn, creditor, &stored).await?;
     let read;
     let clearing = match clearing {
         Some(clearing) => clearing,
@@ -284,12 +286,20 @@ pub(crate) async fn post_reported(
             &read
         }
     };
-    append(
-        txn,
-        settle_reported(&books, evidence, &booked(notices, clearing), &posted),
-        now,
-    )
-    .await
+    let drafts = settle_reported(&books, evidence, &booked(notices, clearing), &posted);
+    if drafts.is_empty() {
+        return Ok(0);
+    }
+    // Each key's position, and its difference journaled with its flow's other keys'.
+    let mut moved = posted;
+    apply_to_positions(&mut moved, &drafts);
+    let changed: BTreeSet<&str> = drafts
+        .iter()
+        .filter_map(|d| d.cause.posting_key.as_deref())
+        .collect();
+    moved.retain(|key, _| changed.contains(key.as_str()));
+    super::plans::with_cached_plans(txn, positions::write(txn, creditor, &moved)).await?;
+    append(txn, merge_reported(drafts), now).await
 }
 
 /// Posts the `cashed` entries of the credits `credits` beyond what the books say: `evidence`

@@ -81,10 +81,19 @@ async fn labels(store: &Store) -> Vec<Option<Label>> {
 }
 
 async fn entries(store: &Store, event_type: &str) -> i64 {
+    count(
+        store,
+        &format!("ledger_entry WHERE event_type = '{event_type}'"),
+    )
+    .await
+}
+
+/// The rows of `from` (a table and its condition).
+async fn count(store: &Store, from: &str) -> i64 {
     let db = store.db();
     db.query_one_raw(Statement::from_string(
         db.get_database_backend(),
-        format!("SELECT COUNT(*) AS n FROM ledger_entry WHERE event_type = '{event_type}'"),
+        format!("SELECT COUNT(*) AS n FROM {from}"),
     ))
     .await
     .unwrap()
@@ -107,7 +116,10 @@ async fn a_day(store: &Store) {
         .unwrap();
     assert_eq!(outcome.lines_added, 5);
     assert_eq!(labels(store).await, vec![Some(Label::RtIuf); 5]);
-    assert_eq!(entries(store, "reported").await, 5);
+    // The flow's keys are journaled one entry per slice (2 + 2 + 1 IUVs), each key's own
+    // posting a position.
+    assert_eq!(entries(store, "reported").await, 3);
+    assert_eq!(count(store, "ledger_reported_position").await, 5);
 
     store
         .import_reconciliation_file(

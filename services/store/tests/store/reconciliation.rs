@@ -460,10 +460,12 @@ async fn the_books_follow_a_receipt_booked_after_its_flow(engine: Engine) {
             ("suspense:01199250158".to_owned(), -9_500),
         ]
     );
-    assert_eq!(
-        entries[0].cause.posting_key.as_deref(),
-        Some(format!("reported:{IUV}/1/RCPT-1").as_str())
-    );
+    // The flow's keys are journaled as one entry naming the flow, its revision and each
+    // notice; the key's own posting is its position.
+    assert_eq!(entries[0].cause.reporting_flow_id.as_deref(), Some(IUF));
+    assert_eq!(entries[0].cause.reporting_flow_revision, Some(1));
+    assert_eq!(entries[0].cause.posting_key, None);
+    assert_eq!(entries[0].cause.receipt_id.as_deref(), Some("RCPT-1"));
     assert_eq!(entries[0].cause.notices, [(String::new(), IUV.to_owned())]);
 
     h.store.record_receipt(receipt()).await.unwrap();
@@ -615,6 +617,153 @@ async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) 
     h.finish().await;
 }
 
+/// Books posted before migration 28 held one `reported` entry per transfer key; the
+/// migration makes each key's entries its position, which the deep verification then checks
+/// against the entries: a position that says otherwise is caught.
+async fn reported_entries_posted_before_migration_28_become_positions(engine: Engine) {
+    use incasso_domain::fiscal_code::OrganizationFiscalCode;
+    use incasso_domain::ledger::{Account, Cause, EntryDraft, EventType, Line};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm_migration::MigratorTrait;
+
+    let h = Harness::new(engine).await;
+    let from_28 = incasso_migrations::Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name().contains("_000028_"))
+        .unwrap()
+        + 1;
+    incasso_migrations::Migrator::down(h.store.db(), Some(u32::try_from(from_28).unwrap()))
+        .await
+        .unwrap();
+    let milano = OrganizationFiscalCode::parse(MILANO).unwrap();
+    let posting_key = format!("reported:{IUV}/1/RCPT-1");
+    let per_key = |lines: Vec<(Account, i64)>, nav: &str| EntryDraft {
+        event_type: EventType::Reported,
+        creditor: milano.clone(),
+        kind: None,
+        description: "reported by ABI03069".to_owned(),
+        cause: Cause {
+            notices: vec![(nav.to_owned(), IUV.to_owned())],
+            receipt_id: Some("RCPT-1".to_owned()),
+            reporting_flow_id: Some(IUF.to_owned()),
+            reporting_flow_revision: Some(1),
+            posting_key: Some(posting_key.clone()),
+            ..Cause::default()
+        },
+        lines: lines
+            .into_iter()
+            .map(|(account, amount_cents)| Line {
+                account,
+                amount_cents,
+            })
+            .collect(),
+    };
+    // The line in suspense until its receipt came, then moved to clearing.
+    let entries = vec![
+        per_key(
+            vec![
+                (Account::in_transit(&milano), 9_500),
+                (Account::suspense(&milano), -9_500),
+            ],
+            "",
+        ),
+        per_key(
+            vec![
+                (Account::psp_clearing(&milano, "ABI03069"), -9_500),
+                (Account::suspense(&milano), 9_500),
+            ],
+            &format!("3{IUV}"),
+        ),
+    ];
+    let append = |entries: Vec<EntryDraft>| async {
+        let txn = h.store.db().begin().await.unwrap();
+        incasso_store::ledger::append_with_documents(
+            &txn,
+            &[],
+            entries.into_iter().map(|e| (e, None)).collect(),
+            h.store.now(),
+        )
+        .await?;
+        txn.commit().await.map_err(AppError::from)
+    };
+    let older_release = entries[0].clone();
+    append(entries).await.unwrap();
+    incasso_migrations::Migrator::up(h.store.db(), None)
+        .await
+        .unwrap();
+    // A replica of the older release posting per key from now on is refused, whole.
+    let head = h.store.ledger_head().await.unwrap().sequence;
+    let refused = append(vec![older_release]).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("journaled per flow revision"),
+        "{refused}"
+    );
+    assert_eq!(h.store.ledger_head().await.unwrap().sequence, head);
+
+    let backend = h.store.db().get_database_backend();
+    let rows = h
+        .store
+        .db()
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT posting_key, amounts, reporting_flow_id, reporting_flow_revision, \
+             receipt_id, notice_number, iuv FROM ledger_reported_position",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    let text = |column: &str| row.try_get::<Option<String>>("", column).unwrap();
+    assert_eq!(text("posting_key"), Some(posting_key.clone()));
+    let mut amounts: Vec<String> = text("amounts")
+        .unwrap()
+        .split(';')
+        .map(str::to_owned)
+        .collect();
+    amounts.sort();
+    assert_eq!(
+        amounts,
+        [
+            "in_transit:01199250158=9500",
+            "psp_clearing:01199250158:ABI03069=-9500"
+        ]
+    );
+    assert_eq!(text("reporting_flow_id").as_deref(), Some(IUF));
+    assert_eq!(
+        row.try_get::<Option<i32>>("", "reporting_flow_revision")
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(text("receipt_id").as_deref(), Some("RCPT-1"));
+    assert_eq!(text("notice_number"), Some(format!("3{IUV}")));
+    assert_eq!(text("iuv").as_deref(), Some(IUV));
+    let report = h.store.verify_ledger(None, None, &[], true).await.unwrap();
+    assert!(report.ok, "{report:?}");
+
+    h.store
+        .db()
+        .execute_unprepared(
+            "UPDATE ledger_reported_position SET amounts = \
+             'in_transit:01199250158=9400;psp_clearing:01199250158:ABI03069=-9400'",
+        )
+        .await
+        .unwrap();
+    let report = h.store.verify_ledger(None, None, &[], true).await.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report
+            .reason
+            .contains("reported positions of creditor 01199250158")
+            && report
+                .reason
+                .contains("in_transit:01199250158: positions 9400 cents, entries 9500 cents"),
+        "{}",
+        report.reason
+    );
+    h.finish().await;
+}
+
 /// The schema leaves receiptId unbounded and incasso stores receipts with up to 256
 /// characters: such a receipt's transfer is reconciled like any other (no FdR line can carry
 /// it), and it does not stop the creditor's imports.
@@ -659,6 +808,7 @@ on_both_engines!(
     missing_receipts_their_attempts_and_the_recovery_lease,
     a_receipt_id_longer_than_an_iur_is_labelled_and_imports_go_on,
     labels_written_before_migration_19_are_listed_after_it,
+    reported_entries_posted_before_migration_28_become_positions,
     receipts_booked_after_an_import_are_caught_up_by_a_refresh,
     the_books_follow_a_receipt_booked_after_its_flow,
     evidence_is_labelled_as_it_arrives_with_its_history,
