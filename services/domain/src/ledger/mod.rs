@@ -406,9 +406,10 @@ pub struct Cause {
     pub treasury_line_id: Option<String>,
     /// For a correction, the sequence number of the entry it reverses.
     pub corrects_sequence: Option<i64>,
-    /// What the entry settles, for postings derived from evidence (`reported:IUV/IUR/n`,
-    /// `cashed:CREDIT`): the entries of one posting key sum to what the evidence asks of it,
-    /// which makes posting idempotent (see [`settlement`]).
+    /// What the entry settles, for postings derived from evidence (`cashed:CREDIT`; before
+    /// migration 28 also `reported:IUV/n/IUR`): the entries of one posting key sum to what the
+    /// evidence asks of it, which makes posting idempotent (see [`settlement`]). A flow
+    /// revision's merged `reported` entry settles many keys and carries none.
     pub posting_key: Option<String>,
 }
 
