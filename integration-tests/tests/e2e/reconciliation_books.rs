@@ -118,13 +118,6 @@ fn lines(entry: &pb::LedgerEntry) -> Vec<(&str, i64)> {
     lines
 }
 
-fn of_iuv<'a>(entries: &'a [pb::LedgerEntry], iuv: &str) -> &'a pb::LedgerEntry {
-    entries
-        .iter()
-        .find(|e| e.notices.iter().any(|n| n.iuv == iuv))
-        .unwrap_or_else(|| panic!("no entry names {iuv}: {entries:#?}"))
-}
-
 /// A school fee of 465.00 issued as `external_id`, paid by BCITITMM's receipt `receipt_id` on
 /// 23 November and delivered over SOAP.
 async fn paid_school_fee(

@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use incasso_domain::ledger::Account;
@@ -85,6 +86,10 @@ pub(crate) struct SliceReader {
     held_rows: Arc<BTreeSet<Uuid>>,
     with_clearing: bool,
     pool: Option<DatabaseConnection>,
+    /// Slices of the import whose read-ahead failed: the first is warned of with its cause,
+    /// the rest in one warning when the import ends ([`SliceReader::warn_of_fallbacks`]),
+    /// not once per slice (a starved pool fails every slice of a big import).
+    fallbacks: Arc<AtomicUsize>,
 }
 
 /// How a slice is being read.
@@ -122,7 +127,28 @@ impl SliceReader {
             held_rows: Arc::new(held_rows),
             with_clearing,
             pool,
+            fallbacks: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Warns, once for the whole import, of the slices read in the transaction after the
+    /// first because their read-ahead failed.
+    pub(crate) fn warn_of_fallbacks(&self) {
+        let fallbacks = self.fallbacks.load(Ordering::Relaxed);
+        if fallbacks > 1 {
+            tracing::warn!(
+                creditor = %self.creditor,
+                slices = fallbacks,
+                "reading ahead failed for {fallbacks} slices of this import; each was read in \
+                 the import's transaction (the first failure's cause was logged)"
+            );
+        }
+    }
+
+    /// Whether this is the import's first failed read-ahead, which is warned of with its
+    /// cause.
+    fn first_fallback(&self) -> bool {
+        self.fallbacks.fetch_add(1, Ordering::Relaxed) == 0
     }
 
     /// Starts reading `slice` ahead when there is a pool to read it from, its stored labels
@@ -166,18 +192,23 @@ impl SliceReader {
         reading: Reading,
     ) -> Result<Prepared, AppError> {
         if let Reading::Ahead(mut ahead) = reading {
-            match (&mut ahead.0).await {
+            let error = match (&mut ahead.0).await {
                 Ok(Ok(prepared)) => return Ok(prepared),
-                Ok(Err(error)) => tracing::warn!(
+                Ok(Err(error)) => error.to_string(),
+                Err(error) => error.to_string(),
+            };
+            if self.first_fallback() {
+                tracing::warn!(
                     creditor = %self.creditor,
                     %error,
                     "reading a slice ahead failed; it is read in the import's transaction"
-                ),
-                Err(error) => tracing::warn!(
+                );
+            } else {
+                tracing::debug!(
                     creditor = %self.creditor,
                     %error,
-                    "reading a slice ahead stopped; it is read in the import's transaction"
-                ),
+                    "reading a slice ahead failed; it is read in the import's transaction"
+                );
             }
         }
         let fetched = self.fetch(txn, slice, StoredLabels::InTransaction).await?;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::rules::{Amounts, add, lines};
 use super::super::{AccountType, Cause, EntryDraft, EventType};
-use super::{NOTICES_MAX, Posted, bounded};
+use super::{DESCRIPTION_MAX_CHARS, NOTICES_MAX, Posted, bounded};
 
 /// Brings `positions` (what each posting key has posted) to what they say once `drafts` are
 /// posted: each draft's lines added to its key's amounts, and its cause become the key's.
@@ -114,14 +114,32 @@ fn merged((flow_id, revision): FlowRevision, drafts: Vec<EntryDraft>) -> Option<
         cents_of(AccountType::Suspense),
     );
     // The keys the finance office must look at first: what went to (or left) suspense, and
-    // why, as the per-key rule put it.
-    for (draft, cents) in &to_suspense {
-        let key = draft.cause.posting_key.as_deref().unwrap_or_default();
-        why.push_str(&format!(
-            "; {} suspense {cents} cents: {}",
-            key.trim_start_matches("reported:"),
-            draft.description
-        ));
+    // why, in the per-key rule's words (without the flow, which the entry names), as many
+    // as the description holds.
+    let clauses: Vec<String> = to_suspense
+        .iter()
+        .map(|(draft, cents)| {
+            let key = draft.cause.posting_key.as_deref().unwrap_or_default();
+            let reason = draft
+                .description
+                .split_once("; ")
+                .map_or(draft.description.as_str(), |(_, reason)| reason);
+            format!(
+                "; {} suspense {cents} cents: {reason}",
+                key.trim_start_matches("reported:")
+            )
+        })
+        .collect();
+    for (named, clause) in clauses.iter().enumerate() {
+        let rest = clauses.len() - named;
+        let more = format!("; and {rest} more keys to or from suspense");
+        let room = DESCRIPTION_MAX_CHARS.saturating_sub(why.chars().count());
+        let last = rest == 1;
+        if clause.chars().count() + if last { 0 } else { more.chars().count() } > room {
+            why.push_str(&more);
+            break;
+        }
+        why.push_str(clause);
     }
     if notices.len() > NOTICES_MAX {
         why = format!(

@@ -316,6 +316,39 @@ fn a_flows_keys_are_journaled_as_one_entry_naming_each_notice_and_the_divergent_
 }
 
 #[test]
+fn a_flows_entry_names_as_many_suspense_keys_as_it_holds_and_counts_the_rest() {
+    let mut books = Books::default();
+    let n = 12;
+    let mut items: Vec<EvidenceItem> = (0..n).map(|k| receipt(k, 10_000)).collect();
+    let lines: Vec<(usize, i64)> = (0..n).map(|k| (k, 9_990)).collect();
+    items.push(flow(1, 1, &lines));
+    let keys: Vec<usize> = (0..n).collect();
+    books.settle(&evidence(items), &booked(&keys));
+    let entry = &books.entries[0];
+    let description = &entry.description;
+    assert!(description.chars().count() <= 500, "{description}");
+    assert!(
+        description.contains(&format!(
+            "{}/1/R0 suspense 10 cents: the receipt",
+            key(0).iuv.as_str()
+        )),
+        "{description}"
+    );
+    let named = (0..n)
+        .filter(|k| description.contains(&format!("{}/1/R{k} suspense", key(*k).iuv.as_str())))
+        .count();
+    assert!(named >= 1 && named < n, "{description}");
+    assert!(
+        description.ends_with(&format!(
+            "; and {} more keys to or from suspense",
+            n - named
+        )),
+        "{description}"
+    );
+    assert_eq!(entry.cause.notices.len(), n);
+}
+
+#[test]
 fn a_new_revision_posts_only_its_change_and_a_dropped_line_is_reversed() {
     let mut books = Books::default();
     let receipts = booked(&[1, 2]);
