@@ -411,12 +411,17 @@ async fn run() -> anyhow::Result<()> {
                             last.to_text()
                         );
                     } else {
-                        println!(
-                            "BROKEN at entry {}: {} ({} entries checked before it)",
-                            report.first_broken_sequence.unwrap_or(0),
-                            report.reason,
-                            report.entries_checked
-                        );
+                        match report.first_broken_sequence {
+                            Some(sequence) => println!(
+                                "BROKEN at entry {sequence}: {} ({} entries checked before it)",
+                                report.reason, report.entries_checked
+                            ),
+                            // Every entry checked out; a projection over them did not.
+                            None => println!(
+                                "BROKEN: {} ({} entries checked)",
+                                report.reason, report.entries_checked
+                            ),
+                        }
                         std::process::exit(1);
                     }
                 }

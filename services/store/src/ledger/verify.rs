@@ -738,17 +738,19 @@ impl Store {
                 ));
             }
         }
-        if deep && start == 1 && end == head.sequence {
-            if let Some(reason) = self.reported_positions_disagree().await? {
-                return Ok(VerifyReport {
-                    ok: false,
-                    entries_checked: checked,
-                    first_broken_sequence: None,
-                    reason,
-                    last_sequence: end,
-                    last_hash: expected_previous,
-                });
-            }
+        if deep
+            && start == 1
+            && end == head.sequence
+            && let Some(reason) = self.reported_positions_disagree().await?
+        {
+            return Ok(VerifyReport {
+                ok: false,
+                entries_checked: checked,
+                first_broken_sequence: None,
+                reason,
+                last_sequence: end,
+                last_hash: expected_previous,
+            });
         }
         Ok(VerifyReport {
             ok: true,
