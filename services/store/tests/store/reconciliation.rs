@@ -528,6 +528,20 @@ async fn the_books_follow_a_receipt_booked_after_its_flow(engine: Engine) {
     h.finish().await;
 }
 
+/// Undoes the migration whose name contains `number` (`"_000019_"`) and every one after it.
+async fn undo_migrations_from(h: &Harness, number: &str) {
+    use sea_orm_migration::MigratorTrait;
+    let count = incasso_migrations::Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name().contains(number))
+        .unwrap()
+        + 1;
+    incasso_migrations::Migrator::down(h.store.db(), Some(u32::try_from(count).unwrap()))
+        .await
+        .unwrap();
+}
+
 /// Migration 19 copies each subject's identity out of its JSON key into columns: labels
 /// written before it are found by the lists exactly as labels written after (and the flows
 /// stored before migration 25 have their lines summed).
@@ -549,15 +563,7 @@ async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) 
     }
     // Back to the schema before 19 (its columns dropped), and up again: 19 and every
     // migration after it are undone.
-    let from_19 = incasso_migrations::Migrator::migrations()
-        .iter()
-        .rev()
-        .position(|m| m.name().contains("_000019_"))
-        .unwrap()
-        + 1;
-    incasso_migrations::Migrator::down(h.store.db(), Some(u32::try_from(from_19).unwrap()))
-        .await
-        .unwrap();
+    undo_migrations_from(&h, "_000019_").await;
     incasso_migrations::Migrator::up(h.store.db(), None)
         .await
         .unwrap();
@@ -627,15 +633,7 @@ async fn reported_entries_posted_before_migration_28_become_positions(engine: En
     use sea_orm_migration::MigratorTrait;
 
     let h = Harness::new(engine).await;
-    let from_28 = incasso_migrations::Migrator::migrations()
-        .iter()
-        .rev()
-        .position(|m| m.name().contains("_000028_"))
-        .unwrap()
-        + 1;
-    incasso_migrations::Migrator::down(h.store.db(), Some(u32::try_from(from_28).unwrap()))
-        .await
-        .unwrap();
+    undo_migrations_from(&h, "_000028_").await;
     let milano = OrganizationFiscalCode::parse(MILANO).unwrap();
     let posting_key = format!("reported:{IUV}/1/RCPT-1");
     let per_key = |lines: Vec<(Account, i64)>, nav: &str| EntryDraft {
