@@ -1,8 +1,10 @@
 //! Reconciliation's postings: in the transaction of the import (or catch-up) that changed the
-//! evidence, reads what the creditor's books already say under each posting key and how its
-//! receipts were booked, asks the domain's settlement rules for the difference and appends it
-//! to the ledger. Evidence and books therefore never disagree, and importing the same evidence
-//! again, in any order, posts nothing (`incasso_domain::ledger::settlement`).
+//! evidence, reads what the creditor's books already say under each posting key (a transfer
+//! key's `reported` position, a treasury credit's `cashed` entries) and how its receipts were
+//! booked, asks the domain's settlement rules for the difference and appends it to the ledger
+//! (a flow revision's `reported` differences as one entry, the keys' positions beside it).
+//! Evidence and books therefore never disagree, and importing the same evidence again, in any
+//! order, posts nothing (`incasso_domain::ledger::settlement`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -246,9 +248,9 @@ fn booked(notices: &ReceiptNotices, clearing: &BTreeMap<String, Account>) -> Boo
 /// What each key has posted is its position (`positions`); the keys' differences are
 /// journaled as one entry per flow revision. Only a key of a stored line can have a position
 /// already: a key is posted only while a line names it, and lines are never removed. So the
-/// positions are read for those keys alone (a day's first flows read none), and the receipts' bookings only for the receipts the lines
-/// report, unless `clearing` holds them already (read ahead with the receipts, for every
-/// receipt of `notices`).
+/// positions are read for those keys alone (a day's first flows read none), and the receipts'
+/// bookings only for the receipts the lines report, unless `clearing` holds them already
+/// (read ahead with the receipts, for every receipt of `notices`).
 pub(crate) async fn post_reported(
     txn: &DatabaseTransaction,
     creditor: &str,
