@@ -768,7 +768,10 @@ impl Store {
     /// the next settlement posts against) do not sum, account by account, to its `reported`
     /// entries: why, if so. Checked when the whole chain is verified deeply.
     async fn reported_positions_disagree(&self) -> Result<Option<String>, AppError> {
-        let db = self.db();
+        // One snapshot for positions and entries: an import committing between the two reads
+        // would otherwise look like a disagreement.
+        let snapshot = self.read_snapshot().await?;
+        let db = &snapshot;
         let backend = db.get_database_backend();
         let creditors: Vec<String> = db
             .query_all_raw(Statement::from_string(
@@ -824,6 +827,7 @@ impl Store {
                 )));
             }
         }
+        snapshot.commit().await?;
         Ok(None)
     }
 }
