@@ -108,6 +108,33 @@ async fn entries_of_credit(
     .await
 }
 
+/// What the `reported` postings of `iuv`'s first transfer paid by `receipt_id` have posted, as
+/// GetTransferHistory shows it: the flow and revision, and the amounts sorted by account.
+async fn reported_posting(
+    client: &mut ReconciliationServiceClient<Channel>,
+    iuv: &str,
+    receipt_id: &str,
+) -> anyhow::Result<Option<(String, i32, Vec<(String, i64)>)>> {
+    let history = client
+        .get_transfer_history(pb::GetTransferHistoryRequest {
+            creditor_fiscal_code: MILANO.to_owned(),
+            iuv: iuv.to_owned(),
+            receipt_id: receipt_id.to_owned(),
+            id_transfer: 1,
+        })
+        .await?
+        .into_inner();
+    Ok(history.reported_posting.map(|p| {
+        let mut amounts: Vec<(String, i64)> = p
+            .amounts
+            .into_iter()
+            .map(|a| (a.account, a.amount_cents))
+            .collect();
+        amounts.sort();
+        (p.flow_id, p.flow_revision, amounts)
+    }))
+}
+
 fn lines(entry: &pb::LedgerEntry) -> Vec<(&str, i64)> {
     let mut lines: Vec<_> = entry
         .lines
@@ -273,6 +300,31 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
             flow_reported.description
         );
     }
+    // Each key's own part of that entry is its posting, which GetTransferHistory shows: the
+    // fee's line, 5.00 short of its receipt.
+    let own = |rows: &[(&str, i64)]| -> Vec<(String, i64)> {
+        rows.iter().map(|(a, c)| ((*a).to_owned(), *c)).collect()
+    };
+    assert_eq!(
+        reported_posting(&mut client, &fee.iuv, "rt-fee").await?,
+        Some((
+            FLOW.to_owned(),
+            1,
+            own(&[
+                (in_transit.as_str(), 46_000),
+                (clearing.as_str(), -46_500),
+                (suspense.as_str(), 500),
+            ])
+        ))
+    );
+    assert_eq!(
+        reported_posting(&mut client, LOST_IUV, "rt-lost").await?,
+        Some((
+            FLOW.to_owned(),
+            1,
+            own(&[(in_transit.as_str(), 2_000), (suspense.as_str(), -2_000)])
+        ))
+    );
     // An auditor following the fee's euro by its IUV finds its receipt's booking and the
     // flow's entry.
     let by_fee = entries(
@@ -458,6 +510,20 @@ async fn an_auditor_follows_each_euro_from_receipt_to_flow_to_bank(
     );
     assert_eq!(balance(&mut ledger, &in_transit).await?, 0);
     assert_eq!(balance(&mut ledger, &clearing).await?, 0);
+    // The fee's own posting now follows revision 2: its line equals its receipt.
+    assert_eq!(
+        reported_posting(&mut client, &fee.iuv, "rt-fee").await?,
+        Some((
+            FLOW.to_owned(),
+            2,
+            vec![(in_transit.clone(), 46_500), (clearing.clone(), -46_500),]
+        ))
+    );
+    // A key no flow reports has no posting.
+    assert_eq!(
+        reported_posting(&mut client, &tari.iuv, "rt-other").await?,
+        None
+    );
 
     // A filter that names no flow or credit is refused, naming the field.
     for (request, field) in [

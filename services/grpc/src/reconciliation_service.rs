@@ -116,13 +116,16 @@ impl ReconciliationService for ReconciliationApi {
     ) -> Result<Response<pb::GetTransferHistoryResponse>, Status> {
         authorize(&request, Scope::ReadReconciliation)?;
         self.catch_up(&request.get_ref().creditor_fiscal_code).await;
+        let key = convert::transfer_key(request.get_ref());
         let changes = self
             .store
-            .reconciliation_transfer_history(&convert::transfer_key(request.get_ref()))
+            .reconciliation_transfer_history(&key)
             .await
             .map_err(to_status)?;
+        let posting = self.store.reported_posting(&key).await.map_err(to_status)?;
         Ok(Response::new(pb::GetTransferHistoryResponse {
             changes: changes.iter().map(convert::label_change).collect(),
+            reported_posting: posting.as_ref().map(convert::reported_posting),
         }))
     }
 

@@ -280,7 +280,18 @@ async fn import_and_read_labels(engine: Engine, by_env: bool) {
         ],
     );
     let out = text(&key_history.stdout);
-    let rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    let mut rows: Vec<Vec<&str>> = out.lines().map(|l| l.split('\t').collect()).collect();
+    // Last, the key's own part of its flow's `reported` entry: the line with no receipt is
+    // in transit against suspense.
+    assert_eq!(
+        rows.pop().unwrap_or_default(),
+        [
+            "posted",
+            &format!("flow {IUF} revision 1"),
+            "in_transit:01199250158=9500, suspense:01199250158=-9500"
+        ],
+        "{out}"
+    );
     let states: Vec<(&str, &str)> = rows.iter().map(|r| (r[2], r[4])).collect();
     assert_eq!(
         states,

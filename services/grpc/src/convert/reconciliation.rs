@@ -11,8 +11,8 @@ use incasso_store::AppError;
 use incasso_store::reconciliation::{
     CreditFilterInput, CreditItem, FlowFilterInput, FlowItem, ImportOutcome, LabelChangeRecord,
     LabelTotal, PossibleDuplicate, ReceiptRecovery, ReconciliationSummary, RecoveryState,
-    ReversalFilterInput, ReversalItem, TransferFilterInput, TransferItem, TransferKeyInput,
-    TransferScope,
+    ReportedPosting, ReversalFilterInput, ReversalItem, TransferFilterInput, TransferItem,
+    TransferKeyInput, TransferScope,
 };
 
 use super::timestamp;
@@ -318,6 +318,25 @@ fn evidence(e: &EvidenceRef) -> pb::Evidence {
         EvidenceRef::TreasuryCoverage(day) => E::TreasuryCoverage(format_date(*day)),
     };
     pb::Evidence { kind: Some(kind) }
+}
+
+/// A transfer key's `reported` position as the API shows it.
+pub fn reported_posting(posting: &ReportedPosting) -> pb::ReportedPosting {
+    pb::ReportedPosting {
+        flow_id: posting.flow_id.clone().unwrap_or_default(),
+        flow_revision: posting
+            .flow_revision
+            .and_then(|r| i32::try_from(r).ok())
+            .unwrap_or(0),
+        amounts: posting
+            .amounts
+            .iter()
+            .map(|(account, cents)| pb::PostedAmount {
+                account: account.code(),
+                amount_cents: *cents,
+            })
+            .collect(),
+    }
 }
 
 /// A label change as the API shows it.

@@ -39,8 +39,8 @@ pub use import::{FdrRevision, ImportOutcome};
 pub use labels::{Causes, LabelChangeRecord};
 pub use queries::{
     CreditFilterInput, CreditItem, CreditPage, FlowFilterInput, FlowItem, FlowPage, LabelTotal,
-    ReconciliationSummary, TransferFilterInput, TransferItem, TransferKeyInput, TransferPage,
-    TransferScope,
+    ReconciliationSummary, ReportedPosting, TransferFilterInput, TransferItem, TransferKeyInput,
+    TransferPage, TransferScope,
 };
 pub use recovery::{MissingReceipt, ReceiptRecovery, RecoveryState};
 pub use reversals::{ReversalFilterInput, ReversalItem, ReversalPage};

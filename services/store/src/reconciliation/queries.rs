@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::fiscal_code::OrganizationFiscalCode;
-use incasso_domain::ledger::RECEIPT_ID_MAX_CHARS;
+use incasso_domain::ledger::settlement::reported_key;
+use incasso_domain::ledger::{Account, RECEIPT_ID_MAX_CHARS};
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
     Assessment, CausaleReferences, CreditId, FlowId, FlowTreasuryState, Label, Subject, Suggestion,
@@ -834,6 +835,50 @@ impl Store {
         &self,
         input: &TransferKeyInput,
     ) -> Result<Vec<LabelChangeRecord>, AppError> {
+        let (creditor, key) = input.parse()?;
+        self.reconciliation_history(&creditor, &Subject::Transfer(key))
+            .await
+    }
+
+    /// What a transfer key's `reported` postings have posted in its creditor's books (its
+    /// position), when a flow reported it: the per-key part of the flow's entry.
+    pub async fn reported_posting(
+        &self,
+        input: &TransferKeyInput,
+    ) -> Result<Option<ReportedPosting>, AppError> {
+        let (creditor, key) = input.parse()?;
+        let posting_key = reported_key(&key);
+        let mut positions = crate::ledger::reported_positions::of_keys(
+            self.db(),
+            &creditor,
+            &[posting_key.clone()],
+        )
+        .await?;
+        Ok(positions
+            .remove(&posting_key)
+            .map(|posted| ReportedPosting {
+                flow_id: posted.cause.reporting_flow_id,
+                flow_revision: posted.cause.reporting_flow_revision,
+                amounts: posted.amounts.into_iter().collect(),
+            }))
+    }
+}
+
+/// What one transfer key's `reported` postings have posted: its position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedPosting {
+    /// The flow (IUF) of its last posting.
+    pub flow_id: Option<String>,
+    /// That flow's revision.
+    pub flow_revision: Option<u32>,
+    /// What it has posted, per account (none left when a later revision dropped its line).
+    pub amounts: Vec<(Account, i64)>,
+}
+
+impl TransferKeyInput {
+    /// The creditor and the key, or every field's error.
+    fn parse(&self) -> Result<(String, TransferKey), AppError> {
+        let input = self;
         let mut errors = ValidationErrors::new();
         let creditor = creditor_filter(&mut errors, &input.creditor_fiscal_code);
         if optional(&input.creditor_fiscal_code).is_none() {
@@ -860,8 +905,7 @@ impl Store {
         if !errors.is_empty() {
             return Err(AppError::Invalid(errors));
         }
-        self.reconciliation_history(&creditor, &Subject::Transfer(key))
-            .await
+        Ok((creditor, key))
     }
 }
 
