@@ -851,7 +851,7 @@ impl Store {
         let mut positions = crate::ledger::reported_positions::of_keys(
             self.db(),
             &creditor,
-            &[posting_key.clone()],
+            std::slice::from_ref(&posting_key),
         )
         .await?;
         Ok(positions
