@@ -331,7 +331,7 @@ pub fn reported_posting(posting: &ReportedPosting) -> pb::ReportedPosting {
         amounts: posting
             .amounts
             .iter()
-            .map(|(account, cents)| pb::PostedAmount {
+            .map(|(account, cents)| pb::LedgerLine {
                 account: account.code(),
                 amount_cents: *cents,
             })
