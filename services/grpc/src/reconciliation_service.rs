@@ -9,6 +9,7 @@
 
 use tonic::{Request, Response, Status, Streaming};
 
+use incasso_domain::reconciliation::Subject;
 use incasso_domain::validation::ValidationErrors;
 use incasso_store::reconciliation::TreasuryAccounts;
 use incasso_store::{AppError, Store};
@@ -116,13 +117,19 @@ impl ReconciliationService for ReconciliationApi {
     ) -> Result<Response<pb::GetTransferHistoryResponse>, Status> {
         authorize(&request, Scope::ReadReconciliation)?;
         self.catch_up(&request.get_ref().creditor_fiscal_code).await;
-        let key = convert::transfer_key(request.get_ref());
-        let changes = self
+        let (creditor, key) = convert::transfer_key(request.get_ref())
+            .parse()
+            .map_err(to_status)?;
+        let posting = self
             .store
-            .reconciliation_transfer_history(&key)
+            .reported_posting(&creditor, &key)
             .await
             .map_err(to_status)?;
-        let posting = self.store.reported_posting(&key).await.map_err(to_status)?;
+        let changes = self
+            .store
+            .reconciliation_history(&creditor, &Subject::Transfer(key))
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(pb::GetTransferHistoryResponse {
             changes: changes.iter().map(convert::label_change).collect(),
             reported_posting: posting.as_ref().map(convert::reported_posting),

@@ -16,7 +16,7 @@ use incasso_server::report::csv::{CsvReport, CsvStyle};
 use incasso_server::report::xlsx::XlsxReport;
 use incasso_server::report::{ReportCounts, ReportRange, write_report};
 use incasso_store::Store;
-use incasso_store::reconciliation::{ImportOutcome, TransferKeyInput, TreasuryAccounts};
+use incasso_store::reconciliation::{ImportOutcome, TreasuryAccounts};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ReconCommand {
@@ -566,26 +566,20 @@ pub(crate) async fn run(
                 );
             }
             // A transfer key's own part of its flow's `reported` entry.
-            if let Subject::Transfer(key) = &subject {
-                let input = TransferKeyInput {
-                    creditor_fiscal_code: creditor.clone(),
-                    iuv: key.iuv.as_str().to_owned(),
-                    receipt_id: key.receipt_id.clone(),
-                    id_transfer: i64::from(key.transfer_index.get()),
-                };
-                if let Some(posting) = store.reported_posting(&input).await? {
-                    let amounts: Vec<String> = posting
-                        .amounts
-                        .iter()
-                        .map(|(account, cents)| format!("{account}={cents}"))
-                        .collect();
-                    println!(
-                        "posted\tflow {} revision {}\t{}",
-                        posting.flow_id.as_deref().unwrap_or("-"),
-                        posting.flow_revision.unwrap_or_default(),
-                        amounts.join(", ")
-                    );
-                }
+            if let Subject::Transfer(key) = &subject
+                && let Some(posting) = store.reported_posting(&creditor, key).await?
+            {
+                let amounts: Vec<String> = posting
+                    .amounts
+                    .iter()
+                    .map(|(account, cents)| format!("{account}={cents}"))
+                    .collect();
+                println!(
+                    "posted\tflow {} revision {}\t{}",
+                    posting.flow_id.as_deref().unwrap_or("-"),
+                    posting.flow_revision.unwrap_or_default(),
+                    amounts.join(", ")
+                );
             }
         }
     }

@@ -40,7 +40,7 @@ fn encode(amounts: &Amounts) -> String {
 }
 
 /// The amounts [`encode`] wrote (or the migration summed from the per-key entries).
-pub(crate) fn decode(text: &str) -> Result<Amounts, AppError> {
+fn decode(text: &str) -> Result<Amounts, AppError> {
     let mut amounts = Amounts::new();
     for part in text.split(';').filter(|p| !p.is_empty()) {
         let (account, cents) = part.rsplit_once('=').ok_or_else(|| corrupt(part))?;

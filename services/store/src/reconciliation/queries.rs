@@ -19,7 +19,7 @@ use incasso_domain::ledger::settlement::reported_key;
 use incasso_domain::ledger::{Account, RECEIPT_ID_MAX_CHARS};
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
-    Assessment, CausaleReferences, CreditId, FlowId, FlowTreasuryState, Label, Subject, Suggestion,
+    Assessment, CausaleReferences, CreditId, FlowId, FlowTreasuryState, Label, Suggestion,
     TransferIndex, TransferKey, parse_causale,
 };
 use incasso_domain::rome_time::{rome_date, start_of_rome_day};
@@ -32,7 +32,6 @@ use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 
 use super::duplicates::{CreditMovement, PossibleDuplicate, possible_duplicates};
-use super::labels::LabelChangeRecord;
 use super::reversals::ReversalFilterInput;
 use crate::{AppError, Store, page_token};
 
@@ -830,27 +829,17 @@ impl Store {
         Ok(items)
     }
 
-    /// A transfer key's label changes, oldest first, with the evidence of each.
-    pub async fn reconciliation_transfer_history(
-        &self,
-        input: &TransferKeyInput,
-    ) -> Result<Vec<LabelChangeRecord>, AppError> {
-        let (creditor, key) = input.parse()?;
-        self.reconciliation_history(&creditor, &Subject::Transfer(key))
-            .await
-    }
-
-    /// What a transfer key's `reported` postings have posted in its creditor's books (its
-    /// position), when a flow reported it: the per-key part of the flow's entry.
+    /// What transfer key `key`'s `reported` postings have posted in `creditor`'s books (its
+    /// position), when a flow reported it: the key's part of the flow's entry.
     pub async fn reported_posting(
         &self,
-        input: &TransferKeyInput,
+        creditor: &str,
+        key: &TransferKey,
     ) -> Result<Option<ReportedPosting>, AppError> {
-        let (creditor, key) = input.parse()?;
-        let posting_key = reported_key(&key);
+        let posting_key = reported_key(key);
         let mut positions = crate::ledger::reported_positions::of_keys(
             self.db(),
-            &creditor,
+            creditor,
             std::slice::from_ref(&posting_key),
         )
         .await?;
@@ -877,7 +866,7 @@ pub struct ReportedPosting {
 
 impl TransferKeyInput {
     /// The creditor and the key, or every field's error.
-    fn parse(&self) -> Result<(String, TransferKey), AppError> {
+    pub fn parse(&self) -> Result<(String, TransferKey), AppError> {
         let input = self;
         let mut errors = ValidationErrors::new();
         let creditor = creditor_filter(&mut errors, &input.creditor_fiscal_code);
@@ -909,7 +898,7 @@ impl TransferKeyInput {
     }
 }
 
-/// A transfer key as sent, for [`Store::reconciliation_transfer_history`].
+/// A transfer key as sent (GetTransferHistory), parsed by [`TransferKeyInput::parse`].
 #[derive(Debug, Clone, Default)]
 pub struct TransferKeyInput {
     /// The beneficiary.
