@@ -51,6 +51,14 @@ impl Reconciler {
         Self::default()
     }
 
+    /// Holding `evidence`, every subject of it assessed.
+    pub fn with_evidence(evidence: Evidence) -> Self {
+        Self {
+            assessments: classify_all(&evidence),
+            evidence,
+        }
+    }
+
     /// The evidence held.
     pub fn evidence(&self) -> &Evidence {
         &self.evidence

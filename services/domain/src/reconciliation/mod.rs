@@ -2,9 +2,10 @@
 //! treasury's credits, as `../shared/research/reconciliation.md` (the contract) defines it:
 //! the keys (`key`), reading a causale (`causale`), the evidence and its indexes (`evidence`),
 //! attribution, treasury states and labels (`classify`, `label`), the incremental engine that
-//! relabels what new evidence touches and says why (`engine`), and one movement seen through
-//! two treasury sources, which is warned of and never labelled (`duplicate`). Exact cents
-//! decide every label; tolerances only ever produce suggestions.
+//! relabels what new evidence touches and says why (`engine`), a key restated from its
+//! flow's new treasury standing (`restate`), and one movement seen through two treasury
+//! sources, which is warned of and never labelled (`duplicate`). Exact cents decide every
+//! label; tolerances only ever produce suggestions.
 
 pub mod causale;
 pub mod classify;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod evidence;
 pub mod key;
 pub mod label;
+pub mod restate;
 
 #[cfg(test)]
 mod tests;
@@ -27,3 +29,4 @@ pub use evidence::{
 };
 pub use key::{CreditId, FlowId, KeyError, OutcomeCode, TransferIndex, TransferKey};
 pub use label::{Assessment, CandidateReason, FlowTreasuryState, Label, Subject, Suggestion};
+pub use restate::{RestatedFlow, restate_transfer, restated_flows};

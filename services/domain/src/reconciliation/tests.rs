@@ -481,6 +481,88 @@ fn the_same_evidence_twice_changes_nothing_and_a_contradiction_is_refused_whole(
     );
 }
 
+/// The flows' headers of `items` as an import holds them (the skeleton: no lines, no
+/// receipts), with the credits and the coverage.
+fn headers(items: &[EvidenceItem]) -> Evidence {
+    let mut held = Evidence::new();
+    for item in items {
+        match item {
+            EvidenceItem::Receipt(_) => {}
+            EvidenceItem::Flow(f) => held
+                .add(EvidenceItem::Flow(ReportingFlow {
+                    lines: Vec::new(),
+                    ..f.clone()
+                }))
+                .unwrap(),
+            other => held.add(other.clone()).unwrap(),
+        }
+    }
+    held
+}
+
+#[test]
+fn a_statement_restates_each_key_of_one_flow_from_its_flow_alone() {
+    let paid = key(1, "R1", 1);
+    let short = key(2, "R2", 1);
+    let lost = key(3, "R3", 1);
+    let twice = key(4, "R4", 1);
+    let other = "2026-03-11ABI05034-0007";
+    let held = vec![
+        receipt(&paid, 1_000),
+        receipt(&short, 2_000),
+        receipt(&twice, 300),
+        flow(
+            IUF,
+            vec![
+                line(&paid, 1_000, OutcomeCode::Executed),
+                line(&short, 1_500, OutcomeCode::Executed),
+                line(&lost, 700, OutcomeCode::Executed),
+                line(&twice, 300, OutcomeCode::Executed),
+            ],
+        ),
+        flow(other, vec![line(&twice, 300, OutcomeCode::Executed)]),
+    ];
+    let statement = vec![credit(
+        "C0",
+        3_500,
+        &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF}"),
+    )];
+    let before = run(held.clone());
+    let mut after = before.clone();
+    after.apply(statement.clone()).unwrap();
+    let flows = restated_flows(&headers(&held), &statement).unwrap();
+    let flow = &flows[&FlowId::parse(IUF).unwrap()];
+    assert_eq!(
+        flow.assessment.treasury_state,
+        Some(FlowTreasuryState::Cashed)
+    );
+    assert_eq!(
+        flow.causes,
+        BTreeSet::from([statement[0].reference()]),
+        "the credit reached the flow"
+    );
+    assert!(!flows.contains_key(&FlowId::parse(other).unwrap()));
+    let restated =
+        |k: &TransferKey| restate_transfer(&of(&before, Subject::Transfer(k.clone())), &flows);
+    // Paid and reported: RT_IUF -> RT_IUF_TES; the line of another amount keeps its
+    // difference and RT_NO_IUF; the line without receipt stays IUV_NO_RT.
+    for (k, label) in [
+        (&paid, Label::RtIufTes),
+        (&short, Label::RtNoIuf),
+        (&lost, Label::IuvNoRt),
+    ] {
+        let now = restated(k).unwrap();
+        assert_eq!(now.label, Some(label), "{k}");
+        assert_eq!(now, of(&after, Subject::Transfer(k.clone())), "{k}");
+    }
+    assert_eq!(
+        of(&before, Subject::Transfer(paid.clone())).label,
+        Some(Label::RtIuf)
+    );
+    // Reported by two flows: assessed from its evidence instead.
+    assert_eq!(restated(&twice), None);
+}
+
 // ---- properties ----
 
 /// The parameters of a random day of evidence for a few IUVs.
@@ -670,6 +752,53 @@ proptest! {
         prop_assert_eq!(stepwise.evidence(), all_at_once.evidence());
         // Again: nothing moves.
         prop_assert!(stepwise.apply(items).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_key_restated_from_its_flow_is_labelled_as_its_whole_evidence_labels_it(
+        (items, cut) in day_plan().prop_map(|p| build(&p)).prop_flat_map(|items| {
+            let n = items.len();
+            (Just(items), 0..=n)
+        }),
+    ) {
+        // Held: the receipts, the flows and some of the treasury; then a statement with
+        // the rest of the credits and coverage.
+        let (treasury, reporting): (Vec<EvidenceItem>, Vec<EvidenceItem>) = items
+            .into_iter()
+            .partition(|i| matches!(i, EvidenceItem::Credit(_) | EvidenceItem::TreasuryCoverage(_)));
+        let cut = cut.min(treasury.len());
+        let held: Vec<EvidenceItem> = reporting.into_iter().chain(treasury[..cut].iter().cloned()).collect();
+        let statement = treasury[cut..].to_vec();
+        let before = run(held.clone());
+        let mut after = before.clone();
+        let changes = after.apply(statement.clone()).unwrap();
+        let flows = restated_flows(&headers(&held), &statement).unwrap();
+        let named: BTreeSet<Iuv> = statement
+            .iter()
+            .filter_map(|i| match i {
+                EvidenceItem::Credit(c) => match parse_causale(&c.causale) {
+                    CausaleReferences::Iuvs(list) => Some(list),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        for (subject, previous) in before.assessments() {
+            let Subject::Transfer(key) = subject else { continue };
+            let now = after.assessments().get(subject);
+            match restate_transfer(previous, &flows) {
+                Some(restated) => prop_assert_eq!(Some(&restated), now, "{}", key),
+                None => prop_assert_ne!(previous.flow_ids.len(), 1, "{} not restated", key),
+            }
+            // A key the statement changes was reached by what reached its flow.
+            if previous.flow_ids.len() == 1 && !named.contains(&key.iuv)
+                && let Some(change) = changes.iter().find(|c| &c.subject == subject)
+            {
+                let flow = previous.flow_ids.iter().next().unwrap();
+                prop_assert_eq!(Some(&change.causes), flows.get(flow).map(|f| &f.causes), "{}", key);
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,170 @@
+//! A key restated from its flow: when a treasury document (credits, coverage) changes a
+//! flow's treasury standing, every key its lines report changes with it, and nothing else of
+//! the key does. A key reported by one flow is restated from its own last assessment and the
+//! flow's new one, without reading its receipts and lines: what the key's receipts and lines
+//! decided (a double payment, a missing receipt, a line of another amount) is read back from
+//! its last assessment, and the flow brings its state, its component's credits and their
+//! difference. The import of a day's statement restates a million keys this way
+//! (docs/reconciliation.md, "Scaling the day"); anything else goes the whole way through
+//! [`super::Reconciler`].
+//!
+//! A restatement is checked before it is trusted: the key's facts read back from its last
+//! assessment, composed with its flow's standing as that assessment records it, must give that
+//! assessment again, or the key is not restated. The property tests check restatements
+//! against [`super::classify_all`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::engine::Reconciler;
+use super::evidence::{Evidence, EvidenceError, EvidenceItem, EvidenceRef};
+use super::key::{CreditId, FlowId};
+use super::label::{Assessment, FlowTreasuryState, Label, Subject, Suggestion};
+
+/// A flow's treasury standing as its keys see it.
+struct Standing<'a> {
+    state: FlowTreasuryState,
+    credit_ids: &'a BTreeSet<CreditId>,
+    difference: Option<&'a Suggestion>,
+}
+
+impl<'a> Standing<'a> {
+    /// The standing an assessment records (a flow's, or a key's of one flow).
+    fn of(assessment: &'a Assessment) -> Option<Self> {
+        Some(Self {
+            state: assessment.treasury_state?,
+            credit_ids: &assessment.credit_ids,
+            difference: assessment
+                .suggestions
+                .iter()
+                .find(|s| matches!(s, Suggestion::ComponentDifference { .. })),
+        })
+    }
+}
+
+/// What a key's receipts and its one flow's lines decided, which a treasury document does
+/// not change.
+struct KeyFacts<'a> {
+    flow_id: &'a FlowId,
+    doppi: bool,
+    receipt: bool,
+    equal_line: bool,
+    line_differences: Vec<&'a Suggestion>,
+}
+
+impl<'a> KeyFacts<'a> {
+    /// Read back from the key's assessment; `None` unless one flow reports the key.
+    fn of(assessment: &'a Assessment) -> Option<Self> {
+        let mut flows = assessment.flow_ids.iter();
+        let (Some(flow_id), None) = (flows.next(), flows.next()) else {
+            return None;
+        };
+        // With lines, a key without receipt is IUV_NO_RT, and a receipt with no line of its
+        // amount is RT_NO_IUF, whatever the flow's state (contract §4).
+        let receipt = !assessment.labels.contains(&Label::IuvNoRt);
+        Some(Self {
+            flow_id,
+            doppi: assessment.labels.contains(&Label::Doppi),
+            receipt,
+            equal_line: receipt && !assessment.labels.contains(&Label::RtNoIuf),
+            line_differences: assessment
+                .suggestions
+                .iter()
+                .filter(|s| matches!(s, Suggestion::LineDifference { .. }))
+                .collect(),
+        })
+    }
+
+    /// The key's assessment with its flow in `standing`: the rules of
+    /// [`super::classify::assess_transfer`] for a key reported by one flow.
+    fn compose(&self, standing: &Standing<'_>) -> Assessment {
+        let mut labels = BTreeSet::new();
+        let mut suggestions = Vec::new();
+        if self.doppi {
+            labels.insert(Label::Doppi);
+        }
+        if !self.receipt {
+            labels.insert(Label::IuvNoRt);
+        }
+        match standing.state {
+            FlowTreasuryState::DivImp => {
+                labels.insert(Label::IufTesDivImp);
+                suggestions.extend(standing.difference.cloned());
+            }
+            FlowTreasuryState::NoTes => {
+                labels.insert(Label::IufNoTes);
+            }
+            FlowTreasuryState::Cashed | FlowTreasuryState::Pending => {}
+        }
+        if self.receipt {
+            if !self.equal_line {
+                labels.insert(Label::RtNoIuf);
+            } else if standing.state == FlowTreasuryState::Cashed {
+                labels.insert(Label::RtIufTes);
+            } else if standing.state == FlowTreasuryState::Pending {
+                labels.insert(Label::RtIuf);
+            }
+        }
+        suggestions.extend(self.line_differences.iter().map(|s| (*s).clone()));
+        Assessment {
+            label: labels.iter().next().copied(),
+            labels,
+            treasury_state: Some(standing.state),
+            flow_ids: BTreeSet::from([self.flow_id.clone()]),
+            credit_ids: standing.credit_ids.clone(),
+            iuvs: BTreeSet::new(),
+            suggestions,
+        }
+    }
+}
+
+/// A flow whose treasury standing a treasury document changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestatedFlow {
+    /// The flow's new assessment.
+    pub assessment: Assessment,
+    /// The document's evidence that reached it: the causes of each key it reports.
+    pub causes: BTreeSet<EvidenceRef>,
+}
+
+/// The assessment of a key last assessed as `previous`, after evidence that changed only
+/// flows' treasury standing (credits and coverage): `flows` holds the new assessment of every
+/// flow whose assessment changed. `None` when the key cannot be restated (reported by no
+/// flow or by several, or an assessment these rules would not give): assess it from its
+/// evidence instead. A key whose flow is not in `flows` is restated as it was.
+pub fn restate_transfer(
+    previous: &Assessment,
+    flows: &BTreeMap<FlowId, RestatedFlow>,
+) -> Option<Assessment> {
+    let facts = KeyFacts::of(previous)?;
+    if facts.compose(&Standing::of(previous)?) != *previous {
+        return None;
+    }
+    match flows.get(facts.flow_id) {
+        Some(flow) => Some(facts.compose(&Standing::of(&flow.assessment)?)),
+        None => Some(previous.clone()),
+    }
+}
+
+/// The flows whose assessment `items` (a treasury document's credits and coverage) change,
+/// given the `held` evidence (flow headers suffice: lines are not read): each flow's new
+/// assessment and the items that reached it.
+pub fn restated_flows(
+    held: &Evidence,
+    items: &[EvidenceItem],
+) -> Result<BTreeMap<FlowId, RestatedFlow>, EvidenceError> {
+    let mut reconciler = Reconciler::with_evidence(held.clone());
+    Ok(reconciler
+        .apply(items.iter().cloned())?
+        .into_iter()
+        .filter_map(|change| match (change.subject, change.current) {
+            (Subject::Flow(id), Some(assessment)) => Some((
+                id,
+                RestatedFlow {
+                    assessment,
+                    causes: change.causes,
+                },
+            )),
+            _ => None,
+        })
+        .collect())
+}
