@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::evidence::{self, Skeleton};
 use super::read_ahead::{Prepared, Reading, SliceReader, StoredLabels};
+use super::restated::{self, Restating};
 use super::{books, labels};
 use crate::AppError;
 
@@ -660,8 +661,35 @@ pub(crate) async fn relabel(
     let mut first = true;
     pass.relabel_iuvs(&iuvs, Part::Document, &mut first, &mut out)
         .await?;
+    // A statement's keys are restated from their flows (`restated`); a flow's keys are
+    // relabelled from their evidence after any other document.
+    let restating = Restating::of_statement(&before, items).map_err(&pass.refuse)?;
+    let named_by_credits: BTreeSet<String> = pass
+        .after
+        .credits()
+        .flat_map(|h| credit_iuvs(&pass.after, &h.credit.id))
+        .collect();
     for row in &held_rows {
         let mut from = None;
+        if let Some(restating) = &restating {
+            while let Some((lines, last)) =
+                restated::page(txn, creditor, *row, from, iuvs_per_slice).await?
+            {
+                from = Some(last);
+                let page = restating.restate(lines, &iuvs, &named_by_credits)?;
+                if !page.changes.is_empty() {
+                    // Written in this transaction: a later part reads them there.
+                    pass.parts_before = true;
+                    out.label_changes +=
+                        labels::write(txn, creditor, &page.changes, pass.document.clone(), now)
+                            .await?;
+                    labels::add_counts(&mut out.counts, &page.changes);
+                }
+                pass.relabel_iuvs(&page.from_evidence, Part::Flows, &mut first, &mut out)
+                    .await?;
+            }
+            continue;
+        }
         while let Some((page, last)) =
             evidence::iuvs_of_flow_page(txn, *row, from, iuvs_per_slice).await?
         {

@@ -10,6 +10,7 @@ mod outbox;
 mod positions;
 mod read_ahead;
 mod reconciliation;
+mod restated;
 mod sessions;
 
 /// Declares one test per engine for an `async fn(Engine)` body.

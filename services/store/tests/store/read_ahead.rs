@@ -8,13 +8,13 @@ use incasso_domain::reconciliation::{
 };
 use incasso_reconciliation::testing::fdr_xml;
 use incasso_store::Store;
-use incasso_store::receipts::{ReceiptInput, ReceiptTransferInput};
+use incasso_store::receipts::ReceiptInput;
 use incasso_store::testing::Engine;
 use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
 use time::macros::date;
 
-use crate::fixtures::{Harness, MILANO, MILANO_BANK_IBAN};
-use crate::reconciliation::{self, TREASURY_IBAN, accounts, receipt, statement, write};
+use crate::fixtures::{Harness, MILANO};
+use crate::reconciliation::{self, TREASURY_IBAN, accounts, receipt_to_milan, statement, write};
 
 /// Five IUVs: with slices of two, every pass has three slices to read ahead.
 const IUVS: [&str; 5] = [
@@ -36,21 +36,7 @@ fn key(n: usize) -> TransferKey {
 
 /// A receipt of 95.00, all of it to Milan.
 fn receipt_of(n: usize) -> ReceiptInput {
-    let mut input = receipt();
-    input.facts.iuv = IUVS[n].to_owned();
-    input.facts.notice_number = format!("3{}", IUVS[n]);
-    input.facts.receipt_id = format!("RCPT-RA-{n}");
-    input.facts.payment_amount_cents = 9_500;
-    input.facts.transfers = vec![ReceiptTransferInput {
-        id_transfer: 1,
-        beneficiary: MILANO.to_owned(),
-        iban: Some(MILANO_BANK_IBAN.to_owned()),
-        amount_cents: 9_500,
-        remittance_information: "TARI 2026".to_owned(),
-        transfer_category: "9/0101100IM/".to_owned(),
-    }];
-    input.canonical = format!("receipt RCPT-RA-{n}").into_bytes();
-    input
+    receipt_to_milan(IUVS[n], &format!("RCPT-RA-{n}"), 9_500)
 }
 
 /// The shared test flow, reporting the five receipts.

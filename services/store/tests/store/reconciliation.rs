@@ -71,6 +71,25 @@ pub(crate) fn receipt() -> ReceiptInput {
     }
 }
 
+/// A receipt of `cents` for the IUV `iuv`, all of it to Milan in one transfer.
+pub(crate) fn receipt_to_milan(iuv: &str, receipt_id: &str, cents: i64) -> ReceiptInput {
+    let mut input = receipt();
+    input.facts.iuv = iuv.to_owned();
+    input.facts.notice_number = format!("3{iuv}");
+    input.facts.receipt_id = receipt_id.to_owned();
+    input.facts.payment_amount_cents = cents;
+    input.facts.transfers = vec![ReceiptTransferInput {
+        id_transfer: 1,
+        beneficiary: MILANO.to_owned(),
+        iban: Some(MILANO_BANK_IBAN.to_owned()),
+        amount_cents: cents,
+        remittance_information: "TARI 2026".to_owned(),
+        transfer_category: "9/0101100IM/".to_owned(),
+    }];
+    input.canonical = format!("receipt {receipt_id}").into_bytes();
+    input
+}
+
 pub(crate) fn key(index: i64) -> TransferKey {
     TransferKey::new(
         Iuv::parse(IUV).unwrap(),

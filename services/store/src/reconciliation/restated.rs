@@ -1,0 +1,185 @@
+//! Keys restated from their flows: a treasury document (credits, coverage) changes flows'
+//! treasury standing, and with it the label of every key their lines report. A day's
+//! statement reaches every flow of the day, so a million keys. Such a key is restated from
+//! its stored assessment and its flow's new one (the domain's
+//! [`incasso_domain::reconciliation::restate`]), read a page of the flow's lines at a time
+//! with each line's stored label: its receipts and lines are not read, nor is it classified
+//! again. An IUV whose key cannot be restated (reported by two flows, no label stored yet, or
+//! queued by a receipt booked since the last import, whose label the queue's part catches up)
+//! is relabelled from its evidence like any other, and so is every other key of it on the
+//! same page.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use incasso_domain::reconciliation::{
+    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, Subject, restate_transfer,
+    restated_flows,
+};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use uuid::Uuid;
+
+use crate::AppError;
+
+/// One line of a held flow with its key's stored label.
+pub(crate) struct LineLabel {
+    iuv: String,
+    /// The key's stored subject and assessment (JSON), when it has a label.
+    stored: Option<(String, String)>,
+    /// The IUV waits in the queue: a receipt of it was booked since the last import.
+    queued: bool,
+}
+
+/// Up to `limit` lines of the flow revision `row` after line `after`, each with its key's
+/// stored label, and the last line read; `None` past its last line.
+pub(crate) async fn page(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    row: Uuid,
+    after: Option<i32>,
+    limit: usize,
+) -> Result<Option<(Vec<LineLabel>, i32)>, AppError> {
+    let backend = db.get_database_backend();
+    let sql = "SELECT f.line_number, f.iuv, l.subject_key, l.assessment, \
+         EXISTS (SELECT 1 FROM recon_pending_iuv p \
+                 WHERE p.creditor_fiscal_code = $1 AND p.iuv = f.iuv) AS queued \
+         FROM recon_flow_line f \
+         LEFT JOIN recon_label l ON l.creditor_fiscal_code = $1 \
+              AND l.subject_kind = 'transfer' AND l.iuv = f.iuv \
+              AND l.receipt_id = f.receipt_id AND l.id_transfer = f.id_transfer \
+         WHERE f.flow_row_id = $2 AND f.line_number > $3 \
+         ORDER BY f.line_number LIMIT $4";
+    let sql = if backend == DbBackend::Postgres {
+        sql.to_owned()
+    } else {
+        // SQLite numbers its parameters the same way with `?N`.
+        sql.replace('$', "?")
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                creditor.into(),
+                row.into(),
+                after.unwrap_or(i32::MIN).into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    let mut last = None;
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in rows {
+        last = Some(row.try_get::<i32>("", "line_number")?);
+        let key: Option<String> = row.try_get("", "subject_key")?;
+        let assessment: Option<String> = row.try_get("", "assessment")?;
+        lines.push(LineLabel {
+            iuv: row.try_get("", "iuv")?,
+            stored: key.zip(assessment),
+            queued: row.try_get("", "queued")?,
+        });
+    }
+    Ok(last.map(|last| (lines, last)))
+}
+
+/// A treasury document's flows, as its keys are restated from them.
+pub(crate) struct Restating {
+    flows: BTreeMap<FlowId, RestatedFlow>,
+}
+
+/// A page restated: the keys' changes, and the IUVs to relabel from their evidence instead.
+pub(crate) struct RestatedPage {
+    pub changes: Vec<Relabel>,
+    pub from_evidence: BTreeSet<String>,
+}
+
+impl Restating {
+    /// For a document bringing only credits and coverage (a treasury document), given the
+    /// `held` evidence (the skeleton: flow headers, credits, coverage); `None` for any other
+    /// document, whose keys are relabelled from their evidence.
+    pub(crate) fn of_statement(
+        held: &Evidence,
+        items: &[EvidenceItem],
+    ) -> Result<Option<Self>, String> {
+        let statement = !items.is_empty()
+            && items.iter().all(|i| {
+                matches!(
+                    i,
+                    EvidenceItem::Credit(_) | EvidenceItem::TreasuryCoverage(_)
+                )
+            });
+        if !statement {
+            return Ok(None);
+        }
+        let flows = restated_flows(held, items).map_err(|e| e.to_string())?;
+        Ok(Some(Self { flows }))
+    }
+
+    /// Restates a page of a flow's keys. Lines of the IUVs `skip` are left alone (the
+    /// document's own part relabels them), and the IUVs `from_evidence` (those an `/RFB/`
+    /// credit names, whose credits are relabelled with them) are relabelled from evidence.
+    pub(crate) fn restate(
+        &self,
+        lines: Vec<LineLabel>,
+        skip: &BTreeSet<String>,
+        from_evidence: &BTreeSet<String>,
+    ) -> Result<RestatedPage, AppError> {
+        let mut slow: BTreeSet<String> = BTreeSet::new();
+        let mut changes: Vec<(String, Relabel)> = Vec::new();
+        for line in lines {
+            if skip.contains(&line.iuv) || slow.contains(&line.iuv) {
+                continue;
+            }
+            let restated = match (
+                &line.stored,
+                line.queued || from_evidence.contains(&line.iuv),
+            ) {
+                (Some((key, assessment)), false) => self.restate_one(key, assessment)?,
+                _ => None,
+            };
+            match restated {
+                Some(Some(change)) => changes.push((line.iuv, change)),
+                Some(None) => {}
+                None => {
+                    slow.insert(line.iuv);
+                }
+            }
+        }
+        // An IUV relabelled from its evidence is relabelled whole.
+        let changes = changes
+            .into_iter()
+            .filter(|(iuv, _)| !slow.contains(iuv))
+            .map(|(_, change)| change)
+            .collect();
+        Ok(RestatedPage {
+            changes,
+            from_evidence: slow,
+        })
+    }
+
+    /// One key: `Some(None)` when it stays as stored, `None` when it cannot be restated.
+    fn restate_one(&self, key: &str, stored: &str) -> Result<Option<Option<Relabel>>, AppError> {
+        let corrupt = |e: serde_json::Error| {
+            AppError::Internal(format!("stored label {key} is invalid: {e}"))
+        };
+        let previous: Assessment = serde_json::from_str(stored).map_err(corrupt)?;
+        let Some(current) = restate_transfer(&previous, &self.flows) else {
+            return Ok(None);
+        };
+        if current == previous {
+            return Ok(Some(None));
+        }
+        let subject: Subject = serde_json::from_str(key).map_err(corrupt)?;
+        let causes = previous
+            .flow_ids
+            .iter()
+            .filter_map(|f| self.flows.get(f))
+            .flat_map(|f| f.causes.iter().cloned())
+            .collect();
+        Ok(Some(Some(Relabel {
+            subject,
+            previous: Some(previous),
+            current: Some(current),
+            causes,
+        })))
+    }
+}
