@@ -79,9 +79,9 @@ async fn a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence(e
     let h = Harness::new(engine).await;
     // Keys 0, 1 and 2 are paid and labelled; key 3's receipt comes after its flow; key 4's
     // never comes.
-    for n in 0..3 {
+    for (n, iuv) in IUVS.iter().enumerate().take(3) {
         h.store
-            .record_receipt(receipt_to_milan(IUVS[n], &format!("RCPT-RS-{n}"), 9_500))
+            .record_receipt(receipt_to_milan(iuv, &format!("RCPT-RS-{n}"), 9_500))
             .await
             .unwrap();
     }
