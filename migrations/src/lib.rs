@@ -38,6 +38,7 @@ mod m20261206_000025_recon_flow_lines_cents;
 mod m20261206_000026_recon_credit_references;
 mod m20261206_000027_recon_reversal;
 mod m20261206_000028_ledger_reported_position;
+mod m20261206_000029_recon_flow_line_by_flow_key;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000026_recon_credit_references::Migration),
             Box::new(m20261206_000027_recon_reversal::Migration),
             Box::new(m20261206_000028_ledger_reported_position::Migration),
+            Box::new(m20261206_000029_recon_flow_line_by_flow_key::Migration),
         ]
     }
 }

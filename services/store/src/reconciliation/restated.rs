@@ -81,6 +81,101 @@ pub(crate) async fn page(
     Ok(last.map(|last| (lines, last)))
 }
 
+/// The most flows whose lines one statement merges in key order ([`merged_page`]).
+pub(crate) const FLOWS_PER_MERGE: usize = 200;
+
+/// Where a merged read of flows' lines stands: the last key read and the flow (its place in
+/// the list read) it came from, since one key may be a line of two flows.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyCursor {
+    iuv: String,
+    receipt_id: String,
+    id_transfer: i16,
+    flow: usize,
+}
+
+/// Up to `limit` lines of the flow revisions `rows` (at most [`FLOWS_PER_MERGE`]) in key
+/// order after `after`, merged across the flows, each with its key's stored label, and where
+/// the read stands; `None` past the last. PostgreSQL only: it merges the flows' index scans
+/// (`ix_recon_flow_line_flow_key`) and stops at `limit`; SQLite would sort every flow's
+/// lines for each page, and reads flow by flow ([`page`]).
+pub(crate) async fn merged_page(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    rows: &[Uuid],
+    after: Option<&KeyCursor>,
+    limit: usize,
+) -> Result<Option<(Vec<LineLabel>, KeyCursor)>, AppError> {
+    debug_assert!(rows.len() <= FLOWS_PER_MERGE);
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let start = KeyCursor {
+        iuv: String::new(),
+        receipt_id: String::new(),
+        id_transfer: i16::MIN,
+        flow: 0,
+    };
+    let after = after.unwrap_or(&start);
+    // A key equal to the cursor's is still to come from a flow after the cursor's.
+    let branches: Vec<String> = (0..rows.len())
+        .map(|n| {
+            let compare = if n <= after.flow { ">" } else { ">=" };
+            format!(
+                "(SELECT {n} AS flow, iuv, receipt_id, id_transfer FROM recon_flow_line \
+                 WHERE flow_row_id = ${} AND (iuv, receipt_id, id_transfer) {compare} ($2, $3, $4) \
+                 ORDER BY iuv, receipt_id, id_transfer LIMIT $5)",
+                n + 6
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT m.flow, m.iuv, m.receipt_id, m.id_transfer, l.subject_key, l.assessment, \
+         EXISTS (SELECT 1 FROM recon_pending_iuv p \
+                 WHERE p.creditor_fiscal_code = $1 AND p.iuv = m.iuv) AS queued \
+         FROM (SELECT * FROM ({}) u ORDER BY iuv, receipt_id, id_transfer, flow LIMIT $5) m \
+         LEFT JOIN recon_label l ON l.creditor_fiscal_code = $1 \
+              AND l.subject_kind = 'transfer' AND l.iuv = m.iuv \
+              AND l.receipt_id = m.receipt_id AND l.id_transfer = m.id_transfer \
+         ORDER BY m.iuv, m.receipt_id, m.id_transfer, m.flow",
+        branches.join(" UNION ALL ")
+    );
+    let mut values: Vec<sea_orm::Value> = vec![
+        creditor.into(),
+        after.iuv.clone().into(),
+        after.receipt_id.clone().into(),
+        after.id_transfer.into(),
+        i64::try_from(limit).unwrap_or(i64::MAX).into(),
+    ];
+    values.extend(rows.iter().map(|row| sea_orm::Value::from(*row)));
+    let found = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    let mut last = None;
+    let mut lines = Vec::with_capacity(found.len());
+    for row in found {
+        let iuv: String = row.try_get("", "iuv")?;
+        let key: Option<String> = row.try_get("", "subject_key")?;
+        let assessment: Option<String> = row.try_get("", "assessment")?;
+        last = Some(KeyCursor {
+            iuv: iuv.clone(),
+            receipt_id: row.try_get("", "receipt_id")?,
+            id_transfer: row.try_get("", "id_transfer")?,
+            flow: usize::try_from(row.try_get::<i32>("", "flow")?).unwrap_or(usize::MAX),
+        });
+        lines.push(LineLabel {
+            iuv,
+            stored: key.zip(assessment),
+            queued: row.try_get("", "queued")?,
+        });
+    }
+    Ok(last.map(|last| (lines, last)))
+}
+
 /// A treasury document's flows, as its keys are restated from them.
 pub(crate) struct Restating {
     flows: BTreeMap<FlowId, RestatedFlow>,

@@ -558,6 +558,46 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
     }
 }
 
+/// What restating a statement's keys reads alike, page after page.
+struct Restate<'a> {
+    restating: &'a Restating,
+    /// The document's own IUVs, which its part relabelled.
+    skip: &'a BTreeSet<String>,
+    /// The IUVs `/RFB/` credits name, relabelled with their credits from evidence.
+    named_by_credits: &'a BTreeSet<String>,
+}
+
+impl<R: Fn(String) -> AppError> Pass<'_, R> {
+    /// Restates a page of held flows' keys and writes what changed; the IUVs it cannot
+    /// restate are relabelled from their evidence, as a part of held flows.
+    async fn restate(
+        &mut self,
+        restate: &Restate<'_>,
+        lines: Vec<restated::LineLabel>,
+        first: &mut bool,
+        out: &mut Relabelled,
+    ) -> Result<(), AppError> {
+        let page = restate
+            .restating
+            .restate(lines, restate.skip, restate.named_by_credits)?;
+        if !page.changes.is_empty() {
+            // Written in this transaction: a later part reads them there.
+            self.parts_before = true;
+            out.label_changes += labels::write(
+                self.txn,
+                self.creditor,
+                &page.changes,
+                self.document.clone(),
+                self.now,
+            )
+            .await?;
+            labels::add_counts(&mut out.counts, &page.changes);
+        }
+        self.relabel_iuvs(&page.from_evidence, Part::Flows, first, out)
+            .await
+    }
+}
+
 /// Adds `items` (one document's new evidence; none for a catch-up) to `creditor`'s labels and
 /// books, relabelling what they and the receipts queued since the last import reach. An item
 /// that contradicts the held evidence refuses the whole document (`refuse` makes the error).
@@ -669,27 +709,39 @@ pub(crate) async fn relabel(
         .credits()
         .flat_map(|h| credit_iuvs(&pass.after, &h.credit.id))
         .collect();
-    for row in &held_rows {
-        let mut from = None;
-        if let Some(restating) = &restating {
-            while let Some((lines, last)) =
-                restated::page(txn, creditor, *row, from, iuvs_per_slice).await?
-            {
-                from = Some(last);
-                let page = restating.restate(lines, &iuvs, &named_by_credits)?;
-                if !page.changes.is_empty() {
-                    // Written in this transaction: a later part reads them there.
-                    pass.parts_before = true;
-                    out.label_changes +=
-                        labels::write(txn, creditor, &page.changes, pass.document.clone(), now)
-                            .await?;
-                    labels::add_counts(&mut out.counts, &page.changes);
+    if let Some(restating) = &restating {
+        let restate = Restate {
+            restating,
+            skip: &iuvs,
+            named_by_credits: &named_by_credits,
+        };
+        if ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
+            // The flows' lines merged in key order: a page's keys are neighbours in the label
+            // table's indexes.
+            for flows in held_rows.chunks(restated::FLOWS_PER_MERGE) {
+                let mut cursor = None;
+                while let Some((lines, last)) =
+                    restated::merged_page(txn, creditor, flows, cursor.as_ref(), iuvs_per_slice)
+                        .await?
+                {
+                    cursor = Some(last);
+                    pass.restate(&restate, lines, &mut first, &mut out).await?;
                 }
-                pass.relabel_iuvs(&page.from_evidence, Part::Flows, &mut first, &mut out)
-                    .await?;
             }
-            continue;
+        } else {
+            for row in &held_rows {
+                let mut from = None;
+                while let Some((lines, last)) =
+                    restated::page(txn, creditor, *row, from, iuvs_per_slice).await?
+                {
+                    from = Some(last);
+                    pass.restate(&restate, lines, &mut first, &mut out).await?;
+                }
+            }
         }
+    }
+    for row in held_rows.iter().filter(|_| restating.is_none()) {
+        let mut from = None;
         while let Some((page, last)) =
             evidence::iuvs_of_flow_page(txn, *row, from, iuvs_per_slice).await?
         {
