@@ -2,9 +2,10 @@
 //! treasury standing, and with it the label of every key their lines report. A day's
 //! statement reaches every flow of the day, so a million keys. Such a key is restated from
 //! its stored assessment and its flow's new one (the domain's
-//! [`incasso_domain::reconciliation::restate`]), read a page of the flow's lines at a time
-//! with each line's stored label: its receipts and lines are not read, nor is it classified
-//! again. An IUV whose key cannot be restated (reported by two flows, no label stored yet, or
+//! [`incasso_domain::reconciliation::restate`]), read a page of the flows' lines at a time
+//! with each line's stored label (on PostgreSQL the flows' lines merged in key order, so a
+//! page's writes land on neighbouring pages of the label table's indexes): its receipts and
+//! lines are not read, nor is it classified again. An IUV whose key cannot be restated (reported by two flows, no label stored yet, or
 //! queued by a receipt booked since the last import, whose label the queue's part catches up)
 //! is relabelled from its evidence like any other, and so is every other key of it on the
 //! same page.
