@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{
-    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, Subject, restate_transfer,
+    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, restate_transfer,
     restated_flows,
 };
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -264,7 +264,7 @@ impl Restating {
         if current == previous {
             return Ok(Some(None));
         }
-        let subject: Subject = serde_json::from_str(key).map_err(corrupt)?;
+        let subject = super::labels::parse_subject_key(key)?;
         let causes = previous
             .flow_ids
             .iter()
