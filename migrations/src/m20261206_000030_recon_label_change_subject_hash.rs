@@ -14,35 +14,29 @@ use sea_orm_migration::sea_orm::DbBackend;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
+/// Replaces the history's subject index by one of `definition` (its method and columns), on
+/// PostgreSQL; SQLite keeps its B-tree.
+async fn replace_index(manager: &SchemaManager<'_>, definition: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let db = manager.get_connection();
+    db.execute_unprepared("DROP INDEX ix_recon_label_change_subject")
+        .await?;
+    db.execute_unprepared(&format!(
+        "CREATE INDEX ix_recon_label_change_subject ON recon_label_change {definition}"
+    ))
+    .await?;
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        let db = manager.get_connection();
-        db.execute_unprepared("DROP INDEX ix_recon_label_change_subject")
-            .await?;
-        db.execute_unprepared(
-            "CREATE INDEX ix_recon_label_change_subject ON recon_label_change \
-             USING hash (subject_key)",
-        )
-        .await?;
-        Ok(())
+        replace_index(manager, "USING hash (subject_key)").await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        if manager.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        let db = manager.get_connection();
-        db.execute_unprepared("DROP INDEX ix_recon_label_change_subject")
-            .await?;
-        db.execute_unprepared(
-            "CREATE INDEX ix_recon_label_change_subject ON recon_label_change \
-             (creditor_fiscal_code, subject_key)",
-        )
-        .await?;
-        Ok(())
+        replace_index(manager, "(creditor_fiscal_code, subject_key)").await
     }
 }
