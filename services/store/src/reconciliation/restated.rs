@@ -182,6 +182,19 @@ pub(crate) struct Restating {
     flows: BTreeMap<FlowId, RestatedFlow>,
 }
 
+/// What became of one key of a page.
+// One lives at a time, returned and matched at once: boxing the change would cost an
+// allocation per key of a day's statement for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Restated {
+    /// Its flow's new standing leaves it as stored.
+    Unchanged,
+    /// Its new assessment, with the causes.
+    Changed(Relabel),
+    /// It cannot be restated: its IUV is relabelled from evidence.
+    FromEvidence,
+}
+
 /// A page restated: the keys' changes, and the IUVs to relabel from their evidence instead.
 pub(crate) struct RestatedPage {
     pub changes: Vec<Relabel>,
@@ -210,7 +223,7 @@ impl Restating {
         Ok(Some(Self { flows }))
     }
 
-    /// Restates a page of a flow's keys. Lines of the IUVs `skip` are left alone (the
+    /// Restates a page of held flows' keys. Lines of the IUVs `skip` are left alone (the
     /// document's own part relabels them), and the IUVs `from_evidence` (those an `/RFB/`
     /// credit names, whose credits are relabelled with them) are relabelled from evidence.
     pub(crate) fn restate(
@@ -230,12 +243,12 @@ impl Restating {
                 line.queued || from_evidence.contains(&line.iuv),
             ) {
                 (Some((key, assessment)), false) => self.restate_one(key, assessment)?,
-                _ => None,
+                _ => Restated::FromEvidence,
             };
             match restated {
-                Some(Some(change)) => changes.push((line.iuv, change)),
-                Some(None) => {}
-                None => {
+                Restated::Changed(change) => changes.push((line.iuv, change)),
+                Restated::Unchanged => {}
+                Restated::FromEvidence => {
                     slow.insert(line.iuv);
                 }
             }
@@ -252,30 +265,29 @@ impl Restating {
         })
     }
 
-    /// One key: `Some(None)` when it stays as stored, `None` when it cannot be restated.
-    fn restate_one(&self, key: &str, stored: &str) -> Result<Option<Option<Relabel>>, AppError> {
+    /// One key, from its stored key and assessment.
+    fn restate_one(&self, key: &str, stored: &str) -> Result<Restated, AppError> {
         let corrupt = |e: serde_json::Error| {
             AppError::Internal(format!("stored label {key} is invalid: {e}"))
         };
         let previous: Assessment = serde_json::from_str(stored).map_err(corrupt)?;
         let Some(current) = restate_transfer(&previous, &self.flows) else {
-            return Ok(None);
+            return Ok(Restated::FromEvidence);
         };
         if current == previous {
-            return Ok(Some(None));
+            return Ok(Restated::Unchanged);
         }
-        let subject = super::labels::parse_subject_key(key)?;
         let causes = previous
             .flow_ids
             .iter()
             .filter_map(|f| self.flows.get(f))
             .flat_map(|f| f.causes.iter().cloned())
             .collect();
-        Ok(Some(Some(Relabel {
-            subject,
+        Ok(Restated::Changed(Relabel {
+            subject: super::labels::parse_subject_key(key)?,
             previous: Some(previous),
             current: Some(current),
             causes,
-        })))
+        }))
     }
 }
