@@ -40,7 +40,6 @@ mod m20261206_000027_recon_reversal;
 mod m20261206_000028_ledger_reported_position;
 mod m20261206_000029_recon_flow_line_by_flow_key;
 mod m20261206_000030_recon_label_change_subject_hash;
-mod m20261206_000031_compact_subject_key;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -80,7 +79,6 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000028_ledger_reported_position::Migration),
             Box::new(m20261206_000029_recon_flow_line_by_flow_key::Migration),
             Box::new(m20261206_000030_recon_label_change_subject_hash::Migration),
-            Box::new(m20261206_000031_compact_subject_key::Migration),
         ]
     }
 }

@@ -3,10 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use incasso_domain::notice_number::Iuv;
-use incasso_domain::reconciliation::{
-    Assessment, CreditId, EvidenceRef, FlowId, Label, Relabel, Subject, TransferIndex, TransferKey,
-};
+use incasso_domain::reconciliation::{Assessment, EvidenceRef, Label, Relabel, Subject};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder,
@@ -23,50 +20,9 @@ fn corrupt(what: impl std::fmt::Display) -> AppError {
     AppError::Internal(format!("stored reconciliation label is invalid: {what}"))
 }
 
-/// The stored key of a subject, compact since it is in the label table's primary key and the
-/// history's index (migration 31): `t:IUV:index:receiptId`, `f:flowId`, `c:creditId`. An
-/// IUV (letters and digits) and a transfer index (a digit) hold no colon, so a receipt id
-/// holding any is read back whole; the IUV first keeps the keys in IUV order.
+/// The stored key of a subject.
 pub(crate) fn subject_key(subject: &Subject) -> String {
-    match subject {
-        Subject::Transfer(k) => format!(
-            "t:{}:{}:{}",
-            k.iuv.as_str(),
-            k.transfer_index.get(),
-            k.receipt_id
-        ),
-        Subject::Flow(id) => format!("f:{}", id.as_str()),
-        Subject::Credit(id) => format!("c:{}", id.as_str()),
-    }
-}
-
-/// The subject a stored key names ([`subject_key`]).
-pub(crate) fn parse_subject_key(key: &str) -> Result<Subject, AppError> {
-    let bad = |why: &str| corrupt(format!("subject key {key:?}: {why}"));
-    let (kind, rest) = key.split_once(':').ok_or_else(|| bad("no kind"))?;
-    match kind {
-        "t" => {
-            let mut parts = rest.splitn(3, ':');
-            let (Some(iuv), Some(index), Some(receipt_id)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                return Err(bad("not IUV:index:receiptId"));
-            };
-            let iuv = Iuv::parse(iuv).map_err(|e| bad(&e.to_string()))?;
-            let index: i64 = index.parse().map_err(|_| bad("transfer index"))?;
-            let index = TransferIndex::new(index).map_err(|e| bad(&e.to_string()))?;
-            TransferKey::new(iuv, receipt_id, index)
-                .map(Subject::Transfer)
-                .map_err(|e| bad(&e.to_string()))
-        }
-        "f" => FlowId::parse(rest)
-            .map(Subject::Flow)
-            .map_err(|e| bad(&e.to_string())),
-        "c" => CreditId::parse(rest)
-            .map(Subject::Credit)
-            .map_err(|e| bad(&e.to_string())),
-        _ => Err(bad("unknown kind")),
-    }
+    serde_json::to_string(subject).unwrap_or_default()
 }
 
 fn subject_kind(subject: &Subject) -> &'static str {
@@ -140,7 +96,7 @@ pub(crate) async fn stored(
 }
 
 fn parse_stored(row: recon_label::Model) -> Result<(Subject, Assessment), AppError> {
-    let subject = parse_subject_key(&row.subject_key)?;
+    let subject: Subject = serde_json::from_str(&row.subject_key).map_err(corrupt)?;
     let assessment: Assessment = serde_json::from_str(&row.assessment).map_err(corrupt)?;
     Ok((subject, assessment))
 }
@@ -385,38 +341,5 @@ impl Store {
                 })
             })
             .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    proptest! {
-        #[test]
-        fn a_subject_key_names_its_subject_whatever_the_receipt_id_holds(
-            iuv in "[0-9A-Za-z]{1,35}",
-            index in 1i64..=5,
-            receipt_id in ".{1,35}",
-            flow in "[0-9]{4}-[0-9]{2}-[0-9]{2}[A-Z0-9]{8}-[A-Za-z0-9_-]{1,20}",
-        ) {
-            let transfer = Subject::Transfer(
-                TransferKey::new(
-                    Iuv::parse(&iuv).unwrap(),
-                    &receipt_id,
-                    TransferIndex::new(index).unwrap(),
-                )
-                .unwrap(),
-            );
-            let key = subject_key(&transfer);
-            prop_assert_eq!(key.clone(), format!("t:{iuv}:{index}:{receipt_id}"));
-            prop_assert_eq!(parse_subject_key(&key).unwrap(), transfer);
-            if let Ok(id) = FlowId::parse(&flow) {
-                let subject = Subject::Flow(id);
-                prop_assert_eq!(parse_subject_key(&subject_key(&subject)).unwrap(), subject);
-            }
-        }
     }
 }

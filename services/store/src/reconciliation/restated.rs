@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{
-    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, restate_transfer,
+    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, Subject, restate_transfer,
     restated_flows,
 };
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -284,7 +284,7 @@ impl Restating {
             .flat_map(|f| f.causes.iter().cloned())
             .collect();
         Ok(Restated::Changed(Relabel {
-            subject: super::labels::parse_subject_key(key)?,
+            subject: serde_json::from_str::<Subject>(key).map_err(corrupt)?,
             previous: Some(previous),
             current: Some(current),
             causes,

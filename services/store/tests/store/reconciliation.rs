@@ -642,108 +642,6 @@ async fn labels_written_before_migration_19_are_listed_after_it(engine: Engine) 
     h.finish().await;
 }
 
-/// Subject keys were stored as JSON before migration 31, which rewrites them compact (and
-/// whose down writes back the JSON serde wrote, quotes and backslashes escaped): the labels and
-/// the history read the same before and after, a receipt id holding colons, quotes and a
-/// backslash included.
-async fn subject_keys_stored_as_json_before_migration_31_are_read_after_it(engine: Engine) {
-    use sea_orm::{ConnectionTrait, Statement};
-    use sea_orm_migration::MigratorTrait;
-
-    let h = Harness::new(engine).await;
-    h.store.record_receipt(receipt()).await.unwrap();
-    let odd = r#"R:"7\x"#;
-    h.store
-        .record_receipt(receipt_to_milan("99000000000000099", odd, 1_000))
-        .await
-        .unwrap();
-    h.store.refresh_reconciliation(MILANO).await.unwrap();
-    for (name, text) in [
-        ("flow.xml", fdr_xml(&flow(), MILANO)),
-        ("statement.xml", statement(TREASURY_IBAN, 9_500)),
-    ] {
-        h.store
-            .import_reconciliation_file(&write(name, &text), &accounts())
-            .await
-            .unwrap();
-    }
-    let odd_key = Subject::Transfer(
-        TransferKey::new(
-            Iuv::parse("99000000000000099").unwrap(),
-            odd,
-            TransferIndex::new(1).unwrap(),
-        )
-        .unwrap(),
-    );
-    let assessments = h.store.reconciliation_assessments(MILANO).await.unwrap();
-    assert_eq!(assessments.len(), 4, "two keys, the flow, the credit");
-    assert!(assessments.contains_key(&odd_key));
-    let histories = |h: &Harness| {
-        let store = h.store.clone();
-        let odd_key = odd_key.clone();
-        async move {
-            (
-                store
-                    .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
-                    .await
-                    .unwrap(),
-                store
-                    .reconciliation_history(MILANO, &odd_key)
-                    .await
-                    .unwrap(),
-            )
-        }
-    };
-    let history = histories(&h).await;
-    assert_eq!(history.0.len(), 3);
-    assert_eq!(history.1.len(), 1);
-
-    let stored_keys = |h: &Harness, table: &'static str| {
-        let db = h.store.db().clone();
-        async move {
-            let mut keys: Vec<String> = db
-                .query_all_raw(Statement::from_string(
-                    db.get_database_backend(),
-                    format!("SELECT DISTINCT subject_key FROM {table}"),
-                ))
-                .await
-                .unwrap()
-                .iter()
-                .map(|row| row.try_get("", "subject_key").unwrap())
-                .collect();
-            keys.sort();
-            keys
-        }
-    };
-    let mut json: Vec<String> = assessments
-        .keys()
-        .map(|s| serde_json::to_string(s).unwrap())
-        .collect();
-    json.sort();
-    undo_migrations_from(&h, "_000031_").await;
-    assert_eq!(stored_keys(&h, "recon_label").await, json);
-    assert_eq!(stored_keys(&h, "recon_label_change").await, json);
-
-    incasso_migrations::Migrator::up(h.store.db(), None)
-        .await
-        .unwrap();
-    assert_eq!(
-        stored_keys(&h, "recon_label").await,
-        vec![
-            "c:ASR-77".to_owned(),
-            format!("f:{IUF}"),
-            format!("t:{IUV}:1:RCPT-1"),
-            format!("t:99000000000000099:1:{odd}"),
-        ]
-    );
-    assert_eq!(
-        h.store.reconciliation_assessments(MILANO).await.unwrap(),
-        assessments
-    );
-    assert_eq!(histories(&h).await, history);
-    h.finish().await;
-}
-
 /// Books posted before migration 28 held one `reported` entry per transfer key; the
 /// migration makes each key's entries its position, which the deep verification then checks
 /// against the entries: a position that says otherwise is caught.
@@ -933,7 +831,6 @@ on_both_engines!(
     evidence_is_labelled_as_it_arrives_with_its_history,
     a_refused_document_stores_nothing,
     an_opi_giornale_belongs_to_the_creditor_of_its_entity_code,
-    subject_keys_stored_as_json_before_migration_31_are_read_after_it,
 );
 
 /// The receipts missing for `IUV_NO_RT` keys, what each attempt to recover them recorded, and
