@@ -5,10 +5,11 @@
 //! [`incasso_domain::reconciliation::restate`]), read a page of the flows' lines at a time
 //! with each line's stored label (on PostgreSQL the flows' lines merged in key order, so a
 //! page's writes land on neighbouring pages of the label table's indexes): its receipts and
-//! lines are not read, nor is it classified again. An IUV whose key cannot be restated (reported by two flows, no label stored yet, or
-//! queued by a receipt booked since the last import, whose label the queue's part catches up)
-//! is relabelled from its evidence like any other, and so is every other key of it on the
-//! same page.
+//! lines are not read, nor is it classified again. An IUV whose key cannot be restated
+//! (reported by two flows, no label stored yet, named by an `/RFB/` credit, or queued by a
+//! receipt booked since the last import, whose label the queue's part catches up) is
+//! relabelled from its evidence like any other, and so is every other key of it on the same
+//! page.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +31,38 @@ pub(crate) struct LineLabel {
     queued: bool,
 }
 
+/// The columns a page reads besides its lines': the key's stored label and whether its IUV is
+/// queued, for lines aliased `{line}` (`$1` is the creditor).
+fn label_columns(line: &str) -> String {
+    format!(
+        "l.subject_key, l.assessment, \
+         EXISTS (SELECT 1 FROM recon_pending_iuv p \
+                 WHERE p.creditor_fiscal_code = $1 AND p.iuv = {line}.iuv) AS queued"
+    )
+}
+
+/// The join to each line's stored label, for lines aliased `{line}`.
+fn label_join(line: &str) -> String {
+    format!(
+        "LEFT JOIN recon_label l ON l.creditor_fiscal_code = $1 \
+         AND l.subject_kind = 'transfer' AND l.iuv = {line}.iuv \
+         AND l.receipt_id = {line}.receipt_id AND l.id_transfer = {line}.id_transfer"
+    )
+}
+
+impl LineLabel {
+    /// A row read with [`label_columns`].
+    fn read(row: &sea_orm::QueryResult) -> Result<Self, AppError> {
+        let key: Option<String> = row.try_get("", "subject_key")?;
+        let assessment: Option<String> = row.try_get("", "assessment")?;
+        Ok(Self {
+            iuv: row.try_get("", "iuv")?,
+            stored: key.zip(assessment),
+            queued: row.try_get("", "queued")?,
+        })
+    }
+}
+
 /// Up to `limit` lines of the flow revision `row` after line `after`, each with its key's
 /// stored label, and the last line read; `None` past its last line.
 pub(crate) async fn page(
@@ -40,17 +73,16 @@ pub(crate) async fn page(
     limit: usize,
 ) -> Result<Option<(Vec<LineLabel>, i32)>, AppError> {
     let backend = db.get_database_backend();
-    let sql = "SELECT f.line_number, f.iuv, l.subject_key, l.assessment, \
-         EXISTS (SELECT 1 FROM recon_pending_iuv p \
-                 WHERE p.creditor_fiscal_code = $1 AND p.iuv = f.iuv) AS queued \
-         FROM recon_flow_line f \
-         LEFT JOIN recon_label l ON l.creditor_fiscal_code = $1 \
-              AND l.subject_kind = 'transfer' AND l.iuv = f.iuv \
-              AND l.receipt_id = f.receipt_id AND l.id_transfer = f.id_transfer \
+    let sql = format!(
+        "SELECT f.line_number, f.iuv, {} \
+         FROM recon_flow_line f {} \
          WHERE f.flow_row_id = $2 AND f.line_number > $3 \
-         ORDER BY f.line_number LIMIT $4";
+         ORDER BY f.line_number LIMIT $4",
+        label_columns("f"),
+        label_join("f")
+    );
     let sql = if backend == DbBackend::Postgres {
-        sql.to_owned()
+        sql
     } else {
         // SQLite numbers its parameters the same way with `?N`.
         sql.replace('$', "?")
@@ -71,13 +103,7 @@ pub(crate) async fn page(
     let mut lines = Vec::with_capacity(rows.len());
     for row in rows {
         last = Some(row.try_get::<i32>("", "line_number")?);
-        let key: Option<String> = row.try_get("", "subject_key")?;
-        let assessment: Option<String> = row.try_get("", "assessment")?;
-        lines.push(LineLabel {
-            iuv: row.try_get("", "iuv")?,
-            stored: key.zip(assessment),
-            queued: row.try_get("", "queued")?,
-        });
+        lines.push(LineLabel::read(&row)?);
     }
     Ok(last.map(|last| (lines, last)))
 }
@@ -131,15 +157,12 @@ pub(crate) async fn merged_page(
         })
         .collect();
     let sql = format!(
-        "SELECT m.flow, m.iuv, m.receipt_id, m.id_transfer, l.subject_key, l.assessment, \
-         EXISTS (SELECT 1 FROM recon_pending_iuv p \
-                 WHERE p.creditor_fiscal_code = $1 AND p.iuv = m.iuv) AS queued \
-         FROM (SELECT * FROM ({}) u ORDER BY iuv, receipt_id, id_transfer, flow LIMIT $5) m \
-         LEFT JOIN recon_label l ON l.creditor_fiscal_code = $1 \
-              AND l.subject_kind = 'transfer' AND l.iuv = m.iuv \
-              AND l.receipt_id = m.receipt_id AND l.id_transfer = m.id_transfer \
+        "SELECT m.flow, m.iuv, m.receipt_id, m.id_transfer, {} \
+         FROM (SELECT * FROM ({}) u ORDER BY iuv, receipt_id, id_transfer, flow LIMIT $5) m {} \
          ORDER BY m.iuv, m.receipt_id, m.id_transfer, m.flow",
-        branches.join(" UNION ALL ")
+        label_columns("m"),
+        branches.join(" UNION ALL "),
+        label_join("m")
     );
     let mut values: Vec<sea_orm::Value> = vec![
         creditor.into(),
@@ -159,20 +182,14 @@ pub(crate) async fn merged_page(
     let mut last = None;
     let mut lines = Vec::with_capacity(found.len());
     for row in found {
-        let iuv: String = row.try_get("", "iuv")?;
-        let key: Option<String> = row.try_get("", "subject_key")?;
-        let assessment: Option<String> = row.try_get("", "assessment")?;
+        let line = LineLabel::read(&row)?;
         last = Some(KeyCursor {
-            iuv: iuv.clone(),
+            iuv: line.iuv.clone(),
             receipt_id: row.try_get("", "receipt_id")?,
             id_transfer: row.try_get("", "id_transfer")?,
             flow: usize::try_from(row.try_get::<i32>("", "flow")?).unwrap_or(usize::MAX),
         });
-        lines.push(LineLabel {
-            iuv,
-            stored: key.zip(assessment),
-            queued: row.try_get("", "queued")?,
-        });
+        lines.push(line);
     }
     Ok(last.map(|last| (lines, last)))
 }
