@@ -40,6 +40,7 @@ mod m20261206_000027_recon_reversal;
 mod m20261206_000028_ledger_reported_position;
 mod m20261206_000029_recon_flow_line_by_flow_key;
 mod m20261206_000030_recon_label_change_subject_hash;
+mod m20261207_000031_recon_label_composed_flow;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -79,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000028_ledger_reported_position::Migration),
             Box::new(m20261206_000029_recon_flow_line_by_flow_key::Migration),
             Box::new(m20261206_000030_recon_label_change_subject_hash::Migration),
+            Box::new(m20261207_000031_recon_label_composed_flow::Migration),
         ]
     }
 }

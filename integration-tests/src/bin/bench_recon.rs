@@ -654,8 +654,13 @@ async fn label_counts(db: &impl ConnectionTrait) -> anyhow::Result<String> {
     let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
-            "SELECT subject_kind, COALESCE(label, '-') AS label, COUNT(*) AS n FROM recon_label \
-             GROUP BY subject_kind, label ORDER BY subject_kind, label",
+            format!(
+                // A key's label as it reads: composed with its flow's.
+                "SELECT subject_kind, label, COUNT(*) AS n FROM (SELECT l.subject_kind, \
+                 COALESCE({}, '-') AS label FROM recon_label l) x \
+                 GROUP BY subject_kind, label ORDER BY subject_kind, label",
+                incasso_store::reconciliation::composed_label_sql("l")
+            ),
         ))
         .await?;
     let mut out = String::new();

@@ -21,6 +21,7 @@ use super::key::{CreditId, FlowId};
 use super::label::{Assessment, FlowTreasuryState, Label, Subject, Suggestion};
 
 /// A flow's treasury standing as its keys see it.
+#[derive(PartialEq, Eq)]
 struct Standing<'a> {
     state: FlowTreasuryState,
     credit_ids: &'a BTreeSet<CreditId>,
@@ -41,13 +42,65 @@ impl<'a> Standing<'a> {
     }
 }
 
+/// What a key's labels say of its receipts and lines, which its flow's standing does not
+/// change: all a key's history row keeps of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LabelFacts {
+    doppi: bool,
+    receipt: bool,
+    equal_line: bool,
+}
+
+impl LabelFacts {
+    /// Read back from a key's labels, for a key its flow's lines report.
+    fn of(labels: &BTreeSet<Label>) -> Self {
+        // With lines, a key without receipt is IUV_NO_RT, and a receipt with no line of its
+        // amount is RT_NO_IUF, whatever the flow's state (contract §4).
+        let receipt = !labels.contains(&Label::IuvNoRt);
+        Self {
+            doppi: labels.contains(&Label::Doppi),
+            receipt,
+            equal_line: receipt && !labels.contains(&Label::RtNoIuf),
+        }
+    }
+
+    /// The key's labels with its flow in `state`: the rules of
+    /// [`super::classify::assess_transfer`] for a key reported by one flow.
+    fn labels(self, state: FlowTreasuryState) -> BTreeSet<Label> {
+        let mut labels = BTreeSet::new();
+        if self.doppi {
+            labels.insert(Label::Doppi);
+        }
+        if !self.receipt {
+            labels.insert(Label::IuvNoRt);
+        }
+        match state {
+            FlowTreasuryState::DivImp => {
+                labels.insert(Label::IufTesDivImp);
+            }
+            FlowTreasuryState::NoTes => {
+                labels.insert(Label::IufNoTes);
+            }
+            FlowTreasuryState::Cashed | FlowTreasuryState::Pending => {}
+        }
+        if self.receipt {
+            if !self.equal_line {
+                labels.insert(Label::RtNoIuf);
+            } else if state == FlowTreasuryState::Cashed {
+                labels.insert(Label::RtIufTes);
+            } else if state == FlowTreasuryState::Pending {
+                labels.insert(Label::RtIuf);
+            }
+        }
+        labels
+    }
+}
+
 /// What a key's receipts and its one flow's lines decided, which a treasury document does
 /// not change.
 struct KeyFacts<'a> {
     flow_id: &'a FlowId,
-    doppi: bool,
-    receipt: bool,
-    equal_line: bool,
+    labels: LabelFacts,
     line_differences: Vec<&'a Suggestion>,
 }
 
@@ -58,14 +111,9 @@ impl<'a> KeyFacts<'a> {
         let (Some(flow_id), None) = (flows.next(), flows.next()) else {
             return None;
         };
-        // With lines, a key without receipt is IUV_NO_RT, and a receipt with no line of its
-        // amount is RT_NO_IUF, whatever the flow's state (contract §4).
-        let receipt = !assessment.labels.contains(&Label::IuvNoRt);
         Some(Self {
             flow_id,
-            doppi: assessment.labels.contains(&Label::Doppi),
-            receipt,
-            equal_line: receipt && !assessment.labels.contains(&Label::RtNoIuf),
+            labels: LabelFacts::of(&assessment.labels),
             line_differences: assessment
                 .suggestions
                 .iter()
@@ -74,35 +122,19 @@ impl<'a> KeyFacts<'a> {
         })
     }
 
-    /// The key's assessment with its flow in `standing`: the rules of
-    /// [`super::classify::assess_transfer`] for a key reported by one flow.
+    /// Read back from a stored assessment, and checked: composed with the flow's standing as
+    /// the assessment records it, the facts give the assessment again.
+    fn checked(assessment: &'a Assessment) -> Option<Self> {
+        let facts = Self::of(assessment)?;
+        (facts.compose(&Standing::of(assessment)?) == *assessment).then_some(facts)
+    }
+
+    /// The key's assessment with its flow in `standing`.
     fn compose(&self, standing: &Standing<'_>) -> Assessment {
-        let mut labels = BTreeSet::new();
+        let labels = self.labels.labels(standing.state);
         let mut suggestions = Vec::new();
-        if self.doppi {
-            labels.insert(Label::Doppi);
-        }
-        if !self.receipt {
-            labels.insert(Label::IuvNoRt);
-        }
-        match standing.state {
-            FlowTreasuryState::DivImp => {
-                labels.insert(Label::IufTesDivImp);
-                suggestions.extend(standing.difference.cloned());
-            }
-            FlowTreasuryState::NoTes => {
-                labels.insert(Label::IufNoTes);
-            }
-            FlowTreasuryState::Cashed | FlowTreasuryState::Pending => {}
-        }
-        if self.receipt {
-            if !self.equal_line {
-                labels.insert(Label::RtNoIuf);
-            } else if standing.state == FlowTreasuryState::Cashed {
-                labels.insert(Label::RtIufTes);
-            } else if standing.state == FlowTreasuryState::Pending {
-                labels.insert(Label::RtIuf);
-            }
+        if standing.state == FlowTreasuryState::DivImp {
+            suggestions.extend(standing.difference.cloned());
         }
         suggestions.extend(self.line_differences.iter().map(|s| (*s).clone()));
         Assessment {
@@ -115,6 +147,33 @@ impl<'a> KeyFacts<'a> {
             suggestions,
         }
     }
+}
+
+/// The flow a key's stored assessment is composed with when it is read: the one flow whose
+/// lines report the key, when the assessment is what these rules give for that flow's
+/// standing. A key's label then changes with its flow's treasury standing without its row
+/// being written (docs/reconciliation.md, "A key's label composed with its flow's").
+pub fn composed_flow(stored: &Assessment) -> Option<&FlowId> {
+    KeyFacts::checked(stored).map(|facts| facts.flow_id)
+}
+
+/// A key's stored assessment composed with its flow's current one (`flow`): the key's
+/// assessment now. `None` when the key is not composed with a flow ([`composed_flow`]) or
+/// `flow` has no treasury state.
+pub fn compose_with_flow(stored: &Assessment, flow: &Assessment) -> Option<Assessment> {
+    Some(KeyFacts::checked(stored)?.compose(&Standing::of(flow)?))
+}
+
+/// True when `flow`'s treasury standing (state, component credits, difference) is the one a
+/// key's `stored` assessment records: composing them gives `stored` again.
+pub fn records_standing_of(stored: &Assessment, flow: &Assessment) -> bool {
+    matches!((Standing::of(stored), Standing::of(flow)), (Some(a), Some(b)) if a == b)
+}
+
+/// The labels of a key once labelled `labels` (its flow's lines report it), with its flow
+/// now in `state`: what a key's history row becomes when its flow's treasury state changes.
+pub fn compose_labels(labels: &BTreeSet<Label>, state: FlowTreasuryState) -> BTreeSet<Label> {
+    LabelFacts::of(labels).labels(state)
 }
 
 /// A flow whose treasury standing a treasury document changed.
@@ -135,10 +194,7 @@ pub fn restate_transfer(
     previous: &Assessment,
     flows: &BTreeMap<FlowId, RestatedFlow>,
 ) -> Option<Assessment> {
-    let facts = KeyFacts::of(previous)?;
-    if facts.compose(&Standing::of(previous)?) != *previous {
-        return None;
-    }
+    let facts = KeyFacts::checked(previous)?;
     match flows.get(facts.flow_id) {
         Some(flow) => Some(facts.compose(&Standing::of(&flow.assessment)?)),
         None => Some(previous.clone()),

@@ -791,6 +791,20 @@ proptest! {
                 Some(restated) => prop_assert_eq!(Some(&restated), now, "{}", key),
                 None => prop_assert_ne!(previous.flow_ids.len(), 1, "{} not restated", key),
             }
+            // Composed with its flow's assessment as the statement leaves it, when read, the
+            // key's stored assessment is the statement's; and so is a history row's labels.
+            prop_assert_eq!(composed_flow(previous).is_some(), previous.flow_ids.len() == 1, "{}", key);
+            if let Some(flow) = composed_flow(previous) {
+                let flow_now = after.assessments().get(&Subject::Flow(flow.clone()));
+                let composed = flow_now.and_then(|f| compose_with_flow(previous, f));
+                prop_assert_eq!(composed.as_ref(), now, "{} composed", key);
+                let state = flow_now.and_then(|f| f.treasury_state).unwrap();
+                prop_assert_eq!(
+                    Some(&compose_labels(&previous.labels, state)),
+                    now.map(|n| &n.labels),
+                    "{} history", key
+                );
+            }
             // A key the statement changes was reached by what reached its flow.
             if previous.flow_ids.len() == 1 && !named.contains(&key.iuv)
                 && let Some(change) = changes.iter().find(|c| &c.subject == subject)

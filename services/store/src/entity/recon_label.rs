@@ -20,6 +20,8 @@ pub struct Model {
     pub treasury_state: Option<String>,
     pub assessment: String,
     pub updated_at: TimeDateTimeWithTimeZone,
+    /// The flow a transfer key's label is composed with when read (migration 31).
+    pub composed_flow_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use incasso_domain::reconciliation::{Assessment, EvidenceRef, Label, Relabel, Subject};
+use incasso_domain::reconciliation::{
+    Assessment, EvidenceRef, FlowId, FlowTreasuryState, Label, Relabel, Subject, compose_labels,
+    composed_flow,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder,
@@ -81,11 +84,21 @@ pub struct Causes {
     pub evidence: Vec<EvidenceRef>,
 }
 
+/// A subject's stored assessment, as it was written.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredLabel {
+    /// The assessment.
+    pub assessment: Assessment,
+    /// A transfer key's label is composed with its flow's when read (`composed_flow_id`);
+    /// rows written before migration 31 are not, until a statement rewrites them.
+    pub composed: bool,
+}
+
 /// Every stored assessment of `creditor`.
 pub(crate) async fn stored(
     db: &impl ConnectionTrait,
     creditor: &str,
-) -> Result<BTreeMap<Subject, Assessment>, AppError> {
+) -> Result<BTreeMap<Subject, StoredLabel>, AppError> {
     recon_label::Entity::find()
         .filter(recon_label::Column::CreditorFiscalCode.eq(creditor))
         .all(db)
@@ -95,10 +108,16 @@ pub(crate) async fn stored(
         .collect()
 }
 
-fn parse_stored(row: recon_label::Model) -> Result<(Subject, Assessment), AppError> {
+fn parse_stored(row: recon_label::Model) -> Result<(Subject, StoredLabel), AppError> {
     let subject: Subject = serde_json::from_str(&row.subject_key).map_err(corrupt)?;
     let assessment: Assessment = serde_json::from_str(&row.assessment).map_err(corrupt)?;
-    Ok((subject, assessment))
+    Ok((
+        subject,
+        StoredLabel {
+            assessment,
+            composed: row.composed_flow_id.is_some(),
+        },
+    ))
 }
 
 /// The stored assessments of `creditor`'s transfer keys of the IUVs `iuvs`; `consecutive`
@@ -118,7 +137,7 @@ pub(crate) async fn stored_of_iuvs(
     creditor: &str,
     iuvs: &[String],
     consecutive: bool,
-) -> Result<BTreeMap<Subject, Assessment>, AppError> {
+) -> Result<BTreeMap<Subject, StoredLabel>, AppError> {
     let (Some(least), Some(greatest)) = (iuvs.iter().min(), iuvs.iter().max()) else {
         return Ok(BTreeMap::new());
     };
@@ -154,7 +173,7 @@ pub(crate) async fn stored_flows_and_credits(
         .all(db)
         .await?
         .into_iter()
-        .map(parse_stored)
+        .map(|row| parse_stored(row).map(|(s, l)| (s, l.assessment)))
         .collect()
 }
 
@@ -230,6 +249,10 @@ pub(crate) async fn write(
                 treasury_state: Set(current.treasury_state.map(|s| s.code().to_owned())),
                 assessment: Set(serde_json::to_string(current).map_err(corrupt)?),
                 updated_at: Set(now),
+                composed_flow_id: Set(match change.subject {
+                    Subject::Transfer(_) => composed_flow(current).map(|f| f.as_str().to_owned()),
+                    _ => None,
+                }),
             });
         }
         if change.is_label_change() {
@@ -273,7 +296,7 @@ pub(crate) async fn write(
     super::plans::with_cached_plans(txn, async {
         let mut writes = Writes::new(txn);
         writes
-            .insert(rows, 13, OnConflict::Replace(LABEL_KEY))
+            .insert(rows, 14, OnConflict::Replace(LABEL_KEY))
             .await?;
         writes.insert(changed, 9, OnConflict::Fail).await?;
         writes.send().await
@@ -300,20 +323,54 @@ pub struct LabelChangeRecord {
 }
 
 impl Store {
-    /// The current assessment of every reconciliation subject of `creditor`.
+    /// The current assessment of every reconciliation subject of `creditor`, each key's
+    /// composed with its flow's.
     pub async fn reconciliation_assessments(
         &self,
         creditor: &str,
     ) -> Result<BTreeMap<Subject, Assessment>, AppError> {
-        stored(self.db(), creditor).await
+        let all = stored(self.db(), creditor).await?;
+        let flows: BTreeMap<Subject, Assessment> = all
+            .iter()
+            .filter(|(s, _)| matches!(s, Subject::Flow(_)))
+            .map(|(s, l)| (s.clone(), l.assessment.clone()))
+            .collect();
+        Ok(super::composed::compose_keys(all, &flows, &flows))
     }
 
-    /// A subject's label changes, oldest first.
+    /// A subject's label changes, oldest first. A key whose label is composed with its
+    /// flow's (`composed_flow_id`) has the changes of its flow's treasury state among its own,
+    /// each with the evidence and the time of the flow's change.
     pub async fn reconciliation_history(
         &self,
         creditor: &str,
         subject: &Subject,
     ) -> Result<Vec<LabelChangeRecord>, AppError> {
+        let own = self.history_rows(creditor, subject).await?;
+        let plain =
+            |rows: Vec<(Uuid, LabelChangeRecord)>| rows.into_iter().map(|(_, r)| r).collect();
+        if !matches!(subject, Subject::Transfer(_)) {
+            return Ok(plain(own));
+        }
+        let composed_with =
+            recon_label::Entity::find_by_id((creditor.to_owned(), subject_key(subject)))
+                .one(self.db())
+                .await?
+                .and_then(|row| row.composed_flow_id);
+        let Some(flow) = composed_with else {
+            return Ok(plain(own));
+        };
+        let flow = FlowId::parse(&flow).map_err(corrupt)?;
+        let flow_changes = self.history_rows(creditor, &Subject::Flow(flow)).await?;
+        Ok(compose_history(own, flow_changes))
+    }
+
+    /// The history rows of a subject, oldest first.
+    async fn history_rows(
+        &self,
+        creditor: &str,
+        subject: &Subject,
+    ) -> Result<Vec<(Uuid, LabelChangeRecord)>, AppError> {
         let parse_label = |code: Option<String>| -> Result<Option<Label>, AppError> {
             code.map(|c| Label::parse(&c).ok_or_else(|| corrupt(c)))
                 .transpose()
@@ -326,7 +383,7 @@ impl Store {
             .await?
             .into_iter()
             .map(|row| {
-                Ok(LabelChangeRecord {
+                let record = LabelChangeRecord {
                     changed_at: row.changed_at,
                     previous_label: parse_label(row.previous_label)?,
                     label: parse_label(row.label)?,
@@ -338,8 +395,85 @@ impl Store {
                         .collect::<Result<_, _>>()?,
                     treasury_state: row.treasury_state,
                     causes: serde_json::from_str(&row.causes).map_err(corrupt)?,
-                })
+                };
+                Ok((row.id, record))
             })
             .collect()
     }
+}
+
+/// A key's history with its flow's treasury state changes composed in: once the key has a
+/// flow, each change of its flow's state that changes what the key reads as is a change of
+/// the key's, with the flow's evidence and time. An import that wrote the key itself (its
+/// own rows name the import's document) says in those rows what it did to the key, and its
+/// flow's row adds nothing; so does an own row saying what the key already reads as.
+fn compose_history(
+    own: Vec<(Uuid, LabelChangeRecord)>,
+    flow: Vec<(Uuid, LabelChangeRecord)>,
+) -> Vec<LabelChangeRecord> {
+    let own_documents: BTreeSet<Uuid> = own
+        .iter()
+        .filter_map(|(_, r)| r.causes.document.as_ref().map(|d| d.0))
+        .collect();
+    let mut events: Vec<(Uuid, bool, LabelChangeRecord)> = own
+        .into_iter()
+        .map(|(id, r)| (id, false, r))
+        .chain(
+            flow.into_iter()
+                .filter(|(_, r)| {
+                    r.causes
+                        .document
+                        .as_ref()
+                        .is_none_or(|d| !own_documents.contains(&d.0))
+                })
+                .map(|(id, r)| (id, true, r)),
+        )
+        .collect();
+    // Oldest first: by the import's time, then in the order written.
+    events.sort_by_key(|(id, _, r)| (r.changed_at, *id));
+    let mut out: Vec<LabelChangeRecord> = Vec::new();
+    let mut reads_as: Option<(Option<Label>, Vec<Label>, Option<String>)> = None;
+    for (_, of_flow, record) in events {
+        let now = (
+            record.label,
+            record.labels.clone(),
+            record.treasury_state.clone(),
+        );
+        if !of_flow {
+            if reads_as.as_ref() != Some(&now) {
+                reads_as = Some(now);
+                out.push(record);
+            }
+            continue;
+        }
+        let Some((label, labels, Some(_))) = &reads_as else {
+            continue;
+        };
+        let Some(state) = record
+            .treasury_state
+            .as_deref()
+            .and_then(FlowTreasuryState::parse)
+        else {
+            continue;
+        };
+        let composed = compose_labels(&labels.iter().copied().collect(), state);
+        let composed = (
+            composed.first().copied(),
+            composed.into_iter().collect::<Vec<_>>(),
+            Some(state.code().to_owned()),
+        );
+        if reads_as.as_ref() == Some(&composed) {
+            continue;
+        }
+        out.push(LabelChangeRecord {
+            changed_at: record.changed_at,
+            previous_label: *label,
+            label: composed.0,
+            labels: composed.1.clone(),
+            treasury_state: composed.2.clone(),
+            causes: record.causes,
+        });
+        reads_as = Some(composed);
+    }
+    out
 }

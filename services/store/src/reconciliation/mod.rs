@@ -21,6 +21,7 @@
 mod accounts;
 mod books;
 mod catch_up;
+mod composed;
 mod duplicates;
 mod evidence;
 mod fdr_poll;
@@ -36,6 +37,7 @@ mod reversals;
 mod scope;
 
 pub use accounts::TreasuryAccounts;
+pub use composed::label_sql as composed_label_sql;
 pub use duplicates::PossibleDuplicate;
 pub use import::{FdrRevision, ImportOutcome};
 pub use labels::{Causes, LabelChangeRecord};

@@ -31,6 +31,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 
+use super::composed;
 use super::duplicates::{CreditMovement, PossibleDuplicate, possible_duplicates};
 use super::reversals::ReversalFilterInput;
 use crate::{AppError, Store, page_token};
@@ -458,7 +459,17 @@ impl TransferFilter {
                 .bind(creditor.clone());
         }
         if let Some(label) = self.label {
-            sql.push(" AND l.label = ").bind(label.code());
+            // The label a key reads as may be composed with its flow's state; the stored
+            // labels it can come from keep the filter on the label index.
+            sql.push(" AND l.label IN ");
+            in_list(
+                &mut sql,
+                composed::stored_labels_reading_as(label)
+                    .into_iter()
+                    .map(|l| l.code().to_owned()),
+            );
+            sql.push(&format!(" AND {} = ", composed::label_sql("l")))
+                .bind(label.code());
         }
         if let Some(iuv) = &self.iuv {
             sql.push(" AND l.iuv = ").bind(iuv.clone());
@@ -704,8 +715,11 @@ impl Store {
 
         let mut sql = Sql::new(backend);
         sql.push(
-            "SELECT creditor_fiscal_code, iuv, receipt_id, id_transfer, label, assessment \
-             FROM recon_label WHERE subject_kind = 'transfer' AND iuv IN ",
+            "SELECT l.creditor_fiscal_code, l.iuv, l.receipt_id, l.id_transfer, l.label, l.assessment, \
+             l.composed_flow_id, f.assessment AS flow_assessment FROM recon_label l LEFT JOIN recon_label f \
+             ON f.creditor_fiscal_code = l.creditor_fiscal_code AND f.subject_kind = 'flow' \
+             AND f.flow_id = l.composed_flow_id \
+             WHERE l.subject_kind = 'transfer' AND l.iuv IN ",
         );
         in_list(&mut sql, iuvs.iter().cloned());
         let mut labels: BTreeMap<FullKey, (Option<Label>, Assessment)> = BTreeMap::new();
@@ -714,8 +728,18 @@ impl Store {
             let iuv: String = row.try_get("", "iuv")?;
             let key = key_of(&row, &creditor, &iuv)?;
             let label = parse_label(row.try_get("", "label")?)?;
+            let composed_flow_id: Option<String> = row.try_get("", "composed_flow_id")?;
+            let flow = parse_assessment(row.try_get("", "flow_assessment")?)?;
             if let Some(assessment) = parse_assessment(row.try_get("", "assessment")?)? {
-                labels.insert(key, (label, assessment));
+                // As it reads now: composed with its flow's current standing.
+                let flow_of = |id: &FlowId| {
+                    flow.as_ref()
+                        .filter(|_| composed_flow_id.as_deref() == Some(id.as_str()))
+                };
+                match composed::composed_now(&assessment, flow_of) {
+                    Some(now) => labels.insert(key, (now.label, now)),
+                    None => labels.insert(key, (label, assessment)),
+                };
             }
         }
 

@@ -21,9 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use incasso_domain::ledger::Account;
-use incasso_domain::reconciliation::{
-    Assessment, EvidenceItem, EvidenceRef, Reconciler, Subject, TransferKey,
-};
+use incasso_domain::reconciliation::{EvidenceItem, EvidenceRef, Reconciler, Subject, TransferKey};
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -52,7 +50,7 @@ pub(crate) struct Prepared {
     pub clearing: Option<BTreeMap<String, Account>>,
     /// The stored assessments of the slice's transfer keys, when they were read with the
     /// rest ([`StoredLabels::Ahead`]).
-    pub stored: Option<BTreeMap<Subject, Assessment>>,
+    pub stored: Option<BTreeMap<Subject, labels::StoredLabel>>,
 }
 
 /// Whether a slice's stored labels are read with its evidence.
@@ -75,7 +73,7 @@ struct Fetched {
     notices: ReceiptNotices,
     lines: BTreeMap<Uuid, Vec<incasso_domain::reconciliation::FlowLine>>,
     clearing: Option<BTreeMap<String, Account>>,
-    stored: Option<BTreeMap<Subject, Assessment>>,
+    stored: Option<BTreeMap<Subject, labels::StoredLabel>>,
 }
 
 /// Reads the slices of one import: ahead, on a pooled connection, when there is a pool.

@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{
-    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, Subject, restate_transfer,
-    restated_flows,
+    Assessment, Evidence, EvidenceItem, FlowId, Relabel, RestatedFlow, Subject, composed_flow,
+    restate_transfer, restated_flows,
 };
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use uuid::Uuid;
@@ -27,6 +27,8 @@ pub(crate) struct LineLabel {
     iuv: String,
     /// The key's stored subject and assessment (JSON), when it has a label.
     stored: Option<(String, String)>,
+    /// The flow its stored label is composed with when read (`composed_flow_id`).
+    composed_flow_id: Option<String>,
     /// The IUV waits in the queue: a receipt of it was booked since the last import.
     queued: bool,
 }
@@ -35,7 +37,7 @@ pub(crate) struct LineLabel {
 /// queued, for lines aliased `{line}` (`$1` is the creditor).
 fn label_columns(line: &str) -> String {
     format!(
-        "l.subject_key, l.assessment, \
+        "l.subject_key, l.assessment, l.composed_flow_id, \
          EXISTS (SELECT 1 FROM recon_pending_iuv p \
                  WHERE p.creditor_fiscal_code = $1 AND p.iuv = {line}.iuv) AS queued"
     )
@@ -58,6 +60,7 @@ impl LineLabel {
         Ok(Self {
             iuv: row.try_get("", "iuv")?,
             stored: key.zip(assessment),
+            composed_flow_id: row.try_get("", "composed_flow_id")?,
             queued: row.try_get("", "queued")?,
         })
     }
@@ -204,7 +207,8 @@ pub(crate) struct Restating {
 // allocation per key of a day's statement for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Restated {
-    /// Its flow's new standing leaves it as stored.
+    /// Its flow's new standing leaves it as stored, or it is composed with its flow's when
+    /// read (its label changes with its flow's, recorded once in its flow's history).
     Unchanged,
     /// Its new assessment, with the causes.
     Changed(Relabel),
@@ -259,7 +263,9 @@ impl Restating {
                 &line.stored,
                 line.queued || from_evidence.contains(&line.iuv),
             ) {
-                (Some((key, assessment)), false) => self.restate_one(key, assessment)?,
+                (Some((key, assessment)), false) => {
+                    self.restate_one(key, assessment, line.composed_flow_id.as_deref())?
+                }
                 _ => Restated::FromEvidence,
             };
             match restated {
@@ -282,8 +288,14 @@ impl Restating {
         })
     }
 
-    /// One key, from its stored key and assessment.
-    fn restate_one(&self, key: &str, stored: &str) -> Result<Restated, AppError> {
+    /// One key, from its stored key and assessment, and the flow its label is composed with
+    /// when read (written so when its row was): such a row is left as it is.
+    fn restate_one(
+        &self,
+        key: &str,
+        stored: &str,
+        composed_flow_id: Option<&str>,
+    ) -> Result<Restated, AppError> {
         let corrupt = |e: serde_json::Error| {
             AppError::Internal(format!("stored label {key} is invalid: {e}"))
         };
@@ -291,7 +303,9 @@ impl Restating {
         let Some(current) = restate_transfer(&previous, &self.flows) else {
             return Ok(Restated::FromEvidence);
         };
-        if current == previous {
+        let composed = composed_flow_id.is_some()
+            && composed_flow(&previous).map(|f| f.as_str()) == composed_flow_id;
+        if current == previous || composed {
             return Ok(Restated::Unchanged);
         }
         let causes = previous

@@ -30,6 +30,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBacken
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::composed;
 use super::evidence::{self, Skeleton};
 use super::read_ahead::{Prepared, Reading, SliceReader, StoredLabels};
 use super::restated::{self, Restating};
@@ -88,7 +89,9 @@ struct Place {
 /// What relabelling did.
 #[derive(Debug, Default)]
 pub(crate) struct Relabelled {
-    /// History rows written (label changes, receipts caught up included).
+    /// History rows written (label changes, receipts caught up included). A key whose label
+    /// changes with its flow's treasury state, its row not written (`composed`), is one
+    /// change of its flow's.
     pub label_changes: usize,
     /// Ledger entries posted.
     pub ledger_entries: usize,
@@ -225,6 +228,9 @@ struct Pass<'a, R> {
     /// The stored labels of the flows and the credits, kept as they are rewritten: a credit
     /// naming IUVs is relabelled with them, which may come in more than one part.
     stored_flows_and_credits: BTreeMap<Subject, Assessment>,
+    /// The flows' stored labels as this import found them: what a key composed with its
+    /// flow's read as before it (`composed`).
+    flows_before: BTreeMap<Subject, Assessment>,
     /// Whether the document brings flow lines (so `reported` targets may move).
     reporting_changed: bool,
 }
@@ -434,7 +440,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         }
 
         // Receipts booked since the last import, against the stored labels.
-        let mut stored = if let Some(stored) = read_ahead_stored {
+        let stored = if let Some(stored) = read_ahead_stored {
             stored
         } else if slice.is_empty() {
             BTreeMap::new()
@@ -445,6 +451,9 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
             let consecutive = queued && (!part_first || together.is_empty());
             labels::stored_of_iuvs(txn, creditor, slice, consecutive).await?
         };
+        // A key's stored label as it reads now: with its flow's standing as this import holds it.
+        let mut stored =
+            composed::compose_keys(stored, &self.stored_flows_and_credits, &self.flows_before);
         stored.extend(
             self.stored_flows_and_credits
                 .iter()
@@ -674,6 +683,7 @@ pub(crate) async fn relabel(
         .collect();
 
     let reporting_changed = items.iter().any(|i| matches!(i, EvidenceItem::Flow(_)));
+    let stored_flows_and_credits = labels::stored_flows_and_credits(txn, creditor).await?;
     let mut pass = Pass {
         txn,
         creditor,
@@ -694,7 +704,12 @@ pub(crate) async fn relabel(
         ),
         ahead: None,
         parts_before: false,
-        stored_flows_and_credits: labels::stored_flows_and_credits(txn, creditor).await?,
+        flows_before: stored_flows_and_credits
+            .iter()
+            .filter(|(s, _)| matches!(s, Subject::Flow(_)))
+            .map(|(s, a)| (s.clone(), a.clone()))
+            .collect(),
+        stored_flows_and_credits,
         reporting_changed,
     };
     let mut out = Relabelled::default();

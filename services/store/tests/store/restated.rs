@@ -8,6 +8,7 @@ use incasso_domain::reconciliation::{
     Subject, TransferIndex, TransferKey,
 };
 use incasso_reconciliation::testing::fdr_xml;
+use incasso_store::reconciliation::TransferFilterInput;
 use incasso_store::testing::Engine;
 use time::macros::date;
 
@@ -163,6 +164,45 @@ async fn a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence(e
     assert_eq!(flow_state, Some(FlowTreasuryState::Cashed));
     let verified = h.store.verify_ledger(None, None, &[], true).await.unwrap();
     assert!(verified.ok, "{}", verified.reason);
+
+    // Keys 0 and 1 were not written by the statement: their rows keep what the FdR import
+    // wrote (RT_IUF, one history row each since the refresh), and read as composed with their
+    // flow's, in the lists too, filtered by label in SQL.
+    assert_eq!(
+        crate::fixtures::count(
+            &h,
+            "recon_label WHERE label = 'RT_IUF' AND composed_flow_id IS NOT NULL"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_label_change WHERE subject_key LIKE '%0000201%'").await,
+        2
+    );
+    let store = &h.store;
+    let listed = |label| async move {
+        let filter = TransferFilterInput {
+            label: Some(label),
+            ..TransferFilterInput::default()
+        };
+        let page = store
+            .list_reconciliation_transfers(&filter, 0, "")
+            .await
+            .unwrap();
+        page.transfers
+            .into_iter()
+            .map(|t| (t.iuv, t.label))
+            .collect::<Vec<_>>()
+    };
+    let with = |ns: &[usize], label| {
+        ns.iter()
+            .map(|n| (IUVS[*n].to_owned(), Some(label)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listed(RtIufTes).await, with(&[0, 1, 2, 3], RtIufTes));
+    assert_eq!(listed(RtIuf).await, Vec::new());
+    assert_eq!(listed(IuvNoRt).await, with(&[4], IuvNoRt));
     h.finish().await;
 }
 

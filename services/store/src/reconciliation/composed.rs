@@ -1,0 +1,177 @@
+//! A key's label composed with its flow's when read. A treasury statement changes the
+//! treasury state of the flows it reaches, and with it the label of every key their lines
+//! report; those keys' rows are not rewritten. A key reported by one flow keeps what its
+//! receipts and lines decided, with its flow's standing as it was when the row was written,
+//! and whoever reads it composes it with its flow's current assessment (the domain's
+//! [`compose_with_flow`]): the import's passes with the flows they hold, the lists with the
+//! flow row joined by `composed_flow_id` (in SQL when they filter by label), a key's history
+//! with its flow's (docs/reconciliation.md, "A key's label composed with its flow's").
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::labels::StoredLabel;
+
+use incasso_domain::reconciliation::{
+    Assessment, FlowTreasuryState, Label, Subject, compose_labels, compose_with_flow,
+    composed_flow, records_standing_of,
+};
+
+/// The assessments of `stored` as they read, each transfer key's composed with its flow's
+/// when its row says so. `flows` holds the flows' current assessments, `before` the ones a
+/// reader saw before the changes `flows` has since (an import's own: a key it has not written
+/// yet read as composed with its flow's `before`, and the import records the key's change);
+/// a key whose row records its flow's current standing reads as written. The lists, outside
+/// any import, give the same map twice.
+pub(crate) fn compose_keys(
+    stored: BTreeMap<Subject, StoredLabel>,
+    flows: &BTreeMap<Subject, Assessment>,
+    before: &BTreeMap<Subject, Assessment>,
+) -> BTreeMap<Subject, Assessment> {
+    stored
+        .into_iter()
+        .map(|(subject, row)| {
+            let now = match subject {
+                Subject::Transfer(_) if row.composed => {
+                    let flow = composed_flow(&row.assessment).map(|f| Subject::Flow(f.clone()));
+                    let current = flow.as_ref().and_then(|f| flows.get(f));
+                    match current {
+                        Some(current) if records_standing_of(&row.assessment, current) => None,
+                        _ => composed_now(&row.assessment, |_| {
+                            flow.as_ref().and_then(|f| before.get(f))
+                        }),
+                    }
+                }
+                _ => None,
+            };
+            (subject, now.unwrap_or(row.assessment))
+        })
+        .collect()
+}
+
+/// `stored` composed with its flow's current assessment, which `flow_of` finds; `None` when it
+/// reads as stored (not composed with a flow, its flow not found, or its flow's standing the
+/// one it records).
+pub(crate) fn composed_now<'a>(
+    stored: &Assessment,
+    flow_of: impl FnOnce(&incasso_domain::reconciliation::FlowId) -> Option<&'a Assessment>,
+) -> Option<Assessment> {
+    let flow = flow_of(composed_flow(stored)?)?;
+    // Most keys were written with their flow's standing as it still is.
+    if records_standing_of(stored, flow) {
+        return None;
+    }
+    compose_with_flow(stored, flow)
+}
+
+/// The kinds of facts a key's labels record, as [`compose_labels`] reads them back: one set
+/// of labels for each, and the SQL condition on a label row's `labels` (codes joined by
+/// commas) that holds exactly for it.
+fn facts(labels: &str) -> Vec<(BTreeSet<Label>, String)> {
+    let has = |label: Label| format!("(',' || {labels} || ',') LIKE '%,{},%'", label.code());
+    let mut out = Vec::new();
+    for doppi in [true, false] {
+        let doppi_condition = if doppi {
+            has(Label::Doppi)
+        } else {
+            format!("NOT {}", has(Label::Doppi))
+        };
+        for (set, condition) in [
+            (vec![Label::IuvNoRt], has(Label::IuvNoRt)),
+            (
+                vec![Label::RtNoIuf],
+                format!("NOT {} AND {}", has(Label::IuvNoRt), has(Label::RtNoIuf)),
+            ),
+            (
+                vec![],
+                format!(
+                    "NOT {} AND NOT {}",
+                    has(Label::IuvNoRt),
+                    has(Label::RtNoIuf)
+                ),
+            ),
+        ] {
+            let mut set: BTreeSet<Label> = set.into_iter().collect();
+            if doppi {
+                set.insert(Label::Doppi);
+            }
+            out.push((set, format!("{doppi_condition} AND {condition}")));
+        }
+    }
+    out
+}
+
+const STATES: [FlowTreasuryState; 4] = [
+    FlowTreasuryState::Cashed,
+    FlowTreasuryState::DivImp,
+    FlowTreasuryState::NoTes,
+    FlowTreasuryState::Pending,
+];
+
+/// SQL of the label a transfer label row aliased `row` reads as: its stored label, composed
+/// with its flow's current treasury state when it names one (`composed_flow_id`). Generated
+/// from [`compose_labels`] for every kind of facts and state, so SQL and the domain agree.
+pub fn label_sql(row: &str) -> String {
+    let mut cases = String::new();
+    for (set, condition) in facts(&format!("{row}.labels")) {
+        for state in STATES {
+            if let Some(label) = compose_labels(&set, state).first() {
+                cases.push_str(&format!(
+                    " WHEN f.treasury_state = '{}' AND {condition} THEN '{}'",
+                    state.code(),
+                    label.code()
+                ));
+            }
+        }
+    }
+    format!(
+        "(CASE WHEN {row}.composed_flow_id IS NULL THEN {row}.label ELSE COALESCE(\
+         (SELECT CASE{cases} END FROM recon_label f \
+          WHERE f.creditor_fiscal_code = {row}.creditor_fiscal_code AND f.subject_kind = 'flow' \
+          AND f.flow_id = {row}.composed_flow_id), {row}.label) END)"
+    )
+}
+
+/// The stored labels a row that reads as `label` can have: `label` itself, and when a flow's
+/// state composes into it, every label the same facts give in another state. Lets a filter by
+/// label keep to the label index.
+pub(crate) fn stored_labels_reading_as(label: Label) -> BTreeSet<Label> {
+    let mut out = BTreeSet::from([label]);
+    for (set, _) in facts("labels") {
+        let principal = |state| compose_labels(&set, state).first().copied();
+        if STATES.iter().any(|s| principal(*s) == Some(label)) {
+            out.extend(STATES.iter().filter_map(|s| principal(*s)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_labels_a_flow_state_decides_read_as_another() {
+        assert_eq!(
+            stored_labels_reading_as(Label::Doppi),
+            BTreeSet::from([Label::Doppi])
+        );
+        assert_eq!(
+            stored_labels_reading_as(Label::IuvNoRt),
+            BTreeSet::from([Label::IuvNoRt])
+        );
+        assert_eq!(
+            stored_labels_reading_as(Label::RtTes),
+            BTreeSet::from([Label::RtTes])
+        );
+        assert_eq!(
+            stored_labels_reading_as(Label::RtIufTes),
+            BTreeSet::from([
+                Label::IufTesDivImp,
+                Label::IufNoTes,
+                Label::RtIufTes,
+                Label::RtIuf,
+            ])
+        );
+        assert!(stored_labels_reading_as(Label::RtNoIuf).contains(&Label::IufNoTes));
+    }
+}
