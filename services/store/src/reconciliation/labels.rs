@@ -477,3 +477,95 @@ fn compose_history(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(
+        minute: u8,
+        label: Option<Label>,
+        state: Option<&str>,
+        document: Option<u128>,
+    ) -> (Uuid, LabelChangeRecord) {
+        let at = datetime!(2026-11-24 10:00 UTC) + time::Duration::minutes(i64::from(minute));
+        (
+            Uuid::now_v7(),
+            LabelChangeRecord {
+                changed_at: at,
+                previous_label: None,
+                label,
+                labels: label.into_iter().collect(),
+                treasury_state: state.map(str::to_owned),
+                causes: Causes {
+                    document: document
+                        .map(|d| (Uuid::from_u128(d), format!("{d}.xml"), "x".into())),
+                    evidence: Vec::new(),
+                },
+            },
+        )
+    }
+
+    fn summary(history: &[LabelChangeRecord]) -> Vec<(Option<Label>, Option<&str>, u8)> {
+        history
+            .iter()
+            .map(|r| {
+                let minute = (r.changed_at - datetime!(2026-11-24 10:00 UTC)).whole_minutes();
+                (
+                    r.label,
+                    r.treasury_state.as_deref(),
+                    u8::try_from(minute).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flows_state_changes_are_its_keys_once_the_key_has_the_flow() {
+        use Label::{IuvNoRt, RtIuf, RtIufTes, RtNoIuf};
+        let own = vec![
+            record(0, Some(RtNoIuf), None, None),
+            record(2, Some(RtIuf), Some("PENDING"), Some(1)),
+        ];
+        let flow = vec![
+            // Before the key had the flow: the flow's first row (same document as the key's).
+            record(2, None, Some("PENDING"), Some(1)),
+            record(5, None, Some("CASHED"), Some(2)),
+            record(7, None, Some("DIV_IMP"), Some(3)),
+        ];
+        let history = compose_history(own, flow);
+        assert_eq!(
+            summary(&history),
+            vec![
+                (Some(RtNoIuf), None, 0),
+                (Some(RtIuf), Some("PENDING"), 2),
+                (Some(RtIufTes), Some("CASHED"), 5),
+                (Some(Label::IufTesDivImp), Some("DIV_IMP"), 7),
+            ]
+        );
+        assert_eq!(history[2].previous_label, Some(RtIuf));
+        assert_eq!(history[2].causes.document.as_ref().unwrap().1, "2.xml");
+
+        // An import that wrote the key itself tells it in the key's rows; a flow change that
+        // leaves the key's labels and state as they are adds nothing.
+        let own = vec![
+            record(2, Some(IuvNoRt), Some("PENDING"), Some(1)),
+            record(5, Some(RtIuf), Some("PENDING"), None),
+            record(5, Some(RtIufTes), Some("CASHED"), Some(2)),
+        ];
+        let flow = vec![
+            record(2, None, Some("PENDING"), Some(1)),
+            record(5, None, Some("CASHED"), Some(2)),
+            record(6, None, Some("CASHED"), Some(4)),
+        ];
+        assert_eq!(
+            summary(&compose_history(own, flow)),
+            vec![
+                (Some(IuvNoRt), Some("PENDING"), 2),
+                (Some(RtIuf), Some("PENDING"), 5),
+                (Some(RtIufTes), Some("CASHED"), 5),
+            ]
+        );
+    }
+}

@@ -3,6 +3,7 @@
 // Test bodies are async fns called from #[test]s; unwraps there are assertions.
 #![allow(clippy::unwrap_used)]
 
+mod composed;
 mod duplicate_credits;
 mod fixtures;
 mod ledger;
