@@ -3,13 +3,14 @@
 //! statement reaches every flow of the day, so a million keys. Such a key is restated from
 //! its stored assessment and its flow's new one (the domain's
 //! [`incasso_domain::reconciliation::restate`]), read a page of the flows' lines at a time
-//! with each line's stored label (on PostgreSQL the flows' lines merged in key order, so a
-//! page's writes land on neighbouring pages of the label table's indexes): its receipts and
-//! lines are not read, nor is it classified again. An IUV whose key cannot be restated
-//! (reported by two flows, no label stored yet, named by an `/RFB/` credit, or queued by a
-//! receipt booked since the last import, whose label the queue's part catches up) is
-//! relabelled from its evidence like any other, and so is every other key of it on the same
-//! page.
+//! with each line's stored label (on PostgreSQL the flows' lines merged in key order): its
+//! receipts and lines are not read, nor is it classified again. A key whose row is composed
+//! with its flow's when read (`composed_flow_id`, [`super::composed`]) is not written at all;
+//! a row written before migration 31 is rewritten once, restated, with the column set. An IUV
+//! whose key cannot be restated (reported by two flows, no label stored yet, named by an
+//! `/RFB/` credit, or queued by a receipt booked since the last import, whose label the
+//! queue's part catches up) is relabelled from its evidence like any other, and so is every
+//! other key of it on the same page.
 
 use std::collections::{BTreeMap, BTreeSet};
 
