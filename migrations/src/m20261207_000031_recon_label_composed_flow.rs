@@ -7,6 +7,13 @@
 //! (filter by label); NULL for a row written before (whose label a statement still rewrites,
 //! setting the column) and for every other subject. A nullable column without default: adding
 //! it rewrites nothing, and the previous release, which names its columns, writes NULL.
+//!
+//! `recon_flow.keys_composed` says that every key of a flow revision was written composed with
+//! its flow (or, reported by another flow too, is found as such): a statement reaching the
+//! flow then reads none of its keys. Set by this release's import of a flow's first revision,
+//! and of a later one when every earlier revision has it; FALSE (the default, a constant:
+//! adding it rewrites nothing) for a revision an earlier release imported, whose keys the next
+//! statement reads and rewrites.
 use incasso_domain::reconciliation::{Assessment, compose_with_flow, records_standing_of};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -18,6 +25,12 @@ pub struct Migration;
 enum ReconLabel {
     Table,
     ComposedFlowId,
+}
+
+#[derive(DeriveIden)]
+enum ReconFlow {
+    Table,
+    KeysComposed,
 }
 
 #[async_trait::async_trait]
@@ -34,6 +47,19 @@ impl MigrationTrait for Migration {
                     )
                     .to_owned(),
             )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ReconFlow::Table)
+                    .add_column(
+                        ColumnDef::new(ReconFlow::KeysComposed)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
             .await
     }
 
@@ -41,6 +67,14 @@ impl MigrationTrait for Migration {
         // The previous release reads a key's stored label alone: first write each composed
         // key's label as this release reads it.
         write_back_composed_labels(manager).await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ReconFlow::Table)
+                    .drop_column(ReconFlow::KeysComposed)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .alter_table(
                 Table::alter()

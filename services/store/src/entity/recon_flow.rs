@@ -21,6 +21,8 @@ pub struct Model {
     pub bic: Option<String>,
     /// What the revision's lines add up to (`total_cents` is what its PSP declared).
     pub lines_cents: i64,
+    /// Every key of the revision was written composed with its flow (migration 31).
+    pub keys_composed: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -689,6 +689,8 @@ async fn insert_flow(
         line_count: Set(i64::try_from(flow.lines.len()).unwrap_or(i64::MAX)),
         lines_cents: Set(flow.lines_cents()),
         document_id: Set(document_id),
+        // Set once its keys are labelled (`scope::relabel`).
+        keys_composed: Set(false),
     })
     .exec_without_returning(txn)
     .await?;

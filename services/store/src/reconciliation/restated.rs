@@ -198,6 +198,137 @@ pub(crate) async fn merged_page(
     Ok(last.map(|last| (lines, last)))
 }
 
+/// SQL for the engine: PostgreSQL's `$n` as they are, SQLite's as `?n`.
+fn numbered(backend: DbBackend, sql: String) -> String {
+    if backend == DbBackend::Postgres {
+        sql
+    } else {
+        sql.replace('$', "?")
+    }
+}
+
+/// `$first, $first+1, …` for `count` parameters.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The flow revisions among `rows` whose keys were all written composed with their flow
+/// (`recon_flow.keys_composed`, [`super::composed`]): a statement reaching them reads none of
+/// their keys but those [`iuvs_not_left_composed`] finds.
+pub(crate) async fn composed_rows(
+    db: &impl ConnectionTrait,
+    rows: &[Uuid],
+) -> Result<BTreeSet<Uuid>, AppError> {
+    let backend = db.get_database_backend();
+    let mut out = BTreeSet::new();
+    for chunk in rows.chunks(FLOWS_PER_MERGE) {
+        let sql = numbered(
+            backend,
+            format!(
+                "SELECT id FROM recon_flow WHERE keys_composed AND id IN ({})",
+                placeholders(1, chunk.len())
+            ),
+        );
+        let values: Vec<sea_orm::Value> = chunk.iter().map(|r| (*r).into()).collect();
+        for row in db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            out.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    Ok(out)
+}
+
+/// Marks the flow revisions of `document` whose keys its import has just labelled as composed
+/// with their flow: a first revision, or one whose earlier revisions all are (a revision's
+/// unchanged keys keep the rows the earlier one left).
+pub(crate) async fn mark_composed(
+    db: &impl ConnectionTrait,
+    document: Uuid,
+) -> Result<(), AppError> {
+    let backend = db.get_database_backend();
+    let sql = numbered(
+        backend,
+        "UPDATE recon_flow SET keys_composed = TRUE WHERE document_id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM recon_flow o \
+         WHERE o.creditor_fiscal_code = recon_flow.creditor_fiscal_code \
+         AND o.flow_id = recon_flow.flow_id AND o.id <> recon_flow.id AND NOT o.keys_composed)"
+            .to_owned(),
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [document.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// The IUVs of the lines of the flow revisions `rows` (composed ones: [`composed_rows`]) that
+/// a statement cannot leave composed with their flow, relabelled from their evidence instead:
+/// a key another flow reports too (its label is not composed), an IUV queued by a receipt
+/// booked since the last import (its catch-up is recorded first), and those of `named` (the
+/// IUVs `/RFB/` credits name). One pass over the flows' lines, however many keys they hold.
+pub(crate) async fn iuvs_not_left_composed(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    rows: &[Uuid],
+    named: &BTreeSet<String>,
+) -> Result<BTreeSet<String>, AppError> {
+    let backend = db.get_database_backend();
+    let mut out = BTreeSet::new();
+    for chunk in rows.chunks(FLOWS_PER_MERGE) {
+        let sql = numbered(
+            backend,
+            format!(
+                "SELECT DISTINCT a.iuv FROM recon_flow_line a JOIN recon_flow fa ON fa.id = a.flow_row_id \
+                 WHERE a.flow_row_id IN ({}) AND (\
+                 EXISTS (SELECT 1 FROM recon_flow_line b JOIN recon_flow fb ON fb.id = b.flow_row_id \
+                         WHERE b.iuv = a.iuv AND b.receipt_id = a.receipt_id \
+                         AND b.id_transfer = a.id_transfer AND fb.creditor_fiscal_code = $1 \
+                         AND fb.flow_id <> fa.flow_id) \
+                 OR EXISTS (SELECT 1 FROM recon_pending_iuv p \
+                            WHERE p.creditor_fiscal_code = $1 AND p.iuv = a.iuv))",
+                placeholders(2, chunk.len())
+            ),
+        );
+        let mut values: Vec<sea_orm::Value> = vec![creditor.into()];
+        values.extend(chunk.iter().map(|r| sea_orm::Value::from(*r)));
+        for row in db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            out.insert(row.try_get::<String>("", "iuv")?);
+        }
+        let named: Vec<&String> = named.iter().collect();
+        for names in named.chunks(super::scope::IUVS_PER_STATEMENT) {
+            let sql = numbered(
+                backend,
+                format!(
+                    "SELECT DISTINCT iuv FROM recon_flow_line WHERE flow_row_id IN ({}) \
+                     AND iuv IN ({})",
+                    placeholders(1, chunk.len()),
+                    placeholders(1 + chunk.len(), names.len())
+                ),
+            );
+            let mut values: Vec<sea_orm::Value> =
+                chunk.iter().map(|r| sea_orm::Value::from(*r)).collect();
+            values.extend(names.iter().map(|n| sea_orm::Value::from((*n).clone())));
+            for row in db
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+            {
+                out.insert(row.try_get::<String>("", "iuv")?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A treasury document's flows, as its keys are restated from them.
 pub(crate) struct Restating {
     flows: BTreeMap<FlowId, RestatedFlow>,

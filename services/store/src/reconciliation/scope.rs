@@ -683,6 +683,7 @@ pub(crate) async fn relabel(
         .collect();
 
     let reporting_changed = items.iter().any(|i| matches!(i, EvidenceItem::Flow(_)));
+    let flows_of_document = document.as_ref().map(|d| d.0).filter(|_| reporting_changed);
     let stored_flows_and_credits = labels::stored_flows_and_credits(txn, creditor).await?;
     let mut pass = Pass {
         txn,
@@ -725,6 +726,24 @@ pub(crate) async fn relabel(
         .flat_map(|h| credit_iuvs(&pass.after, &h.credit.id))
         .collect();
     if let Some(restating) = &restating {
+        // The keys of a flow whose keys are composed with it read as its new state without
+        // being written: only those that cannot be left so are relabelled, from evidence.
+        let composed = restated::composed_rows(txn, &held_rows).await?;
+        let composed_rows: Vec<Uuid> = composed.iter().copied().collect();
+        let relabel: BTreeSet<String> =
+            restated::iuvs_not_left_composed(txn, creditor, &composed_rows, &named_by_credits)
+                .await?
+                .into_iter()
+                .filter(|iuv| !iuvs.contains(iuv))
+                .collect();
+        pass.relabel_iuvs(&relabel, Part::Flows, &mut first, &mut out)
+            .await?;
+        // The others' keys (imported by an earlier release) are restated, and written once.
+        let held_rows: Vec<Uuid> = held_rows
+            .iter()
+            .copied()
+            .filter(|row| !composed.contains(row))
+            .collect();
         let restate = Restate {
             restating,
             skip: &iuvs,
@@ -778,6 +797,10 @@ pub(crate) async fn relabel(
             .await?;
     }
     pass.finish(&mut out).await?;
+    if let Some(document) = flows_of_document {
+        // Every key of the document's flows is labelled now, composed with its flow.
+        restated::mark_composed(txn, document).await?;
+    }
     let Pass { after, refuse, .. } = pass;
 
     // `cashed`: each changed component with its flows' whole latest lines.

@@ -76,6 +76,16 @@ async fn history(h: &Harness, n: usize) -> Vec<(Option<Label>, Vec<Label>, Optio
 }
 
 async fn a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence(engine: Engine) {
+    restates(engine, false).await;
+}
+
+/// Flows whose keys an earlier release labelled (before migration 31: not composed with their
+/// flow) have their keys read, restated and written once by the statement, composed from then on.
+async fn a_statement_rewrites_once_the_keys_an_earlier_release_labelled(engine: Engine) {
+    restates(engine, true).await;
+}
+
+async fn restates(engine: Engine, labelled_by_an_earlier_release: bool) {
     use Label::{IuvNoRt, RtIuf, RtIufTes, RtNoIuf};
     let h = Harness::new(engine).await;
     // Keys 0, 1 and 2 are paid and labelled; key 3's receipt comes after its flow; key 4's
@@ -108,6 +118,19 @@ async fn a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence(e
         .await
         .unwrap();
 
+    if labelled_by_an_earlier_release {
+        for sql in [
+            "UPDATE recon_flow SET keys_composed = FALSE",
+            "UPDATE recon_label SET composed_flow_id = NULL",
+        ] {
+            crate::fixtures::execute(&h, sql).await.unwrap();
+        }
+    } else {
+        assert_eq!(
+            crate::fixtures::count(&h, "recon_flow WHERE keys_composed").await,
+            2
+        );
+    }
     // The statement cashes the first flow (covering the 24th, before the later flow is due).
     import(&h, "statement.xml", &statement(TREASURY_IBAN, 9_500 * 5)).await;
 
@@ -167,18 +190,33 @@ async fn a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence(e
 
     // Keys 0 and 1 were not written by the statement: their rows keep what the FdR import
     // wrote (RT_IUF, one history row each since the refresh), and read as composed with their
-    // flow's, in the lists too, filtered by label in SQL.
+    // flow's, in the lists too, filtered by label in SQL. Labelled by an earlier release, they
+    // were rewritten once, composed from then on.
+    let (stored_rt_iuf, key_0_history) = if labelled_by_an_earlier_release {
+        (0, 3)
+    } else {
+        (2, 2)
+    };
     assert_eq!(
         crate::fixtures::count(
             &h,
             "recon_label WHERE label = 'RT_IUF' AND composed_flow_id IS NOT NULL"
         )
         .await,
-        2
+        stored_rt_iuf
     );
     assert_eq!(
         crate::fixtures::count(&h, "recon_label_change WHERE subject_key LIKE '%0000201%'").await,
-        2
+        key_0_history
+    );
+    assert_eq!(
+        crate::fixtures::count(
+            &h,
+            "recon_label WHERE subject_kind = 'transfer' AND composed_flow_id IS NULL"
+        )
+        .await,
+        1,
+        "only the key of two flows is not composed"
     );
     let store = &h.store;
     let listed = |label| async move {
@@ -206,4 +244,7 @@ async fn a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence(e
     h.finish().await;
 }
 
-on_both_engines!(a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence);
+on_both_engines!(
+    a_statement_restates_a_flows_keys_and_relabels_the_rest_from_evidence,
+    a_statement_rewrites_once_the_keys_an_earlier_release_labelled,
+);
