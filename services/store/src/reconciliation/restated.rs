@@ -215,6 +215,25 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// The values of `column` in the rows `sql` returns (with `values`), added to `out`.
+async fn collect_column<T: sea_orm::TryGetable + Ord>(
+    db: &impl ConnectionTrait,
+    sql: String,
+    values: Vec<sea_orm::Value>,
+    column: &str,
+    out: &mut BTreeSet<T>,
+) -> Result<(), AppError> {
+    let backend = db.get_database_backend();
+    let sql = numbered(backend, sql);
+    for row in db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?
+    {
+        out.insert(row.try_get::<T>("", column)?);
+    }
+    Ok(())
+}
+
 /// The flow revisions among `rows` whose keys were all written composed with their flow
 /// (`recon_flow.keys_composed`, [`super::composed`]): a statement reaching them reads none of
 /// their keys but those [`iuvs_not_left_composed`] finds.
@@ -222,23 +241,14 @@ pub(crate) async fn composed_rows(
     db: &impl ConnectionTrait,
     rows: &[Uuid],
 ) -> Result<BTreeSet<Uuid>, AppError> {
-    let backend = db.get_database_backend();
     let mut out = BTreeSet::new();
     for chunk in rows.chunks(FLOWS_PER_MERGE) {
-        let sql = numbered(
-            backend,
-            format!(
-                "SELECT id FROM recon_flow WHERE keys_composed AND id IN ({})",
-                placeholders(1, chunk.len())
-            ),
+        let sql = format!(
+            "SELECT id FROM recon_flow WHERE keys_composed AND id IN ({})",
+            placeholders(1, chunk.len())
         );
-        let values: Vec<sea_orm::Value> = chunk.iter().map(|r| (*r).into()).collect();
-        for row in db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-        {
-            out.insert(row.try_get::<Uuid>("", "id")?);
-        }
+        let values = chunk.iter().map(|r| (*r).into()).collect();
+        collect_column(db, sql, values, "id", &mut out).await?;
     }
     Ok(out)
 }
@@ -279,51 +289,34 @@ pub(crate) async fn iuvs_not_left_composed(
     rows: &[Uuid],
     named: &BTreeSet<String>,
 ) -> Result<BTreeSet<String>, AppError> {
-    let backend = db.get_database_backend();
     let mut out = BTreeSet::new();
     for chunk in rows.chunks(FLOWS_PER_MERGE) {
-        let sql = numbered(
-            backend,
-            format!(
-                "SELECT DISTINCT a.iuv FROM recon_flow_line a JOIN recon_flow fa ON fa.id = a.flow_row_id \
-                 WHERE a.flow_row_id IN ({}) AND (\
-                 EXISTS (SELECT 1 FROM recon_flow_line b JOIN recon_flow fb ON fb.id = b.flow_row_id \
-                         WHERE b.iuv = a.iuv AND b.receipt_id = a.receipt_id \
-                         AND b.id_transfer = a.id_transfer AND fb.creditor_fiscal_code = $1 \
-                         AND fb.flow_id <> fa.flow_id) \
-                 OR EXISTS (SELECT 1 FROM recon_pending_iuv p \
-                            WHERE p.creditor_fiscal_code = $1 AND p.iuv = a.iuv))",
-                placeholders(2, chunk.len())
-            ),
+        let sql = format!(
+            "SELECT DISTINCT a.iuv FROM recon_flow_line a JOIN recon_flow fa ON fa.id = a.flow_row_id \
+             WHERE a.flow_row_id IN ({}) AND (\
+             EXISTS (SELECT 1 FROM recon_flow_line b JOIN recon_flow fb ON fb.id = b.flow_row_id \
+                     WHERE b.iuv = a.iuv AND b.receipt_id = a.receipt_id \
+                     AND b.id_transfer = a.id_transfer AND fb.creditor_fiscal_code = $1 \
+                     AND fb.flow_id <> fa.flow_id) \
+             OR EXISTS (SELECT 1 FROM recon_pending_iuv p \
+                        WHERE p.creditor_fiscal_code = $1 AND p.iuv = a.iuv))",
+            placeholders(2, chunk.len())
         );
         let mut values: Vec<sea_orm::Value> = vec![creditor.into()];
         values.extend(chunk.iter().map(|r| sea_orm::Value::from(*r)));
-        for row in db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-        {
-            out.insert(row.try_get::<String>("", "iuv")?);
-        }
+        collect_column(db, sql, values, "iuv", &mut out).await?;
         let named: Vec<&String> = named.iter().collect();
         for names in named.chunks(super::scope::IUVS_PER_STATEMENT) {
-            let sql = numbered(
-                backend,
-                format!(
-                    "SELECT DISTINCT iuv FROM recon_flow_line WHERE flow_row_id IN ({}) \
-                     AND iuv IN ({})",
-                    placeholders(1, chunk.len()),
-                    placeholders(1 + chunk.len(), names.len())
-                ),
+            let sql = format!(
+                "SELECT DISTINCT iuv FROM recon_flow_line WHERE flow_row_id IN ({}) \
+                 AND iuv IN ({})",
+                placeholders(1, chunk.len()),
+                placeholders(1 + chunk.len(), names.len())
             );
             let mut values: Vec<sea_orm::Value> =
                 chunk.iter().map(|r| sea_orm::Value::from(*r)).collect();
             values.extend(names.iter().map(|n| sea_orm::Value::from((*n).clone())));
-            for row in db
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?
-            {
-                out.insert(row.try_get::<String>("", "iuv")?);
-            }
+            collect_column(db, sql, values, "iuv", &mut out).await?;
         }
     }
     Ok(out)
