@@ -9,19 +9,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::labels::StoredLabel;
-
 use incasso_domain::reconciliation::{
-    Assessment, FlowTreasuryState, Label, Subject, compose_labels, compose_with_flow,
+    Assessment, FlowId, FlowTreasuryState, Label, Subject, compose_labels, compose_with_flow,
     composed_flow, records_standing_of,
 };
+
+use super::labels::StoredLabel;
 
 /// The assessments of `stored` as they read, each transfer key's composed with its flow's
 /// when its row says so. `flows` holds the flows' current assessments, `before` the ones a
 /// reader saw before the changes `flows` has since (an import's own: a key it has not written
 /// yet read as composed with its flow's `before`, and the import records the key's change);
-/// a key whose row records its flow's current standing reads as written. The lists, outside
-/// any import, give the same map twice.
+/// a key whose row records its flow's current standing reads as written. Read outside any
+/// import, both maps are the same.
 pub(crate) fn compose_keys(
     stored: BTreeMap<Subject, StoredLabel>,
     flows: &BTreeMap<Subject, Assessment>,
@@ -53,7 +53,7 @@ pub(crate) fn compose_keys(
 /// one it records).
 pub(crate) fn composed_now<'a>(
     stored: &Assessment,
-    flow_of: impl FnOnce(&incasso_domain::reconciliation::FlowId) -> Option<&'a Assessment>,
+    flow_of: impl FnOnce(&FlowId) -> Option<&'a Assessment>,
 ) -> Option<Assessment> {
     let flow = flow_of(composed_flow(stored)?)?;
     // Most keys were written with their flow's standing as it still is.

@@ -451,7 +451,8 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
             let consecutive = queued && (!part_first || together.is_empty());
             labels::stored_of_iuvs(txn, creditor, slice, consecutive).await?
         };
-        // A key's stored label as it reads now: with its flow's standing as this import holds it.
+        // A key's stored label as it read before this import (as it reads now, if this import
+        // wrote it): composed with its flow's.
         let mut stored =
             composed::compose_keys(stored, &self.stored_flows_and_credits, &self.flows_before);
         stored.extend(
