@@ -174,21 +174,32 @@ pub enum Suggestion {
 
 /// One subject's label, the full set of labels whose conditions hold, the evidence behind it
 /// and the suggestions.
+///
+/// Stored as JSON (a million rows a day). Every field may be missing when read, as empty: a
+/// later release may then leave empty fields out of what it writes (a narrower row for each
+/// label write) while this one, still serving during the rolling upgrade, reads its rows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assessment {
     /// The primary label; `None` for a flow (flows carry a treasury state instead).
+    #[serde(default)]
     pub label: Option<Label>,
     /// Every label whose condition holds.
+    #[serde(default)]
     pub labels: BTreeSet<Label>,
     /// A flow's treasury state; for a transfer key, its flow's.
+    #[serde(default)]
     pub treasury_state: Option<FlowTreasuryState>,
     /// The flows involved: a key's reporting flow, a credit's attributed flows.
+    #[serde(default)]
     pub flow_ids: BTreeSet<FlowId>,
     /// The credits involved: the component's for a key or a flow, the `/RFB/` match for a key.
+    #[serde(default)]
     pub credit_ids: BTreeSet<CreditId>,
     /// For a credit, the IUVs its causale names.
+    #[serde(default)]
     pub iuvs: BTreeSet<Iuv>,
     /// Advice.
+    #[serde(default)]
     pub suggestions: Vec<Suggestion>,
 }
 
@@ -205,6 +216,27 @@ impl Assessment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_assessment_without_its_empty_fields_reads_as_with_them() {
+        let full = Assessment {
+            label: Some(Label::RtIuf),
+            labels: BTreeSet::from([Label::RtIuf]),
+            treasury_state: Some(FlowTreasuryState::Pending),
+            flow_ids: BTreeSet::from([FlowId::parse("2026-11-24ABI03069-0001").unwrap()]),
+            credit_ids: BTreeSet::new(),
+            iuvs: BTreeSet::new(),
+            suggestions: Vec::new(),
+        };
+        let narrow = r#"{"label":"RtIuf","labels":["RtIuf"],"treasury_state":"Pending","flow_ids":["2026-11-24ABI03069-0001"]}"#;
+        assert_eq!(serde_json::from_str::<Assessment>(narrow).unwrap(), full);
+        let written = serde_json::to_string(&full).unwrap();
+        assert_eq!(serde_json::from_str::<Assessment>(&written).unwrap(), full);
+        assert_eq!(
+            serde_json::from_str::<Assessment>("{}").unwrap().labels,
+            BTreeSet::new()
+        );
+    }
 
     #[test]
     fn codes_round_trip() {
