@@ -85,12 +85,7 @@ pub(crate) async fn page(
         label_columns("f"),
         label_join("f")
     );
-    let sql = if backend == DbBackend::Postgres {
-        sql
-    } else {
-        // SQLite numbers its parameters the same way with `?N`.
-        sql.replace('$', "?")
-    };
+    let sql = numbered(backend, sql);
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
