@@ -14,7 +14,7 @@
 //! and of a later one when every earlier revision has it; FALSE (the default, a constant:
 //! adding it rewrites nothing) for a revision an earlier release imported, whose keys the next
 //! statement reads and rewrites.
-use incasso_domain::reconciliation::{Assessment, compose_with_flow, records_standing_of};
+use incasso_domain::reconciliation::{Assessment, recompose};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
 
@@ -130,10 +130,7 @@ async fn write_back_composed_labels(manager: &SchemaManager<'_>) -> Result<(), D
             let stored: Assessment = serde_json::from_str(&stored).map_err(invalid)?;
             let flow: Assessment = serde_json::from_str(&flow).map_err(invalid)?;
             after = (creditor, key);
-            if records_standing_of(&stored, &flow) {
-                continue;
-            }
-            let Some(now) = compose_with_flow(&stored, &flow) else {
+            let Some(now) = recompose(&stored, &flow) else {
                 continue;
             };
             let labels: Vec<&str> = now.labels.iter().map(|l| l.code()).collect();

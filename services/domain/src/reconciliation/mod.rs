@@ -30,6 +30,6 @@ pub use evidence::{
 pub use key::{CreditId, FlowId, KeyError, OutcomeCode, TransferIndex, TransferKey};
 pub use label::{Assessment, CandidateReason, FlowTreasuryState, Label, Subject, Suggestion};
 pub use restate::{
-    RestatedFlow, compose_labels, compose_with_flow, composed_flow, records_standing_of,
+    RestatedFlow, compose_labels, compose_with_flow, composed_flow, recompose, records_standing_of,
     restate_transfer, restated_flows,
 };

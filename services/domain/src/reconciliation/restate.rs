@@ -170,6 +170,17 @@ pub fn records_standing_of(stored: &Assessment, flow: &Assessment) -> bool {
     matches!((Standing::of(stored), Standing::of(flow)), (Some(a), Some(b)) if a == b)
 }
 
+/// A key's `stored` assessment as it reads with its flow's current assessment `flow`: `None`
+/// when it reads as stored (`flow`'s standing the one it records, or the key not composed with
+/// a flow), else [`compose_with_flow`]. Checks the standing first: most keys were written with
+/// their flow's standing as it still is, and that costs no composition.
+pub fn recompose(stored: &Assessment, flow: &Assessment) -> Option<Assessment> {
+    if records_standing_of(stored, flow) {
+        return None;
+    }
+    compose_with_flow(stored, flow)
+}
+
 /// The labels of a key once labelled `labels` (its flow's lines report it), with its flow
 /// now in `state`: what a key's history row becomes when its flow's treasury state changes.
 pub fn compose_labels(labels: &BTreeSet<Label>, state: FlowTreasuryState) -> BTreeSet<Label> {

@@ -3,15 +3,15 @@
 //! report; those keys' rows are not rewritten. A key reported by one flow keeps what its
 //! receipts and lines decided, with its flow's standing as it was when the row was written,
 //! and whoever reads it composes it with its flow's current assessment (the domain's
-//! [`compose_with_flow`]): the import's passes with the flows they hold, the lists with the
+//! [`recompose`]): the import's passes with the flows they hold, the lists with the
 //! flow row joined by `composed_flow_id` (in SQL when they filter by label), a key's history
 //! with its flow's (docs/reconciliation.md, "A key's label composed with its flow's").
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{
-    Assessment, FlowId, FlowTreasuryState, Label, Subject, compose_labels, compose_with_flow,
-    composed_flow, records_standing_of,
+    Assessment, FlowId, FlowTreasuryState, Label, Subject, compose_labels, recompose,
+    records_standing_of,
 };
 
 use super::labels::StoredLabel;
@@ -32,13 +32,14 @@ pub(crate) fn compose_keys(
         .map(|(subject, row)| {
             let now = match subject {
                 Subject::Transfer(_) if row.composed => {
-                    let flow = composed_flow(&row.assessment).map(|f| Subject::Flow(f.clone()));
+                    let flow = sole_flow(&row.assessment).map(|f| Subject::Flow(f.clone()));
                     let current = flow.as_ref().and_then(|f| flows.get(f));
                     match current {
                         Some(current) if records_standing_of(&row.assessment, current) => None,
-                        _ => composed_now(&row.assessment, |_| {
-                            flow.as_ref().and_then(|f| before.get(f))
-                        }),
+                        _ => flow
+                            .as_ref()
+                            .and_then(|f| before.get(f))
+                            .and_then(|before| recompose(&row.assessment, before)),
                     }
                 }
                 _ => None,
@@ -48,6 +49,15 @@ pub(crate) fn compose_keys(
         .collect()
 }
 
+/// The one flow an assessment names; the domain decides whether the key is composed with it.
+fn sole_flow(assessment: &Assessment) -> Option<&FlowId> {
+    let mut flows = assessment.flow_ids.iter();
+    match (flows.next(), flows.next()) {
+        (Some(flow), None) => Some(flow),
+        _ => None,
+    }
+}
+
 /// `stored` composed with its flow's current assessment, which `flow_of` finds; `None` when it
 /// reads as stored (not composed with a flow, its flow not found, or its flow's standing the
 /// one it records).
@@ -55,12 +65,7 @@ pub(crate) fn composed_now<'a>(
     stored: &Assessment,
     flow_of: impl FnOnce(&FlowId) -> Option<&'a Assessment>,
 ) -> Option<Assessment> {
-    let flow = flow_of(composed_flow(stored)?)?;
-    // Most keys were written with their flow's standing as it still is.
-    if records_standing_of(stored, flow) {
-        return None;
-    }
-    compose_with_flow(stored, flow)
+    recompose(stored, flow_of(sole_flow(stored)?)?)
 }
 
 /// The kinds of facts a key's labels record, as [`compose_labels`] reads them back: one set
