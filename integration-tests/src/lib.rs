@@ -32,6 +32,18 @@ use incasso_server::config::{FileConfig, Overrides, Settings};
 pub use incasso_store::testing::Engine;
 use incasso_store::testing::TestDatabase;
 
+/// How long one step of starting or stopping the application may take: far above what any
+/// step takes on a loaded machine, so that a step that hangs fails its test, named, instead
+/// of holding the run.
+const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `step` within [`STEP_TIMEOUT`], or an error naming it.
+async fn bounded<T>(what: &str, step: impl Future<Output = T>) -> anyhow::Result<T> {
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what} took more than {STEP_TIMEOUT:?}"))
+}
+
 /// A running incasso on a fresh database.
 pub struct TestApp {
     /// Where gRPC listens.
@@ -70,7 +82,8 @@ impl TestApp {
         file: FileConfig,
         customize: impl FnOnce(&mut Settings),
     ) -> anyhow::Result<Self> {
-        let database = TestDatabase::create(engine).await?;
+        let database =
+            bounded("creating the test database", TestDatabase::create(engine)).await??;
         let built = async {
             let mut settings = Settings::resolve(
                 file,
@@ -88,8 +101,8 @@ impl TestApp {
             settings.recon_catch_up_interval = std::time::Duration::from_secs(3600);
             customize(&mut settings);
             Application::build(settings).await
-        }
-        .await;
+        };
+        let built = bounded("building the application (migrations included)", built).await?;
         let app = match built {
             Ok(app) => app,
             Err(error) => {
@@ -242,10 +255,10 @@ impl TestApp {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
-            server.await??;
+            bounded("stopping the application", server).await???;
         }
         if let Some(database) = self.database.take() {
-            database.drop_database().await?;
+            bounded("dropping the test database", database.drop_database()).await??;
         }
         Ok(())
     }

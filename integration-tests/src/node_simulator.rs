@@ -257,8 +257,26 @@ pub async fn post_to(
     request(addr, "POST", path, &headers, body).await
 }
 
+/// How long a request may wait for its whole answer: a server that never answers fails the
+/// test that asked, naming the request, instead of holding the run.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sends any HTTP/1.1 request over a fresh connection and reads the whole answer.
 pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> anyhow::Result<HttpReply> {
+    tokio::time::timeout(ANSWER_TIMEOUT, exchange(addr, method, path, headers, body))
+        .await
+        .with_context(|| {
+            format!("{method} {path} to {addr}: no answer within {ANSWER_TIMEOUT:?}")
+        })?
+}
+
+async fn exchange(
     addr: SocketAddr,
     method: &str,
     path: &str,

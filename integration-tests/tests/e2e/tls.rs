@@ -468,6 +468,18 @@ async fn each_role_reaches_only_its_scope(engine: Engine) -> anyhow::Result<()> 
     app.stop().await
 }
 
+/// Asserts the server refused the call (a failed handshake or a closed connection), rather
+/// than answering it or leaving it waiting.
+fn refused(result: Result<(u16, String), reqwest::Error>, client: &str) {
+    match result {
+        Ok((status, body)) => panic!("a call with {client} was answered {status}: {body}"),
+        Err(error) => assert!(
+            !error.is_timeout(),
+            "a call with {client} was left waiting: {error:?}"
+        ),
+    }
+}
+
 /// POSTs a paVerifyPaymentNotice to `https://localhost/paForNode` over TLS.
 async fn verify_over_tls(
     addr: SocketAddr,
@@ -484,7 +496,10 @@ async fn verify_with_key(
     client: Option<&Pem>,
     subscription_key: Option<&str>,
 ) -> Result<(u16, String), reqwest::Error> {
+    // Longer than the server's handshake timeout: a refused client must be refused, not
+    // left waiting.
     let mut builder = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes())?)
         .resolve("localhost", addr);
@@ -541,16 +556,18 @@ async fn soap_serves_tls_and_asks_the_node_for_a_certificate_or_key_when_configu
         |_| {},
     )
     .await?;
-    assert!(verify_over_tls(app.soap_addr, &ca, None).await.is_err());
+    refused(
+        verify_over_tls(app.soap_addr, &ca, None).await,
+        "no certificate",
+    );
     let node = setup.pki.client("nodo.pagopa.it")?;
     let (status, body) = verify_over_tls(app.soap_addr, &ca, Some(&node)).await?;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("paVerifyPaymentNoticeRes"), "{body}");
     let stranger = TestPki::new("another CA")?.client("nodo.pagopa.it")?;
-    assert!(
-        verify_over_tls(app.soap_addr, &ca, Some(&stranger))
-            .await
-            .is_err()
+    refused(
+        verify_over_tls(app.soap_addr, &ca, Some(&stranger)).await,
+        "another CA's certificate",
     );
     app.stop().await?;
 
@@ -726,7 +743,10 @@ async fn dev_certs_serve_tls_with_a_certificate_per_role(engine: Engine) -> anyh
     );
     // The Node's certificate opens the SOAP side, which asks for one.
     let node = role("node")?;
-    assert!(verify_over_tls(app.soap_addr, &ca, None).await.is_err());
+    refused(
+        verify_over_tls(app.soap_addr, &ca, None).await,
+        "no certificate",
+    );
     let (status, body) = verify_over_tls(app.soap_addr, &ca, Some(&node)).await?;
     assert_eq!(status, 200, "{body}");
     app.stop().await?;
