@@ -175,31 +175,33 @@ pub enum Suggestion {
 /// One subject's label, the full set of labels whose conditions hold, the evidence behind it
 /// and the suggestions.
 ///
-/// Stored as JSON (a million rows a day). Every field may be missing when read, as empty: a
-/// later release may then leave empty fields out of what it writes (a narrower row for each
-/// label write) while this one, still serving during the rolling upgrade, reads its rows.
+/// Stored as JSON (a million rows a day). Every field may be missing when read, as empty, and
+/// empty fields are left out of what is written: a narrower row for each label write (a
+/// transfer key's assessment is mostly its label, conditions and flow). The release before
+/// this one already read missing fields as empty, so it reads these rows while it still
+/// serves during a rolling upgrade.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assessment {
     /// The primary label; `None` for a flow (flows carry a treasury state instead).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<Label>,
     /// Every label whose condition holds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub labels: BTreeSet<Label>,
     /// A flow's treasury state; for a transfer key, its flow's.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub treasury_state: Option<FlowTreasuryState>,
     /// The flows involved: a key's reporting flow, a credit's attributed flows.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub flow_ids: BTreeSet<FlowId>,
     /// The credits involved: the component's for a key or a flow, the `/RFB/` match for a key.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub credit_ids: BTreeSet<CreditId>,
     /// For a credit, the IUVs its causale names.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub iuvs: BTreeSet<Iuv>,
     /// Advice.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suggestions: Vec<Suggestion>,
 }
 
@@ -231,7 +233,21 @@ mod tests {
         let narrow = r#"{"label":"RtIuf","labels":["RtIuf"],"treasury_state":"Pending","flow_ids":["2026-11-24ABI03069-0001"]}"#;
         assert_eq!(serde_json::from_str::<Assessment>(narrow).unwrap(), full);
         let written = serde_json::to_string(&full).unwrap();
+        assert_eq!(
+            written, narrow,
+            "empty fields are left out of what is written"
+        );
         assert_eq!(serde_json::from_str::<Assessment>(&written).unwrap(), full);
+        let empty = Assessment {
+            label: None,
+            treasury_state: None,
+            flow_ids: BTreeSet::new(),
+            ..full
+        };
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"labels":["RtIuf"]}"#
+        );
         assert_eq!(
             serde_json::from_str::<Assessment>("{}").unwrap().labels,
             BTreeSet::new()
