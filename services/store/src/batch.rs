@@ -310,17 +310,27 @@ where
         let mut rows = Vec::with_capacity(chunk.len());
         for model in chunk {
             // One pass over every column: a model must set exactly the first model's columns.
+            // A NULL is left out of the row (`json_populate_recordset` reads a missing field
+            // as NULL): less JSON for PostgreSQL to parse, a label row having several.
             let mut row = Map::with_capacity(columns.len());
+            let mut given = 0;
             for column in <A::Entity as EntityTrait>::Column::iter() {
                 match model.get(column) {
                     ActiveValue::Set(v) | ActiveValue::Unchanged(v) => {
                         let name = column.as_str();
-                        row.insert(name.to_owned(), json_of(&v, &table, name)?);
+                        if !names.contains(&name) {
+                            return Ok(None);
+                        }
+                        given += 1;
+                        let value = json_of(&v, &table, name)?;
+                        if !matches!(value, Json::Null) {
+                            row.insert(name.to_owned(), value);
+                        }
                     }
                     ActiveValue::NotSet => {}
                 }
             }
-            if row.len() != columns.len() || !names.iter().all(|n| row.contains_key(*n)) {
+            if given != columns.len() {
                 return Ok(None);
             }
             rows.push(Json::Object(row));
