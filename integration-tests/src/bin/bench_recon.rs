@@ -583,8 +583,10 @@ impl StatementProfile {
 /// (`pg_stat_wal`, `pg_stat_bgwriter`; cluster-wide, so meaningful on an otherwise idle
 /// server). Random index insertions over indexes larger than the shared buffers show here as
 /// full-page images and buffers the backend itself had to write out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct WriteCost {
+    /// Where the log was, for `pg_walinspect` over a phase's records.
+    wal_lsn: String,
     wal_bytes: i64,
     wal_full_page_images: i64,
     checkpoints: i64,
@@ -596,13 +598,15 @@ impl WriteCost {
         let row = db
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
-                "SELECT CAST(w.wal_bytes AS BIGINT) AS wal_bytes, w.wal_fpi, \
+                "SELECT CAST(pg_current_wal_lsn() AS TEXT) AS wal_lsn, \
+                 CAST(w.wal_bytes AS BIGINT) AS wal_bytes, w.wal_fpi, \
                  b.checkpoints_timed + b.checkpoints_req AS checkpoints, b.buffers_backend \
                  FROM pg_stat_wal w, pg_stat_bgwriter b",
             ))
             .await?
             .ok_or_else(|| anyhow::anyhow!("pg_stat_wal returned no row"))?;
         Ok(Self {
+            wal_lsn: row.try_get("", "wal_lsn")?,
             wal_bytes: row.try_get("", "wal_bytes")?,
             wal_full_page_images: row.try_get("", "wal_fpi")?,
             checkpoints: row.try_get("", "checkpoints")?,
@@ -614,9 +618,12 @@ impl WriteCost {
     async fn print_since(self, db: &impl ConnectionTrait) -> anyhow::Result<()> {
         let now = Self::read(db).await?;
         println!(
-            "  WAL {:.0} MiB ({} full-page images), {} checkpoints, {} buffers written by the backend",
+            "  WAL {:.0} MiB ({} full-page images; LSN {} to {}), {} checkpoints, {} buffers \
+             written by the backend",
             (now.wal_bytes - self.wal_bytes) as f64 / (1024.0 * 1024.0),
             now.wal_full_page_images - self.wal_full_page_images,
+            self.wal_lsn,
+            now.wal_lsn,
             now.checkpoints - self.checkpoints,
             now.buffers_written_by_backend - self.buffers_written_by_backend
         );
