@@ -689,6 +689,16 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1_000_000);
     let total = n + INCREMENTAL_LINES;
     let profile = StatementProfile::from_env()?;
+    // INCASSO_BENCH_LOG (a filter such as `incasso_store::reconciliation=debug`) shows the
+    // importer's log on stderr, for finding out where a figure comes from.
+    if let Ok(filter) = std::env::var("INCASSO_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
+                anyhow::anyhow!("INCASSO_BENCH_LOG={filter} is not a log filter: {e}")
+            })?)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let database = TestDatabase::create(Engine::Postgres).await?;
     let url = database.url.clone();
     println!(

@@ -17,8 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use incasso_domain::ledger::Account;
 use incasso_domain::reconciliation::{EvidenceItem, EvidenceRef, Reconciler, Subject, TransferKey};
@@ -88,6 +88,9 @@ pub(crate) struct SliceReader {
     /// the rest in one warning when the import ends ([`SliceReader::warn_of_fallbacks`]),
     /// not once per slice (a starved pool fails every slice of a big import).
     fallbacks: Arc<AtomicUsize>,
+    /// Slices read ahead, and how long the transaction waited for them in all (µs): where
+    /// the reads ahead are slower than the writes they overlap, the import is bound by them.
+    waits: Arc<(AtomicUsize, AtomicU64)>,
 }
 
 /// How a slice is being read.
@@ -126,12 +129,25 @@ impl SliceReader {
             with_clearing,
             pool,
             fallbacks: Arc::new(AtomicUsize::new(0)),
+            waits: Arc::new((AtomicUsize::new(0), AtomicU64::new(0))),
         }
     }
 
     /// Warns, once for the whole import, of the slices read in the transaction after the
-    /// first because their read-ahead failed.
+    /// first because their read-ahead failed; says at debug level how long the transaction
+    /// waited for the slices read ahead.
     pub(crate) fn warn_of_fallbacks(&self) {
+        let slices = self.waits.0.load(Ordering::Relaxed);
+        if slices > 0 {
+            let waited_ms = self.waits.1.load(Ordering::Relaxed) / 1000;
+            tracing::debug!(
+                creditor = %self.creditor,
+                slices,
+                waited_ms,
+                "the import's transaction waited {waited_ms} ms in all for {slices} slices read \
+                 ahead"
+            );
+        }
         let fallbacks = self.fallbacks.load(Ordering::Relaxed);
         if fallbacks > 1 {
             tracing::warn!(
@@ -190,7 +206,14 @@ impl SliceReader {
         reading: Reading,
     ) -> Result<Prepared, AppError> {
         if let Reading::Ahead(mut ahead) = reading {
-            let error = match (&mut ahead.0).await {
+            let waiting = Instant::now();
+            let outcome = (&mut ahead.0).await;
+            self.waits.0.fetch_add(1, Ordering::Relaxed);
+            self.waits.1.fetch_add(
+                u64::try_from(waiting.elapsed().as_micros()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            let error = match outcome {
                 Ok(Ok(prepared)) => return Ok(prepared),
                 Ok(Err(error)) => error.to_string(),
                 Err(error) => error.to_string(),
