@@ -693,9 +693,11 @@ async fn main() -> anyhow::Result<()> {
     // importer's log on stderr, for finding out where a figure comes from.
     if let Ok(filter) = std::env::var("INCASSO_BENCH_LOG") {
         tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
-                anyhow::anyhow!("INCASSO_BENCH_LOG={filter} is not a log filter: {e}")
-            })?)
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| {
+                    anyhow::anyhow!("INCASSO_BENCH_LOG={filter} is not a log filter: {e}")
+                })?,
+            )
             .with_writer(std::io::stderr)
             .init();
     }

@@ -85,7 +85,7 @@ pub(crate) struct SliceReader {
     with_clearing: bool,
     pool: Option<DatabaseConnection>,
     /// Slices of the import whose read-ahead failed: the first is warned of with its cause,
-    /// the rest in one warning when the import ends ([`SliceReader::warn_of_fallbacks`]),
+    /// the rest in one warning when the import ends ([`SliceReader::log_at_end`]),
     /// not once per slice (a starved pool fails every slice of a big import).
     fallbacks: Arc<AtomicUsize>,
     /// Slices read ahead, and how long the transaction waited for them in all (µs): where
@@ -136,7 +136,7 @@ impl SliceReader {
     /// Warns, once for the whole import, of the slices read in the transaction after the
     /// first because their read-ahead failed; says at debug level how long the transaction
     /// waited for the slices read ahead.
-    pub(crate) fn warn_of_fallbacks(&self) {
+    pub(crate) fn log_at_end(&self) {
         let slices = self.waits.0.load(Ordering::Relaxed);
         if slices > 0 {
             let waited_ms = self.waits.1.load(Ordering::Relaxed) / 1000;

@@ -273,7 +273,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         if let Some((planned, reading)) = self.ahead.take() {
             self.relabel_planned(planned, reading, out).await?;
         }
-        self.reader.warn_of_fallbacks();
+        self.reader.log_at_end();
         Ok(())
     }
 

@@ -130,6 +130,31 @@ async fn restates(engine: Engine, labelled_by_an_earlier_release: bool) {
             crate::fixtures::count(&h, "recon_flow WHERE keys_composed").await,
             2
         );
+        // Key 2's row named its first flow; reported by two, it is composed with neither: the
+        // rewrite cleared the column (a NULL a batch leaves out of its JSON row still replaces).
+        assert_eq!(
+            crate::fixtures::count(
+                &h,
+                &format!(
+                    "recon_label WHERE iuv = '{}' AND composed_flow_id IS NULL AND \
+                     assessment LIKE '%{LATER_IUF}%'",
+                    IUVS[2]
+                )
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            crate::fixtures::count(
+                &h,
+                &format!(
+                    "recon_label WHERE iuv = '{}' AND composed_flow_id = '{IUF}'",
+                    IUVS[0]
+                )
+            )
+            .await,
+            1
+        );
     }
     // The statement cashes the first flow (covering the 24th, before the later flow is due).
     import(&h, "statement.xml", &statement(TREASURY_IBAN, 9_500 * 5)).await;
