@@ -3,7 +3,8 @@
 //! the keys (`key`), reading a causale (`causale`), the evidence and its indexes (`evidence`),
 //! attribution, treasury states and labels (`classify`, `label`), the incremental engine that
 //! relabels what new evidence touches and says why (`engine`), a key restated from its
-//! flow's new treasury standing (`restate`), and one movement seen through two treasury
+//! flow's new treasury standing (`restate`), the keys whose flow alone decides their
+//! label (`plain`), and one movement seen through two treasury
 //! sources, which is warned of and never labelled (`duplicate`). Exact cents decide every
 //! label; tolerances only ever produce suggestions.
 
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod evidence;
 pub mod key;
 pub mod label;
+pub mod plain;
 pub mod restate;
 
 #[cfg(test)]
@@ -29,6 +31,7 @@ pub use evidence::{
 };
 pub use key::{CreditId, FlowId, KeyError, OutcomeCode, TransferIndex, TransferKey};
 pub use label::{Assessment, CandidateReason, FlowTreasuryState, Label, Subject, Suggestion};
+pub use plain::{PlainKey, compose_plain, plain, receipt_only};
 pub use restate::{
     RestatedFlow, compose_labels, compose_with_flow, composed_flow, recompose, records_standing_of,
     restate_transfer, restated_flows,

@@ -149,6 +149,22 @@ impl<'a> KeyFacts<'a> {
     }
 }
 
+/// The assessment of a key its flow alone decides (one receipt, one line of the receipt's
+/// amount: [`super::plain`]), in the flow `flow_id` assessed `flow`; `None` when `flow` has
+/// no treasury state.
+pub fn compose_plain(flow_id: &FlowId, flow: &Assessment) -> Option<Assessment> {
+    let facts = KeyFacts {
+        flow_id,
+        labels: LabelFacts {
+            doppi: false,
+            receipt: true,
+            equal_line: true,
+        },
+        line_differences: Vec::new(),
+    };
+    Some(facts.compose(&Standing::of(flow)?))
+}
+
 /// The flow a key's stored assessment is composed with when it is read: the one flow whose
 /// lines report the key, when the assessment is what these rules give for that flow's
 /// standing. A key's label then changes with its flow's treasury standing without its row

@@ -563,6 +563,43 @@ fn a_statement_restates_each_key_of_one_flow_from_its_flow_alone() {
     assert_eq!(restated(&twice), None);
 }
 
+#[test]
+fn a_key_its_flow_alone_decides_is_told_from_the_others() {
+    let paid = key(1, "R1", 1);
+    let short = key(2, "R2", 1);
+    let twice = key(3, "R3", 1);
+    let named = key(4, "R4", 1);
+    let waiting = key(5, "R5", 1);
+    let mut items: Vec<EvidenceItem> = [&paid, &short, &twice, &named, &waiting]
+        .into_iter()
+        .map(|k| receipt(k, 1_000))
+        .collect();
+    items.push(receipt(&key(3, "D3", 1), 1_000));
+    items.push(flow(
+        IUF,
+        vec![
+            line(&paid, 1_000, OutcomeCode::Executed),
+            line(&short, 900, OutcomeCode::Executed),
+            line(&twice, 1_000, OutcomeCode::Executed),
+            line(&named, 1_000, OutcomeCode::Executed),
+        ],
+    ));
+    items.push(credit("C1", 1_000, &format!("/RFB/{}/TXT/X", named.iuv)));
+    let r = run(items);
+    let evidence = r.evidence();
+    let flow_id = FlowId::parse(IUF).unwrap();
+    assert_eq!(plain(evidence, &paid), Some(PlainKey::ReportedBy(&flow_id)));
+    assert_eq!(plain(evidence, &waiting), Some(PlainKey::ReceiptOnly));
+    for k in [&short, &twice, &named] {
+        assert_eq!(plain(evidence, k), None, "{k}");
+    }
+    assert_eq!(of(&r, Subject::Transfer(waiting.clone())), receipt_only());
+    let flow_now = of(&r, Subject::Flow(flow_id.clone()));
+    let composed = compose_plain(&flow_id, &flow_now).unwrap();
+    assert_eq!(composed.label, Some(Label::RtIuf));
+    assert_eq!(of(&r, Subject::Transfer(paid)), composed);
+}
+
 // ---- properties ----
 
 /// The parameters of a random day of evidence for a few IUVs.
@@ -811,6 +848,26 @@ proptest! {
             {
                 let flow = previous.flow_ids.iter().next().unwrap();
                 prop_assert_eq!(Some(&change.causes), flows.get(flow).map(|f| &f.causes), "{}", key);
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_key_is_labelled_by_its_receipt_or_by_its_flow_alone(plan in day_plan()) {
+        let r = run(build(&plan));
+        let evidence = r.evidence();
+        for (subject, assessment) in r.assessments() {
+            let Subject::Transfer(key) = subject else { continue };
+            match plain(evidence, key) {
+                Some(PlainKey::ReceiptOnly) => {
+                    prop_assert_eq!(assessment, &receipt_only(), "{}", key);
+                }
+                Some(PlainKey::ReportedBy(flow)) => {
+                    let flow_now = r.assessments().get(&Subject::Flow(flow.clone()));
+                    let composed = flow_now.and_then(|f| compose_plain(flow, f));
+                    prop_assert_eq!(Some(assessment), composed.as_ref(), "{}", key);
+                }
+                None => {}
             }
         }
     }
