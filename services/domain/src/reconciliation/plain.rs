@@ -2,11 +2,11 @@
 //! one receipt, reported by one line of one flow with the receipt's amount, and named by no
 //! treasury credit, is `RT_NO_IUF` until its flow comes and then whatever its flow's treasury
 //! state makes of a matching line (`RT_IUF`, `RT_IUF_TES`, `IUF_NO_TES`, `IUF_TES_DIV_IMP`).
-//! Nearly every key of a day is plain, so a store that knows which keys are plain could read
-//! their labels from their receipt and their flow instead of writing each key's label when its
-//! flow is imported (docs/reconciliation.md, "Scaling the day", item 8). These rules are the
-//! ground such a store would stand on; the property tests check them against
-//! [`super::classify_all`].
+//! Nearly every key of an ordinary day is plain, so a store that knows which keys are plain
+//! could read their labels from their receipt and their flow instead of writing each key's
+//! label when its flow is imported (docs/reconciliation.md, "Scaling the day", item 8). These
+//! rules are the ground such a store would stand on (none uses them yet); a property test
+//! checks them against [`super::classify_all`] over random days.
 
 use std::collections::BTreeSet;
 
