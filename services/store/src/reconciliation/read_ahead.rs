@@ -84,13 +84,22 @@ pub(crate) struct SliceReader {
     held_rows: Arc<BTreeSet<Uuid>>,
     with_clearing: bool,
     pool: Option<DatabaseConnection>,
-    /// Slices of the import whose read-ahead failed: the first is warned of with its cause,
-    /// the rest in one warning when the import ends ([`SliceReader::log_at_end`]),
-    /// not once per slice (a starved pool fails every slice of a big import).
-    fallbacks: Arc<AtomicUsize>,
-    /// Slices read ahead, and how long the transaction waited for them in all (µs): where
-    /// the reads ahead are slower than the writes they overlap, the import is bound by them.
-    waits: Arc<(AtomicUsize, AtomicU64)>,
+    /// What the import's slices met, logged when it ends ([`SliceReader::log_at_end`]).
+    counts: Arc<ImportCounts>,
+}
+
+/// Counted over one import's slices, shared by its read-aheads.
+#[derive(Default)]
+struct ImportCounts {
+    /// Slices whose read-ahead failed: the first is warned of with its cause, the rest in one
+    /// warning when the import ends, not once per slice (a starved pool fails every slice of a
+    /// big import).
+    fallbacks: AtomicUsize,
+    /// Slices read ahead.
+    read_ahead: AtomicUsize,
+    /// How long the transaction waited for them in all (µs): where the reads ahead are slower
+    /// than the writes they overlap, the import is bound by them.
+    waited_micros: AtomicU64,
 }
 
 /// How a slice is being read.
@@ -128,8 +137,7 @@ impl SliceReader {
             held_rows: Arc::new(held_rows),
             with_clearing,
             pool,
-            fallbacks: Arc::new(AtomicUsize::new(0)),
-            waits: Arc::new((AtomicUsize::new(0), AtomicU64::new(0))),
+            counts: Arc::default(),
         }
     }
 
@@ -137,9 +145,9 @@ impl SliceReader {
     /// first because their read-ahead failed; says at debug level how long the transaction
     /// waited for the slices read ahead.
     pub(crate) fn log_at_end(&self) {
-        let slices = self.waits.0.load(Ordering::Relaxed);
+        let slices = self.counts.read_ahead.load(Ordering::Relaxed);
         if slices > 0 {
-            let waited_ms = self.waits.1.load(Ordering::Relaxed) / 1000;
+            let waited_ms = self.counts.waited_micros.load(Ordering::Relaxed) / 1000;
             tracing::debug!(
                 creditor = %self.creditor,
                 slices,
@@ -148,7 +156,7 @@ impl SliceReader {
                  ahead"
             );
         }
-        let fallbacks = self.fallbacks.load(Ordering::Relaxed);
+        let fallbacks = self.counts.fallbacks.load(Ordering::Relaxed);
         if fallbacks > 1 {
             tracing::warn!(
                 creditor = %self.creditor,
@@ -162,7 +170,7 @@ impl SliceReader {
     /// Whether this is the import's first failed read-ahead, which is warned of with its
     /// cause.
     fn first_fallback(&self) -> bool {
-        self.fallbacks.fetch_add(1, Ordering::Relaxed) == 0
+        self.counts.fallbacks.fetch_add(1, Ordering::Relaxed) == 0
     }
 
     /// Starts reading `slice` ahead when there is a pool to read it from, its stored labels
@@ -208,8 +216,8 @@ impl SliceReader {
         if let Reading::Ahead(mut ahead) = reading {
             let waiting = Instant::now();
             let outcome = (&mut ahead.0).await;
-            self.waits.0.fetch_add(1, Ordering::Relaxed);
-            self.waits.1.fetch_add(
+            self.counts.read_ahead.fetch_add(1, Ordering::Relaxed);
+            self.counts.waited_micros.fetch_add(
                 u64::try_from(waiting.elapsed().as_micros()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
