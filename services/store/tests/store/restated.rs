@@ -103,6 +103,18 @@ async fn restates(engine: Engine, labelled_by_an_earlier_release: bool) {
         ..reconciliation::flow()
     };
     import(&h, "flow.xml", &fdr_xml(&flow, MILANO)).await;
+    // Reported by one flow, key 2 is composed with it (until the later flow reports it too).
+    assert_eq!(
+        crate::fixtures::count(
+            &h,
+            &format!(
+                "recon_label WHERE iuv = '{}' AND composed_flow_id = '{IUF}'",
+                IUVS[2]
+            )
+        )
+        .await,
+        1
+    );
     // Key 2 is reported again by a flow regulated on the 30th.
     let later = ReportingFlow {
         flow_id: FlowId::parse(LATER_IUF).unwrap(),
