@@ -10,7 +10,7 @@
 //! `INCASSO_RECON_DAY_SEED` replaces each test's seed and `INCASSO_RECON_DAY_REPEATS` makes
 //! the day that many times bigger, to explore other days.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::StreamExt;
 use rand::SeedableRng;
@@ -39,6 +39,7 @@ on_both_engines!(
     a_day_whose_evidence_all_comes_before_its_receipts_matches_its_truth,
     a_day_whose_receipts_come_last_is_read_current_without_a_refresh,
     a_day_relabelled_three_iuvs_at_a_time_records_what_one_slice_records,
+    a_day_whose_plain_keys_are_composed_when_read_reads_as_one_that_writes_them,
 );
 
 type Client = ReconciliationServiceClient<Channel>;
@@ -136,6 +137,75 @@ async fn a_day_relabelled_three_iuvs_at_a_time_records_what_one_slice_records(
     Ok(())
 }
 
+async fn a_day_whose_plain_keys_are_composed_when_read_reads_as_one_that_writes_them(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    // With `[reconciliation] plain_keys_composed` a flow's import leaves its plain keys' rows
+    // as their receipts left them; every read composes them. Through the interface the day
+    // must be the same one: every transfer as listed, every key's history, every label
+    // filter, the summary, the changes counted and the books.
+    for (order, seed) in [
+        (Order::FlowsFirst, seed(8)),
+        (Order::Shuffled, seed(9)),
+        (Order::AroundReceipts, seed(10)),
+    ] {
+        let observe = Options {
+            observe: true,
+            ..Options::default()
+        };
+        let written = run_with(engine, order, seed, observe).await?;
+        let composed = run_with(
+            engine,
+            order,
+            seed,
+            Options {
+                plain_keys_composed: true,
+                ..observe
+            },
+        )
+        .await?;
+        assert!(
+            composed.keys_left_unwritten > 0,
+            "{order:?}: no plain key was left unwritten"
+        );
+        assert_eq!(written.keys_left_unwritten, 0, "{order:?}");
+        assert_eq!(composed.recorded, written.recorded, "{order:?}");
+        let (Some(composed), Some(written)) = (composed.observed, written.observed) else {
+            unreachable!("observed on request");
+        };
+        let differing: Vec<_> = written
+            .transfers
+            .iter()
+            .filter(|(key, w)| composed.transfers.get(*key) != Some(*w))
+            .map(|(key, w)| (w, composed.transfers.get(key)))
+            .take(5)
+            .collect();
+        assert!(
+            differing.is_empty(),
+            "{order:?}: ListTransfers, composed against written: {differing:#?}"
+        );
+        assert_eq!(
+            composed.by_label, written.by_label,
+            "{order:?}: label filters"
+        );
+        assert_eq!(composed.summary, written.summary, "{order:?}: GetSummary");
+        for (key, history) in &written.histories {
+            assert_eq!(
+                composed.histories.get(key),
+                Some(history),
+                "{order:?}: history of {key:?}"
+            );
+        }
+        assert_eq!(
+            composed.transfers.len(),
+            written.transfers.len(),
+            "{order:?}"
+        );
+        assert_eq!(composed.histories.len(), written.histories.len());
+    }
+    Ok(())
+}
+
 async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
     run_sliced(engine, order, seed, None).await.map(|_| ())
 }
@@ -146,12 +216,143 @@ async fn run_sliced(
     seed: u64,
     iuvs_per_slice: Option<usize>,
 ) -> anyhow::Result<Recorded> {
+    let options = Options {
+        iuvs_per_slice,
+        ..Options::default()
+    };
+    Ok(run_with(engine, order, seed, options).await?.recorded)
+}
+
+/// How the service under test is set up, and what a run reads back.
+#[derive(Debug, Default, Clone, Copy)]
+struct Options {
+    iuvs_per_slice: Option<usize>,
+    plain_keys_composed: bool,
+    /// Read the whole day back through the interface at the end ([`Observed`]).
+    observe: bool,
+}
+
+/// What a run found.
+struct Run {
+    recorded: Recorded,
+    /// Keys whose row a flow's import left as their receipt left it (read from the tables).
+    keys_left_unwritten: i64,
+    /// Everything the interface says of the day, when the options asked for it.
+    observed: Option<Observed>,
+}
+
+/// The day as the ReconciliationService tells it, without what differs between two runs of
+/// it: instants, document ids, and IUVs (notices are created a few at a time, so which IUV a
+/// notice gets varies; a transfer is known by its creditor, receiptId and idTransfer).
+struct Observed {
+    transfers: BTreeMap<RunKey, pb::ReconciliationTransfer>,
+    histories: BTreeMap<RunKey, Vec<pb::LabelChange>>,
+    by_label: BTreeMap<i32, BTreeSet<RunKey>>,
+    summary: pb::GetSummaryResponse,
+}
+
+/// A transfer as two runs of one day both know it: (creditor, receiptId, idTransfer).
+type RunKey = (String, String, i32);
+
+async fn observe(client: &mut Client) -> anyhow::Result<Observed> {
+    let listed = transfers(client, pb::ReconciliationScope::Unspecified).await?;
+    let mut histories = BTreeMap::new();
+    let key = |t: &pb::ReconciliationTransfer| {
+        (
+            t.creditor_fiscal_code.clone(),
+            t.receipt_id.clone(),
+            t.id_transfer,
+        )
+    };
+    let transfers: BTreeMap<RunKey, pb::ReconciliationTransfer> = listed
+        .iter()
+        .map(|t| {
+            let mut t = t.clone();
+            t.iuv.clear();
+            (key(&t), t)
+        })
+        .collect();
+    assert_eq!(
+        transfers.len(),
+        listed.len(),
+        "a receiptId and idTransfer twice"
+    );
+    for t in &listed {
+        let mut changes = client
+            .get_transfer_history(pb::GetTransferHistoryRequest {
+                creditor_fiscal_code: t.creditor_fiscal_code.clone(),
+                iuv: t.iuv.clone(),
+                receipt_id: t.receipt_id.clone(),
+                id_transfer: t.id_transfer,
+            })
+            .await?
+            .into_inner()
+            .changes;
+        for change in &mut changes {
+            change.changed_at = None;
+            if let Some(document) = &mut change.document {
+                document.id.clear();
+            }
+            for evidence in &mut change.evidence {
+                if let Some(pb::evidence::Kind::Receipt(receipt)) = &mut evidence.kind {
+                    receipt.iuv.clear();
+                }
+            }
+        }
+        histories.insert(key(t), changes);
+    }
+    let mut by_label = BTreeMap::new();
+    for code in (1..64).filter(|c| pb::ReconciliationLabel::try_from(*c).is_ok()) {
+        let mut keys = BTreeSet::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_transfers(pb::ListTransfersRequest {
+                    page_size: 1000,
+                    page_token: token,
+                    label: code,
+                    ..Default::default()
+                })
+                .await?
+                .into_inner();
+            keys.extend(page.transfers.iter().map(key));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        by_label.insert(code, keys);
+    }
+    let day = PAYMENT_DAY.to_string();
+    let summary = client
+        .get_summary(pb::GetSummaryRequest {
+            from: day.clone(),
+            to: day,
+            creditor_fiscal_code: MILANO.to_owned(),
+        })
+        .await?
+        .into_inner();
+    Ok(Observed {
+        transfers,
+        histories,
+        by_label,
+        summary,
+    })
+}
+
+async fn run_with(
+    engine: Engine,
+    order: Order,
+    seed: u64,
+    options: Options,
+) -> anyhow::Result<Run> {
     let app = TestApp::spawn_with(engine, |settings| {
         settings
             .treasury_accounts
             .add_opi_code(MILANO, OPI_ENTITY_CODE)
             .unwrap();
-        settings.recon_iuvs_per_slice = iuvs_per_slice;
+        settings.recon_iuvs_per_slice = options.iuvs_per_slice;
+        settings.recon_plain_keys_composed = options.plain_keys_composed;
     })
     .await?;
     let mut recorded = Recorded::default();
@@ -232,8 +433,37 @@ async fn run_sliced(
     )
     .await?;
     recorded.balances = balances(&app).await?;
+    let observed = if options.observe {
+        Some(observe(&mut client).await?)
+    } else {
+        None
+    };
+    let keys_left_unwritten = keys_left_unwritten(&app).await?;
     app.stop().await?;
-    Ok(recorded)
+    Ok(Run {
+        recorded,
+        keys_left_unwritten,
+        observed,
+    })
+}
+
+/// Transfer keys whose row says `RT_NO_IUF` alone while a marked revision that counts holds
+/// their line: the plain keys a flow's import left unwritten.
+async fn keys_left_unwritten(app: &TestApp) -> anyhow::Result<i64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = app.store.db();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM recon_label l WHERE l.subject_kind = 'transfer' \
+             AND l.labels = 'RT_NO_IUF' AND l.composed_flow_id IS NULL AND EXISTS (\
+             SELECT 1 FROM recon_flow_line fl JOIN recon_flow f ON f.id = fl.flow_row_id \
+             WHERE f.plain_keys_unwritten AND fl.iuv = l.iuv AND fl.receipt_id = l.receipt_id \
+             AND fl.id_transfer = l.id_transfer)",
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no count"))?;
+    Ok(row.try_get("", "n")?)
 }
 
 /// Milan's accounts and their balances, those not zero.

@@ -201,6 +201,12 @@ pub struct ReconciliationFileConfig {
     /// seconds). Reads label them anyway before answering; this keeps the queue short, so
     /// no read waits on a long catch-up, and the `reported` postings current.
     pub catch_up_interval_seconds: Option<u64>,
+    /// A flow's import leaves the labels of its plain keys (one receipt, one line of its
+    /// amount, no credit naming the IUV) as their receipts left them, and every read composes
+    /// them with their flow (default false). Halves what a flow's import writes. Turn it on
+    /// only once no replica of a release before the one that reads such keys serves: an
+    /// older one would read them as `RT_NO_IUF` (docs/operations.md, Migrations).
+    pub plain_keys_composed: Option<bool>,
 }
 
 /// Keys protecting personal data, hex-encoded.
@@ -388,6 +394,8 @@ pub struct Settings {
     /// IUVs reconciliation relabels together (`[reconciliation] iuvs_per_slice`); `None`: the
     /// store's default (2,500; at most 10,000, the most one statement lists).
     pub recon_iuvs_per_slice: Option<usize>,
+    /// Imports leave plain keys' labels unwritten (`[reconciliation] plain_keys_composed`).
+    pub recon_plain_keys_composed: bool,
     /// How often receipts booked since the last import are labelled
     /// (`[reconciliation] catch_up_interval_seconds`).
     pub recon_catch_up_interval: std::time::Duration,
@@ -657,6 +665,7 @@ impl Settings {
             access,
             insecure: overrides.insecure,
             recon_iuvs_per_slice,
+            recon_plain_keys_composed: file.reconciliation.plain_keys_composed.unwrap_or(false),
             recon_catch_up_interval,
         })
     }
@@ -985,6 +994,9 @@ mod tests {
             assert!(error.contains("reconciliation.iuvs_per_slice"), "{error}");
         }
         assert!(toml::from_str::<FileConfig>("[reconciliation]\nslice = 5").is_err());
+        assert!(!resolve("").unwrap().recon_plain_keys_composed);
+        let settings = resolve("[reconciliation]\nplain_keys_composed = true").unwrap();
+        assert!(settings.recon_plain_keys_composed);
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct Store {
     citizen_events: bool,
     /// IUVs reconciliation relabels together (see `reconciliation::scope`).
     recon_iuvs_per_slice: usize,
+    /// Imports leave plain keys' labels unwritten, composed when read
+    /// (`reconciliation::plain`).
+    recon_plain_keys_composed: bool,
     /// When the outbox's statistics were last refreshed (seconds since the epoch), shared
     /// by every handle on this database.
     outbox_analyzed_at: Arc<std::sync::atomic::AtomicU64>,
@@ -101,6 +104,7 @@ impl Store {
             io_scheduling: Arc::default(),
             citizen_events: false,
             recon_iuvs_per_slice: reconciliation::DEFAULT_IUVS_PER_SLICE,
+            recon_plain_keys_composed: false,
             outbox_analyzed_at: Arc::default(),
             outbox_queued: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
@@ -126,6 +130,21 @@ impl Store {
     /// IUVs reconciliation relabels together.
     pub(crate) fn recon_iuvs_per_slice(&self) -> usize {
         self.recon_iuvs_per_slice
+    }
+
+    /// The same store leaving the labels of plain keys (those a flow alone decides) as their
+    /// receipts left them when a flow is imported, composed with their flow when read
+    /// (`[reconciliation] plain_keys_composed`). Every release since the one that reads them
+    /// so (migration 32) reads such keys right; one before it would read them as `RT_NO_IUF`,
+    /// so this is turned on once no such replica serves.
+    pub fn with_plain_keys_composed(mut self, composed: bool) -> Self {
+        self.recon_plain_keys_composed = composed;
+        self
+    }
+
+    /// Whether imports leave plain keys' labels unwritten.
+    pub(crate) fn recon_plain_keys_composed(&self) -> bool {
+        self.recon_plain_keys_composed
     }
 
     /// The database connection.

@@ -23,6 +23,9 @@ pub struct Model {
     pub lines_cents: i64,
     /// Every key of the revision was written composed with its flow (migration 31).
     pub keys_composed: bool,
+    /// Its plain keys' labels were not written: they are composed with it when read
+    /// (migration 32).
+    pub plain_keys_unwritten: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

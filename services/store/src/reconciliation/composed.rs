@@ -14,7 +14,10 @@ use incasso_domain::reconciliation::{
     records_standing_of,
 };
 
+use sea_orm::DbBackend;
+
 use super::labels::StoredLabel;
+use super::plain;
 
 /// The assessments of `stored` as they read, each transfer key's composed with its flow's
 /// when its row says so. `flows` holds the flows' current assessments, `before` the ones a
@@ -113,9 +116,11 @@ const STATES: [FlowTreasuryState; 4] = [
 ];
 
 /// SQL of the label a transfer label row aliased `row` reads as: its stored label, composed
-/// with its flow's current treasury state when it names one (`composed_flow_id`). Generated
-/// from [`compose_labels`] for every kind of facts and state, so SQL and the domain agree.
-pub fn label_sql(row: &str) -> String {
+/// with its flow's current treasury state when it names one (`composed_flow_id`), or, for a
+/// plain key's bare row, with the flow of its line in a marked revision ([`super::plain`]).
+/// Generated from [`compose_labels`] for every kind of facts and state, so SQL and the domain
+/// agree.
+pub fn label_sql(backend: DbBackend, row: &str) -> String {
     let mut cases = String::new();
     for (set, condition) in facts(&format!("{row}.labels")) {
         for state in STATES {
@@ -129,10 +134,13 @@ pub fn label_sql(row: &str) -> String {
         }
     }
     format!(
-        "(CASE WHEN {row}.composed_flow_id IS NULL THEN {row}.label ELSE COALESCE(\
+        "(CASE WHEN {row}.composed_flow_id IS NOT NULL THEN COALESCE(\
          (SELECT CASE{cases} END FROM recon_label f \
           WHERE f.creditor_fiscal_code = {row}.creditor_fiscal_code AND f.subject_kind = 'flow' \
-          AND f.flow_id = {row}.composed_flow_id), {row}.label) END)"
+          AND f.flow_id = {row}.composed_flow_id), {row}.label) \
+         WHEN {bare} THEN COALESCE({plain}, {row}.label) ELSE {row}.label END)",
+        bare = plain::bare_sql(row),
+        plain = plain::label_sql(backend, row),
     )
 }
 
@@ -141,6 +149,10 @@ pub fn label_sql(row: &str) -> String {
 /// label keep to the label index.
 pub(crate) fn stored_labels_reading_as(label: Label) -> BTreeSet<Label> {
     let mut out = BTreeSet::from([label]);
+    if plain::labels_read().contains(&label) {
+        // A plain key's bare row.
+        out.insert(Label::RtNoIuf);
+    }
     for (set, _) in facts("labels") {
         let principal = |state| compose_labels(&set, state).first().copied();
         if STATES.iter().any(|s| principal(*s) == Some(label)) {
@@ -175,6 +187,8 @@ mod tests {
                 Label::IufNoTes,
                 Label::RtIufTes,
                 Label::RtIuf,
+                // A plain key's bare row.
+                Label::RtNoIuf,
             ])
         );
         assert!(stored_labels_reading_as(Label::RtNoIuf).contains(&Label::IufNoTes));

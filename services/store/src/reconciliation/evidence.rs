@@ -269,6 +269,8 @@ pub(crate) struct Skeleton {
     pub credits: Vec<TreasuryCredit>,
     /// The last booking day the treasury documents cover.
     pub coverage: Option<time::Date>,
+    /// The flow revisions whose plain keys were left unwritten (`super::plain`).
+    pub plain_rows: BTreeSet<Uuid>,
 }
 
 /// Reads `creditor`'s [`Skeleton`].
@@ -276,11 +278,17 @@ pub(crate) async fn skeleton(
     db: &impl ConnectionTrait,
     creditor: &str,
 ) -> Result<Skeleton, AppError> {
-    let flows = recon_flow::Entity::find()
+    let rows = recon_flow::Entity::find()
         .filter(recon_flow::Column::CreditorFiscalCode.eq(creditor))
         .order_by_asc(recon_flow::Column::CreatedAt)
         .all(db)
-        .await?
+        .await?;
+    let plain_rows = rows
+        .iter()
+        .filter(|h| h.plain_keys_unwritten)
+        .map(|h| h.id)
+        .collect();
+    let flows = rows
         .into_iter()
         .map(|h| {
             Ok((
@@ -302,6 +310,7 @@ pub(crate) async fn skeleton(
         flows,
         credits: credits(db, creditor).await?,
         coverage: coverage(db, creditor).await?,
+        plain_rows,
     })
 }
 

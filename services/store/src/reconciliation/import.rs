@@ -440,7 +440,15 @@ impl Store {
                 .iter()
                 .find(|(h, _)| h.flow_id == flow.flow_id)
                 .map(|(h, _)| h.clone());
-            insert_flow(&txn, &creditor, document_id, &flow, header.as_ref()).await?;
+            insert_flow(
+                &txn,
+                &creditor,
+                document_id,
+                &flow,
+                header.as_ref(),
+                self.recon_plain_keys_composed(),
+            )
+            .await?;
             outcome.warnings.extend(flow.total_discrepancy());
             outcome.flows_added += 1;
             outcome.lines_added += flow.lines.len();
@@ -541,6 +549,7 @@ impl Store {
                 now,
                 iuvs_per_slice: self.recon_iuvs_per_slice(),
                 pool: self.read_ahead_pool(),
+                plain_keys_composed: self.recon_plain_keys_composed(),
             },
         )
         .await?;
@@ -591,6 +600,7 @@ impl Store {
                 now,
                 iuvs_per_slice: self.recon_iuvs_per_slice(),
                 pool: self.read_ahead_pool(),
+                plain_keys_composed: self.recon_plain_keys_composed(),
             },
         )
         .await?;
@@ -672,6 +682,7 @@ async fn insert_flow(
     document_id: Uuid,
     flow: &ReportingFlow,
     header: Option<&FlowHeader>,
+    plain_keys_unwritten: bool,
 ) -> Result<(), AppError> {
     let id = Uuid::now_v7();
     recon_flow::Entity::insert(recon_flow::ActiveModel {
@@ -691,6 +702,8 @@ async fn insert_flow(
         document_id: Set(document_id),
         // Set once its keys are labelled (`scope::relabel`).
         keys_composed: Set(false),
+        // Its plain keys are left as their receipts left them (`plain`).
+        plain_keys_unwritten: Set(plain_keys_unwritten),
     })
     .exec_without_returning(txn)
     .await?;

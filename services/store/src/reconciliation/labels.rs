@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use incasso_domain::reconciliation::{
-    Assessment, EvidenceRef, FlowId, FlowTreasuryState, Label, Relabel, Subject, compose_labels,
-    composed_flow,
+    Assessment, EvidenceRef, FlowId, FlowTreasuryState, Label, Relabel, Subject, TransferKey,
+    compose_labels, compose_plain, composed_flow,
 };
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::plain;
 use crate::batch::{OnConflict, Writes, is_in};
 use crate::entity::{recon_label, recon_label_change};
 use crate::{AppError, Store};
@@ -335,7 +336,32 @@ impl Store {
             .filter(|(s, _)| matches!(s, Subject::Flow(_)))
             .map(|(s, l)| (s.clone(), l.assessment.clone()))
             .collect();
-        Ok(super::composed::compose_keys(all, &flows, &flows))
+        let bare: Vec<TransferKey> = all
+            .iter()
+            .filter_map(|(s, l)| match s {
+                Subject::Transfer(key) if plain::is_bare(&l.assessment, l.composed) => {
+                    Some(key.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        let mut out = super::composed::compose_keys(all, &flows, &flows);
+        if !bare.is_empty() {
+            // Plain keys' bare rows, composed with the flow of their one line.
+            let marked = plain::marked_lines(self.db(), creditor).await?;
+            for key in bare {
+                let Some(flow) = marked.get(&key) else {
+                    continue;
+                };
+                if let Some(now) = flows
+                    .get(&Subject::Flow(flow.clone()))
+                    .and_then(|a| compose_plain(flow, a))
+                {
+                    out.insert(Subject::Transfer(key), now);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// A subject's label changes, oldest first. A key whose label is composed with its
@@ -352,17 +378,41 @@ impl Store {
         if !matches!(subject, Subject::Transfer(_)) {
             return Ok(plain(own));
         }
-        let composed_with =
-            recon_label::Entity::find_by_id((creditor.to_owned(), subject_key(subject)))
-                .one(self.db())
-                .await?
-                .and_then(|row| row.composed_flow_id);
-        let Some(flow) = composed_with else {
+        let Subject::Transfer(key) = subject else {
             return Ok(plain(own));
         };
-        let flow = FlowId::parse(&flow).map_err(corrupt)?;
-        let flow_changes = self.history_rows(creditor, &Subject::Flow(flow)).await?;
-        Ok(compose_history(own, flow_changes))
+        let composed = recon_label::Entity::find_by_id((creditor.to_owned(), subject_key(subject)))
+            .one(self.db())
+            .await?
+            .and_then(|row| row.composed_flow_id)
+            .map(|flow| FlowId::parse(&flow).map_err(corrupt))
+            .transpose()?;
+        // The imports that reported the key and left its row as it was ([`plain`]).
+        let reports: Vec<plain::Report> = plain::reports_of(self.db(), creditor, key)
+            .await?
+            .into_iter()
+            .filter(|r| r.marked)
+            .collect();
+        let mut flows = BTreeMap::new();
+        for flow in composed.iter().chain(reports.iter().map(|r| &r.flow_id)) {
+            if !flows.contains_key(flow) {
+                let rows = self
+                    .history_rows(creditor, &Subject::Flow(flow.clone()))
+                    .await?;
+                flows.insert(flow.clone(), rows);
+            }
+        }
+        if composed.is_none() && reports.is_empty() {
+            return Ok(plain(own));
+        }
+        Ok(compose_history(
+            own,
+            Following {
+                composed,
+                flows,
+                reports,
+            },
+        ))
     }
 
     /// The history rows of a subject, oldest first.
@@ -402,78 +452,157 @@ impl Store {
     }
 }
 
-/// A key's history with its flow's treasury state changes composed in: once the key has a
-/// flow, each change of its flow's state that changes what the key reads as is a change of
-/// the key's, with the flow's evidence and time. An import that wrote the key itself (its
-/// own rows name the import's document) says in those rows what it did to the key, and its
-/// flow's row adds nothing; so does an own row saying what the key already reads as.
+/// What a key's history is composed with besides its own rows.
+struct Following {
+    /// The flow its row is composed with (`composed_flow_id`): once its own rows record a
+    /// treasury state, that flow's changes of state are the key's.
+    composed: Option<FlowId>,
+    /// The history rows of that flow and of the flows of `reports`.
+    flows: BTreeMap<FlowId, Vec<(Uuid, LabelChangeRecord)>>,
+    /// The imports of marked revisions holding the key's line, which left its row as its
+    /// receipt left it ([`plain`]): each is a change of the key's while its own rows say
+    /// `RT_NO_IUF` alone (or while it follows that flow already), and its flow's changes after
+    /// it are the key's.
+    reports: Vec<plain::Report>,
+}
+
+/// One thing that happened to a key or its flows, in time order.
+enum Event {
+    Own(LabelChangeRecord),
+    Flow(FlowId, LabelChangeRecord),
+    Report(plain::Report),
+}
+
+/// A key's history with its flows' changes composed in: once the key has a flow, each change of
+/// its flow's state that changes what the key reads as is a change of the key's, with the
+/// flow's evidence and time; and an import that reported a plain key without writing its row
+/// is the change its row did not record. An import that wrote the key itself (its own rows
+/// name the import's document) says in those rows what it did to the key, and its flow's row
+/// adds nothing; so does an own row saying what the key already reads as.
 fn compose_history(
     own: Vec<(Uuid, LabelChangeRecord)>,
-    flow: Vec<(Uuid, LabelChangeRecord)>,
+    following: Following,
 ) -> Vec<LabelChangeRecord> {
+    let Following {
+        composed,
+        flows,
+        reports,
+    } = following;
     let own_documents: BTreeSet<Uuid> = own
         .iter()
         .filter_map(|(_, r)| r.causes.document.as_ref().map(|d| d.0))
         .collect();
-    let mut events: Vec<(Uuid, bool, LabelChangeRecord)> = own
+    let mut events: Vec<(OffsetDateTime, Uuid, Event)> = own
         .into_iter()
-        .map(|(id, r)| (id, false, r))
-        .chain(
-            flow.into_iter()
-                .filter(|(_, r)| {
-                    r.causes
-                        .document
-                        .as_ref()
-                        .is_none_or(|d| !own_documents.contains(&d.0))
-                })
-                .map(|(id, r)| (id, true, r)),
-        )
+        .map(|(id, r)| (r.changed_at, id, Event::Own(r)))
         .collect();
+    for (flow, rows) in flows {
+        events.extend(
+            rows.into_iter()
+                .map(|(id, r)| (r.changed_at, id, Event::Flow(flow.clone(), r))),
+        );
+    }
+    // After everything its import wrote, the flow's own row included.
+    events.extend(
+        reports
+            .into_iter()
+            .filter(|r| r.marked && !own_documents.contains(&r.document.0))
+            .map(|r| (r.imported_at, Uuid::max(), Event::Report(r))),
+    );
     // Oldest first: by the import's time, then in the order written.
-    events.sort_by_key(|(id, _, r)| (r.changed_at, *id));
+    events.sort_by_key(|(at, id, _)| (*at, *id));
+    let of_this_key = |record: &LabelChangeRecord| {
+        record
+            .causes
+            .document
+            .as_ref()
+            .is_some_and(|d| own_documents.contains(&d.0))
+    };
     let mut out: Vec<LabelChangeRecord> = Vec::new();
     let mut reads_as: Option<(Option<Label>, Vec<Label>, Option<String>)> = None;
-    for (_, of_flow, record) in events {
-        let now = (
-            record.label,
-            record.labels.clone(),
-            record.treasury_state.clone(),
-        );
-        if !of_flow {
-            if reads_as.as_ref() != Some(&now) {
-                reads_as = Some(now);
-                out.push(record);
+    let mut state: BTreeMap<FlowId, FlowTreasuryState> = BTreeMap::new();
+    // The flow whose changes of state are the key's now.
+    let mut follows: Option<FlowId> = None;
+    for (_, _, event) in events {
+        match event {
+            Event::Own(record) => {
+                let now = (
+                    record.label,
+                    record.labels.clone(),
+                    record.treasury_state.clone(),
+                );
+                follows = now.2.as_ref().and(composed.clone());
+                if reads_as.as_ref() != Some(&now) {
+                    reads_as = Some(now);
+                    out.push(record);
+                }
             }
-            continue;
+            Event::Flow(flow, record) => {
+                let Some(now_state) = record
+                    .treasury_state
+                    .as_deref()
+                    .and_then(FlowTreasuryState::parse)
+                else {
+                    continue;
+                };
+                state.insert(flow.clone(), now_state);
+                if follows.as_ref() != Some(&flow) || of_this_key(&record) {
+                    continue;
+                }
+                let Some((label, labels, Some(_))) = &reads_as else {
+                    continue;
+                };
+                let composed_now = compose_labels(&labels.iter().copied().collect(), now_state);
+                let composed_now = (
+                    composed_now.first().copied(),
+                    composed_now.into_iter().collect::<Vec<_>>(),
+                    Some(now_state.code().to_owned()),
+                );
+                if reads_as.as_ref() == Some(&composed_now) {
+                    continue;
+                }
+                out.push(LabelChangeRecord {
+                    changed_at: record.changed_at,
+                    previous_label: *label,
+                    label: composed_now.0,
+                    labels: composed_now.1.clone(),
+                    treasury_state: composed_now.2.clone(),
+                    causes: record.causes,
+                });
+                reads_as = Some(composed_now);
+            }
+            Event::Report(report) => {
+                let receipt_only = (Some(Label::RtNoIuf), vec![Label::RtNoIuf], None::<String>);
+                let plain_now = reads_as.as_ref() == Some(&receipt_only)
+                    || follows.as_ref() == Some(&report.flow_id);
+                let Some(flow_state) = state.get(&report.flow_id).copied().filter(|_| plain_now)
+                else {
+                    continue;
+                };
+                follows = Some(report.flow_id.clone());
+                let labels = compose_labels(&BTreeSet::new(), flow_state);
+                let now = (
+                    labels.first().copied(),
+                    labels.into_iter().collect::<Vec<_>>(),
+                    Some(flow_state.code().to_owned()),
+                );
+                if reads_as.as_ref() == Some(&now) {
+                    continue;
+                }
+                out.push(LabelChangeRecord {
+                    changed_at: report.imported_at,
+                    previous_label: reads_as.as_ref().and_then(|r| r.0),
+                    label: now.0,
+                    labels: now.1.clone(),
+                    treasury_state: now.2.clone(),
+                    causes: Causes {
+                        document: Some(report.document),
+                        evidence: vec![EvidenceRef::Flow(report.flow_id, report.revision)],
+                    },
+                });
+                reads_as = Some(now);
+            }
         }
-        let Some((label, labels, Some(_))) = &reads_as else {
-            continue;
-        };
-        let Some(state) = record
-            .treasury_state
-            .as_deref()
-            .and_then(FlowTreasuryState::parse)
-        else {
-            continue;
-        };
-        let composed = compose_labels(&labels.iter().copied().collect(), state);
-        let composed = (
-            composed.first().copied(),
-            composed.into_iter().collect::<Vec<_>>(),
-            Some(state.code().to_owned()),
-        );
-        if reads_as.as_ref() == Some(&composed) {
-            continue;
-        }
-        out.push(LabelChangeRecord {
-            changed_at: record.changed_at,
-            previous_label: *label,
-            label: composed.0,
-            labels: composed.1.clone(),
-            treasury_state: composed.2.clone(),
-            causes: record.causes,
-        });
-        reads_as = Some(composed);
     }
     out
 }
@@ -507,6 +636,19 @@ mod tests {
         )
     }
 
+    fn flow_id() -> FlowId {
+        FlowId::parse("2026-11-24ABI03069-F1").unwrap()
+    }
+
+    /// A key composed with one flow whose rows are `flow`.
+    fn following(flow: Vec<(Uuid, LabelChangeRecord)>) -> Following {
+        Following {
+            composed: Some(flow_id()),
+            flows: BTreeMap::from([(flow_id(), flow)]),
+            reports: Vec::new(),
+        }
+    }
+
     fn summary(history: &[LabelChangeRecord]) -> Vec<(Option<Label>, Option<&str>, u8)> {
         history
             .iter()
@@ -534,7 +676,7 @@ mod tests {
             record(5, None, Some("CASHED"), Some(2)),
             record(7, None, Some("DIV_IMP"), Some(3)),
         ];
-        let history = compose_history(own, flow);
+        let history = compose_history(own, following(flow));
         assert_eq!(
             summary(&history),
             vec![
@@ -560,11 +702,91 @@ mod tests {
             record(6, None, Some("CASHED"), Some(4)),
         ];
         assert_eq!(
-            summary(&compose_history(own, flow)),
+            summary(&compose_history(own, following(flow))),
             vec![
                 (Some(IuvNoRt), Some("PENDING"), 2),
                 (Some(RtIuf), Some("PENDING"), 5),
                 (Some(RtIufTes), Some("CASHED"), 5),
+            ]
+        );
+    }
+
+    fn report(minute: u8, document: u128, marked: bool) -> plain::Report {
+        plain::Report {
+            flow_id: flow_id(),
+            revision: 1,
+            marked,
+            document: (
+                Uuid::from_u128(document),
+                format!("{document}.xml"),
+                "x".into(),
+            ),
+            imported_at: datetime!(2026-11-24 10:00 UTC)
+                + time::Duration::minutes(i64::from(minute)),
+        }
+    }
+
+    #[test]
+    fn a_plain_keys_flow_import_is_its_change_though_its_row_was_left_as_it_was() {
+        use Label::{Doppi, RtIuf, RtIufTes, RtNoIuf};
+        // Its receipt gave it RT_NO_IUF; its flow came at 2 (document 1) and left its row so;
+        // a statement cashed the flow at 5; a second payment made it DOPPI at 7, after which
+        // its flow's changes are no longer its own.
+        let own = vec![
+            record(0, Some(RtNoIuf), None, None),
+            record(7, Some(Doppi), None, Some(3)),
+        ];
+        let flow = vec![
+            record(2, None, Some("PENDING"), Some(1)),
+            record(5, None, Some("CASHED"), Some(2)),
+            record(8, None, Some("DIV_IMP"), Some(4)),
+        ];
+        let history = compose_history(
+            own,
+            Following {
+                composed: None,
+                flows: BTreeMap::from([(flow_id(), flow.clone())]),
+                reports: vec![report(2, 1, true)],
+            },
+        );
+        assert_eq!(
+            summary(&history),
+            vec![
+                (Some(RtNoIuf), None, 0),
+                (Some(RtIuf), Some("PENDING"), 2),
+                (Some(RtIufTes), Some("CASHED"), 5),
+                (Some(Doppi), None, 7),
+            ]
+        );
+        assert_eq!(history[1].previous_label, Some(RtNoIuf));
+        assert_eq!(history[1].causes.document.as_ref().unwrap().1, "1.xml");
+        assert_eq!(
+            history[1].causes.evidence,
+            vec![EvidenceRef::Flow(flow_id(), 1)]
+        );
+        assert_eq!(history[2].previous_label, Some(RtIuf));
+
+        // A revision whose import wrote the key (its own row names the document), or one
+        // imported without leaving plain keys unwritten, adds nothing of its own.
+        let own = vec![
+            record(0, Some(RtNoIuf), None, None),
+            record(2, Some(RtIuf), Some("PENDING"), Some(1)),
+        ];
+        let history = compose_history(
+            own,
+            Following {
+                composed: Some(flow_id()),
+                flows: BTreeMap::from([(flow_id(), flow.clone())]),
+                reports: vec![report(2, 1, true), report(6, 5, false)],
+            },
+        );
+        assert_eq!(
+            summary(&history),
+            vec![
+                (Some(RtNoIuf), None, 0),
+                (Some(RtIuf), Some("PENDING"), 2),
+                (Some(RtIufTes), Some("CASHED"), 5),
+                (Some(Label::IufTesDivImp), Some("DIV_IMP"), 8),
             ]
         );
     }

@@ -28,6 +28,7 @@ mod fdr_poll;
 mod import;
 mod labels;
 mod lease;
+mod plain;
 mod plans;
 mod queries;
 mod read_ahead;

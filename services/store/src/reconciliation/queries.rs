@@ -20,7 +20,7 @@ use incasso_domain::ledger::{Account, RECEIPT_ID_MAX_CHARS};
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
     Assessment, CausaleReferences, CreditId, FlowId, FlowTreasuryState, Label, Suggestion,
-    TransferIndex, TransferKey, parse_causale,
+    TransferIndex, TransferKey, compose_plain, parse_causale,
 };
 use incasso_domain::rome_time::{rome_date, start_of_rome_day};
 use incasso_domain::validation::{ValidationErrors, parse_date};
@@ -31,9 +31,9 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 use time::{Date, OffsetDateTime};
 
-use super::composed;
 use super::duplicates::{CreditMovement, PossibleDuplicate, possible_duplicates};
 use super::reversals::ReversalFilterInput;
+use super::{composed, plain};
 use crate::{AppError, Store, page_token};
 
 const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -468,7 +468,7 @@ impl TransferFilter {
                     .into_iter()
                     .map(|l| l.code().to_owned()),
             );
-            sql.push(&format!(" AND {} = ", composed::label_sql("l")))
+            sql.push(&format!(" AND {} = ", composed::label_sql(backend, "l")))
                 .bind(label.code());
         }
         if let Some(iuv) = &self.iuv {
@@ -624,6 +624,8 @@ struct CountingLine {
     revision: u32,
     amount_cents: i64,
     paid_on: Date,
+    /// Its revision's plain keys were left unwritten ([`plain`]).
+    plain_keys_unwritten: bool,
 }
 
 impl Store {
@@ -715,6 +717,60 @@ impl Store {
 
         let mut sql = Sql::new(backend);
         sql.push(
+            "SELECT f.creditor_fiscal_code, f.flow_id, f.revision, fl.iuv, fl.receipt_id, fl.id_transfer, \
+             fl.amount_cents, fl.paid_on, f.plain_keys_unwritten FROM recon_flow_line fl \
+             JOIN recon_flow f ON f.id = fl.flow_row_id WHERE fl.iuv IN ",
+        );
+        in_list(&mut sql, iuvs.iter().cloned());
+        sql.push(" AND ").counting("f");
+        sql.push(" ORDER BY f.flow_id, fl.line_number");
+        let mut lines: BTreeMap<FullKey, Vec<CountingLine>> = BTreeMap::new();
+        for row in db.query_all_raw(sql.statement()).await? {
+            let creditor: String = row.try_get("", "creditor_fiscal_code")?;
+            let iuv: String = row.try_get("", "iuv")?;
+            let key = key_of(&row, &creditor, &iuv)?;
+            let flow_id: String = row.try_get("", "flow_id")?;
+            let revision: i32 = row.try_get("", "revision")?;
+            lines.entry(key).or_default().push(CountingLine {
+                flow_id: FlowId::parse(&flow_id).map_err(corrupt)?,
+                revision: u32::try_from(revision).map_err(corrupt)?,
+                amount_cents: row.try_get("", "amount_cents")?,
+                paid_on: row.try_get("", "paid_on")?,
+                plain_keys_unwritten: row.try_get("", "plain_keys_unwritten")?,
+            });
+        }
+        // The assessments of the flows whose plain keys a bare row of the page may read with.
+        let marked: BTreeSet<(String, String)> = lines
+            .iter()
+            .flat_map(|((creditor, ..), ls)| {
+                ls.iter()
+                    .filter(|l| l.plain_keys_unwritten)
+                    .map(|l| (creditor.clone(), l.flow_id.as_str().to_owned()))
+            })
+            .collect();
+        let mut plain_flows: BTreeMap<(String, String), Assessment> = BTreeMap::new();
+        if !marked.is_empty() {
+            let mut sql = Sql::new(backend);
+            sql.push(
+                "SELECT creditor_fiscal_code, flow_id, assessment FROM recon_label \
+                 WHERE subject_kind = 'flow' AND flow_id IN ",
+            );
+            in_list(&mut sql, marked.iter().map(|(_, f)| f.clone()));
+            for row in db.query_all_raw(sql.statement()).await? {
+                let key = (
+                    row.try_get::<String>("", "creditor_fiscal_code")?,
+                    row.try_get::<String>("", "flow_id")?,
+                );
+                if marked.contains(&key)
+                    && let Some(assessment) = parse_assessment(row.try_get("", "assessment")?)?
+                {
+                    plain_flows.insert(key, assessment);
+                }
+            }
+        }
+
+        let mut sql = Sql::new(backend);
+        sql.push(
             "SELECT l.creditor_fiscal_code, l.iuv, l.receipt_id, l.id_transfer, l.label, l.assessment, \
              l.composed_flow_id, f.assessment AS flow_assessment FROM recon_label l LEFT JOIN recon_label f \
              ON f.creditor_fiscal_code = l.creditor_fiscal_code AND f.subject_kind = 'flow' \
@@ -736,35 +792,23 @@ impl Store {
                     flow.as_ref()
                         .filter(|_| composed_flow_id.as_deref() == Some(id.as_str()))
                 };
-                match composed::composed_now(&assessment, flow_of) {
+                // A plain key's bare row: composed with the flow of its one line, when that
+                // revision's plain keys were left unwritten.
+                let plain_now = || {
+                    if !plain::is_bare(&assessment, composed_flow_id.is_some()) {
+                        return None;
+                    }
+                    let [line] = lines.get(&key)?.as_slice() else {
+                        return None;
+                    };
+                    let flow = plain_flows.get(&(key.0.clone(), line.flow_id.as_str().to_owned()));
+                    compose_plain(&line.flow_id, flow.filter(|_| line.plain_keys_unwritten)?)
+                };
+                match composed::composed_now(&assessment, flow_of).or_else(plain_now) {
                     Some(now) => labels.insert(key, (now.label, now)),
                     None => labels.insert(key, (label, assessment)),
                 };
             }
-        }
-
-        let mut sql = Sql::new(backend);
-        sql.push(
-            "SELECT f.creditor_fiscal_code, f.flow_id, f.revision, fl.iuv, fl.receipt_id, fl.id_transfer, \
-             fl.amount_cents, fl.paid_on FROM recon_flow_line fl JOIN recon_flow f ON f.id = fl.flow_row_id \
-             WHERE fl.iuv IN ",
-        );
-        in_list(&mut sql, iuvs.iter().cloned());
-        sql.push(" AND ").counting("f");
-        sql.push(" ORDER BY f.flow_id, fl.line_number");
-        let mut lines: BTreeMap<FullKey, Vec<CountingLine>> = BTreeMap::new();
-        for row in db.query_all_raw(sql.statement()).await? {
-            let creditor: String = row.try_get("", "creditor_fiscal_code")?;
-            let iuv: String = row.try_get("", "iuv")?;
-            let key = key_of(&row, &creditor, &iuv)?;
-            let flow_id: String = row.try_get("", "flow_id")?;
-            let revision: i32 = row.try_get("", "revision")?;
-            lines.entry(key).or_default().push(CountingLine {
-                flow_id: FlowId::parse(&flow_id).map_err(corrupt)?,
-                revision: u32::try_from(revision).map_err(corrupt)?,
-                amount_cents: row.try_get("", "amount_cents")?,
-                paid_on: row.try_get("", "paid_on")?,
-            });
         }
 
         // The recoveries attempted for the page's IUVs, by (creditor, IUV, IUR).

@@ -32,6 +32,7 @@ use uuid::Uuid;
 
 use super::composed;
 use super::evidence::{self, Skeleton};
+use super::plain::{self, PlainFlows};
 use super::read_ahead::{Prepared, Reading, SliceReader, StoredLabels};
 use super::restated::{self, Restating};
 use super::{books, labels};
@@ -60,6 +61,8 @@ pub(crate) struct Relabelling {
     /// Where slices are read ahead from (`read_ahead`): the store's pool on PostgreSQL,
     /// `None` on SQLite, whose one connection is the import's.
     pub pool: Option<DatabaseConnection>,
+    /// Plain keys' labels are left unwritten, composed when read ([`plain`]).
+    pub plain_keys_composed: bool,
 }
 
 /// Where an import's IUVs come from, relabelled in this order.
@@ -89,9 +92,9 @@ struct Place {
 /// What relabelling did.
 #[derive(Debug, Default)]
 pub(crate) struct Relabelled {
-    /// History rows written (label changes, receipts caught up included). A key whose label
-    /// changes with its flow's treasury state, its row not written (`composed`), is one
-    /// change of its flow's.
+    /// Label changes recorded (receipts caught up included), and those of plain keys left
+    /// unwritten ([`plain`]), which their readers compose. A key whose label changes with its
+    /// flow's treasury state, its row not written (`composed`), is one change of its flow's.
     pub label_changes: usize,
     /// Ledger entries posted.
     pub ledger_entries: usize,
@@ -233,6 +236,8 @@ struct Pass<'a, R> {
     flows_before: BTreeMap<Subject, Assessment>,
     /// Whether the document brings flow lines (so `reported` targets may move).
     reporting_changed: bool,
+    /// The flow revisions whose plain keys are left unwritten.
+    plain: PlainFlows,
 }
 
 /// A slice of IUVs to relabel, where it sits, and the IUVs of its part an `/RFB/` credit
@@ -452,9 +457,23 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
             labels::stored_of_iuvs(txn, creditor, slice, consecutive).await?
         };
         // A key's stored label as it read before this import (as it reads now, if this import
-        // wrote it): composed with its flow's.
+        // wrote it): composed with its flow's, a plain key's bare row with its line's.
+        let bare: BTreeSet<Subject> = stored
+            .iter()
+            .filter(|(s, l)| {
+                matches!(s, Subject::Transfer(_)) && plain::is_bare(&l.assessment, l.composed)
+            })
+            .map(|(s, _)| s.clone())
+            .collect();
         let mut stored =
             composed::compose_keys(stored, &self.stored_flows_and_credits, &self.flows_before);
+        plain::compose_read(
+            &mut stored,
+            &bare,
+            reconciler.evidence(),
+            &self.flows_before,
+            |flow| self.plain.marked_in(reconciler.evidence(), flow),
+        );
         stored.extend(
             self.stored_flows_and_credits
                 .iter()
@@ -527,11 +546,30 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
                 None => self.stored_flows_and_credits.remove(&change.subject),
             };
         }
+        labels::add_counts(&mut out.counts, &catch_up);
+        labels::add_counts(&mut out.counts, &changes);
+        if self.plain.unwritten_now {
+            // A plain key's row stays bare: its readers compose it with its flow. (Not one
+            // the receipts' catch-up has just written.)
+            let caught_up: BTreeSet<&Subject> = catch_up.iter().map(|c| &c.subject).collect();
+            let evidence = reconciler.evidence();
+            changes.retain(|c| {
+                let unwritten = !caught_up.contains(&c.subject)
+                    && plain::left_unwritten(
+                        c,
+                        &bare,
+                        evidence,
+                        &self.stored_flows_and_credits,
+                        |flow| self.plain.marked_in(evidence, flow),
+                    );
+                // Still a change of the key's label, which its history tells (`labels`).
+                out.label_changes += usize::from(unwritten && c.is_label_change());
+                !unwritten
+            });
+        }
         out.label_changes += labels::write(txn, creditor, &catch_up, None, self.now).await?;
         out.label_changes +=
             labels::write(txn, creditor, &changes, self.document.clone(), self.now).await?;
-        labels::add_counts(&mut out.counts, &catch_up);
-        labels::add_counts(&mut out.counts, &changes);
         // A key's `reported` target reads its lines, its receipt and the receipt's booking:
         // only new lines or receipts booked since the last import (queued) change it. A
         // statement changes none.
@@ -630,6 +668,7 @@ pub(crate) async fn relabel(
         now,
         iuvs_per_slice,
         pool,
+        plain_keys_composed,
     } = relabelling;
     debug_assert!((1..=IUVS_PER_SLICE).contains(&iuvs_per_slice));
     let before = skeleton_evidence(skeleton)?;
@@ -713,6 +752,11 @@ pub(crate) async fn relabel(
             .collect(),
         stored_flows_and_credits,
         reporting_changed,
+        plain: PlainFlows {
+            marked: skeleton.plain_rows.clone(),
+            rows: rows.clone(),
+            unwritten_now: plain_keys_composed,
+        },
     };
     let mut out = Relabelled::default();
     let mut first = true;

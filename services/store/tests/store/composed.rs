@@ -100,7 +100,7 @@ async fn the_label_composed_in_sql_is_the_domains(engine: Engine) {
             format!(
                 "SELECT l.iuv, {} AS label FROM recon_label l \
                  WHERE l.subject_kind = 'transfer' ORDER BY l.iuv",
-                composed_label_sql("l")
+                composed_label_sql(db.get_database_backend(), "l")
             ),
         ))
         .await
