@@ -8,7 +8,12 @@
 //! composes it with its line's flow (the domain's `compose_plain`). FALSE (the default, a
 //! constant: adding it rewrites nothing) for every revision imported otherwise, whose keys
 //! were all written.
-use incasso_domain::reconciliation::{Assessment, FlowId, compose_plain, composed_flow};
+use std::collections::BTreeSet;
+
+use incasso_domain::reconciliation::{
+    Assessment, EvidenceRef, FlowId, FlowTreasuryState, Subject, compose_labels, compose_plain,
+    composed_flow,
+};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
 
@@ -62,7 +67,9 @@ fn invalid(e: impl std::fmt::Display) -> DbErr {
 }
 
 /// Rewrites every key left as its receipt left it whose line is in a marked revision that
-/// counts: its row as composed with that flow now, composed with the flow from then on.
+/// counts: its row as composed with that flow now, composed with the flow from then on, and
+/// the history row its flow's import did not write (the previous release reads a key's
+/// history from its rows and its composed flow's).
 async fn write_back_plain_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
     let db = manager.get_connection();
     let backend = manager.get_database_backend();
@@ -80,8 +87,8 @@ async fn write_back_plain_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr>
             .query_all_raw(Statement::from_sql_and_values(
                 backend,
                 sql(&format!(
-                    "SELECT l.creditor_fiscal_code, l.subject_key, f.flow_id, \
-                     fa.assessment AS flow_assessment FROM recon_label l \
+                    "SELECT l.creditor_fiscal_code, l.subject_key, l.iuv, l.receipt_id, \
+                     l.id_transfer, f.flow_id, fa.assessment AS flow_assessment FROM recon_label l \
                      JOIN recon_flow_line fl ON fl.iuv = l.iuv AND fl.receipt_id = l.receipt_id \
                      AND fl.id_transfer = l.id_transfer \
                      JOIN recon_flow f ON f.id = fl.flow_row_id \
@@ -110,6 +117,12 @@ async fn write_back_plain_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr>
             let flow_id = FlowId::parse(&flow_id).map_err(invalid)?;
             let flow: Assessment = serde_json::from_str(&flow).map_err(invalid)?;
             after = (creditor, key);
+            let line = (
+                row.try_get::<String>("", "iuv")?,
+                row.try_get::<String>("", "receipt_id")?,
+                row.try_get::<i16>("", "id_transfer")?,
+            );
+            write_plain_change(manager, &after, &flow_id, line).await?;
             let Some(now) = compose_plain(&flow_id, &flow) else {
                 continue;
             };
@@ -134,4 +147,116 @@ async fn write_back_plain_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr>
             .await?;
         }
     }
+}
+
+/// An instant column as the engine orders it (SQLite keeps instants as text).
+fn instant(backend: DbBackend, column: &str) -> String {
+    match backend {
+        DbBackend::Postgres => column.to_owned(),
+        _ => format!("julianday({column})"),
+    }
+}
+
+/// Writes the history row of a plain key (`key`: creditor and subject key) that the import of
+/// the first marked revision of `flow_id` holding its line since the key's own last change
+/// left unwritten: at that import's time and with its document, the label a matching line
+/// had with the flow's treasury state then.
+async fn write_plain_change(
+    manager: &SchemaManager<'_>,
+    key: &(String, String),
+    flow_id: &FlowId,
+    (iuv, receipt_id, id_transfer): (String, String, i16),
+) -> Result<(), DbErr> {
+    let db = manager.get_connection();
+    let backend = manager.get_database_backend();
+    let sql = |text: String| match backend {
+        DbBackend::Postgres => text,
+        _ => text.replace('$', "?"),
+    };
+    let flow_key = serde_json::to_string(&Subject::Flow(flow_id.clone())).map_err(invalid)?;
+    let (changed, imported) = (
+        instant(backend, "c.changed_at"),
+        instant(backend, "d.imported_at"),
+    );
+    let own = instant(backend, "k.changed_at");
+    let Some(report) = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql(format!(
+                "SELECT f.revision, d.id AS document_id, d.file_name, d.kind, \
+                 (SELECT c.treasury_state FROM recon_label_change c \
+                  WHERE c.creditor_fiscal_code = $1 AND c.subject_key = $7 \
+                  AND {changed} <= {imported} ORDER BY {changed} DESC, c.id DESC LIMIT 1) AS state, \
+                 (SELECT k.label FROM recon_label_change k \
+                  WHERE k.creditor_fiscal_code = $1 AND k.subject_key = $6 \
+                  ORDER BY {own} DESC, k.id DESC LIMIT 1) AS previous_label \
+                 FROM recon_flow_line fl JOIN recon_flow f ON f.id = fl.flow_row_id \
+                 JOIN recon_document d ON d.id = f.document_id \
+                 WHERE f.creditor_fiscal_code = $1 AND f.flow_id = $2 AND f.plain_keys_unwritten \
+                 AND fl.iuv = $3 AND fl.receipt_id = $4 AND fl.id_transfer = $5 \
+                 AND NOT EXISTS (SELECT 1 FROM recon_label_change k \
+                  WHERE k.creditor_fiscal_code = $1 AND k.subject_key = $6 AND {own} > {imported}) \
+                 ORDER BY {imported} LIMIT 1"
+            )),
+            [
+                key.0.clone().into(),
+                flow_id.as_str().into(),
+                iuv.into(),
+                receipt_id.into(),
+                id_transfer.into(),
+                key.1.clone().into(),
+                flow_key.into(),
+            ],
+        ))
+        .await?
+    else {
+        return Ok(());
+    };
+    let Some(state) = report
+        .try_get::<Option<String>>("", "state")?
+        .as_deref()
+        .and_then(FlowTreasuryState::parse)
+    else {
+        return Ok(());
+    };
+    let revision: i32 = report.try_get("", "revision")?;
+    let document: uuid::Uuid = report.try_get("", "document_id")?;
+    let labels = compose_labels(&BTreeSet::new(), state);
+    let causes = serde_json::json!({
+        "document": [
+            document,
+            report.try_get::<String>("", "file_name")?,
+            report.try_get::<String>("", "kind")?,
+        ],
+        "evidence": [EvidenceRef::Flow(
+            flow_id.clone(),
+            <u32 as TryFrom<i32>>::try_from(revision).map_err(invalid)?,
+        )],
+    });
+    let codes: Vec<&str> = labels.iter().map(|l| l.code()).collect();
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql(
+            "INSERT INTO recon_label_change (id, creditor_fiscal_code, subject_key, label, \
+             labels, treasury_state, previous_label, causes, changed_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, d.imported_at FROM recon_document d \
+             WHERE d.id = $9"
+                .to_owned(),
+        ),
+        [
+            uuid::Uuid::now_v7().into(),
+            key.0.clone().into(),
+            key.1.clone().into(),
+            labels.first().map(|l| l.code().to_owned()).into(),
+            codes.join(",").into(),
+            state.code().to_owned().into(),
+            report
+                .try_get::<Option<String>>("", "previous_label")?
+                .into(),
+            serde_json::to_string(&causes).map_err(invalid)?.into(),
+            document.into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }

@@ -492,25 +492,35 @@ fn compose_history(
         .iter()
         .filter_map(|(_, r)| r.causes.document.as_ref().map(|d| d.0))
         .collect();
-    let mut events: Vec<(OffsetDateTime, Uuid, Event)> = own
+    let mut events: Vec<(OffsetDateTime, Uuid, u8, Event)> = own
         .into_iter()
-        .map(|(id, r)| (r.changed_at, id, Event::Own(r)))
+        .map(|(id, r)| (r.changed_at, id, 0, Event::Own(r)))
         .collect();
+    // The row each import wrote for a flow, by the import's document.
+    let mut imports: BTreeMap<(FlowId, Uuid), Uuid> = BTreeMap::new();
     for (flow, rows) in flows {
-        events.extend(
-            rows.into_iter()
-                .map(|(id, r)| (r.changed_at, id, Event::Flow(flow.clone(), r))),
-        );
+        for (id, r) in rows {
+            if let Some(document) = &r.causes.document {
+                imports.entry((flow.clone(), document.0)).or_insert(id);
+            }
+            events.push((r.changed_at, id, 0, Event::Flow(flow.clone(), r)));
+        }
     }
-    // After everything its import wrote, the flow's own row included.
+    // Just after its flow's row of the same import, else after everything of its instant.
     events.extend(
         reports
             .into_iter()
             .filter(|r| r.marked && !own_documents.contains(&r.document.0))
-            .map(|r| (r.imported_at, Uuid::max(), Event::Report(r))),
+            .map(|r| {
+                let after = imports
+                    .get(&(r.flow_id.clone(), r.document.0))
+                    .copied()
+                    .unwrap_or(Uuid::max());
+                (r.imported_at, after, 1, Event::Report(r))
+            }),
     );
     // Oldest first: by the import's time, then in the order written.
-    events.sort_by_key(|(at, id, _)| (*at, *id));
+    events.sort_by_key(|(at, id, rank, _)| (*at, *id, *rank));
     let of_this_key = |record: &LabelChangeRecord| {
         record
             .causes
@@ -523,7 +533,7 @@ fn compose_history(
     let mut state: BTreeMap<FlowId, FlowTreasuryState> = BTreeMap::new();
     // The flow whose changes of state are the key's now.
     let mut follows: Option<FlowId> = None;
-    for (_, _, event) in events {
+    for (_, _, _, event) in events {
         match event {
             Event::Own(record) => {
                 let now = (

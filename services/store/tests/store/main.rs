@@ -8,6 +8,7 @@ mod duplicate_credits;
 mod fixtures;
 mod ledger;
 mod outbox;
+mod plain;
 mod positions;
 mod read_ahead;
 mod reconciliation;

@@ -548,7 +548,7 @@ async fn the_books_follow_a_receipt_booked_after_its_flow(engine: Engine) {
 }
 
 /// Undoes the migration whose name contains `number` (`"_000019_"`) and every one after it.
-async fn undo_migrations_from(h: &Harness, number: &str) {
+pub(crate) async fn undo_migrations_from(h: &Harness, number: &str) {
     use sea_orm_migration::MigratorTrait;
     let count = incasso_migrations::Migrator::migrations()
         .iter()

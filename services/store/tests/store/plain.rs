@@ -1,0 +1,190 @@
+//! Plain keys left unwritten (`[reconciliation] plain_keys_composed`): a flow's import leaves
+//! the row of a key its flow alone decides as its receipt left it, every reader composes it
+//! with the flow, and undoing migration 32 writes the rows and the history rows back so that
+//! the previous release reads the same labels and history.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use incasso_domain::reconciliation::{EvidenceRef, FlowId, Label, Subject};
+use incasso_reconciliation::testing::fdr_xml;
+use incasso_store::Store;
+use incasso_store::reconciliation::{TransferFilterInput, TransferScope};
+use incasso_store::testing::Engine;
+use sea_orm::{ConnectionTrait, Statement};
+use time::macros::datetime;
+
+use crate::fixtures::{Harness, MILANO};
+use crate::on_both_engines;
+use crate::reconciliation::{
+    IUF, TREASURY_IBAN, accounts, flow, key, receipt, statement, undo_migrations_from, write,
+};
+
+on_both_engines!(a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it_back);
+
+/// The store leaving plain keys unwritten, its clock a minute later at each reading, so that
+/// each import has its own instant as in production.
+fn composing(h: &Harness) -> Store {
+    let minutes = Arc::new(AtomicI64::new(0));
+    h.store
+        .clone()
+        .with_plain_keys_composed(true)
+        .with_clock(Arc::new(move || {
+            datetime!(2026-11-24 10:00 UTC)
+                + time::Duration::minutes(minutes.fetch_add(1, Ordering::SeqCst))
+        }))
+}
+
+/// The key's row as stored: (label, labels, composed_flow_id).
+async fn row(h: &Harness) -> (Option<String>, String, Option<String>) {
+    let db = h.store.db();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT label, labels, composed_flow_id FROM recon_label \
+             WHERE subject_kind = 'transfer' AND id_transfer = 1",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get("", "label").unwrap(),
+        row.try_get("", "labels").unwrap(),
+        row.try_get("", "composed_flow_id").unwrap(),
+    )
+}
+
+/// The keys ListTransfers gives for `label`, by receiptId.
+async fn listed_as(store: &Store, label: Label) -> Vec<String> {
+    let filter = TransferFilterInput {
+        label: Some(label),
+        scope: Some(TransferScope::Creditor),
+        ..TransferFilterInput::default()
+    };
+    store
+        .list_reconciliation_transfers(&filter, 0, "")
+        .await
+        .unwrap()
+        .transfers
+        .into_iter()
+        .map(|t| {
+            assert_eq!(t.label, Some(label));
+            t.receipt_id
+        })
+        .collect()
+}
+
+/// The key's history: (previous label, label, file of the import).
+async fn history(store: &Store) -> Vec<(Option<Label>, Option<Label>, Option<String>)> {
+    store
+        .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| {
+            let file = c.causes.document.as_ref().map(|d| {
+                let path = std::path::Path::new(&d.1);
+                path.file_name().unwrap().to_string_lossy().into_owned()
+            });
+            (c.previous_label, c.label, file)
+        })
+        .collect()
+}
+
+async fn a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it_back(
+    engine: Engine,
+) {
+    use Label::{RtIuf, RtIufTes, RtNoIuf};
+    let h = Harness::new(engine).await;
+    let store = composing(&h);
+    store.record_receipt(receipt()).await.unwrap();
+    store.refresh_reconciliation(MILANO).await.unwrap();
+    assert_eq!(
+        row(&h).await,
+        (Some("RT_NO_IUF".into()), "RT_NO_IUF".into(), None)
+    );
+
+    let history_rows = crate::fixtures::count(&h, "recon_label_change").await;
+    let imported = store
+        .import_reconciliation_file(&write("flow.xml", &fdr_xml(&flow(), MILANO)), &accounts())
+        .await
+        .unwrap();
+    // The flow's change and the key's, counted though only the flow's was written.
+    assert_eq!(imported.label_changes, 2);
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_label_change").await,
+        history_rows + 1
+    );
+    assert_eq!(
+        row(&h).await,
+        (Some("RT_NO_IUF".into()), "RT_NO_IUF".into(), None)
+    );
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_flow WHERE plain_keys_unwritten").await,
+        1
+    );
+    assert_eq!(listed_as(&store, RtIuf).await, ["RCPT-1"]);
+    assert!(listed_as(&store, RtNoIuf).await.is_empty());
+    let assessed = store.reconciliation_assessments(MILANO).await.unwrap();
+    let key_now = &assessed[&Subject::Transfer(key(1))];
+    assert_eq!(key_now.label, Some(RtIuf));
+    assert_eq!(
+        key_now.flow_ids.iter().collect::<Vec<_>>(),
+        [&FlowId::parse(IUF).unwrap()]
+    );
+
+    store
+        .import_reconciliation_file(
+            &write("statement.xml", &statement(TREASURY_IBAN, 9_500)),
+            &accounts(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed_as(&store, RtIufTes).await, ["RCPT-1"]);
+    let expected = vec![
+        (None, Some(RtNoIuf), None),
+        (Some(RtNoIuf), Some(RtIuf), Some("flow.xml".to_owned())),
+        (
+            Some(RtIuf),
+            Some(RtIufTes),
+            Some("statement.xml".to_owned()),
+        ),
+    ];
+    assert_eq!(history(&store).await, expected);
+    let changes = store
+        .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        changes[1].causes.evidence,
+        [EvidenceRef::Flow(FlowId::parse(IUF).unwrap(), 1)]
+    );
+
+    // Undone, the key's row and its flow's change are written as the previous release reads
+    // them: composed with the flow.
+    undo_migrations_from(&h, "_000032_").await;
+    assert_eq!(
+        row(&h).await,
+        (
+            Some("RT_IUF_TES".into()),
+            "RT_IUF_TES".into(),
+            Some(IUF.to_owned())
+        )
+    );
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_label_change WHERE previous_label = 'RT_NO_IUF'").await,
+        1
+    );
+    // And up again: read as before, with no flow marked.
+    use sea_orm_migration::MigratorTrait;
+    incasso_migrations::Migrator::up(h.store.db(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_flow WHERE plain_keys_unwritten").await,
+        0
+    );
+    assert_eq!(listed_as(&store, RtIufTes).await, ["RCPT-1"]);
+    assert_eq!(history(&store).await, expected);
+    h.finish().await;
+}
