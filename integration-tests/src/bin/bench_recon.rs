@@ -31,6 +31,8 @@
 //! `INCASSO_TEST_PG_URL` names the PostgreSQL server (as for the tests and bench-node); `INCASSO_BENCH_KEEP=1` keeps the database and prints its URL.
 //! `INCASSO_BENCH_PSPS=N` (1 to 999, default 80) spreads the day over N PSPs' flows;
 //! `INCASSO_BENCH_IUVS_PER_SLICE=N` sets `[reconciliation] iuvs_per_slice`.
+//! The imports leave plain keys' labels unwritten (`[reconciliation] plain_keys_composed`, the
+//! setting once every replica reads them); `INCASSO_BENCH_PLAIN_KEYS=written` writes every key.
 //! `INCASSO_BENCH_STATEMENTS=N` prints each phase's `N` costliest statements when the server
 //! loads `pg_stat_statements`. Under each phase it prints the WAL it wrote (and how many
 //! full-page images), the checkpoints it spanned and the buffers the backend had to write out
@@ -720,6 +722,20 @@ async fn main() -> anyhow::Result<()> {
             anyhow::anyhow!("INCASSO_BENCH_IUVS_PER_SLICE={iuvs} is not a number of IUVs: {e}")
         })?);
     }
+    settings.recon_plain_keys_composed = match std::env::var("INCASSO_BENCH_PLAIN_KEYS") {
+        Err(_) => true,
+        Ok(value) if value == "written" => false,
+        Ok(value) if value == "composed" => true,
+        Ok(other) => anyhow::bail!("INCASSO_BENCH_PLAIN_KEYS={other}: `composed` or `written`"),
+    };
+    println!(
+        "plain keys: {}",
+        if settings.recon_plain_keys_composed {
+            "composed when read ([reconciliation] plain_keys_composed)"
+        } else {
+            "written (INCASSO_BENCH_PLAIN_KEYS=written)"
+        }
+    );
     let accounts = settings.treasury_accounts.clone();
     let store = incasso_server::open_store(settings).await?;
     println!("server: {}", server_settings(store.db()).await?);
