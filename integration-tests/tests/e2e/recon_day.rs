@@ -278,16 +278,7 @@ async fn observe(client: &mut Client) -> anyhow::Result<Observed> {
         "a receiptId and idTransfer twice"
     );
     for t in &listed {
-        let mut changes = client
-            .get_transfer_history(pb::GetTransferHistoryRequest {
-                creditor_fiscal_code: t.creditor_fiscal_code.clone(),
-                iuv: t.iuv.clone(),
-                receipt_id: t.receipt_id.clone(),
-                id_transfer: t.id_transfer,
-            })
-            .await?
-            .into_inner()
-            .changes;
+        let mut changes = history(client, t).await?;
         for change in &mut changes {
             change.changed_at = None;
             if let Some(document) = &mut change.document {
@@ -488,16 +479,7 @@ async fn balances(app: &TestApp) -> anyhow::Result<BTreeMap<String, i64>> {
 /// or the document): relabelling never records a change and its undoing.
 async fn assert_each_import_changed_each_label_once(client: &mut Client) -> anyhow::Result<()> {
     for t in transfers(client, pb::ReconciliationScope::Creditor).await? {
-        let changes = client
-            .get_transfer_history(pb::GetTransferHistoryRequest {
-                creditor_fiscal_code: t.creditor_fiscal_code.clone(),
-                iuv: t.iuv.clone(),
-                receipt_id: t.receipt_id.clone(),
-                id_transfer: t.id_transfer,
-            })
-            .await?
-            .into_inner()
-            .changes;
+        let changes = history(client, &t).await?;
         let mut seen = std::collections::BTreeSet::new();
         for change in &changes {
             let at = change.changed_at.as_ref().map(|t| (t.seconds, t.nanos));
@@ -512,6 +494,23 @@ async fn assert_each_import_changed_each_label_once(client: &mut Client) -> anyh
         }
     }
     Ok(())
+}
+
+/// A transfer's label changes, as GetTransferHistory gives them.
+async fn history(
+    client: &mut Client,
+    t: &pb::ReconciliationTransfer,
+) -> anyhow::Result<Vec<pb::LabelChange>> {
+    Ok(client
+        .get_transfer_history(pb::GetTransferHistoryRequest {
+            creditor_fiscal_code: t.creditor_fiscal_code.clone(),
+            iuv: t.iuv.clone(),
+            receipt_id: t.receipt_id.clone(),
+            id_transfer: t.id_transfer,
+        })
+        .await?
+        .into_inner()
+        .changes)
 }
 
 /// Every transfer ListTransfers gives for `scope` (`Unspecified`: both), page by page.

@@ -452,6 +452,41 @@ impl Store {
     }
 }
 
+/// What a key reads as: its label, every condition and its treasury state.
+type Reading = (Option<Label>, Vec<Label>, Option<String>);
+
+/// What a key of the facts `facts` reads as when its flow is in `state`.
+fn composed_reading(facts: &BTreeSet<Label>, state: FlowTreasuryState) -> Reading {
+    let labels = compose_labels(facts, state);
+    (
+        labels.first().copied(),
+        labels.into_iter().collect(),
+        Some(state.code().to_owned()),
+    )
+}
+
+/// Records that the key reads as `now` from `changed_at` for `causes`, unless it already does.
+fn change_to(
+    out: &mut Vec<LabelChangeRecord>,
+    reads_as: &mut Option<Reading>,
+    now: Reading,
+    changed_at: OffsetDateTime,
+    causes: Causes,
+) {
+    if reads_as.as_ref() == Some(&now) {
+        return;
+    }
+    out.push(LabelChangeRecord {
+        changed_at,
+        previous_label: reads_as.as_ref().and_then(|r| r.0),
+        label: now.0,
+        labels: now.1.clone(),
+        treasury_state: now.2.clone(),
+        causes,
+    });
+    *reads_as = Some(now);
+}
+
 /// What a key's history is composed with besides its own rows.
 struct Following {
     /// The flow its row is composed with (`composed_flow_id`): once its own rows record a
@@ -529,7 +564,7 @@ fn compose_history(
             .is_some_and(|d| own_documents.contains(&d.0))
     };
     let mut out: Vec<LabelChangeRecord> = Vec::new();
-    let mut reads_as: Option<(Option<Label>, Vec<Label>, Option<String>)> = None;
+    let mut reads_as: Option<Reading> = None;
     let mut state: BTreeMap<FlowId, FlowTreasuryState> = BTreeMap::new();
     // The flow whose changes of state are the key's now.
     let mut follows: Option<FlowId> = None;
@@ -559,27 +594,17 @@ fn compose_history(
                 if follows.as_ref() != Some(&flow) || of_this_key(&record) {
                     continue;
                 }
-                let Some((label, labels, Some(_))) = &reads_as else {
+                let Some((_, labels, Some(_))) = &reads_as else {
                     continue;
                 };
-                let composed_now = compose_labels(&labels.iter().copied().collect(), now_state);
-                let composed_now = (
-                    composed_now.first().copied(),
-                    composed_now.into_iter().collect::<Vec<_>>(),
-                    Some(now_state.code().to_owned()),
+                let now = composed_reading(&labels.iter().copied().collect(), now_state);
+                change_to(
+                    &mut out,
+                    &mut reads_as,
+                    now,
+                    record.changed_at,
+                    record.causes,
                 );
-                if reads_as.as_ref() == Some(&composed_now) {
-                    continue;
-                }
-                out.push(LabelChangeRecord {
-                    changed_at: record.changed_at,
-                    previous_label: *label,
-                    label: composed_now.0,
-                    labels: composed_now.1.clone(),
-                    treasury_state: composed_now.2.clone(),
-                    causes: record.causes,
-                });
-                reads_as = Some(composed_now);
             }
             Event::Report(report) => {
                 let receipt_only = (Some(Label::RtNoIuf), vec![Label::RtNoIuf], None::<String>);
@@ -590,27 +615,13 @@ fn compose_history(
                     continue;
                 };
                 follows = Some(report.flow_id.clone());
-                let labels = compose_labels(&BTreeSet::new(), flow_state);
-                let now = (
-                    labels.first().copied(),
-                    labels.into_iter().collect::<Vec<_>>(),
-                    Some(flow_state.code().to_owned()),
-                );
-                if reads_as.as_ref() == Some(&now) {
-                    continue;
-                }
-                out.push(LabelChangeRecord {
-                    changed_at: report.imported_at,
-                    previous_label: reads_as.as_ref().and_then(|r| r.0),
-                    label: now.0,
-                    labels: now.1.clone(),
-                    treasury_state: now.2.clone(),
-                    causes: Causes {
-                        document: Some(report.document),
-                        evidence: vec![EvidenceRef::Flow(report.flow_id, report.revision)],
-                    },
-                });
-                reads_as = Some(now);
+                // A receipt with one matching line, in its flow's state.
+                let now = composed_reading(&BTreeSet::new(), flow_state);
+                let causes = Causes {
+                    document: Some(report.document),
+                    evidence: vec![EvidenceRef::Flow(report.flow_id, report.revision)],
+                };
+                change_to(&mut out, &mut reads_as, now, report.imported_at, causes);
             }
         }
     }
