@@ -811,4 +811,70 @@ mod tests {
             ]
         );
     }
+
+    proptest::proptest! {
+        /// A plain key's history, its row left as its receipt left it and its flow's import
+        /// told by the import's report, reads as the history of the same key written at that
+        /// import and composed with its flow from then on, whatever its flow's states after.
+        #[test]
+        fn a_plain_keys_history_reads_as_the_written_keys(
+            states in proptest::collection::vec(0..4usize, 1..7),
+        ) {
+            use FlowTreasuryState::{Cashed, DivImp, NoTes, Pending};
+            let states: Vec<FlowTreasuryState> = states
+                .into_iter()
+                .map(|s| [Cashed, DivImp, NoTes, Pending][s])
+                .collect();
+            let code = |s: FlowTreasuryState| Some(s.code());
+            // The flow's rows: its import (document 1) at minute 10, then a change a statement
+            // (document n) made every ten minutes.
+            let flow: Vec<_> = states
+                .iter()
+                .enumerate()
+                .map(|(n, s)| {
+                    let minute = u8::try_from(10 * (n + 1)).unwrap();
+                    record(minute, None, code(*s), Some(n as u128 + 1))
+                })
+                .collect();
+            let receipt = record(0, Some(Label::RtNoIuf), None, None);
+
+            // Written: the import wrote the key's row, composed with its flow.
+            let reading = composed_reading(&BTreeSet::new(), states[0]);
+            let mut at_import = record(10, reading.0, code(states[0]), Some(1));
+            at_import.1.labels = reading.1;
+            at_import.1.previous_label = Some(Label::RtNoIuf);
+            let written = compose_history(
+                vec![receipt.clone(), at_import],
+                Following {
+                    composed: Some(flow_id()),
+                    flows: BTreeMap::from([(flow_id(), flow.clone())]),
+                    reports: Vec::new(),
+                },
+            );
+            // Plain: the row stays as the receipt left it; the import is a report.
+            let plain = compose_history(
+                vec![receipt],
+                Following {
+                    composed: None,
+                    flows: BTreeMap::from([(flow_id(), flow)]),
+                    reports: vec![report(10, 1, true)],
+                },
+            );
+            let facts = |h: &[LabelChangeRecord]| {
+                h.iter()
+                    .map(|c| {
+                        (
+                            c.changed_at,
+                            c.previous_label,
+                            c.label,
+                            c.labels.clone(),
+                            c.treasury_state.clone(),
+                            c.causes.document.as_ref().map(|d| d.0),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            proptest::prop_assert_eq!(facts(&plain), facts(&written));
+        }
+    }
 }
