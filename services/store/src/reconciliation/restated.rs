@@ -286,16 +286,20 @@ pub(crate) async fn iuvs_not_left_composed(
 ) -> Result<BTreeSet<String>, AppError> {
     let mut out = BTreeSet::new();
     for chunk in rows.chunks(FLOWS_PER_MERGE) {
+        // Two queries joined by UNION rather than one testing `EXISTS … OR EXISTS …`: an OR
+        // of subqueries is evaluated line by line (a million's statement probed both for each
+        // of its million lines: 13.8 s to find none), each EXISTS alone is a semi-join.
+        let rows = placeholders(2, chunk.len());
         let sql = format!(
-            "SELECT DISTINCT a.iuv FROM recon_flow_line a JOIN recon_flow fa ON fa.id = a.flow_row_id \
-             WHERE a.flow_row_id IN ({}) AND (\
+            "SELECT a.iuv FROM recon_flow_line a JOIN recon_flow fa ON fa.id = a.flow_row_id \
+             WHERE a.flow_row_id IN ({rows}) AND \
              EXISTS (SELECT 1 FROM recon_flow_line b JOIN recon_flow fb ON fb.id = b.flow_row_id \
                      WHERE b.iuv = a.iuv AND b.receipt_id = a.receipt_id \
                      AND b.id_transfer = a.id_transfer AND fb.creditor_fiscal_code = $1 \
                      AND fb.flow_id <> fa.flow_id) \
-             OR EXISTS (SELECT 1 FROM recon_pending_iuv p \
-                        WHERE p.creditor_fiscal_code = $1 AND p.iuv = a.iuv))",
-            placeholders(2, chunk.len())
+             UNION SELECT a.iuv FROM recon_flow_line a WHERE a.flow_row_id IN ({rows}) AND \
+             EXISTS (SELECT 1 FROM recon_pending_iuv p \
+                     WHERE p.creditor_fiscal_code = $1 AND p.iuv = a.iuv)"
         );
         let mut values: Vec<sea_orm::Value> = vec![creditor.into()];
         values.extend(chunk.iter().map(|r| sea_orm::Value::from(*r)));
