@@ -390,12 +390,6 @@ impl Store {
         .await?;
 
         let mut items = Vec::new();
-        // The document's flow lines, stored once its keys are relabelled: relabelling reads
-        // the lines of the revisions held before it (by IUV), and on PostgreSQL it reads them
-        // ahead on another connection, for which the document's own uncommitted lines are
-        // index entries to visit and find invisible, one per key of the document (a fifth of
-        // a million's FdR import).
-        let mut lines_to_insert = Vec::new();
         for flow in collected.reporting_flows() {
             let held: Vec<&ReportingFlow> = held_evidence.flow_revisions(&flow.flow_id).collect();
             // A REST revision is the platform's (flow, revision); an XML flow is its
@@ -446,17 +440,15 @@ impl Store {
                 .iter()
                 .find(|(h, _)| h.flow_id == flow.flow_id)
                 .map(|(h, _)| h.clone());
-            lines_to_insert.extend(
-                insert_flow(
-                    &txn,
-                    &creditor,
-                    document_id,
-                    &flow,
-                    header.as_ref(),
-                    self.recon_plain_keys_composed(),
-                )
-                .await?,
-            );
+            insert_flow(
+                &txn,
+                &creditor,
+                document_id,
+                &flow,
+                header.as_ref(),
+                self.recon_plain_keys_composed(),
+            )
+            .await?;
             outcome.warnings.extend(flow.total_discrepancy());
             outcome.flows_added += 1;
             outcome.lines_added += flow.lines.len();
@@ -561,7 +553,6 @@ impl Store {
             },
         )
         .await?;
-        insert_chunked(&txn, lines_to_insert, 8).await?;
         outcome.label_changes = relabelled.label_changes;
         // The books follow the evidence in the same transaction: neither is ever committed
         // without the other.
@@ -685,7 +676,6 @@ async fn lock_creditor_row(
     Ok(())
 }
 
-/// Stores a flow revision's header and returns its lines' rows, which the caller stores.
 async fn insert_flow(
     txn: &DatabaseTransaction,
     creditor: &str,
@@ -693,7 +683,7 @@ async fn insert_flow(
     flow: &ReportingFlow,
     header: Option<&FlowHeader>,
     plain_keys_unwritten: bool,
-) -> Result<Vec<recon_flow_line::ActiveModel>, AppError> {
+) -> Result<(), AppError> {
     let id = Uuid::now_v7();
     recon_flow::Entity::insert(recon_flow::ActiveModel {
         id: Set(id),
@@ -732,5 +722,5 @@ async fn insert_flow(
             paid_on: Set(line.paid_on),
         })
         .collect();
-    Ok(rows)
+    insert_chunked(txn, rows, 8).await
 }
