@@ -294,24 +294,15 @@ async fn observe(client: &mut Client) -> anyhow::Result<Observed> {
     }
     let mut by_label = BTreeMap::new();
     for code in (1..64).filter(|c| pb::ReconciliationLabel::try_from(*c).is_ok()) {
-        let mut keys = BTreeSet::new();
-        let mut token = String::new();
-        loop {
-            let page = client
-                .list_transfers(pb::ListTransfersRequest {
-                    page_size: 1000,
-                    page_token: token,
-                    label: code,
-                    ..Default::default()
-                })
-                .await?
-                .into_inner();
-            keys.extend(page.transfers.iter().map(key));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
+        let filter = pb::ListTransfersRequest {
+            label: code,
+            ..Default::default()
+        };
+        let keys = every_transfer(client, filter)
+            .await?
+            .iter()
+            .map(key)
+            .collect();
         by_label.insert(code, keys);
     }
     let day = PAYMENT_DAY.to_string();
@@ -518,6 +509,18 @@ async fn transfers(
     client: &mut Client,
     scope: pb::ReconciliationScope,
 ) -> anyhow::Result<Vec<pb::ReconciliationTransfer>> {
+    let filter = pb::ListTransfersRequest {
+        scope: scope as i32,
+        ..Default::default()
+    };
+    every_transfer(client, filter).await
+}
+
+/// Every transfer ListTransfers gives for the filters of `filter`, page by page.
+async fn every_transfer(
+    client: &mut Client,
+    filter: pb::ListTransfersRequest,
+) -> anyhow::Result<Vec<pb::ReconciliationTransfer>> {
     let mut listed = Vec::new();
     let mut token = String::new();
     loop {
@@ -525,8 +528,7 @@ async fn transfers(
             .list_transfers(pb::ListTransfersRequest {
                 page_size: 1000,
                 page_token: token,
-                scope: scope as i32,
-                ..Default::default()
+                ..filter.clone()
             })
             .await?
             .into_inner();
