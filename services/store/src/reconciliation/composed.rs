@@ -144,13 +144,13 @@ pub fn label_sql(backend: DbBackend, row: &str) -> String {
     )
 }
 
-/// The stored labels a row that reads as `label` can have: `label` itself, and when a flow's
-/// state composes into it, every label the same facts give in another state. Lets a filter by
-/// label keep to the label index.
-pub(crate) fn stored_labels_reading_as(label: Label) -> BTreeSet<Label> {
+/// The stored labels a row that reads as `label` can have: `label` itself, when a flow's state
+/// composes into it every label the same facts give in another state, and a plain key's bare
+/// row when some flow revision left such rows (`plain_rows`). Lets a filter by label keep to
+/// the label index, and to the rows that can read as it.
+pub(crate) fn stored_labels_reading_as(label: Label, plain_rows: bool) -> BTreeSet<Label> {
     let mut out = BTreeSet::from([label]);
-    if plain::labels_read().contains(&label) {
-        // A plain key's bare row.
+    if plain_rows && plain::labels_read().contains(&label) {
         out.insert(Label::RtNoIuf);
     }
     for (set, _) in facts("labels") {
@@ -169,19 +169,19 @@ mod tests {
     #[test]
     fn only_the_labels_a_flow_state_decides_read_as_another() {
         assert_eq!(
-            stored_labels_reading_as(Label::Doppi),
+            stored_labels_reading_as(Label::Doppi, true),
             BTreeSet::from([Label::Doppi])
         );
         assert_eq!(
-            stored_labels_reading_as(Label::IuvNoRt),
+            stored_labels_reading_as(Label::IuvNoRt, true),
             BTreeSet::from([Label::IuvNoRt])
         );
         assert_eq!(
-            stored_labels_reading_as(Label::RtTes),
+            stored_labels_reading_as(Label::RtTes, true),
             BTreeSet::from([Label::RtTes])
         );
         assert_eq!(
-            stored_labels_reading_as(Label::RtIufTes),
+            stored_labels_reading_as(Label::RtIufTes, true),
             BTreeSet::from([
                 Label::IufTesDivImp,
                 Label::IufNoTes,
@@ -191,6 +191,8 @@ mod tests {
                 Label::RtNoIuf,
             ])
         );
-        assert!(stored_labels_reading_as(Label::RtNoIuf).contains(&Label::IufNoTes));
+        assert!(stored_labels_reading_as(Label::RtNoIuf, true).contains(&Label::IufNoTes));
+        // No bare row can read as a flow's label when no revision left its plain keys so.
+        assert!(!stored_labels_reading_as(Label::RtIufTes, false).contains(&Label::RtNoIuf));
     }
 }

@@ -197,6 +197,17 @@ pub(crate) fn bare_sql(row: &str) -> String {
     )
 }
 
+/// Whether any flow revision left its plain keys unwritten (none while the setting has never
+/// been on).
+pub(crate) async fn any_marked(db: &impl ConnectionTrait) -> Result<bool, AppError> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    Ok(crate::entity::recon_flow::Entity::find()
+        .filter(crate::entity::recon_flow::Column::PlainKeysUnwritten.eq(true))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// The flow of each of `creditor`'s keys with exactly one line in marked revisions that
 /// count: the flow a bare row of the key reads with.
 pub(crate) async fn marked_lines(

@@ -413,6 +413,7 @@ impl TransferFilter {
         backend: DbBackend,
         after: Option<&[String]>,
         limit: u64,
+        plain_rows: bool,
     ) -> Result<Sql, AppError> {
         let mut sql = Sql::new(backend);
         sql.push("SELECT k.creditor, k.iuv, k.receipt_id, k.id_transfer, MAX(k.own) AS own FROM (");
@@ -464,7 +465,7 @@ impl TransferFilter {
             sql.push(" AND l.label IN ");
             in_list(
                 &mut sql,
-                composed::stored_labels_reading_as(label)
+                composed::stored_labels_reading_as(label, plain_rows)
                     .into_iter()
                     .map(|l| l.code().to_owned()),
             );
@@ -650,7 +651,14 @@ impl Store {
             return Err(AppError::Invalid(errors));
         }
         let db = self.db();
-        let sql = filter.page_query(db.get_database_backend(), after.as_deref(), size + 1)?;
+        // Bare rows read as a flow's label only where a revision left its plain keys so.
+        let plain_rows = filter.label.is_some() && plain::any_marked(db).await?;
+        let sql = filter.page_query(
+            db.get_database_backend(),
+            after.as_deref(),
+            size + 1,
+            plain_rows,
+        )?;
         let rows = db.query_all_raw(sql.statement()).await?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
