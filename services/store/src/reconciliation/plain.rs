@@ -23,6 +23,8 @@ use incasso_domain::reconciliation::{
 use sea_orm::{ConnectionTrait, DbBackend, QueryResult, Statement};
 use uuid::Uuid;
 
+use super::queries::counting_sql;
+use super::restated::numbered;
 use crate::AppError;
 
 /// Whether a transfer key's stored row is the one its receipt alone gives, not composed with a
@@ -143,24 +145,6 @@ pub(crate) fn labels_read() -> BTreeSet<Label> {
     STATES.iter().filter_map(|s| label_in(*s)).collect()
 }
 
-/// `flow` (a `recon_flow` alias) is the revision that counts: no later one of its flow.
-pub(crate) fn counting_sql(backend: DbBackend, flow: &str) -> String {
-    let later = format!("{flow}_later");
-    let (a, b) = if backend == DbBackend::Postgres {
-        (format!("{later}.created_at"), format!("{flow}.created_at"))
-    } else {
-        (
-            format!("julianday({later}.created_at)"),
-            format!("julianday({flow}.created_at)"),
-        )
-    };
-    format!(
-        "NOT EXISTS (SELECT 1 FROM recon_flow {later} WHERE \
-         {later}.creditor_fiscal_code = {flow}.creditor_fiscal_code AND {later}.flow_id = {flow}.flow_id \
-         AND ({a} > {b} OR ({a} = {b} AND {later}.revision > {flow}.revision)))"
-    )
-}
-
 /// SQL of the label a bare transfer label row aliased `row` reads as when its line is in a
 /// marked revision that counts: its flow's composition of a matching line, from the flow's
 /// treasury state; NULL when it has no such line.
@@ -221,11 +205,7 @@ pub(crate) async fn marked_lines(
          WHERE f.creditor_fiscal_code = $1 AND f.plain_keys_unwritten AND {}",
         counting_sql(backend, "f")
     );
-    let sql = if backend == DbBackend::Postgres {
-        sql
-    } else {
-        sql.replace('$', "?")
-    };
+    let sql = numbered(backend, sql);
     let mut out: BTreeMap<TransferKey, Option<FlowId>> = BTreeMap::new();
     for row in db
         .query_all_raw(Statement::from_sql_and_values(
@@ -236,7 +216,8 @@ pub(crate) async fn marked_lines(
         .await?
     {
         let key = key_of(&row)?;
-        let flow = FlowId::parse(&row.try_get::<String>("", "flow_id")?).map_err(corrupt)?;
+        let flow =
+            FlowId::parse(&row.try_get::<String>("", "flow_id")?).map_err(AppError::corrupt)?;
         // A key of two such lines is not plain; its row is not bare either.
         out.entry(key)
             .and_modify(|f| *f = None)
@@ -253,15 +234,11 @@ fn key_of(row: &QueryResult) -> Result<TransferKey, AppError> {
     let receipt_id: String = row.try_get("", "receipt_id")?;
     let id_transfer: i16 = row.try_get("", "id_transfer")?;
     TransferKey::new(
-        Iuv::parse(&iuv).map_err(corrupt)?,
+        Iuv::parse(&iuv).map_err(AppError::corrupt)?,
         &receipt_id,
-        TransferIndex::new(i64::from(id_transfer)).map_err(corrupt)?,
+        TransferIndex::new(i64::from(id_transfer)).map_err(AppError::corrupt)?,
     )
-    .map_err(corrupt)
-}
-
-fn corrupt(e: impl std::fmt::Display) -> AppError {
-    AppError::Internal(format!("stored reconciliation data is invalid: {e}"))
+    .map_err(AppError::corrupt)
 }
 
 /// An import of a revision holding a key's line, as the key's history tells it.
@@ -291,11 +268,7 @@ pub(crate) async fn reports_of(
          JOIN recon_document d ON d.id = f.document_id \
          WHERE f.creditor_fiscal_code = $1 AND fl.iuv = $2 AND fl.receipt_id = $3 \
          AND fl.id_transfer = $4 ORDER BY d.imported_at, f.revision";
-    let sql = if backend == DbBackend::Postgres {
-        sql.to_owned()
-    } else {
-        sql.replace('$', "?")
-    };
+    let sql = numbered(backend, sql.to_owned());
     db.query_all_raw(Statement::from_sql_and_values(
         backend,
         sql,
@@ -310,8 +283,10 @@ pub(crate) async fn reports_of(
     .into_iter()
     .map(|row| {
         Ok(Report {
-            flow_id: FlowId::parse(&row.try_get::<String>("", "flow_id")?).map_err(corrupt)?,
-            revision: u32::try_from(row.try_get::<i32>("", "revision")?).map_err(corrupt)?,
+            flow_id: FlowId::parse(&row.try_get::<String>("", "flow_id")?)
+                .map_err(AppError::corrupt)?,
+            revision: u32::try_from(row.try_get::<i32>("", "revision")?)
+                .map_err(AppError::corrupt)?,
             marked: row.try_get("", "plain_keys_unwritten")?,
             document: (
                 row.try_get("", "document_id")?,

@@ -104,32 +104,30 @@ impl Sql {
         }
     }
 
-    /// `later` is a later revision of the flow `flow` (both `recon_flow` aliases): the
-    /// latest by (dataOraFlusso, revision) is the one that counts.
-    fn later_revision(&mut self, later: &str, flow: &str) -> &mut Self {
-        let (a, b) = if self.backend == DbBackend::Postgres {
-            (format!("{later}.created_at"), format!("{flow}.created_at"))
-        } else {
-            (
-                format!("julianday({later}.created_at)"),
-                format!("julianday({flow}.created_at)"),
-            )
-        };
-        self.push(&format!(
-            "{later}.creditor_fiscal_code = {flow}.creditor_fiscal_code AND {later}.flow_id = {flow}.flow_id \
-             AND ({a} > {b} OR ({a} = {b} AND {later}.revision > {flow}.revision))"
-        ))
-    }
-
     /// `flow` (a `recon_flow` alias) is the revision that counts.
     fn counting(&mut self, flow: &str) -> &mut Self {
-        let later = format!("{flow}_later");
-        self.push(&format!(
-            "NOT EXISTS (SELECT 1 FROM recon_flow {later} WHERE "
-        ));
-        self.later_revision(&later, flow);
-        self.push(")")
+        let backend = self.backend;
+        self.push(&counting_sql(backend, flow))
     }
+}
+
+/// SQL true when `flow` (a `recon_flow` alias) is the revision that counts: no later revision
+/// of its flow, the latest being by (dataOraFlusso, revision).
+pub(super) fn counting_sql(backend: DbBackend, flow: &str) -> String {
+    let later = format!("{flow}_later");
+    let (a, b) = if backend == DbBackend::Postgres {
+        (format!("{later}.created_at"), format!("{flow}.created_at"))
+    } else {
+        (
+            format!("julianday({later}.created_at)"),
+            format!("julianday({flow}.created_at)"),
+        )
+    };
+    format!(
+        "NOT EXISTS (SELECT 1 FROM recon_flow {later} WHERE \
+         {later}.creditor_fiscal_code = {flow}.creditor_fiscal_code AND {later}.flow_id = {flow}.flow_id \
+         AND ({a} > {b} OR ({a} = {b} AND {later}.revision > {flow}.revision)))"
+    )
 }
 
 fn optional(value: &str) -> Option<&str> {

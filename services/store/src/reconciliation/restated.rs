@@ -194,7 +194,7 @@ pub(crate) async fn merged_page(
 }
 
 /// SQL for the engine: PostgreSQL's `$n` as they are, SQLite's as `?n`.
-fn numbered(backend: DbBackend, sql: String) -> String {
+pub(super) fn numbered(backend: DbBackend, sql: String) -> String {
     if backend == DbBackend::Postgres {
         sql
     } else {
