@@ -398,7 +398,7 @@ async fn run_with(
     }
     assert_matches_truth(&mut client, &day.truth, &format!("{order:?}, seed {seed}")).await?;
     assert_ledger_verifies(&app, &day.truth).await?;
-    assert_each_import_changed_each_label_once(&mut client).await?;
+    assert_histories_are_whole(&mut client).await?;
 
     // Everything again, in yet another order: nothing changes.
     shuffled.shuffle(&mut rng);
@@ -466,23 +466,33 @@ async fn balances(app: &TestApp) -> anyhow::Result<BTreeMap<String, i64>> {
         .collect())
 }
 
-/// A key's history holds at most one change per import and cause (the receipts caught up,
-/// or the document): relabelling never records a change and its undoing.
-async fn assert_each_import_changed_each_label_once(client: &mut Client) -> anyhow::Result<()> {
+/// A key's history is whole, as an auditor reads it: each change starts from the label the
+/// change before it ended on (the first from none), the last ends on the label listed, and it
+/// holds at most one change per import and cause (the receipts caught up, or the document):
+/// relabelling never records a change and its undoing.
+async fn assert_histories_are_whole(client: &mut Client) -> anyhow::Result<()> {
     for t in transfers(client, pb::ReconciliationScope::Creditor).await? {
         let changes = history(client, &t).await?;
+        let name = format!("{} {} {}", t.iuv, t.receipt_id, t.id_transfer);
         let mut seen = std::collections::BTreeSet::new();
+        let mut reads_as = pb::ReconciliationLabel::Unspecified as i32;
         for change in &changes {
             let at = change.changed_at.as_ref().map(|t| (t.seconds, t.nanos));
             let document = change.document.as_ref().map(|d| d.id.clone());
             assert!(
                 seen.insert((at, document)),
-                "{} {} {}: two changes of one import: {changes:#?}",
-                t.iuv,
-                t.receipt_id,
-                t.id_transfer
+                "{name}: two changes of one import: {changes:#?}"
             );
+            assert_eq!(
+                change.previous_label, reads_as,
+                "{name}: a change from a label the history never reached: {changes:#?}"
+            );
+            reads_as = change.label;
         }
+        assert_eq!(
+            reads_as, t.label,
+            "{name}: the history ends elsewhere than the label listed: {changes:#?}"
+        );
     }
     Ok(())
 }
