@@ -42,6 +42,7 @@ mod m20261206_000029_recon_flow_line_by_flow_key;
 mod m20261206_000030_recon_label_change_subject_hash;
 mod m20261207_000031_recon_label_composed_flow;
 mod m20261207_000032_recon_flow_plain_keys_unwritten;
+mod m20261207_000033_recon_label_change_composed_flow;
 mod partial_index;
 
 /// Every migration of incasso, in order.
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000030_recon_label_change_subject_hash::Migration),
             Box::new(m20261207_000031_recon_label_composed_flow::Migration),
             Box::new(m20261207_000032_recon_flow_plain_keys_unwritten::Migration),
+            Box::new(m20261207_000033_recon_label_change_composed_flow::Migration),
         ]
     }
 }

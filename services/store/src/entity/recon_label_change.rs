@@ -15,6 +15,8 @@ pub struct Model {
     pub previous_label: Option<String>,
     pub causes: String,
     pub changed_at: TimeDateTimeWithTimeZone,
+    /// The flow the key's label was composed with from this change on (migration 33).
+    pub composed_flow_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -234,6 +234,13 @@ pub(crate) async fn write(
             .await?;
     }
     for (change, key) in changes.iter().zip(keys) {
+        // The flow the key's label is composed with when read, from this change on.
+        let composed = match (&change.subject, &change.current) {
+            (Subject::Transfer(_), Some(current)) => {
+                composed_flow(current).map(|f| f.as_str().to_owned())
+            }
+            _ => None,
+        };
         if let Some(current) = &change.current {
             let identity = SubjectColumns::of(&change.subject);
             rows.push(recon_label::ActiveModel {
@@ -250,10 +257,7 @@ pub(crate) async fn write(
                 treasury_state: Set(current.treasury_state.map(|s| s.code().to_owned())),
                 assessment: Set(serde_json::to_string(current).map_err(corrupt)?),
                 updated_at: Set(now),
-                composed_flow_id: Set(match change.subject {
-                    Subject::Transfer(_) => composed_flow(current).map(|f| f.as_str().to_owned()),
-                    _ => None,
-                }),
+                composed_flow_id: Set(composed.clone()),
             });
         }
         if change.is_label_change() {
@@ -287,6 +291,7 @@ pub(crate) async fn write(
                     .map(|l| l.code().to_owned())),
                 causes: Set(serde_json::to_string(&causes).map_err(corrupt)?),
                 changed_at: Set(now),
+                composed_flow_id: Set(composed),
             });
         }
     }
@@ -299,7 +304,7 @@ pub(crate) async fn write(
         writes
             .insert(rows, 14, OnConflict::Replace(LABEL_KEY))
             .await?;
-        writes.insert(changed, 9, OnConflict::Fail).await?;
+        writes.insert(changed, 10, OnConflict::Fail).await?;
         writes.send().await
     })
     .await?;
@@ -373,13 +378,9 @@ impl Store {
         subject: &Subject,
     ) -> Result<Vec<LabelChangeRecord>, AppError> {
         let own = self.history_rows(creditor, subject).await?;
-        let plain =
-            |rows: Vec<(Uuid, LabelChangeRecord)>| rows.into_iter().map(|(_, r)| r).collect();
-        if !matches!(subject, Subject::Transfer(_)) {
-            return Ok(plain(own));
-        }
+        let records = |rows: Vec<StoredChange>| rows.into_iter().map(|r| r.record).collect();
         let Subject::Transfer(key) = subject else {
-            return Ok(plain(own));
+            return Ok(records(own));
         };
         let composed = recon_label::Entity::find_by_id((creditor.to_owned(), subject_key(subject)))
             .one(self.db())
@@ -394,7 +395,12 @@ impl Store {
             .filter(|r| r.marked)
             .collect();
         let mut flows = BTreeMap::new();
-        for flow in composed.iter().chain(reports.iter().map(|r| &r.flow_id)) {
+        let followed = own.iter().filter_map(|r| r.composed.as_ref());
+        for flow in composed
+            .iter()
+            .chain(followed)
+            .chain(reports.iter().map(|r| &r.flow_id))
+        {
             if !flows.contains_key(flow) {
                 let rows = self
                     .history_rows(creditor, &Subject::Flow(flow.clone()))
@@ -402,8 +408,8 @@ impl Store {
                 flows.insert(flow.clone(), rows);
             }
         }
-        if composed.is_none() && reports.is_empty() {
-            return Ok(plain(own));
+        if flows.is_empty() {
+            return Ok(records(own));
         }
         Ok(compose_history(
             own,
@@ -420,7 +426,7 @@ impl Store {
         &self,
         creditor: &str,
         subject: &Subject,
-    ) -> Result<Vec<(Uuid, LabelChangeRecord)>, AppError> {
+    ) -> Result<Vec<StoredChange>, AppError> {
         let parse_label = |code: Option<String>| -> Result<Option<Label>, AppError> {
             code.map(|c| Label::parse(&c).ok_or_else(|| corrupt(c)))
                 .transpose()
@@ -446,10 +452,29 @@ impl Store {
                     treasury_state: row.treasury_state,
                     causes: serde_json::from_str(&row.causes).map_err(corrupt)?,
                 };
-                Ok((row.id, record))
+                Ok(StoredChange {
+                    id: row.id,
+                    record,
+                    composed: row
+                        .composed_flow_id
+                        .map(|f| FlowId::parse(&f).map_err(corrupt))
+                        .transpose()?,
+                })
             })
             .collect()
     }
+}
+
+/// One history row as stored.
+#[derive(Debug, Clone)]
+struct StoredChange {
+    /// Its id: time-ordered, so rows of one instant read in the order written.
+    id: Uuid,
+    /// The change.
+    record: LabelChangeRecord,
+    /// The flow the key's label was composed with from this change on
+    /// (`recon_label_change.composed_flow_id`; none for other subjects).
+    composed: Option<FlowId>,
 }
 
 /// What a key reads as: its label, every condition and its treasury state.
@@ -489,11 +514,13 @@ fn change_to(
 
 /// What a key's history is composed with besides its own rows.
 struct Following {
-    /// The flow its row is composed with (`composed_flow_id`): once its own rows record a
-    /// treasury state, that flow's changes of state are the key's.
+    /// The flow its current row is composed with (`recon_label.composed_flow_id`): its last
+    /// own row's, whatever that row recorded (a row an earlier release wrote records none, and
+    /// a rewrite that changed no label wrote no row). Each earlier own row follows the flow it
+    /// recorded.
     composed: Option<FlowId>,
-    /// The history rows of that flow and of the flows of `reports`.
-    flows: BTreeMap<FlowId, Vec<(Uuid, LabelChangeRecord)>>,
+    /// The history rows of the flows the key followed and of the flows of `reports`.
+    flows: BTreeMap<FlowId, Vec<StoredChange>>,
     /// The imports of marked revisions holding the key's line, which left its row as its
     /// receipt left it ([`plain`]): each is a change of the key's while its own rows say
     /// `RT_NO_IUF` alone (or while it follows that flow already), and its flow's changes after
@@ -503,21 +530,20 @@ struct Following {
 
 /// One thing that happened to a key or its flows, in time order.
 enum Event {
-    Own(LabelChangeRecord),
+    /// One of the key's own rows, and the flow it follows from then on.
+    Own(LabelChangeRecord, Option<FlowId>),
     Flow(FlowId, LabelChangeRecord),
     Report(plain::Report),
 }
 
-/// A key's history with its flows' changes composed in: once the key has a flow, each change of
-/// its flow's state that changes what the key reads as is a change of the key's, with the
-/// flow's evidence and time; and an import that reported a plain key without writing its row
-/// is the change its row did not record. An import that wrote the key itself (its own rows
-/// name the import's document) says in those rows what it did to the key, and its flow's row
-/// adds nothing; so does an own row saying what the key already reads as.
-fn compose_history(
-    own: Vec<(Uuid, LabelChangeRecord)>,
-    following: Following,
-) -> Vec<LabelChangeRecord> {
+/// A key's history with its flows' changes composed in: while the key's label is composed
+/// with a flow, each change of that flow's state that changes what the key reads as is a
+/// change of the key's, with the flow's evidence and time; and an import that reported a
+/// plain key without writing its row is the change its row did not record. An import that
+/// wrote the key itself (its own rows name the import's document) says in those rows what it
+/// did to the key, and its flow's row adds nothing; so does an own row saying what the key
+/// already reads as.
+fn compose_history(own: Vec<StoredChange>, following: Following) -> Vec<LabelChangeRecord> {
     let Following {
         composed,
         flows,
@@ -525,16 +551,24 @@ fn compose_history(
     } = following;
     let own_documents: BTreeSet<Uuid> = own
         .iter()
-        .filter_map(|(_, r)| r.causes.document.as_ref().map(|d| d.0))
+        .filter_map(|r| r.record.causes.document.as_ref().map(|d| d.0))
         .collect();
+    let last_own = own.last().map(|r| r.id);
     let mut events: Vec<(OffsetDateTime, Uuid, u8, Event)> = own
         .into_iter()
-        .map(|(id, r)| (r.changed_at, id, 0, Event::Own(r)))
+        .map(|r| {
+            let follows = if Some(r.id) == last_own {
+                composed.clone()
+            } else {
+                r.composed
+            };
+            (r.record.changed_at, r.id, 0, Event::Own(r.record, follows))
+        })
         .collect();
     // The row each import wrote for a flow, by the import's document.
     let mut imports: BTreeMap<(FlowId, Uuid), Uuid> = BTreeMap::new();
     for (flow, rows) in flows {
-        for (id, r) in rows {
+        for StoredChange { id, record: r, .. } in rows {
             if let Some(document) = &r.causes.document {
                 imports.entry((flow.clone(), document.0)).or_insert(id);
             }
@@ -570,13 +604,13 @@ fn compose_history(
     let mut follows: Option<FlowId> = None;
     for (_, _, _, event) in events {
         match event {
-            Event::Own(record) => {
+            Event::Own(record, composed) => {
                 let now = (
                     record.label,
                     record.labels.clone(),
                     record.treasury_state.clone(),
                 );
-                follows = now.2.as_ref().and(composed.clone());
+                follows = now.2.as_ref().and(composed);
                 if reads_as.as_ref() != Some(&now) {
                     reads_as = Some(now);
                     out.push(record);
@@ -638,11 +672,11 @@ mod tests {
         label: Option<Label>,
         state: Option<&str>,
         document: Option<u128>,
-    ) -> (Uuid, LabelChangeRecord) {
+    ) -> StoredChange {
         let at = datetime!(2026-11-24 10:00 UTC) + time::Duration::minutes(i64::from(minute));
-        (
-            Uuid::now_v7(),
-            LabelChangeRecord {
+        StoredChange {
+            id: Uuid::now_v7(),
+            record: LabelChangeRecord {
                 changed_at: at,
                 previous_label: None,
                 label,
@@ -654,7 +688,8 @@ mod tests {
                     evidence: Vec::new(),
                 },
             },
-        )
+            composed: None,
+        }
     }
 
     fn flow_id() -> FlowId {
@@ -662,7 +697,7 @@ mod tests {
     }
 
     /// A key composed with one flow whose rows are `flow`.
-    fn following(flow: Vec<(Uuid, LabelChangeRecord)>) -> Following {
+    fn following(flow: Vec<StoredChange>) -> Following {
         Following {
             composed: Some(flow_id()),
             flows: BTreeMap::from([(flow_id(), flow)]),
@@ -730,6 +765,43 @@ mod tests {
                 (Some(RtIufTes), Some("CASHED"), 5),
             ]
         );
+    }
+
+    #[test]
+    fn a_keys_flow_changes_stay_in_its_history_once_the_key_is_written_otherwise() {
+        use Label::{IufNoTes, RtIuf, RtIufTes, RtNoIuf};
+        // Composed with its flow at 2; the flow cashed at 5; a second flow reported the key at
+        // 8 (no longer composed); its first flow's change at 9 is no longer the key's.
+        let mut reported = record(2, Some(RtIuf), Some("PENDING"), Some(1));
+        reported.composed = Some(flow_id());
+        let own = vec![
+            record(0, Some(RtNoIuf), None, None),
+            reported,
+            record(8, Some(IufNoTes), Some("NO_TES"), Some(5)),
+        ];
+        let flow = vec![
+            record(2, None, Some("PENDING"), Some(1)),
+            record(5, None, Some("CASHED"), Some(2)),
+            record(9, None, Some("DIV_IMP"), Some(6)),
+        ];
+        let history = compose_history(
+            own,
+            Following {
+                composed: None,
+                flows: BTreeMap::from([(flow_id(), flow)]),
+                reports: Vec::new(),
+            },
+        );
+        assert_eq!(
+            summary(&history),
+            vec![
+                (Some(RtNoIuf), None, 0),
+                (Some(RtIuf), Some("PENDING"), 2),
+                (Some(RtIufTes), Some("CASHED"), 5),
+                (Some(IufNoTes), Some("NO_TES"), 8),
+            ]
+        );
+        assert_eq!(history[2].causes.document.as_ref().unwrap().1, "2.xml");
     }
 
     fn report(minute: u8, document: u128, marked: bool) -> plain::Report {
@@ -841,8 +913,9 @@ mod tests {
             // Written: the import wrote the key's row, composed with its flow.
             let reading = composed_reading(&BTreeSet::new(), states[0]);
             let mut at_import = record(10, reading.0, code(states[0]), Some(1));
-            at_import.1.labels = reading.1;
-            at_import.1.previous_label = Some(Label::RtNoIuf);
+            at_import.record.labels = reading.1;
+            at_import.composed = Some(flow_id());
+            at_import.record.previous_label = Some(Label::RtNoIuf);
             let written = compose_history(
                 vec![receipt.clone(), at_import],
                 Following {

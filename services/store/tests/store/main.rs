@@ -6,6 +6,7 @@
 mod composed;
 mod duplicate_credits;
 mod fixtures;
+mod history;
 mod ledger;
 mod outbox;
 mod plain;

@@ -22,13 +22,18 @@ use crate::reconciliation::{
 
 on_both_engines!(a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it_back);
 
-/// The store leaving plain keys unwritten, its clock a minute later at each reading, so that
-/// each import has its own instant as in production.
+/// The store leaving plain keys unwritten, its clock a minute later at each reading.
 fn composing(h: &Harness) -> Store {
+    clocked(h, true)
+}
+
+/// The store, leaving plain keys unwritten or not, its clock a minute later at each reading, so
+/// that each import has its own instant as in production.
+pub(crate) fn clocked(h: &Harness, plain_keys_composed: bool) -> Store {
     let minutes = Arc::new(AtomicI64::new(0));
     h.store
         .clone()
-        .with_plain_keys_composed(true)
+        .with_plain_keys_composed(plain_keys_composed)
         .with_clock(Arc::new(move || {
             datetime!(2026-11-24 10:00 UTC)
                 + time::Duration::minutes(minutes.fetch_add(1, Ordering::SeqCst))
