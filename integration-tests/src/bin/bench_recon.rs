@@ -721,7 +721,7 @@ async fn label_counts(db: &impl ConnectionTrait) -> anyhow::Result<String> {
                 "SELECT subject_kind, label, COUNT(*) AS n FROM (SELECT l.subject_kind, \
                  COALESCE({}, '-') AS label FROM recon_label l) x \
                  GROUP BY subject_kind, label ORDER BY subject_kind, label",
-                incasso_store::reconciliation::composed_label_sql(DbBackend::Postgres, "l")
+                incasso_store::reconciliation::composed_label_sql(DbBackend::Postgres, "l", true)
             ),
         ))
         .await?;

@@ -117,10 +117,11 @@ const STATES: [FlowTreasuryState; 4] = [
 
 /// SQL of the label a transfer label row aliased `row` reads as: its stored label, composed
 /// with its flow's current treasury state when it names one (`composed_flow_id`), or, for a
-/// plain key's bare row, with the flow of its line in a marked revision ([`super::plain`]).
-/// Generated from [`compose_labels`] for every kind of facts and state, so SQL and the domain
-/// agree.
-pub fn label_sql(backend: DbBackend, row: &str) -> String {
+/// plain key's bare row, with the flow of its line in a marked revision ([`super::plain`]),
+/// when some revision was marked (`plain_rows`: without one a bare row reads as stored, and
+/// the lines' index is not probed for each). Generated from [`compose_labels`] for every kind
+/// of facts and state, so SQL and the domain agree.
+pub fn label_sql(backend: DbBackend, row: &str, plain_rows: bool) -> String {
     let mut cases = String::new();
     for (set, condition) in facts(&format!("{row}.labels")) {
         for state in STATES {
@@ -133,14 +134,21 @@ pub fn label_sql(backend: DbBackend, row: &str) -> String {
             }
         }
     }
+    let bare = if plain_rows {
+        format!(
+            "WHEN {} THEN COALESCE({}, {row}.label) ",
+            plain::bare_sql(row),
+            plain::label_sql(backend, row)
+        )
+    } else {
+        String::new()
+    };
     format!(
         "(CASE WHEN {row}.composed_flow_id IS NOT NULL THEN COALESCE(\
          (SELECT CASE{cases} END FROM recon_label f \
           WHERE f.creditor_fiscal_code = {row}.creditor_fiscal_code AND f.subject_kind = 'flow' \
           AND f.flow_id = {row}.composed_flow_id), {row}.label) \
-         WHEN {bare} THEN COALESCE({plain}, {row}.label) ELSE {row}.label END)",
-        bare = plain::bare_sql(row),
-        plain = plain::label_sql(backend, row),
+         {bare}ELSE {row}.label END)"
     )
 }
 

@@ -467,8 +467,11 @@ impl TransferFilter {
                     .into_iter()
                     .map(|l| l.code().to_owned()),
             );
-            sql.push(&format!(" AND {} = ", composed::label_sql(backend, "l")))
-                .bind(label.code());
+            sql.push(&format!(
+                " AND {} = ",
+                composed::label_sql(backend, "l", plain_rows)
+            ))
+            .bind(label.code());
         }
         if let Some(iuv) = &self.iuv {
             sql.push(" AND l.iuv = ").bind(iuv.clone());
