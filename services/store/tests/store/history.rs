@@ -9,7 +9,7 @@ use incasso_store::testing::Engine;
 
 use crate::fixtures::{Harness, MILANO};
 use crate::on_both_engines;
-use crate::plain::clocked;
+use crate::plain::{clocked, history};
 use crate::reconciliation::{
     TREASURY_IBAN, accounts, flow, key, receipt, statement, undo_migrations_from, write,
 };
@@ -18,23 +18,6 @@ on_both_engines!(
     a_keys_history_keeps_its_flows_changes_once_the_key_is_written_otherwise,
     rows_written_before_migration_33_follow_the_flow_their_key_is_composed_with
 );
-
-/// The key's history: (previous label, label, file of the import).
-async fn history(store: &Store) -> Vec<(Option<Label>, Option<Label>, Option<String>)> {
-    store
-        .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| {
-            let file = c.causes.document.as_ref().map(|d| {
-                let path = std::path::Path::new(&d.1);
-                path.file_name().unwrap().to_string_lossy().into_owned()
-            });
-            (c.previous_label, c.label, file)
-        })
-        .collect()
-}
 
 async fn import(store: &Store, name: &str, text: &str) {
     store

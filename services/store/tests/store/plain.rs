@@ -80,7 +80,7 @@ async fn listed_as(store: &Store, label: Label) -> Vec<String> {
 }
 
 /// The key's history: (previous label, label, file of the import).
-async fn history(store: &Store) -> Vec<(Option<Label>, Option<Label>, Option<String>)> {
+pub(crate) async fn history(store: &Store) -> Vec<(Option<Label>, Option<Label>, Option<String>)> {
     store
         .reconciliation_history(MILANO, &Subject::Transfer(key(1)))
         .await
