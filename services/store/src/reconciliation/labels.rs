@@ -604,13 +604,13 @@ fn compose_history(own: Vec<StoredChange>, following: Following) -> Vec<LabelCha
     let mut follows: Option<FlowId> = None;
     for (_, _, _, event) in events {
         match event {
-            Event::Own(record, composed) => {
+            Event::Own(record, its_flow) => {
                 let now = (
                     record.label,
                     record.labels.clone(),
                     record.treasury_state.clone(),
                 );
-                follows = now.2.as_ref().and(composed);
+                follows = now.2.as_ref().and(its_flow);
                 if reads_as.as_ref() != Some(&now) {
                     reads_as = Some(now);
                     out.push(record);
