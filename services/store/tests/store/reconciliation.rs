@@ -1,7 +1,7 @@
 //! Importing reconciliation evidence: labels and their history follow the evidence, the same
 //! file twice changes nothing, and a refused document stores nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::receipt::NodeOutcome;
@@ -117,12 +117,33 @@ pub(crate) fn flow() -> ReportingFlow {
     }
 }
 
-pub(crate) fn write(name: &str, text: &str) -> PathBuf {
+/// `text` written as a file named `name` in a folder of its own, removed with the folder when
+/// dropped.
+pub(crate) fn write(name: &str, text: &str) -> Written {
     let dir = std::env::temp_dir().join(format!("incasso-recon-store-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    Written(path)
+}
+
+/// A file [`write`] wrote; its folder goes when it is dropped.
+pub(crate) struct Written(PathBuf);
+
+impl std::ops::Deref for Written {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 pub(crate) fn statement(iban: &str, amount_cents: i64) -> String {
