@@ -164,46 +164,62 @@ async fn a_day_whose_plain_keys_are_composed_when_read_reads_as_one_that_writes_
             },
         )
         .await?;
+        // And the same day's plain keys written back once the day is over.
+        let written_back = run_with(
+            engine,
+            order,
+            seed,
+            Options {
+                plain_keys_composed: true,
+                write_back_plain_keys: true,
+                ..observe
+            },
+        )
+        .await?;
         assert!(
             composed.keys_left_unwritten > 0,
             "{order:?}: no plain key was left unwritten"
         );
         assert_eq!(written.keys_left_unwritten, 0, "{order:?}");
+        assert_eq!(written_back.keys_left_unwritten, 0, "{order:?}");
+        assert_eq!(written_back.recorded, written.recorded, "{order:?}");
         assert_eq!(composed.recorded, written.recorded, "{order:?}");
-        let (Some(composed), Some(written)) = (composed.observed, written.observed) else {
+        let (Some(composed), Some(written), Some(written_back)) =
+            (composed.observed, written.observed, written_back.observed)
+        else {
             unreachable!("observed on request");
         };
-        let differing: Vec<_> = written
-            .transfers
-            .iter()
-            .filter(|(key, w)| composed.transfers.get(*key) != Some(*w))
-            .map(|(key, w)| (w, composed.transfers.get(key)))
-            .take(5)
-            .collect();
-        assert!(
-            differing.is_empty(),
-            "{order:?}: ListTransfers, composed against written: {differing:#?}"
-        );
-        assert_eq!(
-            composed.by_label, written.by_label,
-            "{order:?}: label filters"
-        );
-        assert_eq!(composed.summary, written.summary, "{order:?}: GetSummary");
-        for (key, history) in &written.histories {
-            assert_eq!(
-                composed.histories.get(key),
-                Some(history),
-                "{order:?}: history of {key:?}"
-            );
-        }
-        assert_eq!(
-            composed.transfers.len(),
-            written.transfers.len(),
-            "{order:?}"
-        );
-        assert_eq!(composed.histories.len(), written.histories.len());
+        assert_same_day(&written, &written_back, &format!("{order:?}, written back"));
+        assert_same_day(&written, &composed, &format!("{order:?}"));
     }
     Ok(())
+}
+
+/// Everything `other` says of the day is what `written` (every key written) says: every
+/// transfer as listed, every label filter, the summary and every key's history.
+fn assert_same_day(written: &Observed, other: &Observed, case: &str) {
+    let differing: Vec<_> = written
+        .transfers
+        .iter()
+        .filter(|(key, w)| other.transfers.get(*key) != Some(*w))
+        .map(|(key, w)| (w, other.transfers.get(key)))
+        .take(5)
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{case}: ListTransfers, against every key written: {differing:#?}"
+    );
+    assert_eq!(other.transfers.len(), written.transfers.len(), "{case}");
+    assert_eq!(other.by_label, written.by_label, "{case}: label filters");
+    assert_eq!(other.summary, written.summary, "{case}: GetSummary");
+    assert_eq!(other.histories.len(), written.histories.len(), "{case}");
+    for (key, history) in &written.histories {
+        assert_eq!(
+            other.histories.get(key),
+            Some(history),
+            "{case}: history of {key:?}"
+        );
+    }
 }
 
 async fn run(engine: Engine, order: Order, seed: u64) -> anyhow::Result<()> {
@@ -228,6 +244,8 @@ async fn run_sliced(
 struct Options {
     iuvs_per_slice: Option<usize>,
     plain_keys_composed: bool,
+    /// Write the plain keys back at the end (`incasso recon write-plain-keys`), before reading.
+    write_back_plain_keys: bool,
     /// Read the whole day back through the interface at the end ([`Observed`]).
     observe: bool,
 }
@@ -415,6 +433,11 @@ async fn run_with(
     )
     .await?;
     recorded.balances = balances(&app).await?;
+    if options.write_back_plain_keys {
+        let tomorrow = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        let written = app.store.write_back_plain_keys(MILANO, tomorrow).await?;
+        assert!(written.keys > 0, "{order:?}: nothing written back");
+    }
     let observed = if options.observe {
         Some(observe(&mut client).await?)
     } else {

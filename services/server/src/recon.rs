@@ -64,6 +64,18 @@ pub(crate) enum ReconCommand {
         #[arg(long)]
         creditor: String,
     },
+    /// Writes back the plain keys that flow revisions imported more than `--older-than-days`
+    /// days ago left unwritten (`[reconciliation] plain_keys_composed`), as their imports would
+    /// have written them: no answer changes, and the filters by `RT_NO_IUF` or a flow-composed
+    /// label then walk only the recent flows' keys. Run it daily while the setting is on.
+    WritePlainKeys {
+        /// The creditor's fiscal code.
+        #[arg(long)]
+        creditor: String,
+        /// Only revisions imported longer ago than this many days (0: every one).
+        #[arg(long, default_value_t = 7)]
+        older_than_days: u16,
+    },
     /// Prints one subject's label changes, oldest first (tab-separated: when, previous
     /// label, label, conditions, treasury state, document, evidence), after labelling the
     /// receipts booked since the last import.
@@ -528,6 +540,17 @@ pub(crate) async fn run(
         ReconCommand::Refresh { creditor } => {
             let changes = store.refresh_reconciliation(&creditor).await?;
             println!("{creditor}: {changes} label changes");
+        }
+        ReconCommand::WritePlainKeys {
+            creditor,
+            older_than_days,
+        } => {
+            let before = store.now() - time::Duration::days(i64::from(older_than_days));
+            let written = store.write_back_plain_keys(&creditor, before).await?;
+            println!(
+                "{creditor}: {} plain keys written back from {} flow revisions",
+                written.keys, written.revisions
+            );
         }
         ReconCommand::History {
             creditor,

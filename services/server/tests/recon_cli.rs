@@ -237,6 +237,27 @@ async fn import_and_read_labels(engine: Engine, by_env: bool) {
         "no receipt arrived since: {}",
         text(&refresh.stderr)
     );
+    // Without `plain_keys_composed` no flow left keys to write back.
+    let write_back = incasso(
+        &url,
+        by_env,
+        &[
+            "--config",
+            config,
+            "recon",
+            "write-plain-keys",
+            "--creditor",
+            MILANO,
+            "--older-than-days",
+            "0",
+        ],
+    );
+    assert_eq!(
+        text(&write_back.stdout),
+        "01199250158: 0 plain keys written back from 0 flow revisions\n",
+        "{}",
+        text(&write_back.stderr)
+    );
     let history = incasso(
         &url,
         by_env,

@@ -612,7 +612,10 @@ impl Store {
 
 /// Serialises imports of one creditor: each relabels from the evidence the previous one
 /// committed. SQLite has a single writer anyway.
-async fn lock_creditor(db: &impl ConnectionTrait, creditor: &str) -> Result<(), AppError> {
+pub(super) async fn lock_creditor(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+) -> Result<(), AppError> {
     lock_creditor_within(db, creditor, None).await.map(|_| ())
 }
 

@@ -37,7 +37,7 @@ fn subject_kind(subject: &Subject) -> &'static str {
     }
 }
 
-fn labels_text(labels: &BTreeSet<Label>) -> String {
+pub(crate) fn labels_text(labels: &BTreeSet<Label>) -> String {
     labels
         .iter()
         .map(|l| l.code())
@@ -377,97 +377,106 @@ impl Store {
         creditor: &str,
         subject: &Subject,
     ) -> Result<Vec<LabelChangeRecord>, AppError> {
-        let own = self.history_rows(creditor, subject).await?;
-        let records = |rows: Vec<StoredChange>| rows.into_iter().map(|r| r.record).collect();
+        let db = self.db();
+        let own = history_rows(db, creditor, subject).await?;
         let Subject::Transfer(key) = subject else {
-            return Ok(records(own));
+            return Ok(own.into_iter().map(|r| r.record).collect());
         };
-        let composed = recon_label::Entity::find_by_id((creditor.to_owned(), subject_key(subject)))
-            .one(self.db())
-            .await?
-            .and_then(|row| row.composed_flow_id)
-            .map(|flow| FlowId::parse(&flow).map_err(corrupt))
-            .transpose()?;
-        // The imports that reported the key and left its row as it was ([`plain`]).
-        let reports: Vec<plain::Report> = plain::reports_of(self.db(), creditor, key)
-            .await?
-            .into_iter()
-            .filter(|r| r.marked)
-            .collect();
-        let mut flows = BTreeMap::new();
-        let followed = own.iter().filter_map(|r| r.composed.as_ref());
-        for flow in composed
-            .iter()
-            .chain(followed)
-            .chain(reports.iter().map(|r| &r.flow_id))
-        {
-            if !flows.contains_key(flow) {
-                let rows = self
-                    .history_rows(creditor, &Subject::Flow(flow.clone()))
-                    .await?;
-                flows.insert(flow.clone(), rows);
-            }
+        let following = following_of(db, creditor, key, &own).await?;
+        if following.flows.is_empty() {
+            return Ok(own.into_iter().map(|r| r.record).collect());
         }
-        if flows.is_empty() {
-            return Ok(records(own));
-        }
-        Ok(compose_history(
-            own,
-            Following {
-                composed,
-                flows,
-                reports,
-            },
-        ))
+        Ok(compose_history(own, following))
     }
+}
 
-    /// The history rows of a subject, oldest first.
-    async fn history_rows(
-        &self,
-        creditor: &str,
-        subject: &Subject,
-    ) -> Result<Vec<StoredChange>, AppError> {
-        let parse_label = |code: Option<String>| -> Result<Option<Label>, AppError> {
-            code.map(|c| Label::parse(&c).ok_or_else(|| corrupt(c)))
-                .transpose()
-        };
-        recon_label_change::Entity::find()
-            .filter(recon_label_change::Column::CreditorFiscalCode.eq(creditor))
-            .filter(recon_label_change::Column::SubjectKey.eq(subject_key(subject)))
-            .order_by_asc(recon_label_change::Column::Id)
-            .all(self.db())
-            .await?
-            .into_iter()
-            .map(|row| {
-                let record = LabelChangeRecord {
-                    changed_at: row.changed_at,
-                    previous_label: parse_label(row.previous_label)?,
-                    label: parse_label(row.label)?,
-                    labels: row
-                        .labels
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(|c| Label::parse(c).ok_or_else(|| corrupt(c)))
-                        .collect::<Result<_, _>>()?,
-                    treasury_state: row.treasury_state,
-                    causes: serde_json::from_str(&row.causes).map_err(corrupt)?,
-                };
-                Ok(StoredChange {
-                    id: row.id,
-                    record,
-                    composed: row
-                        .composed_flow_id
-                        .map(|f| FlowId::parse(&f).map_err(corrupt))
-                        .transpose()?,
-                })
-            })
-            .collect()
+/// What the history of the transfer key `key`, whose own rows are `own`, is composed with: the
+/// flow its current row is composed with, the flows its rows followed, and the imports of marked
+/// revisions holding its line, with those flows' history rows.
+pub(super) async fn following_of(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    key: &TransferKey,
+    own: &[StoredChange],
+) -> Result<Following, AppError> {
+    let subject = Subject::Transfer(key.clone());
+    let composed = recon_label::Entity::find_by_id((creditor.to_owned(), subject_key(&subject)))
+        .one(db)
+        .await?
+        .and_then(|row| row.composed_flow_id)
+        .map(|flow| FlowId::parse(&flow).map_err(corrupt))
+        .transpose()?;
+    // The imports that reported the key and left its row as it was ([`plain`]).
+    let reports: Vec<plain::Report> = plain::reports_of(db, creditor, key)
+        .await?
+        .into_iter()
+        .filter(|r| r.marked)
+        .collect();
+    let mut flows = BTreeMap::new();
+    let followed = own.iter().filter_map(|r| r.composed.as_ref());
+    for flow in composed
+        .iter()
+        .chain(followed)
+        .chain(reports.iter().map(|r| &r.flow_id))
+    {
+        if !flows.contains_key(flow) {
+            let rows = history_rows(db, creditor, &Subject::Flow(flow.clone())).await?;
+            flows.insert(flow.clone(), rows);
+        }
     }
+    Ok(Following {
+        composed,
+        flows,
+        reports,
+    })
+}
+
+/// The history rows of a subject, oldest first.
+pub(super) async fn history_rows(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    subject: &Subject,
+) -> Result<Vec<StoredChange>, AppError> {
+    let parse_label = |code: Option<String>| -> Result<Option<Label>, AppError> {
+        code.map(|c| Label::parse(&c).ok_or_else(|| corrupt(c)))
+            .transpose()
+    };
+    recon_label_change::Entity::find()
+        .filter(recon_label_change::Column::CreditorFiscalCode.eq(creditor))
+        .filter(recon_label_change::Column::SubjectKey.eq(subject_key(subject)))
+        .order_by_asc(recon_label_change::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let record = LabelChangeRecord {
+                changed_at: row.changed_at,
+                previous_label: parse_label(row.previous_label)?,
+                label: parse_label(row.label)?,
+                labels: row
+                    .labels
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|c| Label::parse(c).ok_or_else(|| corrupt(c)))
+                    .collect::<Result<_, _>>()?,
+                treasury_state: row.treasury_state,
+                causes: serde_json::from_str(&row.causes).map_err(corrupt)?,
+            };
+            Ok(StoredChange {
+                id: row.id,
+                record,
+                composed: row
+                    .composed_flow_id
+                    .map(|f| FlowId::parse(&f).map_err(corrupt))
+                    .transpose()?,
+            })
+        })
+        .collect()
 }
 
 /// One history row as stored.
 #[derive(Debug, Clone)]
-struct StoredChange {
+pub(super) struct StoredChange {
     /// Its id: time-ordered, so rows of one instant read in the order written.
     id: Uuid,
     /// The change.
@@ -513,7 +522,7 @@ fn change_to(
 }
 
 /// What a key's history is composed with besides its own rows.
-struct Following {
+pub(super) struct Following {
     /// The flow its current row is composed with (`recon_label.composed_flow_id`): its last
     /// own row's, whatever that row recorded (a row an earlier release wrote records none, and
     /// a rewrite that changed no label wrote no row). Each earlier own row follows the flow it
@@ -544,6 +553,15 @@ enum Event {
 /// did to the key, and its flow's row adds nothing; so does an own row saying what the key
 /// already reads as.
 fn compose_history(own: Vec<StoredChange>, following: Following) -> Vec<LabelChangeRecord> {
+    compose_history_and_reports(own, following).0
+}
+
+/// [`compose_history`], and the positions in it of the changes the plain reports made (the
+/// changes no row of the key's records: what writing the key back must write).
+pub(super) fn compose_history_and_reports(
+    own: Vec<StoredChange>,
+    following: Following,
+) -> (Vec<LabelChangeRecord>, BTreeSet<usize>) {
     let Following {
         composed,
         flows,
@@ -598,6 +616,7 @@ fn compose_history(own: Vec<StoredChange>, following: Following) -> Vec<LabelCha
             .is_some_and(|d| own_documents.contains(&d.0))
     };
     let mut out: Vec<LabelChangeRecord> = Vec::new();
+    let mut from_reports: BTreeSet<usize> = BTreeSet::new();
     let mut reads_as: Option<Reading> = None;
     let mut state: BTreeMap<FlowId, FlowTreasuryState> = BTreeMap::new();
     // The flow whose changes of state are the key's now.
@@ -655,11 +674,15 @@ fn compose_history(own: Vec<StoredChange>, following: Following) -> Vec<LabelCha
                     document: Some(report.document),
                     evidence: vec![EvidenceRef::Flow(report.flow_id, report.revision)],
                 };
+                let before = out.len();
                 change_to(&mut out, &mut reads_as, now, report.imported_at, causes);
+                if out.len() > before {
+                    from_reports.insert(before);
+                }
             }
         }
     }
-    out
+    (out, from_reports)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod import;
 mod labels;
 mod lease;
 mod plain;
+mod plain_write_back;
 mod plans;
 mod queries;
 mod read_ahead;
@@ -42,6 +43,7 @@ pub use composed::label_sql as composed_label_sql;
 pub use duplicates::PossibleDuplicate;
 pub use import::{FdrRevision, ImportOutcome};
 pub use labels::{Causes, LabelChangeRecord};
+pub use plain_write_back::PlainKeysWrittenBack;
 pub use queries::{
     CreditFilterInput, CreditItem, CreditPage, FlowFilterInput, FlowItem, FlowPage, LabelTotal,
     ReconciliationSummary, ReportedPosting, TransferFilterInput, TransferItem, TransferKeyInput,

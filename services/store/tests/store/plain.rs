@@ -20,7 +20,10 @@ use crate::reconciliation::{
     IUF, TREASURY_IBAN, accounts, flow, key, receipt, statement, undo_migrations_from, write,
 };
 
-on_both_engines!(a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it_back);
+on_both_engines!(
+    a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it_back,
+    a_plain_key_written_back_reads_as_before_and_migration_32s_down_adds_nothing
+);
 
 /// The store leaving plain keys unwritten, its clock a minute later at each reading.
 fn composing(h: &Harness) -> Store {
@@ -191,5 +194,106 @@ async fn a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it
     );
     assert_eq!(listed_as(&store, RtIufTes).await, ["RCPT-1"]);
     assert_eq!(history(&store).await, expected);
+    h.finish().await;
+}
+
+/// Writing back the plain keys of old flows (`incasso recon write-plain-keys`) writes each as its
+/// flow's import would have: the row composed with the flow and the history row of the import's
+/// change. Nothing the interface says changes, and undoing migration 32 finds nothing left to
+/// write for it.
+async fn a_plain_key_written_back_reads_as_before_and_migration_32s_down_adds_nothing(
+    engine: Engine,
+) {
+    use Label::{RtIufTes, RtNoIuf};
+    let h = Harness::new(engine).await;
+    let store = composing(&h);
+    store.record_receipt(receipt()).await.unwrap();
+    store.refresh_reconciliation(MILANO).await.unwrap();
+    for (name, text) in [
+        ("flow.xml", fdr_xml(&flow(), MILANO)),
+        ("statement.xml", statement(TREASURY_IBAN, 9_500)),
+    ] {
+        store
+            .import_reconciliation_file(&write(name, &text), &accounts())
+            .await
+            .unwrap();
+    }
+    let before = history(&store).await;
+    let evidence = |changes: Vec<incasso_store::reconciliation::LabelChangeRecord>| {
+        changes
+            .into_iter()
+            .map(|c| (c.changed_at, c.causes, c.labels, c.treasury_state))
+            .collect::<Vec<_>>()
+    };
+    let subject = Subject::Transfer(key(1));
+    let before_in_full = evidence(
+        store
+            .reconciliation_history(MILANO, &subject)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(before.len(), 3, "{before:?}");
+    let rows_before = crate::fixtures::count(&h, "recon_label_change").await;
+
+    // Flows imported later than the cut-off are left alone.
+    let none = store
+        .write_back_plain_keys(MILANO, datetime!(2026-11-24 10:00 UTC))
+        .await
+        .unwrap();
+    assert_eq!((none.revisions, none.keys), (0, 0));
+    assert_eq!(row(&h).await.2, None);
+
+    let written = store
+        .write_back_plain_keys(MILANO, datetime!(2026-12-31 00:00 UTC))
+        .await
+        .unwrap();
+    assert_eq!((written.revisions, written.keys), (1, 1));
+    assert_eq!(
+        row(&h).await,
+        (
+            Some("RT_IUF_TES".into()),
+            "RT_IUF_TES".into(),
+            Some(IUF.to_owned())
+        )
+    );
+    // The import's change, now a row of the key's.
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_label_change").await,
+        rows_before + 1
+    );
+    assert_eq!(history(&store).await, before);
+    assert_eq!(
+        evidence(
+            store
+                .reconciliation_history(MILANO, &subject)
+                .await
+                .unwrap()
+        ),
+        before_in_full
+    );
+    assert_eq!(listed_as(&store, RtIufTes).await, ["RCPT-1"]);
+    assert!(listed_as(&store, RtNoIuf).await.is_empty());
+    // The revision is no longer marked: nothing of it is left unwritten.
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_flow WHERE plain_keys_unwritten").await,
+        0
+    );
+    let again = store
+        .write_back_plain_keys(MILANO, datetime!(2026-12-31 00:00 UTC))
+        .await
+        .unwrap();
+    assert_eq!((again.revisions, again.keys), (0, 0));
+
+    // The previous release reads the key from its rows: undoing migration 32 has nothing to add.
+    undo_migrations_from(&h, "_000032_").await;
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_label_change").await,
+        rows_before + 1
+    );
+    use sea_orm_migration::MigratorTrait;
+    incasso_migrations::Migrator::up(h.store.db(), None)
+        .await
+        .unwrap();
+    assert_eq!(history(&store).await, before);
     h.finish().await;
 }
