@@ -222,6 +222,47 @@ def check_chart_promises(report: Report, case: str, docs: list[tuple[str, dict]]
             report.check(secret not in text, f"{case}: a secret value in {template}")
 
 
+def check_plain_keys_write_back(report: Report, case: str, docs: list[tuple[str, dict]], values: dict) -> None:
+    """One nightly CronJob per listed creditor running `incasso recon write-plain-keys`, when enabled."""
+    cronjobs = find(docs, "CronJob")
+    settings = values["plainKeysWriteBack"]
+    expected = settings["creditors"] if settings["enabled"] else []
+    if not report.check(len(cronjobs) == len(expected), f"{case}: {len(expected)} write-plain-keys CronJobs"):
+        return
+    for creditor, cronjob in zip(expected, cronjobs):
+        spec = cronjob["spec"]
+        report.check(spec.get("concurrencyPolicy") == "Forbid", f"{case}: {creditor}: one pass at a time")
+        report.check(spec.get("timeZone") == "Europe/Rome", f"{case}: {creditor}: scheduled in Rome's time")
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        args = pod["containers"][0].get("args", [])
+        report.check(
+            args
+            == [
+                "--config",
+                "/etc/incasso/incasso.toml",
+                "recon",
+                "write-plain-keys",
+                "--creditor",
+                creditor,
+                "--older-than-days",
+                str(settings["olderThanDays"]),
+            ],
+            f"{case}: {creditor}: runs incasso recon write-plain-keys ({args})",
+        )
+        check_pod(report, f"{case}: CronJob {creditor}", pod)
+    if expected and values["networkPolicy"]["enabled"]:
+        labels = cronjobs[0]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+        selected = [
+            p
+            for p in find(docs, "NetworkPolicy")
+            if all(labels.get(k) == v for k, v in p["spec"]["podSelector"].get("matchLabels", {}).items())
+        ]
+        report.check(
+            len(selected) == 1 and selected[0]["spec"].get("ingress") == [],
+            f"{case}: the CronJobs' pods take nothing in ({[p['metadata']['name'] for p in selected]})",
+        )
+
+
 # The inline secrets of the third render; none may appear outside the chart's Secret.
 SECRET_VALUES = [
     "postgres://incasso:s3cret@db.example:5432/incasso",
@@ -315,6 +356,7 @@ def main() -> int:
                 report.check(not find(docs, "ServiceMonitor"), f"{case}: no ServiceMonitor by default")
             if case == "production":
                 report.check(len(find(docs, "ServiceMonitor")) == 1, f"{case}: a ServiceMonitor")
+            check_plain_keys_write_back(report, case, docs, merged)
 
     passed = report.checks - len(report.failures)
     print(f"helm: {passed} passed, {len(report.failures)} failed")
