@@ -199,12 +199,7 @@ async fn write_back_revision(
                     creditor_fiscal_code: Set(creditor.to_owned()),
                     subject_key: Set(subject_key(&subject)),
                     label: Set(change.label.map(|l| l.code().to_owned())),
-                    labels: Set(change
-                        .labels
-                        .iter()
-                        .map(|l| l.code())
-                        .collect::<Vec<_>>()
-                        .join(",")),
+                    labels: Set(labels_text(&change.labels.iter().copied().collect())),
                     treasury_state: Set(change.treasury_state.clone()),
                     previous_label: Set(change.previous_label.map(|l| l.code().to_owned())),
                     causes: Set(serde_json::to_string(&change.causes).map_err(AppError::corrupt)?),
