@@ -304,37 +304,44 @@ pub(crate) async fn post_reported(
     append(txn, merge_reported(drafts), now).await
 }
 
+/// The notice each receipt paid to `creditor` of the IUVs `iuvs`: what a component's `cashed`
+/// entries name.
+pub(crate) async fn notices_of(
+    db: &impl ConnectionTrait,
+    creditor: &str,
+    iuvs: &BTreeSet<String>,
+) -> Result<ReceiptNotices, AppError> {
+    let iuvs: Vec<String> = iuvs.iter().cloned().collect();
+    let mut notices = ReceiptNotices::new();
+    for chunk in iuvs.chunks(super::scope::IUVS_PER_STATEMENT) {
+        notices.extend(notices_of_iuvs(db, creditor, chunk).await?);
+    }
+    Ok(notices)
+}
+
 /// Posts the `cashed` entries of the credits `credits` beyond what the books say: `evidence`
-/// holds the whole latest lines of their components' flows. Returns the number of entries
-/// appended.
+/// holds the whole latest lines of their components' flows, and `notices` the notices of
+/// their IUVs' receipts ([`notices_of`]). Returns the number of entries appended.
 pub(crate) async fn post_cashed(
     txn: &DatabaseTransaction,
     creditor: &str,
     evidence: &Evidence,
+    notices: &ReceiptNotices,
     credits: &BTreeSet<CreditId>,
     now: OffsetDateTime,
 ) -> Result<usize, AppError> {
     let books = OrganizationFiscalCode::parse(creditor).map_err(corrupt)?;
     let keys: Vec<String> = credits.iter().map(cashed_key).collect();
-    let iuvs: BTreeSet<String> = evidence
-        .latest_flows()
-        .flat_map(|f| f.lines.iter().map(|l| l.key.iuv.as_str().to_owned()))
-        .collect();
-    let iuvs: Vec<String> = iuvs.into_iter().collect();
     // A `cashed` entry names the notices; what the receipts' bookings cleared is the
-    // `reported` entries' business.
-    let mut notices = ReceiptNotices::new();
-    for chunk in iuvs.chunks(super::scope::IUVS_PER_STATEMENT) {
-        notices.extend(notices_of_iuvs(txn, creditor, chunk).await?);
-    }
-    // A flow's `cashed` entry names thousands of notices, and is never reversed.
+    // `reported` entries' business. A flow's `cashed` entry names thousands of notices, and
+    // is never reversed.
     let posted = posted(txn, creditor, &keys, EventType::Reported).await?;
     append(
         txn,
         settle_cashed(
             &books,
             evidence,
-            &booked(&notices, &BTreeMap::new()),
+            &booked(notices, &BTreeMap::new()),
             &posted,
             credits,
         ),

@@ -20,6 +20,7 @@
 
 mod accounts;
 mod books;
+mod cashed_ahead;
 mod catch_up;
 mod composed;
 mod duplicates;
