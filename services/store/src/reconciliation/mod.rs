@@ -9,7 +9,8 @@
 //! neighbourhood (`scope`): the flow headers and credits whole, the receipts and lines of the
 //! IUVs the document reaches, slice by slice, each slice through the domain's
 //! [`incasso_domain::reconciliation::Reconciler`], the next slice read ahead on another
-//! connection while one is written (`read_ahead`); a treasury document's keys are restated
+//! connections while one is written (`read_ahead`; a statement's cashed components likewise,
+//! `cashed_ahead`); a treasury document's keys are restated
 //! from their flows' new standing instead (`restated`). It writes the labels that changed and one
 //! history row per label change with the evidence that caused it. Labels of the IUVs whose
 //! receipts arrived since the last import (queued by the receipt path in

@@ -4,9 +4,10 @@
 
 use incasso_domain::notice_number::Iuv;
 use incasso_domain::reconciliation::{
-    FlowLine, Label, OutcomeCode, ReportingFlow, Subject, TransferIndex, TransferKey,
+    FlowId, FlowLine, Label, OutcomeCode, ReportingFlow, Subject, TransferIndex, TransferKey,
 };
-use incasso_reconciliation::testing::fdr_xml;
+use incasso_reconciliation::CamtVersion;
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, fdr_xml};
 use incasso_store::Store;
 use incasso_store::receipts::ReceiptInput;
 use incasso_store::testing::Engine;
@@ -15,6 +16,13 @@ use time::macros::date;
 
 use crate::fixtures::{Harness, MILANO};
 use crate::reconciliation::{self, TREASURY_IBAN, accounts, receipt_to_milan, statement, write};
+
+/// The flows of [`several_flows_cashed`]: the five IUVs reported two, two and one.
+const FLOWS: [(&str, std::ops::Range<usize>); 3] = [
+    ("2026-11-23ABI03069-0001", 0..2),
+    ("2026-11-23ABI03069-0002", 2..4),
+    ("2026-11-23ABI03069-0003", 4..5),
+];
 
 /// Five IUVs: with slices of two, every pass has three slices to read ahead.
 const IUVS: [&str; 5] = [
@@ -154,6 +162,104 @@ async fn an_import_without_a_free_connection_reads_each_slice_itself() {
     let store = h.replica_with_pool(2).await.with_reconciliation_slice(2);
     let held = store.db().begin().await.unwrap();
     a_day(&store).await;
+    held.rollback().await.unwrap();
+    store.db().clone().close().await.unwrap();
+    h.finish().await;
+}
+
+/// Three flows, then a statement with a credit for each: three components whose `cashed`
+/// entries are read (their lines and notices) ahead of the transaction when it can, each
+/// entry naming its flow's notices either way.
+async fn several_flows_cashed(store: &Store) {
+    for n in 0..IUVS.len() {
+        store.record_receipt(receipt_of(n)).await.unwrap();
+    }
+    let mut credits = Vec::new();
+    for (number, (iuf, iuvs)) in FLOWS.iter().enumerate() {
+        let total_cents = 9_500 * i64::try_from(iuvs.len()).unwrap();
+        let flow = ReportingFlow {
+            flow_id: FlowId::parse(iuf).unwrap(),
+            trn: format!("TRN-000{number}"),
+            total_cents,
+            lines: flow()
+                .lines
+                .into_iter()
+                .enumerate()
+                .filter(|(n, _)| iuvs.contains(n))
+                .map(|(_, line)| line)
+                .collect(),
+            ..reconciliation::flow()
+        };
+        store
+            .import_reconciliation_file(
+                &write(&format!("flow-{number}.xml"), &fdr_xml(&flow, MILANO)),
+                &accounts(),
+            )
+            .await
+            .unwrap();
+        credits.push(CamtEntry::credit(
+            &format!("ASR-9{number}"),
+            total_cents,
+            date!(2026 - 11 - 24),
+            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{iuf}"),
+        ));
+    }
+    let statement = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        TREASURY_IBAN,
+        date!(2026 - 11 - 24),
+        date!(2026 - 11 - 24),
+        &credits,
+    );
+    store
+        .import_reconciliation_file(&write("statement.xml", &statement), &accounts())
+        .await
+        .unwrap();
+    assert_eq!(labels(store).await, vec![Some(Label::RtIufTes); 5]);
+    assert_eq!(entries(store, "cashed").await, 3);
+    // Each flow's entry names the notices its own IUVs' receipts paid.
+    for (number, (iuf, iuvs)) in FLOWS.into_iter().enumerate() {
+        let named = count(
+            store,
+            &format!(
+                "ledger_entry_notice n JOIN ledger_entry e ON e.sequence = n.entry_sequence \
+                 JOIN receipt r ON r.iuv = n.iuv AND r.notice_number = n.notice_number \
+                 WHERE e.event_type = 'cashed' AND e.posting_key = 'cashed:ASR-9{number}' \
+                 AND n.iuv IN ({})",
+                IUVS[iuvs.clone()]
+                    .iter()
+                    .map(|iuv| format!("'{iuv}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .await;
+        assert_eq!(
+            named,
+            i64::try_from(iuvs.len()).unwrap(),
+            "notices of {iuf}"
+        );
+    }
+    let verified = store.verify_ledger(None, None, &[], true).await.unwrap();
+    assert!(verified.ok, "{}", verified.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_cashing_several_flows_reads_them_ahead() {
+    let h = Harness::new(Engine::Postgres).await;
+    let store = h.replica_with_pool(8).await.with_reconciliation_slice(2);
+    several_flows_cashed(&store).await;
+    store.db().clone().close().await.unwrap();
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_statement_without_a_free_connection_reads_its_cashed_flows_itself() {
+    let h = Harness::new(Engine::Postgres).await;
+    let store = h.replica_with_pool(2).await.with_reconciliation_slice(2);
+    let held = store.db().begin().await.unwrap();
+    several_flows_cashed(&store).await;
     held.rollback().await.unwrap();
     store.db().clone().close().await.unwrap();
     h.finish().await;
