@@ -30,8 +30,9 @@ use crate::AppError;
 /// transaction.
 const CONNECTION_WAIT: Duration = Duration::from_secs(1);
 
-/// Components read ahead and not yet taken: bounds what is held in memory (a component's
-/// lines and notices, a few MB for a flow of tens of thousands of lines).
+/// Components read ahead and waiting to be taken (one more may wait to join them): bounds
+/// what is held in memory (a component's lines and notices, a few MB for a flow of tens of
+/// thousands of lines).
 const COMPONENTS_AHEAD: usize = 1;
 
 /// What a component's `cashed` entries read: the lines of its flows' latest revisions (by

@@ -8,10 +8,10 @@
 //! nothing), then under the creditor's lock writes the new evidence and relabels its
 //! neighbourhood (`scope`): the flow headers and credits whole, the receipts and lines of the
 //! IUVs the document reaches, slice by slice, each slice through the domain's
-//! [`incasso_domain::reconciliation::Reconciler`], the next slice read ahead on another
-//! connections while one is written (`read_ahead`; a statement's cashed components likewise,
-//! `cashed_ahead`); a treasury document's keys are restated
-//! from their flows' new standing instead (`restated`). It writes the labels that changed and one
+//! [`incasso_domain::reconciliation::Reconciler`], the next slices read ahead on other
+//! connections while one is written (`read_ahead`; a statement's cashed flows likewise,
+//! `cashed_ahead`); a treasury document's keys are restated from their flows' new standing
+//! instead (`restated`). It writes the labels that changed and one
 //! history row per label change with the evidence that caused it. Labels of the IUVs whose
 //! receipts arrived since the last import (queued by the receipt path in
 //! `recon_pending_iuv`) are caught up in the same transaction, their history naming those
