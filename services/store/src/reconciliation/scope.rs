@@ -246,8 +246,9 @@ struct Pass<'a, R> {
 /// transaction relabels the slice before them. At a million receipts a slice's reads (index
 /// probes into tables bigger than the shared buffers) take about as long as its writes, and
 /// one reader kept the transaction waiting a quarter of the FdR import; two readers take
-/// 9% off it (`bench-recon`, a million, alternated runs: 233.9 -> 212.2 s on a slower
-/// machine than the README's), a third slice's evidence in memory more (a few MB).
+/// 3-9% off it (`bench-recon`, a million: 233.9 -> 212.2-226.4 s on a slower machine than the
+/// README's earlier tables), for a third slice's evidence in memory (a few MB). More readers
+/// would compete with the writer for the same two cores.
 const SLICES_READ_AHEAD: usize = 2;
 
 /// A slice of IUVs to relabel, where it sits, and the IUVs of its part an `/RFB/` credit
