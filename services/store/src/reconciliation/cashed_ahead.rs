@@ -13,7 +13,6 @@
 //! components it did not deliver to the transaction, with one warning.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use incasso_domain::reconciliation::FlowLine;
 use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
@@ -23,12 +22,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::evidence::{self, ReceiptNotices};
+use super::read_ahead::CONNECTION_WAIT;
 use super::{books, plans};
 use crate::AppError;
-
-/// How long the reader waits for a free connection before leaving every component to the
-/// transaction.
-const CONNECTION_WAIT: Duration = Duration::from_secs(1);
 
 /// Components read ahead and waiting to be taken (one more may wait to join them): bounds
 /// what is held in memory (a component's lines and notices, a few MB for a flow of tens of

@@ -32,8 +32,8 @@ use super::{books, labels, plans, scope};
 use crate::AppError;
 
 /// How long a read-ahead waits for a free connection before giving up; the slice is then
-/// read in the import's transaction.
-const CONNECTION_WAIT: Duration = Duration::from_secs(1);
+/// read in the import's transaction (and a statement's cashed flows, `cashed_ahead`, too).
+pub(super) const CONNECTION_WAIT: Duration = Duration::from_secs(1);
 
 /// A slice's committed evidence, read and classified.
 pub(crate) struct Prepared {
