@@ -619,8 +619,10 @@ pub(super) fn compose_history_and_reports(
     let mut from_reports: BTreeSet<usize> = BTreeSet::new();
     let mut reads_as: Option<Reading> = None;
     let mut state: BTreeMap<FlowId, FlowTreasuryState> = BTreeMap::new();
-    // The flow whose changes of state are the key's now.
+    // The flow whose changes of state are the key's now, and whether a report (not a row of
+    // the key's) made it so: only then is the key still plain when the next report comes.
     let mut follows: Option<FlowId> = None;
+    let mut follows_by_report = false;
     for (_, _, _, event) in events {
         match event {
             Event::Own(record, its_flow) => {
@@ -630,6 +632,7 @@ pub(super) fn compose_history_and_reports(
                     record.treasury_state.clone(),
                 );
                 follows = now.2.as_ref().and(its_flow);
+                follows_by_report = false;
                 if reads_as.as_ref() != Some(&now) {
                     reads_as = Some(now);
                     out.push(record);
@@ -661,13 +664,17 @@ pub(super) fn compose_history_and_reports(
             }
             Event::Report(report) => {
                 let receipt_only = (Some(Label::RtNoIuf), vec![Label::RtNoIuf], None::<String>);
+                // A row of the key's composed with the flow says what the key is (a divergent
+                // line, a double payment): a later revision holding the same line, left
+                // unwritten because nothing of the key changed, does not make it plain.
                 let plain_now = reads_as.as_ref() == Some(&receipt_only)
-                    || follows.as_ref() == Some(&report.flow_id);
+                    || (follows_by_report && follows.as_ref() == Some(&report.flow_id));
                 let Some(flow_state) = state.get(&report.flow_id).copied().filter(|_| plain_now)
                 else {
                     continue;
                 };
                 follows = Some(report.flow_id.clone());
+                follows_by_report = true;
                 // A receipt with one matching line, in its flow's state.
                 let now = composed_reading(&BTreeSet::new(), flow_state);
                 let causes = Causes {
@@ -903,6 +910,39 @@ mod tests {
                 (Some(RtIuf), Some("PENDING"), 2),
                 (Some(RtIufTes), Some("CASHED"), 5),
                 (Some(Label::IufTesDivImp), Some("DIV_IMP"), 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_revision_repeating_a_divergent_line_adds_nothing_to_the_keys_history() {
+        use Label::{IufNoTes, RtNoIuf};
+        // Its receipt gave it RT_NO_IUF; revision 1 (document 1, marked) reported it with
+        // another amount, and its import wrote it, composed with the flow; revision 2
+        // (document 2, marked) repeats the line, so nothing of the key changed and its row was
+        // not written. The key is not plain: revision 2 is no change of its, and the flow's
+        // states are what they make of its divergent line (not of a matching one: RT_IUF).
+        let mut divergent = record(2, Some(RtNoIuf), Some("PENDING"), Some(1));
+        divergent.composed = Some(flow_id());
+        let own = vec![record(0, Some(RtNoIuf), None, None), divergent];
+        let flow = vec![
+            record(2, None, Some("PENDING"), Some(1)),
+            record(5, None, Some("NO_TES"), Some(3)),
+        ];
+        let history = compose_history(
+            own,
+            Following {
+                composed: Some(flow_id()),
+                flows: BTreeMap::from([(flow_id(), flow)]),
+                reports: vec![report(2, 1, true), report(4, 2, true)],
+            },
+        );
+        assert_eq!(
+            summary(&history),
+            vec![
+                (Some(RtNoIuf), None, 0),
+                (Some(RtNoIuf), Some("PENDING"), 2),
+                (Some(IufNoTes), Some("NO_TES"), 5),
             ]
         );
     }
