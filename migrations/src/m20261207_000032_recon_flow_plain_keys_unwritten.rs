@@ -96,7 +96,7 @@ async fn write_back_plain_keys(manager: &SchemaManager<'_>) -> Result<(), DbErr>
                      JOIN recon_label fa ON fa.creditor_fiscal_code = f.creditor_fiscal_code \
                      AND fa.subject_kind = 'flow' AND fa.flow_id = f.flow_id \
                      WHERE l.subject_kind = 'transfer' AND l.labels = 'RT_NO_IUF' \
-                     AND l.composed_flow_id IS NULL \
+                     AND l.treasury_state IS NULL AND l.composed_flow_id IS NULL \
                      AND NOT EXISTS (SELECT 1 FROM recon_flow o \
                      WHERE o.creditor_fiscal_code = f.creditor_fiscal_code AND o.flow_id = f.flow_id \
                      AND ({later} > {flow} OR ({later} = {flow} AND o.revision > f.revision))) \

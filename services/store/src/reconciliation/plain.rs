@@ -173,10 +173,13 @@ pub(crate) fn label_sql(backend: DbBackend, row: &str) -> String {
 }
 
 /// SQL true when a transfer label row aliased `row` is bare (see [`is_bare`]): the row a plain
-/// key keeps reads `RT_NO_IUF` alone, with no flow.
+/// key keeps reads `RT_NO_IUF` alone, with no flow and so no treasury state. (A key reported
+/// with another amount by flows it is not composed with, two of them say, reads `RT_NO_IUF`
+/// alone too, with its flows' state: it is not plain.)
 pub(crate) fn bare_sql(row: &str) -> String {
     format!(
-        "({row}.labels = '{code}' AND {row}.composed_flow_id IS NULL)",
+        "({row}.labels = '{code}' AND {row}.treasury_state IS NULL \
+         AND {row}.composed_flow_id IS NULL)",
         code = Label::RtNoIuf.code()
     )
 }

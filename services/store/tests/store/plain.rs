@@ -22,7 +22,8 @@ use crate::reconciliation::{
 
 on_both_engines!(
     a_plain_key_reads_as_its_flow_makes_it_and_migration_32s_down_writes_it_back,
-    a_plain_key_written_back_reads_as_before_and_migration_32s_down_adds_nothing
+    a_plain_key_written_back_reads_as_before_and_migration_32s_down_adds_nothing,
+    a_key_two_flows_report_with_other_amounts_reads_as_its_row_in_every_list
 );
 
 /// The store leaving plain keys unwritten, its clock a minute later at each reading.
@@ -295,5 +296,59 @@ async fn a_plain_key_written_back_reads_as_before_and_migration_32s_down_adds_no
         .await
         .unwrap();
     assert_eq!(history(&store).await, before);
+    h.finish().await;
+}
+
+/// A key two marked flows report, each with another amount than its receipt's, is no plain
+/// key: its row (`RT_NO_IUF`, with its flows' treasury state, composed with neither flow)
+/// reads as written, in the label filter too, though each of its lines lies in a revision that
+/// left plain keys unwritten.
+async fn a_key_two_flows_report_with_other_amounts_reads_as_its_row_in_every_list(engine: Engine) {
+    use Label::{RtIuf, RtNoIuf};
+    let h = Harness::new(engine).await;
+    let store = composing(&h);
+    store.record_receipt(receipt()).await.unwrap();
+    let mut first = flow();
+    first.lines[0].amount_cents = 9_400;
+    first.total_cents = 9_400;
+    let mut second = flow();
+    second.flow_id = FlowId::parse("2026-11-23ABI03069-0002").unwrap();
+    second.lines[0].amount_cents = 9_300;
+    second.total_cents = 9_300;
+    for (name, flow) in [("first.xml", &first), ("second.xml", &second)] {
+        store
+            .import_reconciliation_file(&write(name, &fdr_xml(flow, MILANO)), &accounts())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        crate::fixtures::count(&h, "recon_flow WHERE plain_keys_unwritten").await,
+        2
+    );
+    let assessed = store.reconciliation_assessments(MILANO).await.unwrap();
+    assert_eq!(assessed[&Subject::Transfer(key(1))].label, Some(RtNoIuf));
+    assert_eq!(listed_as(&store, RtNoIuf).await, ["RCPT-1"]);
+    assert!(listed_as(&store, RtIuf).await.is_empty());
+    assert!(
+        history(&store)
+            .await
+            .iter()
+            .all(|(_, label, _)| *label == Some(RtNoIuf))
+    );
+    // Undone, migration 32 finds no plain key to write back: the row stays as written.
+    undo_migrations_from(&h, "_000032_").await;
+    let (label, labels, composed) = row(&h).await;
+    assert_eq!(
+        (label.as_deref(), labels.as_str(), composed),
+        (Some("RT_NO_IUF"), "RT_NO_IUF", None)
+    );
+    assert_eq!(
+        crate::fixtures::count(
+            &h,
+            "recon_label WHERE treasury_state IS NOT NULL AND subject_kind = 'transfer'"
+        )
+        .await,
+        1
+    );
     h.finish().await;
 }
