@@ -170,7 +170,9 @@ pub fn assess_transfer(evidence: &Evidence, key: &TransferKey) -> Option<Assessm
         let component = component_of_flow(evidence, &flow.flow_id);
         let state = flow_state(evidence, flow, &component);
         treasury_state = Some(treasury_state.map_or(state, |s: FlowTreasuryState| s.min(state)));
-        credit_ids.extend(component.credit_ids.iter().cloned());
+        // The credits attributed to its flow (§3), not every credit of the flow's component:
+        // a credit that names only another flow of the component is not this key's.
+        credit_ids.extend(credits_of_flow(evidence, &flow.flow_id));
         match state {
             FlowTreasuryState::DivImp => {
                 labels.insert(Label::IufTesDivImp);
@@ -308,7 +310,9 @@ pub fn assess_credit(evidence: &Evidence, credit_id: &CreditId) -> Option<Assess
                 suggestions.extend(candidate_flows(evidence, credit, &unknown));
             } else {
                 let component = component_of_credit(evidence, credit_id);
-                flow_ids.extend(component.flow_ids.iter().cloned());
+                // The flows it is attributed to (those it names); the component's other credits
+                // stand next to it, since its label is the component's.
+                flow_ids.extend(attributed);
                 credit_ids.extend(component.credit_ids.iter().cloned());
                 if component.is_cashed() {
                     labels.insert(Label::RtIufTes);
@@ -346,7 +350,8 @@ pub fn assess_credit(evidence: &Evidence, credit_id: &CreditId) -> Option<Assess
     })
 }
 
-/// A flow's assessment: its treasury state, the component's credits, and the difference when
+/// A flow's assessment: its treasury state (its component's), the component's flows, the
+/// credits attributed to it (§3: those naming it), and the component's difference when
 /// divergent. `None` for a flow not held.
 pub fn assess_flow(evidence: &Evidence, flow_id: &FlowId) -> Option<Assessment> {
     let flow = evidence.latest_flow(flow_id)?;
@@ -360,8 +365,8 @@ pub fn assess_flow(evidence: &Evidence, flow_id: &FlowId) -> Option<Assessment> 
         label: None,
         labels: BTreeSet::new(),
         treasury_state: Some(state),
+        credit_ids: credits_of_flow(evidence, flow_id).into_iter().collect(),
         flow_ids: component.flow_ids,
-        credit_ids: component.credit_ids,
         iuvs: BTreeSet::new(),
         suggestions,
     })

@@ -332,6 +332,56 @@ fn a_flow_paid_by_two_transfers_and_a_transfer_paying_two_flows_are_cashed() {
 }
 
 #[test]
+fn a_flow_and_its_keys_name_the_credits_attributed_to_it_not_its_components() {
+    // X pays A and B; Y pays B alone. One component {A, B, X, Y}, cashed; but Y names only B:
+    // it is attributed to B (§3), so A and A's key name X alone, and Y names B alone.
+    let a = key(1, "R1", 1);
+    let b = key(2, "R2", 1);
+    let flow_b = "2026-03-11ABI05034-0007";
+    let r = run(vec![
+        receipt(&a, 1_000),
+        receipt(&b, 2_000),
+        flow(IUF, vec![line(&a, 1_000, OutcomeCode::Executed)]),
+        flow(flow_b, vec![line(&b, 2_000, OutcomeCode::Executed)]),
+        credit(
+            "X",
+            2_500,
+            &format!("/PUR/LGPE-RIVERSAMENTO/URI/{IUF} /PUR/LGPE-RIVERSAMENTO/URI/{flow_b}"),
+        ),
+        credit(
+            "Y",
+            500,
+            &format!("/PUR/LGPE-RIVERSAMENTO/TXT/1/URI/{flow_b}"),
+        ),
+    ]);
+    let ids = |a: &Assessment| -> Vec<String> {
+        a.credit_ids.iter().map(|c| c.as_str().to_owned()).collect()
+    };
+    let flows = |a: &Assessment| -> Vec<String> {
+        a.flow_ids.iter().map(|f| f.as_str().to_owned()).collect()
+    };
+    let flow_a = of(&r, Subject::Flow(FlowId::parse(IUF).unwrap()));
+    assert_eq!(flow_a.treasury_state, Some(FlowTreasuryState::Cashed));
+    assert_eq!(ids(&flow_a), ["X"]);
+    assert_eq!(
+        ids(&of(&r, Subject::Flow(FlowId::parse(flow_b).unwrap()))),
+        ["X", "Y"]
+    );
+    assert_eq!(ids(&of(&r, Subject::Transfer(a.clone()))), ["X"]);
+    assert_eq!(ids(&of(&r, Subject::Transfer(b.clone()))), ["X", "Y"]);
+    assert_eq!(label_of(&r, &a), Label::RtIufTes);
+    let y = of(&r, Subject::Credit(CreditId::parse("Y").unwrap()));
+    assert_eq!(flows(&y), [flow_b]);
+    assert_eq!(y.label, Some(Label::RtIufTes));
+    let mut both = vec![IUF.to_owned(), flow_b.to_owned()];
+    both.sort();
+    assert_eq!(
+        flows(&of(&r, Subject::Credit(CreditId::parse("X").unwrap()))),
+        both
+    );
+}
+
+#[test]
 fn a_truncated_iuf_is_attributed_to_nothing_and_candidates_are_suggested() {
     let k = key(1, "R1", 1);
     let mut credit_item = credit("C1", 1_000, "/PUR/LGPE-RIVERSAMENTO/URI/2026-03-11ABI0");
