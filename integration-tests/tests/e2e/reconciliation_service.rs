@@ -16,7 +16,7 @@ use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, Recei
 use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_reconciliation::CamtVersion;
-use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt};
+use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt, cbi_statement};
 use time::macros::{date, datetime};
 use tonic::transport::Channel;
 
@@ -28,6 +28,7 @@ on_both_engines!(
     bad_requests_are_refused_naming_the_field,
     a_document_larger_than_one_message_is_imported_in_chunks,
     a_movement_notified_then_booked_under_another_reference_is_shown_twinned,
+    a_file_of_two_accounts_credits_each_on_its_own,
     the_service_reports_its_health_and_is_reflected,
 );
 
@@ -918,6 +919,40 @@ async fn a_document_larger_than_one_message_is_imported_in_chunks(
     assert_eq!(
         (credits[0].id.as_str(), label_of(credits[0].label)),
         ("ASR-BIG", L::TesNoMatch)
+    );
+    app.stop().await
+}
+
+/// A CBI statement file holding the day's statements of two of Milan's accounts: each credit
+/// is listed on the account of its own statement.
+async fn a_file_of_two_accounts_credits_each_on_its_own(engine: Engine) -> anyhow::Result<()> {
+    const SECOND: &str = "IT02A0306909606100000063119";
+    let app = TestApp::spawn_with(engine, |settings| {
+        settings.treasury_accounts.add_iban(MILANO, SECOND).unwrap();
+    })
+    .await?;
+    let mut client = app.reconciliation().await?;
+    let day = date!(2026 - 11 - 25);
+    let first = [CamtEntry::credit("ASR-A1", 1_000, day, "BONIFICO A")];
+    let second = [CamtEntry::credit("ASR-B1", 2_000, day, "BONIFICO B")];
+    let file = cbi_statement(day, &[(MILANO_BANK, &first[..]), (SECOND, &second[..])]);
+    let imported = import(&mut client, "cbi-1125.xml", &file, 1 << 20).await?;
+    assert_eq!(imported.credits_added, 2);
+    let mut credits: Vec<(String, String)> = client
+        .list_treasury_credits(pb::ListTreasuryCreditsRequest::default())
+        .await?
+        .into_inner()
+        .credits
+        .into_iter()
+        .map(|c| (c.id, c.account))
+        .collect();
+    credits.sort();
+    assert_eq!(
+        credits,
+        [
+            ("ASR-A1".to_owned(), MILANO_BANK.to_owned()),
+            ("ASR-B1".to_owned(), SECOND.to_owned()),
+        ]
     );
     app.stop().await
 }

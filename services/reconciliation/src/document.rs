@@ -361,15 +361,25 @@ pub struct Collected {
     pub accounts: Vec<TreasuryAccount>,
     /// Credits.
     pub credits: Vec<CreditRecord>,
+    /// The account of each credit (a file may hold statements of several accounts): its index
+    /// in `accounts`, the account announced last before it; `None` before any.
+    pub credit_accounts: Vec<Option<usize>>,
     /// Movements that are not credits (reversals included).
     pub other_movements: u64,
     /// The reversals among them.
     pub reversals: Vec<ReversalRecord>,
+    /// The account of each reversal, as `credit_accounts` says a credit's.
+    pub reversal_accounts: Vec<Option<usize>>,
     /// Coverage days, in order.
     pub coverage: Vec<Date>,
 }
 
 impl Collected {
+    /// The account of the credit or reversal whose index in `accounts` is `index`.
+    pub fn account_at(&self, index: Option<usize>) -> Option<&TreasuryAccount> {
+        index.and_then(|i| self.accounts.get(i))
+    }
+
     /// The flows as the domain holds them (XML flows have no revision number: 0).
     pub fn reporting_flows(&self) -> Vec<ReportingFlow> {
         self.flows
@@ -416,6 +426,8 @@ impl Sink for Collected {
 
     fn credit(&mut self, credit: CreditRecord) -> Result<(), String> {
         self.credits.push(credit);
+        self.credit_accounts
+            .push(self.accounts.len().checked_sub(1));
         Ok(())
     }
 
@@ -427,6 +439,8 @@ impl Sink for Collected {
     fn reversal(&mut self, reversal: ReversalRecord) -> Result<(), String> {
         self.other_movements += 1;
         self.reversals.push(reversal);
+        self.reversal_accounts
+            .push(self.accounts.len().checked_sub(1));
         Ok(())
     }
 

@@ -391,6 +391,7 @@ pub fn reporting_flow(item: &FlowItem) -> pb::ReportingFlow {
 pub fn treasury_credit(item: &CreditItem) -> pb::TreasuryCredit {
     pb::TreasuryCredit {
         creditor_fiscal_code: item.creditor_fiscal_code.clone(),
+        account: item.account.clone(),
         id: item.id.to_string(),
         amount_cents: item.amount_cents,
         booking_date: format_date(item.booking_date),

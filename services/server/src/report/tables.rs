@@ -652,6 +652,7 @@ mod tests {
         };
         let credit = CreditItem {
             creditor_fiscal_code: "01199250158".to_owned(),
+            account: "IT60X0542811101000000123456".to_owned(),
             id: CreditId::parse("ASR-77").unwrap(),
             amount_cents: 9_500,
             booking_date: day,

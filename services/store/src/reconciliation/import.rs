@@ -454,19 +454,22 @@ impl Store {
             outcome.lines_added += flow.lines.len();
             items.push(EvidenceItem::Flow(flow));
         }
-        let account = collected
-            .accounts
-            .first()
-            .map(|a| match a {
-                TreasuryAccount::Iban(iban) => iban.clone(),
-                TreasuryAccount::OpiEntity(code) => format!("OPI:{code}"),
-            })
-            .unwrap_or_default();
+        // Each credit and reversal on the account of its own statement (a camt file may hold
+        // statements of several of the creditor's accounts).
+        let account_of = |index: Option<usize>| {
+            collected
+                .account_at(index)
+                .map(|a| match a {
+                    TreasuryAccount::Iban(iban) => iban.clone(),
+                    TreasuryAccount::OpiEntity(code) => format!("OPI:{code}"),
+                })
+                .unwrap_or_default()
+        };
         let mut credit_rows = Vec::new();
         let mut new_movements = Vec::new();
         let mut in_document: BTreeMap<_, &incasso_domain::reconciliation::TreasuryCredit> =
             BTreeMap::new();
-        for record in &collected.credits {
+        for (record, account) in collected.credits.iter().zip(&collected.credit_accounts) {
             let credit = &record.credit;
             let held = held_evidence
                 .credit(&credit.id)
@@ -514,7 +517,7 @@ impl Store {
                 trn: Set(credit.trn.clone()),
                 ordering_party: Set(record.ordering_party.clone()),
                 end_to_end_id: Set(record.end_to_end_id.clone()),
-                account: Set(account.clone()),
+                account: Set(account_of(*account)),
                 document_id: Set(document_id),
             });
             outcome.credits_added += 1;
@@ -529,7 +532,19 @@ impl Store {
             items.push(EvidenceItem::Credit(credit.clone()));
         }
         insert_chunked(&txn, credit_rows, 11).await?;
-        reversals::keep(&txn, &creditor, document_id, &account, &collected.reversals).await?;
+        let reversal_accounts: Vec<String> = collected
+            .reversal_accounts
+            .iter()
+            .map(|a| account_of(*a))
+            .collect();
+        reversals::keep(
+            &txn,
+            &creditor,
+            document_id,
+            &reversal_accounts,
+            &collected.reversals,
+        )
+        .await?;
         outcome
             .warnings
             .extend(duplicates::warnings(&txn, &creditor, &new_movements).await?);

@@ -1061,6 +1061,8 @@ pub struct CreditFilterInput {
 pub struct CreditItem {
     /// The creditor whose account was credited.
     pub creditor_fiscal_code: String,
+    /// The account credited: its IBAN, or `OPI:<codice_ente>` for a giornale di cassa.
+    pub account: String,
     /// camt `AcctSvcrRef`, OPI `codice_riferimento_interno`.
     pub id: CreditId,
     /// Cents.
@@ -1280,7 +1282,7 @@ impl Store {
         let mut sql = Sql::new(db.get_database_backend());
         sql.push(
             "SELECT c.creditor_fiscal_code, c.credit_id, c.amount_cents, c.booking_date, c.value_date, \
-             c.causale, c.trn, c.end_to_end_id, l.label, l.assessment FROM recon_credit c \
+             c.causale, c.trn, c.end_to_end_id, c.account, l.label, l.assessment FROM recon_credit c \
              LEFT JOIN recon_label l \
              ON l.creditor_fiscal_code = c.creditor_fiscal_code AND l.subject_kind = 'credit' \
              AND l.credit_id = c.credit_id WHERE 1 = 1",
@@ -1310,6 +1312,7 @@ impl Store {
             };
             credits.push(CreditItem {
                 creditor_fiscal_code: row.try_get("", "creditor_fiscal_code")?,
+                account: row.try_get("", "account")?,
                 id: CreditId::parse(&id).map_err(corrupt)?,
                 amount_cents: row.try_get("", "amount_cents")?,
                 booking_date: row.try_get("", "booking_date")?,

@@ -25,26 +25,29 @@ fn reversal_key(document_id: Uuid, position: usize, reversal: &ReversalRecord) -
         .unwrap_or_else(|| format!("{document_id}#{}", position + 1))
 }
 
-/// Keeps a document's reversals; one already kept under the same reference is skipped.
+/// Keeps a document's reversals, each debited from the account beside it in `accounts`;
+/// one already kept under the same reference is skipped.
 /// Returns how many were new.
 pub(crate) async fn keep(
     txn: &DatabaseTransaction,
     creditor: &str,
     document_id: Uuid,
-    account: &str,
+    accounts: &[String],
     reversals: &[ReversalRecord],
 ) -> Result<u64, AppError> {
+    debug_assert_eq!(accounts.len(), reversals.len());
     let rows: Vec<recon_reversal::ActiveModel> = reversals
         .iter()
+        .zip(accounts)
         .enumerate()
-        .map(|(position, r)| recon_reversal::ActiveModel {
+        .map(|(position, (r, account))| recon_reversal::ActiveModel {
             creditor_fiscal_code: Set(creditor.to_owned()),
             reversal_key: Set(reversal_key(document_id, position, r)),
             reference: Set(r.reference.clone()),
             reverses_bill: Set(r.reverses_bill.clone()),
             amount_cents: Set(r.amount_cents),
             booking_date: Set(r.booking_date),
-            account: Set(account.to_owned()),
+            account: Set(account.clone()),
             document_id: Set(document_id),
         })
         .collect();
