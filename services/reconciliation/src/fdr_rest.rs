@@ -274,6 +274,9 @@ pub fn read_fdr_rest(
     sink.flow(&flow).map_err(|r| refuse("header".into(), r))?;
 
     let mut lines: Vec<(i64, FlowLine)> = Vec::new();
+    // The indexes seen: a flow of a busy day's PSP has a hundred thousand payments, too many
+    // to compare each with every earlier one.
+    let mut indexes: std::collections::HashSet<i64> = std::collections::HashSet::new();
     for (n, body) in pages.iter().enumerate() {
         let page_name = format!("payments page {}", n + 1);
         let page: Page<'_> = serde_json::from_slice(body).map_err(|e| {
@@ -316,7 +319,7 @@ pub fn read_fdr_rest(
                     .map_err(|e| refuse(at("payStatus"), e.to_string()))?;
             let paid_on = pay_day(payment.pay_date.as_deref().unwrap_or_default())
                 .map_err(|e| refuse(at("payDate"), e))?;
-            if lines.iter().any(|(held, _)| *held == index) {
+            if !indexes.insert(index) {
                 return Err(refuse(
                     at("index"),
                     format!("index {index} appears twice in the flow"),
@@ -426,6 +429,23 @@ mod tests {
         // 23:30 UTC is 00:30 of the next day in Rome.
         assert_eq!(lines[1].paid_on, time::macros::date!(2026 - 11 - 24));
         assert_eq!(collected.reporting_flows()[0].revision, 2);
+    }
+
+    #[test]
+    fn an_index_twice_refuses_the_revision_naming_the_page_and_field() {
+        let payment = |index: u32, iur: &str| {
+            format!(
+                r#"{{"index":{index},"iuv":"99000000000000011","iur":"{iur}","idTransfer":1,"pay":75.25,"payStatus":"EXECUTED","payDate":"2026-11-23T10:00:00Z"}}"#
+            )
+        };
+        let pages = [page(&payment(1, "IUR-1")), page(&payment(1, "IUR-2"))];
+        let error =
+            read_fdr_rest("f", HEADER.as_bytes(), &pages, &mut Collected::default()).unwrap_err();
+        assert!(error.element.contains("index"), "{error:?}");
+        assert!(error.element.contains("page 2"), "{error:?}");
+        assert_eq!(error.reason, "index 1 appears twice in the flow");
+        let pages = [page(&payment(1, "IUR-1")), page(&payment(2, "IUR-2"))];
+        read_fdr_rest("f", HEADER.as_bytes(), &pages, &mut Collected::default()).unwrap();
     }
 
     #[test]
