@@ -471,11 +471,19 @@ async fn the_finance_office_opens_the_report_of_a_range(engine: Engine) -> anyho
         FLOW,
         "the IUF its causale names"
     );
-    // Last, the credits that are probably the same movement: none of these.
-    let twins_col = headers(&credits).len() - 1;
-    assert_eq!(headers(&credits)[twins_col], "Possibili doppioni");
+    // Last, the credits that are probably the same movement (none of these), and the account
+    // each was credited on.
+    let last = headers(&credits).len() - 1;
+    assert_eq!(
+        headers(&credits)[last - 1..],
+        ["Possibili doppioni", "Conto"]
+    );
     assert!(
-        credits[1..].iter().all(|r| r[twins_col] == Data::Empty),
+        credits[1..].iter().all(|r| r[last - 1] == Data::Empty),
+        "{credits:#?}"
+    );
+    assert!(
+        credits[1..].iter().all(|r| text(&r[last]) == MILANO_BANK),
         "{credits:#?}"
     );
 

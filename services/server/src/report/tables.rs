@@ -137,6 +137,8 @@ const TREASURY_COLUMNS: &[Column] = &[
     column("Suggerimenti", 60.0),
     // Last, so the columns before keep their places.
     column("Possibili doppioni", 40.0),
+    // The account credited (an IBAN, or OPI:<codice_ente>); after the twins, added later.
+    column("Conto", 30.0),
 ];
 
 const DOUBLE_PAYMENT_COLUMNS: &[Column] = &[
@@ -517,6 +519,7 @@ pub fn credit_row(credit: &CreditItem) -> Vec<Cell> {
         Cell::text(label_description(credit.label)),
         suggestions_text(&credit.suggestions),
         duplicates_text(&credit.possible_duplicates),
+        Cell::text(&credit.account),
     ]
 }
 
@@ -671,16 +674,18 @@ mod tests {
         };
         let row = credit_row(&credit);
         assert_eq!(row.len(), Table::Treasury.columns().len());
+        let headers: Vec<&str> = Table::Treasury.columns().iter().map(|c| c.header).collect();
         assert_eq!(
-            Table::Treasury.columns().last().map(|c| c.header),
-            Some("Possibili doppioni")
+            headers[headers.len() - 2..],
+            ["Possibili doppioni", "Conto"]
         );
         assert_eq!(
-            row.last(),
-            Some(&Cell::text(
+            row[row.len() - 2],
+            Cell::text(
                 "CRI-1 (stesso TRN, importo e data valuta; gdc-1124.xml); \
                  NTF-9 (stesso EndToEndId, importo e data valuta; ntf.xml)"
-            ))
+            )
         );
+        assert_eq!(row.last(), Some(&Cell::text("IT60X0542811101000000123456")));
     }
 }
