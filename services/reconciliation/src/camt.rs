@@ -250,10 +250,14 @@ impl Format for CamtHandler {
             if !self.account {
                 return Err("the statement names no account IBAN (Acct/Id/IBAN)".into());
             }
-            if let Some(day) = self
-                .period_end
-                .or(self.closing_balance)
-                .or(self.last_booking)
+            // The latest of the period's end, the closing balance's day and the last booked
+            // entry's day: an entry booked on a day shows that day covered whatever the
+            // period says (a daily statement's period written as its own day's midnight to
+            // midnight would otherwise close the day before the one it books).
+            if let Some(day) = [self.period_end, self.closing_balance, self.last_booking]
+                .into_iter()
+                .flatten()
+                .max()
             {
                 sink.coverage(day)?;
             }

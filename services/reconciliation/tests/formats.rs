@@ -393,6 +393,22 @@ fn a_statement_covers_its_period_or_its_closing_balance_day() {
     );
     validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
     assert_eq!(read("midnight.xml", &xml).unwrap().coverage, vec![d]);
+    // A period written as midnight to midnight of the day it books covers that day: the
+    // entry booked on it says so.
+    let xml = camt(
+        CamtMessage::Statement,
+        CamtVersion::V08,
+        IBAN,
+        d,
+        d,
+        &entries,
+    )
+    .replace(
+        &format!("<ToDtTm>{d}T23:59:59</ToDtTm>"),
+        &format!("<ToDtTm>{d}T00:00:00</ToDtTm>"),
+    );
+    validate(&xml, "treasury-spec/iso20022/camt.053.001.08.xsd");
+    assert_eq!(read("same-midnight.xml", &xml).unwrap().coverage, vec![d]);
     // Without a period, the closing balance's day, though the last entry is older.
     let xml = camt(
         CamtMessage::Statement,
