@@ -375,8 +375,29 @@ pub struct Collected {
 }
 
 impl Collected {
-    /// The account of the credit or reversal whose index in `accounts` is `index`.
-    pub fn account_at(&self, index: Option<usize>) -> Option<&TreasuryAccount> {
+    /// Each credit with the account of its statement (`None` before any account).
+    pub fn credits_with_accounts(
+        &self,
+    ) -> impl Iterator<Item = (&CreditRecord, Option<&TreasuryAccount>)> {
+        debug_assert_eq!(self.credits.len(), self.credit_accounts.len());
+        self.credits
+            .iter()
+            .zip(&self.credit_accounts)
+            .map(|(credit, index)| (credit, self.account_at(*index)))
+    }
+
+    /// Each reversal with the account of its statement (`None` before any account).
+    pub fn reversals_with_accounts(
+        &self,
+    ) -> impl Iterator<Item = (&ReversalRecord, Option<&TreasuryAccount>)> {
+        debug_assert_eq!(self.reversals.len(), self.reversal_accounts.len());
+        self.reversals
+            .iter()
+            .zip(&self.reversal_accounts)
+            .map(|(reversal, index)| (reversal, self.account_at(*index)))
+    }
+
+    fn account_at(&self, index: Option<usize>) -> Option<&TreasuryAccount> {
         index.and_then(|i| self.accounts.get(i))
     }
 

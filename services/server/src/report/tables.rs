@@ -135,9 +135,9 @@ const TREASURY_COLUMNS: &[Column] = &[
     column("Etichetta", 18.0),
     column("Descrizione", 50.0),
     column("Suggerimenti", 60.0),
-    // Last, so the columns before keep their places.
+    // Columns added later go last, so the columns before keep their places.
     column("Possibili doppioni", 40.0),
-    // The account credited (an IBAN, or OPI:<codice_ente>); after the twins, added later.
+    // The account credited (an IBAN, or OPI:<codice_ente>).
     column("Conto", 30.0),
 ];
 

@@ -456,9 +456,8 @@ impl Store {
         }
         // Each credit and reversal on the account of its own statement (a camt file may hold
         // statements of several of the creditor's accounts).
-        let account_of = |index: Option<usize>| {
-            collected
-                .account_at(index)
+        let account_of = |account: Option<&TreasuryAccount>| {
+            account
                 .map(|a| match a {
                     TreasuryAccount::Iban(iban) => iban.clone(),
                     TreasuryAccount::OpiEntity(code) => format!("OPI:{code}"),
@@ -469,7 +468,7 @@ impl Store {
         let mut new_movements = Vec::new();
         let mut in_document: BTreeMap<_, &incasso_domain::reconciliation::TreasuryCredit> =
             BTreeMap::new();
-        for (record, account) in collected.credits.iter().zip(&collected.credit_accounts) {
+        for (record, account) in collected.credits_with_accounts() {
             let credit = &record.credit;
             let held = held_evidence
                 .credit(&credit.id)
@@ -517,7 +516,7 @@ impl Store {
                 trn: Set(credit.trn.clone()),
                 ordering_party: Set(record.ordering_party.clone()),
                 end_to_end_id: Set(record.end_to_end_id.clone()),
-                account: Set(account_of(*account)),
+                account: Set(account_of(account)),
                 document_id: Set(document_id),
             });
             outcome.credits_added += 1;
@@ -533,9 +532,8 @@ impl Store {
         }
         insert_chunked(&txn, credit_rows, 11).await?;
         let reversal_accounts: Vec<String> = collected
-            .reversal_accounts
-            .iter()
-            .map(|a| account_of(*a))
+            .reversals_with_accounts()
+            .map(|(_, account)| account_of(account))
             .collect();
         reversals::keep(
             &txn,
