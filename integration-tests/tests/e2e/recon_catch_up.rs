@@ -9,7 +9,7 @@ use std::time::Duration;
 use incasso_grpc::pb;
 use incasso_grpc::pb::ReconciliationLabel as L;
 use incasso_integration_tests::node_simulator::{self as node, MILANO_BANK, ReceiptSpec};
-use incasso_integration_tests::requests::{self, MILANO};
+use incasso_integration_tests::requests::{self, CITTA_METROPOLITANA, MILANO};
 use incasso_integration_tests::{Engine, TestApp};
 use incasso_reconciliation::CamtVersion;
 use incasso_reconciliation::testing::{CamtEntry, CamtMessage, camt};
@@ -23,6 +23,7 @@ use crate::reconciliation_service::{Client, import};
 on_both_engines!(
     receipts_after_the_last_document_are_labelled_before_any_read_answers,
     the_background_catch_up_labels_receipts_and_posts_their_books_unasked,
+    a_configured_creditors_receipts_read_rt_no_iuf_before_any_document,
 );
 
 const FLOW: &str = "2026-11-24BCITITMM-S000000077";
@@ -292,6 +293,117 @@ async fn the_background_catch_up_labels_receipts_and_posts_their_books_unasked(
     assert_eq!(label_of(&keys[0]), L::RtIuf, "{keys:#?}");
     app.stop().await?;
     Ok(())
+}
+
+/// The contract's day as the finance office follows it (§6: a key moves from `RT_NO_IUF` to
+/// `RT_IUF` to `RT_IUF_TES`). Milan has a treasury account configured, so its reconciliation
+/// runs from its first receipt: before any flow or statement is imported, its paid keys read
+/// `RT_NO_IUF`, and the history starts there. The Città Metropolitana has none and has never
+/// been reconciled: the TEFA it is paid inside Milan's TARI stays another beneficiary's.
+async fn a_configured_creditors_receipts_read_rt_no_iuf_before_any_document(
+    engine: Engine,
+) -> anyhow::Result<()> {
+    let app = TestApp::spawn(engine).await?;
+    let mut client = app.reconciliation().await?;
+    let (tari, fee) = notices(&app).await?;
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&tari, "rt-late-tari", "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(&fee, "rt-late-fee", "BCITITMM", "2026-11-23T11:00:00"),
+    )
+    .await?;
+
+    // No document and no refresh: the read labels the receipts booked.
+    let listed = client
+        .list_transfers(pb::ListTransfersRequest {
+            creditor_fiscal_code: MILANO.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .transfers;
+    let of = |iuv: &str, creditor: &str| {
+        listed
+            .iter()
+            .filter(|t| t.iuv == iuv && t.creditor_fiscal_code == creditor)
+            .collect::<Vec<_>>()
+    };
+    let milan_tari = of(&tari.iuv, MILANO);
+    assert_eq!(milan_tari.len(), 1, "{listed:#?}");
+    assert_eq!(label_of(milan_tari[0]), L::RtNoIuf, "{listed:#?}");
+    assert_eq!(milan_tari[0].amount_cents, 28_500);
+    assert_eq!(
+        milan_tari[0].scope,
+        pb::ReconciliationScope::Creditor as i32,
+        "{listed:#?}"
+    );
+    assert_eq!(listed.len(), 2, "only Milan's own keys: {listed:#?}");
+    let tefa = tefa_of(&mut client).await?;
+    assert_eq!(tefa.len(), 1, "{tefa:#?}");
+    assert_eq!(tefa[0].iuv, tari.iuv);
+    assert_eq!(tefa[0].amount_cents, 1_500);
+    assert_eq!(label_of(&tefa[0]), L::Unspecified, "{tefa:#?}");
+    assert_eq!(
+        tefa[0].scope,
+        pb::ReconciliationScope::OtherBeneficiary as i32,
+        "{tefa:#?}"
+    );
+    let milan_fee = of(&fee.iuv, MILANO);
+    assert_eq!(milan_fee.len(), 1, "{listed:#?}");
+    assert_eq!(label_of(milan_fee[0]), L::RtNoIuf, "{listed:#?}");
+
+    // Then the flow, then the statement: each step is one change of the key's history.
+    import(&mut client, "flow.xml", &tari_flow(&tari), 64 * 1024).await?;
+    let keys = keys_of(&mut client, &tari.iuv).await?;
+    assert_eq!(label_of(&keys[0]), L::RtIuf, "{keys:#?}");
+    import(&mut client, "statement.xml", &statement(&fee), 64 * 1024).await?;
+    let keys = keys_of(&mut client, &tari.iuv).await?;
+    assert_eq!(label_of(&keys[0]), L::RtIufTes, "{keys:#?}");
+    let fee_keys = keys_of(&mut client, &fee.iuv).await?;
+    assert_eq!(label_of(&fee_keys[0]), L::RtTes, "{fee_keys:#?}");
+    let history = tari_history(&mut client, &tari).await?;
+    let moves: Vec<(L, L, Option<String>)> = history
+        .iter()
+        .map(|c| {
+            (
+                L::try_from(c.previous_label).unwrap_or(L::Unspecified),
+                L::try_from(c.label).unwrap_or(L::Unspecified),
+                c.document.as_ref().map(|d| d.file_name.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            (L::Unspecified, L::RtNoIuf, None),
+            (L::RtNoIuf, L::RtIuf, Some("flow.xml".to_owned())),
+            (L::RtIuf, L::RtIufTes, Some("statement.xml".to_owned())),
+        ],
+        "{history:#?}"
+    );
+
+    // The TEFA is still nobody's anomaly.
+    let tefa = tefa_of(&mut client).await?;
+    assert_eq!(tefa.len(), 1, "{tefa:#?}");
+    assert_eq!(label_of(&tefa[0]), L::Unspecified, "{tefa:#?}");
+    app.stop().await?;
+    Ok(())
+}
+
+/// The Città Metropolitana's keys, as ListTransfers gives them.
+async fn tefa_of(client: &mut Client) -> anyhow::Result<Vec<pb::ReconciliationTransfer>> {
+    Ok(client
+        .list_transfers(pb::ListTransfersRequest {
+            creditor_fiscal_code: CITTA_METROPOLITANA.to_owned(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .transfers)
 }
 
 /// A read does not hang behind an import of the creditor that is running (a day's statement

@@ -223,14 +223,27 @@ async fn the_finance_office_follows_receipts_flows_and_credits(
     let paid = pay(&app).await?;
     let mut client = app.reconciliation().await?;
 
-    // Before any import: every transfer is listed, none labelled yet; the TEFA is the
-    // Città Metropolitana's.
+    // Before any import: every transfer is listed; Milan's (its treasury account is
+    // configured) are paid and reported by no flow yet, RT_NO_IUF; the TEFA is the Città
+    // Metropolitana's, unlabelled.
     let before = transfers(&mut client, pb::ListTransfersRequest::default()).await?;
     assert_eq!(before.len(), 4, "{before:#?}");
-    assert!(before.iter().all(|t| t.label == L::Unspecified as i32));
     let tefa = find(&before, &paid.tari_iuv, 2);
     assert_eq!(tefa.creditor_fiscal_code, CITTA_METROPOLITANA);
     assert_eq!(tefa.scope, pb::ReconciliationScope::OtherBeneficiary as i32);
+    assert_eq!(label_of(tefa.label), L::Unspecified);
+    for t in before.iter().filter(|t| t.creditor_fiscal_code == MILANO) {
+        assert_eq!(label_of(t.label), L::RtNoIuf, "{t:#?}");
+        assert_eq!(t.scope, pb::ReconciliationScope::Creditor as i32, "{t:#?}");
+    }
+    assert_eq!(
+        before
+            .iter()
+            .filter(|t| t.creditor_fiscal_code == MILANO)
+            .count(),
+        3,
+        "{before:#?}"
+    );
 
     // The flow arrives: reported transfers are RT_IUF (regulated, not due for lack of
     // treasury evidence), the fee is RT_NO_IUF, the lost receipt's line IUV_NO_RT.

@@ -88,7 +88,8 @@ pub async fn open_store(settings: Settings) -> anyhow::Result<Store> {
     let store = Store::open(db, settings.registry, settings.keys, &settings.iuv_floors)
         .await?
         .with_citizen_events(settings.fascicolo.is_some())
-        .with_plain_keys_composed(settings.recon_plain_keys_composed);
+        .with_plain_keys_composed(settings.recon_plain_keys_composed)
+        .with_reconciled_creditors(settings.treasury_accounts.creditors());
     Ok(match settings.recon_iuvs_per_slice {
         Some(iuvs) => store.with_reconciliation_slice(iuvs),
         None => store,
@@ -122,7 +123,8 @@ impl Application {
             .await?
             .with_io_scheduling(io.as_ref().map(|c| c.scheduling()).unwrap_or_default())
             .with_citizen_events(fascicolo.is_some())
-            .with_plain_keys_composed(settings.recon_plain_keys_composed);
+            .with_plain_keys_composed(settings.recon_plain_keys_composed)
+            .with_reconciled_creditors(treasury_accounts.creditors());
         if let Some(iuvs) = settings.recon_iuvs_per_slice {
             store = store.with_reconciliation_slice(iuvs);
         }

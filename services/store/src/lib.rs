@@ -63,6 +63,9 @@ pub struct Store {
     /// Imports leave plain keys' labels unwritten, composed when read
     /// (`reconciliation::plain`).
     recon_plain_keys_composed: bool,
+    /// Creditors set up for reconciliation (a treasury account or OPI code configured): their
+    /// receipts are labelled before any import of theirs (`reconciliation::catch_up`).
+    recon_configured: Arc<std::collections::BTreeSet<String>>,
     /// When the outbox's statistics were last refreshed (seconds since the epoch), shared
     /// by every handle on this database.
     outbox_analyzed_at: Arc<std::sync::atomic::AtomicU64>,
@@ -105,6 +108,7 @@ impl Store {
             citizen_events: false,
             recon_iuvs_per_slice: reconciliation::DEFAULT_IUVS_PER_SLICE,
             recon_plain_keys_composed: false,
+            recon_configured: Arc::default(),
             outbox_analyzed_at: Arc::default(),
             outbox_queued: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
@@ -145,6 +149,24 @@ impl Store {
     /// Whether imports leave plain keys' labels unwritten.
     pub(crate) fn recon_plain_keys_composed(&self) -> bool {
         self.recon_plain_keys_composed
+    }
+
+    /// The same store taking `creditors` (those with a treasury account or an OPI entity code
+    /// configured) as reconciled from the start: their receipts are labelled before their
+    /// first import, so a read after the day's receipts shows them `RT_NO_IUF`, and their
+    /// history starts from the receipt. Any other creditor's reconciliation begins with its
+    /// first import or refresh.
+    pub fn with_reconciled_creditors(
+        mut self,
+        creditors: impl IntoIterator<Item = String>,
+    ) -> Self {
+        self.recon_configured = Arc::new(creditors.into_iter().collect());
+        self
+    }
+
+    /// Whether `creditor` is set up for reconciliation in the configuration.
+    pub(crate) fn recon_configured(&self, creditor: &str) -> bool {
+        self.recon_configured.contains(creditor)
     }
 
     /// The database connection.

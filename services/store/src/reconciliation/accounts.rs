@@ -2,7 +2,7 @@
 //! (`treasury_ibans` in the configuration), OPI giornali by the entity code
 //! (`opi_entity_code`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The creditors' treasury accounts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -66,5 +66,15 @@ impl TreasuryAccounts {
     /// The creditor whose OPI entity code `code` is.
     pub fn creditor_of_opi_code(&self, code: &str) -> Option<&str> {
         self.opi_codes.get(code).map(String::as_str)
+    }
+
+    /// The creditors with a treasury account or an OPI entity code: those the operator set up
+    /// for reconciliation.
+    pub fn creditors(&self) -> BTreeSet<String> {
+        self.ibans
+            .values()
+            .chain(self.opi_codes.values())
+            .cloned()
+            .collect()
     }
 }

@@ -15,11 +15,12 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use crate::{AppError, Store};
 
 impl Store {
-    /// The creditors whose reconciliation has begun (an import or a refresh labelled
-    /// something of theirs) with booked receipts not labelled yet; of `creditor` only, when
-    /// given. A creditor never reconciled is left alone: the Città Metropolitana, paid its
-    /// TEFA inside Milan's TARI receipts, stays another beneficiary of Milan's receipts
-    /// unless its own reconciliation is started.
+    /// The creditors whose reconciliation has begun (set up in the configuration with a
+    /// treasury account or an OPI entity code, or an import or a refresh labelled something of
+    /// theirs) with booked receipts not labelled yet; of `creditor` only, when given. A
+    /// creditor never reconciled is left alone: the Città Metropolitana, paid its TEFA inside
+    /// Milan's TARI receipts, stays another beneficiary of Milan's receipts unless its own
+    /// reconciliation is started.
     pub async fn reconciliation_queued_creditors(
         &self,
         creditor: Option<&str>,
@@ -35,15 +36,20 @@ impl Store {
                 .collect(),
         };
         let backend = self.db().get_database_backend();
-        let sql = if backend == DbBackend::Postgres {
-            "SELECT EXISTS (SELECT 1 FROM recon_pending_iuv WHERE creditor_fiscal_code = $1) \
-             AND EXISTS (SELECT 1 FROM recon_label WHERE creditor_fiscal_code = $1) AS due"
-        } else {
-            "SELECT EXISTS (SELECT 1 FROM recon_pending_iuv WHERE creditor_fiscal_code = ?1) \
-             AND EXISTS (SELECT 1 FROM recon_label WHERE creditor_fiscal_code = ?1) AS due"
-        };
+        let queued = "EXISTS (SELECT 1 FROM recon_pending_iuv WHERE creditor_fiscal_code = $1)";
+        let labelled = "EXISTS (SELECT 1 FROM recon_label WHERE creditor_fiscal_code = $1)";
         let mut due = Vec::new();
         for candidate in candidates {
+            let sql = if self.recon_configured(&candidate) {
+                format!("SELECT {queued} AS due")
+            } else {
+                format!("SELECT {queued} AND {labelled} AS due")
+            };
+            let sql = if backend == DbBackend::Postgres {
+                sql
+            } else {
+                sql.replace("$1", "?1")
+            };
             let row = self
                 .db()
                 .query_one_raw(Statement::from_sql_and_values(
