@@ -19,6 +19,7 @@ pub mod tls_config;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -278,10 +279,17 @@ impl Application {
                     .with_graceful_shutdown(soap_stopped)
                     .into_future(),
             ),
+            // As the TLS listener does: a response written in two pieces must not wait for
+            // the Node's delayed acknowledgement of the first (Nagle's algorithm).
             None => tokio::spawn(
-                axum::serve(self.soap_listener, soap_router)
-                    .with_graceful_shutdown(soap_stopped)
-                    .into_future(),
+                axum::serve(
+                    self.soap_listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    }),
+                    soap_router,
+                )
+                .with_graceful_shutdown(soap_stopped)
+                .into_future(),
             ),
         };
         let (stop_tls, tls_stopped) = tokio::sync::oneshot::channel::<()>();
