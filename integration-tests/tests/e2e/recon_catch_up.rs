@@ -84,6 +84,26 @@ async fn notices(app: &TestApp) -> anyhow::Result<(pb::Installment, pb::Installm
     ))
 }
 
+/// The Node delivers the receipts of the TARI (`rt-late-tari`) and of the fee (`rt-late-fee`),
+/// both paid on the 23rd.
+async fn pay_tari_and_fee(
+    app: &TestApp,
+    tari: &pb::Installment,
+    fee: &pb::Installment,
+) -> anyhow::Result<()> {
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(tari, "rt-late-tari", "BCITITMM", "2026-11-23T10:00:00"),
+    )
+    .await?;
+    node::deliver_receipt(
+        app.soap_addr,
+        &ReceiptSpec::paying(fee, "rt-late-fee", "BCITITMM", "2026-11-23T11:00:00"),
+    )
+    .await?;
+    Ok(())
+}
+
 /// The TARI's flow, regulated on the 24th.
 fn tari_flow(tari: &pb::Installment) -> String {
     flow(
@@ -155,16 +175,7 @@ async fn receipts_after_the_last_document_are_labelled_before_any_read_answers(
         MILANO_BANK.to_owned(),
     )];
     node::deliver_receipt(app.soap_addr, &odd).await?;
-    node::deliver_receipt(
-        app.soap_addr,
-        &ReceiptSpec::paying(&tari, "rt-late-tari", "BCITITMM", "2026-11-23T10:00:00"),
-    )
-    .await?;
-    node::deliver_receipt(
-        app.soap_addr,
-        &ReceiptSpec::paying(&fee, "rt-late-fee", "BCITITMM", "2026-11-23T11:00:00"),
-    )
-    .await?;
+    pay_tari_and_fee(&app, &tari, &fee).await?;
 
     // The very next read answers with the receipts counted.
     let after = keys_of(&mut client, &tari.iuv).await?;
@@ -306,16 +317,7 @@ async fn a_configured_creditors_receipts_read_rt_no_iuf_before_any_document(
     let app = TestApp::spawn(engine).await?;
     let mut client = app.reconciliation().await?;
     let (tari, fee) = notices(&app).await?;
-    node::deliver_receipt(
-        app.soap_addr,
-        &ReceiptSpec::paying(&tari, "rt-late-tari", "BCITITMM", "2026-11-23T10:00:00"),
-    )
-    .await?;
-    node::deliver_receipt(
-        app.soap_addr,
-        &ReceiptSpec::paying(&fee, "rt-late-fee", "BCITITMM", "2026-11-23T11:00:00"),
-    )
-    .await?;
+    pay_tari_and_fee(&app, &tari, &fee).await?;
 
     // No document and no refresh: the read labels the receipts booked.
     let listed = client
