@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, Statement};
 
 use crate::{AppError, Store};
 
@@ -45,11 +45,7 @@ impl Store {
             } else {
                 format!("SELECT {queued} AND {labelled} AS due")
             };
-            let sql = if backend == DbBackend::Postgres {
-                sql
-            } else {
-                sql.replace("$1", "?1")
-            };
+            let sql = super::restated::numbered(backend, sql);
             let row = self
                 .db()
                 .query_one_raw(Statement::from_sql_and_values(
