@@ -389,7 +389,11 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
 
+        // What the document adds, checked against what is held; stored once the relabelling
+        // has begun reading (`scope::begin`).
         let mut items = Vec::new();
+        // The header of each new flow revision, in the order of `items`.
+        let mut headers: Vec<Option<FlowHeader>> = Vec::new();
         for flow in collected.reporting_flows() {
             let held: Vec<&ReportingFlow> = held_evidence.flow_revisions(&flow.flow_id).collect();
             // A REST revision is the platform's (flow, revision); an XML flow is its
@@ -435,20 +439,13 @@ impl Store {
                 u32::try_from(held.len() + 1).unwrap_or(u32::MAX)
             };
             let flow = ReportingFlow { revision, ..flow };
-            let header = collected
-                .flows
-                .iter()
-                .find(|(h, _)| h.flow_id == flow.flow_id)
-                .map(|(h, _)| h.clone());
-            insert_flow(
-                &txn,
-                &creditor,
-                document_id,
-                &flow,
-                header.as_ref(),
-                self.recon_plain_keys_composed(),
-            )
-            .await?;
+            headers.push(
+                collected
+                    .flows
+                    .iter()
+                    .find(|(h, _)| h.flow_id == flow.flow_id)
+                    .map(|(h, _)| h.clone()),
+            );
             outcome.warnings.extend(flow.total_discrepancy());
             outcome.flows_added += 1;
             outcome.lines_added += flow.lines.len();
@@ -530,28 +527,12 @@ impl Store {
             });
             items.push(EvidenceItem::Credit(credit.clone()));
         }
-        insert_chunked(&txn, credit_rows, 11).await?;
-        let reversal_accounts: Vec<String> = collected
-            .reversals_with_accounts()
-            .map(|(_, account)| account_of(account))
-            .collect();
-        reversals::keep(
-            &txn,
-            &creditor,
-            document_id,
-            &reversal_accounts,
-            &collected.reversals,
-        )
-        .await?;
-        outcome
-            .warnings
-            .extend(duplicates::warnings(&txn, &creditor, &new_movements).await?);
         if let Some(day) = coverage {
             items.push(EvidenceItem::TreasuryCoverage(day));
         }
 
         plans::reads_planned_afresh(&txn).await?;
-        let relabelled = scope::relabel(
+        let relabelling = scope::begin(
             &txn,
             &creditor,
             &skeleton,
@@ -566,6 +547,43 @@ impl Store {
             },
         )
         .await?;
+        // The document's rows, while its first slices are read ahead. Writes keep the plan
+        // cache (`plans`).
+        let flows = items.iter().filter_map(|item| match item {
+            EvidenceItem::Flow(flow) => Some(flow),
+            _ => None,
+        });
+        let plain_keys_composed = self.recon_plain_keys_composed();
+        let reversal_accounts: Vec<String> = collected
+            .reversals_with_accounts()
+            .map(|(_, account)| account_of(account))
+            .collect();
+        let duplicate_warnings = plans::with_cached_plans(&txn, async {
+            for (flow, header) in flows.zip(&headers) {
+                insert_flow(
+                    &txn,
+                    &creditor,
+                    document_id,
+                    flow,
+                    header.as_ref(),
+                    plain_keys_composed,
+                )
+                .await?;
+            }
+            insert_chunked(&txn, credit_rows, 11).await?;
+            reversals::keep(
+                &txn,
+                &creditor,
+                document_id,
+                &reversal_accounts,
+                &collected.reversals,
+            )
+            .await?;
+            duplicates::warnings(&txn, &creditor, &new_movements).await
+        })
+        .await?;
+        outcome.warnings.extend(duplicate_warnings);
+        let relabelled = relabelling.finish().await?;
         outcome.label_changes = relabelled.label_changes;
         // The books follow the evidence in the same transaction: neither is ever committed
         // without the other.

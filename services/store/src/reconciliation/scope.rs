@@ -225,6 +225,8 @@ struct Pass<'a, R> {
     after: Evidence,
     /// Reads each slice's receipts and held lines, ahead when it can.
     reader: SliceReader,
+    /// Slices planned and not yet being read.
+    waiting: VecDeque<Planned>,
     /// The slices planned last (at most [`SLICES_READ_AHEAD`]), being read ahead while the
     /// one before them is relabelled.
     ahead: VecDeque<(Planned, Reading)>,
@@ -275,7 +277,15 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         first: &mut bool,
         out: &mut Relabelled,
     ) -> Result<(), AppError> {
-        for planned in self.plan(iuvs, part, first) {
+        let planned = self.plan(iuvs, part, first);
+        self.waiting.extend(planned);
+        self.pump(out).await
+    }
+
+    /// Starts reading the slices waiting, each relabelling the oldest one read once more
+    /// than [`SLICES_READ_AHEAD`] are being read.
+    async fn pump(&mut self, out: &mut Relabelled) -> Result<(), AppError> {
+        while let Some(planned) = self.waiting.pop_front() {
             let reading = self.reader.start(&planned.slice, planned.stored);
             self.ahead.push_back((planned, reading));
             if self.ahead.len() > SLICES_READ_AHEAD {
@@ -286,8 +296,21 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
         Ok(())
     }
 
+    /// Starts reading the first slices waiting, as many as [`Pass::pump`] reads at once,
+    /// relabelling none: their reads go on while the transaction does something else.
+    fn prime(&mut self) {
+        while self.ahead.len() <= SLICES_READ_AHEAD {
+            let Some(planned) = self.waiting.pop_front() else {
+                break;
+            };
+            let reading = self.reader.start(&planned.slice, planned.stored);
+            self.ahead.push_back((planned, reading));
+        }
+    }
+
     /// Relabels the slice still waiting (the import's last).
     async fn finish(&mut self, out: &mut Relabelled) -> Result<(), AppError> {
+        self.pump(out).await?;
         while let Some((planned, reading)) = self.ahead.pop_front() {
             self.relabel_planned(planned, reading, out).await?;
         }
@@ -677,6 +700,54 @@ pub(crate) async fn relabel(
     refuse: impl Fn(String) -> AppError,
     relabelling: Relabelling,
 ) -> Result<Relabelled, AppError> {
+    begin(
+        txn,
+        creditor,
+        skeleton,
+        items,
+        document,
+        refuse,
+        relabelling,
+    )
+    .await?
+    .finish()
+    .await
+}
+
+/// A relabelling begun ([`begin`]): the document's first slices are being read ahead.
+pub(crate) struct Begun<'a, R> {
+    pass: Pass<'a, R>,
+    skeleton: &'a Skeleton,
+    before: Evidence,
+    rows: Rows,
+    /// The flows whose component the new evidence changes.
+    flows: BTreeSet<FlowId>,
+    /// The document's own IUVs.
+    iuvs: BTreeSet<String>,
+    /// The held rows of `flows`.
+    held_rows: Vec<Uuid>,
+    flows_of_document: Option<Uuid>,
+    cashed_pool: Option<DatabaseConnection>,
+    /// No slice has been relabelled yet.
+    first: bool,
+}
+
+/// [`relabel`]'s first step, which an import takes before it stores its document's rows:
+/// checks `items` against the held evidence (refusing what contradicts it) and starts reading
+/// the committed evidence of the document's first slices ahead, so that those reads overlap
+/// the transaction's inserts of the document's lines (a slice's reads take as long as its
+/// writes, and a document's first slice had nothing to overlap them). What they read is
+/// committed before the import and none of it is what the document adds. On SQLite nothing is
+/// read ahead.
+pub(crate) async fn begin<'a, R: Fn(String) -> AppError>(
+    txn: &'a DatabaseTransaction,
+    creditor: &'a str,
+    skeleton: &'a Skeleton,
+    items: &'a [EvidenceItem],
+    document: Option<(Uuid, String, String)>,
+    refuse: R,
+    relabelling: Relabelling,
+) -> Result<Begun<'a, R>, AppError> {
     let Relabelling {
         now,
         iuvs_per_slice,
@@ -757,6 +828,7 @@ pub(crate) async fn relabel(
             rows.values().copied().collect(),
             reporting_changed,
         ),
+        waiting: VecDeque::new(),
         ahead: VecDeque::new(),
         parts_before: false,
         flows_before: stored_flows_and_credits
@@ -772,142 +844,178 @@ pub(crate) async fn relabel(
             unwritten_now: plain_keys_composed,
         },
     };
-    let mut out = Relabelled::default();
     let mut first = true;
-    pass.relabel_iuvs(&iuvs, Part::Document, &mut first, &mut out)
-        .await?;
-    // A statement's keys are restated from their flows (`restated`); a flow's keys are
-    // relabelled from their evidence after any other document.
-    let restating = Restating::of_statement(&before, items).map_err(&pass.refuse)?;
-    let named_by_credits: BTreeSet<String> = pass
-        .after
-        .credits()
-        .flat_map(|h| credit_iuvs(&pass.after, &h.credit.id))
-        .collect();
-    if let Some(restating) = &restating {
-        // The keys of a flow whose keys are composed with it read as its new state without
-        // being written: only those that cannot be left so are relabelled, from evidence.
-        let composed = restated::composed_rows(txn, &held_rows).await?;
-        let composed_rows: Vec<Uuid> = composed.iter().copied().collect();
-        let relabel: BTreeSet<String> =
-            restated::iuvs_not_left_composed(txn, creditor, &composed_rows, &named_by_credits)
-                .await?
-                .into_iter()
-                .filter(|iuv| !iuvs.contains(iuv))
-                .collect();
-        pass.relabel_iuvs(&relabel, Part::Flows, &mut first, &mut out)
-            .await?;
-        // The others' keys (imported by an earlier release) are restated, and written once.
-        let held_rows: Vec<Uuid> = held_rows
-            .iter()
-            .copied()
-            .filter(|row| !composed.contains(row))
+    let planned = pass.plan(&iuvs, Part::Document, &mut first);
+    pass.waiting.extend(planned);
+    pass.prime();
+    Ok(Begun {
+        pass,
+        skeleton,
+        before,
+        rows,
+        flows,
+        iuvs,
+        held_rows,
+        flows_of_document,
+        cashed_pool,
+        first,
+    })
+}
+
+impl<R: Fn(String) -> AppError> Begun<'_, R> {
+    /// Relabels what the import reaches (see [`relabel`]), its document's rows stored.
+    pub(crate) async fn finish(self) -> Result<Relabelled, AppError> {
+        let Begun {
+            mut pass,
+            skeleton,
+            before,
+            rows,
+            flows,
+            iuvs,
+            held_rows,
+            flows_of_document,
+            cashed_pool,
+            mut first,
+        } = self;
+        let (txn, creditor, items, now) = (pass.txn, pass.creditor, pass.items, pass.now);
+        let (iuvs_per_slice, reporting_changed) = (pass.iuvs_per_slice, pass.reporting_changed);
+        let mut out = Relabelled::default();
+        // The document's own IUVs.
+        pass.pump(&mut out).await?;
+        // A statement's keys are restated from their flows (`restated`); a flow's keys are
+        // relabelled from their evidence after any other document.
+        let restating = Restating::of_statement(&before, items).map_err(&pass.refuse)?;
+        let named_by_credits: BTreeSet<String> = pass
+            .after
+            .credits()
+            .flat_map(|h| credit_iuvs(&pass.after, &h.credit.id))
             .collect();
-        let restate = Restate {
-            restating,
-            skip: &iuvs,
-            named_by_credits: &named_by_credits,
-        };
-        if ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
-            // The flows' lines merged in key order: a page's keys are neighbours in the label
-            // table's indexes.
-            for flows in held_rows.chunks(restated::FLOWS_PER_MERGE) {
-                let mut cursor = None;
-                while let Some((lines, last)) =
-                    restated::merged_page(txn, creditor, flows, cursor.as_ref(), iuvs_per_slice)
-                        .await?
-                {
-                    cursor = Some(last);
-                    pass.restate(&restate, lines, &mut first, &mut out).await?;
+        if let Some(restating) = &restating {
+            // The keys of a flow whose keys are composed with it read as its new state without
+            // being written: only those that cannot be left so are relabelled, from evidence.
+            let composed = restated::composed_rows(txn, &held_rows).await?;
+            let composed_rows: Vec<Uuid> = composed.iter().copied().collect();
+            let relabel: BTreeSet<String> =
+                restated::iuvs_not_left_composed(txn, creditor, &composed_rows, &named_by_credits)
+                    .await?
+                    .into_iter()
+                    .filter(|iuv| !iuvs.contains(iuv))
+                    .collect();
+            pass.relabel_iuvs(&relabel, Part::Flows, &mut first, &mut out)
+                .await?;
+            // The others' keys (imported by an earlier release) are restated, and written once.
+            let held_rows: Vec<Uuid> = held_rows
+                .iter()
+                .copied()
+                .filter(|row| !composed.contains(row))
+                .collect();
+            let restate = Restate {
+                restating,
+                skip: &iuvs,
+                named_by_credits: &named_by_credits,
+            };
+            if ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
+                // The flows' lines merged in key order: a page's keys are neighbours in the label
+                // table's indexes.
+                for flows in held_rows.chunks(restated::FLOWS_PER_MERGE) {
+                    let mut cursor = None;
+                    while let Some((lines, last)) =
+                        restated::merged_page(txn, creditor, flows, cursor.as_ref(), iuvs_per_slice)
+                            .await?
+                    {
+                        cursor = Some(last);
+                        pass.restate(&restate, lines, &mut first, &mut out).await?;
+                    }
                 }
-            }
-        } else {
-            for row in &held_rows {
-                let mut from = None;
-                while let Some((lines, last)) =
-                    restated::page(txn, creditor, *row, from, iuvs_per_slice).await?
-                {
-                    from = Some(last);
-                    pass.restate(&restate, lines, &mut first, &mut out).await?;
+            } else {
+                for row in &held_rows {
+                    let mut from = None;
+                    while let Some((lines, last)) =
+                        restated::page(txn, creditor, *row, from, iuvs_per_slice).await?
+                    {
+                        from = Some(last);
+                        pass.restate(&restate, lines, &mut first, &mut out).await?;
+                    }
                 }
             }
         }
-    }
-    for row in held_rows.iter().filter(|_| restating.is_none()) {
-        let mut from = None;
-        while let Some((page, last)) =
-            evidence::iuvs_of_flow_page(txn, *row, from, iuvs_per_slice).await?
-        {
-            from = Some(last);
-            let page: BTreeSet<String> = page.into_iter().filter(|i| !iuvs.contains(i)).collect();
-            pass.relabel_iuvs(&page, Part::Flows, &mut first, &mut out)
+        for row in held_rows.iter().filter(|_| restating.is_none()) {
+            let mut from = None;
+            while let Some((page, last)) =
+                evidence::iuvs_of_flow_page(txn, *row, from, iuvs_per_slice).await?
+            {
+                from = Some(last);
+                let page: BTreeSet<String> =
+                    page.into_iter().filter(|i| !iuvs.contains(i)).collect();
+                pass.relabel_iuvs(&page, Part::Flows, &mut first, &mut out)
+                    .await?;
+            }
+        }
+        let mut after_iuv: Option<String> = None;
+        loop {
+            let Some((queued, last)) =
+                take_pending(txn, creditor, after_iuv.as_deref(), iuvs_per_slice).await?
+            else {
+                break;
+            };
+            after_iuv = Some(last);
+            pass.relabel_iuvs(&queued, Part::Queue, &mut first, &mut out)
                 .await?;
         }
-    }
-    let mut after_iuv: Option<String> = None;
-    loop {
-        let Some((queued, last)) =
-            take_pending(txn, creditor, after_iuv.as_deref(), iuvs_per_slice).await?
-        else {
-            break;
-        };
-        after_iuv = Some(last);
-        pass.relabel_iuvs(&queued, Part::Queue, &mut first, &mut out)
-            .await?;
-    }
-    pass.finish(&mut out).await?;
-    if let Some(document) = flows_of_document {
-        // Every key of the document's flows is labelled now, composed with its flow.
-        restated::mark_composed(txn, document).await?;
-    }
-    let Pass { after, refuse, .. } = pass;
+        pass.finish(&mut out).await?;
+        if let Some(document) = flows_of_document {
+            // Every key of the document's flows is labelled now, composed with its flow.
+            restated::mark_composed(txn, document).await?;
+        }
+        let Pass { after, refuse, .. } = pass;
 
-    // `cashed`: each changed component with its flows' whole latest lines.
-    let mut done: BTreeSet<FlowId> = BTreeSet::new();
-    let mut components: Vec<(BTreeSet<CreditId>, Vec<Uuid>)> = Vec::new();
-    for flow_id in &flows {
-        if done.contains(flow_id) {
-            continue;
-        }
-        let component = component_of_flow(&after, flow_id);
-        done.extend(component.flow_ids.iter().cloned());
-        if component.credit_ids.is_empty() {
-            continue;
-        }
-        let rows: Vec<Uuid> = component
-            .flow_ids
-            .iter()
-            .filter_map(|f| latest_row(&rows, &after, f))
-            .collect();
-        components.push((component.credit_ids, rows));
-    }
-    // A document's own lines are not committed: its components are read in the transaction.
-    let mut reader = cashed_ahead::ComponentReader::start(
-        cashed_pool.filter(|_| !reporting_changed),
-        creditor,
-        components.iter().map(|(_, rows)| rows.clone()).collect(),
-    );
-    for (credit_ids, rows) in &components {
-        let CashedReads { mut lines, notices } = reader.next(txn, rows).await?;
-        let mut evidence = Evidence::new();
-        for item in skeleton_items(skeleton, &mut lines)
-            .into_iter()
-            .chain(items.iter().cloned())
-        {
-            evidence.add(item).map_err(|e| refuse(e.to_string()))?;
-        }
-        let notices = match notices {
-            Some(notices) => notices,
-            None => {
-                let iuvs: BTreeSet<String> = evidence
-                    .latest_flows()
-                    .flat_map(|f| f.lines.iter().map(|l| l.key.iuv.as_str().to_owned()))
-                    .collect();
-                books::notices_of(txn, creditor, &iuvs).await?
+        // `cashed`: each changed component with its flows' whole latest lines.
+        let mut done: BTreeSet<FlowId> = BTreeSet::new();
+        let mut components: Vec<(BTreeSet<CreditId>, Vec<Uuid>)> = Vec::new();
+        for flow_id in &flows {
+            if done.contains(flow_id) {
+                continue;
             }
-        };
-        out.ledger_entries +=
-            books::post_cashed(txn, creditor, &evidence, &notices, credit_ids, now).await?;
+            let component = component_of_flow(&after, flow_id);
+            done.extend(component.flow_ids.iter().cloned());
+            if component.credit_ids.is_empty() {
+                continue;
+            }
+            let rows: Vec<Uuid> = component
+                .flow_ids
+                .iter()
+                .filter_map(|f| latest_row(&rows, &after, f))
+                .collect();
+            components.push((component.credit_ids, rows));
+        }
+        // A document's own lines are not committed: its components are read in the transaction.
+        let mut reader = cashed_ahead::ComponentReader::start(
+            cashed_pool.filter(|_| !reporting_changed),
+            creditor,
+            components.iter().map(|(_, rows)| rows.clone()).collect(),
+        );
+        for (credit_ids, rows) in &components {
+            let CashedReads { mut lines, notices } = reader.next(txn, rows).await?;
+            let mut evidence = Evidence::new();
+            for item in skeleton_items(skeleton, &mut lines)
+                .into_iter()
+                .chain(items.iter().cloned())
+            {
+                evidence.add(item).map_err(|e| refuse(e.to_string()))?;
+            }
+            let notices = match notices {
+                Some(notices) => notices,
+                None => {
+                    let iuvs: BTreeSet<String> = evidence
+                        .latest_flows()
+                        .flat_map(|f| f.lines.iter().map(|l| l.key.iuv.as_str().to_owned()))
+                        .collect();
+                    books::notices_of(txn, creditor, &iuvs).await?
+                }
+            };
+            out.ledger_entries +=
+                books::post_cashed(txn, creditor, &evidence, &notices, credit_ids, now).await?;
+        }
+        Ok(out)
     }
-    Ok(out)
 }
