@@ -285,9 +285,7 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
     /// Starts reading the slices waiting, each relabelling the oldest one read once more
     /// than [`SLICES_READ_AHEAD`] are being read.
     async fn pump(&mut self, out: &mut Relabelled) -> Result<(), AppError> {
-        while let Some(planned) = self.waiting.pop_front() {
-            let reading = self.reader.start(&planned.slice, planned.stored);
-            self.ahead.push_back((planned, reading));
+        while self.start_next() {
             if self.ahead.len() > SLICES_READ_AHEAD {
                 let (before, its_reading) = self.ahead.pop_front().expect("just pushed");
                 self.relabel_planned(before, its_reading, out).await?;
@@ -299,16 +297,20 @@ impl<R: Fn(String) -> AppError> Pass<'_, R> {
     /// Starts reading the first slices waiting, as many as [`Pass::pump`] reads at once,
     /// relabelling none: their reads go on while the transaction does something else.
     fn prime(&mut self) {
-        while self.ahead.len() <= SLICES_READ_AHEAD {
-            let Some(planned) = self.waiting.pop_front() else {
-                break;
-            };
-            let reading = self.reader.start(&planned.slice, planned.stored);
-            self.ahead.push_back((planned, reading));
-        }
+        while self.ahead.len() <= SLICES_READ_AHEAD && self.start_next() {}
     }
 
-    /// Relabels the slice still waiting (the import's last).
+    /// Starts reading the next slice waiting, if there is one.
+    fn start_next(&mut self) -> bool {
+        let Some(planned) = self.waiting.pop_front() else {
+            return false;
+        };
+        let reading = self.reader.start(&planned.slice, planned.stored);
+        self.ahead.push_back((planned, reading));
+        true
+    }
+
+    /// Relabels the slices still waiting or being read (the import's last).
     async fn finish(&mut self, out: &mut Relabelled) -> Result<(), AppError> {
         self.pump(out).await?;
         while let Some((planned, reading)) = self.ahead.pop_front() {
